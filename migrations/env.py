@@ -1,0 +1,24 @@
+"""Alembic environment: the URL comes from the app (portal.migrate) or -x url=..."""
+from __future__ import annotations
+
+from alembic import context
+
+from portal.db import Base, make_engine
+import portal.models  # noqa: F401  (fills Base.metadata)
+
+config = context.config
+url = config.attributes.get("database_url") or context.get_x_argument(as_dictionary=True).get("url")
+if not url:
+    raise SystemExit("No database URL: run through `flask --app wsgi db upgrade` or pass -x url=...")
+
+engine = make_engine(url)
+with engine.connect() as connection:
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+engine.dispose()

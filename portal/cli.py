@@ -1,0 +1,108 @@
+"""Command-line tools, all under `flask --app wsgi`."""
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup, with_appcontext
+from sqlalchemy import select
+
+from portal import links, migrate, record
+from portal.auth import ALL_STAFF, create_staff
+from portal.db import get_db
+from portal.demo import DEMO_PASSWORD, seed_demo
+from portal.models import Account
+
+
+def register(app: Flask) -> None:
+    app.cli.add_command(db_group)
+    app.cli.add_command(seed_demo_command)
+    app.cli.add_command(demo_info_command)
+    app.cli.add_command(create_staff_command)
+    app.cli.add_command(verify_record_command)
+
+
+@click.group("db", cls=AppGroup)
+def db_group() -> None:
+    """Database schema (Alembic migrations)."""
+
+
+@db_group.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION (default: the latest)."""
+    migrate.upgrade(current_app, revision)
+    click.echo(f"Database is at {revision}.")
+
+
+@db_group.command("downgrade")
+@click.argument("revision")
+def db_downgrade(revision: str) -> None:
+    """Revert migrations down to REVISION ('base' empties the database)."""
+    migrate.downgrade(current_app, revision)
+    click.echo(f"Database is at {revision}.")
+
+
+@click.command("seed-demo")
+@with_appcontext
+def seed_demo_command() -> None:
+    """Add a demo company, staff logins and accounts (does nothing if staff exist already)."""
+    created = seed_demo(get_db())
+    if created:
+        click.echo("Demo data added.")
+    else:
+        click.echo("Staff users exist already; demo data left alone.")
+    click.echo(f"Demo staff login: admin@example.com / {DEMO_PASSWORD}")
+
+
+@click.command("demo-info")
+@with_appcontext
+def demo_info_command() -> None:
+    """Print the demo staff login and a fresh welcome link for the demo customer."""
+    session = get_db()
+    account = session.scalars(select(Account).where(Account.deleted_at.is_(None)).order_by(Account.id)).first()
+    click.echo("")
+    click.echo(f"  Staff sign-in:  {current_app.config['PUBLIC_BASE_URL']}/staff/login")
+    click.echo(f"  Demo login:     admin@example.com / {DEMO_PASSWORD}")
+    if account is not None:
+        url = links.issue_welcome_link(account)
+        session.commit()
+        click.echo(f"  Welcome link for {account.customer.name}: {url}")
+    click.echo("")
+
+
+@click.command("create-staff")
+@with_appcontext
+@click.argument("email")
+@click.option("--role", type=click.Choice(ALL_STAFF), required=True, help="What the user may do.")
+@click.option("--name", default="", help="Name shown to colleagues.")
+@click.password_option(help="At least 10 characters; asked for when not given.")
+def create_staff_command(email: str, role: str, name: str, password: str) -> None:
+    """Create a staff user who signs in with EMAIL."""
+    session = get_db()
+    try:
+        create_staff(session, email, password, role, name)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    session.commit()
+    click.echo(f"Created {role} {email}.")
+
+
+@click.command("verify-record")
+@with_appcontext
+@click.argument("account_id", required=False, type=int)
+def verify_record_command(account_id: int | None) -> None:
+    """Check the hash chain of one account's service record, or of every account."""
+    session = get_db()
+    ids = [account_id] if account_id is not None else record.accounts_with_entries(session)
+    for current in ids:
+        broken = record.verify_chain(session, current)
+        if broken is not None:
+            click.echo(
+                f"Account {broken.account_id}: broken at entry {broken.seq} "
+                f"(id {broken.entry_id}): {broken.reason}.",
+                err=True,
+            )
+            sys.exit(1)
+    click.echo(f"Service record intact for {len(ids)} account(s).")

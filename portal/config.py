@@ -1,0 +1,107 @@
+"""Settings, read from the environment (and a `.env` file) in one place.
+
+Secrets have no production default: a production start without `SECRET_KEY` fails loudly,
+while development generates one and keeps it in the instance folder so sessions survive restarts.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(RuntimeError):
+    """Raised at start-up when the environment cannot run the app safely."""
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
+
+
+def from_environment(instance_path: str) -> dict[str, Any]:
+    """Collect every setting the design lists, with development-friendly defaults."""
+    env = os.environ.get("PORTAL_ENV", os.environ.get("FLASK_ENV", "development"))
+    instance = Path(instance_path)
+    return {
+        "ENV_NAME": env,
+        "SECRET_KEY": os.environ.get("SECRET_KEY") or None,
+        "SECRET_KEY_FALLBACKS": [
+            key for key in os.environ.get("SECRET_KEY_FALLBACKS", "").split(",") if key
+        ],
+        "DATABASE_URL": os.environ.get("DATABASE_URL")
+        or f"sqlite:///{instance / 'portal.sqlite3'}",
+        "MAIL_BACKEND": os.environ.get("MAIL_BACKEND", "file"),
+        "MAIL_FROM": os.environ.get("MAIL_FROM", "Handoff Portal <no-reply@localhost>"),
+        "MAIL_OUTBOX_DIR": os.environ.get("MAIL_OUTBOX_DIR", str(instance / "outbox")),
+        "SMTP_HOST": os.environ.get("SMTP_HOST", "localhost"),
+        "SMTP_PORT": _int("SMTP_PORT", 25),
+        "SMTP_USER": os.environ.get("SMTP_USER") or None,
+        "SMTP_PASSWORD": os.environ.get("SMTP_PASSWORD") or None,
+        "SMTP_STARTTLS": _bool(os.environ.get("SMTP_STARTTLS")),
+        "SMTP_TIMEOUT": _int("SMTP_TIMEOUT", 15),
+        "STRIPE_SECRET_KEY": os.environ.get("STRIPE_SECRET_KEY") or None,
+        "STRIPE_WEBHOOK_SECRET": os.environ.get("STRIPE_WEBHOOK_SECRET") or None,
+        "STRIPE_API_BASE": os.environ.get("STRIPE_API_BASE") or None,
+        "STRIPE_TIMEOUT": _int("STRIPE_TIMEOUT", 10),
+        "PUBLIC_BASE_URL": os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000"),
+        "LINK_MAX_AGE_DAYS": _int("LINK_MAX_AGE_DAYS", 14),
+        "CUSTOMER_SESSION_IDLE_HOURS": _int("CUSTOMER_SESSION_IDLE_HOURS", 12),
+        "REMINDER_NOT_OPENED_DAYS": _int("REMINDER_NOT_OPENED_DAYS", 3),
+        "REMINDER_NOT_FINISHED_DAYS": _int("REMINDER_NOT_FINISHED_DAYS", 5),
+        "REMINDER_MAX": _int("REMINDER_MAX", 2),
+        "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", 1024 * 1024),
+        "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
+        "LOGIN_LIMIT_PER_ACCOUNT": os.environ.get("LOGIN_LIMIT_PER_ACCOUNT", "5 per 15 minutes"),
+        "LOGIN_LIMIT_PER_CLIENT": os.environ.get("LOGIN_LIMIT_PER_CLIENT", "20 per 15 minutes"),
+        "SESSION_COOKIE_SECURE": _bool(
+            os.environ.get("SESSION_COOKIE_SECURE"), default=env == "production"
+        ),
+        "TRUST_PROXY": _int("TRUST_PROXY", 0),
+    }
+
+
+def finalise(config: dict[str, Any], instance_path: str) -> None:
+    """Derive the settings that depend on others and refuse unsafe production settings."""
+    production = config["ENV_NAME"] == "production"
+    if not config.get("SECRET_KEY"):
+        if production and not config.get("TESTING"):
+            raise ConfigError(
+                "SECRET_KEY is not set. Production needs a long random SECRET_KEY in the "
+                "environment, e.g. python -c 'import secrets; print(secrets.token_hex(32))'."
+            )
+        config["SECRET_KEY"] = _development_secret(Path(instance_path))
+    secure = config["SESSION_COOKIE_SECURE"]
+    config.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_SECURE=secure,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_DURATION=60 * 60 * 24 * 14,
+        PREFERRED_URL_SCHEME="https" if secure else "http",
+        RATELIMIT_HEADERS_ENABLED=True,
+        WTF_CSRF_TIME_LIMIT=None,
+    )
+
+
+def _development_secret(instance: Path) -> str:
+    """Generate once and keep, so a restart does not sign everyone out."""
+    instance.mkdir(parents=True, exist_ok=True)
+    key_file = instance / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_hex(32))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()

@@ -1,0 +1,316 @@
+"""The data model. Business rules live in the service modules, not here."""
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+)
+from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column, relationship
+
+from portal.db import Base, UTCDateTime, utcnow
+
+
+class Role(str, enum.Enum):
+    ADMIN = "admin"
+    OFFICE = "office"
+    SALES = "sales"
+    TECHNICIAN = "technician"
+
+
+class PromiseKind(str, enum.Enum):
+    VISIT_DAY = "visit_day"
+    START_DATE = "start_date"
+    GATE_ACCESS = "gate_access"
+    SAFETY = "safety"
+    EQUIPMENT = "equipment"
+    PRICE = "price"
+    BILLING = "billing"
+    CUSTOM = "custom"
+
+
+class AccountStatus(str, enum.Enum):
+    DRAFT = "draft"
+    LINK_SENT = "link_sent"
+    OPENED = "opened"
+    IN_PROGRESS = "in_progress"
+    SIGNED = "signed"
+
+
+class Outcome(str, enum.Enum):
+    PROMISED = "promised"
+    CONFIRMED = "confirmed"
+    CHANGED = "changed"
+    DISPUTED = "disputed"
+    RESOLVED = "resolved"
+    ASSIGNED = "assigned"
+
+
+class CompanySettings(Base):
+    __tablename__ = "company_settings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    phone: Mapped[str] = mapped_column(String(40), default="")
+    email: Mapped[str] = mapped_column(String(254), default="")
+    office_email: Mapped[str] = mapped_column(String(254), default="")
+    logo_url: Mapped[str] = mapped_column(String(500), default="")
+    brand_color: Mapped[str] = mapped_column(String(7), default="#0b5cab")
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    timezone: Mapped[str] = mapped_column(String(64), default="America/Phoenix")
+    readiness_checklist: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class StaffUser(Base):
+    __tablename__ = "staff_users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(120), default="")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(20))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Flask-Login identifies sessions by this, not the primary key, so rotating it
+    # (password change, deactivation) signs every session and remember-cookie out.
+    session_token: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    # Flask-Login protocol
+    @property
+    def is_active(self) -> bool:
+        return self.active
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_anonymous(self) -> bool:
+        return False
+
+    def get_id(self) -> str:
+        return self.session_token
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.email
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    email: Mapped[str] = mapped_column(String(254), index=True)
+    phone: Mapped[str] = mapped_column(String(40), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    accounts: Mapped[list[Account]] = relationship(back_populates="customer")
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+    __table_args__ = (
+        Index("ix_accounts_status_first_visit", "status", "first_visit"),
+        Index("ix_accounts_salesperson_first_visit", "salesperson_id", "first_visit"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    service_address: Mapped[str] = mapped_column(String(300))
+    plan: Mapped[str] = mapped_column(String(120))
+    price_cents: Mapped[int] = mapped_column(Integer)
+    first_visit: Mapped[date | None] = mapped_column(Date, index=True)
+    salesperson_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    status: Mapped[str] = mapped_column(String(20), default=AccountStatus.DRAFT.value)
+    # Staff-only context from the sale; the customer never confirms these.
+    why_chose_us: Mapped[str] = mapped_column(Text, default="")
+    concerns: Mapped[str] = mapped_column(Text, default="")
+    contact_preference: Mapped[str] = mapped_column(Text, default="")
+    # Only a hash of the current link nonce; re-sending rotates it and revokes old links.
+    link_nonce_hash: Mapped[str | None] = mapped_column(String(64))
+    link_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    link_opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    signed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
+    last_reminder_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    billing_method: Mapped[str | None] = mapped_column(String(20))
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    card_brand: Mapped[str | None] = mapped_column(String(20))
+    card_last4: Mapped[str | None] = mapped_column(String(4))
+    card_exp: Mapped[str | None] = mapped_column(String(7))
+    stripe_payment_method_id: Mapped[str | None] = mapped_column(String(255))
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Two staff saving the same account: the second save is refused, not silently lost.
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+    customer: Mapped[Customer] = relationship(back_populates="accounts", lazy="joined")
+    salesperson: Mapped[StaffUser | None] = relationship(lazy="joined")
+    items: Mapped[list[PromiseItem]] = relationship(
+        back_populates="account", order_by="PromiseItem.position"
+    )
+
+
+class PromiseItem(Base):
+    __tablename__ = "promise_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    label: Mapped[str] = mapped_column(String(120), default="")
+    promised_value: Mapped[str] = mapped_column(Text)
+    promised_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    account: Mapped[Account] = relationship(back_populates="items")
+
+
+class RecordEntry(Base):
+    """One line of an account's service record. Append-only; chained by hash per account."""
+
+    __tablename__ = "record_entries"
+    __table_args__ = (
+        UniqueConstraint("account_id", "seq", name="uq_record_entries_account_seq"),
+        Index("ix_record_entries_item_seq", "item_id", "seq"),
+        Index("ix_record_entries_outcome_created", "outcome", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("promise_items.id"))
+    event: Mapped[str] = mapped_column(String(40))
+    promised_value: Mapped[str | None] = mapped_column(Text)
+    confirmed_value: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str | None] = mapped_column(String(20))
+    actor: Mapped[str] = mapped_column(String(40))
+    note: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    request_id: Mapped[str] = mapped_column(String(64), default="")
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AppendOnlyError(RuntimeError):
+    """Raised when code tries to change or remove a service record entry."""
+
+
+@event.listens_for(RecordEntry, "before_update")
+def _refuse_update(*_args: Any) -> None:
+    raise AppendOnlyError("service record entries are append-only; write a new entry instead")
+
+
+@event.listens_for(RecordEntry, "before_delete")
+def _refuse_delete(*_args: Any) -> None:
+    raise AppendOnlyError("service record entries are never deleted")
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _refuse_bulk_changes(state: ORMExecuteState) -> None:
+    if (state.is_update or state.is_delete) and any(
+        mapper.class_ is RecordEntry for mapper in state.all_mappers
+    ):
+        raise AppendOnlyError("bulk UPDATE/DELETE of service record entries is refused")
+
+
+class OutboxEmail(Base):
+    """An email written in the same transaction as the state change it reports."""
+
+    __tablename__ = "outbox_emails"
+    __table_args__ = (Index("ix_outbox_emails_status_next", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    to_address: Mapped[str] = mapped_column(String(254))
+    subject: Mapped[str] = mapped_column(String(300))
+    text_body: Mapped[str] = mapped_column(Text)
+    html_body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    message_id: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class FormSubmission(Base):
+    """One-time form ids: a form posted twice takes effect once."""
+
+    __tablename__ = "form_submissions"
+
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Invoice(Base):
+    __tablename__ = "invoices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    number: Mapped[str] = mapped_column(String(40), unique=True)
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    total_cents: Mapped[int] = mapped_column(Integer)
+    due_date: Mapped[date] = mapped_column(Date)
+    pay_nonce_hash: Mapped[str | None] = mapped_column(String(64))
+    stripe_checkout_session_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    lines: Mapped[list[InvoiceLine]] = relationship(order_by="InvoiceLine.position")
+
+
+class InvoiceLine(Base):
+    __tablename__ = "invoice_lines"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
+    description: Mapped[str] = mapped_column(String(300))
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class StripeEvent(Base):
+    """Every verified webhook event id, so each is processed exactly once."""
+
+    __tablename__ = "stripe_events"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(100))
+    created: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,177 @@
+"""The service record: append entries, derive current item state, verify the hash chains.
+
+Each account's entries form a chain: an entry's hash covers its own fields and the previous
+entry's hash, so an entry altered behind the application's back breaks every later link.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from flask import g, has_request_context
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from portal.db import utcnow
+from portal.models import Account, PromiseItem, RecordEntry
+
+GENESIS = "0" * 64
+
+
+def entry_digest(entry: RecordEntry, prev_hash: str) -> str:
+    fields = {
+        "account_id": entry.account_id,
+        "seq": entry.seq,
+        "item_id": entry.item_id,
+        "event": entry.event,
+        "promised_value": entry.promised_value,
+        "confirmed_value": entry.confirmed_value,
+        "outcome": entry.outcome,
+        "actor": entry.actor,
+        "note": entry.note,
+        "details": entry.details,
+        "created_at": entry.created_at.isoformat(timespec="microseconds"),
+        "request_id": entry.request_id,
+    }
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(f"{prev_hash}|{canonical}".encode()).hexdigest()
+
+
+def current_request_id() -> str:
+    return g.get("request_id", "") if has_request_context() else ""
+
+
+def append(
+    session: Session,
+    account: Account,
+    *,
+    event: str,
+    actor: str,
+    item: PromiseItem | None = None,
+    promised_value: str | None = None,
+    confirmed_value: str | None = None,
+    outcome: str | None = None,
+    note: str = "",
+    details: dict[str, Any] | None = None,
+) -> RecordEntry:
+    """Add one entry to the account's chain. The caller commits (one transaction per action)."""
+    session.flush()
+    # Serialise appends per account (PostgreSQL row lock; SQLite holds its write lock already),
+    # so two requests never both extend the chain from the same entry.
+    session.execute(select(Account.id).where(Account.id == account.id).with_for_update())
+    last = session.execute(
+        select(RecordEntry.seq, RecordEntry.hash)
+        .where(RecordEntry.account_id == account.id)
+        .order_by(RecordEntry.seq.desc())
+        .limit(1)
+    ).first()
+    seq, prev_hash = (last.seq + 1, last.hash) if last else (1, GENESIS)
+    entry = RecordEntry(
+        account_id=account.id,
+        seq=seq,
+        item_id=item.id if item is not None else None,
+        event=event,
+        promised_value=promised_value,
+        confirmed_value=confirmed_value,
+        outcome=outcome,
+        actor=actor,
+        note=note,
+        details=details or {},
+        created_at=utcnow(),
+        request_id=current_request_id(),
+        prev_hash=prev_hash,
+    )
+    entry.hash = entry_digest(entry, prev_hash)
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+@dataclass(frozen=True)
+class ItemState:
+    """An item's current state: its latest entry, read against the promise."""
+
+    item: PromiseItem
+    latest: RecordEntry | None
+
+    @property
+    def outcome(self) -> str:
+        return self.latest.outcome if self.latest and self.latest.outcome else "promised"
+
+    @property
+    def current_value(self) -> str:
+        if self.latest and self.latest.confirmed_value is not None:
+            return self.latest.confirmed_value
+        return self.item.promised_value
+
+
+def latest_entries_by_item(session: Session, account_ids: Iterable[int]) -> dict[int, RecordEntry]:
+    """The latest entry of every item of the given accounts, in one query."""
+    ids = list(account_ids)
+    if not ids:
+        return {}
+    latest_seq = (
+        select(RecordEntry.item_id, func.max(RecordEntry.seq).label("seq"))
+        .where(RecordEntry.account_id.in_(ids), RecordEntry.item_id.is_not(None))
+        .group_by(RecordEntry.item_id)
+        .subquery()
+    )
+    rows = session.scalars(
+        select(RecordEntry).join(
+            latest_seq,
+            (RecordEntry.item_id == latest_seq.c.item_id) & (RecordEntry.seq == latest_seq.c.seq),
+        )
+    )
+    return {entry.item_id: entry for entry in rows if entry.item_id is not None}
+
+
+def item_states(session: Session, account: Account) -> list[ItemState]:
+    latest = latest_entries_by_item(session, [account.id])
+    return [ItemState(item, latest.get(item.id)) for item in account.items]
+
+
+def entries_for(session: Session, account_id: int) -> list[RecordEntry]:
+    return list(
+        session.scalars(
+            select(RecordEntry).where(RecordEntry.account_id == account_id).order_by(RecordEntry.seq)
+        )
+    )
+
+
+@dataclass(frozen=True)
+class BrokenLink:
+    account_id: int
+    seq: int
+    entry_id: int
+    reason: str
+
+
+def verify_chain(session: Session, account_id: int) -> BrokenLink | None:
+    """Walk one account's chain; return the first entry whose link does not hold."""
+    entries = session.scalars(
+        select(RecordEntry)
+        .where(RecordEntry.account_id == account_id)
+        .order_by(RecordEntry.seq)
+        .execution_options(yield_per=1000)
+    )
+    with entries:  # closes the server-side cursor when we stop early
+        return _first_broken(account_id, entries)
+
+
+def _first_broken(account_id: int, entries: Iterable[RecordEntry]) -> BrokenLink | None:
+    prev_hash = GENESIS
+    for expected_seq, entry in enumerate(entries, start=1):
+        if entry.seq != expected_seq:
+            return BrokenLink(account_id, entry.seq, entry.id, f"expected entry {expected_seq}")
+        if entry.prev_hash != prev_hash:
+            return BrokenLink(account_id, entry.seq, entry.id, "previous hash does not match")
+        if entry_digest(entry, prev_hash) != entry.hash:
+            return BrokenLink(account_id, entry.seq, entry.id, "contents do not match the hash")
+        prev_hash = entry.hash
+    return None
+
+
+def accounts_with_entries(session: Session) -> list[int]:
+    return list(session.scalars(select(RecordEntry.account_id).distinct().order_by(RecordEntry.account_id)))

@@ -1,0 +1,8 @@
+"""Staff pages: sign-in, dashboard, accounts, differences, briefs."""
+from flask import Blueprint
+
+bp = Blueprint("staff", __name__)
+
+from portal.staff import routes  # noqa: E402,F401  (registers the views)
+
+__all__ = ["bp"]

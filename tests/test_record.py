@@ -1,0 +1,152 @@
+"""The service record: append-only at the ORM and database level, hash-chained, state derived."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import delete, event, select, text, update
+from sqlalchemy.exc import DatabaseError
+from sqlalchemy.orm import Session
+
+from portal import record
+from portal.models import AppendOnlyError, RecordEntry
+from tests.conftest import BACKEND
+
+
+def _first_entry(db: Session) -> RecordEntry:
+    return db.scalars(select(RecordEntry).order_by(RecordEntry.id)).first()
+
+
+def test_each_promise_gets_a_promised_entry_chained_to_the_last(db, make_account):
+    account = make_account()
+    entries = record.entries_for(db, account.id)
+    assert [e.seq for e in entries] == list(range(1, len(account.items) + 1))
+    assert {e.item_id for e in entries} == {item.id for item in account.items}
+    assert entries[0].prev_hash == record.GENESIS
+    for before, after in zip(entries, entries[1:]):
+        assert after.prev_hash == before.hash
+    assert all(e.created_at.tzinfo is not None for e in entries)
+    assert record.verify_chain(db, account.id) is None
+
+
+def test_orm_update_of_an_entry_is_refused(db, make_account):
+    make_account()
+    entry = _first_entry(db)
+    original = entry.confirmed_value
+    entry.confirmed_value = "tampered"
+    with pytest.raises(AppendOnlyError):
+        db.flush()
+    db.rollback()
+    assert _first_entry(db).confirmed_value == original
+
+
+def test_orm_delete_of_an_entry_is_refused(db, make_account):
+    make_account()
+    count = len(db.scalars(select(RecordEntry)).all())
+    db.delete(_first_entry(db))
+    with pytest.raises(AppendOnlyError):
+        db.flush()
+    db.rollback()
+    assert len(db.scalars(select(RecordEntry)).all()) == count
+
+
+@pytest.mark.parametrize("statement", [
+    update(RecordEntry).values(note="changed"),
+    delete(RecordEntry),
+])
+def test_orm_bulk_statements_are_refused(db, make_account, statement):
+    make_account()
+    with pytest.raises(AppendOnlyError):
+        db.execute(statement)
+
+
+@pytest.mark.parametrize("sql", [
+    "UPDATE record_entries SET note = 'changed'",
+    "DELETE FROM record_entries",
+])
+def test_raw_sql_update_and_delete_are_refused_by_the_database(db, make_account, sql):
+    make_account()
+    before = [(e.id, e.note) for e in db.scalars(select(RecordEntry))]
+    db.commit()
+    with pytest.raises(DatabaseError, match="append-only"):
+        db.connection().exec_driver_sql(sql)
+    db.rollback()
+    assert [(e.id, e.note) for e in db.scalars(select(RecordEntry))] == before
+
+
+def _drop_triggers(db: Session) -> None:
+    if BACKEND == "postgres":
+        db.execute(text("ALTER TABLE record_entries DISABLE TRIGGER record_entries_append_only"))
+    else:
+        db.execute(text("DROP TRIGGER record_entries_no_update"))
+
+
+def _restore_triggers(db: Session) -> None:
+    if BACKEND == "postgres":
+        db.execute(text("ALTER TABLE record_entries ENABLE TRIGGER record_entries_append_only"))
+    else:
+        db.execute(text(
+            "CREATE TRIGGER record_entries_no_update BEFORE UPDATE ON record_entries "
+            "BEGIN SELECT RAISE(ABORT, 'service record entries are append-only'); END"))
+
+
+def test_verify_record_finds_an_entry_altered_behind_the_orms_back(db, make_account, runner):
+    make_account()
+    account = make_account()
+    result = runner.invoke(args=["verify-record"])
+    assert result.exit_code == 0, result.output
+    assert "intact for 2 account(s)" in result.output
+
+    target = record.entries_for(db, account.id)[2]
+    _drop_triggers(db)
+    db.execute(text("UPDATE record_entries SET promised_value = 'Monday' WHERE id = :id"),
+               {"id": target.id})
+    _restore_triggers(db)
+    db.commit()
+
+    result = runner.invoke(args=["verify-record"])
+    assert result.exit_code == 1
+    assert f"Account {account.id}: broken at entry {target.seq}" in result.output
+    assert "contents do not match" in result.output
+    single = runner.invoke(args=["verify-record", str(account.id)])
+    assert single.exit_code == 1
+
+
+def test_current_state_is_the_latest_entry_of_each_item(db, make_account):
+    account = make_account()
+    visit, gate = account.items[0], account.items[1]
+    record.append(db, account, event="answered", actor="customer", item=visit,
+                  promised_value=visit.promised_value, confirmed_value="Thursday", outcome="changed")
+    record.append(db, account, event="answered", actor="customer", item=visit,
+                  promised_value=visit.promised_value, confirmed_value=visit.promised_value,
+                  outcome="confirmed")
+    record.append(db, account, event="answered", actor="customer", item=gate,
+                  promised_value=gate.promised_value, confirmed_value="Front gate", outcome="changed")
+    db.commit()
+
+    states = {state.item.id: state for state in record.item_states(db, account)}
+    assert states[visit.id].outcome == "confirmed"
+    assert states[visit.id].current_value == visit.promised_value
+    assert states[gate.id].outcome == "changed"
+    assert states[gate.id].current_value == "Front gate"
+    untouched = account.items[2]
+    assert states[untouched.id].outcome == "promised"
+    assert record.verify_chain(db, account.id) is None
+
+
+def test_state_of_a_whole_account_takes_one_query(db, make_account, app):
+    account = make_account()
+    for item in account.items:
+        record.append(db, account, event="answered", actor="customer", item=item,
+                      promised_value=item.promised_value, confirmed_value="x", outcome="changed")
+    db.commit()
+    account.items  # loaded before counting: the question is the state, not the items
+    statements: list[str] = []
+    engine = app.extensions["portal.engine"]
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        states = record.item_states(db, account)
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert len(states) == len(account.items)
+    assert all(state.outcome == "changed" for state in states)
+    assert len([s for s in statements if "record_entries" in s]) == 1
