@@ -61,7 +61,16 @@ def editable_company(session: Session) -> CompanySettings:
 def update_company(session: Session, company: CompanySettings, data: dict[str, Any]) -> None:
     for name in ("name", "phone", "email", "office_email", "logo_url", "brand_color", "currency"):
         setattr(company, name, (data.get(name) or "").strip())
-    company.readiness_checklist = [
-        line.strip() for line in (data.get("readiness_checklist") or "").splitlines() if line.strip()
-    ]
+    company.readiness_checklist = checklist_lines(data.get("readiness_checklist") or "")
     session.add(company)
+
+
+def form_data(company: CompanySettings) -> dict[str, Any]:
+    fields = ("name", "phone", "email", "office_email", "logo_url", "brand_color", "currency")
+    data: dict[str, Any] = {name: getattr(company, name) for name in fields}
+    data["readiness_checklist"] = "\n".join(company.readiness_checklist or [])
+    return data
+
+
+def checklist_lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]

@@ -3,6 +3,7 @@ from __future__ import annotations
 from babel.numbers import list_currencies
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, HiddenField, PasswordField, StringField, TextAreaField
+from portal.company import checklist_lines
 from wtforms.validators import DataRequired, Email, Length, Optional, Regexp, ValidationError
 
 
@@ -49,6 +50,3 @@ class CompanySettingsForm(FlaskForm):
         if any(len(line) > 120 for line in lines):
             raise ValidationError("Keep each checklist item under 120 characters.")
 
-
-def checklist_lines(text: str) -> list[str]:
-    return [line.strip() for line in text.splitlines() if line.strip()]

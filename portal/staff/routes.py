@@ -65,9 +65,7 @@ def dashboard() -> str:
 def company_settings() -> str | Response:
     session = get_db()
     company = company_service.editable_company(session)
-    form = CompanySettingsForm(obj=company)
-    if request.method == "GET":
-        form.readiness_checklist.data = "\n".join(company.readiness_checklist or [])
+    form = CompanySettingsForm(data=company_service.form_data(company))
     if form.validate_on_submit():
         company_service.update_company(session, company, form.data)
         session.commit()
