@@ -8,7 +8,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 
-from portal import links, migrate, record
+from portal import imports, links, migrate, outbox, record
 from portal.auth import ALL_STAFF, create_staff
 from portal.db import get_db
 from portal.demo import DEMO_PASSWORD, seed_demo
@@ -21,6 +21,8 @@ def register(app: Flask) -> None:
     app.cli.add_command(demo_info_command)
     app.cli.add_command(create_staff_command)
     app.cli.add_command(verify_record_command)
+    for command in (*outbox.COMMANDS, *imports.COMMANDS):
+        app.cli.add_command(command)
 
 
 @click.group("db", cls=AppGroup)

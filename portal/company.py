@@ -74,3 +74,15 @@ def form_data(company: CompanySettings) -> dict[str, Any]:
 
 def checklist_lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _luminance(colour: str) -> float:
+    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def ink_for(colour: str) -> str:
+    """White text on the brand colour when that passes WCAG AA (4.5:1), else near-black."""
+    white_contrast = 1.05 / (_luminance(colour) + 0.05)
+    return "#ffffff" if white_contrast >= 4.5 else "#111111"

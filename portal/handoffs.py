@@ -46,6 +46,16 @@ class HandoffData:
     contact_preference: str = ""
 
 
+def display_value(value: str | None, kind: str) -> str:
+    """How a promised or confirmed value reads to people (dates are stored as ISO dates)."""
+    if value and kind == PromiseKind.START_DATE.value:
+        try:
+            return date.fromisoformat(value).strftime("%A, %B %-d, %Y")
+        except ValueError:
+            return value
+    return value or ""
+
+
 def staff_actor(user: StaffUser | None) -> str:
     return f"staff:{user.id}" if user is not None else "system"
 

@@ -7,6 +7,7 @@ import secrets
 from flask import Flask, Response, g, request
 
 from portal.company import get_company
+from portal.handoffs import display_value
 from portal.money import format_money
 
 CSP = "; ".join(
@@ -30,6 +31,7 @@ def register(app: Flask) -> None:
     app.before_request(_assign_request_id)
     app.after_request(_security_headers)
     app.context_processor(lambda: {"company": get_company(), "money": format_money})
+    app.add_template_filter(display_value, "shown")
 
 
 def _assign_request_id() -> None:

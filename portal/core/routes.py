@@ -6,7 +6,7 @@ from flask import Blueprint, Response, jsonify, render_template
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from portal.company import get_company
+from portal.company import get_company, ink_for
 from portal.db import get_db
 from portal.extensions import csrf, limiter
 
@@ -43,14 +43,3 @@ def brand_css() -> Response:
     response.headers["Cache-Control"] = "public, max-age=300"
     return response
 
-
-def _luminance(colour: str) -> float:
-    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
-    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
-    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
-
-
-def ink_for(colour: str) -> str:
-    """White text on the brand colour when that passes WCAG AA (4.5:1), else near-black."""
-    white_contrast = 1.05 / (_luminance(colour) + 0.05)
-    return "#ffffff" if white_contrast >= 4.5 else "#111111"

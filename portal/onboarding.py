@@ -1,0 +1,46 @@
+"""Sending and re-sending the welcome link; each send is a record entry and an outbox email."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from portal import links, record
+from portal.company import get_company
+from portal.db import utcnow
+from portal.mail import queue_email
+from portal.models import Account, AccountStatus, OutboxEmail
+
+
+@dataclass(frozen=True)
+class WelcomeSent:
+    email: OutboxEmail
+    url: str
+
+
+class OnboardingClosed(ValueError):
+    """The customer has signed; changes go through 'ask for a change'."""
+
+
+def send_welcome(session: Session, account: Account, actor: str) -> WelcomeSent:
+    """Issue a new link (revoking any older one), queue the welcome email, record the send."""
+    if account.status == AccountStatus.SIGNED.value:
+        raise OnboardingClosed("This customer has signed already; the link cannot be re-sent.")
+    first_send = account.link_sent_at is None
+    url = links.issue_welcome_link(account)
+    email = queue_email(
+        session,
+        template="welcome" if first_send else "welcome_resent",
+        to=account.customer.email,
+        subject=f"{get_company().name}: please confirm your pool service",
+        context={"account": account, "items": account.items, "url": url,
+                 "expires_days": links.max_age().days},
+        account=account,
+    )
+    account.link_sent_at = utcnow()
+    if account.status == AccountStatus.DRAFT.value:
+        account.status = AccountStatus.LINK_SENT.value
+    session.flush()
+    record.append(session, account, event="link_sent" if first_send else "link_resent",
+                  actor=actor, details={"to": account.customer.email, "email_id": email.id})
+    return WelcomeSent(email, url)

@@ -1,0 +1,177 @@
+"""One validator for handoffs from every door: the staff form, the JSON API and CSV import.
+
+Input is the API's JSON shape (a mapping); the result is a `HandoffData` or a dict of errors
+keyed by field path ("customer.email", "promises.2.value"), each a sentence for people.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import date, timedelta
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+
+from portal.handoffs import HandoffData, Promise
+from portal.models import PromiseKind
+
+WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+PHONE = re.compile(r"^\+?[0-9 ().\-]{7,25}$")
+MAX_PRICE_CENTS = 10_000_000
+MAX_PROMISES = 40
+LIMITS = {"customer.name": 120, "customer.phone": 40, "service_address": 300, "plan": 120,
+          "why_chose_us": 2000, "concerns": 2000, "contact_preference": 2000,
+          "promise.value": 1000, "promise.label": 120}
+
+
+class HandoffInvalid(ValueError):
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{field}: {message}" for field, message in errors.items()))
+        self.errors = errors
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+class _Checker:
+    def __init__(self) -> None:
+        self.errors: dict[str, str] = {}
+
+    def text(self, key: str, value: Any, *, required: bool, what: str) -> str:
+        if value is not None and not isinstance(value, str):
+            self.errors[key] = f"{what} must be text."
+            return ""
+        cleaned = _text(value)
+        if required and not cleaned:
+            self.errors[key] = f"Enter {what.lower()}."
+        elif len(cleaned) > LIMITS.get(key, 1000):
+            self.errors[key] = f"{what} must be at most {LIMITS.get(key, 1000)} characters."
+        elif any(ord(ch) < 32 and ch not in "\n\t" for ch in cleaned):
+            self.errors[key] = f"{what} contains characters we cannot store."
+        return cleaned
+
+
+def parse_handoff(payload: Any, today: date | None = None) -> HandoffData:
+    """Validate a handoff; raise `HandoffInvalid` carrying every error found."""
+    if not isinstance(payload, Mapping):
+        raise HandoffInvalid({"body": "Send a JSON object describing one handoff."})
+    today = today or date.today()
+    check = _Checker()
+    customer = payload.get("customer")
+    if not isinstance(customer, Mapping):
+        check.errors["customer"] = "Give the customer's name, email and phone."
+        customer = {}
+    name = check.text("customer.name", customer.get("name"), required=True, what="The customer's name")
+    email = _email(check, customer.get("email"))
+    phone = check.text("customer.phone", customer.get("phone"), required=False, what="The phone number")
+    if phone and "customer.phone" not in check.errors and not PHONE.match(phone):
+        check.errors["customer.phone"] = "Enter a phone number like +1 480 555 0134."
+    address = check.text("service_address", payload.get("service_address"), required=True,
+                         what="The service address")
+    plan = check.text("plan", payload.get("plan"), required=True, what="The plan")
+    data = HandoffData(
+        customer_name=name,
+        customer_email=email,
+        customer_phone=phone,
+        service_address=address,
+        plan=plan,
+        price_cents=_price(check, payload.get("price_cents")),
+        first_visit=_first_visit(check, payload.get("first_visit"), today),
+        promises=_promises(check, payload.get("promises", [])),
+        why_chose_us=check.text("why_chose_us", payload.get("why_chose_us"), required=False,
+                                what="Why they chose us"),
+        concerns=check.text("concerns", payload.get("concerns"), required=False, what="Concerns"),
+        contact_preference=check.text("contact_preference", payload.get("contact_preference"),
+                                      required=False, what="Contact preference"),
+    )
+    if check.errors:
+        raise HandoffInvalid(check.errors)
+    return data
+
+
+def _email(check: _Checker, value: Any) -> str:
+    raw = check.text("customer.email", value, required=True, what="The customer's email address")
+    if not raw or "customer.email" in check.errors:
+        return raw
+    try:
+        return validate_email(raw, check_deliverability=False).normalized.lower()
+    except EmailNotValidError:
+        check.errors["customer.email"] = "Enter a valid email address, like dana@example.com."
+        return raw
+
+
+def _price(check: _Checker, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        else:
+            check.errors["price_cents"] = "Give the price as a whole number of cents, e.g. 16500."
+            return 0
+    if value <= 0 or value > MAX_PRICE_CENTS:
+        check.errors["price_cents"] = "The price must be more than 0 and at most 100,000.00."
+        return 0
+    return value
+
+
+def _first_visit(check: _Checker, value: Any, today: date) -> date | None:
+    if value in (None, ""):
+        check.errors["first_visit"] = "Enter the first visit date."
+        return None
+    try:
+        visit = date.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        visit = None
+    if visit is None:
+        check.errors["first_visit"] = "Enter the first visit as a date, e.g. 2026-12-04."
+    elif visit < today:
+        check.errors["first_visit"] = "The first visit cannot be in the past."
+    elif visit > today + timedelta(days=366):
+        check.errors["first_visit"] = "The first visit must be within a year."
+    else:
+        return visit
+    return None
+
+
+def normalise_weekdays(value: str) -> str | None:
+    """'friday', 'Mon and Thu', 'Monday, Thursday' -> 'Monday, Thursday'; None if not days."""
+    tokens = [t for t in re.split(r"[,/&]|\band\b|\s+", value.lower()) if t.strip()]
+    days: list[str] = []
+    for token in tokens:
+        match = next((d for d in WEEKDAYS if len(token) >= 3 and d.lower().startswith(token)), None)
+        if match is None:
+            return None
+        if match not in days:
+            days.append(match)
+    return ", ".join(sorted(days, key=WEEKDAYS.index)) if days else None
+
+
+def _promises(check: _Checker, value: Any) -> list[Promise]:
+    if not isinstance(value, list):
+        check.errors["promises"] = "Give the promises as a list."
+        return []
+    if len(value) > MAX_PROMISES:
+        check.errors["promises"] = f"At most {MAX_PROMISES} promises per handoff."
+        return []
+    kinds = {kind.value for kind in PromiseKind}
+    promises = []
+    for index, entry in enumerate(value):
+        key = f"promises.{index}"
+        if not isinstance(entry, Mapping):
+            check.errors[key] = "Each promise needs a kind and a value."
+            continue
+        kind = entry.get("kind")
+        if kind not in kinds:
+            check.errors[f"{key}.kind"] = f"Choose a kind: {', '.join(sorted(kinds))}."
+            continue
+        text = check.text(f"{key}.value", entry.get("value"), required=True, what="The promise")
+        label = check.text(f"{key}.label", entry.get("label"), required=False, what="The label")
+        if kind == PromiseKind.VISIT_DAY.value and text:
+            days = normalise_weekdays(text)
+            if days is None:
+                check.errors[f"{key}.value"] = "Give the visit day(s) as weekdays, e.g. Friday."
+                continue
+            text = days
+        if text:
+            promises.append(Promise(kind, text, label))
+    return promises
