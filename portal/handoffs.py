@@ -7,7 +7,8 @@ from datetime import date
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from portal import record
+from portal import links, record
+from portal.db import utcnow
 from portal.models import Account, AccountStatus, Customer, PromiseItem, PromiseKind, StaffUser
 from portal.money import format_money
 
@@ -127,5 +128,90 @@ def create_handoff(
             outcome="promised",
             note=f"promised by {salesperson.display_name if salesperson else 'sales'}",
         )
-    session.refresh(account, ["items"])
+    session.refresh(account, ["all_items"])
     return account
+
+
+DERIVED_KINDS = (PromiseKind.PRICE.value, PromiseKind.START_DATE.value)
+
+
+class HandoffClosed(ValueError):
+    """Signed accounts are frozen; changes go through 'ask for a change'."""
+
+
+def update_handoff(
+    session: Session,
+    account: Account,
+    data: HandoffData,
+    item_ids: list[int | None],
+    salesperson: StaffUser | None,
+    actor: str,
+) -> list[str]:
+    """Apply an edit made before signing. `item_ids[i]` is the item `data.promises[i]` edits
+    (None for a new promise); items not named are withdrawn. Every change is a record entry.
+    Returns what changed, in words, for the flash message."""
+    if account.status == AccountStatus.SIGNED.value:
+        raise HandoffClosed("The customer has signed; ask them to request a change instead.")
+    changes = _update_account_fields(session, account, data, salesperson, actor)
+    current = {item.id: item for item in account.items}
+    pairs = list(zip(item_ids, data.promises))
+    for promise in with_derived_promises(data):
+        if promise.kind in DERIVED_KINDS:
+            existing = next((i for i in current.values() if i.kind == promise.kind), None)
+            pairs.append((existing.id if existing else None, promise))
+    kept: set[int] = set()
+    for position, (item_id, promise) in enumerate(pairs):
+        item = current.get(item_id) if item_id is not None else None
+        if item is None:
+            _add_item(session, account, promise, position, salesperson, actor)
+            changes.append(f"added {promise.kind.replace('_', ' ')}")
+            continue
+        kept.add(item.id)
+        item.position = position
+        if (item.kind, item.label, item.promised_value) != (promise.kind, promise.label or item.label, promise.value):
+            old = item.promised_value
+            item.kind, item.label, item.promised_value = promise.kind, promise.label or item.label, promise.value
+            record.append(session, account, event="promise_edited", actor=actor, item=item,
+                          promised_value=item.promised_value, outcome="promised", note=f"was: {old}")
+            changes.append(f"changed {item.label.lower()}")
+    for item in current.values():
+        if item.id not in kept:
+            item.withdrawn_at = utcnow()
+            record.append(session, account, event="promise_withdrawn", actor=actor, item=item,
+                          promised_value=item.promised_value, outcome="withdrawn")
+            changes.append(f"withdrew {item.label.lower()}")
+    session.flush()
+    session.refresh(account, ["all_items"])
+    return changes
+
+
+def _add_item(session: Session, account: Account, promise: Promise, position: int,
+              salesperson: StaffUser | None, actor: str) -> PromiseItem:
+    item = PromiseItem(account_id=account.id, kind=promise.kind,
+                       label=promise.label or KIND_LABELS[promise.kind], promised_value=promise.value,
+                       promised_by_id=salesperson.id if salesperson else None, position=position)
+    session.add(item)
+    session.flush()
+    record.append(session, account, event="promised", actor=actor, item=item,
+                  promised_value=item.promised_value, outcome="promised",
+                  note=f"promised by {salesperson.display_name if salesperson else 'sales'}")
+    return item
+
+
+def _update_account_fields(session: Session, account: Account, data: HandoffData,
+                           salesperson: StaffUser | None, actor: str) -> list[str]:
+    changes = []
+    customer = account.customer
+    new_email = data.customer_email.strip().lower()
+    if new_email != customer.email and account.link_sent_at is not None:
+        # The old address holds a working link; revoke it so only the new address gets in.
+        links.rotate_nonce(account)
+        record.append(session, account, event="email_changed", actor=actor,
+                      details={"from": customer.email, "to": new_email})
+        changes.append("changed the email address (send the link again)")
+    customer.name, customer.email, customer.phone = data.customer_name, new_email, data.customer_phone
+    for name in ("service_address", "plan", "price_cents", "first_visit", "why_chose_us",
+                 "concerns", "contact_preference"):
+        setattr(account, name, getattr(data, name))
+    account.salesperson = salesperson
+    return changes

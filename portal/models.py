@@ -161,9 +161,14 @@ class Account(Base):
 
     customer: Mapped[Customer] = relationship(back_populates="accounts", lazy="joined")
     salesperson: Mapped[StaffUser | None] = relationship(lazy="joined")
-    items: Mapped[list[PromiseItem]] = relationship(
+    all_items: Mapped[list[PromiseItem]] = relationship(
         back_populates="account", order_by="PromiseItem.position"
     )
+
+    @property
+    def items(self) -> list[PromiseItem]:
+        """The promises in force (withdrawn ones stay in the record, not in the list)."""
+        return [item for item in self.all_items if item.withdrawn_at is None]
 
 
 class PromiseItem(Base):
@@ -177,8 +182,10 @@ class PromiseItem(Base):
     promised_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
     position: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Record entries point at items, so a promise sales takes back is marked, never deleted.
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    account: Mapped[Account] = relationship(back_populates="items")
+    account: Mapped[Account] = relationship(back_populates="all_items")
 
 
 class RecordEntry(Base):
@@ -271,6 +278,8 @@ class FormSubmission(Base):
 
     token: Mapped[str] = mapped_column(String(64), primary_key=True)
     purpose: Mapped[str] = mapped_column(String(40))
+    # Where the first submission led, so a repeat lands on the same result.
+    result_url: Mapped[str] = mapped_column(String(500), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

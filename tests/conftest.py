@@ -185,8 +185,9 @@ class StaffBrowser:
         self.client = client
 
     def login(self, user: StaffUser, password: str = PASSWORD, **extra: Any):  # type: ignore[no-untyped-def]
+        hidden = form_fields(self.client.get("/staff/login").get_data(as_text=True))
         return self.client.post(
-            "/staff/login", data={"email": user.email, "password": password, **extra}
+            "/staff/login", data={**hidden, "email": user.email, "password": password, **extra}
         )
 
     def logout(self):  # type: ignore[no-untyped-def]
@@ -202,3 +203,10 @@ def count_rows(session: Session, model: type) -> int:
     from sqlalchemy import func, select
 
     return session.scalar(select(func.count()).select_from(model)) or 0
+
+
+def form_fields(page: str) -> dict[str, str]:
+    """The hidden fields of the first form on a page (csrf_token, form_id, version...)."""
+    import re
+
+    return dict(re.findall(r'<input[^>]*name="([^"]+)"[^>]*type="hidden"[^>]*value="([^"]*)"', page))

@@ -57,6 +57,7 @@ def upgrade() -> None:
     op.create_table('form_submissions',
     sa.Column('token', sa.String(length=64), nullable=False),
     sa.Column('purpose', sa.String(length=40), nullable=False),
+    sa.Column('result_url', sa.String(length=500), nullable=False),
     sa.Column('created_at', portal.db.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('token', name=op.f('pk_form_submissions'))
     )
@@ -175,6 +176,7 @@ def upgrade() -> None:
     sa.Column('promised_by_id', sa.Integer(), nullable=True),
     sa.Column('position', sa.Integer(), nullable=False),
     sa.Column('created_at', portal.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('withdrawn_at', portal.db.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_promise_items_account_id_accounts')),
     sa.ForeignKeyConstraint(['promised_by_id'], ['staff_users.id'], name=op.f('fk_promise_items_promised_by_id_staff_users')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_promise_items'))

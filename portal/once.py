@@ -1,0 +1,43 @@
+"""One-time form ids: every rendered form carries a fresh id; the first post claims it in the
+same transaction as its effect, so a double click or a retry takes effect once. The id doubles
+as the Stripe idempotency key where a form calls Stripe."""
+from __future__ import annotations
+
+import secrets
+
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from wtforms import HiddenField
+from wtforms.validators import DataRequired, Length, Regexp
+
+from portal.models import FormSubmission
+
+
+class OnceForm(FlaskForm):
+    form_id = HiddenField(validators=[
+        DataRequired("This form is missing its id; reload the page and try again."),
+        Length(min=16, max=64), Regexp(r"^[A-Za-z0-9_-]+$"),
+    ])
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.is_submitted():
+            self.form_id.data = secrets.token_urlsafe(18)
+
+
+def claim(session: Session, form_id: str, purpose: str) -> FormSubmission | None:
+    """Claim the id inside the caller's transaction; None if it was used already."""
+    submission = FormSubmission(token=form_id, purpose=purpose, result_url="")
+    try:
+        with session.begin_nested():
+            session.add(submission)
+    except IntegrityError:
+        return None
+    return submission
+
+
+def earlier_result(session: Session, form_id: str) -> str | None:
+    """Where the first submission of this form led (after a repeat was refused)."""
+    return session.scalar(select(FormSubmission.result_url).where(FormSubmission.token == form_id)) or None

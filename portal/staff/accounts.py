@@ -1,0 +1,174 @@
+"""Handoffs and accounts: create, edit before signing, preview, send the welcome link."""
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from werkzeug.wrappers import Response
+
+from portal import once, record
+from portal.auth import roles_required
+from portal.db import get_db
+from portal.handoffs import DERIVED_KINDS, HandoffClosed, create_handoff, staff_actor, update_handoff
+from portal.models import Account, OutboxEmail, StaffUser
+from portal.onboarding import OnboardingClosed, send_welcome
+from portal.staff import bp
+from portal.staff.access import SELLING_ROLES, account_or_404, salespeople
+from portal.staff.handoff_forms import (
+    EditHandoffForm,
+    HandoffForm,
+    edit_promises,
+    new_handoff_promises,
+    options,
+    validate,
+)
+from sqlalchemy import select
+
+
+def _salesperson_choices(form: HandoffForm | EditHandoffForm, default: StaffUser | None) -> None:
+    people = salespeople(get_db())
+    form.salesperson_id.choices = options([(p.id, p.display_name) for p in people])
+    if form.salesperson_id.data is None and default is not None:
+        form.salesperson_id.data = default.id
+
+
+def _chosen_salesperson(form: HandoffForm | EditHandoffForm) -> StaffUser | None:
+    """Sales staff hand off their own accounts; office and admin may name anyone who sells."""
+    if current_user.role == "sales":
+        return current_user._get_current_object()  # type: ignore[attr-defined]
+    chosen = get_db().get(StaffUser, form.salesperson_id.data or 0)
+    if chosen is None or not chosen.active or chosen.role not in SELLING_ROLES:
+        form.salesperson_id.errors = ["Choose who made the sale."]
+        return None
+    return chosen
+
+
+def _already_done(form_id: str) -> Response:
+    flash("That was already saved; here is the result.", "info")
+    return redirect(once.earlier_result(get_db(), form_id) or url_for("staff.dashboard"))
+
+
+@bp.route("/handoffs/new", methods=["GET", "POST"])
+@roles_required(*SELLING_ROLES)
+def new_handoff() -> str | Response | tuple[str, int]:
+    form = HandoffForm()
+    _salesperson_choices(form, current_user)
+    if request.method == "POST" and "add_row" in request.form:
+        form.validate()  # keep what was typed; only add a blank row
+        getattr(form, "custom" if request.form["add_row"] == "custom" else "equipment").append_entry()
+        form.form_errors.clear()
+        for field in form:
+            field.errors = []
+        return render_template("staff/handoff_new.html", form=form)
+    if form.validate_on_submit():
+        data = validate(form, new_handoff_promises(form))
+        salesperson = _chosen_salesperson(form)
+        if data is not None and salesperson is not None:
+            session = get_db()
+            claim = once.claim(session, form.form_id.data, "new_handoff")
+            if claim is None:
+                return _already_done(form.form_id.data)
+            account = create_handoff(session, data, salesperson)
+            claim.result_url = url_for("staff.account", account_id=account.id)
+            session.commit()
+            flash("Handoff saved. Check the preview, then send the welcome link.", "success")
+            return redirect(url_for("staff.preview", account_id=account.id))
+    status = 400 if request.method == "POST" else 200
+    return render_template("staff/handoff_new.html", form=form), status
+
+
+@bp.get("/accounts/<int:account_id>")
+@roles_required(*SELLING_ROLES)
+def account(account_id: int) -> str:
+    session = get_db()
+    found = account_or_404(session, account_id, current_user)
+    emails = session.scalars(select(OutboxEmail).where(OutboxEmail.account_id == found.id)
+                             .order_by(OutboxEmail.id.desc())).all()
+    return render_template("staff/account.html", account=found,
+                           states=record.item_states(session, found),
+                           entries=record.entries_for(session, found.id), emails=emails,
+                           send_form=once.OnceForm())
+
+
+@bp.get("/accounts/<int:account_id>/preview")
+@roles_required(*SELLING_ROLES)
+def preview(account_id: int) -> str:
+    found = account_or_404(get_db(), account_id, current_user)
+    return render_template("staff/preview.html", account=found, send_form=once.OnceForm())
+
+
+@bp.post("/accounts/<int:account_id>/send")
+@roles_required(*SELLING_ROLES)
+def send_link(account_id: int) -> Response:
+    session = get_db()
+    found = account_or_404(session, account_id, current_user)
+    form = once.OnceForm()
+    if not form.validate_on_submit():
+        flash("That button had expired; please try again.", "error")
+        return redirect(url_for("staff.account", account_id=found.id))
+    claim = once.claim(session, form.form_id.data, "send_link")
+    if claim is None:
+        return _already_done(form.form_id.data)
+    try:
+        resend = found.link_sent_at is not None
+        send_welcome(session, found, staff_actor(current_user))
+    except OnboardingClosed as closed:
+        session.rollback()
+        flash(str(closed), "error")
+        return redirect(url_for("staff.account", account_id=found.id))
+    claim.result_url = url_for("staff.account", account_id=found.id)
+    session.commit()
+    flash(("New link sent; the earlier link no longer works." if resend else "Welcome email queued.")
+          + f" It goes to {found.customer.email}.", "success")
+    return redirect(url_for("staff.account", account_id=found.id))
+
+
+@bp.route("/accounts/<int:account_id>/edit", methods=["GET", "POST"])
+@roles_required(*SELLING_ROLES)
+def edit_handoff(account_id: int) -> str | Response | tuple[str, int]:
+    session = get_db()
+    found = account_or_404(session, account_id, current_user)
+    if found.signed_at is not None:
+        flash("The customer has signed; changes now go through their change requests.", "error")
+        return redirect(url_for("staff.account", account_id=found.id))
+    form = EditHandoffForm() if request.method == "POST" else EditHandoffForm(data=_edit_data(found))
+    _salesperson_choices(form, found.salesperson)
+    if form.validate_on_submit():
+        if str(found.version) != form.version.data:
+            form.form_errors.append("Someone else saved this account after you opened it. "
+                                    "Reload the page to see their changes, then edit again.")
+            return render_template("staff/handoff_edit.html", form=form, account=found), 409
+        promises, item_ids = edit_promises(form)
+        data = validate(form, promises)
+        salesperson = _chosen_salesperson(form)
+        if data is not None and salesperson is not None:
+            claim = once.claim(session, form.form_id.data, "edit_handoff")
+            if claim is None:
+                return _already_done(form.form_id.data)
+            try:
+                changes = update_handoff(session, found, data, item_ids, salesperson,
+                                         staff_actor(current_user))
+            except HandoffClosed as closed:
+                session.rollback()
+                flash(str(closed), "error")
+                return redirect(url_for("staff.account", account_id=found.id))
+            claim.result_url = url_for("staff.account", account_id=found.id)
+            session.commit()
+            flash("Saved: " + (", ".join(changes) if changes else "account details") + ".", "success")
+            return redirect(url_for("staff.account", account_id=found.id))
+    status = 400 if request.method == "POST" else 200
+    return render_template("staff/handoff_edit.html", form=form, account=found), status
+
+
+def _edit_data(account: Account) -> dict[str, object]:
+    rows = [{"item_id": str(item.id), "kind": item.kind, "title": item.label, "value": item.promised_value}
+            for item in account.items if item.kind not in DERIVED_KINDS]
+    rows += [{"kind": "custom", "title": "", "value": ""}] * 2
+    return {
+        "customer_name": account.customer.name, "customer_email": account.customer.email,
+        "customer_phone": account.customer.phone, "service_address": account.service_address,
+        "plan": account.plan, "price": f"{account.price_cents / 100:.2f}",
+        "first_visit": account.first_visit.isoformat() if account.first_visit else "",
+        "salesperson_id": account.salesperson_id, "why_chose_us": account.why_chose_us,
+        "concerns": account.concerns, "contact_preference": account.contact_preference,
+        "version": str(account.version), "rows": rows,
+    }

@@ -1,0 +1,179 @@
+"""The handoff forms. They only collect and render; `portal.validation.parse_handoff` decides
+what is valid, the same as for the API and CSV import, and its errors are mapped back here."""
+from __future__ import annotations
+
+from typing import Any
+
+from wtforms import (
+    Field,
+    FieldList,
+    Form,
+    FormField,
+    HiddenField,
+    RadioField,
+    SelectChoice,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+    widgets,
+)
+from wtforms.validators import Optional
+
+from portal.handoffs import DERIVED_KINDS, KIND_LABELS
+from portal.money import parse_money
+from portal.once import OnceForm
+from portal.handoffs import HandoffData
+from portal.validation import WEEKDAYS, HandoffInvalid, parse_handoff
+
+def options(pairs: list[tuple[object, str]]) -> list[SelectChoice]:
+    return [SelectChoice(value, label) for value, label in pairs]  # type: ignore[arg-type]
+
+
+EDITABLE_KINDS = options([(kind, label) for kind, label in KIND_LABELS.items() if kind not in DERIVED_KINDS])
+
+
+class CheckboxesField(SelectMultipleField):
+    widget = widgets.ListWidget(prefix_label=False)
+    option_widget = widgets.CheckboxInput()
+
+
+class CustomPromiseForm(Form):
+    # Not `label`/`name`: those would shadow FormField attributes in templates.
+    title = StringField("Promise", validators=[Optional()])
+    value = StringField("Details", validators=[Optional()])
+
+
+class AccountFieldsMixin:
+    """Fields shared by the new and edit forms (WTForms collects them from the class tree)."""
+
+    customer_name = StringField("Customer name")
+    customer_email = StringField("Email", render_kw={"type": "email", "inputmode": "email"})
+    customer_phone = StringField("Phone", render_kw={"type": "tel"})
+    service_address = StringField("Service address")
+    plan = StringField("Plan", render_kw={"placeholder": "Weekly full service"})
+    price = StringField("Monthly price ($)", render_kw={"inputmode": "decimal", "placeholder": "165.00"})
+    first_visit = StringField("First visit", render_kw={"type": "date"})
+    salesperson_id = SelectField("Salesperson", coerce=int, validate_choice=False)
+    why_chose_us = TextAreaField("Why they chose us")
+    concerns = TextAreaField("Concerns or objections raised")
+    contact_preference = TextAreaField("How they like to be contacted")
+
+
+class HandoffForm(AccountFieldsMixin, OnceForm):
+    visit_days = CheckboxesField("Visit day(s)", choices=options([(d, d) for d in WEEKDAYS]), validate_choice=False)
+    gate_code = StringField("Gate code")
+    gate_lock = StringField("Lock")
+    gate_instructions = StringField("Access instructions")
+    safety_children = StringField("Children")
+    safety_pets = StringField("Pets")
+    safety_alarm = StringField("Pool alarm")
+    safety_other = TextAreaField("Anything else the technician must know")
+    equipment = FieldList(StringField("Equipment promise"), min_entries=2)
+    billing = RadioField("Billing preference", choices=options([("Card autopay", "Card autopay"),
+                                                                ("Invoice", "Pay by invoice")]),
+                         validate_choice=False)
+    custom = FieldList(FormField(CustomPromiseForm), min_entries=1)
+
+
+class PromiseRowForm(Form):
+    item_id = HiddenField()
+    kind = SelectField("Kind", choices=EDITABLE_KINDS, validate_choice=False)
+    title = StringField("Label")
+    value = StringField("Promise")
+    remove = SelectField("Keep", choices=options([("", "Keep"), ("remove", "Withdraw")]), validate_choice=False)
+
+
+class EditHandoffForm(AccountFieldsMixin, OnceForm):
+    version = HiddenField()
+    rows = FieldList(FormField(PromiseRowForm), min_entries=0)
+
+
+Promises = list[tuple[dict[str, str], Field]]
+
+
+def validate(form: AccountFieldsMixin, promises: Promises) -> HandoffData | None:
+    """Run the shared validator; put each error next to its field. None when invalid."""
+    payload, fields = account_payload(form, promises)
+    errors: dict[str, str] = {}
+    try:
+        payload["price_cents"] = parse_money(form.price.data or "")
+    except ValueError as error:
+        errors["price_cents"] = str(error)
+        payload["price_cents"] = 1  # checked above; let the rest be validated too
+    try:
+        data = parse_handoff(payload)
+    except HandoffInvalid as invalid:
+        errors = {**invalid.errors, **errors}
+    if errors:
+        show_errors(form, errors, fields)
+        return None
+    return data
+
+
+def account_payload(form: AccountFieldsMixin, promises: Promises) -> tuple[dict[str, Any], dict[str, Field]]:
+    """The API-shaped payload, and which form field each error path belongs to."""
+    fields: dict[str, Field] = {
+        "customer.name": form.customer_name, "customer.email": form.customer_email,
+        "customer.phone": form.customer_phone, "service_address": form.service_address,
+        "plan": form.plan, "price_cents": form.price, "first_visit": form.first_visit,
+        "why_chose_us": form.why_chose_us, "concerns": form.concerns,
+        "contact_preference": form.contact_preference,
+    }
+    payload: dict[str, Any] = {
+        "customer": {"name": form.customer_name.data, "email": form.customer_email.data,
+                     "phone": form.customer_phone.data},
+        "service_address": form.service_address.data, "plan": form.plan.data,
+        "first_visit": form.first_visit.data,
+        "why_chose_us": form.why_chose_us.data, "concerns": form.concerns.data,
+        "contact_preference": form.contact_preference.data,
+        "promises": [promise for promise, _ in promises],
+    }
+    for index, (_, field) in enumerate(promises):
+        for part in ("", ".value", ".kind", ".label"):
+            fields[f"promises.{index}{part}"] = field
+    return payload, fields
+
+
+def new_handoff_promises(form: HandoffForm) -> Promises:
+    promises: Promises = []
+    if form.visit_days.data:
+        promises.append(({"kind": "visit_day", "value": ", ".join(form.visit_days.data)}, form.visit_days))
+    labelled = [("gate_access", "Gate code", form.gate_code), ("gate_access", "Lock", form.gate_lock),
+                ("gate_access", "Access instructions", form.gate_instructions),
+                ("safety", "Children", form.safety_children), ("safety", "Pets", form.safety_pets),
+                ("safety", "Pool alarm", form.safety_alarm), ("safety", "Safety note", form.safety_other)]
+    for kind, label, field in labelled:
+        if (field.data or "").strip():
+            promises.append(({"kind": kind, "label": label, "value": field.data}, field))
+    for field in form.equipment:
+        if (field.data or "").strip():
+            promises.append(({"kind": "equipment", "value": field.data}, field))
+    if form.billing.data:
+        promises.append(({"kind": "billing", "value": form.billing.data}, form.billing))
+    for row in form.custom:
+        label, value = (row.title.data or "").strip(), (row.value.data or "").strip()
+        if label or value:
+            promises.append(({"kind": "custom", "label": label, "value": value}, row.value))
+    return promises
+
+
+def edit_promises(form: EditHandoffForm) -> tuple[Promises, list[int | None]]:
+    promises: Promises = []
+    item_ids: list[int | None] = []
+    for row in form.rows:
+        if row.remove.data == "remove" or not ((row.value.data or "").strip() or row.item_id.data):
+            continue
+        promises.append(({"kind": row.kind.data, "label": row.title.data or "", "value": row.value.data},
+                         row.value))
+        item_ids.append(int(row.item_id.data) if (row.item_id.data or "").isdigit() else None)
+    return promises, item_ids
+
+
+def show_errors(form: Any, errors: dict[str, str], fields: dict[str, Field]) -> None:
+    for path, message in errors.items():
+        field = fields.get(path)
+        if field is None:
+            form.form_errors.append(message)
+        elif message not in field.errors:
+            field.errors = [*field.errors, message] if isinstance(field.errors, list) else [message]
