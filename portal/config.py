@@ -52,6 +52,8 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "SMTP_PASSWORD": os.environ.get("SMTP_PASSWORD") or None,
         "SMTP_STARTTLS": _bool(os.environ.get("SMTP_STARTTLS")),
         "SMTP_TIMEOUT": _int("SMTP_TIMEOUT", 15),
+        "OUTBOX_MAX_ATTEMPTS": _int("OUTBOX_MAX_ATTEMPTS", 6),
+        "OUTBOX_LEASE_SECONDS": _int("OUTBOX_LEASE_SECONDS", 600),
         "STRIPE_SECRET_KEY": os.environ.get("STRIPE_SECRET_KEY") or None,
         "STRIPE_WEBHOOK_SECRET": os.environ.get("STRIPE_WEBHOOK_SECRET") or None,
         "STRIPE_API_BASE": os.environ.get("STRIPE_API_BASE") or None,
@@ -66,6 +68,9 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
         "LOGIN_LIMIT_PER_ACCOUNT": os.environ.get("LOGIN_LIMIT_PER_ACCOUNT", "5 per 15 minutes"),
         "LOGIN_LIMIT_PER_CLIENT": os.environ.get("LOGIN_LIMIT_PER_CLIENT", "20 per 15 minutes"),
+        "NEW_LINK_LIMIT_PER_ADDRESS": os.environ.get("NEW_LINK_LIMIT_PER_ADDRESS", "3 per hour"),
+        "NEW_LINK_LIMIT_PER_CLIENT": os.environ.get("NEW_LINK_LIMIT_PER_CLIENT", "10 per hour"),
+        "API_RATE_LIMIT": os.environ.get("API_RATE_LIMIT", "600 per minute"),
         "SESSION_COOKIE_SECURE": _bool(
             os.environ.get("SESSION_COOKIE_SECURE"), default=env == "production"
         ),

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal import links, record
 from portal.company import get_company
 from portal.db import utcnow
 from portal.mail import queue_email
-from portal.models import Account, AccountStatus, OutboxEmail
+from portal.models import Account, AccountStatus, Customer, OutboxEmail
 
 
 @dataclass(frozen=True)
@@ -44,3 +45,23 @@ def send_welcome(session: Session, account: Account, actor: str) -> WelcomeSent:
     record.append(session, account, event="link_sent" if first_send else "link_resent",
                   actor=actor, details={"to": account.customer.email, "email_id": email.id})
     return WelcomeSent(email, url)
+
+
+def send_link_on_request(session: Session, email: str) -> int:
+    """'Email me a new link': a fresh link for each of this address's accounts. Returns how many
+    were sent; the caller answers the same whatever the number (no enumeration)."""
+    accounts = session.scalars(
+        select(Account).join(Customer).where(Customer.email == email.strip().lower(),
+                                             Account.deleted_at.is_(None),
+                                             Account.link_sent_at.is_not(None))).all()
+    for account in accounts:
+        url = links.issue_welcome_link(account)
+        email_row = queue_email(
+            session, template="welcome_resent", to=account.customer.email, account=account,
+            subject=f"{get_company().name}: your new link",
+            context={"account": account, "items": account.items, "url": url,
+                     "expires_days": links.max_age().days})
+        session.flush()
+        record.append(session, account, event="link_resent", actor="customer",
+                      note="requested a new link", details={"email_id": email_row.id})
+    return len(accounts)

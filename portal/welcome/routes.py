@@ -1,3 +1,279 @@
+"""Customer pages. The account always comes from the customer session, never from the URL."""
 from __future__ import annotations
 
-from portal.welcome import bp  # noqa: F401  (views arrive with the welcome portal)
+from datetime import date
+
+from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as BaseResponse
+
+from portal import confirmations as confirm
+from portal import links, once, record
+from portal.company import get_company
+from portal.db import get_db, mark_writes
+from portal.extensions import limiter
+from portal.models import Account
+from portal.onboarding import send_link_on_request
+from portal.welcome import bp, calendar
+from portal.welcome import customer
+from portal.welcome.customer import customer_required
+from portal.welcome.forms import (
+    ContactForm,
+    NewLinkForm,
+    SignForm,
+    change_form_class,
+    item_form_class,
+    parse_answers,
+    prefill,
+    readiness_form_class,
+)
+
+LINK_PROBLEM = "welcome/link_problem.html"
+
+
+@bp.get("/t/<token>")
+def open_link(token: str) -> str | BaseResponse | tuple[str, int]:
+    """Check the link, start a customer session, and move the token out of the address bar."""
+    mark_writes()
+    session = get_db()
+    check = links.check_token(session, token)
+    if check.status is not links.LinkStatus.OK or check.account is None:
+        # Expired, tampered, revoked, other purpose, deleted account: one answer for all.
+        return render_template(LINK_PROBLEM, form=NewLinkForm()), 400
+    confirm.record_opened(session, check.account)
+    session.commit()
+    customer.start(check.account, check.nonce_hash)
+    return redirect(url_for("welcome.resume"))
+
+
+@bp.get("/session-ended")
+def session_ended() -> str:
+    return render_template(LINK_PROBLEM, form=NewLinkForm(), ended=True)
+
+
+def _address_key() -> str:
+    return "new-link:" + (request.form.get("email") or "").strip().lower()[:254]
+
+
+@bp.post("/new-link")
+@limiter.limit(lambda: current_app.config["NEW_LINK_LIMIT_PER_CLIENT"], scope="new-link-client")
+@limiter.limit(lambda: current_app.config["NEW_LINK_LIMIT_PER_ADDRESS"], key_func=_address_key,
+               scope="new-link-address")
+def new_link() -> str | tuple[str, int]:
+    form = NewLinkForm()
+    if not form.validate_on_submit():
+        return render_template(LINK_PROBLEM, form=form), 400
+    session = get_db()
+    if once.claim(session, form.form_id.data, "new_link") is not None:
+        send_link_on_request(session, form.email.data or "")
+        session.commit()
+    # The same words whether or not the address is on file: no account enumeration.
+    return render_template("welcome/link_requested.html")
+
+
+@bp.get("/")
+@customer_required
+def resume(account: Account) -> BaseResponse:
+    if account.signed_at is not None:
+        return redirect(url_for("welcome.my_service"))
+    progress = confirm.progress(get_db(), account)
+    return redirect(url_for("welcome.step", name=progress.first_unfinished.step.name))
+
+
+@bp.route("/step/<name>", methods=["GET", "POST"])
+@customer_required
+def step(account: Account, name: str) -> str | BaseResponse | tuple[str, int]:
+    session = get_db()
+    if account.signed_at is not None:
+        flash("You have signed already. To change something, ask for a change below.", "info")
+        return redirect(url_for("welcome.my_service"))
+    progress = confirm.progress(session, account)
+    status = progress.get(name)
+    if status is None:
+        abort(404)
+    handler = STEP_HANDLERS[status.step.name]
+    return handler(account, progress, status)
+
+
+def _render_step(template: str, progress: confirm.Progress, status: confirm.StepStatus,
+                 http_status: int = 200, **context: object) -> tuple[str, int]:
+    before, after = progress.neighbours(status.step.name)
+    return render_template(template, progress=progress, current=status, previous=before,
+                           following=after, **context), http_status
+
+
+def _next(progress: confirm.Progress, status: confirm.StepStatus) -> BaseResponse:
+    _, after = progress.neighbours(status.step.name)
+    return redirect(url_for("welcome.step", name=after.step.name) if after else url_for("welcome.resume"))
+
+
+def _claimed(form: once.OnceForm, purpose: str) -> bool:
+    """False when this exact form was posted before (double click): do nothing twice."""
+    return once.claim(get_db(), form.form_id.data, purpose) is not None
+
+
+def welcome_step(account: Account, progress: confirm.Progress, status: confirm.StepStatus):  # type: ignore[no-untyped-def]
+    form = once.OnceForm()
+    if form.validate_on_submit():
+        if _claimed(form, "step-welcome"):
+            confirm.record_step_event(get_db(), account, "started")
+            get_db().commit()
+        return _next(progress, status)
+    return _render_step("welcome/step_welcome.html", progress, status, form=form, account=account)
+
+
+def items_step(account: Account, progress: confirm.Progress, status: confirm.StepStatus):  # type: ignore[no-untyped-def]
+    session = get_db()
+    form_class = item_form_class(status.items, with_note=status.step.name == "access")
+    if request.method == "GET":
+        latest = record.latest_entries_by_item(session, [account.id])
+        form = form_class(data=prefill(status.items, latest))
+    else:
+        form = form_class()
+    if form.validate_on_submit():
+        answers = parse_answers(form, status.items, date.today())
+        if answers is not None:
+            if _claimed(form, f"step-{status.step.name}"):
+                confirm.record_answers(session, account, answers)
+                note = (getattr(form, "technician_note", None) and form.technician_note.data or "").strip()
+                if note:
+                    confirm.record_step_event(session, account, "technician_note", confirmed=note)
+                session.commit()
+            return _next(progress, status)
+    code = 400 if request.method == "POST" else 200
+    return _render_step("welcome/step_items.html", progress, status, code, form=form,
+                        items=status.items, account=account)
+
+
+def readiness_step(account: Account, progress: confirm.Progress, status: confirm.StepStatus):  # type: ignore[no-untyped-def]
+    checklist = get_company().readiness_checklist or []
+    form = readiness_form_class(checklist)()
+    if form.validate_on_submit():
+        answers = {label: getattr(form, f"r{i}").data for i, label in enumerate(checklist)}
+        missing = [i for i, label in enumerate(checklist) if answers[label] not in ("done", "not_yet")]
+        for i in missing:
+            getattr(form, f"r{i}").errors = ["Choose Done or Not yet."]
+        if not missing:
+            if _claimed(form, "step-readiness"):
+                ready = sum(1 for a in answers.values() if a == "done")
+                confirm.record_step_event(get_db(), account, "readiness",
+                                          confirmed=f"{ready} of {len(checklist)} ready",
+                                          details={"answers": answers})
+                get_db().commit()
+            return _next(progress, status)
+    code = 400 if request.method == "POST" else 200
+    return _render_step("welcome/step_readiness.html", progress, status, code, form=form,
+                        checklist=checklist)
+
+
+def contact_step(account: Account, progress: confirm.Progress, status: confirm.StepStatus):  # type: ignore[no-untyped-def]
+    form = ContactForm(data={"phone": account.customer.phone, "channels": ["email"]}
+                       if request.method == "GET" else None)
+    if form.validate_on_submit() and form.extra_checks():
+        if _claimed(form, "step-contact"):
+            _record_contact(account, form)
+            get_db().commit()
+        return _next(progress, status)
+    code = 400 if request.method == "POST" else 200
+    return _render_step("welcome/step_contact.html", progress, status, code, form=form)
+
+
+def _record_contact(account: Account, form: ContactForm) -> None:
+    session = get_db()
+    channels = list(form.channels.data or [])
+    details = {"channels": channels, "phone": (form.phone.data or "").strip(),
+               "preferred_times": (form.preferred_times.data or "").strip(),
+               "sms_consent": bool(form.sms_consent.data)}
+    confirm.record_step_event(session, account, "contact_preferences",
+                              confirmed=", ".join(channels), details=details)
+    if form.sms_consent.data:
+        # Consent for texts is recorded on its own, with the exact words agreed to.
+        confirm.record_step_event(session, account, "sms_consent", confirmed=details["phone"],
+                                  details={"consent_text": form.sms_consent.label.text})
+
+
+def review_step(account: Account, progress: confirm.Progress, status: confirm.StepStatus):  # type: ignore[no-untyped-def]
+    session = get_db()
+    form = SignForm()
+    unfinished = progress.unfinished_before_review
+    if form.validate_on_submit():
+        if unfinished:
+            form.form_errors.append("Please finish the steps marked below before signing.")
+        else:
+            if _claimed(form, "sign"):
+                confirm.sign(session, account, (form.full_name.data or "").strip())
+                session.commit()
+            return redirect(url_for("welcome.thanks"))
+    code = 400 if request.method == "POST" else 200
+    return _render_step("welcome/step_review.html", progress, status, code, form=form,
+                        lines=confirm.summary(session, account),
+                        extras=confirm.latest_step_details(session, account), unfinished=unfinished)
+
+
+STEP_HANDLERS = {
+    "welcome": welcome_step, "schedule": items_step, "access": items_step,
+    "readiness": readiness_step, "contact": contact_step, "promises": items_step,
+    "billing": items_step, "review": review_step,
+}
+
+
+@bp.get("/thanks")
+@customer_required
+def thanks(account: Account) -> str | BaseResponse:
+    if account.signed_at is None:
+        return redirect(url_for("welcome.resume"))
+    lines = confirm.summary(get_db(), account)
+    changed = [line for line in lines if line.outcome in ("changed", "disputed")]
+    return render_template("welcome/thanks.html", account=account, changed=changed)
+
+
+def _service_context(account: Account) -> dict[str, object]:
+    session = get_db()
+    days = confirm.agreed_days(session, account)
+    return {"account": account, "lines": confirm.summary(session, account), "days": days,
+            "next_visit": confirm.next_visit(days, confirm.agreed_start(session, account), date.today()),
+            "extras": confirm.latest_step_details(session, account)}
+
+
+@bp.get("/service")
+@customer_required
+def my_service(account: Account) -> str | BaseResponse:
+    if account.signed_at is None:
+        return redirect(url_for("welcome.resume"))
+    form = change_form_class(account.items)()
+    return render_template("welcome/service.html", form=form, **_service_context(account))
+
+
+@bp.post("/service/change")
+@customer_required
+def request_change(account: Account) -> str | BaseResponse | tuple[str, int]:
+    if account.signed_at is None:
+        return redirect(url_for("welcome.resume"))
+    form = change_form_class(account.items)()
+    if form.validate_on_submit():
+        if _claimed(form, "change-request"):
+            item = next((i for i in account.items if str(i.id) == form.item.data), None)
+            confirm.request_change(get_db(), account, item, (form.details.data or "").strip())
+            get_db().commit()
+        flash("Thanks, we have your request. The office will contact you shortly.", "success")
+        return redirect(url_for("welcome.my_service"))
+    return render_template("welcome/service.html", form=form, **_service_context(account)), 400
+
+
+@bp.get("/service/visit.ics")
+@customer_required
+def visit_calendar(account: Account) -> Response:
+    session = get_db()
+    days = confirm.agreed_days(session, account)
+    first = confirm.next_visit(days, confirm.agreed_start(session, account), date.today())
+    if first is None:
+        abort(404)
+    body = calendar.weekly_visit(account, get_company().name, first, days)
+    response = Response(body, mimetype="text/calendar")
+    response.headers["Content-Disposition"] = 'attachment; filename="pool-visit.ics"'
+    return response
+
+
+@bp.post("/sign-out")
+def sign_out() -> BaseResponse:
+    customer.end()
+    return redirect(url_for("welcome.session_ended"))

@@ -1,0 +1,260 @@
+"""The customer's side of the loop: answers to each promise, the readiness checklist, contact
+preferences, signing, and change requests. Every answer is a service record entry; the current
+state is always derived from the record, so answering twice simply makes the later answer win."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from portal import record
+from portal.company import get_company
+from portal.db import utcnow
+from portal.handoffs import display_value
+from portal.mail import queue_email
+from portal.models import Account, AccountStatus, PromiseItem, RecordEntry
+from portal.validation import WEEKDAYS, normalise_weekdays
+
+CUSTOMER = "customer"
+ANSWERED = ("confirmed", "changed", "disputed", "resolved")
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    title: str
+    kinds: tuple[str, ...] = ()
+    event: str = ""  # for steps without items: the record event that marks them done
+
+
+STEPS = (
+    Step("welcome", "Welcome", event="started"),
+    Step("schedule", "Visit schedule", kinds=("visit_day", "start_date")),
+    Step("access", "Access and safety", kinds=("gate_access", "safety")),
+    Step("readiness", "Before the first visit", event="readiness"),
+    Step("contact", "How to reach you", event="contact_preferences"),
+    Step("promises", "Service promises", kinds=("equipment", "custom")),
+    Step("billing", "Price and billing", kinds=("price", "billing")),
+    Step("review", "Review and sign", event="signed"),
+)
+STEP_BY_NAME = {step.name: step for step in STEPS}
+
+
+class OnboardingSigned(Exception):
+    """Signing froze the onboarding; changes go through 'ask for a change'."""
+
+
+@dataclass
+class StepStatus:
+    step: Step
+    number: int
+    done: bool
+    items: list[PromiseItem] = field(default_factory=list)
+
+
+@dataclass
+class Progress:
+    steps: list[StepStatus]
+    signed: bool
+
+    @property
+    def first_unfinished(self) -> StepStatus:
+        return next((s for s in self.steps if not s.done), self.steps[-1])
+
+    def get(self, name: str) -> StepStatus | None:
+        return next((s for s in self.steps if s.step.name == name), None)
+
+    def neighbours(self, name: str) -> tuple[StepStatus | None, StepStatus | None]:
+        names = [s.step.name for s in self.steps]
+        index = names.index(name)
+        before = self.steps[index - 1] if index > 0 else None
+        after = self.steps[index + 1] if index + 1 < len(self.steps) else None
+        return before, after
+
+    @property
+    def unfinished_before_review(self) -> list[StepStatus]:
+        return [s for s in self.steps[:-1] if not s.done]
+
+
+def progress(session: Session, account: Account) -> Progress:
+    """Which steps this account has, and which are done: two queries, whatever the size."""
+    latest = record.latest_entries_by_item(session, [account.id])
+    events = set(session.scalars(
+        select(RecordEntry.event).where(RecordEntry.account_id == account.id,
+                                        RecordEntry.actor == CUSTOMER).distinct()))
+    steps: list[StepStatus] = []
+    for step in STEPS:
+        items = [item for item in account.items if item.kind in step.kinds]
+        if step.kinds and not items:
+            continue  # nothing promised of this kind: no step to show
+        if step.kinds:
+            done = all(latest.get(i.id) is not None and latest[i.id].outcome in ANSWERED for i in items)
+        else:
+            done = step.event in events
+        steps.append(StepStatus(step, len(steps) + 1, done, items))
+    return Progress(steps, account.status == AccountStatus.SIGNED.value)
+
+
+@dataclass(frozen=True)
+class Answer:
+    item: PromiseItem
+    outcome: str  # confirmed, changed or disputed
+    value: str | None
+    comment: str = ""
+
+
+def _ensure_open(account: Account) -> None:
+    if account.status == AccountStatus.SIGNED.value:
+        raise OnboardingSigned("Your onboarding is signed. To change something, ask for a change.")
+
+
+def _mark_in_progress(account: Account) -> None:
+    if account.status in (AccountStatus.LINK_SENT.value, AccountStatus.OPENED.value,
+                          AccountStatus.DRAFT.value):
+        account.status = AccountStatus.IN_PROGRESS.value
+
+
+def record_answers(session: Session, account: Account, answers: list[Answer]) -> None:
+    _ensure_open(account)
+    for answer in answers:
+        record.append(session, account, event="answered", actor=CUSTOMER, item=answer.item,
+                      promised_value=answer.item.promised_value, confirmed_value=answer.value,
+                      outcome=answer.outcome, note=answer.comment)
+    _mark_in_progress(account)
+
+
+def record_step_event(session: Session, account: Account, event: str, *, confirmed: str = "",
+                      note: str = "", details: dict[str, Any] | None = None) -> None:
+    """Answers that belong to no promise: started, readiness, contact preferences, notes."""
+    _ensure_open(account)
+    record.append(session, account, event=event, actor=CUSTOMER, confirmed_value=confirmed or None,
+                  note=note, details=details or {})
+    _mark_in_progress(account)
+
+
+def record_opened(session: Session, account: Account) -> None:
+    if account.link_opened_at is None:
+        account.link_opened_at = utcnow()
+    if account.status == AccountStatus.LINK_SENT.value:
+        account.status = AccountStatus.OPENED.value
+    record.append(session, account, event="link_opened", actor=CUSTOMER)
+
+
+@dataclass(frozen=True)
+class SummaryLine:
+    label: str
+    promised: str
+    confirmed: str
+    outcome: str
+    comment: str
+
+
+def summary(session: Session, account: Account) -> list[SummaryLine]:
+    """Every promise with the customer's latest answer, as the review page and emails show it."""
+    lines = []
+    for state in record.item_states(session, account):
+        latest = state.latest
+        lines.append(SummaryLine(
+            label=state.item.label,
+            promised=display_value(state.item.promised_value, state.item.kind),
+            confirmed=display_value(state.current_value, state.item.kind),
+            outcome=state.outcome,
+            comment=latest.note if latest is not None and latest.actor == CUSTOMER else "",
+        ))
+    return lines
+
+
+def latest_step_details(session: Session, account: Account) -> dict[str, dict[str, Any]]:
+    """The latest readiness, contact and technician-note answers, by event."""
+    wanted = ("readiness", "contact_preferences", "technician_note", "sms_consent")
+    found: dict[str, dict[str, Any]] = {}
+    for entry in session.scalars(select(RecordEntry).where(
+            RecordEntry.account_id == account.id, RecordEntry.event.in_(wanted))
+            .order_by(RecordEntry.seq)):
+        found[entry.event] = {**entry.details, "value": entry.confirmed_value, "note": entry.note}
+    return found
+
+
+def summary_hash(lines: list[SummaryLine], extras: dict[str, dict[str, Any]]) -> str:
+    canonical = json.dumps({"lines": [line.__dict__ for line in lines], "extras": extras},
+                           sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def sign(session: Session, account: Account, typed_name: str) -> RecordEntry:
+    """Freeze the onboarding: one entry carrying a hash of everything confirmed, and the emails."""
+    _ensure_open(account)
+    lines = summary(session, account)
+    extras = latest_step_details(session, account)
+    digest = summary_hash(lines, extras)
+    entry = record.append(session, account, event="signed", actor=CUSTOMER, confirmed_value=typed_name,
+                          note="signed the onboarding summary",
+                          details={"summary_sha256": digest, "promises": len(lines)})
+    account.signed_at = utcnow()
+    account.status = AccountStatus.SIGNED.value
+    differences = [line for line in lines if line.outcome in ("changed", "disputed")]
+    _queue_signed_emails(session, account, lines, differences)
+    return entry
+
+
+def _queue_signed_emails(session: Session, account: Account, lines: list[SummaryLine],
+                         differences: list[SummaryLine]) -> None:
+    company = get_company()
+    queue_email(session, template="signed_customer", to=account.customer.email,
+                subject=f"{company.name}: your confirmed service", account=account,
+                context={"account": account, "lines": lines, "differences": differences})
+    if not differences:
+        return
+    recipients = {account.salesperson.email if account.salesperson else "", company.office_email}
+    for address in sorted(r for r in recipients if r):
+        queue_email(session, template="differences_alert", to=address, account=account,
+                    subject=f"{account.customer.name} changed {len(differences)} promise(s)",
+                    context={"account": account, "differences": differences})
+
+
+def request_change(session: Session, account: Account, item: PromiseItem | None, details: str) -> None:
+    """After signing, the only way to change something: an entry and a note to the office."""
+    record.append(session, account, event="change_requested", actor=CUSTOMER, item=item,
+                  promised_value=item.promised_value if item else None, note=details,
+                  outcome=None)
+    company = get_company()
+    office = company.office_email or company.email
+    if office:
+        queue_email(session, template="change_request", to=office, account=account,
+                    subject=f"Change requested by {account.customer.name}",
+                    context={"account": account, "item": item, "details": details})
+
+
+def agreed_days(session: Session, account: Account) -> list[str]:
+    for state in record.item_states(session, account):
+        if state.item.kind == "visit_day":
+            return [d for d in (normalise_weekdays(state.current_value) or "").split(", ") if d]
+    return []
+
+
+def agreed_start(session: Session, account: Account) -> date | None:
+    for state in record.item_states(session, account):
+        if state.item.kind == "start_date":
+            try:
+                return date.fromisoformat(state.current_value)
+            except ValueError:
+                return account.first_visit
+    return account.first_visit
+
+
+def next_visit(days: list[str], start: date | None, today: date) -> date | None:
+    """The first agreed weekday on or after both today and the start date."""
+    if not days:
+        return start if start and start >= today else None
+    day = max(today, start or today)
+    wanted = {WEEKDAYS.index(d) for d in days}
+    for offset in range(7):
+        candidate = day + timedelta(days=offset)
+        if candidate.weekday() in wanted:
+            return candidate
+    return None

@@ -1,0 +1,238 @@
+"""Customer forms. Step forms are built per account: one group of fields per promise."""
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from wtforms import BooleanField, EmailField, RadioField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Email, Length, Optional
+
+from portal.confirmations import Answer
+from portal.handoffs import display_value
+from portal.models import PromiseItem, RecordEntry
+from portal.once import OnceForm
+from portal.staff.handoff_forms import CheckboxesField, options
+from portal.validation import WEEKDAYS, normalise_weekdays
+
+CARD, INVOICE = "Card autopay", "Invoice"
+NO_LABELS = {
+    "visit_day": "I'd like a different day",
+    "start_date": "I'd like a different date",
+    "gate_access": "That needs correcting",
+    "safety": "That needs correcting",
+}
+DISPUTE_LABEL = "That's not what I was told"
+COMMENT_LABELS = {
+    "visit_day": "Why? (it helps us plan the route)",
+    "start_date": "Why? (it helps us plan the route)",
+    "gate_access": "Anything to add for the technician? (optional)",
+    "safety": "Anything to add for the technician? (optional)",
+}
+DISPUTE_COMMENT = "What were you told?"
+MAX_TEXT = 1000
+
+
+def _prefix(item: PromiseItem) -> str:
+    return f"i{item.id}"
+
+
+def billing_is_card(value: str) -> bool:
+    return "card" in value.lower() or "autopay" in value.lower()
+
+
+def item_form_class(items: list[PromiseItem], with_note: bool = False) -> type[OnceForm]:
+    """A form class with a group of fields per promise (and a free note on the access step)."""
+    fields: dict[str, Any] = {}
+    for item in items:
+        p = _prefix(item)
+        if item.kind == "billing":
+            fields[f"{p}_choice"] = RadioField("How would you like to pay?", validate_choice=False,
+                                               choices=options([(CARD, "Autopay by card (saved securely with Stripe)"),
+                                                                (INVOICE, "Pay each invoice from an email link")]))
+            continue
+        fields[f"{p}_answer"] = RadioField(item.label, validate_choice=False, choices=options(
+            [("yes", "That's right"), ("no", NO_LABELS.get(item.kind, DISPUTE_LABEL))]))
+        if item.kind == "visit_day":
+            fields[f"{p}_days"] = CheckboxesField("Days that suit you better", validate_choice=False,
+                                                  choices=options([(d, d) for d in WEEKDAYS]))
+        elif item.kind == "start_date":
+            fields[f"{p}_date"] = StringField("A date that suits you better", render_kw={"type": "date"})
+        elif item.kind in ("gate_access", "safety"):
+            fields[f"{p}_value"] = StringField("What is correct?")
+        fields[f"{p}_comment"] = TextAreaField(COMMENT_LABELS.get(item.kind, DISPUTE_COMMENT))
+    if with_note:
+        fields["technician_note"] = TextAreaField("Notes for the technician (optional)",
+                                                  validators=[Optional(), Length(max=MAX_TEXT)])
+    return type("ItemAnswersForm", (OnceForm,), fields)
+
+
+def prefill(items: list[PromiseItem], latest: dict[int, RecordEntry]) -> dict[str, Any]:
+    """The customer's previous answers, so going back shows what they said."""
+    data: dict[str, Any] = {}
+    for item in items:
+        entry = latest.get(item.id)
+        p = _prefix(item)
+        if item.kind == "billing":
+            current = entry.confirmed_value if entry and entry.confirmed_value else item.promised_value
+            data[f"{p}_choice"] = CARD if billing_is_card(current) else INVOICE
+            continue
+        if entry is None or entry.actor != "customer":
+            continue
+        data[f"{p}_answer"] = "yes" if entry.outcome == "confirmed" else "no"
+        data[f"{p}_comment"] = entry.note
+        if entry.outcome == "changed" and entry.confirmed_value:
+            if item.kind == "visit_day":
+                data[f"{p}_days"] = entry.confirmed_value.split(", ")
+            elif item.kind == "start_date":
+                data[f"{p}_date"] = entry.confirmed_value
+            else:
+                data[f"{p}_value"] = entry.confirmed_value
+    return data
+
+
+def parse_answers(form: OnceForm, items: list[PromiseItem], today: date) -> list[Answer] | None:
+    """Read one answer per promise; put a message next to each field that needs one."""
+    answers: list[Answer] = []
+    valid = True
+    for item in items:
+        answer = _parse_item(form, item, today)
+        if answer is None:
+            valid = False
+        else:
+            answers.append(answer)
+    return answers if valid else None
+
+
+def _error(field: Any, message: str) -> None:
+    field.errors = [*field.errors, message]
+
+
+def _text(form: OnceForm, name: str) -> str:
+    field = getattr(form, name, None)
+    return (field.data or "").strip() if field is not None and isinstance(field.data, str) else ""
+
+
+def _parse_item(form: OnceForm, item: PromiseItem, today: date) -> Answer | None:
+    p = _prefix(item)
+    if item.kind == "billing":
+        choice = getattr(form, f"{p}_choice")
+        if choice.data not in (CARD, INVOICE):
+            _error(choice, "Choose how you would like to pay.")
+            return None
+        same = billing_is_card(choice.data) == billing_is_card(item.promised_value)
+        return Answer(item, "confirmed" if same else "changed", choice.data)
+    answer_field = getattr(form, f"{p}_answer")
+    comment = _text(form, f"{p}_comment")
+    comment_field = getattr(form, f"{p}_comment")
+    if len(comment) > MAX_TEXT:
+        _error(comment_field, f"Please keep this under {MAX_TEXT} characters.")
+        return None
+    if answer_field.data == "yes":
+        return Answer(item, "confirmed", item.promised_value, comment)
+    if answer_field.data != "no":
+        _error(answer_field, f"Choose \u201cThat's right\u201d or tell us what is different.")
+        return None
+    return _parse_change(form, item, comment, comment_field, today)
+
+
+def _parse_change(form: OnceForm, item: PromiseItem, comment: str, comment_field: Any,
+                  today: date) -> Answer | None:
+    p = _prefix(item)
+    if item.kind == "visit_day":
+        days_field = getattr(form, f"{p}_days")
+        days = normalise_weekdays(", ".join(d for d in (days_field.data or []) if isinstance(d, str)))
+        if not days:
+            _error(days_field, "Choose at least one day that suits you.")
+            return None
+        if not comment:
+            _error(comment_field, "Tell us briefly why, so we can plan the route.")
+            return None
+        outcome = "confirmed" if days == normalise_weekdays(item.promised_value) else "changed"
+        return Answer(item, outcome, days, comment)
+    if item.kind == "start_date":
+        date_field = getattr(form, f"{p}_date")
+        try:
+            chosen = date.fromisoformat(date_field.data or "")
+        except ValueError:
+            _error(date_field, "Choose a date, e.g. 2026-12-04.")
+            return None
+        if chosen < today:
+            _error(date_field, "Choose a date from today on.")
+            return None
+        if not comment:
+            _error(comment_field, "Tell us briefly why, so we can plan the route.")
+            return None
+        return Answer(item, "changed", chosen.isoformat(), comment)
+    if item.kind in ("gate_access", "safety"):
+        value_field = getattr(form, f"{p}_value")
+        value = _text(form, f"{p}_value")
+        if not value or len(value) > MAX_TEXT:
+            _error(value_field, "Tell us what is correct." if not value else
+                   f"Please keep this under {MAX_TEXT} characters.")
+            return None
+        return Answer(item, "changed", value, comment)
+    if not comment:
+        _error(comment_field, "Tell us what you were told, so we can put it right.")
+        return None
+    return Answer(item, "disputed", None, comment)
+
+
+def readiness_form_class(checklist: list[str]) -> type[OnceForm]:
+    fields = {f"r{index}": RadioField(label, validate_choice=False,
+                                      choices=options([("done", "Done"), ("not_yet", "Not yet")]))
+              for index, label in enumerate(checklist)}
+    return type("ReadinessForm", (OnceForm,), fields)
+
+
+class ContactForm(OnceForm):
+    channels = CheckboxesField("How may we reach you?", validate_choice=False,
+                               choices=options([("email", "Email"), ("text", "Text message"),
+                                                ("call", "Phone call")]))
+    phone = StringField("Mobile or phone number", validators=[Optional(), Length(max=40)],
+                        render_kw={"type": "tel", "autocomplete": "tel"})
+    preferred_times = StringField("Best times to reach you (optional)",
+                                  validators=[Optional(), Length(max=200)])
+    sms_consent = BooleanField("I agree to receive text messages about my pool service at this "
+                               "number. Message rates may apply; reply STOP to opt out.")
+
+    def validate_channels(self, field: CheckboxesField) -> None:
+        allowed = {"email", "text", "call"}
+        if not field.data or not set(field.data) <= allowed:
+            raise ValueError("Choose at least one way to reach you.")
+
+    def extra_checks(self) -> bool:
+        ok = True
+        wants_phone = {"text", "call"} & set(self.channels.data or [])
+        if wants_phone and not (self.phone.data or "").strip():
+            _error(self.phone, "Give a number for texts or calls.")
+            ok = False
+        if "text" in (self.channels.data or []) and not self.sms_consent.data:
+            _error(self.sms_consent, "Tick the box to agree to text messages, or untick Text message.")
+            ok = False
+        return ok
+
+
+class SignForm(OnceForm):
+    full_name = StringField("Type your full name", validators=[
+        DataRequired("Type your full name to sign."), Length(max=120)],
+        render_kw={"autocomplete": "name"})
+    agree = BooleanField("I confirm these details are correct and agree to the service as described.",
+                         validators=[DataRequired("Tick the box to agree.")])
+
+
+class NewLinkForm(OnceForm):
+    email = EmailField("Your email address", validators=[
+        DataRequired("Enter the email address we wrote to."),
+        Email("Enter a valid email address, like dana@example.com."), Length(max=254)],
+        render_kw={"autocomplete": "email"})
+
+
+def change_form_class(items: list[PromiseItem]) -> type[OnceForm]:
+    choices = [(str(item.id), f"{item.label}: {display_value(item.promised_value, item.kind)}"[:80])
+               for item in items] + [("other", "Something else")]
+    return type("ChangeRequestForm", (OnceForm,), {
+        "item": RadioField("What would you like to change?", choices=options(choices),
+                           validate_choice=True),
+        "details": TextAreaField("Tell us what you need", validators=[
+            DataRequired("Tell us what you would like to change."), Length(max=MAX_TEXT)]),
+    })
