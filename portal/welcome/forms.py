@@ -5,7 +5,7 @@ from datetime import date
 from typing import Any
 
 from wtforms import BooleanField, EmailField, RadioField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Email, Length, Optional
+from wtforms.validators import DataRequired, Email, Length, Optional, ValidationError
 
 from portal.confirmations import Answer
 from portal.handoffs import display_value
@@ -198,7 +198,7 @@ class ContactForm(OnceForm):
     def validate_channels(self, field: CheckboxesField) -> None:
         allowed = {"email", "text", "call"}
         if not field.data or not set(field.data) <= allowed:
-            raise ValueError("Choose at least one way to reach you.")
+            raise ValidationError("Choose at least one way to reach you.")
 
     def extra_checks(self) -> bool:
         ok = True

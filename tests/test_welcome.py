@@ -1,0 +1,474 @@
+"""The welcome portal through the test client: links, customer sessions, every step, signing."""
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+from datetime import date, timedelta
+
+import pytest
+from flask import Flask
+from itsdangerous import URLSafeTimedSerializer
+from sqlalchemy import select
+
+from portal import links, record
+from portal.models import Account, AccountStatus, OutboxEmail, RecordEntry
+from portal.onboarding import send_welcome
+from tests.conftest import count_rows, form_fields
+
+
+def token_of(url: str) -> str:
+    return url.rsplit("/welcome/t/", 1)[1]
+
+
+@pytest.fixture
+def invited(db, make_account):
+    """An account whose welcome link has been sent; returns (account, link path)."""
+    account = make_account()
+    sent = send_welcome(db, account, "system")
+    db.commit()
+    return account, "/welcome/t/" + token_of(sent.url)
+
+
+def open_link(client, path):
+    response = client.get(path)
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return response
+
+
+def answer_all(html: str, **overrides: str) -> dict[str, object]:
+    """Fill a step the way a customer confirming everything would."""
+    data: dict[str, object] = form_fields(html)
+    for name in set(re.findall(r'name="(i\d+_answer)"', html)):
+        data[name] = "yes"
+    for name in set(re.findall(r'name="(i\d+_choice)"', html)):
+        data[name] = "Card autopay"
+    for name in set(re.findall(r'name="(r\d+)"', html)):
+        data[name] = "done"
+    if 'name="channels"' in html:
+        data["channels"] = "email"
+    if 'name="full_name"' in html:
+        data.update(full_name="Dana Reyes", agree="y")
+    data.update(overrides)
+    return data
+
+
+def item_id(account: Account, kind: str) -> int:
+    return next(item.id for item in account.items if item.kind == kind)
+
+
+def complete(client, stop_before: str | None = None) -> str:
+    """Walk the steps from the first unfinished one; return the last location."""
+    location = client.get("/welcome/").headers["Location"]
+    for _ in range(10):
+        if "/step/" not in location or (stop_before and location.endswith(stop_before)):
+            return location
+        html = client.get(location).get_data(as_text=True)
+        response = client.post(location, data=answer_all(html))
+        assert response.status_code == 302, response.get_data(as_text=True)
+        location = response.headers["Location"]
+    return location
+
+
+# --- Links -----------------------------------------------------------------------------
+
+def test_opening_the_link_starts_a_session_and_drops_the_token_from_the_address(client, db, invited):
+    account, path = invited
+    response = open_link(client, path)
+    assert response.headers["Location"] == "/welcome/"
+    assert response.headers["Referrer-Policy"] in {"no-referrer", "same-origin"}
+    step = client.get("/welcome/")
+    assert step.headers["Location"] == "/welcome/step/welcome"
+    page = client.get("/welcome/step/welcome")
+    assert page.status_code == 200 and "Dana Reyes" in page.get_data(as_text=True)
+    assert token_of(path) not in page.get_data(as_text=True)
+    db.expire_all()
+    opened = db.get(Account, account.id)
+    assert opened.status == "opened" and opened.link_opened_at is not None
+    assert "link_opened" in [e.event for e in record.entries_for(db, account.id)]
+
+
+def test_link_payload_carries_nothing_personal_and_the_nonce_is_stored_hashed(db, invited):
+    account, path = invited
+    payload_part = token_of(path).split(".")[0]
+    payload = json.loads(base64.urlsafe_b64decode(payload_part + "=" * (-len(payload_part) % 4)))
+    assert set(payload) == {"a", "n"} and payload["a"] == account.id
+    text = json.dumps(payload)
+    assert "dana" not in text.lower() and "reyes" not in text.lower() and "@" not in text
+    db.refresh(account)
+    assert account.link_nonce_hash == links.hash_nonce(payload["n"]) != payload["n"]
+
+
+def _refusal(client, path):
+    response = client.get(path)
+    return response.status_code, response.get_data(as_text=True)
+
+
+def test_tampered_wrong_purpose_revoked_and_deleted_links_are_refused_alike(app, client, db, invited):
+    account, path = invited
+    token = token_of(path)
+    tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    with app.app_context():
+        nonce = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "==="))["n"]
+        pay_token = links.make_token(account, nonce, purpose="pay")
+    answers = [_refusal(client, f"/welcome/t/{tampered}"), _refusal(client, f"/welcome/t/{pay_token}")]
+    db.get(Account, account.id).deleted_at = account.created_at
+    db.commit()
+    answers.append(_refusal(client, path))
+    statuses = {status for status, _ in answers}
+    bodies = {re.sub(r'value="[^"]*"', "", body) for _, body in answers}  # one-time form ids differ
+    assert statuses == {400} and len(bodies) == 1
+    assert "Email me a new link" in answers[0][1]
+    assert "Dana" not in answers[0][1]
+    with client.session_transaction() as session:
+        assert "customer" not in session
+
+
+def test_expired_link_gets_the_friendly_page_and_no_data(app, client, db, invited, monkeypatch):
+    _, path = invited
+    real_time = time.time
+    monkeypatch.setattr("itsdangerous.timed.time.time", lambda: real_time() + 15 * 86400)
+    status, body = _refusal(client, path)
+    assert status == 400 and "Email me a new link" in body and "1820 W Palm" not in body
+
+
+def test_link_signed_with_a_fallback_key_still_opens_and_an_unknown_key_does_not(app, client, db, invited):
+    account, path = invited
+    nonce = json.loads(base64.urlsafe_b64decode(token_of(path).split(".")[0] + "==="))["n"]
+    old = URLSafeTimedSerializer("old-key", salt=links.SALTS["welcome"]).dumps({"a": account.id, "n": nonce})
+    assert client.get(f"/welcome/t/{old}").status_code == 400
+    app.config["SECRET_KEY_FALLBACKS"] = ["old-key"]
+    assert client.get(f"/welcome/t/{old}").status_code == 302
+
+
+def test_resending_revokes_the_old_link_and_its_session(client, db, invited):
+    account, path = invited
+    open_link(client, path)
+    assert client.get("/welcome/step/welcome").status_code == 200
+    sent = send_welcome(db, db.get(Account, account.id), "staff:1")
+    db.commit()
+    assert client.get("/welcome/step/welcome").headers["Location"] == "/welcome/session-ended"
+    assert client.get(path).status_code == 400
+    assert open_link(client, "/welcome/t/" + token_of(sent.url))
+
+
+def test_customer_session_idles_out(app, client, invited, monkeypatch):
+    _, path = invited
+    open_link(client, path)
+    real_time = time.time
+    monkeypatch.setattr("portal.welcome.customer.time.time", lambda: real_time() + 13 * 3600)
+    response = client.get("/welcome/step/welcome")
+    assert response.headers["Location"] == "/welcome/session-ended"
+
+
+def test_customer_session_never_reaches_staff_pages(client, invited):
+    _, path = invited
+    open_link(client, path)
+    for url in ("/staff/", "/staff/handoffs/new", "/staff/settings", "/staff/accounts/1"):
+        response = client.get(url)
+        assert response.status_code == 302 and "/staff/login" in response.headers["Location"]
+
+
+# --- Email me a new link ----------------------------------------------------------------
+
+def test_new_link_answers_the_same_for_known_and_unknown_addresses(client, db, invited):
+    account, path = invited
+    known = client.post("/welcome/new-link", data={**form_fields(client.get("/welcome/session-ended")
+                                                                 .get_data(as_text=True)), "email": "DANA@example.com"})
+    unknown = client.post("/welcome/new-link", data={**form_fields(client.get("/welcome/session-ended")
+                                                                   .get_data(as_text=True)), "email": "who@example.com"})
+    assert known.status_code == unknown.status_code == 200
+    assert known.get_data(as_text=True) == unknown.get_data(as_text=True)
+    emails = db.scalars(select(OutboxEmail).order_by(OutboxEmail.id)).all()
+    assert len(emails) == 2 and emails[1].kind == "welcome_resent"
+    new_token = emails[1].text_body.split("/welcome/t/")[1].split()[0]
+    assert client.get(path).status_code == 400  # the new link replaced the old one
+    assert client.get(f"/welcome/t/{new_token}").status_code == 302
+
+
+def test_new_link_is_rate_limited_per_address_and_per_client(app, client, db, invited):
+    app.config.update(NEW_LINK_LIMIT_PER_ADDRESS="2 per hour", NEW_LINK_LIMIT_PER_CLIENT="4 per hour")
+    fields = lambda: form_fields(client.get("/welcome/session-ended").get_data(as_text=True))  # noqa: E731
+    for _ in range(2):
+        assert client.post("/welcome/new-link", data={**fields(), "email": "dana@example.com"}).status_code == 200
+    assert client.post("/welcome/new-link", data={**fields(), "email": "dana@example.com"}).status_code == 429
+    for n in range(2):
+        client.post("/welcome/new-link", data={**fields(), "email": f"x{n}@example.com"})
+    assert client.post("/welcome/new-link", data={**fields(), "email": "y@example.com"}).status_code == 429
+    assert count_rows(db, OutboxEmail) == 1 + 2
+
+
+def test_new_link_with_a_bad_address_is_refused_and_sends_nothing(client, db, invited):
+    response = client.post("/welcome/new-link", data={**form_fields(client.get("/welcome/session-ended")
+                                                                     .get_data(as_text=True)), "email": "nope"})
+    assert response.status_code == 400 and "Enter a valid email address" in response.get_data(as_text=True)
+    assert count_rows(db, OutboxEmail) == 1
+
+
+# --- Steps ------------------------------------------------------------------------------
+
+def test_every_step_records_answers_and_signing_freezes_the_onboarding(client, db, invited):
+    account, path = invited
+    open_link(client, path)
+    visit = item_id(account, "visit_day")
+    location = complete(client, stop_before="/step/schedule")
+    html = client.get(location).get_data(as_text=True)
+    assert "Step 2 of 8" in html
+    changed = answer_all(html, **{f"i{visit}_answer": "no", f"i{visit}_days": ["Monday", "Thursday"],
+                                  f"i{visit}_comment": "Fridays we travel"})
+    assert client.post(location, data=changed).status_code == 302
+    assert complete(client) == "/welcome/thanks"
+    page = client.get("/welcome/thanks").get_data(as_text=True)
+    assert "Thank you, Dana Reyes!" in page and "1 thing differed" in page
+
+    db.expire_all()
+    account = db.get(Account, account.id)
+    assert account.status == AccountStatus.SIGNED.value and account.signed_at
+    entries = record.entries_for(db, account.id)
+    answers = {e.item_id: e for e in entries if e.event == "answered"}
+    assert answers[visit].outcome == "changed" and answers[visit].confirmed_value == "Monday, Thursday"
+    assert answers[visit].note == "Fridays we travel" and answers[visit].actor == "customer"
+    assert answers[visit].request_id
+    assert all(answers[i.id].outcome in ("confirmed", "changed") for i in account.items)
+    events = [e.event for e in entries]
+    for event in ("started", "readiness", "contact_preferences", "signed"):
+        assert event in events
+    signed = next(e for e in entries if e.event == "signed")
+    assert len(signed.details["summary_sha256"]) == 64 and signed.confirmed_value == "Dana Reyes"
+    assert record.verify_chain(db, account.id) is None
+    kinds = sorted(e.kind for e in db.scalars(select(OutboxEmail)))
+    assert kinds == ["differences_alert", "signed_customer", "welcome"]
+
+    count = count_rows(db, RecordEntry)
+    frozen = client.post("/welcome/step/schedule", data=changed)
+    assert frozen.status_code == 302 and frozen.headers["Location"] == "/welcome/service"
+    assert count_rows(db, RecordEntry) == count
+
+
+def test_the_confirmation_email_lists_what_was_confirmed_and_changed(client, db, invited):
+    account, path = invited
+    open_link(client, path)
+    gate = item_id(account, "gate_access")
+    location = complete(client, stop_before="/step/access")
+    html = client.get(location).get_data(as_text=True)
+    client.post(location, data=answer_all(html, **{f"i{gate}_answer": "no",
+                                                   f"i{gate}_value": "Front gate, code 7788"}))
+    complete(client)
+    email = db.scalars(select(OutboxEmail).where(OutboxEmail.kind == "signed_customer")).one()
+    assert "Front gate, code 7788" in email.text_body and "changed" in email.text_body
+    assert "Salt cell check before summer" in email.html_body
+    alert = db.scalars(select(OutboxEmail).where(OutboxEmail.kind == "differences_alert")).one()
+    assert alert.to_address == account.salesperson.email
+    assert "Side gate, code 4412" in alert.text_body and "Front gate, code 7788" in alert.text_body
+
+
+@pytest.mark.parametrize("kind, fields, message", [
+    ("visit_day", {"answer": "no"}, "Choose at least one day"),
+    ("visit_day", {"answer": "no", "days": ["Monday"]}, "Tell us briefly why"),
+    ("visit_day", {"answer": ""}, "Choose \u201cThat&#39;s right\u201d"),
+    ("start_date", {"answer": "no", "date": "2020-01-01", "comment": "x"}, "Choose a date from today on"),
+    ("start_date", {"answer": "no", "date": "soon", "comment": "x"}, "Choose a date, e.g."),
+])
+def test_bad_schedule_answers_are_refused_next_to_the_field_and_write_nothing(
+        client, db, invited, kind, fields, message):
+    account, path = invited
+    open_link(client, path)
+    target = item_id(account, kind)
+    location = complete(client, stop_before="/step/schedule")
+    html = client.get(location).get_data(as_text=True)
+    before = count_rows(db, RecordEntry)
+    data = answer_all(html, **{f"i{target}_{name}": value for name, value in fields.items()})
+    response = client.post(location, data=data)
+    assert response.status_code == 400
+    body = response.get_data(as_text=True)
+    assert message in body and 'role="alert"' in body
+    assert count_rows(db, RecordEntry) == before
+
+
+def test_disputing_a_promise_needs_a_comment(client, db, invited):
+    account, path = invited
+    open_link(client, path)
+    equipment = item_id(account, "equipment")
+    location = complete(client, stop_before="/step/promises")
+    html = client.get(location).get_data(as_text=True)
+    before = count_rows(db, RecordEntry)
+    refused = client.post(location, data=answer_all(html, **{f"i{equipment}_answer": "no"}))
+    assert refused.status_code == 400 and "Tell us what you were told" in refused.get_data(as_text=True)
+    assert count_rows(db, RecordEntry) == before
+    accepted = client.post(location, data=answer_all(html, **{
+        f"i{equipment}_answer": "no", f"i{equipment}_comment": "Salt cell replacement, not a check"}))
+    assert accepted.status_code == 302
+    state = {s.item.id: s for s in record.item_states(db, db.get(Account, account.id))}[equipment]
+    assert state.outcome == "disputed" and state.latest.note == "Salt cell replacement, not a check"
+
+
+def test_contact_step_records_text_consent_explicitly(client, db, invited):
+    account, path = invited
+    open_link(client, path)
+    location = complete(client, stop_before="/step/contact")
+    html = client.get(location).get_data(as_text=True)
+    before = count_rows(db, RecordEntry)
+    no_consent = client.post(location, data=answer_all(html, channels=["email", "text"], phone="+1 480 555 0134"))
+    assert no_consent.status_code == 400 and "Tick the box to agree" in no_consent.get_data(as_text=True)
+    nothing = client.post(location, data={**form_fields(html)})
+    assert nothing.status_code == 400 and "Choose at least one way" in nothing.get_data(as_text=True)
+    assert count_rows(db, RecordEntry) == before
+    ok = client.post(location, data=answer_all(html, channels=["email", "text"], phone="+1 480 555 0134",
+                                               sms_consent="y", preferred_times="evenings"))
+    assert ok.status_code == 302
+    consent = db.scalars(select(RecordEntry).where(RecordEntry.event == "sms_consent")).one()
+    assert consent.confirmed_value == "+1 480 555 0134" and "text messages" in consent.details["consent_text"]
+
+
+def test_readiness_needs_every_item_answered(client, db, invited):
+    _, path = invited
+    open_link(client, path)
+    location = complete(client, stop_before="/step/readiness")
+    html = client.get(location).get_data(as_text=True)
+    data = answer_all(html)
+    data.pop("r1")
+    before = count_rows(db, RecordEntry)
+    response = client.post(location, data=data)
+    assert response.status_code == 400 and "Choose Done or Not yet." in response.get_data(as_text=True)
+    assert count_rows(db, RecordEntry) == before
+
+
+def test_signing_needs_every_step_a_name_and_consent(client, db, invited):
+    account, path = invited
+    open_link(client, path)
+    html = client.get("/welcome/step/review").get_data(as_text=True)
+    assert "Still to do before you sign" in html
+    early = client.post("/welcome/step/review", data=answer_all(html))
+    assert early.status_code == 400 and "finish the steps" in early.get_data(as_text=True)
+    complete(client, stop_before="/step/review")
+    html = client.get("/welcome/step/review").get_data(as_text=True)
+    unticked = client.post("/welcome/step/review", data=answer_all(html, agree=""))
+    assert unticked.status_code == 400 and "Tick the box to agree." in unticked.get_data(as_text=True)
+    db.expire_all()
+    assert db.get(Account, account.id).signed_at is None
+
+
+def test_double_submit_takes_effect_once_and_two_tabs_leave_the_latest_answer(client, db, invited):
+    account, path = invited
+    open_link(client, path)
+    visit = item_id(account, "visit_day")
+    location = complete(client, stop_before="/step/schedule")
+    tab_one = client.get(location).get_data(as_text=True)
+    tab_two = client.get(location).get_data(as_text=True)
+    first = answer_all(tab_one, **{f"i{visit}_answer": "no", f"i{visit}_days": ["Monday"],
+                                   f"i{visit}_comment": "work"})
+    client.post(location, data=first)
+    client.post(location, data=first)  # the double click
+    answered = [e for e in record.entries_for(db, account.id) if e.item_id == visit and e.event == "answered"]
+    assert len(answered) == 1
+    client.post(location, data=answer_all(tab_two))  # the other tab confirms Friday after all
+    answered = [e for e in record.entries_for(db, account.id) if e.item_id == visit and e.event == "answered"]
+    assert [e.outcome for e in answered] == ["changed", "confirmed"]
+    state = {s.item.id: s for s in record.item_states(db, db.get(Account, account.id))}[visit]
+    assert state.outcome == "confirmed" and state.current_value == "Friday"
+
+
+def test_going_back_shows_previous_answers_and_resume_on_another_device(app, client, db, invited):
+    account, path = invited
+    open_link(client, path)
+    location = complete(client, stop_before="/step/readiness")
+    schedule = client.get("/welcome/step/schedule").get_data(as_text=True)
+    assert re.search(r'checked[^>]*value="yes"|value="yes"[^>]*checked', schedule)
+    other_device = app.test_client()
+    assert other_device.get(path).status_code == 302
+    assert other_device.get("/welcome/").headers["Location"] == location
+
+
+def test_technician_note_and_corrections_are_escaped_in_pages_and_email(client, db, invited):
+    account, path = invited
+    open_link(client, path)
+    gate = item_id(account, "gate_access")
+    location = complete(client, stop_before="/step/access")
+    html = client.get(location).get_data(as_text=True)
+    evil = "<script>alert(1)</script>"
+    client.post(location, data=answer_all(html, technician_note=evil, **{
+        f"i{gate}_answer": "no", f"i{gate}_value": evil}))
+    review = client.get("/welcome/step/review").get_data(as_text=True)
+    assert evil not in review and "&lt;script&gt;alert(1)&lt;/script&gt;" in review
+    complete(client)
+    email = db.scalars(select(OutboxEmail).where(OutboxEmail.kind == "signed_customer")).one()
+    assert evil not in email.html_body and "&lt;script&gt;" in email.html_body
+    assert evil in email.text_body  # plain text shows it as the text it is
+
+
+# --- After signing ----------------------------------------------------------------------
+
+def test_my_service_shows_the_next_visit_calendar_and_takes_change_requests(client, db, invited, app):
+    account, path = invited
+    open_link(client, path)
+    complete(client)
+    page = client.get("/welcome/service").get_data(as_text=True)
+    assert "Next visit:" in page and "every Friday" in page
+    ics = client.get("/welcome/service/visit.ics")
+    body = ics.get_data(as_text=True)
+    assert ics.mimetype == "text/calendar" and "RRULE:FREQ=WEEKLY;BYDAY=FR" in body
+    first = re.search(r"DTSTART;VALUE=DATE:(\d{8})", body).group(1)
+    visit = date(int(first[:4]), int(first[4:6]), int(first[6:]))
+    assert visit.weekday() == 4 and visit >= account.first_visit
+
+    form = form_fields(page.split('id="change"', 1)[1])
+    before = count_rows(db, RecordEntry)
+    bad = client.post("/welcome/service/change", data={**form, "item": "other", "details": ""})
+    assert bad.status_code == 400 and count_rows(db, RecordEntry) == before
+    ok = client.post("/welcome/service/change", data={**form, "item": str(item_id(account, "visit_day")),
+                                                       "details": "Tuesdays from March"})
+    assert ok.status_code == 302
+    change = db.scalars(select(RecordEntry).where(RecordEntry.event == "change_requested")).one()
+    assert change.note == "Tuesdays from March" and change.actor == "customer"
+
+
+def test_change_request_emails_the_office(client, db, invited):
+    from portal.models import CompanySettings
+
+    db.add(CompanySettings(name="Blue Lagoon", office_email="office@example.com", readiness_checklist=["Dog in"]))
+    db.commit()
+    account, path = invited
+    open_link(client, path)
+    complete(client)
+    page = client.get("/welcome/service").get_data(as_text=True)
+    client.post("/welcome/service/change", data={**form_fields(page.split('id="change"', 1)[1]),
+                                                  "item": "other", "details": "New gate code soon"})
+    note = db.scalars(select(OutboxEmail).where(OutboxEmail.kind == "change_request")).one()
+    assert note.to_address == "office@example.com" and "New gate code soon" in note.text_body
+
+
+# --- One customer, another's pages --------------------------------------------------------
+
+CUSTOMER_GET_ROUTES = ["/welcome/", "/welcome/step/welcome", "/welcome/step/schedule",
+                       "/welcome/step/review", "/welcome/thanks", "/welcome/service",
+                       "/welcome/service/visit.ics"]
+
+
+def test_a_customer_session_shows_only_its_own_account(client, db, make_account, app):
+    first = make_account(customer_name="Ann First", customer_email="ann@example.com")
+    second = make_account(customer_name="Bob Second", customer_email="bob@example.com",
+                          service_address="9 Elm St, Mesa, AZ")
+    links_by_account = {}
+    for account in (first, second):
+        links_by_account[account.id] = "/welcome/t/" + token_of(send_welcome(db, account, "system").url)
+    db.commit()
+    open_link(client, links_by_account[first.id])
+    for url in CUSTOMER_GET_ROUTES:
+        page = client.get(url, follow_redirects=True).get_data(as_text=True)
+        assert "Bob Second" not in page and "9 Elm St" not in page, url
+    # Answering with the other account's promise ids touches nothing of theirs.
+    other_items = [item.id for item in second.items]
+    location = complete(client, stop_before="/step/schedule")
+    html = client.get(location).get_data(as_text=True)
+    data = answer_all(html, **{f"i{i}_answer": "no" for i in other_items})
+    client.post(location, data=data)
+    assert all(e.actor != "customer" for e in record.entries_for(db, second.id))
+
+
+def test_every_customer_view_takes_its_account_from_the_session(app):
+    """A new customer page without the session decorator fails here."""
+    public = {"welcome.open_link", "welcome.session_ended", "welcome.new_link", "welcome.sign_out"}
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.startswith("welcome.") and rule.endpoint not in public:
+            assert getattr(app.view_functions[rule.endpoint], "customer_only", False), rule.endpoint
