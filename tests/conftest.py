@@ -49,6 +49,7 @@ def database_template(tmp_path_factory: pytest.TempPathFactory) -> str:
         url = os.environ.get("TEST_DATABASE_URL")
         if not url:
             pytest.exit("PORTAL_TEST_BACKEND=postgres needs TEST_DATABASE_URL", returncode=2)
+        _empty_schema(url)  # the test database is disposable: always migrate from empty
         app = create_app({**TEST_SETTINGS, "DATABASE_URL": url})
         migrate.upgrade(app)
         app.extensions["portal.engine"].dispose()
@@ -59,6 +60,14 @@ def database_template(tmp_path_factory: pytest.TempPathFactory) -> str:
     # Closing the last connection checkpoints the WAL into the main file, which is then whole.
     app.extensions["portal.engine"].dispose()
     return str(template)
+
+
+def _empty_schema(url: str) -> None:
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
 
 
 def _truncate_all(url: str) -> None:
