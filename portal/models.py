@@ -54,7 +54,10 @@ class Outcome(str, enum.Enum):
     CHANGED = "changed"
     DISPUTED = "disputed"
     RESOLVED = "resolved"
-    ASSIGNED = "assigned"
+    WITHDRAWN = "withdrawn"
+
+
+DIFFERENT = (Outcome.CHANGED.value, Outcome.DISPUTED.value)
 
 
 class CompanySettings(Base):
@@ -173,6 +176,7 @@ class Account(Base):
 
 class PromiseItem(Base):
     __tablename__ = "promise_items"
+    __table_args__ = (Index("ix_promise_items_outcome_account", "current_outcome", "account_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
@@ -184,6 +188,12 @@ class PromiseItem(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Record entries point at items, so a promise sales takes back is marked, never deleted.
     withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # An index into the record, kept by record.append in the same transaction: which entry is
+    # the item's latest state, and its outcome. Lists over a million entries filter on these
+    # instead of recomputing "latest per item"; verify-record checks they match the record.
+    latest_entry_id: Mapped[int | None] = mapped_column(
+        ForeignKey("record_entries.id", use_alter=True, name="fk_promise_items_latest_entry"))
+    current_outcome: Mapped[str] = mapped_column(String(20), default=Outcome.PROMISED.value)
 
     account: Mapped[Account] = relationship(back_populates="all_items")
 
@@ -195,7 +205,7 @@ class RecordEntry(Base):
     __table_args__ = (
         UniqueConstraint("account_id", "seq", name="uq_record_entries_account_seq"),
         Index("ix_record_entries_item_seq", "item_id", "seq"),
-        Index("ix_record_entries_outcome_created", "outcome", "created_at"),
+        Index("ix_record_entries_event_account", "event", "account_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -86,6 +86,10 @@ def append(
     entry.hash = entry_digest(entry, prev_hash)
     session.add(entry)
     session.flush()
+    if item is not None and outcome is not None:
+        # Entries with an outcome carry state; notes like 'assigned' leave the state alone.
+        item.latest_entry_id = entry.id
+        item.current_outcome = outcome
     return entry
 
 
@@ -108,23 +112,27 @@ class ItemState:
 
 
 def latest_entries_by_item(session: Session, account_ids: Iterable[int]) -> dict[int, RecordEntry]:
-    """The latest entry of every item of the given accounts, in one query."""
+    """The latest state entry of every item of the given accounts, in one query."""
     ids = list(account_ids)
     if not ids:
         return {}
-    latest_seq = (
-        select(RecordEntry.item_id, func.max(RecordEntry.seq).label("seq"))
-        .where(RecordEntry.account_id.in_(ids), RecordEntry.item_id.is_not(None))
-        .group_by(RecordEntry.item_id)
-        .subquery()
-    )
     rows = session.scalars(
-        select(RecordEntry).join(
-            latest_seq,
-            (RecordEntry.item_id == latest_seq.c.item_id) & (RecordEntry.seq == latest_seq.c.seq),
-        )
+        select(RecordEntry)
+        .join(PromiseItem, PromiseItem.latest_entry_id == RecordEntry.id)
+        .where(PromiseItem.account_id.in_(ids))
     )
     return {entry.item_id: entry for entry in rows if entry.item_id is not None}
+
+
+def _latest_state_seq(session: Session, account_id: int) -> dict[int, int]:
+    """Recomputed from the entries themselves, to check the items' pointers against."""
+    rows = session.execute(
+        select(RecordEntry.item_id, func.max(RecordEntry.id))
+        .where(RecordEntry.account_id == account_id, RecordEntry.item_id.is_not(None),
+               RecordEntry.outcome.is_not(None))
+        .group_by(RecordEntry.item_id)
+    )
+    return {item_id: entry_id for item_id, entry_id in rows}
 
 
 def item_states(session: Session, account: Account) -> list[ItemState]:
@@ -157,7 +165,17 @@ def verify_chain(session: Session, account_id: int) -> BrokenLink | None:
         .execution_options(yield_per=1000)
     )
     with entries:  # closes the server-side cursor when we stop early
-        return _first_broken(account_id, entries)
+        broken = _first_broken(account_id, entries)
+    return broken or _stale_pointer(session, account_id)
+
+
+def _stale_pointer(session: Session, account_id: int) -> BrokenLink | None:
+    expected = _latest_state_seq(session, account_id)
+    for item in session.scalars(select(PromiseItem).where(PromiseItem.account_id == account_id)):
+        if item.latest_entry_id != expected.get(item.id):
+            return BrokenLink(account_id, 0, item.latest_entry_id or 0,
+                              f"item {item.id} does not point at its latest entry")
+    return None
 
 
 def _first_broken(account_id: int, entries: Iterable[RecordEntry]) -> BrokenLink | None:
