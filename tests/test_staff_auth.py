@@ -17,7 +17,7 @@ def test_login_success_reaches_the_dashboard(client, staff, make_staff):
     assert response.status_code == 302
     assert response.headers["Location"] == "/staff/"
     page = client.get("/staff/").get_data(as_text=True)
-    assert "Accounts" in page and user.display_name in page
+    assert "Onboarding" in page and user.display_name in page
 
 
 def test_wrong_password_is_refused_with_a_clear_message(client, staff, make_staff):

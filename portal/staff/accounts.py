@@ -9,10 +9,13 @@ from portal import once, record
 from portal.auth import roles_required
 from portal.db import get_db
 from portal.handoffs import DERIVED_KINDS, HandoffClosed, create_handoff, staff_actor, update_handoff
+from sqlalchemy import select
+
 from portal.models import Account, OutboxEmail, StaffUser
 from portal.onboarding import OnboardingClosed, send_welcome
 from portal.staff import bp
 from portal.staff.access import SELLING_ROLES, account_or_404, salespeople
+from portal.staff.forms import new_resolve_form
 from portal.staff.handoff_forms import (
     EditHandoffForm,
     HandoffForm,
@@ -21,7 +24,6 @@ from portal.staff.handoff_forms import (
     options,
     validate,
 )
-from sqlalchemy import select
 
 
 def _salesperson_choices(form: HandoffForm | EditHandoffForm, default: StaffUser | None) -> None:
@@ -86,7 +88,8 @@ def account(account_id: int) -> str:
     return render_template("staff/account.html", account=found,
                            states=record.item_states(session, found),
                            entries=record.entries_for(session, found.id), emails=emails,
-                           send_form=once.OnceForm())
+                           send_form=once.OnceForm(),
+                           resolve_form=new_resolve_form(salespeople(session)))
 
 
 @bp.get("/accounts/<int:account_id>/preview")

@@ -2,9 +2,22 @@ from __future__ import annotations
 
 from babel.numbers import list_currencies
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, HiddenField, PasswordField, StringField, TextAreaField
+from wtforms import (
+    BooleanField,
+    DateField,
+    EmailField,
+    Form,
+    HiddenField,
+    PasswordField,
+    SelectChoice,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.validators import AnyOf, DataRequired, Email, Length, Optional, Regexp, ValidationError
+
 from portal.company import checklist_lines
-from wtforms.validators import DataRequired, Email, Length, Optional, Regexp, ValidationError
+from portal.once import OnceForm
 
 
 class LoginForm(FlaskForm):
@@ -50,3 +63,26 @@ class CompanySettingsForm(FlaskForm):
         if any(len(line) > 120 for line in lines):
             raise ValidationError("Keep each checklist item under 120 characters.")
 
+
+
+class DifferenceFilterForm(Form):
+    """Read from the query string (a GET form: filters are bookmarkable, need no CSRF)."""
+
+    status = SelectField("Status", validate_choice=False,
+                         choices=[SelectChoice("open", "Open"), SelectChoice("resolved", "Resolved")])
+    kind = SelectField("Kind", validate_choice=False)
+    salesperson = SelectField("Salesperson", validate_choice=False)
+    visit_from = DateField("First visit from", validators=[Optional()])
+    visit_to = DateField("First visit to", validators=[Optional()])
+
+
+class ResolveForm(OnceForm):
+    action = HiddenField(validators=[AnyOf(["accept", "keep", "assign"], message="Choose an action.")])
+    note = TextAreaField("Note", validators=[Length(max=1000)])
+    assignee = SelectField("Assign to", coerce=int, validate_choice=False)
+
+
+def new_resolve_form(people: list) -> ResolveForm:  # type: ignore[type-arg]
+    form = ResolveForm()
+    form.assignee.choices = [SelectChoice(p.id, p.display_name) for p in people]
+    return form

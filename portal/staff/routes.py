@@ -2,14 +2,12 @@ from __future__ import annotations
 
 from flask import current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
-from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from portal import company as company_service
 from portal.auth import authenticate, is_safe_next, roles_required
 from portal.db import get_db
 from portal.extensions import limiter
-from portal.models import Account
 from portal.staff import bp
 from portal.staff.forms import CompanySettingsForm, LoginForm
 
@@ -49,15 +47,6 @@ def logout() -> Response:
     session.clear()
     flash("You are signed out.", "info")
     return redirect(url_for("staff.login"))
-
-
-@bp.get("/")
-@roles_required()
-def dashboard() -> str:
-    accounts = get_db().scalars(
-        select(Account).where(Account.deleted_at.is_(None)).order_by(Account.created_at.desc()).limit(20)
-    ).all()
-    return render_template("staff/dashboard.html", accounts=accounts)
 
 
 @bp.route("/settings", methods=["GET", "POST"])

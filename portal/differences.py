@@ -1,0 +1,214 @@
+"""Promised versus confirmed: every item the customer changed or disputed, and its resolution.
+
+Lists read the items' latest-entry pointers (see PromiseItem.latest_entry_id), so a page costs
+the same few queries whether there are ten accounts or a hundred thousand."""
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+
+from markupsafe import Markup, escape
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from portal import record
+from portal.handoffs import display_value
+from portal.models import DIFFERENT, Account, PromiseItem, RecordEntry, Role, StaffUser
+
+PER_PAGE = 25
+STATUSES = ("open", "resolved")
+
+
+class ResolutionError(ValueError):
+    """The item is not an open difference (resolved already, or never differed)."""
+
+
+@dataclass(frozen=True)
+class DifferenceFilter:
+    status: str = "open"
+    kind: str | None = None
+    salesperson_id: int | None = None
+    visit_from: date | None = None
+    visit_to: date | None = None
+    page: int = 1
+
+
+@dataclass(frozen=True)
+class DifferenceRow:
+    item: PromiseItem
+    account: Account
+    latest: RecordEntry
+    promised_by: StaffUser | None
+    assignee: StaffUser | None
+
+    @property
+    def customer_value(self) -> str:
+        if self.latest.outcome == "resolved":
+            value = self.latest.details.get("customer_value")
+        else:
+            value = self.latest.confirmed_value
+        return display_value(value, self.item.kind) if value else ""
+
+    @property
+    def promised_value(self) -> str:
+        return display_value(self.item.promised_value, self.item.kind)
+
+    @property
+    def comment(self) -> str:
+        if self.latest.outcome == "resolved":
+            return str(self.latest.details.get("customer_comment", ""))
+        return self.latest.note
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[DifferenceRow]
+    total: int
+    page: int
+    per_page: int = PER_PAGE
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.total / self.per_page))
+
+
+def _base(user: StaffUser, flt: DifferenceFilter) -> Select[tuple[PromiseItem, Account, RecordEntry]]:
+    outcomes = DIFFERENT if flt.status == "open" else ("resolved",)
+    query = (
+        select(PromiseItem, Account, RecordEntry)
+        .join(Account, Account.id == PromiseItem.account_id)
+        .join(RecordEntry, RecordEntry.id == PromiseItem.latest_entry_id)
+        .where(PromiseItem.current_outcome.in_(outcomes), PromiseItem.withdrawn_at.is_(None),
+               Account.deleted_at.is_(None))
+    )
+    if user.role == Role.SALES.value:
+        query = query.where(Account.salesperson_id == user.id)
+    if flt.kind:
+        query = query.where(PromiseItem.kind == flt.kind)
+    if flt.salesperson_id:
+        query = query.where(Account.salesperson_id == flt.salesperson_id)
+    if flt.visit_from:
+        query = query.where(Account.first_visit >= flt.visit_from)
+    if flt.visit_to:
+        query = query.where(Account.first_visit <= flt.visit_to)
+    return query
+
+
+def _ordered(query: Select) -> Select:  # type: ignore[type-arg]
+    # Most urgent first: the soonest first visit, then the account and the promise order.
+    return query.order_by(Account.first_visit.asc().nulls_last(), Account.id, PromiseItem.position)
+
+
+def list_differences(session: Session, user: StaffUser, flt: DifferenceFilter) -> Page:
+    base = _base(user, flt)
+    total = session.scalar(select(func.count()).select_from(base.with_only_columns(PromiseItem.id).subquery())) or 0
+    page = min(max(flt.page, 1), max(1, math.ceil(total / PER_PAGE)))
+    found = session.execute(_ordered(base).limit(PER_PAGE).offset((page - 1) * PER_PAGE)).all()
+    return Page(_rows(session, found), total, page)
+
+
+def iter_differences(session: Session, user: StaffUser, flt: DifferenceFilter,
+                     batch: int = 1000) -> Iterator[DifferenceRow]:
+    """Every matching row (for CSV export), a batch at a time: a few queries per batch."""
+    offset = 0
+    while True:
+        found = session.execute(_ordered(_base(user, flt)).limit(batch).offset(offset)).all()
+        if not found:
+            return
+        yield from _rows(session, found)
+        offset += batch
+
+
+def _rows(session: Session, found: list) -> list[DifferenceRow]:  # type: ignore[type-arg]
+    items = [item for item, _, _ in found]
+    assigned = _assignees(session, [item.id for item in items])
+    staff_ids = {item.promised_by_id for item in items if item.promised_by_id} | set(assigned.values())
+    staff = {user.id: user for user in session.scalars(select(StaffUser).where(StaffUser.id.in_(staff_ids)))} \
+        if staff_ids else {}
+    return [DifferenceRow(item, account, latest, staff.get(item.promised_by_id or 0),
+                          staff.get(assigned.get(item.id, 0)))
+            for item, account, latest in found]
+
+
+def _assignees(session: Session, item_ids: list[int]) -> dict[int, int]:
+    """Who each item is assigned to: the latest 'assigned' entry per item, in one query."""
+    if not item_ids:
+        return {}
+    latest = (select(func.max(RecordEntry.id)).where(RecordEntry.item_id.in_(item_ids),
+                                                    RecordEntry.event == "assigned")
+              .group_by(RecordEntry.item_id))
+    entries = session.scalars(select(RecordEntry).where(RecordEntry.id.in_(latest)))
+    return {e.item_id: int(e.details["assignee_id"]) for e in entries if e.item_id is not None}
+
+
+def open_difference(session: Session, item_id: int, user: StaffUser) -> tuple[PromiseItem, RecordEntry]:
+    """The item and the customer's answer it differs by, if the user may act on it."""
+    found = session.execute(_base(user, DifferenceFilter()).where(PromiseItem.id == item_id)).first()
+    if found is None:
+        raise ResolutionError("That difference is resolved already or is not yours to resolve.")
+    item, _, latest = found
+    return item, latest
+
+
+def _resolve(session: Session, item: PromiseItem, customer: RecordEntry, staff: StaffUser,
+             agreed: str, resolution: str, note: str) -> RecordEntry:
+    account = session.get(Account, item.account_id)
+    assert account is not None
+    return record.append(
+        session, account, event="resolved", actor=f"staff:{staff.id}", item=item,
+        promised_value=item.promised_value, confirmed_value=agreed, outcome="resolved", note=note,
+        details={"resolution": resolution, "customer_value": customer.confirmed_value,
+                 "customer_outcome": customer.outcome, "customer_comment": customer.note},
+    )
+
+
+def accept_customer_version(session: Session, item_id: int, staff: StaffUser, note: str = "") -> RecordEntry:
+    """The customer's value becomes the agreed value (a new visit date moves the first visit)."""
+    item, customer = open_difference(session, item_id, staff)
+    if customer.outcome == "disputed" or not customer.confirmed_value:
+        raise ResolutionError("The customer disputed this without a new value; contact them and keep "
+                              "or edit the promise instead.")
+    if item.kind == "start_date":
+        account = session.get(Account, item.account_id)
+        assert account is not None
+        account.first_visit = date.fromisoformat(customer.confirmed_value)
+    return _resolve(session, item, customer, staff, customer.confirmed_value, "accepted", note)
+
+
+def keep_promise(session: Session, item_id: int, staff: StaffUser, note: str) -> RecordEntry:
+    """Keep what sales promised, after talking to the customer (the note says so)."""
+    if not note.strip():
+        raise ResolutionError("Say how the customer was contacted and what they agreed.")
+    item, customer = open_difference(session, item_id, staff)
+    return _resolve(session, item, customer, staff, item.promised_value, "kept", note.strip())
+
+
+def assign(session: Session, item_id: int, staff: StaffUser, assignee: StaffUser, note: str = "") -> RecordEntry:
+    if not assignee.active or assignee.role == Role.TECHNICIAN.value:
+        raise ResolutionError("Assign it to an active sales, office or admin colleague.")
+    item, _ = open_difference(session, item_id, staff)
+    account = session.get(Account, item.account_id)
+    assert account is not None
+    return record.append(session, account, event="assigned", actor=f"staff:{staff.id}", item=item,
+                         note=note, details={"assignee_id": assignee.id, "assignee": assignee.display_name})
+
+
+def highlight(before: str, after: str) -> tuple[Markup, Markup]:
+    """Word-level difference: removed words in <del>, added words in <ins>, all escaped."""
+    old, new = before.split(), after.split()
+    left: list[str] = []
+    right: list[str] = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes():
+        removed, added = " ".join(old[i1:i2]), " ".join(new[j1:j2])
+        if tag == "equal":
+            left.append(str(escape(removed)))
+            right.append(str(escape(added)))
+            continue
+        if removed:
+            left.append(f"<del>{escape(removed)}</del>")
+        if added:
+            right.append(f"<ins>{escape(added)}</ins>")
+    return Markup(" ".join(left)), Markup(" ".join(right))

@@ -1,0 +1,79 @@
+"""The dashboard: where every onboarding stands, and which accounts need someone now."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from portal.links import max_age
+from portal.models import DIFFERENT, Account, AccountStatus, OutboxEmail, PromiseItem, Role, StaffUser
+
+WAITING = (AccountStatus.LINK_SENT.value, AccountStatus.OPENED.value, AccountStatus.IN_PROGRESS.value)
+
+
+def _accounts(user: StaffUser) -> Select:  # type: ignore[type-arg]
+    query = select(Account.id).where(Account.deleted_at.is_(None))
+    if user.role == Role.SALES.value:
+        query = query.where(Account.salesperson_id == user.id)
+    return query
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    by_status: dict[str, int]
+    link_expired: int
+    not_opened: int
+    not_opened_days: int
+
+
+def pipeline(session: Session, user: StaffUser, now: datetime) -> Pipeline:
+    """Counts by status plus the two that need a nudge: three queries."""
+    visible = _accounts(user).subquery()
+    by_status = dict(session.execute(
+        select(Account.status, func.count()).join(visible, visible.c.id == Account.id)
+        .group_by(Account.status)).all())
+    expired = session.scalar(
+        select(func.count()).select_from(Account).join(visible, visible.c.id == Account.id)
+        .where(Account.status.in_(WAITING), Account.link_sent_at < now - max_age())) or 0
+    days = current_app.config["REMINDER_NOT_OPENED_DAYS"]
+    not_opened = session.scalar(
+        select(func.count()).select_from(Account).join(visible, visible.c.id == Account.id)
+        .where(Account.status == AccountStatus.LINK_SENT.value,
+               Account.link_sent_at < now - timedelta(days=days))) or 0
+    return Pipeline({status.value: by_status.get(status.value, 0) for status in AccountStatus},
+                    expired, not_opened, days)
+
+
+@dataclass(frozen=True)
+class Attention:
+    account: Account
+    open_differences: int
+
+
+def needing_attention(session: Session, user: StaffUser, limit: int = 20) -> list[Attention]:
+    """Accounts with unresolved differences, the soonest first visit first: one query."""
+    counts = (
+        select(PromiseItem.account_id, func.count().label("open"))
+        .where(PromiseItem.current_outcome.in_(DIFFERENT), PromiseItem.withdrawn_at.is_(None))
+        .group_by(PromiseItem.account_id)
+        .subquery()
+    )
+    query = (select(Account, counts.c.open).join(counts, counts.c.account_id == Account.id)
+             .where(Account.id.in_(_accounts(user)))
+             .order_by(Account.first_visit.asc().nulls_last(), Account.id).limit(limit))
+    return [Attention(account, n) for account, n in session.execute(query).all()]
+
+
+def undelivered(session: Session, user: StaffUser, limit: int = 10) -> list[tuple[Account, OutboxEmail]]:
+    query = (select(Account, OutboxEmail).join(OutboxEmail, OutboxEmail.account_id == Account.id)
+             .where(OutboxEmail.status == "failed", Account.id.in_(_accounts(user)))
+             .order_by(OutboxEmail.id.desc()).limit(limit))
+    return [(account, email) for account, email in session.execute(query).all()]
+
+
+def recent(session: Session, user: StaffUser, limit: int = 10) -> list[Account]:
+    return list(session.scalars(select(Account).where(Account.id.in_(_accounts(user)))
+                                .order_by(Account.created_at.desc(), Account.id.desc()).limit(limit)))

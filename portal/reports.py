@@ -1,0 +1,85 @@
+"""Reports that close the loop between sales and service: where promises and confirmations
+part ways, by kind and by salesperson; how long onboarding takes; where customers drop off."""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+from sqlalchemy import distinct, func, select
+from sqlalchemy.orm import Session
+
+from portal.handoffs import KIND_LABELS
+from portal.models import DIFFERENT, Account, AccountStatus, PromiseItem, RecordEntry, StaffUser
+
+
+@dataclass(frozen=True)
+class Rate:
+    label: str
+    answered: int
+    differed: int
+
+    @property
+    def percent(self) -> float:
+        return round(100 * self.differed / self.answered, 1) if self.answered else 0.0
+
+
+def _answered_and_differed(session: Session, group):  # type: ignore[no-untyped-def]
+    """Items the customer answered, and those they changed or disputed, per group: 2 queries."""
+    base = (select(group, func.count(distinct(RecordEntry.item_id)))
+            .join(PromiseItem, PromiseItem.id == RecordEntry.item_id)
+            .join(Account, Account.id == PromiseItem.account_id)
+            .where(RecordEntry.event == "answered", Account.deleted_at.is_(None))
+            .group_by(group))
+    answered = dict(session.execute(base).all())
+    differed = dict(session.execute(base.where(RecordEntry.outcome.in_(DIFFERENT))).all())
+    return answered, differed
+
+
+def rates_by_kind(session: Session) -> list[Rate]:
+    answered, differed = _answered_and_differed(session, PromiseItem.kind)
+    return [Rate(KIND_LABELS[kind], answered.get(kind, 0), differed.get(kind, 0))
+            for kind in KIND_LABELS if answered.get(kind)]
+
+
+def rates_by_salesperson(session: Session) -> list[Rate]:
+    answered, differed = _answered_and_differed(session, Account.salesperson_id)
+    names = {user.id: user.display_name for user in session.scalars(
+        select(StaffUser).where(StaffUser.id.in_([k for k in answered if k is not None])))}
+    rates = [Rate(names.get(person, "Unassigned") if person else "Unassigned", n, differed.get(person, 0))
+             for person, n in answered.items()]
+    return sorted(rates, key=lambda rate: (-rate.percent, rate.label))
+
+
+def median_days_to_sign(session: Session) -> tuple[float | None, int]:
+    """Median days from the first link sent to signing, and how many signed accounts it covers."""
+    first_sent = (select(RecordEntry.account_id, func.min(RecordEntry.created_at).label("sent"))
+                  .where(RecordEntry.event == "link_sent").group_by(RecordEntry.account_id).subquery())
+    rows = session.execute(select(Account.signed_at, first_sent.c.sent)
+                           .join(first_sent, first_sent.c.account_id == Account.id)
+                           .where(Account.signed_at.is_not(None), Account.deleted_at.is_(None))).all()
+    days = [(signed - _aware(sent)).total_seconds() / 86400 for signed, sent in rows]
+    return (round(statistics.median(days), 1) if days else None), len(days)
+
+
+def _aware(value):  # type: ignore[no-untyped-def]
+    # func.min() hands SQLite's stored text back through the column type only on some versions.
+    from datetime import datetime, timezone
+
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+FUNNEL = (
+    ("Handed off", tuple(s.value for s in AccountStatus)),
+    ("Link sent", ("link_sent", "opened", "in_progress", "signed")),
+    ("Opened", ("opened", "in_progress", "signed")),
+    ("In progress", ("in_progress", "signed")),
+    ("Signed", ("signed",)),
+)
+
+
+def funnel(session: Session) -> list[tuple[str, int]]:
+    by_status = dict(session.execute(select(Account.status, func.count())
+                                     .where(Account.deleted_at.is_(None)).group_by(Account.status)).all())
+    return [(stage, sum(by_status.get(status, 0) for status in statuses)) for stage, statuses in FUNNEL]

@@ -1,0 +1,213 @@
+"""The staff workspace: dashboard, differences, resolutions, briefs, day list and reports."""
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator
+from datetime import date, datetime, timezone
+
+from flask import Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
+from flask_login import current_user
+from werkzeug.wrappers import Response as BaseResponse
+
+from portal import brief as brief_service
+from portal import differences as diffs
+from portal import once, pipeline, reports
+from portal.auth import ALL_STAFF, is_safe_next, roles_required
+from portal.db import get_db
+from portal.handoffs import KIND_LABELS
+from portal.models import Account, Role, StaffUser
+from portal.staff import bp
+from portal.staff.access import SELLING_ROLES, account_or_404, salespeople
+from portal.staff.forms import DifferenceFilterForm, ResolveForm, new_resolve_form
+from portal.staff.handoff_forms import options
+
+MANAGERS = ("office", "admin")
+
+
+def _me() -> StaffUser:
+    return current_user._get_current_object()  # type: ignore[attr-defined,no-any-return]
+
+
+@bp.get("/")
+@roles_required(*ALL_STAFF)
+def dashboard() -> str | BaseResponse:
+    if current_user.role == Role.TECHNICIAN.value:
+        return redirect(url_for("staff.day_list"))
+    session = get_db()
+    now = datetime.now(timezone.utc)
+    return render_template("staff/dashboard.html", pipeline=pipeline.pipeline(session, _me(), now),
+                           attention=pipeline.needing_attention(session, _me()),
+                           undelivered=pipeline.undelivered(session, _me()),
+                           recent=pipeline.recent(session, _me()))
+
+
+def _filter_form() -> tuple[DifferenceFilterForm, diffs.DifferenceFilter]:
+    form = DifferenceFilterForm(request.args)
+    form.kind.choices = options([("", "All kinds"), *KIND_LABELS.items()])
+    form.salesperson.choices = options([("", "Everyone"), *((str(p.id), p.display_name)
+                                                            for p in salespeople(get_db()))])
+    form.validate()
+    status = form.status.data if form.status.data in diffs.STATUSES else "open"
+    kind = form.kind.data if form.kind.data in KIND_LABELS else None
+    person = int(form.salesperson.data) if (form.salesperson.data or "").isdigit() else None
+    page = request.args.get("page", "1")
+    flt = diffs.DifferenceFilter(status=status, kind=kind, salesperson_id=person,
+                                 visit_from=form.visit_from.data if not form.visit_from.errors else None,
+                                 visit_to=form.visit_to.data if not form.visit_to.errors else None,
+                                 page=int(page) if page.isdigit() else 1)
+    return form, flt
+
+
+@bp.get("/differences")
+@roles_required(*SELLING_ROLES)
+def differences() -> str:
+    form, flt = _filter_form()
+    page = diffs.list_differences(get_db(), _me(), flt)
+    args = {k: v for k, v in request.args.items() if k != "page"}
+    return render_template("staff/differences.html", form=form, flt=flt, page=page, args=args,
+                           resolve_form=_resolve_form(), highlight=diffs.highlight)
+
+
+CSV_HEADER = ["account_id", "customer", "service_address", "first_visit", "salesperson", "kind",
+              "promise", "promised", "customer_value", "outcome", "customer_comment", "answered_at",
+              "status", "assigned_to", "promised_by"]
+
+
+def _csv_lines(rows: Iterable[diffs.DifferenceRow]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_HEADER)
+    for row in rows:
+        account = row.account
+        writer.writerow([
+            account.id, account.customer.name, account.service_address,
+            account.first_visit.isoformat() if account.first_visit else "",
+            account.salesperson.display_name if account.salesperson else "", row.item.kind,
+            row.item.label, row.promised_value, row.customer_value,
+            row.latest.details.get("customer_outcome", row.latest.outcome), row.comment,
+            row.latest.created_at.isoformat(), "resolved" if row.latest.outcome == "resolved" else "open",
+            row.assignee.display_name if row.assignee else "",
+            row.promised_by.display_name if row.promised_by else "",
+        ])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()
+
+
+@bp.get("/differences.csv")
+@roles_required(*SELLING_ROLES)
+def differences_csv() -> Response:
+    _, flt = _filter_form()
+    rows = diffs.iter_differences(get_db(), _me(), flt)
+    response = Response(stream_with_context(_csv_lines(rows)), mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="differences-{flt.status}.csv"'
+    return response
+
+
+def _resolve_form() -> ResolveForm:
+    return new_resolve_form(salespeople(get_db()))
+
+
+@bp.post("/differences/<int:item_id>/resolve")
+@roles_required(*SELLING_ROLES)
+def resolve(item_id: int) -> BaseResponse:
+    session = get_db()
+    form = _resolve_form()
+    back = request.form.get("back") or ""
+    target = back if is_safe_next(back) and back.startswith("/staff/") else url_for("staff.differences")
+    if not form.validate_on_submit():
+        flash("That action was not understood; please try again.", "error")
+        return redirect(target)
+    if once.claim(session, form.form_id.data, "resolve") is None:
+        return redirect(target)
+    note = (form.note.data or "").strip()
+    try:
+        if form.action.data == "accept":
+            diffs.accept_customer_version(session, item_id, _me(), note)
+            message = "Accepted the customer's version."
+        elif form.action.data == "keep":
+            diffs.keep_promise(session, item_id, _me(), note)
+            message = "Kept the promise; the note is in the service record."
+        else:
+            assignee = session.get(StaffUser, form.assignee.data or 0)
+            if assignee is None:
+                raise diffs.ResolutionError("Choose who should handle it.")
+            diffs.assign(session, item_id, _me(), assignee, note)
+            message = f"Assigned to {assignee.display_name}."
+    except diffs.ResolutionError as error:
+        session.rollback()
+        flash(str(error), "error")
+        return redirect(target)
+    session.commit()
+    flash(message, "success")
+    return redirect(target)
+
+
+@bp.get("/accounts/<int:account_id>/brief")
+@roles_required(*ALL_STAFF)
+def brief(account_id: int) -> str:
+    session = get_db()
+    account = _brief_account(account_id)
+    return render_template("staff/brief.html", brief=brief_service.brief_for(session, account))
+
+
+def _brief_account(account_id: int) -> Account:
+    """Technicians read every brief (they visit any account); sales only their own."""
+    session = get_db()
+    if current_user.role == Role.TECHNICIAN.value:
+        account = session.get(Account, account_id)
+        if account is None or account.deleted_at is not None:
+            abort(404)
+        return account
+    return account_or_404(session, account_id, _me())
+
+
+@bp.get("/day")
+@roles_required(*ALL_STAFF)
+def day_list() -> str:
+    raw = request.args.get("date", "")
+    try:
+        day = date.fromisoformat(raw) if raw else date.today()
+    except ValueError:
+        flash("That date was not understood; showing today.", "error")
+        day = date.today()
+    return render_template("staff/day.html", day=day, accounts=brief_service.visits_on(get_db(), day))
+
+
+def _report_data() -> dict[str, object]:
+    session = get_db()
+    median, signed = reports.median_days_to_sign(session)
+    return {"by_kind": reports.rates_by_kind(session), "by_person": reports.rates_by_salesperson(session),
+            "median_days": median, "signed_count": signed, "funnel": reports.funnel(session)}
+
+
+@bp.get("/reports")
+@roles_required(*MANAGERS)
+def report_page() -> str:
+    data = _report_data()
+    bars = {
+        "by_kind": [(r.label, r.percent, f"{r.percent} %") for r in data["by_kind"]],  # type: ignore[attr-defined]
+        "by_person": [(r.label, r.percent, f"{r.percent} %") for r in data["by_person"]],  # type: ignore[attr-defined]
+        "funnel": [(stage, n, str(n)) for stage, n in data["funnel"]],  # type: ignore[attr-defined]
+    }
+    return render_template("staff/reports.html", bars=bars, **data)
+
+
+@bp.get("/reports.csv")
+@roles_required(*MANAGERS)
+def report_csv() -> Response:
+    data = _report_data()
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["section", "label", "answered", "differed", "difference_rate_percent"])
+    for section in ("by_kind", "by_person"):
+        for rate in data[section]:  # type: ignore[attr-defined]
+            writer.writerow([section, rate.label, rate.answered, rate.differed, rate.percent])
+    for stage, count in data["funnel"]:  # type: ignore[attr-defined]
+        writer.writerow(["funnel", stage, count, "", ""])
+    writer.writerow(["time_to_sign", "median_days", data["signed_count"], "", data["median_days"] or ""])
+    response = Response(buffer.getvalue(), mimetype="text/csv")
+    response.headers["Content-Disposition"] = 'attachment; filename="reports.csv"'
+    return response
