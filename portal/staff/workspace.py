@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import date, datetime, timezone
 
-from flask import Response, abort, flash, redirect, render_template, request, stream_with_context, url_for
+from flask import Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -74,7 +74,7 @@ CSV_HEADER = ["account_id", "customer", "service_address", "first_visit", "sales
               "status", "assigned_to", "promised_by"]
 
 
-def _csv_lines(rows: Iterable[diffs.DifferenceRow]) -> Iterator[str]:
+def _csv_text(rows: Iterable[diffs.DifferenceRow]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_HEADER)
@@ -90,18 +90,15 @@ def _csv_lines(rows: Iterable[diffs.DifferenceRow]) -> Iterator[str]:
             row.assignee.display_name if row.assignee else "",
             row.promised_by.display_name if row.promised_by else "",
         ])
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-    yield buffer.getvalue()
+    return buffer.getvalue()
 
 
 @bp.get("/differences.csv")
 @roles_required(*SELLING_ROLES)
 def differences_csv() -> Response:
     _, flt = _filter_form()
-    rows = diffs.iter_differences(get_db(), _me(), flt)
-    response = Response(stream_with_context(_csv_lines(rows)), mimetype="text/csv")
+    # Built whole rather than streamed: a streamed body outlives the request's session.
+    response = Response(_csv_text(diffs.iter_differences(get_db(), _me(), flt)), mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="differences-{flt.status}.csv"'
     return response
 

@@ -1,0 +1,281 @@
+"""Staff workspace: dashboard, differences and their resolution, brief, day list, reports."""
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import event, select
+
+from portal import confirmations, record
+from portal.models import Account, PromiseItem, RecordEntry
+from portal.onboarding import send_welcome
+from tests.conftest import count_rows, form_fields
+
+TODAY = date.today()
+
+
+def answer(db, account, kind, outcome, value=None, comment=""):
+    item = next(i for i in account.items if i.kind == kind)
+    confirmations.record_answers(db, account, [confirmations.Answer(item, outcome, value, comment)])
+    db.commit()
+    return item
+
+
+@pytest.fixture
+def seeded(db, make_staff, make_account):
+    """Three accounts: one with a change and a dispute, one clean, one another seller's change."""
+    sam, kim = make_staff("sales", name="Sam"), make_staff("sales", name="Kim")
+    soon = make_account(sam, customer_name="Ann Soon", customer_email="ann@example.com",
+                        first_visit=TODAY + timedelta(days=2))
+    clean = make_account(sam, customer_name="Carl Clean", customer_email="carl@example.com",
+                         first_visit=TODAY + timedelta(days=3))
+    later = make_account(kim, customer_name="Lee Later", customer_email="lee@example.com",
+                         first_visit=TODAY + timedelta(days=20))
+    for account in (soon, clean, later):
+        send_welcome(db, account, "system")
+    db.commit()
+    gate = answer(db, soon, "gate_access", "changed", "Front gate, code 7788", "new code")
+    salt = answer(db, soon, "equipment", "disputed", None, "I was promised a new salt cell")
+    answer(db, clean, "gate_access", "confirmed", clean.items[2].promised_value)
+    visit = answer(db, later, "visit_day", "changed", "Monday", "work travel")
+    return {"sam": sam, "kim": kim, "soon": soon, "clean": clean, "later": later,
+            "gate": gate, "salt": salt, "visit": visit}
+
+
+def login(staff, make_staff, role="office"):
+    user = make_staff(role)
+    staff.login(user)
+    return user
+
+
+def test_dashboard_counts_the_pipeline_and_lists_urgent_accounts_first(client, staff, make_staff, seeded, db):
+    login(staff, make_staff)
+    page = client.get("/staff/").get_data(as_text=True)
+    assert '<span class="tile-number">3</span> <span class="tile-label">In progress</span>' in page
+    attention = page.split("Needs attention", 1)[1].split("Latest handoffs", 1)[0]
+    assert attention.index("Ann Soon") < attention.index("Lee Later")
+    assert "Carl Clean" not in attention
+
+
+def test_dashboard_counts_expired_and_unopened_links(app, client, staff, make_staff, db, make_account):
+    account = make_account()
+    send_welcome(db, account, "system")
+    account.link_sent_at = datetime.now(timezone.utc) - timedelta(days=20)
+    db.commit()
+    login(staff, make_staff)
+    page = client.get("/staff/").get_data(as_text=True)
+    assert '<span class="tile-number">1</span> <span class="tile-label">Link expired</span>' in page
+    assert '<span class="tile-number">1</span> <span class="tile-label">Not opened after 3 days</span>' in page
+
+
+def test_differences_show_promised_and_confirmed_side_by_side(client, staff, make_staff, seeded):
+    login(staff, make_staff)
+    page = client.get("/staff/differences").get_data(as_text=True)
+    assert "Open differences <span class=\"muted\">(3)</span>" in page
+    assert "<del>Side</del>" in page and "<ins>Front</ins>" in page and "<ins>7788</ins>" in page
+    assert "I was promised a new salt cell" in page and "Promised by Sam" in page
+    assert page.index("Ann Soon") < page.index("Lee Later")  # soonest first visit on top
+    assert "Carl Clean" not in page
+
+
+@pytest.mark.parametrize("query, present, absent", [
+    ("kind=equipment", ["salt cell"], ["Lee Later", "7788"]),
+    ("kind=visit_day", ["Lee Later"], ["Ann Soon"]),
+    ("salesperson={kim}", ["Lee Later"], ["Ann Soon"]),
+    ("visit_to={in_a_week}", ["Ann Soon"], ["Lee Later"]),
+    ("visit_from={in_a_week}", ["Lee Later"], ["Ann Soon"]),
+    ("status=resolved", ["No resolved differences match"], ["Ann Soon", "Lee Later"]),
+])
+def test_each_filter(client, staff, make_staff, seeded, query, present, absent):
+    login(staff, make_staff)
+    query = query.format(kim=seeded["kim"].id, in_a_week=(TODAY + timedelta(days=7)).isoformat())
+    page = client.get(f"/staff/differences?{query}").get_data(as_text=True)
+    for text in present:
+        assert text in page, text
+    for text in absent:
+        assert text not in page.split("<h1>", 1)[1], text
+
+
+def _resolve(client, item_id, action, **extra):
+    page = client.get("/staff/differences").get_data(as_text=True)
+    fields = form_fields(page.split(f'/staff/differences/{item_id}/resolve', 1)[1])
+    return client.post(f"/staff/differences/{item_id}/resolve",
+                       data={**fields, "action": action, **extra})
+
+
+def test_accepting_the_customers_version_writes_an_entry_and_leaves_the_open_list(
+        client, staff, make_staff, seeded, db):
+    user = login(staff, make_staff)
+    response = _resolve(client, seeded["gate"].id, "accept")
+    assert response.status_code == 302
+    entry = db.scalars(select(RecordEntry).where(RecordEntry.event == "resolved")).one()
+    assert entry.actor == f"staff:{user.id}" and entry.outcome == "resolved"
+    assert entry.confirmed_value == "Front gate, code 7788"
+    assert entry.details["resolution"] == "accepted"
+    state = {s.item.id: s for s in record.item_states(db, db.get(Account, seeded["soon"].id))}
+    assert state[seeded["gate"].id].current_value == "Front gate, code 7788"
+    open_page = client.get("/staff/differences").get_data(as_text=True)
+    assert "7788" not in open_page
+    resolved = client.get("/staff/differences?status=resolved").get_data(as_text=True)
+    assert "7788" in resolved and "accepted" in resolved
+    assert record.verify_chain(db, seeded["soon"].id) is None
+
+
+def test_keeping_the_promise_needs_a_note(client, staff, make_staff, seeded, db):
+    login(staff, make_staff)
+    before = count_rows(db, RecordEntry)
+    refused = _resolve(client, seeded["salt"].id, "keep", note="")
+    assert refused.status_code == 302 and count_rows(db, RecordEntry) == before
+    assert "Say how the customer was contacted" in client.get("/staff/differences").get_data(as_text=True)
+    _resolve(client, seeded["salt"].id, "keep", note="Called Ann: a check, as sold")
+    entry = db.scalars(select(RecordEntry).where(RecordEntry.event == "resolved")).one()
+    assert entry.confirmed_value == seeded["salt"].promised_value and entry.note == "Called Ann: a check, as sold"
+
+
+def test_a_dispute_cannot_be_accepted_without_a_value(client, staff, make_staff, seeded, db):
+    login(staff, make_staff)
+    before = count_rows(db, RecordEntry)
+    _resolve(client, seeded["salt"].id, "accept")
+    assert count_rows(db, RecordEntry) == before
+
+
+def test_assigning_writes_an_entry_but_keeps_the_difference_open(client, staff, make_staff, seeded, db):
+    login(staff, make_staff)
+    _resolve(client, seeded["gate"].id, "assign", assignee=seeded["kim"].id, note="Kim sold the gate fix")
+    entry = db.scalars(select(RecordEntry).where(RecordEntry.event == "assigned")).one()
+    assert entry.details["assignee_id"] == seeded["kim"].id and entry.outcome is None
+    page = client.get("/staff/differences").get_data(as_text=True)
+    assert "assigned to Kim" in page and "7788" in page
+
+
+def test_accepting_a_new_start_date_moves_the_first_visit(client, staff, make_staff, db, make_account):
+    account = make_account(first_visit=TODAY + timedelta(days=5))
+    new_date = (TODAY + timedelta(days=9)).isoformat()
+    item = answer(db, account, "start_date", "changed", new_date, "away that week")
+    login(staff, make_staff)
+    _resolve(client, item.id, "accept")
+    db.expire_all()
+    assert db.get(Account, account.id).first_visit.isoformat() == new_date
+    day = client.get(f"/staff/day?date={new_date}").get_data(as_text=True)
+    assert account.service_address in day
+
+
+def test_csv_export_has_the_filtered_rows(client, staff, make_staff, seeded):
+    login(staff, make_staff)
+    body = client.get("/staff/differences.csv?kind=gate_access").get_data(as_text=True)
+    rows = list(csv.DictReader(io.StringIO(body)))
+    assert len(rows) == 1
+    assert rows[0]["customer"] == "Ann Soon" and rows[0]["customer_value"] == "Front gate, code 7788"
+    assert rows[0]["status"] == "open" and rows[0]["promised_by"] == "Sam"
+    every = list(csv.DictReader(io.StringIO(client.get("/staff/differences.csv").get_data(as_text=True))))
+    assert sorted(r["customer"] for r in every) == ["Ann Soon", "Ann Soon", "Lee Later"]
+
+
+def test_pagination(client, staff, make_staff, db, make_account):
+    for n in range(27):
+        account = make_account(customer_name=f"Customer {n:02}", customer_email=f"c{n}@example.com")
+        answer(db, account, "visit_day", "changed", "Monday", "x")
+    login(staff, make_staff)
+    first = client.get("/staff/differences").get_data(as_text=True)
+    second = client.get("/staff/differences?page=2").get_data(as_text=True)
+    assert "Page 1 of 2" in first and first.count('class="card difference"') == 25
+    assert second.count('class="card difference"') == 2
+
+
+def test_brief_shows_what_was_confirmed_and_marks_the_unresolved(client, staff, make_staff, seeded, db):
+    login(staff, make_staff, "technician")
+    page = client.get(f"/staff/accounts/{seeded['soon'].id}/brief").get_data(as_text=True)
+    assert "Still unresolved (2)" in page
+    assert "Front gate, code 7788" in page and "Toddler at home: always re-latch the gate" in page
+    assert "Friday" in page and "Previous company missed two visits" in page
+    assert 'class="brief-line unresolved"' in page
+
+
+def test_day_list_links_each_first_visit_to_its_brief(client, staff, make_staff, seeded):
+    login(staff, make_staff, "technician")
+    day = (TODAY + timedelta(days=2)).isoformat()
+    page = client.get(f"/staff/day?date={day}").get_data(as_text=True)
+    assert f"/staff/accounts/{seeded['soon'].id}/brief" in page and "Lee Later" not in page
+    assert client.get("/staff/day?date=not-a-date").status_code == 200
+
+
+TECHNICIAN_REFUSED = ["/staff/differences", "/staff/differences.csv", "/staff/handoffs/new",
+                      "/staff/accounts/{soon}", "/staff/accounts/{soon}/edit", "/staff/reports",
+                      "/staff/reports.csv", "/staff/settings"]
+
+
+def test_technicians_read_briefs_and_day_lists_and_nothing_else(client, staff, make_staff, seeded, db):
+    login(staff, make_staff, "technician")
+    for url in TECHNICIAN_REFUSED:
+        assert client.get(url.format(soon=seeded["soon"].id)).status_code == 403, url
+    before = count_rows(db, RecordEntry)
+    response = client.post(f"/staff/differences/{seeded['gate'].id}/resolve", data={"action": "accept"})
+    assert response.status_code == 403 and count_rows(db, RecordEntry) == before
+    assert client.get("/staff/").headers["Location"].startswith("/staff/day")
+
+
+def test_sales_see_the_accounts_they_sold_office_and_admin_see_all(client, staff, make_staff, seeded):
+    staff.login(seeded["sam"])
+    page = client.get("/staff/differences").get_data(as_text=True)
+    assert "Ann Soon" in page and "Lee Later" not in page
+    assert client.get(f"/staff/accounts/{seeded['later'].id}").status_code == 404
+    assert client.get(f"/staff/accounts/{seeded['later'].id}/brief").status_code == 404
+    assert client.get("/staff/reports").status_code == 403
+    staff.logout()
+    login(staff, make_staff, "admin")
+    page = client.get("/staff/differences").get_data(as_text=True)
+    assert "Ann Soon" in page and "Lee Later" in page
+
+
+def test_sales_cannot_resolve_another_sellers_difference(client, staff, seeded, db):
+    staff.login(seeded["sam"])
+    before = count_rows(db, RecordEntry)
+    fields = form_fields(client.get("/staff/differences").get_data(as_text=True).split("/resolve", 1)[1])
+    client.post(f"/staff/differences/{seeded['visit'].id}/resolve", data={**fields, "action": "accept"})
+    assert count_rows(db, RecordEntry) == before
+
+
+def test_reports_show_rates_charts_numbers_and_csv(client, staff, make_staff, seeded):
+    login(staff, make_staff, "admin")
+    page = client.get("/staff/reports").get_data(as_text=True)
+    assert "<svg" in page and "Gate access" in page
+    assert "100.0 %" in page.split("by salesperson", 1)[1]  # Kim: one answer, one change
+    body = client.get("/staff/reports.csv").get_data(as_text=True)
+    rows = list(csv.reader(io.StringIO(body)))
+    gate = next(r for r in rows if r[0] == "by_kind" and r[1] == "Gate access")
+    assert gate[2:] == ["2", "1", "50.0"]
+    assert ["funnel", "Link sent", "3", "", ""] in rows
+
+
+def _count_queries(app, client, url):
+    statements: list[str] = []
+    engine = app.extensions["portal.engine"]
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        assert client.get(url).status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    return len(statements)
+
+
+def test_list_pages_take_a_bounded_number_of_queries(app, client, staff, make_staff, db, make_account):
+    login(staff, make_staff)
+    sellers = [make_staff("sales", name=f"S{n}") for n in range(3)]
+
+    def add(n):
+        for i in range(n):
+            account = make_account(sellers[i % 3], customer_name=f"C{i}", customer_email=f"c{i}@example.com")
+            send_welcome(db, account, "system")
+            answer(db, account, "gate_access", "changed", "Other gate", "x")
+            answer(db, account, "equipment", "disputed", None, "no")
+
+    add(2)
+    first = db.scalars(select(Account)).first()
+    small = {url: _count_queries(app, client, url) for url in
+             ("/staff/", "/staff/differences", "/staff/differences.csv", f"/staff/accounts/{first.id}")}
+    add(12)
+    large = {url: _count_queries(app, client, url) for url in small}
+    assert large == small, (small, large)
