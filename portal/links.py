@@ -20,6 +20,7 @@ from portal.models import Account
 SALTS = {
     "welcome": "handoff-portal.welcome-link.v1",
     "pay": "handoff-portal.pay-link.v1",
+    "email-change": "handoff-portal.email-change.v1",
 }
 
 

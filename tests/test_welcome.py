@@ -468,7 +468,38 @@ def test_a_customer_session_shows_only_its_own_account(client, db, make_account,
 
 def test_every_customer_view_takes_its_account_from_the_session(app):
     """A new customer page without the session decorator fails here."""
-    public = {"welcome.open_link", "welcome.session_ended", "welcome.new_link", "welcome.sign_out"}
+    public = {"welcome.open_link", "welcome.session_ended", "welcome.new_link", "welcome.sign_out",
+              "welcome.confirm_email_change"}
     for rule in app.url_map.iter_rules():
         if rule.endpoint.startswith("welcome.") and rule.endpoint not in public:
             assert getattr(app.view_functions[rule.endpoint], "customer_only", False), rule.endpoint
+
+
+# --- Changing the email address on file ---------------------------------------------------
+
+def test_changing_the_email_needs_a_link_sent_to_the_old_address(client, db, invited):
+    account, path = invited
+    open_link(client, path)
+    location = complete(client, stop_before="/step/contact")
+    html = client.get(location).get_data(as_text=True)
+    response = client.post(location, data=answer_all(html, new_email="Dana.New@Example.com"))
+    assert response.status_code == 302
+    db.expire_all()
+    assert db.get(Account, account.id).customer.email == "dana@example.com"  # not yet
+    confirm = db.scalars(select(OutboxEmail).where(OutboxEmail.kind == "email_change_confirm")).one()
+    assert confirm.to_address == "dana@example.com" and "dana.new@example.com" in confirm.text_body
+    token = confirm.text_body.split("/welcome/email-change/")[1].split()[0]
+    assert "dana.new" not in base64.urlsafe_b64decode(token.split(".")[0] + "===").decode()
+
+    assert client.get(f"/welcome/email-change/{token[:-3]}xyz").status_code == 400
+    done = client.get(f"/welcome/email-change/{token}")
+    assert done.status_code == 200 and "dana.new@example.com" in done.get_data(as_text=True)
+    db.expire_all()
+    assert db.get(Account, account.id).customer.email == "dana.new@example.com"
+    assert client.get(path).status_code == 400  # the old link is revoked
+    assert client.get("/welcome/step/welcome").headers["Location"] == "/welcome/session-ended"
+    fresh = db.scalars(select(OutboxEmail).order_by(OutboxEmail.id.desc())).first()
+    assert fresh.to_address == "dana.new@example.com" and fresh.kind == "welcome_resent"
+    assert client.get(f"/welcome/email-change/{token}").status_code == 400  # works once
+    events = [e.event for e in record.entries_for(db, account.id)]
+    assert "email_change_requested" in events and "email_changed" in events

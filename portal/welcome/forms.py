@@ -194,6 +194,9 @@ class ContactForm(OnceForm):
                                   validators=[Optional(), Length(max=200)])
     sms_consent = BooleanField("I agree to receive text messages about my pool service at this "
                                "number. Message rates may apply; reply STOP to opt out.")
+    new_email = EmailField("Use a different email address (optional)", validators=[
+        Optional(), Email("Enter a valid email address, like dana@example.com."), Length(max=254)],
+        render_kw={"autocomplete": "email"})
 
     def validate_channels(self, field: CheckboxesField) -> None:
         allowed = {"email", "text", "call"}

@@ -7,7 +7,7 @@ from flask import Response, abort, current_app, flash, redirect, render_template
 from werkzeug.wrappers import Response as BaseResponse
 
 from portal import confirmations as confirm
-from portal import links, once, record
+from portal import email_change, links, once, record
 from portal.company import get_company
 from portal.db import get_db, mark_writes
 from portal.extensions import limiter
@@ -171,6 +171,10 @@ def contact_step(account: Account, progress: confirm.Progress, status: confirm.S
     if form.validate_on_submit() and form.extra_checks():
         if _claimed(form, "step-contact"):
             _record_contact(account, form)
+            new_email = (form.new_email.data or "").strip().lower()
+            if new_email and new_email != account.customer.email:
+                email_change.request_change(get_db(), account, new_email)
+                flash(f"We have emailed {account.customer.email} to confirm the change.", "info")
             get_db().commit()
         return _next(progress, status)
     code = 400 if request.method == "POST" else 200
@@ -271,6 +275,18 @@ def visit_calendar(account: Account) -> Response:
     response = Response(body, mimetype="text/calendar")
     response.headers["Content-Disposition"] = 'attachment; filename="pool-visit.ics"'
     return response
+
+
+@bp.get("/email-change/<token>")
+def confirm_email_change(token: str) -> tuple[str, int] | str:
+    mark_writes()
+    session = get_db()
+    account = email_change.confirm_change(session, token)
+    if account is None:
+        return render_template(LINK_PROBLEM, form=NewLinkForm()), 400
+    session.commit()
+    customer.end()  # the session came from the old link, which no longer works
+    return render_template("welcome/email_changed.html", email=account.customer.email)
 
 
 @bp.post("/sign-out")
