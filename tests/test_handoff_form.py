@@ -278,3 +278,23 @@ def test_changing_the_email_after_sending_revokes_the_old_link(client, db, selle
     db.expire_all()
     assert links.check_token(db, old_link).status is links.LinkStatus.INVALID
     assert "email_changed" in [e.event for e in record.entries_for(db, account.id)]
+
+
+def test_a_failure_in_the_middle_of_saving_leaves_nothing_half_written(app, client, db, seller, monkeypatch):
+    from portal import handoffs
+
+    calls = {"n": 0}
+    real_append = handoffs.record.append
+
+    def failing_append(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("disk full")
+        return real_append(*args, **kwargs)
+
+    monkeypatch.setattr(handoffs.record, "append", failing_append)
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    response = post_new(client)
+    assert response.status_code == 500 and calls["n"] == 3
+    for model in (Account, Customer, PromiseItem, RecordEntry):
+        assert count_rows(db, model) == 0
