@@ -108,7 +108,9 @@ class Answer:
     comment: str = ""
 
 
-def _ensure_open(account: Account) -> None:
+def _ensure_open(session: Session, account: Account) -> None:
+    # Re-read under a row lock: a second tab may have signed since this request loaded it.
+    session.refresh(account, with_for_update=True)
     if account.status == AccountStatus.SIGNED.value:
         raise OnboardingSigned("Your onboarding is signed. To change something, ask for a change.")
 
@@ -120,7 +122,7 @@ def _mark_in_progress(account: Account) -> None:
 
 
 def record_answers(session: Session, account: Account, answers: list[Answer]) -> None:
-    _ensure_open(account)
+    _ensure_open(session, account)
     for answer in answers:
         record.append(session, account, event="answered", actor=CUSTOMER, item=answer.item,
                       promised_value=answer.item.promised_value, confirmed_value=answer.value,
@@ -131,7 +133,7 @@ def record_answers(session: Session, account: Account, answers: list[Answer]) ->
 def record_step_event(session: Session, account: Account, event: str, *, confirmed: str = "",
                       note: str = "", details: dict[str, Any] | None = None) -> None:
     """Answers that belong to no promise: started, readiness, contact preferences, notes."""
-    _ensure_open(account)
+    _ensure_open(session, account)
     record.append(session, account, event=event, actor=CUSTOMER, confirmed_value=confirmed or None,
                   note=note, details=details or {})
     _mark_in_progress(account)
@@ -188,7 +190,7 @@ def summary_hash(lines: list[SummaryLine], extras: dict[str, dict[str, Any]]) ->
 
 def sign(session: Session, account: Account, typed_name: str) -> RecordEntry:
     """Freeze the onboarding: one entry carrying a hash of everything confirmed, and the emails."""
-    _ensure_open(account)
+    _ensure_open(session, account)
     lines = summary(session, account)
     extras = latest_step_details(session, account)
     digest = summary_hash(lines, extras)

@@ -503,3 +503,23 @@ def test_changing_the_email_needs_a_link_sent_to_the_old_address(client, db, inv
     assert client.get(f"/welcome/email-change/{token}").status_code == 400  # works once
     events = [e.event for e in record.entries_for(db, account.id)]
     assert "email_change_requested" in events and "email_changed" in events
+
+
+def test_a_second_tab_answering_after_signing_is_refused_not_recorded(client, db, invited, app):
+    account, path = invited
+    open_link(client, path)
+    location = complete(client, stop_before="/step/schedule")
+    stale_tab = client.get(location).get_data(as_text=True)
+    complete(client)  # signed in the other tab
+    before = count_rows(db, RecordEntry)
+    from portal import confirmations
+
+    with app.test_request_context():
+        stale = db.get(Account, account.id)
+        stale.status = "in_progress"  # what a request that loaded it before signing would hold
+        with pytest.raises(confirmations.OnboardingSigned):
+            confirmations.record_step_event(db, stale, "started")
+    db.rollback()
+    late = client.post(location, data=answer_all(stale_tab))
+    assert late.status_code == 302 and late.headers["Location"] == "/welcome/service"
+    assert count_rows(db, RecordEntry) == before

@@ -30,6 +30,13 @@ from portal.welcome.forms import (
 LINK_PROBLEM = "welcome/link_problem.html"
 
 
+@bp.errorhandler(confirm.OnboardingSigned)
+def already_signed(error: confirm.OnboardingSigned) -> BaseResponse:
+    get_db().rollback()
+    flash(str(error), "info")
+    return redirect(url_for("welcome.my_service"))
+
+
 @bp.get("/t/<token>")
 def open_link(token: str) -> str | BaseResponse | tuple[str, int]:
     """Check the link, start a customer session, and move the token out of the address bar."""
