@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from portal import record
 from portal.company import get_company
 from portal.db import utcnow
-from portal.handoffs import display_value
+from portal.handoffs import OnboardingSigned, display_value
 from portal.mail import queue_email
 from portal.models import Account, AccountStatus, PromiseItem, RecordEntry
 from portal.validation import WEEKDAYS, normalise_weekdays
@@ -43,10 +43,6 @@ STEPS = (
     Step("review", "Review and sign", event="signed"),
 )
 STEP_BY_NAME = {step.name: step for step in STEPS}
-
-
-class OnboardingSigned(Exception):
-    """Signing froze the onboarding; changes go through 'ask for a change'."""
 
 
 @dataclass

@@ -135,8 +135,9 @@ def create_handoff(
 DERIVED_KINDS = (PromiseKind.PRICE.value, PromiseKind.START_DATE.value)
 
 
-class HandoffClosed(ValueError):
-    """Signed accounts are frozen; changes go through 'ask for a change'."""
+class OnboardingSigned(Exception):
+    """Signing froze the onboarding: promises, answers and links no longer change; the
+    customer's 'ask for a change' is the way forward. Views turn this into a message."""
 
 
 def update_handoff(
@@ -151,7 +152,7 @@ def update_handoff(
     (None for a new promise); items not named are withdrawn. Every change is a record entry.
     Returns what changed, in words, for the flash message."""
     if account.status == AccountStatus.SIGNED.value:
-        raise HandoffClosed("The customer has signed; ask them to request a change instead.")
+        raise OnboardingSigned("The customer has signed; changes now go through their change requests.")
     changes = _update_account_fields(session, account, data, salesperson, actor)
     current = {item.id: item for item in account.items}
     pairs = list(zip(item_ids, data.promises))

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from portal import links, record
 from portal.company import get_company
 from portal.db import utcnow
+from portal.handoffs import OnboardingSigned
 from portal.mail import queue_email
 from portal.models import Account, AccountStatus, Customer, OutboxEmail
 
@@ -19,14 +20,10 @@ class WelcomeSent:
     url: str
 
 
-class OnboardingClosed(ValueError):
-    """The customer has signed; changes go through 'ask for a change'."""
-
-
 def send_welcome(session: Session, account: Account, actor: str) -> WelcomeSent:
     """Issue a new link (revoking any older one), queue the welcome email, record the send."""
     if account.status == AccountStatus.SIGNED.value:
-        raise OnboardingClosed("This customer has signed already; the link cannot be re-sent.")
+        raise OnboardingSigned("This customer has signed already; the link cannot be re-sent.")
     first_send = account.link_sent_at is None
     url = links.issue_welcome_link(account)
     email = queue_email(

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from portal import links, record
 from portal.models import Account, AccountStatus, OutboxEmail, RecordEntry
+from portal.handoffs import OnboardingSigned
 from portal.onboarding import send_welcome
 from tests.conftest import count_rows, form_fields
 
@@ -517,7 +518,7 @@ def test_a_second_tab_answering_after_signing_is_refused_not_recorded(client, db
     with app.test_request_context():
         stale = db.get(Account, account.id)
         stale.status = "in_progress"  # what a request that loaded it before signing would hold
-        with pytest.raises(confirmations.OnboardingSigned):
+        with pytest.raises(OnboardingSigned):
             confirmations.record_step_event(db, stale, "started")
     db.rollback()
     late = client.post(location, data=answer_all(stale_tab))

@@ -8,11 +8,11 @@ from werkzeug.wrappers import Response
 from portal import once, record
 from portal.auth import roles_required
 from portal.db import get_db
-from portal.handoffs import DERIVED_KINDS, HandoffClosed, create_handoff, staff_actor, update_handoff
+from portal.handoffs import DERIVED_KINDS, OnboardingSigned, create_handoff, staff_actor, update_handoff
 from sqlalchemy import select
 
 from portal.models import Account, OutboxEmail, StaffUser
-from portal.onboarding import OnboardingClosed, send_welcome
+from portal.onboarding import send_welcome
 from portal.staff import bp
 from portal.staff.access import SELLING_ROLES, account_or_404, salespeople
 from portal.staff.forms import new_resolve_form
@@ -24,6 +24,15 @@ from portal.staff.handoff_forms import (
     options,
     validate,
 )
+
+
+@bp.errorhandler(OnboardingSigned)
+def onboarding_signed(error: OnboardingSigned) -> Response:
+    get_db().rollback()
+    flash(str(error), "error")
+    account_id = (request.view_args or {}).get("account_id")
+    return redirect(url_for("staff.account", account_id=account_id) if account_id
+                    else url_for("staff.dashboard"))
 
 
 def _salesperson_choices(form: HandoffForm | EditHandoffForm, default: StaffUser | None) -> None:
@@ -111,13 +120,8 @@ def send_link(account_id: int) -> Response:
     claim = once.claim(session, form.form_id.data, "send_link")
     if claim is None:
         return _already_done(form.form_id.data)
-    try:
-        resend = found.link_sent_at is not None
-        send_welcome(session, found, staff_actor(current_user))
-    except OnboardingClosed as closed:
-        session.rollback()
-        flash(str(closed), "error")
-        return redirect(url_for("staff.account", account_id=found.id))
+    resend = found.link_sent_at is not None
+    send_welcome(session, found, staff_actor(current_user))
     claim.result_url = url_for("staff.account", account_id=found.id)
     session.commit()
     flash(("New link sent; the earlier link no longer works." if resend else "Welcome email queued.")
@@ -147,13 +151,8 @@ def edit_handoff(account_id: int) -> str | Response | tuple[str, int]:
             claim = once.claim(session, form.form_id.data, "edit_handoff")
             if claim is None:
                 return _already_done(form.form_id.data)
-            try:
-                changes = update_handoff(session, found, data, item_ids, salesperson,
-                                         staff_actor(current_user))
-            except HandoffClosed as closed:
-                session.rollback()
-                flash(str(closed), "error")
-                return redirect(url_for("staff.account", account_id=found.id))
+            changes = update_handoff(session, found, data, item_ids, salesperson,
+                                     staff_actor(current_user))
             claim.result_url = url_for("staff.account", account_id=found.id)
             session.commit()
             flash("Saved: " + (", ".join(changes) if changes else "account details") + ".", "success")

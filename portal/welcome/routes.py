@@ -12,6 +12,7 @@ from portal.company import get_company
 from portal.db import get_db, mark_writes
 from portal.extensions import limiter
 from portal.models import Account
+from portal.handoffs import OnboardingSigned
 from portal.onboarding import send_link_on_request
 from portal.welcome import bp, calendar
 from portal.welcome import customer
@@ -30,8 +31,8 @@ from portal.welcome.forms import (
 LINK_PROBLEM = "welcome/link_problem.html"
 
 
-@bp.errorhandler(confirm.OnboardingSigned)
-def already_signed(error: confirm.OnboardingSigned) -> BaseResponse:
+@bp.errorhandler(OnboardingSigned)
+def already_signed(error: OnboardingSigned) -> BaseResponse:
     get_db().rollback()
     flash(str(error), "info")
     return redirect(url_for("welcome.my_service"))
