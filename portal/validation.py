@@ -161,7 +161,7 @@ def _promises(check: _Checker, value: Any) -> list[Promise]:
             check.errors[key] = "Each promise needs a kind and a value."
             continue
         kind = entry.get("kind")
-        if kind not in kinds:
+        if not isinstance(kind, str) or kind not in kinds:  # a list/dict kind is unhashable
             check.errors[f"{key}.kind"] = f"Choose a kind: {', '.join(sorted(kinds))}."
             continue
         text = check.text(f"{key}.value", entry.get("value"), required=True, what="The promise")
