@@ -106,7 +106,7 @@ class Answer:
 
 def _ensure_open(session: Session, account: Account) -> None:
     # Re-read under a row lock: a second tab may have signed since this request loaded it.
-    session.refresh(account, with_for_update=True)
+    session.refresh(account, with_for_update={"of": Account})  # PG: no FOR UPDATE on outer joins
     if account.status == AccountStatus.SIGNED.value:
         raise OnboardingSigned("Your onboarding is signed. To change something, ask for a change.")
 

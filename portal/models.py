@@ -308,6 +308,12 @@ class Invoice(Base):
     stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Payments (migration 0002): off-session charge attempts (part of the idempotency key), when
+    # the last one failed (autopay then waits for the customer or a new card), and until when a
+    # Checkout Session the customer opened can still complete (autopay leaves it alone till then).
+    autopay_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    autopay_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    checkout_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     lines: Mapped[list[InvoiceLine]] = relationship(order_by="InvoiceLine.position")
 

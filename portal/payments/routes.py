@@ -1,3 +1,269 @@
+"""Payment pages. Customers: /pay/... (invoices, card, pay links, the demo Checkout). Stripe:
+POST /stripe/webhook. Staff: /pay/staff/... (create an invoice).
+
+Customer views take the account from the session (`customer_pay_required`); an invoice id in the
+URL that is not that account's is a 404. Paid and card-saved states are never set here: the
+return pages from Checkout only show the current state while the webhook confirms it.
+"""
 from __future__ import annotations
 
-from portal.payments import bp  # noqa: F401  (views arrive with payments)
+import logging
+import secrets
+from datetime import timedelta
+
+from flask import abort, flash, jsonify, redirect, render_template, request, url_for
+from flask_login import current_user
+from werkzeug.wrappers import Response
+
+from portal import once, record
+from portal.auth import roles_required
+from portal.db import get_db, mark_writes
+from portal.extensions import csrf
+from portal.handoffs import staff_actor
+from portal.models import Account, Invoice
+from portal.payments import billing, bp, checkout, demo
+from portal.payments import events as stripe_events
+from portal.payments import invoices as invoice_service
+from portal.payments.forms import MAX_LINES, DemoForm, InvoiceForm
+from portal.payments.gateway import PaymentProviderError, demo_mode, get_gateway
+from portal.staff.access import account_or_404
+from portal.welcome.customer import customer_pay_required, start_pay
+from portal.welcome.forms import NewLinkForm
+
+log = logging.getLogger(__name__)
+
+STAFF_INVOICING = ("office", "admin")
+
+
+# --- Template helpers (welcome pages, staff account page) ---------------------------------
+
+@bp.app_template_global("payments_panel")
+def payments_panel(account: Account) -> billing.PaymentsPanel:
+    return billing.panel(get_db(), account, demo_mode())
+
+
+@bp.app_template_global("payment_form")
+def payment_form() -> once.OnceForm:
+    """A fresh one-time form for a payment button (its id becomes the idempotency key), also on
+    a page re-rendered after another form's POST (whose data it must not pick up)."""
+    form = once.OnceForm(formdata=None)
+    form.form_id.data = secrets.token_urlsafe(18)
+    return form
+
+
+@bp.app_template_global("staff_payments")
+def staff_payments(account: Account) -> dict[str, object]:
+    session = get_db()
+    today = billing.company_today()
+    return {"panel": billing.panel(session, account, demo_mode()),
+            "invoices": [(invoice, billing.shown_status(invoice, today))
+                         for invoice in billing.invoices_of(session, account.id)],
+            "can_invoice": current_user.is_authenticated and current_user.role in STAFF_INVOICING}
+
+
+# --- Pay links -----------------------------------------------------------------------------
+
+@bp.get("/pay/t/<token>")
+def open_pay_link(token: str) -> Response | tuple[str, int]:
+    """Check the link, start a session for its account, and drop the token from the address."""
+    mark_writes()
+    session = get_db()
+    check = invoice_service.check_pay_token(session, token)
+    if not check.ok or check.invoice is None or check.account is None:
+        # Expired, tampered, replaced, other purpose, deleted: one answer for all.
+        return render_template("welcome/link_problem.html", form=NewLinkForm()), 400
+    record.append(session, check.account, event="pay_link_opened", actor="customer",
+                  details={"invoice_id": check.invoice.id, "number": check.invoice.number})
+    session.commit()
+    start_pay(check.account, check.invoice.id, check.nonce_hash)
+    return redirect(url_for("payments.invoice", invoice_id=check.invoice.id))
+
+
+# --- Invoices ------------------------------------------------------------------------------
+
+def _invoice_or_404(account: Account, invoice_id: int) -> Invoice:
+    invoice = invoice_service.customer_invoice(get_db(), account, invoice_id)
+    if invoice is None:
+        abort(404)
+    return invoice
+
+
+@bp.get("/pay/invoices")
+@customer_pay_required
+def invoices(account: Account) -> str:
+    session = get_db()
+    today = billing.company_today()
+    rows = [(invoice, billing.shown_status(invoice, today)) for invoice in billing.invoices_of(session, account.id)]
+    return render_template("payments/invoices.html", account=account, rows=rows,
+                           to_pay=[r for r in rows if r[1] != "paid"], paid=[r for r in rows if r[1] == "paid"],
+                           panel=billing.panel(session, account, demo_mode()))
+
+
+def _render_invoice(account: Account, invoice: Invoice, status: int = 200, error: str | None = None,
+                    form: once.OnceForm | None = None) -> tuple[str, int]:
+    """The invoice page; after a failed press, with a new button (a new idempotency key: Stripe
+    replays a declined request's answer to the same key)."""
+    session = get_db()
+    return render_template("payments/invoice.html", account=account, invoice=invoice,
+                           shown=billing.shown_status(invoice), error=error, form=form or payment_form(),
+                           panel=billing.panel(session, account, demo_mode())), status
+
+
+@bp.get("/pay/invoices/<int:invoice_id>")
+@customer_pay_required
+def invoice(account: Account, invoice_id: int) -> tuple[str, int]:
+    return _render_invoice(account, _invoice_or_404(account, invoice_id))
+
+
+@bp.post("/pay/invoices/<int:invoice_id>/checkout")
+@customer_pay_required
+def pay_invoice(account: Account, invoice_id: int) -> Response | tuple[str, int]:
+    found = _invoice_or_404(account, invoice_id)
+    form = once.OnceForm()
+    if not form.validate_on_submit():
+        return _render_invoice(account, found, 400, "That button had expired. Please press it again.")
+    session = get_db()
+    try:
+        started = checkout.start_invoice_payment(session, account, found.id, form.form_id.data, get_gateway())
+    except checkout.NotPayable as refused:
+        session.rollback()
+        return _render_invoice(account, _invoice_or_404(account, invoice_id), 409, str(refused))
+    except PaymentProviderError as error:
+        session.rollback()
+        invoice_service.record_stripe_error(session, account, error, invoice=found)
+        return _render_invoice(account, _invoice_or_404(account, invoice_id), error.http_status, error.message)
+    return redirect(started.url, 303)
+
+
+@bp.get("/pay/invoices/<int:invoice_id>/done")
+@customer_pay_required
+def invoice_done(account: Account, invoice_id: int) -> str:
+    """Back from Checkout. Only the verified webhook marks the invoice paid; this page says so."""
+    found = _invoice_or_404(account, invoice_id)
+    return render_template("payments/invoice_done.html", account=account, invoice=found,
+                           shown=billing.shown_status(found))
+
+
+# --- Card on file --------------------------------------------------------------------------
+
+def _render_card(account: Account, status: int = 200, error: str | None = None) -> tuple[str, int]:
+    return render_template("payments/card.html", account=account, error=error, form=payment_form(),
+                           panel=billing.panel(get_db(), account, demo_mode())), status
+
+
+@bp.get("/pay/card")
+@customer_pay_required
+def card(account: Account) -> tuple[str, int]:
+    return _render_card(account)
+
+
+@bp.post("/pay/card/setup")
+@customer_pay_required
+def card_setup(account: Account) -> Response | tuple[str, int]:
+    form = once.OnceForm()
+    if not form.validate_on_submit():
+        return _render_card(account, 400, "That button had expired. Please press it again.")
+    session = get_db()
+    try:
+        started = checkout.start_card_setup(session, account, form.form_id.data, get_gateway())
+    except PaymentProviderError as error:
+        session.rollback()
+        invoice_service.record_stripe_error(session, account, error)
+        return _render_card(account, error.http_status, error.message)
+    return redirect(started.url, 303)
+
+
+@bp.get("/pay/card/done")
+@customer_pay_required
+def card_done(account: Account) -> str:
+    """Back from Checkout: the card shows once the verified webhook has saved it."""
+    return render_template("payments/card_done.html", account=account,
+                           panel=billing.panel(get_db(), account, demo_mode()))
+
+
+# --- Demo mode Checkout --------------------------------------------------------------------
+
+def _demo_checkout(account: Account, token: str) -> dict[str, object]:
+    if not demo_mode():
+        abort(404)
+    data = demo.read_checkout(token)
+    if data is None or data["metadata"].get("account_id") != str(account.id):
+        abort(404)
+    return data
+
+
+@bp.get("/pay/demo/checkout/<token>")
+@customer_pay_required
+def demo_checkout(account: Account, token: str) -> str:
+    data = _demo_checkout(account, token)
+    invoice_id = data["metadata"].get("invoice_id")  # type: ignore[union-attr]
+    found = _invoice_or_404(account, int(invoice_id)) if invoice_id else None
+    return render_template("payments/demo_checkout.html", account=account, checkout=data, invoice=found,
+                           token=token, form=DemoForm(), cancel_url=demo.local_path(str(data["cancel"])))
+
+
+@bp.post("/pay/demo/checkout/<token>/<any(succeed, decline):action>")
+@customer_pay_required
+def demo_action(account: Account, token: str, action: str) -> Response:
+    data = _demo_checkout(account, token)
+    if not DemoForm().validate_on_submit():
+        abort(400)
+    get_db().commit()  # nothing pending: each event is its own transaction
+    built = demo.success_events(data) if action == "succeed" else demo.decline_events(data)
+    for delivery in demo.deliver(built):
+        if delivery.status != 200:
+            log.error("demo event refused: %s %s", delivery.status, delivery.message)
+            abort(500)
+    if action == "succeed":
+        return redirect(demo.local_path(str(data["success"])), 303)
+    flash("Demo: the card was declined. Nothing was charged or saved. Try again, or go back.", "error")
+    return redirect(url_for("payments.demo_checkout", token=token), 303)
+
+
+# --- Stripe webhook ------------------------------------------------------------------------
+
+@bp.post("/stripe/webhook")
+def stripe_webhook() -> tuple[Response, int]:
+    """Stripe's events: the raw body, signature-verified; each event applied once."""
+    delivery = stripe_events.handle_delivery(request.get_data(cache=False), request.headers.get("Stripe-Signature"))
+    body = {"received": True, "result": delivery.message} if delivery.status == 200 else {"error": delivery.message}
+    return jsonify(body), delivery.status
+
+
+csrf.exempt(stripe_webhook)  # signed by Stripe instead; the only exempt view, and it has no FlaskForm
+
+
+# --- Staff: create an invoice --------------------------------------------------------------
+
+@bp.route("/pay/staff/accounts/<int:account_id>/invoices/new", methods=["GET", "POST"])
+@roles_required(*STAFF_INVOICING)
+def staff_new_invoice(account_id: int) -> str | Response | tuple[str, int]:
+    session = get_db()
+    found = account_or_404(session, account_id, current_user)
+    today = billing.company_today()
+    form = InvoiceForm() if request.method == "POST" else InvoiceForm(
+        data={"due_date": (today + timedelta(days=14)).isoformat()})
+    if request.method == "POST" and "add_line" in request.form:
+        if len(form.lines) < MAX_LINES:
+            form.lines.append_entry()  # no JavaScript needed for more rows
+        return render_template("payments/staff_invoice_new.html", form=form, account=found), 200
+    if form.validate_on_submit():
+        parsed = form.parse(today)
+        if parsed is not None:
+            claim = once.claim(session, form.form_id.data, "new_invoice")
+            if claim is None:
+                session.rollback()
+                flash("That invoice was already created.", "info")
+                return redirect(once.earlier_result(session, form.form_id.data)
+                                or url_for("staff.account", account_id=found.id))
+            lines, due = parsed
+            panel = billing.panel(session, found, demo_mode())
+            invoice, _ = invoice_service.create_invoice(
+                session, found, lines, due, staff_actor(current_user),
+                autopay_card=panel.card if panel.autopay else None)
+            claim.result_url = url_for("staff.account", account_id=found.id)
+            session.commit()
+            flash(f"Invoice {invoice.number} created and emailed to {found.customer.email}.", "success")
+            return redirect(url_for("staff.account", account_id=found.id))
+    status = 400 if request.method == "POST" else 200
+    return render_template("payments/staff_invoice_new.html", form=form, account=found), status

@@ -12,7 +12,7 @@ from typing import Any, Callable, TypeVar
 from flask import current_app, g, redirect, session, url_for
 
 from portal.db import get_db
-from portal.models import Account
+from portal.models import Account, Invoice
 
 KEY = "customer"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -28,7 +28,30 @@ def end() -> None:
     session.pop(KEY, None)
 
 
-def current_account() -> Account | None:
+# --- Pay links (portal.payments) ----------------------------------------------------------
+# An invoice's pay link starts a session for the invoice's account tied to that invoice's own
+# link nonce ("i", "p"): it reaches the payment pages (`customer_pay_required`) only, and ends
+# when the invoice's link is re-issued. A welcome session for the same account is kept beside it.
+
+def start_pay(account: Account, invoice_id: int, nonce_hash: str) -> None:
+    data = session.get(KEY)
+    if not (isinstance(data, dict) and data.get("a") == account.id and data.get("n")
+            and data.get("n") == account.link_nonce_hash):
+        session.clear()  # another account's, stale, or none: start fresh (fixation)
+        data = {"a": account.id, "n": None}
+    session[KEY] = {**data, "i": invoice_id, "p": nonce_hash, "t": int(time.time())}
+
+
+def _pay_grant_holds(account: Account, data: dict[str, Any]) -> bool:
+    invoice_id, nonce_hash = data.get("i"), data.get("p")
+    if not isinstance(invoice_id, int) or not isinstance(nonce_hash, str):
+        return False
+    invoice = get_db().get(Invoice, invoice_id)
+    return invoice is not None and invoice.account_id == account.id \
+        and invoice.pay_nonce_hash == nonce_hash
+
+
+def current_account(allow_pay_link: bool = False) -> Account | None:
     data = session.get(KEY)
     if not isinstance(data, dict):
         return None
@@ -37,20 +60,25 @@ def current_account() -> Account | None:
         end()
         return None
     account = get_db().get(Account, data.get("a"))
-    if account is None or account.deleted_at is not None or account.link_nonce_hash != data.get("n"):
+    if account is None or account.deleted_at is not None:
         end()
         return None
+    welcome_ok = bool(data.get("n")) and account.link_nonce_hash == data.get("n")
+    pay_ok = _pay_grant_holds(account, data)
+    if not welcome_ok and not pay_ok:
+        end()
+        return None
+    if not welcome_ok and not allow_pay_link:
+        return None  # a pay link reaches the payment pages only
     data["t"] = int(time.time())
     session[KEY] = data
     return account
 
 
-def customer_required(view: F) -> F:
-    """Customer pages: the account comes from the session only, never from the URL."""
-
+def _customer_view(view: F, allow_pay_link: bool) -> F:
     @wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        account = current_account()
+        account = current_account(allow_pay_link)
         if account is None:
             return redirect(url_for("welcome.session_ended"))
         g.customer_account = account
@@ -58,3 +86,13 @@ def customer_required(view: F) -> F:
 
     wrapped.customer_only = True  # type: ignore[attr-defined]
     return wrapped  # type: ignore[return-value]
+
+
+def customer_required(view: F) -> F:
+    """Customer pages: the account comes from the session only, never from the URL."""
+    return _customer_view(view, allow_pay_link=False)
+
+
+def customer_pay_required(view: F) -> F:
+    """Payment pages: as `customer_required`, and a pay link's session is enough."""
+    return _customer_view(view, allow_pay_link=True)

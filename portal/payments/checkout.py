@@ -1,0 +1,134 @@
+"""Starting Stripe Checkout: setup mode to save a card, payment mode to pay an invoice.
+
+The one-time form id is the Stripe idempotency key, and it is claimed in the same transaction
+that stores the session, so a double click makes one Checkout Session and both clicks land on it.
+A Stripe failure rolls everything back (the caller records a `stripe_error` entry afterwards);
+the one step kept on its own is creating the account's Stripe customer, which is complete in
+itself and reused by every later attempt.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from flask import current_app, url_for
+from sqlalchemy.orm import Session
+
+from portal import once, record
+from portal.models import Account
+from portal.payments.billing import OPEN, PAID
+from portal.payments.cards import lock_account
+from portal.payments.gateway import Gateway
+from portal.payments.invoices import lock_invoice
+
+CHECKOUT_MINUTES = 60  # Stripe allows 30 min to 24 h; autopay leaves the invoice alone till then
+MAX_RESULT_URL = 500  # FormSubmission.result_url
+
+
+class NotPayable(Exception):
+    """Paid already, or a payment is under way: said to the customer, nothing done."""
+
+
+@dataclass(frozen=True)
+class Started:
+    url: str
+    repeated: bool = False  # the same form posted again: the first result
+
+
+def _absolute(path: str) -> str:
+    return current_app.config["PUBLIC_BASE_URL"].rstrip("/") + path
+
+
+def _repeat(session: Session, form_id: str) -> Started:
+    session.rollback()
+    return Started(once.earlier_result(session, form_id) or url_for("payments.invoices"), repeated=True)
+
+
+def ensure_customer(session: Session, account: Account, form_id: str, gateway: Gateway) -> Account:
+    """The account's Stripe customer, created once and its id stored (committed on its own)."""
+    locked = lock_account(session, account.id)
+    assert locked is not None
+    if locked.stripe_customer_id:
+        return locked
+    customer_id = gateway.create_customer(
+        {"email": locked.customer.email, "name": locked.customer.name,
+         "metadata": {"account_id": str(locked.id)}}, f"{form_id}-customer")
+    locked.stripe_customer_id = customer_id
+    record.append(session, locked, event="stripe_customer_created", actor="system",
+                  details={"customer": customer_id})
+    session.commit()
+    relocked = lock_account(session, account.id)
+    assert relocked is not None
+    return relocked
+
+
+def start_card_setup(session: Session, account: Account, form_id: str, gateway: Gateway) -> Started:
+    if once.earlier_result(session, form_id):
+        return _repeat(session, form_id)
+    account = ensure_customer(session, account, form_id, gateway)
+    claim = once.claim(session, form_id, "card_setup")
+    if claim is None:
+        return _repeat(session, form_id)
+    metadata = {"account_id": str(account.id), "purpose": "card_setup"}
+    started = gateway.create_checkout_session({
+        "mode": "setup",
+        "customer": account.stripe_customer_id,
+        "payment_method_types": ["card"],
+        "client_reference_id": f"account-{account.id}",
+        "metadata": metadata,
+        "setup_intent_data": {"metadata": metadata, "description": f"Autopay card for account {account.id}"},
+        "success_url": _absolute(url_for("payments.card_done")),
+        "cancel_url": _absolute(url_for("payments.card")),
+    }, form_id)
+    claim.result_url = started.url if len(started.url) <= MAX_RESULT_URL else url_for("payments.card")
+    record.append(session, account, event="card_setup_started", actor="customer",
+                  details={"checkout_session": started.id})
+    session.commit()
+    return Started(started.url)
+
+
+def start_invoice_payment(session: Session, account: Account, invoice_id: int, form_id: str,
+                          gateway: Gateway) -> Started:
+    if once.earlier_result(session, form_id):
+        return _repeat(session, form_id)
+    invoice = lock_invoice(session, invoice_id)
+    assert invoice is not None and invoice.account_id == account.id
+    if invoice.status == PAID:
+        raise NotPayable("This invoice is paid already. Thank you!")
+    if invoice.status != OPEN:
+        raise NotPayable("A payment for this invoice is being processed. We will email you when it clears.")
+    claim = once.claim(session, form_id, "pay_invoice")
+    if claim is None:
+        return _repeat(session, form_id)
+    metadata = {"invoice_id": str(invoice.id), "account_id": str(account.id), "invoice_number": invoice.number}
+    params: dict[str, Any] = {
+        "mode": "payment",
+        "line_items": [{"quantity": 1, "price_data": {
+            "currency": invoice.currency.lower(), "unit_amount": line.amount_cents,
+            "product_data": {"name": line.description[:250]}}} for line in invoice.lines],
+        "client_reference_id": f"invoice-{invoice.id}",
+        "metadata": metadata,
+        "payment_intent_data": {"metadata": metadata, "description": f"Invoice {invoice.number}"},
+        "success_url": _absolute(url_for("payments.invoice_done", invoice_id=invoice.id)),
+        "cancel_url": _absolute(url_for("payments.invoice", invoice_id=invoice.id)),
+        "expires_at": _expires_at(),
+    }
+    if account.stripe_customer_id:
+        params["customer"] = account.stripe_customer_id
+    else:
+        params["customer_email"] = account.customer.email
+    started = gateway.create_checkout_session(params, form_id)
+    invoice.stripe_checkout_session_id = started.id
+    invoice.checkout_expires_at = started.expires_at
+    fallback = url_for("payments.invoice", invoice_id=invoice.id)
+    claim.result_url = started.url if len(started.url) <= MAX_RESULT_URL else fallback
+    record.append(session, account, event="payment_started", actor="customer",
+                  details={"invoice_id": invoice.id, "number": invoice.number,
+                           "checkout_session": started.id})
+    session.commit()
+    return Started(started.url)
+
+
+def _expires_at() -> int:
+    return int(time.time()) + CHECKOUT_MINUTES * 60

@@ -1,0 +1,80 @@
+"""Payment forms: the staff invoice form (line items and a due date) and the button forms."""
+from __future__ import annotations
+
+from datetime import date
+
+from flask_wtf import FlaskForm
+from wtforms import FieldList, Form, FormField, StringField
+
+from portal.money import parse_money
+from portal.once import OnceForm
+from portal.payments.invoices import Line
+
+MAX_LINES = 30
+MIN_TOTAL_CENTS = 50  # Stripe's smallest charge
+MAX_TOTAL_CENTS = 99_999_999  # Stripe's largest amount (999,999.99)
+
+
+class InvoiceLineForm(Form):
+    # Not `description`: FormField has an attribute of that name.
+    detail = StringField("Description", render_kw={"maxlength": 300})
+    amount = StringField("Amount", render_kw={"inputmode": "decimal", "placeholder": "165.00"})
+
+
+class InvoiceForm(OnceForm):
+    lines = FieldList(FormField(InvoiceLineForm), min_entries=3, max_entries=MAX_LINES)
+    due_date = StringField("Due date", render_kw={"type": "date"})
+
+    def parse(self, today: date) -> tuple[list[Line], date] | None:
+        """The lines (blank rows skipped) and due date, or None with a message on each field."""
+        lines: list[Line] = []
+        valid = True
+        for entry in self.lines:
+            description = (entry.detail.data or "").strip()
+            amount_text = (entry.amount.data or "").strip()
+            if not description and not amount_text:
+                continue
+            if not description:
+                entry.detail.errors = ["Describe this line, e.g. Weekly service, March."]
+                valid = False
+            elif len(description) > 300:
+                entry.detail.errors = ["Keep the description under 300 characters."]
+                valid = False
+            try:
+                cents = parse_money(amount_text)
+                if cents <= 0:
+                    raise ValueError("Enter an amount above zero")
+            except ValueError as error:
+                entry.amount.errors = [str(error)]
+                valid = False
+                continue
+            lines.append(Line(description, cents))
+        if valid and not lines:
+            self.form_errors.append("Add at least one line with a description and an amount.")
+            valid = False
+        total = sum(line.amount_cents for line in lines)
+        if valid and total < MIN_TOTAL_CENTS:
+            self.form_errors.append("The total must be at least 0.50: card payments cannot be smaller.")
+            valid = False
+        if valid and total > MAX_TOTAL_CENTS:
+            self.form_errors.append("The total is too large for one card payment; split the invoice.")
+            valid = False
+        due = self._due_date(today)
+        if due is None or not valid:
+            return None
+        return lines, due
+
+    def _due_date(self, today: date) -> date | None:
+        try:
+            due = date.fromisoformat((self.due_date.data or "").strip())
+        except ValueError:
+            self.due_date.errors = ["Choose a due date, e.g. 2026-12-31."]
+            return None
+        if due < today:
+            self.due_date.errors = ["Choose a due date from today on."]
+            return None
+        return due
+
+
+class DemoForm(FlaskForm):
+    """The demo page's buttons: CSRF only. Repeats are harmless (the events repeat too)."""

@@ -1,0 +1,250 @@
+"""Invoices: created by staff, emailed with a signed pay link, paid through Stripe.
+
+An invoice only ever moves forward: open -> processing (a delayed payment method, or an off-session
+charge Stripe accepted) -> paid. Paid is set by a verified Stripe event and nothing else; a later
+or repeated event never un-pays it or sends a second receipt. The functions that apply events lock
+the invoice row first, so two events about one invoice are applied one after the other.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from flask import current_app
+from itsdangerous import BadSignature, SignatureExpired
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from portal import links, record
+from portal.company import get_company
+from portal.db import utcnow
+from portal.mail import queue_email
+from portal.models import Account, Invoice, InvoiceLine, OutboxEmail
+from portal.money import format_money
+from portal.payments.billing import OPEN, PAID, PROCESSING, card_text
+from portal.payments.gateway import PaymentProviderError
+
+log = logging.getLogger(__name__)
+
+STRIPE = "stripe"
+
+
+# --- Creating ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Line:
+    description: str
+    amount_cents: int
+
+
+def create_invoice(session: Session, account: Account, lines: list[Line], due_date: date,
+                   actor: str, autopay_card: str | None = None) -> tuple[Invoice, str]:
+    """Write the invoice and its lines, queue its email with a fresh pay link, record it.
+    Returns the invoice and the link; the caller commits (one transaction)."""
+    currency = (get_company().currency or "USD").upper()
+    invoice = Invoice(account_id=account.id, number=f"pending-{secrets.token_hex(8)}", status=OPEN,
+                      currency=currency, total_cents=sum(line.amount_cents for line in lines),
+                      due_date=due_date, autopay_attempts=0)
+    session.add(invoice)
+    session.flush()
+    invoice.number = f"INV-{invoice.id:06d}"
+    for position, line in enumerate(lines):
+        session.add(InvoiceLine(invoice_id=invoice.id, description=line.description,
+                                amount_cents=line.amount_cents, position=position))
+    session.flush()
+    url = issue_pay_link(invoice)
+    email = queue_email(
+        session, template="invoice", to=account.customer.email, account=account,
+        subject=f"{get_company().name}: invoice {invoice.number} for {format_money(invoice.total_cents, currency)}",
+        context={"account": account, "invoice": invoice, "lines": invoice.lines, "url": url,
+                 "autopay_card": autopay_card, "expires_days": pay_link_max_age().days})
+    session.flush()
+    record.append(session, account, event="invoice_created", actor=actor,
+                  confirmed_value=f"{invoice.number}: {format_money(invoice.total_cents, currency)}",
+                  details={"invoice_id": invoice.id, "number": invoice.number,
+                           "total_cents": invoice.total_cents, "currency": currency,
+                           "due_date": due_date.isoformat(), "lines": len(lines), "email_id": email.id})
+    return invoice, url
+
+
+# --- Pay links -----------------------------------------------------------------------------
+# The "pay" serializer of portal.links; the payload is {"a": account, "i": invoice, "n": nonce}
+# and only the nonce's hash is stored (Invoice.pay_nonce_hash). Issuing a new link replaces it.
+
+def pay_link_max_age() -> timedelta:
+    return timedelta(days=current_app.config.get("PAY_LINK_MAX_AGE_DAYS")
+                     or current_app.config["LINK_MAX_AGE_DAYS"])
+
+
+def issue_pay_link(invoice: Invoice) -> str:
+    nonce = secrets.token_urlsafe(24)
+    invoice.pay_nonce_hash = links.hash_nonce(nonce)
+    token = links.serializer("pay").dumps({"a": invoice.account_id, "i": invoice.id, "n": nonce})
+    return f"{current_app.config['PUBLIC_BASE_URL'].rstrip('/')}/pay/t/{token}"
+
+
+@dataclass(frozen=True)
+class PayLinkCheck:
+    ok: bool
+    invoice: Invoice | None = None
+    account: Account | None = None
+    nonce_hash: str = ""
+
+
+def check_pay_token(session: Session, token: str) -> PayLinkCheck:
+    """The invoice and account, or not ok (expired, tampered, other purpose, replaced, deleted)."""
+    try:
+        payload = links.serializer("pay").loads(token, max_age=int(pay_link_max_age().total_seconds()))
+    except (SignatureExpired, BadSignature):
+        return PayLinkCheck(False)
+    if not isinstance(payload, dict) or not all(isinstance(payload.get(k), int) for k in ("a", "i")) \
+            or not isinstance(payload.get("n"), str):
+        return PayLinkCheck(False)
+    invoice = session.get(Invoice, payload["i"])
+    nonce_hash = links.hash_nonce(payload["n"])
+    if invoice is None or invoice.account_id != payload["a"] or invoice.pay_nonce_hash is None \
+            or not secrets.compare_digest(invoice.pay_nonce_hash, nonce_hash):
+        return PayLinkCheck(False)
+    account = session.get(Account, invoice.account_id)
+    if account is None or account.deleted_at is not None:
+        return PayLinkCheck(False)
+    return PayLinkCheck(True, invoice, account, nonce_hash)
+
+
+def customer_invoice(session: Session, account: Account, invoice_id: int) -> Invoice | None:
+    """The invoice only if it is this account's: another customer's id looks like no invoice."""
+    return session.scalars(select(Invoice).where(Invoice.id == invoice_id,
+                                                 Invoice.account_id == account.id)).first()
+
+
+def lock_invoice(session: Session, invoice_id: int) -> Invoice | None:
+    """Re-read the invoice under a row lock (PostgreSQL; SQLite holds its write lock already)."""
+    return session.get(Invoice, invoice_id, with_for_update=True, populate_existing=True)
+
+
+# --- Applying what Stripe told us ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class StripeFacts:
+    """Where a fact came from, for the record entry."""
+
+    event_id: str
+    event_type: str
+
+
+def _account(session: Session, invoice: Invoice) -> Account:
+    account = session.get(Account, invoice.account_id)
+    assert account is not None
+    return account
+
+
+def _details(invoice: Invoice, facts: StripeFacts, **extra: Any) -> dict[str, Any]:
+    return {"invoice_id": invoice.id, "number": invoice.number, "stripe_event": facts.event_id,
+            "event_type": facts.event_type, **{k: v for k, v in extra.items() if v is not None}}
+
+
+def mark_paid(session: Session, invoice: Invoice, facts: StripeFacts, *, payment_intent: str | None,
+              amount: int | None, currency: str | None) -> str:
+    """Paid once: the first event that says so records it and queues the receipt."""
+    account = _account(session, invoice)
+    if invoice.status == PAID:
+        if payment_intent and invoice.stripe_payment_intent_id \
+                and payment_intent != invoice.stripe_payment_intent_id:
+            # A second, different payment for a paid invoice: staff must refund one.
+            log.warning("invoice %s paid twice (%s and %s)", invoice.number,
+                        invoice.stripe_payment_intent_id, payment_intent)
+            record.append(session, account, event="duplicate_payment", actor=STRIPE,
+                          note=f"{invoice.number} was paid again; refund one payment in Stripe.",
+                          details=_details(invoice, facts, payment_intent=payment_intent, amount=amount))
+            return "duplicate payment recorded"
+        return "already paid"
+    if (amount is not None and amount < invoice.total_cents) \
+            or (currency and currency.lower() != invoice.currency.lower()):
+        record.append(session, account, event="payment_mismatch", actor=STRIPE,
+                      note=f"Stripe reported {amount} {currency} for {invoice.number} "
+                           f"({invoice.total_cents} {invoice.currency} due); left unpaid.",
+                      details=_details(invoice, facts, payment_intent=payment_intent, amount=amount,
+                                       currency=currency))
+        return "amount mismatch recorded"
+    invoice.status = PAID
+    invoice.paid_at = utcnow()
+    invoice.autopay_failed_at = None
+    if payment_intent:
+        invoice.stripe_payment_intent_id = payment_intent
+    amount_text = format_money(invoice.total_cents, invoice.currency)
+    email = queue_email(session, template="receipt", to=account.customer.email, account=account,
+                        subject=f"{get_company().name}: receipt for invoice {invoice.number}",
+                        context={"account": account, "invoice": invoice, "lines": invoice.lines})
+    session.flush()
+    record.append(session, account, event="invoice_paid", actor=STRIPE,
+                  confirmed_value=f"{invoice.number}: {amount_text}",
+                  details=_details(invoice, facts, payment_intent=payment_intent, amount=amount,
+                                   email_id=email.id))
+    return "paid"
+
+
+def mark_processing(session: Session, invoice: Invoice, facts: StripeFacts, *,
+                    payment_intent: str | None) -> str:
+    """A delayed payment method was accepted; Stripe tells later whether the money arrived."""
+    if invoice.status != OPEN:
+        return f"already {invoice.status}"
+    invoice.status = PROCESSING
+    if payment_intent:
+        invoice.stripe_payment_intent_id = payment_intent
+    record.append(session, _account(session, invoice), event="payment_processing", actor=STRIPE,
+                  note=f"Payment for {invoice.number} submitted; waiting for it to clear.",
+                  details=_details(invoice, facts, payment_intent=payment_intent))
+    return "processing"
+
+
+def payment_failed(session: Session, invoice: Invoice, facts: StripeFacts, *,
+                   payment_intent: str | None, reason: str, code: str | None) -> str:
+    """A payment did not go through. A payment we were waiting on goes back to open and the
+    customer gets an email with a pay link; a decline inside Checkout (the customer is there to
+    see it) is only recorded. Never un-pays a paid invoice."""
+    if invoice.status == PAID:
+        return "already paid"
+    account = _account(session, invoice)
+    waiting = invoice.status == PROCESSING and (
+        payment_intent is None or invoice.stripe_payment_intent_id in (None, payment_intent))
+    if not waiting and invoice.autopay_failed_at is not None \
+            and invoice.stripe_payment_intent_id == payment_intent:
+        return "already handled"  # the autopay run recorded and emailed this decline itself
+    email_id = None
+    if waiting:
+        invoice.status = OPEN
+        email_id = send_payment_failed(session, account, invoice, reason=reason, code=code).id
+    record.append(session, account, event="payment_failed", actor=STRIPE, note=reason,
+                  details=_details(invoice, facts, payment_intent=payment_intent, code=code,
+                                   email_id=email_id))
+    return "failed"
+
+
+def send_payment_failed(session: Session, account: Account, invoice: Invoice, *, reason: str,
+                        code: str | None) -> OutboxEmail:
+    """The email that asks the customer to pay themselves, with a fresh pay link."""
+    url = issue_pay_link(invoice)
+    email = queue_email(
+        session, template="payment_failed", to=account.customer.email, account=account,
+        subject=f"{get_company().name}: payment for invoice {invoice.number} did not go through",
+        context={"account": account, "invoice": invoice, "url": url, "reason": reason,
+                 "needs_authentication": code == "authentication_required",
+                 "card": card_text(account), "expires_days": pay_link_max_age().days})
+    session.flush()
+    return email
+
+
+def record_stripe_error(session: Session, account: Account, error: PaymentProviderError, *,
+                        invoice: Invoice | None = None) -> None:
+    """After the failed work was rolled back: one entry for staff (actor system), committed."""
+    details = dict(error.details)
+    if invoice is not None:
+        details.update(invoice_id=invoice.id, number=invoice.number)
+    log.warning("Stripe error for account %s: %s", account.id, details)
+    record.append(session, account, event="stripe_error", actor="system",
+                  note=f"{details.get('operation', 'Stripe call')} failed: {details.get('message', '')}",
+                  details=details)
+    session.commit()
