@@ -9,6 +9,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from markupsafe import Markup, escape
 from sqlalchemy import Select, func, select
@@ -75,12 +76,13 @@ class Page:
         return max(1, math.ceil(self.total / self.per_page))
 
 
-def _base(user: StaffUser, flt: DifferenceFilter) -> Select[tuple[PromiseItem, Account, RecordEntry]]:
+def _base(user: StaffUser, flt: DifferenceFilter, *columns: Any) -> Select:  # type: ignore[type-arg]
+    """The matching items (no entries joined: counting and paging need only items and accounts)."""
     outcomes = DIFFERENT if flt.status == "open" else ("resolved",)
     query = (
-        select(PromiseItem, Account, RecordEntry)
+        select(*(columns or (PromiseItem.id,)))
+        .select_from(PromiseItem)
         .join(Account, Account.id == PromiseItem.account_id)
-        .join(RecordEntry, RecordEntry.id == PromiseItem.latest_entry_id)
         .where(PromiseItem.current_outcome.in_(outcomes), PromiseItem.withdrawn_at.is_(None),
                Account.deleted_at.is_(None))
     )
@@ -103,23 +105,32 @@ def _ordered(query: Select) -> Select:  # type: ignore[type-arg]
 
 
 def list_differences(session: Session, user: StaffUser, flt: DifferenceFilter) -> Page:
-    base = _base(user, flt)
-    total = session.scalar(select(func.count()).select_from(base.with_only_columns(PromiseItem.id).subquery())) or 0
+    total = session.scalar(_base(user, flt, func.count(PromiseItem.id))) or 0
     page = min(max(flt.page, 1), max(1, math.ceil(total / PER_PAGE)))
-    found = session.execute(_ordered(base).limit(PER_PAGE).offset((page - 1) * PER_PAGE)).all()
-    return Page(_rows(session, found), total, page)
+    return Page(_page(session, user, flt, PER_PAGE, (page - 1) * PER_PAGE), total, page)
 
 
 def iter_differences(session: Session, user: StaffUser, flt: DifferenceFilter,
                      batch: int = 1000) -> Iterator[DifferenceRow]:
     """Every matching row (for CSV export), a batch at a time: a few queries per batch."""
     offset = 0
-    while True:
-        found = session.execute(_ordered(_base(user, flt)).limit(batch).offset(offset)).all()
-        if not found:
-            return
-        yield from _rows(session, found)
+    while rows := _page(session, user, flt, batch, offset):
+        yield from rows
         offset += batch
+
+
+def _page(session: Session, user: StaffUser, flt: DifferenceFilter, limit: int, offset: int) -> list[DifferenceRow]:
+    """Pick the page's item ids in order first, then load only those rows with their entries."""
+    ids = list(session.scalars(_ordered(_base(user, flt)).limit(limit).offset(offset)))
+    if not ids:
+        return []
+    found = session.execute(
+        select(PromiseItem, Account, RecordEntry)
+        .join(Account, Account.id == PromiseItem.account_id)
+        .join(RecordEntry, RecordEntry.id == PromiseItem.latest_entry_id)
+        .where(PromiseItem.id.in_(ids))).all()
+    order = {item_id: position for position, item_id in enumerate(ids)}
+    return _rows(session, sorted(found, key=lambda row: order[row[0].id]))
 
 
 def _rows(session: Session, found: list) -> list[DifferenceRow]:  # type: ignore[type-arg]
@@ -146,10 +157,12 @@ def _assignees(session: Session, item_ids: list[int]) -> dict[int, int]:
 
 def open_difference(session: Session, item_id: int, user: StaffUser) -> tuple[PromiseItem, RecordEntry]:
     """The item and the customer's answer it differs by, if the user may act on it."""
-    found = session.execute(_base(user, DifferenceFilter()).where(PromiseItem.id == item_id)).first()
-    if found is None:
+    if session.scalar(_base(user, DifferenceFilter()).where(PromiseItem.id == item_id)) is None:
         raise ResolutionError("That difference is resolved already or is not yours to resolve.")
-    item, _, latest = found
+    item = session.get(PromiseItem, item_id, with_for_update={"of": PromiseItem})
+    assert item is not None and item.latest_entry_id is not None
+    latest = session.get(RecordEntry, item.latest_entry_id)
+    assert latest is not None
     return item, latest
 
 

@@ -127,6 +127,8 @@ class Account(Base):
     __table_args__ = (
         Index("ix_accounts_status_first_visit", "status", "first_visit"),
         Index("ix_accounts_salesperson_first_visit", "salesperson_id", "first_visit"),
+        Index("ix_accounts_status_link_sent", "status", "link_sent_at"),
+        Index("ix_accounts_created", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -176,10 +178,14 @@ class Account(Base):
 
 class PromiseItem(Base):
     __tablename__ = "promise_items"
-    __table_args__ = (Index("ix_promise_items_outcome_account", "current_outcome", "account_id"),)
+    __table_args__ = (
+        Index("ix_promise_items_outcome_account", "current_outcome", "account_id"),
+        # Answers "does this account have open differences?" from the index alone.
+        Index("ix_promise_items_account_outcome", "account_id", "current_outcome", "withdrawn_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
     kind: Mapped[str] = mapped_column(String(20))
     label: Mapped[str] = mapped_column(String(120), default="")
     promised_value: Mapped[str] = mapped_column(Text)

@@ -14,8 +14,10 @@ from portal.models import DIFFERENT, Account, AccountStatus, OutboxEmail, Promis
 WAITING = (AccountStatus.LINK_SENT.value, AccountStatus.OPENED.value, AccountStatus.IN_PROGRESS.value)
 
 
-def _accounts(user: StaffUser) -> Select:  # type: ignore[type-arg]
-    query = select(Account.id).where(Account.deleted_at.is_(None))
+def _visible(query: Select, user: StaffUser) -> Select:  # type: ignore[type-arg]
+    """Live accounts, and for sales only their own: plain conditions the indexes can serve
+    (a subquery of visible ids made both databases read every account)."""
+    query = query.where(Account.deleted_at.is_(None))
     if user.role == Role.SALES.value:
         query = query.where(Account.salesperson_id == user.id)
     return query
@@ -31,18 +33,14 @@ class Pipeline:
 
 def pipeline(session: Session, user: StaffUser, now: datetime) -> Pipeline:
     """Counts by status plus the two that need a nudge: three queries."""
-    visible = _accounts(user).subquery()
     by_status = dict(session.execute(
-        select(Account.status, func.count()).join(visible, visible.c.id == Account.id)
-        .group_by(Account.status)).all())
-    expired = session.scalar(
-        select(func.count()).select_from(Account).join(visible, visible.c.id == Account.id)
-        .where(Account.status.in_(WAITING), Account.link_sent_at < now - max_age())) or 0
+        _visible(select(Account.status, func.count()), user).group_by(Account.status)).all())
+    expired = session.scalar(_visible(select(func.count()).select_from(Account), user).where(
+        Account.status.in_(WAITING), Account.link_sent_at < now - max_age())) or 0
     days = current_app.config["REMINDER_NOT_OPENED_DAYS"]
-    not_opened = session.scalar(
-        select(func.count()).select_from(Account).join(visible, visible.c.id == Account.id)
-        .where(Account.status == AccountStatus.LINK_SENT.value,
-               Account.link_sent_at < now - timedelta(days=days))) or 0
+    not_opened = session.scalar(_visible(select(func.count()).select_from(Account), user).where(
+        Account.status == AccountStatus.LINK_SENT.value,
+        Account.link_sent_at < now - timedelta(days=days))) or 0
     return Pipeline({status.value: by_status.get(status.value, 0) for status in AccountStatus},
                     expired, not_opened, days)
 
@@ -54,26 +52,23 @@ class Attention:
 
 
 def needing_attention(session: Session, user: StaffUser, limit: int = 20) -> list[Attention]:
-    """Accounts with unresolved differences, the soonest first visit first: one query."""
-    counts = (
-        select(PromiseItem.account_id, func.count().label("open"))
-        .where(PromiseItem.current_outcome.in_(DIFFERENT), PromiseItem.withdrawn_at.is_(None))
-        .group_by(PromiseItem.account_id)
-        .subquery()
-    )
-    query = (select(Account, counts.c.open).join(counts, counts.c.account_id == Account.id)
-             .where(Account.id.in_(_accounts(user)))
+    """Accounts with unresolved differences, the soonest first visit first: one query that walks
+    accounts in first-visit order and stops at `limit`, rather than counting every difference."""
+    open_items = (PromiseItem.account_id == Account.id) & PromiseItem.current_outcome.in_(DIFFERENT) \
+        & PromiseItem.withdrawn_at.is_(None)
+    count = select(func.count()).where(open_items).correlate(Account).scalar_subquery()
+    query = (_visible(select(Account, count), user)
+             .where(select(PromiseItem.id).where(open_items).exists())
              .order_by(Account.first_visit.asc().nulls_last(), Account.id).limit(limit))
     return [Attention(account, n) for account, n in session.execute(query).all()]
 
 
 def undelivered(session: Session, user: StaffUser, limit: int = 10) -> list[tuple[Account, OutboxEmail]]:
-    query = (select(Account, OutboxEmail).join(OutboxEmail, OutboxEmail.account_id == Account.id)
-             .where(OutboxEmail.status == "failed", Account.id.in_(_accounts(user)))
-             .order_by(OutboxEmail.id.desc()).limit(limit))
+    query = (_visible(select(Account, OutboxEmail).join(OutboxEmail, OutboxEmail.account_id == Account.id), user)
+             .where(OutboxEmail.status == "failed").order_by(OutboxEmail.id.desc()).limit(limit))
     return [(account, email) for account, email in session.execute(query).all()]
 
 
 def recent(session: Session, user: StaffUser, limit: int = 10) -> list[Account]:
-    return list(session.scalars(select(Account).where(Account.id.in_(_accounts(user)))
+    return list(session.scalars(_visible(select(Account), user)
                                 .order_by(Account.created_at.desc(), Account.id.desc()).limit(limit)))

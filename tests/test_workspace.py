@@ -279,3 +279,22 @@ def test_list_pages_take_a_bounded_number_of_queries(app, client, staff, make_st
     add(12)
     large = {url: _count_queries(app, client, url) for url in small}
     assert large == small, (small, large)
+
+
+def test_two_rows_resolved_from_one_page_both_take_effect(client, staff, make_staff, seeded, db):
+    """As a browser posts them: each row's form carries its own fields and one-time id."""
+    login(staff, make_staff)
+    page = client.get("/staff/differences").get_data(as_text=True)
+    forms = {}
+    for item in (seeded["gate"], seeded["visit"]):
+        chunk = page.split(f'action="/staff/differences/{item.id}/resolve"', 1)[1].split("</form>", 1)[0]
+        forms[item.id] = form_fields(chunk)
+        assert forms[item.id]["action"] == "accept"
+    assert 'id="form_id"' not in page
+    for item_id, fields in forms.items():
+        assert client.post(f"/staff/differences/{item_id}/resolve", data=fields).status_code == 302
+    resolved = db.scalars(select(RecordEntry).where(RecordEntry.event == "resolved")).all()
+    assert sorted(e.item_id for e in resolved) == sorted(forms)
+    before = count_rows(db, RecordEntry)
+    again = client.post(f"/staff/differences/{seeded['gate'].id}/resolve", data=forms[seeded["gate"].id])
+    assert again.status_code == 302 and count_rows(db, RecordEntry) == before  # a repeat does nothing
