@@ -76,27 +76,37 @@ class Page:
         return max(1, math.ceil(self.total / self.per_page))
 
 
-def _base(user: StaffUser, flt: DifferenceFilter, *columns: Any) -> Select:  # type: ignore[type-arg]
-    """The matching items (no entries joined: counting and paging need only items and accounts)."""
+def _conditions(user: StaffUser, flt: DifferenceFilter) -> tuple[list[Any], list[Any]]:
+    """The filter as conditions on items and on their accounts."""
     outcomes = DIFFERENT if flt.status == "open" else ("resolved",)
-    query = (
-        select(*(columns or (PromiseItem.id,)))
-        .select_from(PromiseItem)
-        .join(Account, Account.id == PromiseItem.account_id)
-        .where(PromiseItem.current_outcome.in_(outcomes), PromiseItem.withdrawn_at.is_(None),
-               Account.deleted_at.is_(None))
-    )
-    if user.role == Role.SALES.value:
-        query = query.where(Account.salesperson_id == user.id)
+    on_item = [PromiseItem.current_outcome.in_(outcomes), PromiseItem.withdrawn_at.is_(None)]
     if flt.kind:
-        query = query.where(PromiseItem.kind == flt.kind)
+        on_item.append(PromiseItem.kind == flt.kind)
+    on_account = [Account.deleted_at.is_(None)]
+    if user.role == Role.SALES.value:
+        on_account.append(Account.salesperson_id == user.id)
     if flt.salesperson_id:
-        query = query.where(Account.salesperson_id == flt.salesperson_id)
+        on_account.append(Account.salesperson_id == flt.salesperson_id)
     if flt.visit_from:
-        query = query.where(Account.first_visit >= flt.visit_from)
+        on_account.append(Account.first_visit >= flt.visit_from)
     if flt.visit_to:
-        query = query.where(Account.first_visit <= flt.visit_to)
-    return query
+        on_account.append(Account.first_visit <= flt.visit_to)
+    return on_item, on_account
+
+
+def _base(user: StaffUser, flt: DifferenceFilter) -> Select:  # type: ignore[type-arg]
+    """The matching item ids, joined to accounts so a page can walk them in first-visit order."""
+    on_item, on_account = _conditions(user, flt)
+    return (select(PromiseItem.id).join(Account, Account.id == PromiseItem.account_id)
+            .where(*on_item, *on_account))
+
+
+def _count(user: StaffUser, flt: DifferenceFilter) -> Select:  # type: ignore[type-arg]
+    """Driven from the items' outcome index with a per-item account check, so counting reads
+    the open differences rather than every account (measured at 100,000 accounts)."""
+    on_item, on_account = _conditions(user, flt)
+    account_ok = select(Account.id).where(Account.id == PromiseItem.account_id, *on_account).exists()
+    return select(func.count(PromiseItem.id)).where(*on_item, account_ok)
 
 
 def _ordered(query: Select) -> Select:  # type: ignore[type-arg]
@@ -105,7 +115,7 @@ def _ordered(query: Select) -> Select:  # type: ignore[type-arg]
 
 
 def list_differences(session: Session, user: StaffUser, flt: DifferenceFilter) -> Page:
-    total = session.scalar(_base(user, flt, func.count(PromiseItem.id))) or 0
+    total = session.scalar(_count(user, flt)) or 0
     page = min(max(flt.page, 1), max(1, math.ceil(total / PER_PAGE)))
     return Page(_page(session, user, flt, PER_PAGE, (page - 1) * PER_PAGE), total, page)
 
