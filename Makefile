@@ -28,5 +28,11 @@ test: install
 		PORTAL_TEST_BACKEND=postgres $(PY) -m pytest -m "not browser"; \
 	fi
 
+# Production-style: migrate, then gunicorn with gunicorn.conf.py against DATABASE_URL
+# (PORT or BIND choose the address; see the README on PostgreSQL and the reverse proxy).
+serve: install
+	$(FLASK) db upgrade
+	$(VENV)/bin/gunicorn -c gunicorn.conf.py wsgi:app
+
 clean:
 	rm -rf $(VENV) instance .pytest_cache .hypothesis tests/artifacts

@@ -8,7 +8,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 
-from portal import imports, links, migrate, outbox, record
+from portal import api_tokens, imports, links, migrate, outbox, record, reminders, worker
 from portal.auth import ALL_STAFF, create_staff
 from portal.db import get_db
 from portal.demo import DEMO_PASSWORD, seed_demo
@@ -21,7 +21,11 @@ def register(app: Flask) -> None:
     app.cli.add_command(demo_info_command)
     app.cli.add_command(create_staff_command)
     app.cli.add_command(verify_record_command)
-    for command in (*outbox.COMMANDS, *imports.COMMANDS):
+    for command in (*outbox.COMMANDS, *reminders.COMMANDS, *imports.COMMANDS,
+                    *api_tokens.COMMANDS, *worker.COMMANDS):
+        app.cli.add_command(command)
+    from portal.payments.cli import COMMANDS as PAYMENT_COMMANDS  # charge-autopay, reconcile-stripe
+    for command in PAYMENT_COMMANDS:
         app.cli.add_command(command)
 
 
@@ -71,6 +75,8 @@ def demo_info_command() -> None:
         url = links.issue_welcome_link(account)
         session.commit()
         click.echo(f"  Welcome link for {account.customer.name}: {url}")
+    click.echo("  Emails wait in the outbox; deliver them with `.venv/bin/flask --app wsgi outbox send`")
+    click.echo(f"  (with MAIL_BACKEND=file they land as .eml files in {current_app.config['MAIL_OUTBOX_DIR']}).")
     click.echo("")
 
 

@@ -58,6 +58,12 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "STRIPE_WEBHOOK_SECRET": os.environ.get("STRIPE_WEBHOOK_SECRET") or None,
         "STRIPE_API_BASE": os.environ.get("STRIPE_API_BASE") or None,
         "STRIPE_TIMEOUT": _int("STRIPE_TIMEOUT", 10),
+        # Payments: retries of failed Stripe calls (same idempotency key), the origin that
+        # hosts Checkout (CSP form-action; derived from STRIPE_API_BASE when unset), and how
+        # long an invoice's pay link works.
+        "STRIPE_MAX_NETWORK_RETRIES": _int("STRIPE_MAX_NETWORK_RETRIES", 2),
+        "STRIPE_CHECKOUT_ORIGIN": os.environ.get("STRIPE_CHECKOUT_ORIGIN") or None,
+        "PAY_LINK_MAX_AGE_DAYS": _int("PAY_LINK_MAX_AGE_DAYS", 45),
         "PUBLIC_BASE_URL": os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000"),
         "LINK_MAX_AGE_DAYS": _int("LINK_MAX_AGE_DAYS", 14),
         "CUSTOMER_SESSION_IDLE_HOURS": _int("CUSTOMER_SESSION_IDLE_HOURS", 12),
@@ -98,6 +104,8 @@ def finalise(config: dict[str, Any], instance_path: str) -> None:
         REMEMBER_COOKIE_DURATION=60 * 60 * 24 * 14,
         PREFERRED_URL_SCHEME="https" if secure else "http",
         RATELIMIT_HEADERS_ENABLED=True,
+        # Redis (RATELIMIT_STORAGE_URI) down: limit per process in memory meanwhile, not 500s.
+        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
         WTF_CSRF_TIME_LIMIT=None,
     )
 

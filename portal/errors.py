@@ -62,6 +62,8 @@ def register(app: Flask) -> None:
     @app.errorhandler(OperationalError)
     def database_down(error: OperationalError):  # type: ignore[no-untyped-def]
         _rollback()
+        # Draw the page as signed out: loading the staff user for the layout needs the database.
+        g._login_user = app.login_manager.anonymous_user()  # type: ignore[attr-defined]
         log.error("database error (request %s): %s", g.get("request_id"), error.orig)
         return error_response(ServiceUnavailable.code)
 

@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, jsonify, request
 
 from portal.company import get_company
+from portal.errors import error_response, wants_json
 from portal.handoffs import display_value
 from portal.money import format_money
 
@@ -24,11 +28,32 @@ CSP = "; ".join(
         "object-src 'none'",
     ]
 )
+STRIPE_CHECKOUT = "https://checkout.stripe.com"
+
+
+def checkout_origin(config: Mapping[str, Any]) -> str:
+    """Where a payment form's redirect goes (form-action covers the redirect after a POST):
+    STRIPE_CHECKOUT_ORIGIN, else the origin of STRIPE_API_BASE (the tests' local Stripe serves
+    its Checkout pages there), else Stripe's. Demo mode stays on this site ('self')."""
+    if config.get("STRIPE_CHECKOUT_ORIGIN"):
+        return str(config["STRIPE_CHECKOUT_ORIGIN"]).rstrip("/")
+    parts = urlsplit(str(config.get("STRIPE_API_BASE") or ""))
+    if parts.scheme and parts.netloc and not parts.netloc.endswith("stripe.com"):
+        return f"{parts.scheme}://{parts.netloc}"
+    return STRIPE_CHECKOUT
+
+
+def content_security_policy(config: Mapping[str, Any]) -> str:
+    origin = checkout_origin(config)
+    return CSP if origin == STRIPE_CHECKOUT else CSP.replace(STRIPE_CHECKOUT, origin)
+
+
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
 def register(app: Flask) -> None:
     app.before_request(_assign_request_id)
+    app.before_request(_refuse_nul_characters)
     app.after_request(_security_headers)
     app.context_processor(lambda: {"company": get_company(), "money": format_money})
     app.add_template_filter(display_value, "shown")
@@ -40,9 +65,30 @@ def _assign_request_id() -> None:
     g.request_id = incoming if REQUEST_ID_PATTERN.match(incoming) else secrets.token_hex(8)
 
 
+NUL_MESSAGE = ("That contained a character that cannot be saved (NUL, U+0000). "
+               "Remove it and try again.")
+
+
+def _refuse_nul_characters() -> Response | tuple[Response | str, int] | None:
+    """No one types NUL and PostgreSQL cannot store it in text (a 500 there, stored as-is on
+    SQLite): refuse it in any field or query parameter, alike on both databases, before a view
+    sees it. In a JSON body it can only appear escaped, as \\u0000."""
+    found = any("\x00" in value for _, values in request.args.lists() for value in values)
+    if not found and request.method not in ("GET", "HEAD", "OPTIONS"):
+        if request.is_json:
+            found = b"\\u0000" in request.get_data()  # cached: the view reads it again
+        else:
+            found = any("\x00" in value for _, values in request.form.lists() for value in values)
+    if not found:
+        return None
+    if wants_json():
+        return jsonify({"errors": {"body": NUL_MESSAGE}}), 400
+    return error_response(400, NUL_MESSAGE)
+
+
 def _security_headers(response: Response) -> Response:
     headers = response.headers
-    headers.setdefault("Content-Security-Policy", CSP)
+    headers.setdefault("Content-Security-Policy", content_security_policy(current_app.config))
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("X-Frame-Options", "DENY")
     # same-origin rather than no-referrer: Flask-WTF checks the Referer on HTTPS posts.

@@ -1,0 +1,302 @@
+"""`flask --app wsgi worker`: a deployment's background work in one long-running process.
+
+- Delivers the outbox every few seconds (`--outbox-every`), and again at once while more is
+  waiting, so a Monday-morning burst of welcome emails goes out back to back.
+- Queues reminders once a day (`--reminders-at`), and charges autopay once a day
+  (`--autopay-at`) when the payments package provides it: a `charge_autopay(session)` callable
+  on `portal.payments`, else the registered `charge-autopay` command. Either is looked up when
+  it is due, so the worker needs nothing from payments to start.
+- Stops cleanly on SIGTERM or SIGINT: the task under way finishes its current small batch
+  (an email being sent is sent and recorded), then the process exits 0. A second signal stops
+  at once with exit code 1; an email that was then being sent stays claimed until its lease runs
+  out and is sent again with the same Message-ID (see portal/outbox.py).
+
+Several workers may run at once, also on several hosts: the outbox claims with
+`FOR UPDATE SKIP LOCKED` (the write lock on SQLite), reminders lock each account and autopay
+each invoice, so nothing is done twice. A task that fails (database or mail server down) is
+logged and tried again after `--retry-after` seconds, doubling while it keeps failing (never
+later than its next regular turn); the worker itself keeps running.
+"""
+from __future__ import annotations
+
+import importlib
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta, timezone
+from types import FrameType
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import click
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+from sqlalchemy.orm import Session
+
+from portal.db import get_db, utcnow
+from portal.outbox import FAILED, SENT, deliver_pending
+from portal.reminders import send_due_reminders
+
+# Emails claimed per outbox call: the most a stop request waits for (besides one SMTP timeout).
+OUTBOX_BATCH = 5
+# Emails per outbox run; when more are waiting the run repeats at once, after any other task
+# that has come due, so a long burst does not hold up the daily tasks.
+OUTBOX_RUN = 100
+# The longest the loop sleeps at a time, so a changed wall clock is noticed soon.
+MAX_SLEEP = 30.0
+
+
+class Schedule:
+    """When a task is next due, given when it last finished (or the start)."""
+
+    def next_after(self, moment: datetime) -> datetime:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Every(Schedule):
+    seconds: float
+
+    def next_after(self, moment: datetime) -> datetime:
+        return moment + timedelta(seconds=self.seconds)
+
+    def __str__(self) -> str:
+        return f"every {self.seconds:g} s"
+
+
+@dataclass(frozen=True)
+class DailyAt(Schedule):
+    at: time
+    zone: ZoneInfo
+
+    def next_after(self, moment: datetime) -> datetime:
+        local = moment.astimezone(self.zone)
+        candidate = datetime.combine(local.date(), self.at, tzinfo=self.zone)
+        if candidate <= local:
+            candidate = datetime.combine(local.date() + timedelta(days=1), self.at,
+                                         tzinfo=self.zone)
+        return candidate.astimezone(timezone.utc)
+
+    def __str__(self) -> str:
+        return f"daily at {self.at:%H:%M:%S} {self.zone.key}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    summary: str
+    more: bool = False  # run again at once: work is still waiting
+
+
+@dataclass
+class Task:
+    name: str
+    run: Callable[[threading.Event], Outcome]  # inside an app context of its own
+    schedule: Schedule
+    due: datetime
+    failures: int = 0  # in a row; the wait before the next try doubles with each
+
+
+class Worker:
+    """Runs each task when it is due until `stop` is set; one task at a time."""
+
+    def __init__(self, app: Flask, tasks: list[Task], *, retry_after: float = 60.0,
+                 clock: Callable[[], datetime] = utcnow,
+                 echo: Callable[[str], None] = click.echo) -> None:
+        self.app = app
+        self.tasks = tasks
+        self.retry_after = timedelta(seconds=retry_after)
+        self.clock = clock
+        self.echo = echo
+        self.stop = threading.Event()
+        self.current: str | None = None
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for task in sorted(self.tasks, key=lambda t: t.due):
+                if self.stop.is_set():
+                    break
+                if task.due <= self.clock():
+                    self.run_task(task)
+            if not self.tasks:
+                self.stop.wait(MAX_SLEEP)
+                continue
+            wait = (min(t.due for t in self.tasks) - self.clock()).total_seconds()
+            if wait > 0:
+                self.stop.wait(min(wait, MAX_SLEEP))
+
+    def run_task(self, task: Task) -> None:
+        self.current = task.name
+        try:
+            with self.app.app_context():
+                outcome = task.run(self.stop)
+        except Exception:  # noqa: BLE001 - logged; the task is tried again later
+            task.failures += 1
+            now = self.clock()
+            wait = min(self.retry_after * 2 ** min(task.failures - 1, 10),
+                       task.schedule.next_after(now) - now)
+            task.due = now + wait
+            self.app.logger.exception("worker: %s failed (%d in a row); trying again in %s s",
+                                      task.name, task.failures, f"{wait.total_seconds():g}")
+            return
+        finally:
+            self.current = None
+        task.failures = 0
+        if outcome.summary:
+            self.echo(f"{self.clock():%Y-%m-%d %H:%M:%S} UTC {task.name}: {outcome.summary}")
+        task.due = self.clock() if outcome.more else task.schedule.next_after(self.clock())
+
+    def request_stop(self, signum: int, _frame: FrameType | None) -> None:
+        if self.stop.is_set():
+            raise SystemExit(1)  # asked twice: stop now
+        self.stop.set()
+        name = signal.Signals(signum).name
+        doing = f"; finishing {self.current} first" if self.current else ""
+        self.echo(f"{name} received: stopping{doing} (send it again to stop at once)")
+
+
+# -- the tasks ------------------------------------------------------------------------------
+
+
+def deliver_outbox(stop: threading.Event) -> Outcome:
+    """Deliver due emails a small batch at a time until none is left or a stop is asked for."""
+    session = get_db()
+    sent = retry = failed = 0
+    while True:  # until the queue is empty, a stop is asked for, or OUTBOX_RUN emails
+        report = deliver_pending(session, limit=OUTBOX_BATCH)
+        sent += report.count(SENT)
+        retry += report.count("retry")
+        failed += report.count(FAILED)
+        stopped = report.stopped
+        if stopped or len(report.deliveries) < OUTBOX_BATCH:
+            return Outcome(_outbox_summary(sent, retry, failed, stopped))
+        if stop.is_set() or sent + retry + failed >= OUTBOX_RUN:
+            return Outcome(_outbox_summary(sent, retry, failed, ""), more=True)
+
+
+def _outbox_summary(sent: int, retry: int, failed: int, stopped: str) -> str:
+    if not (sent or retry or failed or stopped):
+        return ""  # nothing was due: stay quiet
+    text = f"delivered {sent}, to retry {retry}, failed {failed}"
+    return text + (f" (stopped early: {stopped})" if stopped else "")
+
+
+def queue_reminders(_stop: threading.Event) -> Outcome:
+    sent = send_due_reminders(get_db())
+    return Outcome(f"queued {len(sent)} reminder(s)")
+
+
+def charge_autopay(_stop: threading.Event) -> Outcome:
+    """Through portal.payments, looked up now: nothing is imported until autopay is due."""
+    hook = autopay_hook()
+    if hook is None:
+        return Outcome("skipped: portal.payments provides no autopay charge")
+    return Outcome(hook(get_db()) or "done")
+
+
+def autopay_hook() -> Callable[[Session], str | None] | None:
+    """`portal.payments.charge_autopay(session)` if it exists, else the `charge-autopay` command
+    run in this process (its output goes to the worker's), else None."""
+    try:
+        payments = importlib.import_module("portal.payments")
+    except ImportError:
+        return None
+    function = getattr(payments, "charge_autopay", None)
+    if callable(function):
+        return lambda session: _text(function(session))
+    command = current_app.cli.commands.get("charge-autopay")
+    if command is None:
+        return None
+    return lambda _session: _run_command(command)
+
+
+def _run_command(command: click.Command) -> str:
+    try:
+        command.main(args=[], prog_name=f"flask {command.name}", standalone_mode=False)
+    except SystemExit as exit_:  # the command's way of saying "run me again later"
+        if exit_.code not in (0, None):
+            raise RuntimeError(f"{command.name} exited with {exit_.code}") from None
+    return "done"
+
+
+def _text(result: Any) -> str | None:
+    return None if result is None else str(result)
+
+
+# -- the command ----------------------------------------------------------------------------
+
+
+class TimeOfDay(click.ParamType):
+    """HH:MM or HH:MM:SS, or 'off'."""
+
+    name = "time"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> time | None:
+        if value is None or isinstance(value, time):
+            return value
+        text = str(value).strip().lower()
+        if text in ("off", "never", "none", ""):
+            return None
+        try:
+            return time.fromisoformat(text)
+        except ValueError:
+            self.fail(f"{value!r} is not a time of day like 09:00, or 'off'", param, ctx)
+
+
+class TimeZoneName(click.ParamType):
+    name = "zone"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> ZoneInfo:
+        if isinstance(value, ZoneInfo):
+            return value
+        try:
+            return ZoneInfo(str(value))
+        except (ZoneInfoNotFoundError, ValueError):
+            self.fail(f"{value!r} is not a time zone name like UTC or America/Phoenix", param, ctx)
+
+
+def build_tasks(now: datetime, outbox_every: float, reminders_at: time | None,
+                autopay_at: time | None, zone: ZoneInfo) -> list[Task]:
+    tasks = [Task("outbox", deliver_outbox, Every(outbox_every), now)]  # at once on start
+    for name, run, at in (("reminders", queue_reminders, reminders_at),
+                          ("autopay", charge_autopay, autopay_at)):
+        if at is not None:
+            schedule = DailyAt(at, zone)
+            tasks.append(Task(name, run, schedule, schedule.next_after(now)))
+    return tasks
+
+
+@click.command("worker")
+@click.option("--outbox-every", type=click.FloatRange(min=0.05), default=10.0, show_default=True,
+              envvar="WORKER_OUTBOX_EVERY", help="Seconds between outbox deliveries.")
+@click.option("--reminders-at", type=TimeOfDay(), default="09:00", show_default=True,
+              envvar="WORKER_REMINDERS_AT", help="Time of day to queue reminders, or 'off'.")
+@click.option("--autopay-at", type=TimeOfDay(), default="10:00", show_default=True,
+              envvar="WORKER_AUTOPAY_AT", help="Time of day to charge autopay, or 'off'.")
+@click.option("--timezone", "zone", type=TimeZoneName(), default="UTC", show_default=True,
+              envvar="WORKER_TIMEZONE", help="The zone of those times of day.")
+@click.option("--retry-after", type=click.FloatRange(min=0.05), default=60.0, show_default=True,
+              envvar="WORKER_RETRY_AFTER", help="Seconds before a failed task is tried again.")
+@with_appcontext
+def worker_command(outbox_every: float, reminders_at: time | None, autopay_at: time | None,
+                   zone: ZoneInfo, retry_after: float) -> None:
+    """Run the background work until stopped: deliver the outbox every few seconds, queue
+    reminders and charge autopay once a day. SIGTERM or Ctrl-C stops it cleanly (exit 0)
+    after the task under way; several workers may run at once."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    tasks = build_tasks(utcnow(), outbox_every, reminders_at, autopay_at, zone)
+    worker = Worker(app, tasks, retry_after=retry_after)
+    previous = {sig: signal.signal(sig, worker.request_stop)
+                for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        click.echo("Worker started: " + "; ".join(f"{t.name} {t.schedule}" for t in tasks))
+        worker.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    click.echo("Worker stopped.")
+
+
+COMMANDS: list[click.Command] = [worker_command]
