@@ -219,3 +219,30 @@ def form_fields(page: str) -> dict[str, str]:
     import re
 
     return dict(re.findall(r'<input[^>]*name="([^"]+)"[^>]*type="hidden"[^>]*value="([^"]*)"', page))
+
+
+def run_at_once(app: Flask, count: int, work: Any) -> list[Any]:
+    """Call `work()` in `count` threads released together, each in a fresh context (Flask keeps
+    the app context in a context variable) with an app context of its own; the results in
+    completion order. An error in any thread fails the test."""
+    import threading
+
+    barrier = threading.Barrier(count)
+    results: list[Any] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        with app.app_context():
+            try:
+                barrier.wait(timeout=10)
+                results.append(work())
+            except BaseException as error:  # handed to the test thread below
+                errors.append(error)
+
+    threads = [threading.Thread(target=contextvars.Context().run, args=(run,)) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    return results

@@ -2,13 +2,11 @@
 also with two senders; failures retried with backoff; permanent failures on the record."""
 from __future__ import annotations
 
-import contextvars
 import os
 import re
 import socket
 import subprocess
 import sys
-import threading
 from collections import Counter
 from datetime import timedelta
 from email import message_from_bytes, policy
@@ -27,7 +25,7 @@ from portal.db import utcnow
 from portal.models import Account, CompanySettings, OutboxEmail, RecordEntry, StaffUser
 from portal.onboarding import send_welcome
 from portal.outbox import BACKOFF, DeliveryReport, claim, deliver_pending, release
-from tests.conftest import count_rows
+from tests.conftest import count_rows, run_at_once
 from tests.smtp_server import SmtpServer, smtp_server  # noqa: F401  (the fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -213,30 +211,15 @@ def test_an_unreachable_server_is_retried_and_the_rest_of_the_batch_waits(app, d
 
 def _run_workers(app: Flask, count: int, **kwargs: Any) -> list[DeliveryReport]:
     """`count` workers delivering at once, each with its own app context and connection."""
-    barrier = threading.Barrier(count)
-    reports: list[DeliveryReport] = []
-    errors: list[BaseException] = []
 
-    def work() -> None:
-        with app.app_context():
-            session = app.extensions["portal.sessionmaker"]()
-            try:
-                barrier.wait(timeout=10)
-                reports.append(deliver_pending(session, **kwargs))
-            except BaseException as error:  # handed to the test thread below
-                errors.append(error)
-            finally:
-                session.close()
+    def work() -> DeliveryReport:
+        session = app.extensions["portal.sessionmaker"]()
+        try:
+            return deliver_pending(session, **kwargs)
+        finally:
+            session.close()
 
-    # A fresh context each: Flask keeps the current app context in a context variable.
-    threads = [threading.Thread(target=contextvars.Context().run, args=(work,))
-               for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
-    return reports
+    return run_at_once(app, count, work)
 
 
 def _assert_each_delivered_once(db: Session, smtp: SmtpServer, count: int) -> None:

@@ -1,9 +1,7 @@
 """Reminders: who gets one and when, the cap, the rotated link, and the record entry."""
 from __future__ import annotations
 
-import contextvars
 import re
-import threading
 from datetime import datetime, timedelta, timezone
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -19,6 +17,7 @@ from portal.models import Account, OutboxEmail
 from portal.onboarding import send_welcome
 from portal.outbox import ISO_DATETIME
 from portal.reminders import ReminderSent, send_due_reminders
+from tests.conftest import run_at_once
 
 LINK = re.compile(r"http://localhost/welcome/t/([\w.-]+)")
 DAY = timedelta(days=1)
@@ -155,28 +154,9 @@ def test_two_runs_at_once_remind_each_account_once(app, db, make_account):
 
 
 def _run_at_once(app: Flask, count: int, at: datetime) -> list[list[ReminderSent]]:
-    barrier = threading.Barrier(count)
-    results: list[list[ReminderSent]] = []
-    errors: list[BaseException] = []
-
-    def work() -> None:
-        # get_db(), a session of this app context's own: rendering an email reads the company
-        # through it, and a second session in one thread would wait on its own SQLite lock.
-        with app.app_context():
-            try:
-                barrier.wait(timeout=10)
-                results.append(send_due_reminders(get_db(), now=at))
-            except BaseException as error:  # handed to the test thread below
-                errors.append(error)
-
-    threads = [threading.Thread(target=contextvars.Context().run, args=(work,))
-               for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
-    return results
+    # get_db(), a session of this app context's own: rendering an email reads the company
+    # through it, and a second session in one thread would wait on its own SQLite lock.
+    return run_at_once(app, count, lambda: send_due_reminders(get_db(), now=at))
 
 
 def test_a_bad_now_is_refused_and_changes_nothing(app, db, make_account, runner):
