@@ -1,12 +1,13 @@
 """The company running the portal: name, colour, contact details, checklist."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from flask import g, has_app_context
-from sqlalchemy import select
+from flask import current_app, g, has_app_context
+from sqlalchemy import event, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, UOWTransaction
 
 from portal.db import get_db
 from portal.models import CompanySettings
@@ -33,20 +34,55 @@ def default_company() -> CompanySettings:
     )
 
 
+CACHE = "portal.company_cache"
+
+
 def get_company() -> CompanySettings:
-    """The settings row, read once per request; a default before any is saved."""
-    if has_app_context() and "company" in g:
+    """The settings as a detached copy: read at most once per COMPANY_CACHE_SECONDS per
+    process (every page shows them; they change a few times a year), a default before any
+    is saved."""
+    if "company" in g:
         return g.company
+    cached = current_app.extensions.get(CACHE)
+    if cached is not None and cached[0] > time.monotonic():
+        company = cached[1]
+    else:
+        company = _read_company()
+    g.company = company
+    return company
+
+
+def _read_company() -> CompanySettings:
     session = get_db()
     try:
-        company = session.scalars(select(CompanySettings).limit(1)).first() or default_company()
+        row = session.scalars(select(CompanySettings).limit(1)).first()
     except SQLAlchemyError:
-        # Error pages must render while the database is away.
+        # Error pages must render while the database is away; try again on the next request.
         session.rollback()
-        company = default_company()
-    if has_app_context():
-        g.company = company
+        return default_company()
+    company = _detached_copy(row) if row is not None else default_company()
+    expires = time.monotonic() + current_app.config["COMPANY_CACHE_SECONDS"]
+    current_app.extensions[CACHE] = (expires, company)
     return company
+
+
+def _detached_copy(row: CompanySettings) -> CompanySettings:
+    # Shared by the requests of this process: never part of any session, nothing mutable shared.
+    values = {column.key: getattr(row, column.key) for column in CompanySettings.__table__.columns}
+    values["readiness_checklist"] = list(values["readiness_checklist"] or [])
+    return CompanySettings(**values)
+
+
+def forget_company() -> None:
+    if has_app_context():
+        current_app.extensions.pop(CACHE, None)
+        g.pop("company", None)
+
+
+@event.listens_for(Session, "after_flush")
+def _settings_changed(session: Session, _flush: UOWTransaction) -> None:
+    if any(isinstance(row, CompanySettings) for row in (*session.new, *session.dirty, *session.deleted)):
+        forget_company()
 
 
 def editable_company(session: Session) -> CompanySettings:

@@ -67,6 +67,9 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "PUBLIC_BASE_URL": os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000"),
         "LINK_MAX_AGE_DAYS": _int("LINK_MAX_AGE_DAYS", 14),
         "CUSTOMER_SESSION_IDLE_HOURS": _int("CUSTOMER_SESSION_IDLE_HOURS", 12),
+        # Every page shows the company's name and colours: each process keeps the settings row
+        # this long (a save clears its own copy at once; other processes follow within it).
+        "COMPANY_CACHE_SECONDS": _int("COMPANY_CACHE_SECONDS", 30),
         "REMINDER_NOT_OPENED_DAYS": _int("REMINDER_NOT_OPENED_DAYS", 3),
         "REMINDER_NOT_FINISHED_DAYS": _int("REMINDER_NOT_FINISHED_DAYS", 5),
         "REMINDER_MAX": _int("REMINDER_MAX", 2),

@@ -78,8 +78,8 @@ class Progress:
 
 
 def progress(session: Session, account: Account) -> Progress:
-    """Which steps this account has, and which are done: two queries, whatever the size."""
-    latest = record.latest_entries_by_item(session, [account.id])
+    """Which steps this account has, and which are done: the items (their current outcome is
+    kept on them by record.append) and one query for the step events, whatever the size."""
     events = set(session.scalars(
         select(RecordEntry.event).where(RecordEntry.account_id == account.id,
                                         RecordEntry.actor == CUSTOMER).distinct()))
@@ -89,7 +89,7 @@ def progress(session: Session, account: Account) -> Progress:
         if step.kinds and not items:
             continue  # nothing promised of this kind: no step to show
         if step.kinds:
-            done = all(latest.get(i.id) is not None and latest[i.id].outcome in ANSWERED for i in items)
+            done = all(item.current_outcome in ANSWERED for item in items)
         else:
             done = step.event in events
         steps.append(StepStatus(step, len(steps) + 1, done, items))

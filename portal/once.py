@@ -7,11 +7,13 @@ import secrets
 
 from flask_wtf import FlaskForm
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from wtforms import HiddenField
 from wtforms.validators import DataRequired, Length, Regexp
 
+from portal.db import utcnow
 from portal.models import FormSubmission
 
 
@@ -28,14 +30,17 @@ class OnceForm(FlaskForm):
 
 
 def claim(session: Session, form_id: str, purpose: str) -> FormSubmission | None:
-    """Claim the id inside the caller's transaction; None if it was used already."""
-    submission = FormSubmission(token=form_id, purpose=purpose, result_url="")
-    try:
-        with session.begin_nested():
-            session.add(submission)
-    except IntegrityError:
-        return None
-    return submission
+    """Claim the id inside the caller's transaction; None if it was used already.
+
+    One INSERT ... ON CONFLICT DO NOTHING: a concurrent claim of the same id waits for this
+    transaction and then finds the id taken (PostgreSQL), or waits for the write lock
+    (SQLite), so exactly one of them gets the row."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = (insert(FormSubmission)
+                 .values(token=form_id, purpose=purpose, result_url="", created_at=utcnow())
+                 .on_conflict_do_nothing(index_elements=[FormSubmission.token])
+                 .returning(FormSubmission))
+    return session.scalars(statement).first()
 
 
 def earlier_result(session: Session, form_id: str) -> str | None:

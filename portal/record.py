@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from flask import g, has_request_context
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session, SessionTransaction
 
 from portal.db import utcnow
 from portal.models import Account, PromiseItem, RecordEntry
@@ -57,17 +57,7 @@ def append(
     details: dict[str, Any] | None = None,
 ) -> RecordEntry:
     """Add one entry to the account's chain. The caller commits (one transaction per action)."""
-    session.flush()
-    # Serialise appends per account (PostgreSQL row lock; SQLite holds its write lock already),
-    # so two requests never both extend the chain from the same entry.
-    session.execute(select(Account.id).where(Account.id == account.id).with_for_update())
-    last = session.execute(
-        select(RecordEntry.seq, RecordEntry.hash)
-        .where(RecordEntry.account_id == account.id)
-        .order_by(RecordEntry.seq.desc())
-        .limit(1)
-    ).first()
-    seq, prev_hash = (last.seq + 1, last.hash) if last else (1, GENESIS)
+    seq, prev_hash = _chain_head(session, account.id)
     entry = RecordEntry(
         account_id=account.id,
         seq=seq,
@@ -86,11 +76,42 @@ def append(
     entry.hash = entry_digest(entry, prev_hash)
     session.add(entry)
     session.flush()
+    session.info[HEADS][account.id] = (seq + 1, entry.hash)
     if item is not None and outcome is not None:
         # Entries with an outcome carry state; notes like 'assigned' leave the state alone.
         item.latest_entry_id = entry.id
         item.current_outcome = outcome
     return entry
+
+
+HEADS = "record.chain_heads"
+
+
+def _chain_head(session: Session, account_id: int) -> tuple[int, str]:
+    """The next seq and the hash to chain from. The first append of a transaction locks the
+    account (PostgreSQL row lock; SQLite holds its write lock already), so two requests never
+    both extend the chain from the same entry, and reads the last entry; later appends in the
+    same transaction continue from what the previous one wrote."""
+    heads: dict[int, tuple[int, str]] = session.info.setdefault(HEADS, {})
+    if account_id in heads:
+        return heads[account_id]
+    session.flush()
+    session.execute(select(Account.id).where(Account.id == account_id).with_for_update())
+    last = session.execute(
+        select(RecordEntry.seq, RecordEntry.hash)
+        .where(RecordEntry.account_id == account_id)
+        .order_by(RecordEntry.seq.desc())
+        .limit(1)
+    ).first()
+    return (last.seq + 1, last.hash) if last else (1, GENESIS)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_heads(session: Session, transaction: SessionTransaction) -> None:
+    # The lock and what was read under it end with the transaction, and a savepoint rolled
+    # back may take entries with it. (A flush's own inner transaction changes nothing.)
+    if transaction.parent is None or transaction.nested:
+        session.info.pop(HEADS, None)
 
 
 @dataclass(frozen=True)

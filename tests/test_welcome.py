@@ -163,6 +163,25 @@ def test_customer_session_idles_out(app, client, invited, monkeypatch):
     assert response.headers["Location"] == "/welcome/session-ended"
 
 
+def test_customer_session_stays_alive_while_used(app, client, invited, monkeypatch):
+    _, path = invited
+    open_link(client, path)
+    real_time = time.time
+    for hours in (11, 22, 33):  # each visit within the 12 idle hours of the one before
+        monkeypatch.setattr("portal.welcome.customer.time.time", lambda h=hours: real_time() + h * 3600)
+        assert client.get("/welcome/step/welcome").status_code == 200
+    monkeypatch.setattr("portal.welcome.customer.time.time", lambda: real_time() + 46 * 3600)
+    assert client.get("/welcome/step/welcome").headers["Location"] == "/welcome/session-ended"
+
+
+def test_customer_session_cookie_is_not_reissued_on_every_click(client, invited):
+    _, path = invited
+    open_link(client, path)
+    client.get("/welcome/step/welcome")  # the first form page adds the CSRF secret
+    response = client.get("/welcome/step/schedule")
+    assert response.status_code == 200 and "Set-Cookie" not in response.headers
+
+
 def test_customer_session_never_reaches_staff_pages(client, invited):
     _, path = invited
     open_link(client, path)

@@ -15,6 +15,7 @@ from portal.db import get_db
 from portal.models import Account, Invoice
 
 KEY = "customer"
+TOUCH_AFTER_SECONDS = 60
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -70,8 +71,10 @@ def current_account(allow_pay_link: bool = False) -> Account | None:
         return None
     if not welcome_ok and not allow_pay_link:
         return None  # a pay link reaches the payment pages only
-    data["t"] = int(time.time())
-    session[KEY] = data
+    if time.time() - float(data.get("t", 0)) > TOUCH_AFTER_SECONDS:
+        # Idle time is counted in hours: re-signing the cookie on every click buys nothing.
+        data["t"] = int(time.time())
+        session[KEY] = data
     return account
 
 

@@ -1,0 +1,115 @@
+"""Where a page's time goes: the load benchmark's pages, in process, through the test client.
+
+    .venv/bin/python bench/profile_pages.py [--postgres URL] [--pages welcome,post,differences,bare]
+        [--requests 300] [--accounts 300] [--profile DIR]
+
+It seeds a database as bench/load.py does, signs in a customer and the office user through the
+pages, then requests each page --requests times and prints the CPU milliseconds per request
+(time.process_time, this process only) and the SQL statements per request. With --profile, it
+writes a pyinstrument HTML profile per page into DIR (pip install pyinstrument). The quick loop
+for working on a page's cost; bench/load.py is the measurement that counts.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import secrets
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import event  # noqa: E402
+
+from bench import load  # noqa: E402
+from portal import create_app  # noqa: E402
+
+
+def _hidden(body: str) -> dict[str, str]:
+    return dict(re.findall(r'<input[^>]*name="([^"]+)"[^>]*type="hidden"[^>]*value="([^"]*)"', body)
+                + re.findall(r'<input[^>]*type="hidden"[^>]*name="([^"]+)"[^>]*value="([^"]*)"', body))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--postgres", metavar="URL")
+    parser.add_argument("--pages", default="bare,welcome,post,differences")
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--accounts", type=int, default=300)
+    parser.add_argument("--profile", metavar="DIR")
+    args = parser.parse_args()
+
+    with ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="handoff-prof-")))
+        database = stack.enter_context(load.postgres_database(args.postgres) if args.postgres
+                                       else load.sqlite_database(workdir))
+        links = load.seed(database, workdir, args.accounts, customers=4)
+        app = create_app({"DATABASE_URL": database, "SECRET_KEY": load.SECRET_KEY,
+                          "PUBLIC_BASE_URL": "http://127.0.0.1", "SESSION_COOKIE_SECURE": False,
+                          "RATELIMIT_ENABLED": False})
+
+        @app.get("/bench/hello")
+        def hello() -> str:
+            return "Hello, World!"
+
+        statements = [0]
+        engine = app.extensions["portal.engine"]
+        event.listen(engine, "before_cursor_execute", lambda *a: statements.__setitem__(0, statements[0] + 1))
+
+        customer = app.test_client()
+        assert customer.get(links[0]).status_code == 302
+        step = customer.get("/welcome/step/schedule").get_data(as_text=True)
+        answers = {name: "yes" for name in re.findall(r'name="(i\d+_answer)"', step)}
+        office = app.test_client()
+        login = _hidden(office.get("/staff/login").get_data(as_text=True))
+        signed_in = office.post("/staff/login", data={**login, "email": load.OFFICE_EMAIL,
+                                                      "password": load.OFFICE_PASSWORD})
+        assert signed_in.status_code == 302, signed_in.status_code
+
+        fields = _hidden(step)
+
+        def post() -> Any:
+            # A fresh one-time form id per post (as bench/load.lua does), so each one writes.
+            return customer.post("/welcome/step/schedule",
+                                 data={**fields, **answers, "form_id": secrets.token_urlsafe(18)})
+
+        pages: dict[str, tuple[Callable[[], Any], int]] = {
+            "bare": (lambda: customer.get("/bench/hello"), 200),
+            "welcome": (lambda: customer.get("/welcome/step/welcome"), 200),
+            "schedule": (lambda: customer.get("/welcome/step/schedule"), 200),
+            "post": (post, 302),
+            "differences": (lambda: office.get("/staff/differences"), 200),
+        }
+        print(f"{'page':<12} {'CPU ms':>8} {'SQL/req':>8}")
+        for name in args.pages.split(","):
+            request, expect = pages[name]
+            for _ in range(20):
+                response = request()
+                assert response.status_code == expect, (name, response.status_code, response.get_data(as_text=True)[:3000])
+            profiler = None
+            if args.profile:
+                from pyinstrument import Profiler
+                profiler = Profiler(interval=0.0002)
+                profiler.start()
+            statements[0] = 0
+            started = time.process_time()
+            for _ in range(args.requests):
+                request()
+            cpu_ms = (time.process_time() - started) * 1000 / args.requests
+            if profiler is not None:
+                profiler.stop()
+                Path(args.profile).mkdir(parents=True, exist_ok=True)
+                (Path(args.profile) / f"{name}.html").write_text(profiler.output_html())
+                (Path(args.profile) / f"{name}.txt").write_text(profiler.output_text(unicode=False, show_all=False))
+            print(f"{name:<12} {cpu_ms:>8.2f} {statements[0] / args.requests:>8.1f}")
+        engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
