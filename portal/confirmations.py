@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from portal import record
 from portal.company import get_company
@@ -106,7 +107,7 @@ class Answer:
 
 def _ensure_open(session: Session, account: Account) -> None:
     # Re-read under a row lock: a second tab may have signed since this request loaded it.
-    session.refresh(account, with_for_update={"of": Account})  # PG: no FOR UPDATE on outer joins
+    set_committed_value(account, "status", record.lock_account(session, account.id))
     if account.status == AccountStatus.SIGNED.value:
         raise OnboardingSigned("Your onboarding is signed. To change something, ask for a change.")
 

@@ -85,6 +85,18 @@ def append(
 
 
 HEADS = "record.chain_heads"
+LOCKED = "record.locked_accounts"
+
+
+def lock_account(session: Session, account_id: int) -> str | None:
+    """Lock the account's row until the transaction ends (PostgreSQL; SQLite holds its write
+    lock already) and return its status as stored, which may be newer than a loaded copy's.
+    Nothing pending is flushed first: a stale copy's changes must not overwrite what it reads."""
+    with session.no_autoflush:
+        status = session.scalar(select(Account.status).where(Account.id == account_id)
+                                .with_for_update())
+    session.info.setdefault(LOCKED, set()).add(account_id)
+    return status
 
 
 def _chain_head(session: Session, account_id: int) -> tuple[int, str]:
@@ -96,7 +108,8 @@ def _chain_head(session: Session, account_id: int) -> tuple[int, str]:
     if account_id in heads:
         return heads[account_id]
     session.flush()
-    session.execute(select(Account.id).where(Account.id == account_id).with_for_update())
+    if account_id not in session.info.get(LOCKED, ()):
+        lock_account(session, account_id)
     last = session.execute(
         select(RecordEntry.seq, RecordEntry.hash)
         .where(RecordEntry.account_id == account_id)
@@ -112,6 +125,7 @@ def _forget_heads(session: Session, transaction: SessionTransaction) -> None:
     # back may take entries with it. (A flush's own inner transaction changes nothing.)
     if transaction.parent is None or transaction.nested:
         session.info.pop(HEADS, None)
+        session.info.pop(LOCKED, None)
 
 
 @dataclass(frozen=True)

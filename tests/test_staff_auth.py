@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 from sqlalchemy import select
@@ -86,6 +87,23 @@ def test_admin_saves_company_settings_and_bad_input_changes_nothing(client, staf
     company = db.scalars(select(CompanySettings)).one()
     assert (company.name, company.currency, company.readiness_checklist) == (
         "Blue Lagoon", "USD", ["Dog inside", "Gate unlocked"])
+
+
+def test_saved_company_settings_show_at_once_here_and_within_the_cache_time_elsewhere(
+        app, client, staff, make_staff, db, monkeypatch):
+    staff.login(make_staff("admin"))
+    assert client.post("/staff/settings", data={"name": "Blue Lagoon", "brand_color": "#123456",
+                                                "currency": "USD"}).status_code == 302
+    assert "<title>Dashboard · Blue Lagoon</title>" in client.get("/staff/").get_data(as_text=True)
+    # Another process saves (a plain UPDATE this process's ORM never sees).
+    with app.extensions["portal.engine"].begin() as conn:
+        conn.execute(CompanySettings.__table__.update().values(name="Coral Reef Pools"))
+    page = client.get("/staff/").get_data(as_text=True)
+    assert "Blue Lagoon" in page and "Coral Reef Pools" not in page
+    later = time.monotonic() + app.config["COMPANY_CACHE_SECONDS"] + 1
+    monkeypatch.setattr("portal.company.time.monotonic", lambda: later)
+    page = client.get("/staff/").get_data(as_text=True)
+    assert "Coral Reef Pools" in page and "Blue Lagoon" not in page
 
 
 def test_every_staff_view_checks_roles(app):

@@ -19,7 +19,7 @@ from portal.handoffs import KIND_LABELS
 from portal.models import Account, Role, StaffUser
 from portal.staff import bp
 from portal.staff.access import SELLING_ROLES, account_or_404, salespeople
-from portal.staff.forms import DifferenceFilterForm, ResolveForm, new_resolve_form
+from portal.staff.forms import DifferenceFilterForm, new_resolve_form
 from portal.staff.handoff_forms import options
 
 MANAGERS = ("office", "admin")
@@ -42,11 +42,11 @@ def dashboard() -> str | BaseResponse:
                            recent=pipeline.recent(session, _me()))
 
 
-def _filter_form() -> tuple[DifferenceFilterForm, diffs.DifferenceFilter]:
+def _filter_form(people: list[StaffUser]) -> tuple[DifferenceFilterForm, diffs.DifferenceFilter]:
     form = DifferenceFilterForm(request.args)
     form.kind.choices = options([("", "All kinds"), *KIND_LABELS.items()])
     form.salesperson.choices = options([("", "Everyone"), *((str(p.id), p.display_name)
-                                                            for p in salespeople(get_db()))])
+                                                            for p in people)])
     form.validate()
     status = form.status.data if form.status.data in diffs.STATUSES else "open"
     kind = form.kind.data if form.kind.data in KIND_LABELS else None
@@ -62,11 +62,12 @@ def _filter_form() -> tuple[DifferenceFilterForm, diffs.DifferenceFilter]:
 @bp.get("/differences")
 @roles_required(*SELLING_ROLES)
 def differences() -> str:
-    form, flt = _filter_form()
+    people = salespeople(get_db())
+    form, flt = _filter_form(people)
     page = diffs.list_differences(get_db(), _me(), flt)
     args = {k: v for k, v in request.args.items() if k != "page"}
     return render_template("staff/differences.html", form=form, flt=flt, page=page, args=args,
-                           resolve_form=_resolve_form(), highlight=diffs.highlight)
+                           resolve_form=new_resolve_form(people), highlight=diffs.highlight)
 
 
 CSV_HEADER = ["account_id", "customer", "service_address", "first_visit", "salesperson", "kind",
@@ -96,22 +97,18 @@ def _csv_text(rows: Iterable[diffs.DifferenceRow]) -> str:
 @bp.get("/differences.csv")
 @roles_required(*SELLING_ROLES)
 def differences_csv() -> Response:
-    _, flt = _filter_form()
+    _, flt = _filter_form(salespeople(get_db()))
     # Built whole rather than streamed: a streamed body outlives the request's session.
     response = Response(_csv_text(diffs.iter_differences(get_db(), _me(), flt)), mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="differences-{flt.status}.csv"'
     return response
 
 
-def _resolve_form() -> ResolveForm:
-    return new_resolve_form(salespeople(get_db()))
-
-
 @bp.post("/differences/<int:item_id>/resolve")
 @roles_required(*SELLING_ROLES)
 def resolve(item_id: int) -> BaseResponse:
     session = get_db()
-    form = _resolve_form()
+    form = new_resolve_form(salespeople(get_db()))
     back = request.form.get("back") or ""
     target = back if is_safe_next(back) and back.startswith("/staff/") else url_for("staff.differences")
     if not form.validate_on_submit():
