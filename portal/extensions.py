@@ -1,9 +1,9 @@
 """Extensions, created unbound here and initialised in the app factory."""
 from __future__ import annotations
 
+from flask import current_app, request, session
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
-from flask import current_app, request, session
 from flask_login import LoginManager
 from flask_wtf import CSRFProtect
 

@@ -6,9 +6,10 @@ from sqlalchemy import delete, event, select, text, update
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session
 
-from portal import record
-from portal.models import AppendOnlyError, RecordEntry
-from tests.conftest import BACKEND
+from portal import once, record
+from portal.db import mark_writes
+from portal.models import Account, AppendOnlyError, FormSubmission, RecordEntry
+from tests.conftest import BACKEND, count_rows, run_at_once
 
 
 def _first_entry(db: Session) -> RecordEntry:
@@ -150,3 +151,32 @@ def test_state_of_a_whole_account_takes_one_query(db, make_account, app):
     assert len(states) == len(account.items)
     assert all(state.outcome == "changed" for state in states)
     assert len([s for s in statements if "record_entries" in s]) == 1
+
+
+def test_the_same_form_posted_at_once_takes_effect_once_and_the_chain_holds(app, db, make_account):
+    """Four requests with one form id at the same moment: one claims it and writes its two
+    entries; the others find the id taken and write nothing (PostgreSQL waits on the first
+    transaction's row, SQLite on the write lock)."""
+    account = make_account()
+    db.commit()
+    before = count_rows(db, RecordEntry)
+
+    def post_once() -> bool:
+        mark_writes()
+        session = app.extensions["portal.sessionmaker"]()
+        try:
+            if once.claim(session, "form-posted-from-four-tabs", "test") is None:
+                return False
+            mine = session.get(Account, account.id)
+            for note in ("first of two", "second of two"):
+                record.append(session, mine, event="note", actor="customer", note=note)
+            session.commit()
+            return True
+        finally:
+            session.close()
+
+    assert sorted(run_at_once(app, 4, post_once)) == [False, False, False, True]
+    db.rollback()  # end this session's read snapshot (SQLite) to see what the four wrote
+    assert count_rows(db, FormSubmission) == 1
+    assert count_rows(db, RecordEntry) == before + 2
+    assert record.verify_chain(db, account.id) is None
