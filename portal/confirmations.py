@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Select, bindparam, null, select, true, union_all
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -18,7 +19,7 @@ from portal.company import get_company
 from portal.db import utcnow
 from portal.handoffs import OnboardingSigned, display_value
 from portal.mail import queue_email
-from portal.models import Account, AccountStatus, PromiseItem, RecordEntry
+from portal.models import Account, AccountStatus, Customer, PromiseItem, RecordEntry
 from portal.validation import WEEKDAYS, normalise_weekdays
 
 CUSTOMER = "customer"
@@ -81,20 +82,77 @@ class Progress:
 def progress(session: Session, account: Account) -> Progress:
     """Which steps this account has, and which are done: the items (their current outcome is
     kept on them by record.append) and one query for the step events, whatever the size."""
-    events = set(session.scalars(
-        select(RecordEntry.event).where(RecordEntry.account_id == account.id,
-                                        RecordEntry.actor == CUSTOMER).distinct()))
+    events = set(session.scalars(_customer_events(account.id)))
+    return progress_of(account.items, events, account.status == AccountStatus.SIGNED.value)
+
+
+def _customer_events(account_id: Any) -> Select[tuple[str]]:
+    return (select(RecordEntry.event)
+            .where(RecordEntry.account_id == account_id, RecordEntry.actor == CUSTOMER).distinct())
+
+
+def progress_of(items: Sequence[Any], events: set[str], signed: bool) -> Progress:
+    """The steps from the items in force (anything with .kind and .current_outcome: ORM items
+    or plain rows) and the events the customer has recorded."""
     steps: list[StepStatus] = []
     for step in STEPS:
-        items = [item for item in account.items if item.kind in step.kinds]
-        if step.kinds and not items:
+        mine = [item for item in items if item.kind in step.kinds]
+        if step.kinds and not mine:
             continue  # nothing promised of this kind: no step to show
         if step.kinds:
-            done = all(item.current_outcome in ANSWERED for item in items)
+            done = all(item.current_outcome in ANSWERED for item in mine)
         else:
             done = step.event in events
-        steps.append(StepStatus(step, len(steps) + 1, done, items))
-    return Progress(steps, account.status == AccountStatus.SIGNED.value)
+        steps.append(StepStatus(step, len(steps) + 1, done, mine))
+    return Progress(steps, signed)
+
+
+@dataclass(frozen=True)
+class StepAccount:
+    """What a step page without promise forms shows, read as plain rows (no ORM objects):
+    the customer's session check and the progress bar come from this one read."""
+    id: int
+    link_nonce_hash: str | None
+    deleted_at: Any
+    signed_at: Any
+    customer_name: str
+    service_address: str
+    first_visit: date | None
+    progress: Progress
+
+
+def _step_account_statement() -> Select[Any]:
+    """One round trip: the account's row once per item in force and per customer event (an
+    item's outcome is never NULL, so a NULL outcome marks an event)."""
+    accounts, customers, items = Account.__table__, Customer.__table__, PromiseItem.__table__
+    account_id = bindparam("account_id")
+    in_force = (select(items.c.kind, items.c.current_outcome)
+                .where(items.c.account_id == account_id, items.c.withdrawn_at.is_(None)))
+    events = _customer_events(account_id).add_columns(null().label("outcome"))  # type: ignore[arg-type]
+    parts = union_all(in_force, events).subquery()
+    return (select(accounts.c.id, accounts.c.link_nonce_hash, accounts.c.deleted_at,
+                   accounts.c.signed_at, accounts.c.status, accounts.c.service_address,
+                   accounts.c.first_visit, customers.c.name.label("customer_name"),
+                   parts.c.kind, parts.c.current_outcome)
+            .join(customers, customers.c.id == accounts.c.customer_id)
+            .outerjoin(parts, true())
+            .where(accounts.c.id == account_id))
+
+
+# Built once: making the statement object cost more than running it on this page.
+STEP_ACCOUNT_SQL = _step_account_statement()
+
+
+def read_step_account(connection: Connection, account_id: int) -> StepAccount | None:
+    found = connection.execute(STEP_ACCOUNT_SQL, {"account_id": account_id}).all()
+    if not found:
+        return None
+    row = found[0]
+    progress = progress_of([r for r in found if r.current_outcome is not None],
+                           {r.kind for r in found if r.kind is not None and r.current_outcome is None},
+                           row.status == AccountStatus.SIGNED.value)
+    return StepAccount(row.id, row.link_nonce_hash, row.deleted_at, row.signed_at, row.customer_name,
+                       row.service_address, row.first_visit, progress)
 
 
 @dataclass(frozen=True)

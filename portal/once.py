@@ -26,7 +26,11 @@ class OnceForm(FlaskForm):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         if not self.is_submitted():
-            self.form_id.data = secrets.token_urlsafe(18)
+            self.form_id.data = new_form_id()
+
+
+def new_form_id() -> str:
+    return secrets.token_urlsafe(18)
 
 
 def claim(session: Session, form_id: str, purpose: str) -> FormSubmission | None:

@@ -10,7 +10,7 @@ from datetime import date, timedelta
 import pytest
 from flask import Flask
 from itsdangerous import URLSafeTimedSerializer
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from portal import links, record
 from portal.models import Account, AccountStatus, OutboxEmail, RecordEntry
@@ -180,6 +180,65 @@ def test_customer_session_cookie_is_not_reissued_on_every_click(client, invited)
     client.get("/welcome/step/welcome")  # the first form page adds the CSRF secret
     response = client.get("/welcome/step/schedule")
     assert response.status_code == 200 and "Set-Cookie" not in response.headers
+
+
+def _statements(app: Flask, client, url: str):  # type: ignore[no-untyped-def]
+    statements: list[str] = []
+    engine = app.extensions["portal.engine"]
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        response = client.get(url)
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    return response, [s for s in statements if s.strip().upper() != "BEGIN"]
+
+
+def test_the_welcome_step_is_one_read_and_shows_the_account_and_progress(app, client, db, invited):
+    account, path = invited
+    open_link(client, path)
+    client.get("/welcome/step/welcome")  # the company settings and the CSRF secret, once
+    response, statements = _statements(app, client, "/welcome/step/welcome")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and len(statements) == 1, statements
+    assert account.customer.name in page and account.service_address in page
+    assert account.first_visit is not None and account.first_visit.strftime("%Y") in page
+    assert form_fields(page).keys() >= {"csrf_token", "form_id"}
+    assert 'aria-current="step"' in page and "(done)" not in page
+    # The step's progress follows the record: after "Let's start", the welcome step shows done.
+    assert client.post("/welcome/step/welcome", data=form_fields(page)).status_code == 302
+    again = client.get("/welcome/step/welcome").get_data(as_text=True)
+    assert again.count("(done)") == 1 and form_fields(again)["form_id"] != form_fields(page)["form_id"]
+
+
+def test_the_welcome_step_refuses_a_deleted_account_or_a_pay_only_session(app, client, db, invited):
+    account, path = invited
+    open_link(client, path)
+    with client.session_transaction() as session:  # as a pay link leaves it: no welcome nonce
+        session["customer"] = {**session["customer"], "n": None, "i": 1, "p": "x"}
+    assert client.get("/welcome/step/welcome").headers["Location"] == "/welcome/session-ended"
+    open_link(client, path)
+    assert client.get("/welcome/step/welcome").status_code == 200
+    db.get(Account, account.id).deleted_at = account.created_at
+    db.commit()
+    response = client.get("/welcome/step/welcome")
+    assert response.headers["Location"] == "/welcome/session-ended"
+    with client.session_transaction() as session:
+        assert "customer" not in session
+
+
+def test_step_links_are_built_once_and_follow_the_script_root(app, client, invited):
+    from portal.web import FIXED_URLS
+
+    _, path = invited
+    open_link(client, path)
+    app.extensions.pop(FIXED_URLS, None)
+    assert 'href="/welcome/step/schedule"' in client.get("/welcome/step/welcome").get_data(as_text=True)
+    built = dict(app.extensions[FIXED_URLS])
+    assert ("", "welcome.step", ("name", "schedule")) in built
+    mounted = client.get("/welcome/step/welcome", environ_overrides={"SCRIPT_NAME": "/portal"})
+    assert 'href="/portal/welcome/step/schedule"' in mounted.get_data(as_text=True)
+    assert len(app.extensions[FIXED_URLS]) > len(built)
 
 
 def test_customer_session_never_reaches_staff_pages(client, invited):

@@ -9,9 +9,10 @@ import time
 from functools import wraps
 from typing import Any, Callable, TypeVar
 
-from flask import current_app, g, redirect, session, url_for
+from flask import current_app, redirect, session, url_for
 
-from portal.db import get_db
+from portal.confirmations import StepAccount, read_step_account
+from portal.db import get_db, get_engine
 from portal.models import Account, Invoice
 
 KEY = "customer"
@@ -43,16 +44,16 @@ def start_pay(account: Account, invoice_id: int, nonce_hash: str) -> None:
     session[KEY] = {**data, "i": invoice_id, "p": nonce_hash, "t": int(time.time())}
 
 
-def _pay_grant_holds(account: Account, data: dict[str, Any]) -> bool:
+def _pay_grant_holds(account_id: int, data: dict[str, Any]) -> bool:
     invoice_id, nonce_hash = data.get("i"), data.get("p")
     if not isinstance(invoice_id, int) or not isinstance(nonce_hash, str):
         return False
     invoice = get_db().get(Invoice, invoice_id)
-    return invoice is not None and invoice.account_id == account.id \
+    return invoice is not None and invoice.account_id == account_id \
         and invoice.pay_nonce_hash == nonce_hash
 
 
-def current_account(allow_pay_link: bool = False) -> Account | None:
+def _session_data() -> dict[str, Any] | None:
     data = session.get(KEY)
     if not isinstance(data, dict):
         return None
@@ -60,31 +61,53 @@ def current_account(allow_pay_link: bool = False) -> Account | None:
     if time.time() - float(data.get("t", 0)) > idle_limit:
         end()
         return None
-    account = get_db().get(Account, data.get("a"))
+    return data
+
+
+def _granted(data: dict[str, Any], account: Account | StepAccount | None, allow_pay_link: bool) -> bool:
+    """Whether the session still reaches this account (the ORM object or the plain read)."""
     if account is None or account.deleted_at is not None:
         end()
-        return None
+        return False
     welcome_ok = bool(data.get("n")) and account.link_nonce_hash == data.get("n")
-    pay_ok = _pay_grant_holds(account, data)
+    pay_ok = "i" in data and _pay_grant_holds(account.id, data)
     if not welcome_ok and not pay_ok:
         end()
-        return None
+        return False
     if not welcome_ok and not allow_pay_link:
-        return None  # a pay link reaches the payment pages only
+        return False  # a pay link reaches the payment pages only
     if time.time() - float(data.get("t", 0)) > TOUCH_AFTER_SECONDS:
         # Idle time is counted in hours: re-signing the cookie on every click buys nothing.
         data["t"] = int(time.time())
         session[KEY] = data
-    return account
+    return True
 
 
-def _customer_view(view: F, allow_pay_link: bool) -> F:
+def current_account(allow_pay_link: bool = False) -> Account | None:
+    data = _session_data()
+    if data is None:
+        return None
+    account = get_db().get(Account, data.get("a"))
+    return account if _granted(data, account, allow_pay_link) else None
+
+
+def current_step_account() -> StepAccount | None:
+    """As current_account, from one plain read on its own connection (no ORM session): the
+    welcome page is the first page of every customer in a Monday burst."""
+    data = _session_data()
+    if data is None or not isinstance(data.get("a"), int):
+        return None
+    with get_engine().connect() as connection:
+        account = read_step_account(connection, data["a"])
+    return account if _granted(data, account, allow_pay_link=False) else None
+
+
+def _customer_view(view: F, load: Callable[[], Any]) -> F:
     @wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        account = current_account(allow_pay_link)
+        account = load()
         if account is None:
             return redirect(url_for("welcome.session_ended"))
-        g.customer_account = account
         return view(account, *args, **kwargs)
 
     wrapped.customer_only = True  # type: ignore[attr-defined]
@@ -93,9 +116,14 @@ def _customer_view(view: F, allow_pay_link: bool) -> F:
 
 def customer_required(view: F) -> F:
     """Customer pages: the account comes from the session only, never from the URL."""
-    return _customer_view(view, allow_pay_link=False)
+    return _customer_view(view, current_account)
+
+
+def customer_step_required(view: F) -> F:
+    """As customer_required, handing the view a StepAccount (plain read) instead."""
+    return _customer_view(view, current_step_account)
 
 
 def customer_pay_required(view: F) -> F:
     """Payment pages: as `customer_required`, and a pay link's session is enough."""
-    return _customer_view(view, allow_pay_link=True)
+    return _customer_view(view, lambda: current_account(allow_pay_link=True))

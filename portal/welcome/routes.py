@@ -16,7 +16,7 @@ from portal.handoffs import OnboardingSigned
 from portal.onboarding import send_link_on_request
 from portal.welcome import bp, calendar
 from portal.welcome import customer
-from portal.welcome.customer import customer_required
+from portal.welcome.customer import customer_required, customer_step_required
 from portal.welcome.forms import (
     ContactForm,
     NewLinkForm,
@@ -87,14 +87,38 @@ def resume(account: Account) -> BaseResponse:
     return redirect(url_for("welcome.step", name=progress.first_unfinished.step.name))
 
 
-@bp.route("/step/<name>", methods=["GET", "POST"])
+@bp.get("/step/<name>")
+@customer_step_required
+def step_page(account: confirm.StepAccount, name: str) -> str | BaseResponse | tuple[str, int]:
+    """Showing a step. Pages without promise forms render from the plain read; the others
+    load the account's objects, as posting does."""
+    if account.signed_at is not None:
+        return _signed_already()
+    status = account.progress.get(name)
+    if status is None:
+        abort(404)
+    if status.step.name in PLAIN_PAGES:
+        return PLAIN_PAGES[status.step.name](account, status)
+    full = get_db().get(Account, account.id)
+    assert full is not None  # the plain read found it in this request
+    return _handle_step(full, name)
+
+
+@bp.post("/step/<name>")
 @customer_required
 def step(account: Account, name: str) -> str | BaseResponse | tuple[str, int]:
-    session = get_db()
+    return _handle_step(account, name)
+
+
+def _signed_already() -> BaseResponse:
+    flash("You have signed already. To change something, ask for a change below.", "info")
+    return redirect(url_for("welcome.my_service"))
+
+
+def _handle_step(account: Account, name: str) -> str | BaseResponse | tuple[str, int]:
     if account.signed_at is not None:
-        flash("You have signed already. To change something, ask for a change below.", "info")
-        return redirect(url_for("welcome.my_service"))
-    progress = confirm.progress(session, account)
+        return _signed_already()
+    progress = confirm.progress(get_db(), account)
     status = progress.get(name)
     if status is None:
         abort(404)
@@ -126,7 +150,22 @@ def welcome_step(account: Account, progress: confirm.Progress, status: confirm.S
             confirm.record_step_event(get_db(), account, "started")
             get_db().commit()
         return _next(progress, status)
-    return _render_step("welcome/step_welcome.html", progress, status, form=form, account=account)
+    return _render_welcome(progress, status, account.customer.name, account.service_address,
+                           account.first_visit, form)
+
+
+def _welcome_page(account: confirm.StepAccount, status: confirm.StepStatus) -> tuple[str, int]:
+    return _render_welcome(account.progress, status, account.customer_name, account.service_address,
+                           account.first_visit, None)
+
+
+def _render_welcome(progress: confirm.Progress, status: confirm.StepStatus, customer_name: str,
+                    service_address: str, first_visit: date | None,
+                    form: once.OnceForm | None) -> tuple[str, int]:
+    return _render_step("welcome/step_welcome.html", progress, status, 400 if form else 200,
+                        form=form, form_id=form.form_id.data if form else once.new_form_id(),
+                        customer_name=customer_name, service_address=service_address,
+                        first_visit=first_visit)
 
 
 def items_step(account: Account, progress: confirm.Progress, status: confirm.StepStatus):  # type: ignore[no-untyped-def]
@@ -221,6 +260,7 @@ def review_step(account: Account, progress: confirm.Progress, status: confirm.St
                         extras=confirm.latest_step_details(session, account), unfinished=unfinished)
 
 
+PLAIN_PAGES = {"welcome": _welcome_page}
 STEP_HANDLERS = {
     "welcome": welcome_step, "schedule": items_step, "access": items_step,
     "readiness": readiness_step, "contact": contact_step, "promises": items_step,
