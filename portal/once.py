@@ -4,9 +4,10 @@ as the Stripe idempotency key where a form calls Stripe."""
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from flask_wtf import FlaskForm
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -33,18 +34,31 @@ def new_form_id() -> str:
     return secrets.token_urlsafe(18)
 
 
-def claim(session: Session, form_id: str, purpose: str) -> FormSubmission | None:
-    """Claim the id inside the caller's transaction; None if it was used already.
+def _claim_statement(insert: Any) -> Any:
+    return (insert(FormSubmission)
+            .values(token=bindparam("token"), purpose=bindparam("purpose"), result_url="",
+                    created_at=bindparam("created_at", type_=FormSubmission.created_at.type))
+            .on_conflict_do_nothing(index_elements=[FormSubmission.token])
+            .returning(FormSubmission.token))
+
+
+# Built once per dialect: every customer answer claims an id.
+_CLAIM_SQL = {"postgresql": _claim_statement(pg_insert), "sqlite": _claim_statement(sqlite_insert)}
+
+
+def claim(session: Session, form_id: str, purpose: str) -> str | None:
+    """Claim the id inside the caller's transaction: the id, or None if it was used already.
 
     One INSERT ... ON CONFLICT DO NOTHING: a concurrent claim of the same id waits for this
     transaction and then finds the id taken (PostgreSQL), or waits for the write lock
     (SQLite), so exactly one of them gets the row."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = (insert(FormSubmission)
-                 .values(token=form_id, purpose=purpose, result_url="", created_at=utcnow())
-                 .on_conflict_do_nothing(index_elements=[FormSubmission.token])
-                 .returning(FormSubmission))
-    return session.scalars(statement).first()
+    statement = _CLAIM_SQL[session.get_bind().dialect.name]
+    return session.scalar(statement, {"token": form_id, "purpose": purpose, "created_at": utcnow()})
+
+
+def keep_result(session: Session, form_id: str, url: str) -> None:
+    """Where this submission led, for a repeat of it to be sent to (see earlier_result)."""
+    session.execute(update(FormSubmission).where(FormSubmission.token == form_id).values(result_url=url))
 
 
 def earlier_result(session: Session, form_id: str) -> str | None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from flask import g, has_request_context
-from sqlalchemy import event, func, select
+from sqlalchemy import bindparam, event, func, select
 from sqlalchemy.orm import Session, SessionTransaction
 
 from portal.db import utcnow
@@ -88,13 +88,19 @@ HEADS = "record.chain_heads"
 LOCKED = "record.locked_accounts"
 
 
+# Built once: on a customer's answer, building these cost about what running them does.
+_LOCK_SQL = select(Account.status).where(Account.id == bindparam("account_id")).with_for_update()
+_LAST_SQL = (select(RecordEntry.seq, RecordEntry.hash)
+             .where(RecordEntry.account_id == bindparam("account_id"))
+             .order_by(RecordEntry.seq.desc()).limit(1))
+
+
 def lock_account(session: Session, account_id: int) -> str | None:
     """Lock the account's row until the transaction ends (PostgreSQL; SQLite holds its write
     lock already) and return its status as stored, which may be newer than a loaded copy's.
     Nothing pending is flushed first: a stale copy's changes must not overwrite what it reads."""
     with session.no_autoflush:
-        status = session.scalar(select(Account.status).where(Account.id == account_id)
-                                .with_for_update())
+        status = session.scalar(_LOCK_SQL, {"account_id": account_id})
     session.info.setdefault(LOCKED, set()).add(account_id)
     return status
 
@@ -110,12 +116,7 @@ def _chain_head(session: Session, account_id: int) -> tuple[int, str]:
     session.flush()
     if account_id not in session.info.get(LOCKED, ()):
         lock_account(session, account_id)
-    last = session.execute(
-        select(RecordEntry.seq, RecordEntry.hash)
-        .where(RecordEntry.account_id == account_id)
-        .order_by(RecordEntry.seq.desc())
-        .limit(1)
-    ).first()
+    last = session.execute(_LAST_SQL, {"account_id": account_id}).first()
     return (last.seq + 1, last.hash) if last else (1, GENESIS)
 
 

@@ -81,7 +81,8 @@ def start_card_setup(session: Session, account: Account, form_id: str, gateway: 
         "success_url": _absolute(url_for("payments.card_done")),
         "cancel_url": _absolute(url_for("payments.card")),
     }, form_id)
-    claim.result_url = started.url if len(started.url) <= MAX_RESULT_URL else url_for("payments.card")
+    back = started.url if len(started.url) <= MAX_RESULT_URL else url_for("payments.card")
+    once.keep_result(session, claim, back)
     record.append(session, account, event="card_setup_started", actor="customer",
                   details={"checkout_session": started.id})
     session.commit()
@@ -122,7 +123,7 @@ def start_invoice_payment(session: Session, account: Account, invoice_id: int, f
     invoice.stripe_checkout_session_id = started.id
     invoice.checkout_expires_at = started.expires_at
     fallback = url_for("payments.invoice", invoice_id=invoice.id)
-    claim.result_url = started.url if len(started.url) <= MAX_RESULT_URL else fallback
+    once.keep_result(session, claim, started.url if len(started.url) <= MAX_RESULT_URL else fallback)
     record.append(session, account, event="payment_started", actor="customer",
                   details={"invoice_id": invoice.id, "number": invoice.number,
                            "checkout_session": started.id})

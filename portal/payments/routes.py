@@ -261,7 +261,7 @@ def staff_new_invoice(account_id: int) -> str | Response | tuple[str, int]:
             invoice, _ = invoice_service.create_invoice(
                 session, found, lines, due, staff_actor(current_user),
                 autopay_card=panel.card if panel.autopay else None)
-            claim.result_url = url_for("staff.account", account_id=found.id)
+            once.keep_result(session, claim, url_for("staff.account", account_id=found.id))
             session.commit()
             flash(f"Invoice {invoice.number} created and emailed to {found.customer.email}.", "success")
             return redirect(url_for("staff.account", account_id=found.id))

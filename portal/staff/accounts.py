@@ -79,7 +79,7 @@ def new_handoff() -> str | Response | tuple[str, int]:
             if claim is None:
                 return _already_done(form.form_id.data)
             account = create_handoff(session, data, salesperson)
-            claim.result_url = url_for("staff.account", account_id=account.id)
+            once.keep_result(session, claim, url_for("staff.account", account_id=account.id))
             session.commit()
             flash("Handoff saved. Check the preview, then send the welcome link.", "success")
             return redirect(url_for("staff.preview", account_id=account.id))
@@ -122,7 +122,7 @@ def send_link(account_id: int) -> Response:
         return _already_done(form.form_id.data)
     resend = found.link_sent_at is not None
     send_welcome(session, found, staff_actor(current_user))
-    claim.result_url = url_for("staff.account", account_id=found.id)
+    once.keep_result(session, claim, url_for("staff.account", account_id=found.id))
     session.commit()
     flash(("New link sent; the earlier link no longer works." if resend else "Welcome email queued.")
           + f" It goes to {found.customer.email}.", "success")
@@ -153,7 +153,7 @@ def edit_handoff(account_id: int) -> str | Response | tuple[str, int]:
                 return _already_done(form.form_id.data)
             changes = update_handoff(session, found, data, item_ids, salesperson,
                                      staff_actor(current_user))
-            claim.result_url = url_for("staff.account", account_id=found.id)
+            once.keep_result(session, claim, url_for("staff.account", account_id=found.id))
             session.commit()
             flash("Saved: " + (", ".join(changes) if changes else "account details") + ".", "success")
             return redirect(url_for("staff.account", account_id=found.id))
