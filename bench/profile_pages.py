@@ -13,6 +13,7 @@ for working on a page's cost; bench/load.py is the measurement that counts.
 from __future__ import annotations
 
 import argparse
+import itertools
 import re
 import secrets
 import sys
@@ -42,6 +43,7 @@ def main() -> int:
     parser.add_argument("--pages", default="bare,welcome,post,differences")
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--accounts", type=int, default=300)
+    parser.add_argument("--customers", type=int, default=32, help="the posts go round them")
     parser.add_argument("--batches", type=int, default=10, help="turns the pages take")
     parser.add_argument("--profile", metavar="DIR")
     args = parser.parse_args()
@@ -50,7 +52,7 @@ def main() -> int:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="handoff-prof-")))
         database = stack.enter_context(load.postgres_database(args.postgres) if args.postgres
                                        else load.sqlite_database(workdir))
-        links = load.seed(database, workdir, args.accounts, customers=4)
+        links = load.seed(database, workdir, args.accounts, customers=args.customers)
         app = create_app({"DATABASE_URL": database, "SECRET_KEY": load.SECRET_KEY,
                           "PUBLIC_BASE_URL": "http://127.0.0.1", "SESSION_COOKIE_SECURE": False,
                           "RATELIMIT_ENABLED": False})
@@ -63,22 +65,28 @@ def main() -> int:
         engine = app.extensions["portal.engine"]
         event.listen(engine, "before_cursor_execute", lambda *a: statements.__setitem__(0, statements[0] + 1))
 
-        customer = app.test_client()
-        assert customer.get(links[0]).status_code == 302
-        step = customer.get("/welcome/step/schedule").get_data(as_text=True)
-        answers = {name: "yes" for name in re.findall(r'name="(i\d+_answer)"', step)}
+        # The posts go round several customers (as in bench/load.py), so no one account's
+        # record grows to thousands of entries during the run.
+        posting = []
+        for link in links:
+            client = app.test_client()
+            assert client.get(link).status_code == 302
+            page = client.get("/welcome/step/schedule").get_data(as_text=True)
+            posting.append((client, _hidden(page),
+                            {name: "yes" for name in re.findall(r'name="(i\d+_answer)"', page)}))
+        customer = posting[0][0]
+        turn = itertools.count()
         office = app.test_client()
         login = _hidden(office.get("/staff/login").get_data(as_text=True))
         signed_in = office.post("/staff/login", data={**login, "email": load.OFFICE_EMAIL,
                                                       "password": load.OFFICE_PASSWORD})
         assert signed_in.status_code == 302, signed_in.status_code
 
-        fields = _hidden(step)
-
         def post() -> Any:
             # A fresh one-time form id per post (as bench/load.lua does), so each one writes.
-            return customer.post("/welcome/step/schedule",
-                                 data={**fields, **answers, "form_id": secrets.token_urlsafe(18)})
+            client, fields, answers = posting[next(turn) % len(posting)]
+            return client.post("/welcome/step/schedule",
+                               data={**fields, **answers, "form_id": secrets.token_urlsafe(18)})
 
         pages: dict[str, tuple[Callable[[], Any], int]] = {
             "bare": (lambda: customer.get("/bench/hello"), 200),

@@ -53,7 +53,8 @@ def claim(session: Session, form_id: str, purpose: str) -> str | None:
     transaction and then finds the id taken (PostgreSQL), or waits for the write lock
     (SQLite), so exactly one of them gets the row."""
     statement = _CLAIM_SQL[session.get_bind().dialect.name]
-    return session.scalar(statement, {"token": form_id, "purpose": purpose, "created_at": utcnow()})
+    return session.connection().scalar(statement, {"token": form_id, "purpose": purpose,
+                                                  "created_at": utcnow()})
 
 
 def keep_result(session: Session, form_id: str, url: str) -> None:

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from portal import once, record
 from portal.db import mark_writes
-from portal.models import Account, AppendOnlyError, FormSubmission, RecordEntry
+from portal.models import Account, AppendOnlyError, FormSubmission, PromiseItem, RecordEntry
 from tests.conftest import BACKEND, count_rows, run_at_once
 
 
@@ -25,6 +25,25 @@ def test_each_promise_gets_a_promised_entry_chained_to_the_last(db, make_account
     for before, after in zip(entries, entries[1:]):
         assert after.prev_hash == before.hash
     assert all(e.created_at.tzinfo is not None for e in entries)
+    assert record.verify_chain(db, account.id) is None
+
+
+def test_an_append_is_written_at_once_and_the_item_points_at_it(db, make_account):
+    account = make_account()
+    item = account.items[0]
+    entry = record.append(db, account, event="answered", actor="customer", item=item,
+                          promised_value=item.promised_value, confirmed_value="Tuesday",
+                          outcome="changed")
+    stored = db.connection().execute(
+        select(PromiseItem.current_outcome, PromiseItem.latest_entry_id).where(PromiseItem.id == item.id)).one()
+    assert tuple(stored) == ("changed", entry.id)
+    assert (item.current_outcome, item.latest_entry_id) == ("changed", entry.id)
+    assert not db.is_modified(item) and entry not in db.new and db.get(RecordEntry, entry.id) is entry
+    entry.note = "edited after the fact"  # a loaded entry, not a pending one: refused, not re-inserted
+    with pytest.raises(AppendOnlyError):
+        db.flush()
+    db.rollback()
+    db.commit()
     assert record.verify_chain(db, account.id) is None
 
 

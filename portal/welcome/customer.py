@@ -10,6 +10,7 @@ from functools import wraps
 from typing import Any, Callable, TypeVar
 
 from flask import current_app, redirect, session, url_for
+from sqlalchemy.orm import lazyload
 
 from portal.confirmations import StepAccount, read_step_account
 from portal.db import get_db, get_engine
@@ -87,7 +88,8 @@ def current_account(allow_pay_link: bool = False) -> Account | None:
     data = _session_data()
     if data is None:
         return None
-    account = get_db().get(Account, data.get("a"))
+    # Customer pages never show the salesperson: load them only if something asks.
+    account = get_db().get(Account, data.get("a"), options=[lazyload(Account.salesperson)])
     return account if _granted(data, account, allow_pay_link) else None
 
 
