@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from flask import abort, current_app
 from flask_login import LoginManager, current_user
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -25,12 +25,14 @@ def hash_password(password: str) -> str:
     return generate_password_hash(password, method=current_app.config.get("PASSWORD_HASH_METHOD", "scrypt"))
 
 
+# Every staff request runs it: built once.
+_BY_SESSION_TOKEN = select(StaffUser).where(StaffUser.session_token == bindparam("token"))
+
+
 def register_user_loader(manager: LoginManager) -> None:
     @manager.user_loader
     def load_user(session_token: str) -> StaffUser | None:
-        user = get_db().scalars(
-            select(StaffUser).where(StaffUser.session_token == session_token)
-        ).first()
+        user = get_db().scalars(_BY_SESSION_TOKEN, {"token": session_token}).first()
         return user if user is not None and user.active else None
 
 

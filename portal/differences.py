@@ -8,12 +8,13 @@ import difflib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import date
 from typing import Any
 
 from markupsafe import Markup, escape
 from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload, load_only
 
 from portal import record
 from portal.handoffs import display_value
@@ -45,7 +46,8 @@ class DifferenceRow:
     promised_by: StaffUser | None
     assignee: StaffUser | None
 
-    @property
+    # Each is shown more than once per row (the highlight, the empty check, the CSV).
+    @cached_property
     def customer_value(self) -> str:
         if self.latest.outcome == "resolved":
             value = self.latest.details.get("customer_value")
@@ -53,11 +55,11 @@ class DifferenceRow:
             value = self.latest.confirmed_value
         return display_value(value, self.item.kind) if value else ""
 
-    @property
+    @cached_property
     def promised_value(self) -> str:
         return display_value(self.item.promised_value, self.item.kind)
 
-    @property
+    @cached_property
     def comment(self) -> str:
         if self.latest.outcome == "resolved":
             return str(self.latest.details.get("customer_comment", ""))
@@ -138,9 +140,17 @@ def _page(session: Session, user: StaffUser, flt: DifferenceFilter, limit: int, 
         select(PromiseItem, Account, RecordEntry)
         .join(Account, Account.id == PromiseItem.account_id)
         .join(RecordEntry, RecordEntry.id == PromiseItem.latest_entry_id)
-        .where(PromiseItem.id.in_(ids))).all()
+        .where(PromiseItem.id.in_(ids))
+        .options(*ROW_ACCOUNT_COLUMNS)).all()
     order = {item_id: position for position, item_id in enumerate(ids)}
     return _rows(session, sorted(found, key=lambda row: order[row[0].id]))
+
+
+# The account columns a row shows (page and CSV): the rest of a wide row is not read, and
+# the salesperson comes from the identity map (the staff read below) rather than a join.
+ROW_ACCOUNT_COLUMNS = (load_only(Account.id, Account.customer_id, Account.salesperson_id,
+                                 Account.service_address, Account.first_visit, Account.deleted_at),
+                       lazyload(Account.salesperson))
 
 
 def _rows(session: Session, found: list) -> list[DifferenceRow]:  # type: ignore[type-arg]

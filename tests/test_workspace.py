@@ -169,8 +169,12 @@ def test_csv_export_has_the_filtered_rows(client, staff, make_staff, seeded):
     assert len(rows) == 1
     assert rows[0]["customer"] == "Ann Soon" and rows[0]["customer_value"] == "Front gate, code 7788"
     assert rows[0]["status"] == "open" and rows[0]["promised_by"] == "Sam"
+    soon = seeded["soon"]
+    assert (rows[0]["salesperson"], rows[0]["service_address"], rows[0]["first_visit"]) == \
+        ("Sam", soon.service_address, soon.first_visit.isoformat())
     every = list(csv.DictReader(io.StringIO(client.get("/staff/differences.csv").get_data(as_text=True))))
     assert sorted(r["customer"] for r in every) == ["Ann Soon", "Ann Soon", "Lee Later"]
+    assert sorted(r["salesperson"] for r in every) == ["Kim", "Sam", "Sam"]
 
 
 def test_pagination(client, staff, make_staff, db, make_account):

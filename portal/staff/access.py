@@ -25,7 +25,9 @@ def account_or_404(session: Session, account_id: int, user: StaffUser) -> Accoun
     return account
 
 
+_SALESPEOPLE = (select(StaffUser).where(StaffUser.active.is_(True), StaffUser.role.in_(SELLING_ROLES))
+                .order_by(StaffUser.name, StaffUser.email))
+
+
 def salespeople(session: Session) -> list[StaffUser]:
-    return list(session.scalars(
-        select(StaffUser).where(StaffUser.active.is_(True), StaffUser.role.in_(SELLING_ROLES))
-        .order_by(StaffUser.name, StaffUser.email)))
+    return list(session.scalars(_SALESPEOPLE))
