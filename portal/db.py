@@ -6,7 +6,8 @@ Not Flask-SQLAlchemy: plain SQLAlchemy 2.x keeps the session explicit, so servic
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from functools import wraps
+from typing import Any, Callable, TypeVar
 
 from flask import Flask, current_app, g, has_app_context, has_request_context, request
 from sqlalchemy import DateTime, MetaData, create_engine, event
@@ -69,11 +70,37 @@ def make_engine(url: str) -> Engine:
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def mark_writes() -> None:
     """Call before the first query when the work will write: a GET view that records
     something (opening a link) or a command (sending the outbox). POSTs need not."""
+    g.request_writes = True
+
+
+def reads_first(view: F) -> F:
+    """For a POST view that reads for a while (session, form, progress) before it writes: its
+    reads run without the write lock, and `begin_writes` takes it just before the first
+    write. On SQLite a POST otherwise holds the one write lock from its first query to its
+    commit, and every other writer sleeps in the busy handler meanwhile."""
+    @wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        g.reads_first = True
+        return view(*args, **kwargs)
+
+    return wrapped  # type: ignore[return-value]
+
+
+def begin_writes(session: Session) -> None:
+    """In a `reads_first` view on SQLite, end the reading transaction (loaded objects stay as
+    they are) and take the write lock at the next BEGIN; elsewhere nothing to do (PostgreSQL
+    writers lock only the rows they touch). Whatever the writes depend on must be read again
+    under the lock (record.lock_account does for the account's status)."""
+    if not g.get("reads_first") or g.get("request_writes"):
+        return
+    if session.get_bind().dialect.name == "sqlite" and session.in_transaction():
+        session.commit()
     g.request_writes = True
 
 
@@ -84,7 +111,7 @@ def _sqlite_begin(conn: Any) -> None:
 def _wants_write_lock() -> bool:
     if has_app_context() and g.get("request_writes"):
         return True
-    return has_request_context() and request.method not in SAFE_METHODS
+    return has_request_context() and request.method not in SAFE_METHODS and not g.get("reads_first")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

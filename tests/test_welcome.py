@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import sqlite3
 import time
 from datetime import date, timedelta
 
@@ -16,7 +17,7 @@ from portal import links, record
 from portal.models import Account, AccountStatus, OutboxEmail, RecordEntry
 from portal.handoffs import OnboardingSigned
 from portal.onboarding import send_welcome
-from tests.conftest import count_rows, form_fields
+from tests.conftest import BACKEND, count_rows, form_fields
 
 
 def token_of(url: str) -> str:
@@ -239,6 +240,44 @@ def test_step_links_are_built_once_and_follow_the_script_root(app, client, invit
     mounted = client.get("/welcome/step/welcome", environ_overrides={"SCRIPT_NAME": "/portal"})
     assert 'href="/portal/welcome/step/schedule"' in mounted.get_data(as_text=True)
     assert len(app.extensions[FIXED_URLS]) > len(built)
+
+
+def _write_lock_free(database: str) -> bool:
+    other = sqlite3.connect(database, timeout=0, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:  # "database is locked": someone holds the write lock
+        return False
+    finally:
+        other.close()
+
+
+@pytest.mark.skipif(BACKEND == "postgres", reason="SQLite's one write lock; PostgreSQL writers lock rows")
+def test_an_answer_reads_without_the_write_lock_and_takes_it_to_write(app, client, db, invited):
+    account, path = invited
+    open_link(client, path)
+    form = answer_all(client.get("/welcome/step/schedule").get_data(as_text=True))
+    engine = app.extensions["portal.engine"]
+    seen: list[tuple[str, bool]] = []
+
+    def probe(conn, cursor, statement, *_args):  # type: ignore[no-untyped-def]
+        if "DISTINCT record_entries.event" in statement:  # the progress read
+            seen.append(("reading", _write_lock_free(engine.url.database)))
+        elif statement.startswith("INSERT INTO form_submissions"):
+            seen.append(("claiming", _write_lock_free(engine.url.database)))
+
+    event.listen(engine, "before_cursor_execute", probe)
+    try:
+        response = client.post("/welcome/step/schedule", data=form)
+    finally:
+        event.remove(engine, "before_cursor_execute", probe)
+    assert response.status_code == 302
+    assert seen == [("reading", True), ("claiming", False)]
+    db.expire_all()
+    assert all(item.current_outcome == "confirmed" for item in db.get(Account, account.id).items
+               if item.kind in ("visit_day", "start_date"))
 
 
 def test_customer_session_never_reaches_staff_pages(client, invited):

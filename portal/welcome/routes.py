@@ -9,7 +9,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from portal import confirmations as confirm
 from portal import email_change, links, once, record
 from portal.company import get_company
-from portal.db import get_db, mark_writes
+from portal.db import begin_writes, get_db, mark_writes, reads_first
 from portal.extensions import limiter
 from portal.models import Account
 from portal.handoffs import OnboardingSigned
@@ -105,6 +105,7 @@ def step_page(account: confirm.StepAccount, name: str) -> str | BaseResponse | t
 
 
 @bp.post("/step/<name>")
+@reads_first
 @customer_required
 def step(account: Account, name: str) -> str | BaseResponse | tuple[str, int]:
     return _handle_step(account, name)
@@ -139,7 +140,9 @@ def _next(progress: confirm.Progress, status: confirm.StepStatus) -> BaseRespons
 
 
 def _claimed(form: once.OnceForm, purpose: str) -> bool:
-    """False when this exact form was posted before (double click): do nothing twice."""
+    """False when this exact form was posted before (double click): do nothing twice. The
+    claim is a step's first write, so the write lock is taken here (see db.reads_first)."""
+    begin_writes(get_db())
     return once.claim(get_db(), form.form_id.data, purpose) is not None
 
 
