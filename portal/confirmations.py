@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Select, bindparam, null, select, true, union_all
+from sqlalchemy import Connection, Select, bindparam, null, select, true, union_all, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -117,9 +117,19 @@ def progress_of(items: Sequence[Any], events: set[str], signed: bool) -> Progres
 
 
 @dataclass(frozen=True)
+class StepItem:
+    """A promise in force as a plain row: what the step forms show and an answer records."""
+    id: int
+    kind: str
+    label: str
+    promised_value: str
+    current_outcome: str
+
+
+@dataclass(frozen=True)
 class StepAccount:
-    """What a step page without promise forms shows, read as plain rows (no ORM objects):
-    the customer's session check and the progress bar come from this one read."""
+    """A customer's account as the step pages need it, read as plain rows in one query (no
+    ORM objects): the session check, the progress bar and the promises to answer."""
     id: int
     link_nonce_hash: str | None
     deleted_at: Any
@@ -135,14 +145,16 @@ def _step_account_statement() -> Select[Any]:
     item's outcome is never NULL, so a NULL outcome marks an event)."""
     accounts, customers, items = Account.__table__, Customer.__table__, PromiseItem.__table__
     account_id = bindparam("account_id")
-    in_force = (select(items.c.kind, items.c.current_outcome)
+    in_force = (select(items.c.kind, items.c.current_outcome, items.c.id.label("item_id"),
+                       items.c.label, items.c.promised_value, items.c.position)
                 .where(items.c.account_id == account_id, items.c.withdrawn_at.is_(None)))
-    events = _customer_events(account_id).add_columns(null().label("outcome"))  # type: ignore[arg-type]
+    events = _customer_events(account_id).add_columns(*(null() for _ in range(5)))  # type: ignore[arg-type]
     parts = union_all(in_force, events).subquery()
     return (select(accounts.c.id, accounts.c.link_nonce_hash, accounts.c.deleted_at,
                    accounts.c.signed_at, accounts.c.status, accounts.c.service_address,
                    accounts.c.first_visit, customers.c.name.label("customer_name"),
-                   parts.c.kind, parts.c.current_outcome)
+                   parts.c.kind, parts.c.current_outcome, parts.c.item_id, parts.c.label,
+                   parts.c.promised_value, parts.c.position)
             .join(customers, customers.c.id == accounts.c.customer_id)
             .outerjoin(parts, true())
             .where(accounts.c.id == account_id))
@@ -157,8 +169,9 @@ def read_step_account(connection: Connection, account_id: int) -> StepAccount | 
     if not found:
         return None
     row = found[0]
-    progress = progress_of([r for r in found if r.current_outcome is not None],
-                           {r.kind for r in found if r.kind is not None and r.current_outcome is None},
+    in_force = sorted((r for r in found if r.current_outcome is not None), key=lambda r: (r.position, r.item_id))
+    items = [StepItem(r.item_id, r.kind, r.label, r.promised_value, r.current_outcome) for r in in_force]
+    progress = progress_of(items, {r.kind for r in found if r.kind is not None and r.current_outcome is None},
                            row.status == AccountStatus.SIGNED.value)
     return StepAccount(row.id, row.link_nonce_hash, row.deleted_at, row.signed_at, row.customer_name,
                        row.service_address, row.first_visit, progress)
@@ -166,41 +179,57 @@ def read_step_account(connection: Connection, account_id: int) -> StepAccount | 
 
 @dataclass(frozen=True)
 class Answer:
-    item: PromiseItem
+    item: PromiseItem | StepItem
     outcome: str  # confirmed, changed or disputed
     value: str | None
     comment: str = ""
 
 
-def _ensure_open(session: Session, account: Account) -> None:
-    # Re-read under a row lock: a second tab may have signed since this request loaded it.
-    set_committed_value(account, "status", record.lock_account(session, account.id))
-    if account.status == AccountStatus.SIGNED.value:
+_STARTED = (AccountStatus.LINK_SENT.value, AccountStatus.OPENED.value, AccountStatus.DRAFT.value)
+# The version moves too: a staff save from a form loaded before this answer is refused, as
+# for any other change to the account.
+_MARK_IN_PROGRESS_SQL = (
+    update(Account.__table__)
+    .where(Account.__table__.c.id == bindparam("account_id"), Account.__table__.c.status.in_(_STARTED))
+    .values(status=AccountStatus.IN_PROGRESS.value, version=Account.__table__.c.version + 1)
+    .returning(Account.__table__.c.version))
+
+
+def _ensure_open(session: Session, account: Account | StepAccount) -> str | None:
+    """The status read again under the account's row lock: a second tab may have signed
+    since this request loaded the account."""
+    status = record.lock_account(session, account.id)
+    if isinstance(account, Account):
+        set_committed_value(account, "status", status)
+    if status == AccountStatus.SIGNED.value:
         raise OnboardingSigned("Your onboarding is signed. To change something, ask for a change.")
+    return status
 
 
-def _mark_in_progress(account: Account) -> None:
-    if account.status in (AccountStatus.LINK_SENT.value, AccountStatus.OPENED.value,
-                          AccountStatus.DRAFT.value):
-        account.status = AccountStatus.IN_PROGRESS.value
+def _open_for_answers(session: Session, account: Account | StepAccount) -> None:
+    """As _ensure_open, and a first answer moves the onboarding to in progress."""
+    if _ensure_open(session, account) not in _STARTED:
+        return
+    version = session.connection().scalar(_MARK_IN_PROGRESS_SQL, {"account_id": account.id})
+    if isinstance(account, Account):
+        set_committed_value(account, "status", AccountStatus.IN_PROGRESS.value)
+        set_committed_value(account, "version", version)
 
 
-def record_answers(session: Session, account: Account, answers: list[Answer]) -> None:
-    _ensure_open(session, account)
+def record_answers(session: Session, account: Account | StepAccount, answers: list[Answer]) -> None:
+    _open_for_answers(session, account)
     for answer in answers:
         record.append(session, account, event="answered", actor=CUSTOMER, item=answer.item,
                       promised_value=answer.item.promised_value, confirmed_value=answer.value,
                       outcome=answer.outcome, note=answer.comment)
-    _mark_in_progress(account)
 
 
-def record_step_event(session: Session, account: Account, event: str, *, confirmed: str = "",
-                      note: str = "", details: dict[str, Any] | None = None) -> None:
+def record_step_event(session: Session, account: Account | StepAccount, event: str, *,
+                      confirmed: str = "", note: str = "", details: dict[str, Any] | None = None) -> None:
     """Answers that belong to no promise: started, readiness, contact preferences, notes."""
-    _ensure_open(session, account)
+    _open_for_answers(session, account)
     record.append(session, account, event=event, actor=CUSTOMER, confirmed_value=confirmed or None,
                   note=note, details=details or {})
-    _mark_in_progress(account)
 
 
 def record_opened(session: Session, account: Account) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Protocol
 
 from flask import g, has_request_context
 from sqlalchemy import bindparam, event, func, select
@@ -44,13 +44,20 @@ def current_request_id() -> str:
     return g.get("request_id", "") if has_request_context() else ""
 
 
+class Identified(Protocol):
+    """An account or item as a plain row (the customer step pages read those): its id."""
+
+    @property
+    def id(self) -> int: ...
+
+
 def append(
     session: Session,
-    account: Account,
+    account: Account | Identified,
     *,
     event: str,
     actor: str,
-    item: PromiseItem | None = None,
+    item: PromiseItem | Identified | None = None,
     promised_value: str | None = None,
     confirmed_value: str | None = None,
     outcome: str | None = None,
@@ -90,8 +97,9 @@ def append(
         # Entries with an outcome carry state; notes like 'assigned' leave the state alone.
         session.connection().execute(_SET_ITEM_STATE, {"item_id": item.id, "entry_id": entry.id,
                                                        "outcome": outcome})
-        set_committed_value(item, "latest_entry_id", entry.id)
-        set_committed_value(item, "current_outcome", outcome)
+        if isinstance(item, PromiseItem):
+            set_committed_value(item, "latest_entry_id", entry.id)
+            set_committed_value(item, "current_outcome", outcome)
     return entry
 
 

@@ -623,6 +623,39 @@ def test_changing_the_email_needs_a_link_sent_to_the_old_address(client, db, inv
     assert "email_change_requested" in events and "email_changed" in events
 
 
+def test_the_first_answer_moves_the_onboarding_to_in_progress_and_the_account_version(
+        client, db, invited, app):
+    account, path = invited
+    open_link(client, path)
+    db.expire_all()
+    opened = db.get(Account, account.id)
+    assert opened.status == "opened"
+    version = opened.version
+    for _ in range(2):  # the second answer finds it in progress already
+        form = answer_all(client.get("/welcome/step/schedule").get_data(as_text=True))
+        assert client.post("/welcome/step/schedule", data=form).status_code == 302
+        db.expire_all()
+        answered = db.get(Account, account.id)
+        assert (answered.status, answered.version) == ("in_progress", version + 1)
+
+
+def test_an_answer_keeps_a_loaded_account_current(db, make_account, app):
+    from portal import confirmations
+
+    account = make_account()
+    send_welcome(db, account, "system")
+    db.commit()
+    version = account.version
+    with app.test_request_context():
+        confirmations.record_step_event(db, account, "started")
+    assert (account.status, account.version) == ("in_progress", version + 1)
+    account.service_address = "2 New Rd"  # a later change through the same object saves
+    db.commit()
+    db.expire_all()
+    assert (db.get(Account, account.id).service_address, db.get(Account, account.id).version) == \
+        ("2 New Rd", version + 2)
+
+
 def test_a_second_tab_answering_after_signing_is_refused_not_recorded(client, db, invited, app):
     account, path = invited
     open_link(client, path)

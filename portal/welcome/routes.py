@@ -106,9 +106,22 @@ def step_page(account: confirm.StepAccount, name: str) -> str | BaseResponse | t
 
 @bp.post("/step/<name>")
 @reads_first
-@customer_required
-def step(account: Account, name: str) -> str | BaseResponse | tuple[str, int]:
-    return _handle_step(account, name)
+@customer_step_required
+def step(account: confirm.StepAccount, name: str) -> str | BaseResponse | tuple[str, int]:
+    """Answering a step. Promise answers are saved from the plain read; the other steps, and
+    a form with mistakes (shown again with its messages), use the account's objects."""
+    if account.signed_at is not None:
+        return _signed_already()
+    status = account.progress.get(name)
+    if status is None:
+        abort(404)
+    if status.step.kinds:
+        saved = _save_answers(account, account.progress, status, _answers_form(status))
+        if saved is not None:
+            return saved
+    full = get_db().get(Account, account.id)
+    assert full is not None  # the plain read found it in this request
+    return _handle_step(full, name)
 
 
 def _signed_already() -> BaseResponse:
@@ -171,24 +184,37 @@ def _render_welcome(progress: confirm.Progress, status: confirm.StepStatus, cust
                         first_visit=first_visit)
 
 
+def _answers_form(status: confirm.StepStatus, data: dict[str, object] | None = None) -> once.OnceForm:
+    return item_form_class(status.items, with_note=status.step.name == "access")(data=data)
+
+
+def _save_answers(account: Account | confirm.StepAccount, progress: confirm.Progress,
+                  status: confirm.StepStatus, form: once.OnceForm) -> BaseResponse | None:
+    """Record a promise step's answers and go on; None when the form has mistakes."""
+    if not form.validate_on_submit():
+        return None
+    answers = parse_answers(form, status.items, date.today())
+    if answers is None:
+        return None
+    if _claimed(form, f"step-{status.step.name}"):
+        session = get_db()
+        confirm.record_answers(session, account, answers)
+        note = (getattr(form, "technician_note", None) and form.technician_note.data or "").strip()
+        if note:
+            confirm.record_step_event(session, account, "technician_note", confirmed=note)
+        session.commit()
+    return _next(progress, status)
+
+
 def items_step(account: Account, progress: confirm.Progress, status: confirm.StepStatus):  # type: ignore[no-untyped-def]
-    session = get_db()
-    form_class = item_form_class(status.items, with_note=status.step.name == "access")
     if request.method == "GET":
-        latest = record.latest_entries_by_item(session, [account.id])
-        form = form_class(data=prefill(status.items, latest))
+        latest = record.latest_entries_by_item(get_db(), [account.id])
+        form = _answers_form(status, prefill(status.items, latest))
     else:
-        form = form_class()
-    if form.validate_on_submit():
-        answers = parse_answers(form, status.items, date.today())
-        if answers is not None:
-            if _claimed(form, f"step-{status.step.name}"):
-                confirm.record_answers(session, account, answers)
-                note = (getattr(form, "technician_note", None) and form.technician_note.data or "").strip()
-                if note:
-                    confirm.record_step_event(session, account, "technician_note", confirmed=note)
-                session.commit()
-            return _next(progress, status)
+        form = _answers_form(status)
+        saved = _save_answers(account, progress, status, form)
+        if saved is not None:
+            return saved
     code = 400 if request.method == "POST" else 200
     return _render_step("welcome/step_items.html", progress, status, code, form=form,
                         items=status.items, account=account)
