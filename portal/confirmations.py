@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Select, bindparam, null, select, true, union_all, update
+from sqlalchemy import Connection, Select, bindparam, cast, null, select, true, union_all, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -148,7 +148,9 @@ def _step_account_statement() -> Select[Any]:
     in_force = (select(items.c.kind, items.c.current_outcome, items.c.id.label("item_id"),
                        items.c.label, items.c.promised_value, items.c.position)
                 .where(items.c.account_id == account_id, items.c.withdrawn_at.is_(None)))
-    events = _customer_events(account_id).add_columns(*(null() for _ in range(5)))  # type: ignore[arg-type]
+    # Typed NULLs: PostgreSQL types an untyped NULL under DISTINCT as text before the UNION.
+    events = _customer_events(account_id).add_columns(  # type: ignore[arg-type]
+        *(cast(null(), column.type) for column in list(in_force.selected_columns)[1:]))
     parts = union_all(in_force, events).subquery()
     return (select(accounts.c.id, accounts.c.link_nonce_hash, accounts.c.deleted_at,
                    accounts.c.signed_at, accounts.c.status, accounts.c.service_address,
