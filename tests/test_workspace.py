@@ -150,6 +150,18 @@ def test_assigning_writes_an_entry_but_keeps_the_difference_open(client, staff, 
     assert "assigned to Kim" in page and "7788" in page
 
 
+def test_assigning_to_someone_not_offered_is_refused_and_writes_nothing(
+        client, staff, make_staff, seeded, db):
+    login(staff, make_staff)
+    technician = make_staff("technician", name="Tech")
+    before = count_rows(db, RecordEntry)
+    for assignee in (str(2 ** 63), str(technician.id), "-1"):  # too big for the column; not offered
+        response = _resolve(client, seeded["gate"].id, "assign", assignee=assignee)
+        assert response.status_code == 302
+        assert "Choose who should handle it." in client.get(response.headers["Location"]).get_data(as_text=True)
+    assert count_rows(db, RecordEntry) == before
+
+
 def test_accepting_a_new_start_date_moves_the_first_visit(client, staff, make_staff, db, make_account):
     account = make_account(first_visit=TODAY + timedelta(days=5))
     new_date = (TODAY + timedelta(days=9)).isoformat()

@@ -108,7 +108,8 @@ def differences_csv() -> Response:
 @roles_required(*SELLING_ROLES)
 def resolve(item_id: int) -> BaseResponse:
     session = get_db()
-    form = new_resolve_form(salespeople(get_db()))
+    people = salespeople(session)
+    form = new_resolve_form(people)
     back = request.form.get("back") or ""
     target = back if is_safe_next(back) and back.startswith("/staff/") else url_for("staff.differences")
     if not form.validate_on_submit():
@@ -125,7 +126,8 @@ def resolve(item_id: int) -> BaseResponse:
             diffs.keep_promise(session, item_id, _me(), note)
             message = "Kept the promise; the note is in the service record."
         else:
-            assignee = session.get(StaffUser, form.assignee.data or 0)
+            # One of the colleagues offered, never a lookup by whatever number was posted.
+            assignee = next((p for p in people if p.id == form.assignee.data), None)
             if assignee is None:
                 raise diffs.ResolutionError("Choose who should handle it.")
             diffs.assign(session, item_id, _me(), assignee, note)

@@ -13,7 +13,7 @@ from flask import current_app, redirect, session, url_for
 from sqlalchemy.orm import lazyload
 
 from portal.confirmations import StepAccount, read_step_account
-from portal.db import get_db, get_engine
+from portal.db import get_db, read_connection
 from portal.models import Account, Invoice
 
 KEY = "customer"
@@ -99,7 +99,7 @@ def current_step_account() -> StepAccount | None:
     data = _session_data()
     if data is None or not isinstance(data.get("a"), int):
         return None
-    with get_engine().connect() as connection:
+    with read_connection() as connection:
         account = read_step_account(connection, data["a"])
     return account if _granted(data, account, allow_pay_link=False) else None
 
