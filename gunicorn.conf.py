@@ -21,7 +21,7 @@ with care. req/s (p99 ms):
     sync, 2 workers              1060 (65)       82 (495)      42 (976)
     sync, 4 workers              1047 (55)      101 (420)      55 (818)
 
-The CPU is the limit: a page costs 2.7-24 ms of worker CPU in every configuration (the bench
+The CPU is the limit: a page costs 3-37 ms of worker CPU in every configuration (the bench
 prints it; 9-42 ms when the table above was measured, before the pages were made cheaper), so
 threads or processes beyond the cores only queue. gthread gains on the bare
 route (connection reuse) and loses on writes and tails: its threads queue for the SQLite write
