@@ -105,6 +105,21 @@ def _resolve(client, item_id, action, **extra):
                        data={**fields, "action": action, **extra})
 
 
+def test_each_rows_resolve_forms_carry_its_own_item(client, staff, make_staff, seeded):
+    from portal.staff.workspace import ITEM_SLOT
+
+    login(staff, make_staff)
+    page = client.get("/staff/differences").get_data(as_text=True)
+    assert str(ITEM_SLOT) not in page
+    for key in ("gate", "salt", "visit"):
+        item_id = seeded[key].id
+        row = page.split(f'/staff/differences/{item_id}/resolve', 1)[1].split('<li class="card difference">')[0]
+        assert f'for="keep-note-{item_id}"' in row and f'id="keep-note-{item_id}"' in row
+        assert f'id="assignee-{item_id}"' in row and f'-{item_id}-keep"' in row
+        # A dispute without a new value cannot be accepted as it stands.
+        assert (f'-{item_id}-accept"' in page) == (key != "salt")
+
+
 def test_accepting_the_customers_version_writes_an_entry_and_leaves_the_open_list(
         client, staff, make_staff, seeded, db):
     user = login(staff, make_staff)

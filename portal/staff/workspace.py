@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from datetime import date, datetime, timezone
 
 from flask import Response, abort, flash, redirect, render_template, request, url_for
+from markupsafe import Markup
 from flask_login import current_user
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -59,6 +60,17 @@ def _filter_form(people: list[StaffUser]) -> tuple[DifferenceFilterForm, diffs.D
     return form, flt
 
 
+# The resolve forms are the same on every row but for the item's id: a page renders them once
+# with this stand-in id and each row swaps in its own (a 19-digit number that no item id,
+# token or one-time id on the page contains).
+ITEM_SLOT = 9_000_000_000_000_000_001
+
+
+@bp.app_template_filter("for_item")
+def for_item(forms: Markup, item_id: int) -> Markup:
+    return forms.replace(str(ITEM_SLOT), str(int(item_id)))
+
+
 @bp.get("/differences")
 @roles_required(*SELLING_ROLES)
 def differences() -> str:
@@ -67,7 +79,8 @@ def differences() -> str:
     page = diffs.list_differences(get_db(), _me(), flt)
     args = {k: v for k, v in request.args.items() if k != "page"}
     return render_template("staff/differences.html", form=form, flt=flt, page=page, args=args,
-                           resolve_form=new_resolve_form(people), highlight=diffs.highlight)
+                           resolve_form=new_resolve_form(people), highlight=diffs.highlight,
+                           item_slot=ITEM_SLOT)
 
 
 CSV_HEADER = ["account_id", "customer", "service_address", "first_visit", "salesperson", "kind",
