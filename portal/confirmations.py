@@ -53,7 +53,7 @@ class StepStatus:
     step: Step
     number: int
     done: bool
-    items: list[PromiseItem] = field(default_factory=list)
+    items: list[PromiseItem | StepItem] = field(default_factory=list)
 
 
 @dataclass

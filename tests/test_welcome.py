@@ -212,6 +212,19 @@ def test_the_welcome_step_is_one_read_and_shows_the_account_and_progress(app, cl
     assert again.count("(done)") == 1 and form_fields(again)["form_id"] != form_fields(page)["form_id"]
 
 
+def test_a_promise_step_reuses_the_plain_read_for_its_progress(app, client, db, invited):
+    account, path = invited
+    open_link(client, path)
+    client.get("/welcome/step/schedule")
+    response, statements = _statements(app, client, "/welcome/step/schedule")
+    page = response.get_data(as_text=True)
+    # The plain read, the account's objects, the previous answers: progress is not read again.
+    assert response.status_code == 200 and len(statements) == 3, statements
+    for item in account.items:
+        if item.kind in ("visit_day", "start_date"):
+            assert f'name="i{item.id}_answer"' in page and item.label in page
+
+
 def test_the_welcome_step_refuses_a_deleted_account_or_a_pay_only_session(app, client, db, invited):
     account, path = invited
     open_link(client, path)

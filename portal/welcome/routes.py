@@ -99,9 +99,7 @@ def step_page(account: confirm.StepAccount, name: str) -> str | BaseResponse | t
         abort(404)
     if status.step.name in PLAIN_PAGES:
         return PLAIN_PAGES[status.step.name](account, status)
-    full = get_db().get(Account, account.id)
-    assert full is not None  # the plain read found it in this request
-    return _handle_step(full, name)
+    return _handle_step(account, status)
 
 
 @bp.post("/step/<name>")
@@ -119,9 +117,7 @@ def step(account: confirm.StepAccount, name: str) -> str | BaseResponse | tuple[
         saved = _save_answers(account, account.progress, status, _answers_form(status))
         if saved is not None:
             return saved
-    full = get_db().get(Account, account.id)
-    assert full is not None  # the plain read found it in this request
-    return _handle_step(full, name)
+    return _handle_step(account, status)
 
 
 def _signed_already() -> BaseResponse:
@@ -129,15 +125,11 @@ def _signed_already() -> BaseResponse:
     return redirect(url_for("welcome.my_service"))
 
 
-def _handle_step(account: Account, name: str) -> str | BaseResponse | tuple[str, int]:
-    if account.signed_at is not None:
-        return _signed_already()
-    progress = confirm.progress(get_db(), account)
-    status = progress.get(name)
-    if status is None:
-        abort(404)
-    handler = STEP_HANDLERS[status.step.name]
-    return handler(account, progress, status)
+def _handle_step(account: confirm.StepAccount, status: confirm.StepStatus) -> str | BaseResponse | tuple[str, int]:
+    """The step's own handler, with the account's objects and the progress already read."""
+    full = get_db().get(Account, account.id)
+    assert full is not None  # the plain read found it in this request
+    return STEP_HANDLERS[status.step.name](full, account.progress, status)
 
 
 def _render_step(template: str, progress: confirm.Progress, status: confirm.StepStatus,
