@@ -106,7 +106,13 @@ def begin_writes(session: Session) -> None:
     g.request_writes = True
 
 
+# read_connection's mark on SQLite: the caller runs one statement, no BEGIN needed.
+ONE_STATEMENT = "portal_one_statement"
+
+
 def _sqlite_begin(conn: Any) -> None:
+    if conn.get_execution_options().get(ONE_STATEMENT):
+        return  # a lone SELECT reads one snapshot without a transaction around it
     conn.exec_driver_sql("BEGIN IMMEDIATE" if _wants_write_lock() else "BEGIN")
 
 
@@ -148,11 +154,13 @@ def get_db() -> Session:
 def read_connection() -> Iterator[Connection]:
     """A connection for a single read outside the request's session. On PostgreSQL it runs
     in autocommit: one statement needs no BEGIN and ROLLBACK, two of the round trips that
-    cost the client more CPU than the query. (SQLite has no round trips to save, and its
-    driver's own transaction handling must stay off, so it keeps the session's set-up.)"""
+    cost the client more CPU than the query. On SQLite the BEGIN is left out alike (the
+    driver's own transaction handling stays off, so no isolation level is set)."""
     with get_engine().connect() as connection:
         if connection.dialect.name == "postgresql":
             connection.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            connection.execution_options(**{ONE_STATEMENT: True})
         yield connection
 
 

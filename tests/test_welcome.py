@@ -212,6 +212,59 @@ def test_the_welcome_step_is_one_read_and_shows_the_account_and_progress(app, cl
     assert again.count("(done)") == 1 and form_fields(again)["form_id"] != form_fields(page)["form_id"]
 
 
+def _without_tokens(page: str) -> str:
+    return re.sub(r'name="(csrf_token|form_id)" type="hidden" value="[^"]*"', r'name="\1"', page)
+
+
+def test_welcome_pages_share_a_skeleton_and_each_shows_only_its_own_customer(
+        app, db, make_account):
+    from portal.skeletons import SKELETONS
+
+    first, second = make_account(), make_account(customer_name='<b>O\'Brien & "Co"</b>',
+                                                 service_address="12 <i>Elm</i> St",
+                                                 first_visit=date(2027, 3, 4))
+    pages = {}
+    for account in (first, second):
+        visitor = app.test_client()
+        open_link(visitor, "/welcome/t/" + token_of(send_welcome(db, account, "system").url))
+        db.commit()
+        pages[account.id] = visitor.get("/welcome/step/welcome").get_data(as_text=True)
+        kept = app.extensions[SKELETONS].parts
+        assert len(kept) == 1  # the second customer's page came from the first one's skeleton
+        app.extensions.pop(SKELETONS)
+        fresh = visitor.get("/welcome/step/welcome").get_data(as_text=True)
+        assert _without_tokens(fresh) == _without_tokens(pages[account.id])
+        # The page's own CSRF token and form id work: "Let's start" is taken.
+        assert visitor.post("/welcome/step/welcome", data=form_fields(pages[account.id])).status_code == 302
+    mine, theirs = pages[second.id], pages[first.id]
+    assert "&lt;b&gt;O&#39;Brien &amp; &#34;Co&#34;&lt;/b&gt;" in mine and "<b>O'Brien" not in mine
+    assert "12 &lt;i&gt;Elm&lt;/i&gt; St" in mine and "Thursday, March 4, 2027" in mine
+    assert first.customer.name not in mine and first.service_address not in mine
+    assert second.service_address not in theirs and "O&#39;Brien" not in theirs
+    assert not re.search(r"slot[0-9a-f]{24}", mine + theirs)  # every slot filled
+
+
+def test_a_welcome_skeleton_follows_progress_flashes_and_the_company(app, client, db, invited):
+    from portal.company import forget_company
+    from portal.models import CompanySettings
+
+    _, path = invited
+    open_link(client, path)
+    page = client.get("/welcome/step/welcome").get_data(as_text=True)
+    assert client.post("/welcome/step/welcome", data=form_fields(page)).status_code == 302
+    assert client.get("/welcome/step/welcome").get_data(as_text=True).count("(done)") == 1
+    db.add(CompanySettings(name="Sunny <Pools>", brand_color="#0b5cab", readiness_checklist=[]))
+    db.commit()
+    forget_company()
+    renamed = client.get("/welcome/step/welcome").get_data(as_text=True)
+    assert "Sunny &lt;Pools&gt;" in renamed and "(done)" in renamed
+    with client.session_transaction() as session:
+        session["_flashes"] = [("info", "A message for this customer alone")]
+    flashed = client.get("/welcome/step/welcome").get_data(as_text=True)
+    assert "A message for this customer alone" in flashed
+    assert "A message for this customer alone" not in client.get("/welcome/step/welcome").get_data(as_text=True)
+
+
 def test_a_promise_step_reuses_the_plain_read_for_its_progress(app, client, db, invited):
     account, path = invited
     open_link(client, path)

@@ -12,8 +12,9 @@ from portal.company import get_company
 from portal.db import begin_writes, get_db, mark_writes, reads_first
 from portal.extensions import limiter
 from portal.models import Account
-from portal.handoffs import OnboardingSigned
+from portal.handoffs import OnboardingSigned, display_value
 from portal.onboarding import send_link_on_request
+from portal.skeletons import render_filled
 from portal.welcome import bp, calendar
 from portal.welcome import customer
 from portal.welcome.customer import customer_required, customer_step_required
@@ -162,18 +163,32 @@ def welcome_step(account: Account, progress: confirm.Progress, status: confirm.S
                            account.first_visit, form)
 
 
-def _welcome_page(account: confirm.StepAccount, status: confirm.StepStatus) -> tuple[str, int]:
-    return _render_welcome(account.progress, status, account.customer_name, account.service_address,
-                           account.first_visit, None)
+def _welcome_page(account: confirm.StepAccount, status: confirm.StepStatus) -> str:
+    """The first page of every customer in a burst: filled into a skeleton shared by every
+    customer at the same point of the same steps (see portal.skeletons)."""
+    progress = account.progress
+    before, after = progress.neighbours(status.step.name)
+    shape = (tuple((each.step.name, each.done) for each in progress.steps), status.step.name,
+             account.first_visit is not None)
+    personal = {"customer_name": account.customer_name, "service_address": account.service_address,
+                "first_visit_shown": _first_visit_shown(account.first_visit),
+                "form_id": once.new_form_id()}
+    return render_filled("welcome/step_welcome.html", shape, personal, progress=progress,
+                         current=status, previous=before, following=after, form=None,
+                         first_visit=account.first_visit is not None)
 
 
 def _render_welcome(progress: confirm.Progress, status: confirm.StepStatus, customer_name: str,
                     service_address: str, first_visit: date | None,
-                    form: once.OnceForm | None) -> tuple[str, int]:
-    return _render_step("welcome/step_welcome.html", progress, status, 400 if form else 200,
-                        form=form, form_id=form.form_id.data if form else once.new_form_id(),
-                        customer_name=customer_name, service_address=service_address,
-                        first_visit=first_visit)
+                    form: once.OnceForm) -> tuple[str, int]:
+    return _render_step("welcome/step_welcome.html", progress, status, 400, form=form,
+                        form_id=form.form_id.data, customer_name=customer_name,
+                        service_address=service_address, first_visit=first_visit is not None,
+                        first_visit_shown=_first_visit_shown(first_visit))
+
+
+def _first_visit_shown(first_visit: date | None) -> str:
+    return display_value(first_visit.isoformat(), "start_date") if first_visit else ""
 
 
 def _answers_form(status: confirm.StepStatus, data: dict[str, object] | None = None) -> once.OnceForm:
