@@ -224,10 +224,9 @@ def _open_for_answers(session: Session, account: Account | StepAccount) -> None:
 
 def record_answers(session: Session, account: Account | StepAccount, answers: list[Answer]) -> None:
     _open_for_answers(session, account)
-    for answer in answers:
-        record.append(session, account, event="answered", actor=CUSTOMER, item=answer.item,
-                      promised_value=answer.item.promised_value, confirmed_value=answer.value,
-                      outcome=answer.outcome, note=answer.comment)
+    record.append_all(session, account, [
+        record.Change("answered", CUSTOMER, answer.item, answer.item.promised_value, answer.value,
+                      answer.outcome, answer.comment) for answer in answers])
 
 
 def record_step_event(session: Session, account: Account | StepAccount, event: str, *,

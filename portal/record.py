@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, Iterable, Protocol
+from typing import Any, Iterable, Protocol, Sequence
 
 from flask import g, has_request_context
 from sqlalchemy import bindparam, event, func, select
@@ -51,60 +51,94 @@ class Identified(Protocol):
     def id(self) -> int: ...
 
 
-def append(
-    session: Session,
-    account: Account | Identified,
-    *,
-    event: str,
-    actor: str,
-    item: PromiseItem | Identified | None = None,
-    promised_value: str | None = None,
-    confirmed_value: str | None = None,
-    outcome: str | None = None,
-    note: str = "",
-    details: dict[str, Any] | None = None,
-) -> RecordEntry:
-    """Add one entry to the account's chain. The caller commits (one transaction per action).
+@dataclass(frozen=True)
+class Change:
+    """One entry to append: what `append` takes after the account."""
 
-    The entry is written with one INSERT ... RETURNING and joins the session as a loaded
-    object; the item's state pointer with one UPDATE. Neither waits for a flush: a customer's
-    answer appends two or three entries, and the unit of work cost more than the SQL."""
-    if item is not None and item.id is None:
+    event: str
+    actor: str
+    item: PromiseItem | Identified | None = None
+    promised_value: str | None = None
+    confirmed_value: str | None = None
+    outcome: str | None = None
+    note: str = ""
+    details: dict[str, Any] | None = None
+
+
+def append(session: Session, account: Account | Identified, *, event: str, actor: str,
+           item: PromiseItem | Identified | None = None, promised_value: str | None = None,
+           confirmed_value: str | None = None, outcome: str | None = None, note: str = "",
+           details: dict[str, Any] | None = None) -> RecordEntry:
+    """Add one entry to the account's chain. The caller commits (one transaction per action)."""
+    return append_all(session, account, [Change(event, actor, item, promised_value, confirmed_value,
+                                                outcome, note, details)])[0]
+
+
+def append_all(session: Session, account: Account | Identified,
+               changes: Sequence[Change]) -> list[RecordEntry]:
+    """Add entries to the account's chain, in order, with one INSERT ... RETURNING for all of
+    them; the items' state pointers with one UPDATE run for each. The entries join the session
+    as loaded objects. Nothing waits for a flush: a customer's answer appends two or three
+    entries, and the unit of work cost more than the SQL."""
+    if not changes:
+        return []
+    if any(change.item is not None and change.item.id is None for change in changes):
         session.flush()  # a promise added in this transaction: it needs its id first
     seq, prev_hash = _chain_head(session, account.id)
+    entries = []
+    for change in changes:
+        entry = _chained_entry(account.id, seq, prev_hash, change)
+        entries.append(entry)
+        seq, prev_hash = seq + 1, entry.hash
+    rows = [{column.key: getattr(entry, column.key) for column in _ENTRY_COLUMNS} for entry in entries]
+    ids: dict[int, int] = dict(session.connection().execute(_INSERT_ENTRIES, rows).all())  # type: ignore[arg-type]
+    for entry in entries:
+        entry.id = ids[entry.seq]
+        make_transient_to_detached(entry)
+        session.add(entry)
+    session.info[HEADS][account.id] = (seq, prev_hash)
+    _set_item_states(session, [(change.item, entry) for change, entry in zip(changes, entries)
+                               if change.item is not None and change.outcome is not None])
+    return entries
+
+
+def _chained_entry(account_id: int, seq: int, prev_hash: str, change: Change) -> RecordEntry:
     entry = RecordEntry(
-        account_id=account.id,
+        account_id=account_id,
         seq=seq,
-        item_id=item.id if item is not None else None,
-        event=event,
-        promised_value=promised_value,
-        confirmed_value=confirmed_value,
-        outcome=outcome,
-        actor=actor,
-        note=note,
-        details=details or {},
+        item_id=change.item.id if change.item is not None else None,
+        event=change.event,
+        promised_value=change.promised_value,
+        confirmed_value=change.confirmed_value,
+        outcome=change.outcome,
+        actor=change.actor,
+        note=change.note,
+        details=change.details or {},
         created_at=utcnow(),
         request_id=current_request_id(),
         prev_hash=prev_hash,
     )
     entry.hash = entry_digest(entry, prev_hash)
-    values = {column.key: getattr(entry, column.key) for column in _ENTRY_COLUMNS}
-    entry.id = session.connection().execute(_INSERT_ENTRY, values).scalar_one()
-    make_transient_to_detached(entry)
-    session.add(entry)
-    session.info[HEADS][account.id] = (seq + 1, entry.hash)
-    if item is not None and outcome is not None:
-        # Entries with an outcome carry state; notes like 'assigned' leave the state alone.
-        session.connection().execute(_SET_ITEM_STATE, {"item_id": item.id, "entry_id": entry.id,
-                                                       "outcome": outcome})
-        if isinstance(item, PromiseItem):
-            set_committed_value(item, "latest_entry_id", entry.id)
-            set_committed_value(item, "current_outcome", outcome)
     return entry
 
 
+def _set_item_states(session: Session, changed: list[tuple[PromiseItem | Identified, RecordEntry]]) -> None:
+    """Entries with an outcome carry their item's state; notes like 'assigned' leave it alone."""
+    if not changed:
+        return
+    session.connection().execute(_SET_ITEM_STATE, [
+        {"item_id": item.id, "entry_id": entry.id, "outcome": entry.outcome} for item, entry in changed])
+    for item, entry in changed:
+        if isinstance(item, PromiseItem):
+            set_committed_value(item, "latest_entry_id", entry.id)
+            set_committed_value(item, "current_outcome", entry.outcome)
+
+
 _ENTRY_COLUMNS = [column for column in RecordEntry.__table__.columns if column.key != "id"]
-_INSERT_ENTRY = RecordEntry.__table__.insert().returning(RecordEntry.__table__.c.id)
+# Rows come back in no set order: each id is matched to its entry by seq (unique within the
+# account). Asking for them in order would cost SQLite one INSERT per row.
+_INSERT_ENTRIES = RecordEntry.__table__.insert().returning(RecordEntry.__table__.c.seq,
+                                                           RecordEntry.__table__.c.id)
 _SET_ITEM_STATE = (PromiseItem.__table__.update()
                    .where(PromiseItem.__table__.c.id == bindparam("item_id"))
                    .values(latest_entry_id=bindparam("entry_id"), current_outcome=bindparam("outcome")))

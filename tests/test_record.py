@@ -47,6 +47,40 @@ def test_an_append_is_written_at_once_and_the_item_points_at_it(db, make_account
     assert record.verify_chain(db, account.id) is None
 
 
+def test_answers_are_appended_with_one_insert_in_order_and_each_item_points_at_its_own(db, make_account):
+    account = make_account()
+    first, second, third = account.items[:3]
+    record.append(db, account, event="note", actor="staff:1")
+    db.commit()
+    statements: list[str] = []
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(db.get_bind(), "before_cursor_execute", listener)
+    try:
+        entries = record.append_all(db, account, [
+            record.Change("answered", "customer", first, first.promised_value, "Tuesday", "changed"),
+            record.Change("answered", "customer", second, second.promised_value, None, "confirmed"),
+            record.Change("note", "customer", confirmed_value="a note, no state"),
+            record.Change("answered", "customer", third, third.promised_value, None, "disputed", "no"),
+        ])
+    finally:
+        event.remove(db.get_bind(), "before_cursor_execute", listener)
+    inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT INTO RECORD_ENTRIES")]
+    assert len(inserts) == 1, statements
+    assert [e.seq for e in entries] == list(range(entries[0].seq, entries[0].seq + 4))
+    assert [e.prev_hash for e in entries[1:]] == [e.hash for e in entries[:-1]]
+    db.commit()
+    stored = {row.id: row for row in db.scalars(select(RecordEntry).where(RecordEntry.account_id == account.id))}
+    assert [stored[e.id].event for e in entries] == ["answered", "answered", "note", "answered"]
+    assert [stored[e.id].seq for e in entries] == [e.seq for e in entries]
+    items = {row.id: tuple(row) for row in db.execute(
+        select(PromiseItem.id, PromiseItem.current_outcome, PromiseItem.latest_entry_id)
+        .where(PromiseItem.id.in_([first.id, second.id, third.id])))}
+    assert items == {first.id: (first.id, "changed", entries[0].id), second.id: (second.id, "confirmed", entries[1].id),
+                     third.id: (third.id, "disputed", entries[3].id)}
+    assert record.verify_chain(db, account.id) is None
+    assert record.append_all(db, account, []) == []
+
+
 def test_orm_update_of_an_entry_is_refused(db, make_account):
     make_account()
     entry = _first_entry(db)
