@@ -15,7 +15,8 @@ and then --duration seconds:
 
 - `/bench/hello`: a bare view inside the portal app (bench/bench_app.py): the reference;
 - `/bench/pure/hello`: the same view in a plain Flask app, for comparison only;
-- the welcome step page (GET), round the customers;
+- the welcome step page (GET), round the customers (their session cookies brought up to date
+  before each round, as a browser keeps the cookie a response sets: see keep_cookies_fresh);
 - the confirmation POST of the "Visit schedule" step (CSRF token, customer session cookie and a
   fresh one-time form id per request, so every POST is a real write: a form id claimed and the
   answers appended to the service record); the rows written are counted afterwards;
@@ -347,6 +348,21 @@ def sign_in_customers(port: int, links: list[str], data: Path) -> None:
     data.write_text("\n".join(lines) + "\n")
 
 
+def keep_cookies_fresh(port: int, data: Path) -> None:
+    """Do what a browser does with the cookie a response sets: wrk sends the same cookies all
+    run long, and a customer session is re-signed (a new cookie) once it is a minute old, so
+    after a minute every request would re-sign it. Before each round, each customer's session
+    is brought up to date with one GET, outside the measured time."""
+    lines = []
+    for line in data.read_text().splitlines():
+        cookie, rest = line.split("\t", 1)
+        name, value = cookie.split("=", 1)
+        page = fetch(port, "GET", "/welcome/step/welcome", {name: value})
+        assert page.status == 200, page.status
+        lines.append(f"{name}={page.cookies[name]}\t{rest}")
+    data.write_text("\n".join(lines) + "\n")
+
+
 def sign_in_office(port: int, data: Path) -> None:
     login = fetch(port, "GET", "/staff/login")
     form = {**hidden_fields(login.body), "email": OFFICE_EMAIL, "password": OFFICE_PASSWORD}
@@ -417,6 +433,8 @@ def bench_database(name: str, database_url: str, workdir: Path, args: argparse.N
         for number in range(args.rounds):
             for scenario in scenarios:
                 label = f"m{name[:2]}{number}{scenario.key}"
+                if scenario.data == str(customers):
+                    keep_cookies_fresh(port, customers)
                 cpu = server_cpu_seconds(master)
                 figures = run_wrk(port, scenario, seconds, label, args)
                 figures["cpu_s"] = server_cpu_seconds(master) - cpu  # the drain included: small
