@@ -217,6 +217,11 @@ def seed(database_url: str, workdir: Path, accounts: int, customers: int) -> lis
             if n % 100 == 99:
                 session.commit()
         session.commit()
+        if session.get_bind().dialect.name == "postgresql":
+            # As autovacuum would soon after such a load (it might otherwise do it mid-run and
+            # change the plans while they are measured): the planner's statistics.
+            session.execute(text("ANALYZE"))
+            session.commit()
     app.extensions["portal.engine"].dispose()
     return links
 
