@@ -8,7 +8,7 @@ import difflib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from datetime import date
 from typing import Any
 
@@ -229,6 +229,9 @@ def assign(session: Session, item_id: int, staff: StaffUser, assignee: StaffUser
                          note=note, details={"assignee_id": assignee.id, "assignee": assignee.display_name})
 
 
+# Kept: a page of differences shows the same pairs on every reload, and diffing them costs
+# more than the rest of a row (the values are short; the results are immutable Markup).
+@lru_cache(maxsize=4096)
 def highlight(before: str, after: str) -> tuple[Markup, Markup]:
     """Word-level difference: removed words in <del>, added words in <ins>, all escaped."""
     old, new = before.split(), after.split()

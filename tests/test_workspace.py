@@ -105,12 +105,12 @@ def _resolve(client, item_id, action, **extra):
                        data={**fields, "action": action, **extra})
 
 
-def test_each_rows_resolve_forms_carry_its_own_item(client, staff, make_staff, seeded):
-    from portal.staff.workspace import ITEM_SLOT
+def test_each_rows_resolve_forms_and_account_link_carry_its_own_ids(client, staff, make_staff, seeded):
+    from portal.staff.workspace import ROW_SLOT
 
     login(staff, make_staff)
     page = client.get("/staff/differences").get_data(as_text=True)
-    assert str(ITEM_SLOT) not in page
+    assert str(ROW_SLOT) not in page
     for key in ("gate", "salt", "visit"):
         item_id = seeded[key].id
         row = page.split(f'/staff/differences/{item_id}/resolve', 1)[1].split('<li class="card difference">')[0]
@@ -118,6 +118,9 @@ def test_each_rows_resolve_forms_carry_its_own_item(client, staff, make_staff, s
         assert f'id="assignee-{item_id}"' in row and f'-{item_id}-keep"' in row
         # A dispute without a new value cannot be accepted as it stands.
         assert (f'-{item_id}-accept"' in page) == (key != "salt")
+        whole_row = next(chunk for chunk in page.split('<li class="card difference">')
+                         if f'/staff/differences/{item_id}/resolve' in chunk)
+        assert f'href="/staff/accounts/{seeded[key].account_id}"' in whole_row
 
 
 def test_accepting_the_customers_version_writes_an_entry_and_leaves_the_open_list(

@@ -60,15 +60,15 @@ def _filter_form(people: list[StaffUser]) -> tuple[DifferenceFilterForm, diffs.D
     return form, flt
 
 
-# The resolve forms are the same on every row but for the item's id: a page renders them once
-# with this stand-in id and each row swaps in its own (a 19-digit number that no item id,
-# token or one-time id on the page contains).
-ITEM_SLOT = 9_000_000_000_000_000_001
+# The resolve forms (and the account link) are the same on every row but for the row's id: a
+# page renders them once with this stand-in id and each row swaps in its own (a 19-digit number
+# that no item id, token or one-time id on the page contains).
+ROW_SLOT = 9_000_000_000_000_000_001
 
 
-@bp.app_template_filter("for_item")
-def for_item(forms: Markup, item_id: int) -> Markup:
-    return forms.replace(str(ITEM_SLOT), str(int(item_id)))
+@bp.app_template_filter("for_row")
+def for_row(rendered: Markup, row_id: int) -> Markup:
+    return rendered.replace(str(ROW_SLOT), str(int(row_id)))
 
 
 @bp.get("/differences")
@@ -80,7 +80,8 @@ def differences() -> str:
     args = {k: v for k, v in request.args.items() if k != "page"}
     return render_template("staff/differences.html", form=form, flt=flt, page=page, args=args,
                            resolve_form=new_resolve_form(people), highlight=diffs.highlight,
-                           item_slot=ITEM_SLOT)
+                           row_slot=ROW_SLOT,
+                           account_link=Markup(url_for("staff.account", account_id=ROW_SLOT)))
 
 
 CSV_HEADER = ["account_id", "customer", "service_address", "first_visit", "salesperson", "kind",
