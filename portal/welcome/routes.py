@@ -15,6 +15,7 @@ from portal.models import Account
 from portal.handoffs import OnboardingSigned, display_value
 from portal.onboarding import send_link_on_request
 from portal.skeletons import render_filled
+from portal.web import fixed_url
 from portal.welcome import bp, calendar
 from portal.welcome import customer
 from portal.welcome.customer import customer_required, customer_step_required
@@ -142,7 +143,7 @@ def _render_step(template: str, progress: confirm.Progress, status: confirm.Step
 
 def _next(progress: confirm.Progress, status: confirm.StepStatus) -> BaseResponse:
     _, after = progress.neighbours(status.step.name)
-    return redirect(url_for("welcome.step", name=after.step.name) if after else url_for("welcome.resume"))
+    return redirect(fixed_url("welcome.step", name=after.step.name) if after else fixed_url("welcome.resume"))
 
 
 def _claimed(form: once.OnceForm, purpose: str) -> bool:
