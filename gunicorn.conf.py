@@ -5,31 +5,30 @@ BIND (or HOST/PORT), WEB_CONCURRENCY (workers), GUNICORN_WORKER_CLASS, GUNICORN_
 GUNICORN_TIMEOUT, GUNICORN_ACCESSLOG ("-" for stdout), FORWARDED_ALLOW_IPS.
 
 Why sync workers, one per core (WEB_CONCURRENCY defaults to the CPU count): measured with
-`bench/load.py --accounts 300 --pages bare,welcome,post [--worker-class/--workers/--threads]` on
-this repo's 2-core machine, wrk -t2 -c32 on the same machine, 5 x 2 s rounds taking turns per
-page. Other processes shared the machine (load average 3 to 9), so compare rows within a column
-with care. req/s (p99 ms):
+`bench/load.py --pages welcome,post,differences [--workers N | --worker-class gthread --threads 4]`
+on this repo's 2-core machine (2026-12-01), wrk -t2 -c32 on the same machine, 5 x 2 s rounds
+taking turns per page, one run per line, in this order. The machine's speed drifted during the
+runs (the same page cost up to 40 % more worker CPU in the later ones), so compare the shares
+of the bare route more than req/s. req/s (p99 ms), share of the bare route's req/s:
 
-    SQLite                        bare route    welcome GET   confirmation POST
-    sync, 2 workers               857 (59)      131 (299)      70 (661)
-    sync, 4 workers               808 (59)      109 (422)      66 (901)
-    gthread 2 x 4, keep-alive    1118 (142)     145 (591)      53 (1645)
-    gthread 2 x 4, Connection: close
-                                 1115 (127)     173 (464)      52 (1379)
-    gthread 4 x 2, keep-alive    1207 (540)     146 (866)      54 (1821)
+    SQLite               bare route      welcome GET        confirmation POST   differences
+    sync, 2 workers      3148 (106)      1591 (32)  51 %     510 (90)  16 %     165 (353)  5 %
+    sync, 4 workers      2106 (28)        818 (58)  39 %     346 (166) 16 %     124 (381)  6 %
+    gthread 2 x 4        2596 (145)      1139 (82)  44 %     298 (550) 11 %     134 (564)  5 %
     PostgreSQL (same host)
-    sync, 2 workers              1060 (65)       82 (495)      42 (976)
-    sync, 4 workers              1047 (55)      101 (420)      55 (818)
+    sync, 2 workers      2748 (178)       987 (53)  36 %     294 (178) 11 %      96 (500)  3 %
+    sync, 4 workers      2580 (21)        796 (61)  31 %     282 (152) 11 %      93 (432)  4 %
+    gthread 2 x 4        2471 (50)        720 (106) 29 %     251 (253) 10 %      87 (737)  4 %
 
-The CPU is the limit: a page costs 3-37 ms of worker CPU in every configuration (the bench
-prints it; 9-42 ms when the table above was measured, before the pages were made cheaper), so
-threads or processes beyond the cores only queue. gthread gains on the bare
-route (connection reuse) and loses on writes and tails: its threads queue for the SQLite write
-lock and the GIL, and its p99 is 2-3 times worse. sync x 2 gave the best POST on SQLite and the
-lowest p99 overall; on PostgreSQL 4 workers did a little better (a worker waits while the
-database works), so with PostgreSQL, above all on another host, set WEB_CONCURRENCY to twice
-the cores. sync workers need a buffering reverse proxy in front (nginx's default) so that slow
-clients cannot hold them.
+The CPU is the limit: every page costs worker CPU (1-18 ms; the bench prints it), so threads or
+processes beyond the cores only queue, and the database (SQLite's write lock, PostgreSQL's own
+processes) shares the same cores. gthread loses on writes and tails: its threads queue for the
+SQLite write lock and the GIL, and its p99 is 2-6 times worse. An earlier measurement, when the
+pages cost several times more, saw 4 workers do a little better on PostgreSQL (a worker waits
+while the database works); with today's pages they do not on one host. With PostgreSQL on
+another host, each query waits for the network: measure `--workers` there (twice the cores is
+the first thing to try). sync workers need a buffering reverse proxy in front (nginx's default)
+so that slow clients cannot hold them.
 """
 from __future__ import annotations
 
