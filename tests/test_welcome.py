@@ -212,6 +212,22 @@ def test_the_welcome_step_is_one_read_and_shows_the_account_and_progress(app, cl
     assert again.count("(done)") == 1 and form_fields(again)["form_id"] != form_fields(page)["form_id"]
 
 
+def test_the_welcome_read_runs_without_a_transaction_around_it(app, client, invited):
+    _, path = invited
+    open_link(client, path)
+    client.get("/welcome/step/welcome")  # the company settings and the CSRF secret, once
+    statements: list[str] = []
+    engine = app.extensions["portal.engine"]
+    listener = lambda *args: statements.append(args[2].strip().upper())  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        assert client.get("/welcome/step/welcome").status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    # One SELECT and nothing else: no BEGIN around it (on PostgreSQL it runs in autocommit).
+    assert len(statements) == 1 and statements[0].startswith("SELECT"), statements
+
+
 def _without_tokens(page: str) -> str:
     return re.sub(r'name="(csrf_token|form_id)" type="hidden" value="[^"]*"', r'name="\1"', page)
 
