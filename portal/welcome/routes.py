@@ -134,11 +134,15 @@ def _handle_step(account: confirm.StepAccount, status: confirm.StepStatus) -> st
     return STEP_HANDLERS[status.step.name](full, account.progress, status)
 
 
+def _frame(progress: confirm.Progress, status: confirm.StepStatus) -> dict[str, object]:
+    """What every step's frame shows: the progress bar and the ways back and on."""
+    before, after = progress.neighbours(status.step.name)
+    return {"progress": progress, "current": status, "previous": before, "following": after}
+
+
 def _render_step(template: str, progress: confirm.Progress, status: confirm.StepStatus,
                  http_status: int = 200, **context: object) -> tuple[str, int]:
-    before, after = progress.neighbours(status.step.name)
-    return render_template(template, progress=progress, current=status, previous=before,
-                           following=after, **context), http_status
+    return render_template(template, **_frame(progress, status), **context), http_status
 
 
 def _next(progress: confirm.Progress, status: confirm.StepStatus) -> BaseResponse:
@@ -164,32 +168,34 @@ def welcome_step(account: Account, progress: confirm.Progress, status: confirm.S
                            account.first_visit, form)
 
 
+WELCOME_TEMPLATE = "welcome/step_welcome.html"
+
+
 def _welcome_page(account: confirm.StepAccount, status: confirm.StepStatus) -> str:
     """The first page of every customer in a burst: filled into a skeleton shared by every
     customer at the same point of the same steps (see portal.skeletons)."""
-    progress = account.progress
-    before, after = progress.neighbours(status.step.name)
-    shape = (tuple((each.step.name, each.done) for each in progress.steps), status.step.name,
+    shape = (tuple((each.step.name, each.done) for each in account.progress.steps), status.step.name,
              account.first_visit is not None)
-    personal = {"customer_name": account.customer_name, "service_address": account.service_address,
-                "first_visit_shown": _first_visit_shown(account.first_visit),
-                "form_id": once.new_form_id()}
-    return render_filled("welcome/step_welcome.html", shape, personal, progress=progress,
-                         current=status, previous=before, following=after, form=None,
-                         first_visit=account.first_visit is not None)
+    personal = _welcome_values(account.customer_name, account.service_address, account.first_visit,
+                               once.new_form_id())
+    return render_filled(WELCOME_TEMPLATE, shape, personal, **_frame(account.progress, status),
+                         form=None, first_visit=account.first_visit is not None)
 
 
 def _render_welcome(progress: confirm.Progress, status: confirm.StepStatus, customer_name: str,
                     service_address: str, first_visit: date | None,
                     form: once.OnceForm) -> tuple[str, int]:
-    return _render_step("welcome/step_welcome.html", progress, status, 400, form=form,
-                        form_id=form.form_id.data, customer_name=customer_name,
-                        service_address=service_address, first_visit=first_visit is not None,
-                        first_visit_shown=_first_visit_shown(first_visit))
+    return _render_step(WELCOME_TEMPLATE, progress, status, 400, form=form,
+                        first_visit=first_visit is not None,
+                        **_welcome_values(customer_name, service_address, first_visit, form.form_id.data))
 
 
-def _first_visit_shown(first_visit: date | None) -> str:
-    return display_value(first_visit.isoformat(), "start_date") if first_visit else ""
+def _welcome_values(customer_name: str, service_address: str, first_visit: date | None,
+                    form_id: str) -> dict[str, str]:
+    """The welcome page's values that are the customer's own: the skeleton's slots."""
+    shown = display_value(first_visit.isoformat(), "start_date") if first_visit else ""
+    return {"customer_name": customer_name, "service_address": service_address,
+            "first_visit_shown": shown, "form_id": form_id}
 
 
 def _answers_form(status: confirm.StepStatus, data: dict[str, object] | None = None) -> once.OnceForm:
