@@ -18,10 +18,13 @@ from portal.db import utcnow
 from portal.models import FormSubmission
 
 
+BAD_FORM_ID = "This form's id is not valid; reload the page and try again."
+
+
 class OnceForm(FlaskForm):
     form_id = HiddenField(validators=[
         DataRequired("This form is missing its id; reload the page and try again."),
-        Length(min=16, max=64), Regexp(r"^[A-Za-z0-9_-]+$"),
+        Length(min=16, max=64, message=BAD_FORM_ID), Regexp(r"^[A-Za-z0-9_-]+$", message=BAD_FORM_ID),
     ])
 
     def __init__(self, *args: object, **kwargs: object) -> None:

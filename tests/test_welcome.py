@@ -260,6 +260,25 @@ def test_welcome_pages_share_a_skeleton_and_each_shows_only_its_own_customer(
     assert not re.search(r"slot[0-9a-f]{24}", mine + theirs)  # every slot filled
 
 
+def test_a_refused_welcome_post_shows_the_page_again_with_its_message_and_records_nothing(
+        client, db, invited):
+    account, path = invited
+    open_link(client, path)
+    fields = form_fields(client.get("/welcome/step/welcome").get_data(as_text=True))
+    before = count_rows(db, RecordEntry)
+    response = client.post("/welcome/step/welcome", data={**fields, "form_id": ""})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400 and "This form is missing its id" in page
+    assert account.customer.name in page and account.service_address in page
+    assert account.first_visit.strftime("%B") in page and form_fields(page)["form_id"] == ""
+    assert "Please check the highlighted" not in page  # nothing on the page is highlighted
+    tampered = client.post("/welcome/step/welcome", data={**fields, "form_id": "x<y"})
+    assert tampered.status_code == 400
+    assert "This form&#39;s id is not valid; reload the page" in tampered.get_data(as_text=True)
+    db.expire_all()
+    assert count_rows(db, RecordEntry) == before
+
+
 def test_a_welcome_skeleton_follows_progress_flashes_and_the_company(app, client, db, invited):
     from portal.company import forget_company
     from portal.models import CompanySettings
