@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/load.py [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
         [--no-sqlite] [--connections 32] [--duration 10] [--warmup 3] [--rounds 5]
-        [--accounts 1000] [--pages bare,pure,welcome,post,differences]
+        [--accounts 1000] [--pages bare,pure,welcome,post,lean,differences]
         [--worker-class sync|gthread] [--workers N] [--threads N] [--connection-close]
 
 For each database (a fresh SQLite file; with --postgres also a database bench_load_<pid> created
@@ -20,6 +20,9 @@ and then --duration seconds:
 - the confirmation POST of the "Visit schedule" step (CSRF token, customer session cookie and a
   fresh one-time form id per request, so every POST is a real write: a form id claimed and the
   answers appended to the service record); the rows written are counted afterwards;
+- the same POST's SQL through the raw driver, behind the portal's session and CSRF check and
+  nothing else (`/bench/lean/schedule`, bench/sql_floor.py): for comparison only, what the POST
+  would cost without the ORM and the form library;
 - the staff differences page (GET), signed in as the office user.
 
 The measured time is split into --rounds rounds that take turns (bare, pure, welcome, ...), so
@@ -27,9 +30,13 @@ that a change in the machine's load falls on every page alike; the figures pool 
 It prints requests per second, p50 and p99 latency, errors (socket errors, timeouts and any
 status other than the page's normal one), each page's throughput as a share of the bare route's
 (and the spread of that share over the rounds), and the gunicorn workers' CPU time per request
-with the share it implies (steadier than req/s when other processes compete for the CPUs). Then
-it checks the issue's targets. The gunicorn log is searched for "database is locked" and for
-logged server errors. wrk runs on loopback only; every step has a time limit.
+with the share it implies (steadier than req/s when other processes compete for the CPUs), and
+the whole machine's busy CPU per request ("all ms": workers, wrk, the database server; from
+/proc/stat). Then it checks the issue's targets, and for the welcome page and the POST prints
+the floor under each: its SQL alone through the raw driver (bench/sql_floor.py), as a share of
+what the target allows a request (the bare route's machine CPU divided by the target share).
+The gunicorn log is searched for "database is locked" and for logged server errors. wrk runs
+on loopback only; every step has a time limit.
 
 wrk is needed: `sudo apt-get install -y wrk` (Debian/Ubuntu) or `brew install wrk`.
 """
@@ -62,6 +69,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import create_engine, func, select, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
+from bench import sql_floor  # noqa: E402
 from portal import create_app, migrate  # noqa: E402
 from portal.auth import create_staff  # noqa: E402
 from portal.confirmations import Answer, record_answers  # noqa: E402
@@ -77,6 +85,7 @@ USER_AGENT = "handoff-bench/1.0"
 OFFICE_EMAIL, OFFICE_PASSWORD = "bench-office@example.com", "bench-password-123"
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Saturday"]  # the promise is Friday
 TARGETS = {"welcome": 0.50, "post": 0.25}
+INFORMATION = ("pure", "lean")  # shown for comparison; no target
 P99_LIMIT_MS = 100.0
 
 
@@ -104,11 +113,13 @@ class Result:
     samples: list[tuple[float, float]] = field(default_factory=list)  # (latency us, weight)
     round_rps: list[float] = field(default_factory=list)
     cpu_s: float = 0.0
+    machine_s: float = 0.0
     detail: str = ""
 
     def add(self, figures: dict[str, Any]) -> None:
         self.requests += figures["requests"]
         self.cpu_s += figures.get("cpu_s", 0.0)
+        self.machine_s += figures.get("machine_s", 0.0)
         self.seconds += figures["duration_us"] / 1e6
         self.round_rps.append(figures["requests"] / (figures["duration_us"] / 1e6))
         sockets = sum(figures[k] for k in ("connect", "read", "write", "timeout"))
@@ -123,6 +134,11 @@ class Result:
     def cpu_ms(self) -> float:
         """Server CPU per request."""
         return self.cpu_s * 1000 / self.requests if self.requests else 0.0
+
+    @property
+    def machine_ms(self) -> float:
+        """Every process's CPU per request: the workers', wrk's, the database server's."""
+        return self.machine_s * 1000 / self.requests if self.requests else 0.0
 
     @property
     def rps(self) -> float:
@@ -425,6 +441,8 @@ def bench_database(name: str, database_url: str, workdir: Path, args: argparse.N
                      str(customers)),
             Scenario("post", "confirmation POST (schedule step)", "POST", "/welcome/step/schedule",
                      302, str(customers)),
+            Scenario("lean", "lean POST: raw SQL (information)", "POST", "/bench/lean/schedule",
+                     302, str(customers)),
             Scenario("differences", "staff differences page GET", "GET", "/staff/differences",
                      200, str(office)),
         ] if s.key in args.pages or s.key == "bare"]
@@ -440,22 +458,31 @@ def bench_database(name: str, database_url: str, workdir: Path, args: argparse.N
                 label = f"m{name[:2]}{number}{scenario.key}"
                 if scenario.data == str(customers):
                     keep_cookies_fresh(port, customers)
-                cpu = server_cpu_seconds(master)
+                cpu, busy = server_cpu_seconds(master), sql_floor.machine_busy_seconds()
                 figures = run_wrk(port, scenario, seconds, label, args)
                 figures["cpu_s"] = server_cpu_seconds(master) - cpu  # the drain included: small
+                if busy is not None:
+                    figures["machine_s"] = (sql_floor.machine_busy_seconds() or busy) - busy
                 results[scenario.key].add(figures)
         writes_after = count_writes(database_url)
+    floors = {key: sql_floor.measure(database_url, "read" if key == "welcome" else "post")
+              for key in TARGETS if key in results}
     if "post" in results:
-        post = results["post"]
-        post.detail = (f"{writes_after[0] - writes_before[0]} one-time form ids claimed and "
-                       f"{writes_after[1] - writes_before[1]} record entries written "
-                       f"(warm-up included) for {post.requests} POSTs measured")
+        posts = sum(results[key].requests for key in ("post", "lean") if key in results)
+        results["post"].detail = (
+            f"{writes_after[0] - writes_before[0]} one-time form ids claimed and "
+            f"{writes_after[1] - writes_before[1]} record entries written (warm-up included) for "
+            f"{posts} POSTs measured{' (the lean ones included)' if 'lean' in results else ''}")
     server_log = log.read_text()
     locked = server_log.count("database is locked")
     server_errors = len(re.findall(r"database error \(request|unhandled error \(request|Traceback",
                                    server_log))
     loads = (load_before, os.getloadavg()[0])
-    return report(name, how, list(results.values()), locked, server_errors, seeded, loads, args)
+    ok = report(name, how, list(results.values()), locked, server_errors, seeded, loads, args)
+    for key, floor in floors.items():
+        if floor is not None:
+            report_floor(floor, results["bare"], results[key])
+    return ok
 
 
 def report(name: str, how: str, results: list[Result], locked: int, server_errors: int,
@@ -469,7 +496,7 @@ def report(name: str, how: str, results: list[Result], locked: int, server_error
           f"office user signed in; load average {loads[0]:.1f} before, {loads[1]:.1f} after "
           f"({os.cpu_count()} CPUs)")
     print(f"   {'page':<36}{'req/s':>7}{'p50 ms':>8}{'p99 ms':>8}{'errors':>7}{'vs bare':>8}"
-          f"{'rounds':>11}{'CPU ms':>8}{'by CPU':>7}  target")
+          f"{'rounds':>11}{'CPU ms':>8}{'by CPU':>7}{'all ms':>7}  target")
     ok = True
     for r in results:
         share = r.rps / bare.rps if bare.rps else 0.0
@@ -481,14 +508,15 @@ def report(name: str, how: str, results: list[Result], locked: int, server_error
         if target is not None:
             verdict.append(f">= {target:.0%} {'met' if share >= target else 'MISSED'}")
             ok &= share >= target
-        if r.scenario.key != "pure":
+        if r.scenario.key not in INFORMATION:
             if p99 >= P99_LIMIT_MS:
                 verdict.append(f"p99 < {P99_LIMIT_MS:.0f} ms MISSED")
                 ok = False
             ok &= r.errors == 0
         by_cpu = bare.cpu_ms / r.cpu_ms if r.cpu_ms else 0.0
         print(f"   {r.scenario.label:<36}{r.rps:>7.0f}{p50:>8.1f}{p99:>8.1f}{r.errors:>7}"
-              f"{share:>8.0%}{spread:>11}{r.cpu_ms:>8.2f}{by_cpu:>7.0%}  {'; '.join(verdict)}".rstrip())
+              f"{share:>8.0%}{spread:>11}{r.cpu_ms:>8.2f}{by_cpu:>7.0%}{r.machine_ms:>7.2f}  "
+              f"{'; '.join(verdict)}".rstrip())
         if r.errors:
             print(f"      errors: {r.unexpected} answers other than {r.scenario.expect} (first: "
                   f"{r.first_unexpected}), {r.socket_errors} socket errors or timeouts")
@@ -498,6 +526,20 @@ def report(name: str, how: str, results: list[Result], locked: int, server_error
     ok &= locked == 0 and server_errors == 0
     print(f"   targets: {'all met' if ok else 'NOT all met'}")
     return ok
+
+
+def report_floor(floor: dict[str, float], bare: Result, page: Result) -> None:
+    """How much of a target's budget the page's SQL alone takes (see bench/sql_floor.py). The
+    budget: at the target's share of the bare route's throughput, with the cores busy either
+    way, a request may cost the bare request's machine CPU divided by that share."""
+    target = TARGETS[page.scenario.key]
+    budget = bare.machine_ms / target
+    print(f"   floor, {page.scenario.label}: its SQL alone (raw driver, one client) "
+          f"{floor['machine_ms']:.2f} ms of machine CPU; the {target:.0%} target allows "
+          f"{budget:.2f} ms (bare route {bare.machine_ms:.2f} ms / {target:.0%})")
+    print(f"      the SQL takes {floor['machine_ms'] / budget:.0%} of the budget, leaving "
+          f"{budget - floor['machine_ms']:.2f} ms for HTTP, Flask, session, CSRF, form and page; "
+          f"the page used {page.machine_ms:.2f} ms, {page.machine_ms / budget:.1f}x the budget")
 
 
 def main() -> int:
@@ -517,7 +559,7 @@ def main() -> int:
                         help="override gunicorn.conf.py (for comparing configurations)")
     parser.add_argument("--workers", type=int)
     parser.add_argument("--threads", type=int)
-    parser.add_argument("--pages", default="bare,pure,welcome,post,differences",
+    parser.add_argument("--pages", default="bare,pure,welcome,post,lean,differences",
                         type=lambda v: set(v.split(",")),
                         help="which pages to measure (the bare route always is)")
     parser.add_argument("--connection-close", action="store_true",

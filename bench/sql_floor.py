@@ -1,0 +1,149 @@
+"""The floor under the welcome page and the confirmation POST: their SQL alone, raw driver.
+
+bench/load.py runs `measure` after its rounds, against the same seeded database, to say how
+much of a target's budget the database work takes before any HTTP, Flask, form or ORM code
+runs. For the welcome page that is one statement, the step read; for the confirmation POST,
+one client sends, per POST, what the app sends for the "Visit schedule" step (see
+portal.confirmations.record_answers and portal.record.append_all):
+
+    the step read (confirmations.STEP_ACCOUNT_SQL, outside the transaction)
+    BEGIN (SQLite: BEGIN IMMEDIATE, as a writing request does)
+    INSERT the one-time form id ... ON CONFLICT DO NOTHING RETURNING       (once.claim)
+    SELECT the account's status FOR UPDATE                                  (record.lock_account)
+    SELECT the chain head: the account's last entry's seq and hash         (record._chain_head)
+    INSERT the step's entries, hash-chained, in one statement RETURNING ids (record.append_all)
+    UPDATE each item's state pointer (one executemany)                      (record._set_item_states)
+    COMMIT
+
+and measures the whole machine's busy CPU time per request (/proc/stat: this process, the
+database server's processes, everything), which is what a request costs the machine's cores.
+bench/bench_app.py serves the same work over HTTP as the "lean POST" (`answer_schedule` behind
+the portal's session and CSRF check, nothing else): what the POST would cost written without
+the ORM and the form library. Its entries are the right shape, not the app's own (their hashes
+do not verify): a scratch database's business.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+
+from portal.confirmations import STEP_ACCOUNT_SQL
+from portal.db import make_engine
+
+PROC_STAT = Path("/proc/stat")
+ENTRY_COLUMNS = ("account_id", "seq", "item_id", "event", "promised_value", "confirmed_value",
+                 "outcome", "actor", "note", "details", "created_at", "request_id", "prev_hash",
+                 "hash")
+SCHEDULE_KINDS = ("visit_day", "start_date")
+
+
+def machine_busy_seconds() -> float | None:
+    """CPU seconds all the machine's cores have spent busy since boot (None off Linux)."""
+    if not PROC_STAT.exists():
+        return None
+    ticks = [int(value) for value in PROC_STAT.read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle and iowait
+    return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+class Statements:
+    """The step read and the POST's statements, in the driver's own parameter style."""
+
+    def __init__(self, dialect_name: str) -> None:
+        self.sqlite = dialect_name == "sqlite"
+        mark = "?" if self.sqlite else "%s"
+        self._read = STEP_ACCOUNT_SQL.compile(dialect=sqlite.dialect() if self.sqlite
+                                              else postgresql.dialect())
+        self.read = self._read.string
+        self.begin = "BEGIN IMMEDIATE" if self.sqlite else "BEGIN"
+        self.claim = (f"INSERT INTO form_submissions (token, purpose, result_url, created_at) "
+                      f"VALUES ({mark}, {mark}, '', {mark}) ON CONFLICT (token) DO NOTHING RETURNING token")
+        self.lock = f"SELECT status FROM accounts WHERE id = {mark}" + ("" if self.sqlite else " FOR UPDATE")
+        self.head = (f"SELECT seq, hash FROM record_entries WHERE account_id = {mark} "
+                     f"ORDER BY seq DESC LIMIT 1")
+        self.entry_values = "(" + ", ".join([mark] * len(ENTRY_COLUMNS)) + ")"
+        self.set_state = (f"UPDATE promise_items SET latest_entry_id = {mark}, current_outcome = {mark} "
+                          f"WHERE id = {mark}")
+
+    def read_params(self, account_id: int) -> Any:
+        values = {**self._read.params, "account_id": account_id}
+        return [values[name] for name in self._read.positiontup or ()] if self.sqlite else values
+
+    def insert_entries(self, count: int) -> str:
+        return (f"INSERT INTO record_entries ({', '.join(ENTRY_COLUMNS)}) VALUES "
+                + ", ".join([self.entry_values] * count) + " RETURNING seq, id")
+
+
+def measure(database_url: str, work: str = "post", seconds: float = 3.0) -> dict[str, float] | None:
+    """Machine CPU ms, client CPU ms and wall ms per request's `work` ("post": the POST's
+    statements; "read": the step read alone, all the welcome page reads), from `seconds` of
+    them in a row going round the first accounts still open for answers (None where
+    /proc/stat is absent)."""
+    if machine_busy_seconds() is None:
+        return None
+    engine = make_engine(database_url)  # the app's connection settings (SQLite's pragmas)
+    raw = engine.raw_connection()
+    try:
+        driver = raw.driver_connection
+        if engine.dialect.name != "sqlite":  # SQLite's has no implicit transactions already
+            driver.autocommit = True  # BEGIN and COMMIT are sent as the app sends them
+        cursor = driver.cursor()
+        statements = Statements(engine.dialect.name)
+        cursor.execute("SELECT id FROM accounts WHERE status <> 'signed' ORDER BY id LIMIT 32")
+        accounts = [account_id for (account_id,) in cursor.fetchall()]
+        step = answer_schedule if work == "post" else read_step
+        for number in range(100):  # warm the caches
+            step(cursor, statements, accounts[number % len(accounts)])
+        count, started = 0, time.monotonic()
+        wall, cpu, busy = time.perf_counter(), time.process_time(), machine_busy_seconds()
+        while time.monotonic() - started < seconds:
+            step(cursor, statements, accounts[count % len(accounts)])
+            count += 1
+        busy_after = machine_busy_seconds()
+        assert busy is not None and busy_after is not None
+        return {"machine_ms": (busy_after - busy) * 1000 / count,
+                "client_ms": (time.process_time() - cpu) * 1000 / count,
+                "wall_ms": (time.perf_counter() - wall) * 1000 / count, "count": count}
+    finally:
+        raw.close()
+        engine.dispose()
+
+
+def read_step(cursor: Any, statements: Statements, account_id: int) -> list[dict[str, Any]]:
+    cursor.execute(statements.read, statements.read_params(account_id))
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def answer_schedule(cursor: Any, statements: Statements, account_id: int) -> None:
+    """"That's right" to the schedule step's promises: the step read, then the write."""
+    items = [row["item_id"] for row in read_step(cursor, statements, account_id)
+             if row["kind"] in SCHEDULE_KINDS and row["current_outcome"] is not None]
+    stamp: Any = datetime.now(timezone.utc)
+    if statements.sqlite:
+        stamp = stamp.isoformat()
+    cursor.execute(statements.begin)
+    cursor.execute(statements.claim, (secrets.token_urlsafe(18), "step-schedule", stamp))
+    cursor.fetchall()
+    cursor.execute(statements.lock, (account_id,))
+    cursor.fetchall()
+    cursor.execute(statements.head, (account_id,))
+    seq, prev_hash = cursor.fetchone()
+    entries = []
+    for item_id in items:
+        seq += 1
+        digest = hashlib.sha256(f"{prev_hash}|{account_id}|{seq}|{item_id}|confirmed".encode()).hexdigest()
+        entries.append((account_id, seq, item_id, "answered", "Friday", "Friday", "confirmed",
+                        "customer", "", "{}", stamp, "", prev_hash, digest))
+        prev_hash = digest
+    cursor.execute(statements.insert_entries(len(entries)), [value for entry in entries for value in entry])
+    ids = dict(cursor.fetchall())
+    cursor.executemany(statements.set_state, [(ids[entry[1]], "confirmed", entry[2]) for entry in entries])
+    cursor.execute("COMMIT")
