@@ -53,7 +53,7 @@ def lean_schedule() -> BaseResponse:
     engine = get_engine()
     statements = app.extensions.get(LEAN_STATEMENTS)
     if statements is None:
-        statements = app.extensions[LEAN_STATEMENTS] = sql_floor.Statements(engine.dialect.name)
+        statements = app.extensions[LEAN_STATEMENTS] = sql_floor.Statements(engine.dialect)
     raw = engine.raw_connection()
     autocommit = engine.dialect.name != "sqlite"  # SQLite's sends BEGIN and COMMIT as it is
     try:

@@ -32,15 +32,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam
+from sqlalchemy.engine import Dialect
 
+from portal import once, record
 from portal.confirmations import STEP_ACCOUNT_SQL
 from portal.db import make_engine
+from portal.models import RecordEntry
 
 PROC_STAT = Path("/proc/stat")
-ENTRY_COLUMNS = ("account_id", "seq", "item_id", "event", "promised_value", "confirmed_value",
-                 "outcome", "actor", "note", "details", "created_at", "request_id", "prev_hash",
-                 "hash")
+ENTRY_COLUMNS = [column.key for column in RecordEntry.__table__.columns if column.key != "id"]
 SCHEDULE_KINDS = ("visit_day", "start_date")
 
 
@@ -53,32 +54,42 @@ def machine_busy_seconds() -> float | None:
     return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+class RawStatement:
+    """One of the app's statement objects compiled for the raw driver: its SQL text, and its
+    parameters (the statement's own values, overridden by the call's) in the driver's style."""
+
+    def __init__(self, statement: Any, dialect: Dialect) -> None:
+        self.compiled = statement.compile(dialect=dialect)
+        self.sql = self.compiled.string
+        self.positional = dialect.paramstyle == "qmark"
+
+    def params(self, **values: Any) -> Any:
+        merged = {**self.compiled.params, **values}
+        return [merged[name] for name in self.compiled.positiontup or ()] if self.positional else merged
+
+
 class Statements:
-    """The step read and the POST's statements, in the driver's own parameter style."""
+    """The step read and the POST's statements, compiled from the app's own statement objects
+    (so the floor follows the app's SQL), in the driver's parameter style."""
 
-    def __init__(self, dialect_name: str) -> None:
-        self.sqlite = dialect_name == "sqlite"
-        mark = "?" if self.sqlite else "%s"
-        self._read = STEP_ACCOUNT_SQL.compile(dialect=sqlite.dialect() if self.sqlite
-                                              else postgresql.dialect())
-        self.read = self._read.string
-        self.begin = "BEGIN IMMEDIATE" if self.sqlite else "BEGIN"
-        self.claim = (f"INSERT INTO form_submissions (token, purpose, result_url, created_at) "
-                      f"VALUES ({mark}, {mark}, '', {mark}) ON CONFLICT (token) DO NOTHING RETURNING token")
-        self.lock = f"SELECT status FROM accounts WHERE id = {mark}" + ("" if self.sqlite else " FOR UPDATE")
-        self.head = (f"SELECT seq, hash FROM record_entries WHERE account_id = {mark} "
-                     f"ORDER BY seq DESC LIMIT 1")
-        self.entry_values = "(" + ", ".join([mark] * len(ENTRY_COLUMNS)) + ")"
-        self.set_state = (f"UPDATE promise_items SET latest_entry_id = {mark}, current_outcome = {mark} "
-                          f"WHERE id = {mark}")
+    def __init__(self, dialect: Dialect) -> None:
+        self.sqlite = dialect.name == "sqlite"
+        self.dialect = dialect
+        self.read = RawStatement(STEP_ACCOUNT_SQL, self.dialect)
+        self.begin = "BEGIN IMMEDIATE" if self.sqlite else "BEGIN"  # as db._sqlite_begin sends
+        self.claim = RawStatement(once._CLAIM_SQL[dialect.name], self.dialect)
+        self.lock = RawStatement(record._LOCK_SQL, self.dialect)
+        self.head = RawStatement(record._LAST_SQL, self.dialect)
+        self.set_state = RawStatement(record._SET_ITEM_STATE, self.dialect)
+        self._inserts: dict[int, RawStatement] = {}
 
-    def read_params(self, account_id: int) -> Any:
-        values = {**self._read.params, "account_id": account_id}
-        return [values[name] for name in self._read.positiontup or ()] if self.sqlite else values
-
-    def insert_entries(self, count: int) -> str:
-        return (f"INSERT INTO record_entries ({', '.join(ENTRY_COLUMNS)}) VALUES "
-                + ", ".join([self.entry_values] * count) + " RETURNING seq, id")
+    def insert_entries(self, count: int) -> RawStatement:
+        """record._INSERT_ENTRIES for `count` rows in one statement, as insertmanyvalues sends it;
+        row n's values are named column_n."""
+        if count not in self._inserts:
+            rows = [{column: bindparam(f"{column}_{n}") for column in ENTRY_COLUMNS} for n in range(count)]
+            self._inserts[count] = RawStatement(record._INSERT_ENTRIES.values(rows), self.dialect)
+        return self._inserts[count]
 
 
 def measure(database_url: str, work: str = "post", seconds: float = 3.0) -> dict[str, float] | None:
@@ -95,7 +106,7 @@ def measure(database_url: str, work: str = "post", seconds: float = 3.0) -> dict
         if engine.dialect.name != "sqlite":  # SQLite's has no implicit transactions already
             driver.autocommit = True  # BEGIN and COMMIT are sent as the app sends them
         cursor = driver.cursor()
-        statements = Statements(engine.dialect.name)
+        statements = Statements(engine.dialect)
         cursor.execute("SELECT id FROM accounts WHERE status <> 'signed' ORDER BY id LIMIT 32")
         accounts = [account_id for (account_id,) in cursor.fetchall()]
         step = answer_schedule if work == "post" else read_step
@@ -117,7 +128,7 @@ def measure(database_url: str, work: str = "post", seconds: float = 3.0) -> dict
 
 
 def read_step(cursor: Any, statements: Statements, account_id: int) -> list[dict[str, Any]]:
-    cursor.execute(statements.read, statements.read_params(account_id))
+    cursor.execute(statements.read.sql, statements.read.params(account_id=account_id))
     names = [column[0] for column in cursor.description]
     return [dict(zip(names, row)) for row in cursor.fetchall()]
 
@@ -128,22 +139,28 @@ def answer_schedule(cursor: Any, statements: Statements, account_id: int) -> Non
              if row["kind"] in SCHEDULE_KINDS and row["current_outcome"] is not None]
     stamp: Any = datetime.now(timezone.utc)
     if statements.sqlite:
-        stamp = stamp.isoformat()
+        stamp = stamp.isoformat()  # stored as the app's UTCDateTime stores it
+    run = lambda statement, **values: cursor.execute(statement.sql, statement.params(**values))  # noqa: E731
     cursor.execute(statements.begin)
-    cursor.execute(statements.claim, (secrets.token_urlsafe(18), "step-schedule", stamp))
+    run(statements.claim, token=secrets.token_urlsafe(18), purpose="step-schedule", created_at=stamp)
     cursor.fetchall()
-    cursor.execute(statements.lock, (account_id,))
+    run(statements.lock, account_id=account_id)
     cursor.fetchall()
-    cursor.execute(statements.head, (account_id,))
+    run(statements.head, account_id=account_id)
     seq, prev_hash = cursor.fetchone()
     entries = []
     for item_id in items:
         seq += 1
         digest = hashlib.sha256(f"{prev_hash}|{account_id}|{seq}|{item_id}|confirmed".encode()).hexdigest()
-        entries.append((account_id, seq, item_id, "answered", "Friday", "Friday", "confirmed",
-                        "customer", "", "{}", stamp, "", prev_hash, digest))
+        entries.append({"account_id": account_id, "seq": seq, "item_id": item_id, "event": "answered",
+                        "promised_value": "Friday", "confirmed_value": "Friday", "outcome": "confirmed",
+                        "actor": "customer", "note": "", "details": "{}", "created_at": stamp,
+                        "request_id": "", "prev_hash": prev_hash, "hash": digest})
         prev_hash = digest
-    cursor.execute(statements.insert_entries(len(entries)), [value for entry in entries for value in entry])
+    run(statements.insert_entries(len(entries)),
+        **{f"{column}_{n}": value for n, entry in enumerate(entries) for column, value in entry.items()})
     ids = dict(cursor.fetchall())
-    cursor.executemany(statements.set_state, [(ids[entry[1]], "confirmed", entry[2]) for entry in entries])
+    cursor.executemany(statements.set_state.sql, [
+        statements.set_state.params(item_id=entry["item_id"], entry_id=ids[entry["seq"]], outcome="confirmed")
+        for entry in entries])
     cursor.execute("COMMIT")
