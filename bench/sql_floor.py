@@ -134,19 +134,18 @@ def read_step(cursor: Any, statements: Statements, account_id: int) -> list[dict
 
 
 def answer_schedule(cursor: Any, statements: Statements, account_id: int) -> None:
-    """"That's right" to the schedule step's promises: the step read, then the write."""
+    """Answer "that's right" to the schedule step's promises: the step read, then the write."""
     items = [row["item_id"] for row in read_step(cursor, statements, account_id)
              if row["kind"] in SCHEDULE_KINDS and row["current_outcome"] is not None]
     stamp: Any = datetime.now(timezone.utc)
     if statements.sqlite:
-        stamp = stamp.isoformat()  # stored as the app's UTCDateTime stores it
-    run = lambda statement, **values: cursor.execute(statement.sql, statement.params(**values))  # noqa: E731
+        stamp = stamp.isoformat()  # no bind processors run here: sqlite3 takes text
     cursor.execute(statements.begin)
-    run(statements.claim, token=secrets.token_urlsafe(18), purpose="step-schedule", created_at=stamp)
+    _run(cursor, statements.claim, token=secrets.token_urlsafe(18), purpose="step-schedule", created_at=stamp)
     cursor.fetchall()
-    run(statements.lock, account_id=account_id)
+    _run(cursor, statements.lock, account_id=account_id)
     cursor.fetchall()
-    run(statements.head, account_id=account_id)
+    _run(cursor, statements.head, account_id=account_id)
     seq, prev_hash = cursor.fetchone()
     entries = []
     for item_id in items:
@@ -157,10 +156,14 @@ def answer_schedule(cursor: Any, statements: Statements, account_id: int) -> Non
                         "actor": "customer", "note": "", "details": "{}", "created_at": stamp,
                         "request_id": "", "prev_hash": prev_hash, "hash": digest})
         prev_hash = digest
-    run(statements.insert_entries(len(entries)),
-        **{f"{column}_{n}": value for n, entry in enumerate(entries) for column, value in entry.items()})
+    _run(cursor, statements.insert_entries(len(entries)),
+         **{f"{column}_{n}": value for n, entry in enumerate(entries) for column, value in entry.items()})
     ids = dict(cursor.fetchall())
     cursor.executemany(statements.set_state.sql, [
         statements.set_state.params(item_id=entry["item_id"], entry_id=ids[entry["seq"]], outcome="confirmed")
         for entry in entries])
     cursor.execute("COMMIT")
+
+
+def _run(cursor: Any, statement: RawStatement, **values: Any) -> None:
+    cursor.execute(statement.sql, statement.params(**values))
