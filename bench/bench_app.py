@@ -46,7 +46,6 @@ def pure_hello() -> str:
 app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/bench/pure": pure})  # type: ignore[method-assign]
 
 
-
 @app.post("/bench/lean/schedule")
 def lean_schedule() -> BaseResponse:
     """The schedule step's answers with the raw driver (see bench/sql_floor.py)."""
@@ -54,14 +53,6 @@ def lean_schedule() -> BaseResponse:
     statements = app.extensions.get(LEAN_STATEMENTS)
     if statements is None:
         statements = app.extensions[LEAN_STATEMENTS] = sql_floor.Statements(engine.dialect)
-    raw = engine.raw_connection()
-    autocommit = engine.dialect.name != "sqlite"  # SQLite's sends BEGIN and COMMIT as it is
-    try:
-        if autocommit:
-            raw.driver_connection.autocommit = True
-        sql_floor.answer_schedule(raw.driver_connection.cursor(), statements, session["customer"]["a"])
-    finally:
-        if autocommit:
-            raw.driver_connection.autocommit = False  # as the pool lends it to the app
-        raw.close()
+    with sql_floor.raw_cursor(engine) as cursor:
+        sql_floor.answer_schedule(cursor, statements, session["customer"]["a"])
     return redirect(url_for("welcome.step", name="payment"))

@@ -28,12 +28,14 @@ import hashlib
 import os
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import bindparam
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, Engine
 
 from portal import once, record
 from portal.confirmations import STEP_ACCOUNT_SQL
@@ -100,31 +102,43 @@ def measure(database_url: str, work: str = "post", seconds: float = 3.0) -> dict
     if machine_busy_seconds() is None:
         return None
     engine = make_engine(database_url)  # the app's connection settings (SQLite's pragmas)
-    raw = engine.raw_connection()
     try:
-        driver = raw.driver_connection
-        if engine.dialect.name != "sqlite":  # SQLite's has no implicit transactions already
-            driver.autocommit = True  # BEGIN and COMMIT are sent as the app sends them
-        cursor = driver.cursor()
-        statements = Statements(engine.dialect)
-        cursor.execute("SELECT id FROM accounts WHERE status <> 'signed' ORDER BY id LIMIT 32")
-        accounts = [account_id for (account_id,) in cursor.fetchall()]
-        step = answer_schedule if work == "post" else read_step
-        for number in range(100):  # warm the caches
-            step(cursor, statements, accounts[number % len(accounts)])
-        count, started = 0, time.monotonic()
-        wall, cpu, busy = time.perf_counter(), time.process_time(), machine_busy_seconds()
-        while time.monotonic() - started < seconds:
-            step(cursor, statements, accounts[count % len(accounts)])
-            count += 1
-        busy_after = machine_busy_seconds()
-        assert busy is not None and busy_after is not None
-        return {"machine_ms": (busy_after - busy) * 1000 / count,
-                "client_ms": (time.process_time() - cpu) * 1000 / count,
-                "wall_ms": (time.perf_counter() - wall) * 1000 / count, "count": count}
+        with raw_cursor(engine) as cursor:
+            statements = Statements(engine.dialect)
+            cursor.execute("SELECT id FROM accounts WHERE status <> 'signed' ORDER BY id LIMIT 32")
+            accounts = [account_id for (account_id,) in cursor.fetchall()]
+            step = answer_schedule if work == "post" else read_step
+            for number in range(100):  # warm the caches
+                step(cursor, statements, accounts[number % len(accounts)])
+            count, started = 0, time.monotonic()
+            wall, cpu, busy = time.perf_counter(), time.process_time(), machine_busy_seconds()
+            while time.monotonic() - started < seconds:
+                step(cursor, statements, accounts[count % len(accounts)])
+                count += 1
+            busy_after = machine_busy_seconds()
     finally:
-        raw.close()
         engine.dispose()
+    assert busy is not None and busy_after is not None
+    return {"machine_ms": (busy_after - busy) * 1000 / count,
+            "client_ms": (time.process_time() - cpu) * 1000 / count,
+            "wall_ms": (time.perf_counter() - wall) * 1000 / count, "count": count}
+
+
+@contextmanager
+def raw_cursor(engine: Engine) -> Iterator[Any]:
+    """A driver cursor from the engine's pool that sends BEGIN and COMMIT itself, as the app's
+    statements expect (SQLite's connections do already; psycopg's go to autocommit and back
+    before the pool lends them to the app again)."""
+    raw = engine.raw_connection()
+    own_transactions = engine.dialect.name != "sqlite"
+    try:
+        if own_transactions:
+            raw.driver_connection.autocommit = True
+        yield raw.driver_connection.cursor()
+    finally:
+        if own_transactions:
+            raw.driver_connection.autocommit = False
+        raw.close()
 
 
 def read_step(cursor: Any, statements: Statements, account_id: int) -> list[dict[str, Any]]:

@@ -20,16 +20,9 @@ def test_a_floor_post_claims_a_form_id_and_chains_the_schedule_answers(app: Flas
 
     engine = app.extensions["portal.engine"]
     statements = sql_floor.Statements(engine.dialect)
-    raw = engine.raw_connection()
-    try:
-        if engine.dialect.name != "sqlite":
-            raw.driver_connection.autocommit = True
-        rows = sql_floor.read_step(raw.driver_connection.cursor(), statements, account.id)
-        sql_floor.answer_schedule(raw.driver_connection.cursor(), statements, account.id)
-    finally:
-        if engine.dialect.name != "sqlite":
-            raw.driver_connection.autocommit = False
-        raw.close()
+    with sql_floor.raw_cursor(engine) as cursor:
+        rows = sql_floor.read_step(cursor, statements, account.id)
+        sql_floor.answer_schedule(cursor, statements, account.id)
     db.expire_all()  # the session loaded the items before the raw writes
 
     schedule = [row["item_id"] for row in rows if row["kind"] in sql_floor.SCHEDULE_KINDS]
