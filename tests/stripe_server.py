@@ -40,9 +40,8 @@ import stripe
 
 JSON = dict[str, Any]
 
-_DEFAULT_FIXTURES = (
-    Path(__file__).resolve().parents[2] / "shared" / "stripe" / "fixtures3.json"
-)
+# Vendored with its licence and source in tests/fixtures/stripe/.
+_DEFAULT_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "stripe" / "fixtures3.json"
 _ALNUM = string.ascii_letters + string.digits
 _PAYMENT_OUTCOMES = ("succeeded", "card_declined", "authentication_required")
 _DEFAULT_MESSAGES = {
