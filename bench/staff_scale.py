@@ -17,7 +17,7 @@ For each size (number of accounts) and each database it:
    signed account, some of an account in progress; ~10 % changed or disputed), signed, and
    staff resolutions (~40 % of the differences of signed accounts) and assignments. That is
    ~17 entries per account with 8 items (1.69 M entries for 100,000 accounts); --items 4 gives
-   ~10 (1 M). Each account's entries are hash-chained with portal.record.entry_digest, and each
+   ~10 (1 M). Each account's entries are hash-chained with portal.record.chain_rows, and each
    item's latest_entry_id / current_outcome point at its latest entry with an outcome
    (record.append's rule); verify_chain checks two accounts afterwards, which also proves the
    stored values read back as they were hashed. Rows go in through SQLAlchemy Core's
@@ -87,7 +87,7 @@ from portal.models import (  # noqa: E402
     PromiseItem,
     RecordEntry,
 )
-from portal.record import GENESIS, entry_digest, verify_chain  # noqa: E402
+from portal.record import ChainHead, RecordKeys, chain_rows, verify_chain  # noqa: E402
 
 PASSWORD = "bench-password-123"
 OFFICE_EMAIL = "olivia@bench.example"
@@ -125,8 +125,11 @@ COMMENTS = ["We changed the gate code last week.", "That day does not work for u
 # Seeding
 # --------------------------------------------------------------------------------------------
 
+BENCH_KEYS = RecordKeys("bench-record-key")
+
+
 class Row(dict):  # type: ignore[type-arg]
-    """A row for executemany that entry_digest can read like a RecordEntry."""
+    """A row for executemany, readable like a RecordEntry."""
 
     __getattr__ = dict.__getitem__
 
@@ -224,14 +227,13 @@ class Generator:
                 details: dict[str, Any] | None = None) -> Row:
             at = max(at, clock[0] + timedelta(microseconds=1000))
             clock[0] = at
-            entry = Row(id=account_id * ENTRY_ID_STRIDE + len(entries) + 1,
-                        account_id=account_id, seq=len(entries) + 1,
-                        item_id=item["id"] if item else None, event=event_,
-                        promised_value=promised_value, confirmed_value=confirmed_value,
-                        outcome=outcome, actor=actor, note=note, details=details or {},
-                        created_at=at, request_id=os.urandom(8).hex(),
-                        prev_hash=entries[-1]["hash"] if entries else GENESIS)
-            entry["hash"] = entry_digest(entry, entry["prev_hash"])  # type: ignore[arg-type]
+            head = ChainHead(len(entries), entries[-1]["hash"]) if entries else ChainHead()
+            (row,), _ = chain_rows(account_id, head, [{
+                "item_id": item["id"] if item else None, "event": event_,
+                "promised_value": promised_value, "confirmed_value": confirmed_value,
+                "outcome": outcome, "actor": actor, "note": note, "details": details or {},
+                "created_at": at, "request_id": os.urandom(8).hex()}], BENCH_KEYS)
+            entry = Row(id=account_id * ENTRY_ID_STRIDE + len(entries) + 1, **row)
             entries.append(entry)
             if item is not None and outcome is not None:  # record.append's rule
                 item["latest_entry_id"], item["current_outcome"] = entry["id"], outcome
@@ -293,7 +295,7 @@ class Generator:
             "status": "failed" if failed else "sent", "attempts": 6 if failed else 1,
             "next_attempt_at": sent, "locked_until": None,
             "last_error": "550 5.1.1 mailbox unavailable" if failed else "",
-            "message_id": f"<{account_id}.welcome@bench.example>", "created_at": sent,
+            "message_id": f"<{account_id}.welcome@bench.example>", "attachments": [], "created_at": sent,
             "sent_at": None if failed else sent})
         chunk.accounts.append({
             "id": account_id, "customer_id": account_id,
@@ -306,7 +308,8 @@ class Generator:
             "reminders_sent": 0, "last_reminder_at": None, "billing_method": None,
             "stripe_customer_id": None, "card_brand": None, "card_last4": None, "card_exp": None,
             "stripe_payment_method_id": None, "deleted_at": None, "created_at": created,
-            "updated_at": clock[0], "version": 1})
+            "updated_at": clock[0], "version": 1,
+            "record_seq": len(entries), "record_head": entries[-1]["hash"]})
         assert len(entries) < ENTRY_ID_STRIDE
         chunk.items.extend(items)
         chunk.entries.extend(entries)
@@ -750,6 +753,7 @@ def run_size(backend: str, database_url: str, accounts: int, args: argparse.Name
     print(f"\n=== {label}, {accounts:,} accounts ===", flush=True)
     os.environ["PORTAL_INSTANCE_PATH"] = str(workdir / "instance")
     settings = {"DATABASE_URL": database_url, "TESTING": True, "SECRET_KEY": "bench-secret-key",
+                "RECORD_KEY": BENCH_KEYS.current,
                 "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1", "WTF_CSRF_ENABLED": False,
                 "RATELIMIT_STORAGE_URI": "memory://", "MAIL_BACKEND": "file",
                 "MAIL_OUTBOX_DIR": str(workdir / "outbox"),

@@ -1,7 +1,9 @@
 """Command-line tools, all under `flask --app wsgi`."""
 from __future__ import annotations
 
+import json
 import sys
+from typing import TextIO
 
 import click
 from flask import Flask, current_app
@@ -21,6 +23,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(demo_info_command)
     app.cli.add_command(create_staff_command)
     app.cli.add_command(verify_record_command)
+    app.cli.add_command(record_seal_command)
     for command in (*outbox.COMMANDS, *reminders.COMMANDS, *imports.COMMANDS,
                     *api_tokens.COMMANDS, *worker.COMMANDS):
         app.cli.add_command(command)
@@ -100,17 +103,42 @@ def create_staff_command(email: str, role: str, name: str, password: str) -> Non
 @click.command("verify-record")
 @with_appcontext
 @click.argument("account_id", required=False, type=int)
-def verify_record_command(account_id: int | None) -> None:
-    """Check the hash chain of one account's service record, or of every account."""
+@click.option("--seal", "seal_file", type=click.File("r"),
+              help="A seal from record-seal: also name every account cut or rewritten since.")
+def verify_record_command(account_id: int | None, seal_file: TextIO | None) -> None:
+    """Check the service record of one account, or of every account: each entry's signature
+    under RECORD_KEY (or a fallback), each link of the chain, the chain against the account's
+    head, and each item's pointer to its latest entry. Exit 1 naming every broken account."""
     session = get_db()
-    ids = [account_id] if account_id is not None else record.accounts_with_entries(session)
-    for current in ids:
-        broken = record.verify_chain(session, current)
-        if broken is not None:
-            click.echo(
-                f"Account {broken.account_id}: broken at entry {broken.seq} "
-                f"(id {broken.entry_id}): {broken.reason}.",
-                err=True,
-            )
-            sys.exit(1)
-    click.echo(f"Service record intact for {len(ids)} account(s).")
+    ids = [account_id] if account_id is not None else record.all_account_ids(session)
+    broken = [link for current in ids if (link := record.verify_chain(session, current))]
+    for link in broken:
+        click.echo(f"Account {link.account_id}: broken at entry {link.seq}: {link.reason}.", err=True)
+    changed: list[record.BrokenLink] = []
+    if seal_file is not None:
+        try:
+            seal = record.read_seal(seal_file.read())
+        except record.SealError as error:
+            raise click.ClickException(f"{seal_file.name}: {error}") from None
+        changed = [link for link in record.changed_since_seal(session, seal)
+                   if account_id is None or link.account_id == account_id]
+        for link in changed:
+            click.echo(f"Account {link.account_id}: changed since the seal of {seal['sealed_at']}: "
+                       f"{link.reason}.", err=True)
+    if broken or changed:
+        sys.exit(1)
+    sealed = " and as sealed" if seal_file is not None else ""
+    click.echo(f"Service record intact{sealed} for {len(ids)} account(s).")
+
+
+@click.command("record-seal")
+@with_appcontext
+@click.option("--output", "-o", type=click.File("w"), default="-", show_default=True,
+              help="Where to write the seal (a file to keep outside the database).")
+def record_seal_command(output: TextIO) -> None:
+    """Print a seal: every account's service record head, signed with RECORD_KEY, with its
+    time. Keep it outside the database; `verify-record --seal FILE` names every account whose
+    history was cut or rewritten since."""
+    seal = record.make_seal(get_db())
+    json.dump(seal, output, separators=(",", ":"))
+    output.write("\n")

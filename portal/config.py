@@ -41,6 +41,12 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "SECRET_KEY_FALLBACKS": [
             key for key in os.environ.get("SECRET_KEY_FALLBACKS", "").split(",") if key
         ],
+        # The service record's HMAC key: separate from SECRET_KEY, so rotating the session key
+        # never touches the record; older record keys keep verifying from the fallbacks.
+        "RECORD_KEY": os.environ.get("RECORD_KEY") or None,
+        "RECORD_KEY_FALLBACKS": [
+            key for key in os.environ.get("RECORD_KEY_FALLBACKS", "").split(",") if key
+        ],
         "DATABASE_URL": os.environ.get("DATABASE_URL")
         or f"sqlite:///{instance / 'portal.sqlite3'}",
         "MAIL_BACKEND": os.environ.get("MAIL_BACKEND", "file"),
@@ -97,6 +103,13 @@ def finalise(config: dict[str, Any], instance_path: str) -> None:
                 "environment, e.g. python -c 'import secrets; print(secrets.token_hex(32))'."
             )
         config["SECRET_KEY"] = _development_secret(Path(instance_path))
+    if not config.get("RECORD_KEY"):
+        if production and not config.get("TESTING"):
+            raise ConfigError(
+                "RECORD_KEY is not set. Production needs its own long random RECORD_KEY (not the "
+                "SECRET_KEY) to sign the service record; keep a copy with the seals."
+            )
+        config["RECORD_KEY"] = _development_secret(Path(instance_path), "record_key")
     secure = config["SESSION_COOKIE_SECURE"]
     config.update(
         SESSION_COOKIE_HTTPONLY=True,
@@ -113,10 +126,11 @@ def finalise(config: dict[str, Any], instance_path: str) -> None:
     )
 
 
-def _development_secret(instance: Path) -> str:
-    """Generate once and keep, so a restart does not sign everyone out."""
+def _development_secret(instance: Path, name: str = "secret_key") -> str:
+    """Generate once and keep, so a restart does not sign everyone out (or, for the record
+    key, break the record's chain)."""
     instance.mkdir(parents=True, exist_ok=True)
-    key_file = instance / "secret_key"
+    key_file = instance / name
     if not key_file.exists():
         key_file.write_text(secrets.token_hex(32))
         key_file.chmod(0o600)

@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 from datetime import date
 from itertools import chain
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, ContextManager, cast
+from typing import Any, ContextManager
 
 import click
 from flask.cli import with_appcontext
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -386,12 +385,18 @@ def write_batch(
             email_ids = reserve_ids(session, OutboxEmail, len(accounts))
             emails = [_queue_welcome(session, *args)
                       for args in zip(accounts, items, urls, email_ids)]
-        entries = []
+        entries, heads = [], []
+        keys = record.record_keys()
         for account, incoming, account_items, email in zip(accounts, batch, items, emails):
-            entries += _entries(account, incoming, account_items, email, welcome_actor)
+            rows, head = record.chain_rows(
+                account.id, record.ChainHead(),
+                _entry_contents(account, incoming, account_items, email, welcome_actor), keys)
+            entries += rows
+            heads.append({"b_id": account.id, "record_seq": head.seq, "record_head": head.hash})
     session.flush()  # the emails, as one executemany
     _insert_many(session, PromiseItem, [item.row for item in chain(*items)])
     _insert_many(session, RecordEntry, entries)
+    session.execute(_SET_HEADS, heads)
     _point_items_at_latest_entries(session, account_ids)
     return accounts, sum(email is not None for email in emails)
 
@@ -502,44 +507,25 @@ def _queue_welcome(session: Session, account: Account, items: list[WrittenItem],
     return email
 
 
-def _entries(account: Account, incoming: IncomingHandoff, items: list[WrittenItem],
-             email: OutboxEmail | None, welcome_actor: str | None) -> list[dict[str, Any]]:
-    """The account's record chain as rows. `record.append` locks the account and reads its
-    last entry before each append so two requests never fork a chain; nobody else can see
-    these accounts before we commit, so the chain is built here, from GENESIS."""
+def _entry_contents(account: Account, incoming: IncomingHandoff, items: list[WrittenItem],
+                    email: OutboxEmail | None, welcome_actor: str | None) -> list[dict[str, Any]]:
+    """What `create_handoff` and `send_welcome` append for a new account; nobody else can
+    see these accounts before we commit, so their chains start here, from the genesis."""
     salesperson = incoming.salesperson
     note = f"promised by {salesperson.display_name if salesperson else 'sales'}"
-    entries = _Chain(account.id)
-    for item in items:
-        entries.add(event="promised", actor=staff_actor(salesperson), item_id=item.id,
-                  promised_value=item.promised_value, outcome="promised", note=note)
+    contents: list[dict[str, Any]] = [
+        {"event": "promised", "actor": staff_actor(salesperson), "item_id": item.id,
+         "promised_value": item.promised_value, "outcome": "promised", "note": note}
+        for item in items]
     if email is not None and welcome_actor:
-        entries.add(event="link_sent", actor=welcome_actor,
-                  details={"to": account.customer.email, "email_id": email.id})
-    return entries.rows
+        contents.append({"event": "link_sent", "actor": welcome_actor,
+                         "details": {"to": account.customer.email, "email_id": email.id}})
+    return contents
 
 
-class _Chain:
-    """One account's entries, each hashed over the one before (as `record.append` does)."""
-
-    def __init__(self, account_id: int) -> None:
-        self.account_id = account_id
-        self.rows: list[dict[str, Any]] = []
-        self.prev_hash = record.GENESIS
-
-    def add(self, *, event: str, actor: str, item_id: int | None = None,
-            promised_value: str | None = None, outcome: str | None = None, note: str = "",
-            details: dict[str, Any] | None = None) -> None:
-        row: dict[str, Any] = {
-            "account_id": self.account_id, "seq": len(self.rows) + 1, "item_id": item_id,
-            "event": event, "promised_value": promised_value, "confirmed_value": None,
-            "outcome": outcome, "actor": actor, "note": note, "details": details or {},
-            "created_at": utcnow(), "request_id": record.current_request_id(),
-        }
-        # entry_digest reads the entry's attributes; these are the same names and values.
-        digest = record.entry_digest(cast(RecordEntry, SimpleNamespace(**row)), self.prev_hash)
-        self.rows.append({**row, "prev_hash": self.prev_hash, "hash": digest})
-        self.prev_hash = digest
+# Executemany over the new accounts: not through the ORM, which would move their versions.
+_SET_HEADS = (update(Account.__table__).where(Account.__table__.c.id == bindparam("b_id"))
+              .values(record_seq=bindparam("record_seq"), record_head=bindparam("record_head")))
 
 
 # ---------------------------------------------------------------- the command

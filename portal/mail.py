@@ -3,6 +3,9 @@ caller's transaction; `outbox send` (portal.outbox) delivers it later. Nothing i
 request thread."""
 from __future__ import annotations
 
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,13 @@ def render_email(template: str, context: dict[str, Any]) -> tuple[str, str]:
     return env.get_template(f"{template}.txt").render(full), env.get_template(f"{template}.html").render(full)
 
 
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str
+    data: bytes
+
+
 def queue_email(
     session: Session,
     *,
@@ -46,6 +56,7 @@ def queue_email(
     subject: str,
     context: dict[str, Any],
     account: Account | None = None,
+    attachments: Sequence[Attachment] = (),
 ) -> OutboxEmail:
     """Render both parts and add the outbox row; the caller's commit makes it real."""
     text_body, html_body = render_email(template, context)
@@ -56,6 +67,8 @@ def queue_email(
         subject=subject,
         text_body=text_body,
         html_body=html_body,
+        attachments=[{"filename": item.filename, "content_type": item.content_type,
+                      "data": base64.b64encode(item.data).decode()} for item in attachments],
     )
     session.add(email)
     return email

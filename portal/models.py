@@ -161,6 +161,12 @@ class Account(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     # Two staff saving the same account: the second save is refused, not silently lost.
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    # The service record's chain head (its last entry's seq and hash), moved by every append
+    # in the same transaction: a cut tail or an emptied record no longer matches it. Only the
+    # record reads them (deferred).
+    record_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0", deferred=True)
+    record_head: Mapped[str] = mapped_column(String(64), default="0" * 64,
+                                             server_default="0" * 64, deferred=True)
 
     __mapper_args__ = {"version_id_col": version}
 
@@ -229,6 +235,8 @@ class RecordEntry(Base):
     request_id: Mapped[str] = mapped_column(String(64), default="")
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # Which record key signed the hash (record.key_id): older keys keep verifying after a rotation.
+    key_id: Mapped[str] = mapped_column(String(16))
 
 
 class AppendOnlyError(RuntimeError):
@@ -272,6 +280,8 @@ class OutboxEmail(Base):
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str] = mapped_column(Text, default="")
     message_id: Mapped[str] = mapped_column(String(255), default="")
+    # Files sent with the message: [{"filename", "content_type", "data" (base64)}].
+    attachments: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list, server_default="[]")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

@@ -26,6 +26,7 @@ Delivery is at least once, and exactly once unless a worker dies at the wrong mo
 """
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import os
@@ -91,7 +92,7 @@ def new_message_id(email: OutboxEmail, sender: str) -> str:
 
 
 def build_message(email: OutboxEmail, sender: str) -> EmailMessage:
-    """The MIME message: a text part with an HTML alternative."""
+    """The MIME message: a text part with an HTML alternative, and any attachments."""
     message = EmailMessage()
     try:
         message["From"] = sender
@@ -104,6 +105,10 @@ def build_message(email: OutboxEmail, sender: str) -> EmailMessage:
         raise DeliveryError(f"cannot build the message: {error}", permanent=True) from error
     message.set_content(email.text_body)
     message.add_alternative(email.html_body, subtype="html")
+    for attachment in email.attachments or ():
+        maintype, _, subtype = attachment["content_type"].partition("/")
+        message.add_attachment(base64.b64decode(attachment["data"]), maintype=maintype,
+                               subtype=subtype, filename=attachment["filename"])
     return message
 
 

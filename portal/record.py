@@ -1,17 +1,25 @@
 """The service record: append entries, derive current item state, verify the hash chains.
 
-Each account's entries form a chain: an entry's hash covers its own fields and the previous
-entry's hash, so an entry altered behind the application's back breaks every later link.
+Each account's entries form a chain: an entry's hash is an HMAC, under the record key, of its
+own fields and the previous entry's hash, so an entry altered behind the application's back
+breaks every later link, and without the key nobody can recompute the chain to hide it. Each
+account keeps its chain head (last seq and hash) beside it, written in the append's
+transaction, so a cut tail or an emptied record shows too. A seal (`record-seal`) signs every
+account's head at a moment; kept outside the database, it shows what was cut or rewritten
+since, even by someone who also reset the heads.
 """
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Protocol, Sequence
+from datetime import datetime
+from typing import Any, Protocol
 
-from flask import g, has_request_context
-from sqlalchemy import bindparam, event, func, select
+from flask import current_app, g, has_request_context
+from sqlalchemy import bindparam, event, func, select, update
 from sqlalchemy.orm import Session, SessionTransaction, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -20,24 +28,77 @@ from portal.models import Account, PromiseItem, RecordEntry
 
 GENESIS = "0" * 64
 
+# What an entry's hash covers, besides the previous hash.
+HASHED_FIELDS = ("account_id", "seq", "item_id", "event", "promised_value", "confirmed_value",
+                 "outcome", "actor", "note", "details", "created_at", "request_id")
 
-def entry_digest(entry: RecordEntry, prev_hash: str) -> str:
-    fields = {
-        "account_id": entry.account_id,
-        "seq": entry.seq,
-        "item_id": entry.item_id,
-        "event": entry.event,
-        "promised_value": entry.promised_value,
-        "confirmed_value": entry.confirmed_value,
-        "outcome": entry.outcome,
-        "actor": entry.actor,
-        "note": entry.note,
-        "details": entry.details,
-        "created_at": entry.created_at.isoformat(timespec="microseconds"),
-        "request_id": entry.request_id,
-    }
-    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(f"{prev_hash}|{canonical}".encode()).hexdigest()
+
+def key_id(key: str) -> str:
+    """A short name for a record key that says nothing about the key itself."""
+    return hashlib.sha256(f"handoff-record-key:{key}".encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class RecordKeys:
+    """The key that signs new entries and the older ones that still verify (rotation)."""
+
+    current: str
+    fallbacks: tuple[str, ...] = ()
+
+    @property
+    def current_id(self) -> str:
+        return key_id(self.current)
+
+    def by_id(self, wanted: str) -> str | None:
+        return next((key for key in (self.current, *self.fallbacks) if key_id(key) == wanted), None)
+
+
+def record_keys() -> RecordKeys:
+    config = current_app.config
+    return RecordKeys(config["RECORD_KEY"], tuple(config.get("RECORD_KEY_FALLBACKS") or ()))
+
+
+def entry_digest(fields: Mapping[str, Any], prev_hash: str, key: str) -> str:
+    """The HMAC-SHA256 of an entry's fields (a mapping, or read off an entry) and the hash
+    before it."""
+    created_at: datetime = fields["created_at"]
+    canonical = json.dumps({**{name: fields[name] for name in HASHED_FIELDS},
+                            "created_at": created_at.isoformat(timespec="microseconds")},
+                           sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hmac.new(key.encode(), f"{prev_hash}|{canonical}".encode(), hashlib.sha256).hexdigest()
+
+
+def _fields_of(entry: RecordEntry) -> dict[str, Any]:
+    return {name: getattr(entry, name) for name in HASHED_FIELDS}
+
+
+@dataclass(frozen=True)
+class ChainHead:
+    """Where an account's chain ends: the last entry's seq (0 when empty) and its hash."""
+
+    seq: int = 0
+    hash: str = GENESIS
+
+
+def chain_rows(account_id: int, head: ChainHead, contents: Iterable[Mapping[str, Any]],
+               keys: RecordKeys) -> tuple[list[dict[str, Any]], ChainHead]:
+    """Every entry of the record is built here, by `append_all` and by the bulk import: each
+    content (event, actor, item_id and the optional values) becomes a whole row, numbered and
+    signed after the one before (`created_at` is now unless given: the benchmark seeds history).
+    Returns the rows and the new head."""
+    rows = []
+    signing = keys.current_id
+    for content in contents:
+        row: dict[str, Any] = {
+            "item_id": None, "promised_value": None, "confirmed_value": None, "outcome": None,
+            "note": "", "request_id": current_request_id(), "created_at": utcnow(), **content,
+            "details": dict(content.get("details") or {}),
+            "account_id": account_id, "seq": head.seq + 1, "prev_hash": head.hash, "key_id": signing,
+        }
+        row["hash"] = entry_digest(row, head.hash, keys.current)
+        rows.append(row)
+        head = ChainHead(row["seq"], row["hash"])
+    return rows, head
 
 
 def current_request_id() -> str:
@@ -76,50 +137,35 @@ def append(session: Session, account: Account | Identified, *, event: str, actor
 
 def append_all(session: Session, account: Account | Identified,
                changes: Sequence[Change]) -> list[RecordEntry]:
-    """Add entries to the account's chain, in order, with one INSERT ... RETURNING for all of
-    them; the items' state pointers with one UPDATE run for each. The entries join the session
-    as loaded objects. Nothing waits for a flush: a customer's answer appends two or three
-    entries, and the unit of work cost more than the SQL."""
+    """Add entries to the account's chain, in order, and move the account's chain head in
+    the same transaction; each item an entry decides points at it. The caller commits."""
     if not changes:
         return []
     if any(change.item is not None and change.item.id is None for change in changes):
         session.flush()  # a promise added in this transaction: it needs its id first
-    seq, prev_hash = _chain_head(session, account.id)
-    entries = []
-    for change in changes:
-        entry = _chained_entry(account.id, seq, prev_hash, change)
-        entries.append(entry)
-        seq, prev_hash = seq + 1, entry.hash
-    rows = [{column.key: getattr(entry, column.key) for column in _ENTRY_COLUMNS} for entry in entries]
+    head = _chain_head(session, account.id)
+    rows, new_head = chain_rows(account.id, head, [_content(change) for change in changes],
+                                record_keys())
     ids: dict[int, int] = dict(session.connection().execute(_INSERT_ENTRIES, rows).all())  # type: ignore[arg-type]
-    for entry in entries:
-        entry.id = ids[entry.seq]
+    entries = []
+    for row in rows:
+        entry = RecordEntry(id=ids[row["seq"]], **row)
         make_transient_to_detached(entry)
         session.add(entry)
-    session.info[HEADS][account.id] = (seq, prev_hash)
+        entries.append(entry)
+    session.connection().execute(_SET_HEAD, {"account_id": account.id, "record_seq": new_head.seq,
+                                             "record_head": new_head.hash})
+    session.info[HEADS][account.id] = new_head
     _set_item_states(session, [(change.item, entry) for change, entry in zip(changes, entries)
                                if change.item is not None and change.outcome is not None])
     return entries
 
 
-def _chained_entry(account_id: int, seq: int, prev_hash: str, change: Change) -> RecordEntry:
-    entry = RecordEntry(
-        account_id=account_id,
-        seq=seq,
-        item_id=change.item.id if change.item is not None else None,
-        event=change.event,
-        promised_value=change.promised_value,
-        confirmed_value=change.confirmed_value,
-        outcome=change.outcome,
-        actor=change.actor,
-        note=change.note,
-        details=change.details or {},
-        created_at=utcnow(),
-        request_id=current_request_id(),
-        prev_hash=prev_hash,
-    )
-    entry.hash = entry_digest(entry, prev_hash)
-    return entry
+def _content(change: Change) -> dict[str, Any]:
+    return {"event": change.event, "actor": change.actor,
+            "item_id": change.item.id if change.item is not None else None,
+            "promised_value": change.promised_value, "confirmed_value": change.confirmed_value,
+            "outcome": change.outcome, "note": change.note, "details": change.details or {}}
 
 
 def _set_item_states(session: Session, changed: list[tuple[PromiseItem | Identified, RecordEntry]]) -> None:
@@ -134,49 +180,47 @@ def _set_item_states(session: Session, changed: list[tuple[PromiseItem | Identif
             set_committed_value(item, "current_outcome", entry.outcome)
 
 
-_ENTRY_COLUMNS = [column for column in RecordEntry.__table__.columns if column.key != "id"]
+_ENTRIES = RecordEntry.__table__
 # Rows come back in no set order: each id is matched to its entry by seq (unique within the
-# account). Asking for them in order would cost SQLite one INSERT per row.
-_INSERT_ENTRIES = RecordEntry.__table__.insert().returning(RecordEntry.__table__.c.seq,
-                                                           RecordEntry.__table__.c.id)
+# account).
+_INSERT_ENTRIES = _ENTRIES.insert().returning(_ENTRIES.c.seq, _ENTRIES.c.id)
 _SET_ITEM_STATE = (PromiseItem.__table__.update()
                    .where(PromiseItem.__table__.c.id == bindparam("item_id"))
                    .values(latest_entry_id=bindparam("entry_id"), current_outcome=bindparam("outcome")))
+# Not through the ORM: the head is the record's, and moving it must not move the account's
+# version (a staff edit open meanwhile is not stale because a customer answered).
+_SET_HEAD = (update(Account.__table__).where(Account.__table__.c.id == bindparam("account_id"))
+             .values(record_seq=bindparam("record_seq"), record_head=bindparam("record_head")))
 
 
 HEADS = "record.chain_heads"
-LOCKED = "record.locked_accounts"
 
-
-# Built once: on a customer's answer, building these cost about what running them does.
-_LOCK_SQL = select(Account.status).where(Account.id == bindparam("account_id")).with_for_update()
-_LAST_SQL = (select(RecordEntry.seq, RecordEntry.hash)
-             .where(RecordEntry.account_id == bindparam("account_id"))
-             .order_by(RecordEntry.seq.desc()).limit(1))
+_LOCK_SQL = (select(Account.status, Account.record_seq, Account.record_head)
+             .where(Account.id == bindparam("account_id")).with_for_update())
 
 
 def lock_account(session: Session, account_id: int) -> str | None:
     """Lock the account's row until the transaction ends (PostgreSQL; SQLite holds its write
     lock already) and return its status as stored, which may be newer than a loaded copy's.
+    The chain head is read under the same lock, for the appends that follow.
     Nothing pending is flushed first: a stale copy's changes must not overwrite what it reads."""
-    status = session.connection().scalar(_LOCK_SQL, {"account_id": account_id})
-    session.info.setdefault(LOCKED, set()).add(account_id)
-    return status
+    row = session.connection().execute(_LOCK_SQL, {"account_id": account_id}).first()
+    if row is None:
+        return None
+    session.info.setdefault(HEADS, {})[account_id] = ChainHead(row.record_seq, row.record_head)
+    return row.status
 
 
-def _chain_head(session: Session, account_id: int) -> tuple[int, str]:
-    """The next seq and the hash to chain from. The first append of a transaction locks the
-    account (PostgreSQL row lock; SQLite holds its write lock already), so two requests never
-    both extend the chain from the same entry, and reads the last entry; later appends in the
-    same transaction continue from what the previous one wrote."""
-    heads: dict[int, tuple[int, str]] = session.info.setdefault(HEADS, {})
-    if account_id in heads:
-        return heads[account_id]
-    session.flush()
-    if account_id not in session.info.get(LOCKED, ()):
+def _chain_head(session: Session, account_id: int) -> ChainHead:
+    """Where the next entry chains on. The first append of a transaction locks the account
+    (PostgreSQL row lock; SQLite holds its write lock already), so two requests never both
+    extend the chain from the same entry; later appends in the same transaction continue
+    from what the previous one wrote."""
+    heads: dict[int, ChainHead] = session.info.setdefault(HEADS, {})
+    if account_id not in heads:
+        session.flush()
         lock_account(session, account_id)
-    last = session.connection().execute(_LAST_SQL, {"account_id": account_id}).first()
-    return (last.seq + 1, last.hash) if last else (1, GENESIS)
+    return heads[account_id]
 
 
 @event.listens_for(Session, "after_transaction_end")
@@ -185,7 +229,6 @@ def _forget_heads(session: Session, transaction: SessionTransaction) -> None:
     # back may take entries with it. (A flush's own inner transaction changes nothing.)
     if transaction.parent is None or transaction.nested:
         session.info.pop(HEADS, None)
-        session.info.pop(LOCKED, None)
 
 
 @dataclass(frozen=True)
@@ -251,8 +294,13 @@ class BrokenLink:
     reason: str
 
 
-def verify_chain(session: Session, account_id: int) -> BrokenLink | None:
-    """Walk one account's chain; return the first entry whose link does not hold."""
+def verify_chain(session: Session, account_id: int, keys: RecordKeys | None = None) -> BrokenLink | None:
+    """Walk one account's chain against its head; return the first link that does not hold."""
+    keys = keys or record_keys()
+    head = session.execute(select(Account.record_seq, Account.record_head)
+                           .where(Account.id == account_id)).first()
+    if head is None:
+        return BrokenLink(account_id, 0, 0, "the account is gone")
     entries = session.scalars(
         select(RecordEntry)
         .where(RecordEntry.account_id == account_id)
@@ -260,7 +308,7 @@ def verify_chain(session: Session, account_id: int) -> BrokenLink | None:
         .execution_options(yield_per=1000)
     )
     with entries:  # closes the server-side cursor when we stop early
-        broken = _first_broken(account_id, entries)
+        broken = _first_broken(account_id, entries, ChainHead(head.record_seq, head.record_head), keys)
     return broken or _stale_pointer(session, account_id)
 
 
@@ -273,18 +321,87 @@ def _stale_pointer(session: Session, account_id: int) -> BrokenLink | None:
     return None
 
 
-def _first_broken(account_id: int, entries: Iterable[RecordEntry]) -> BrokenLink | None:
-    prev_hash = GENESIS
+def _first_broken(account_id: int, entries: Iterable[RecordEntry], head: ChainHead,
+                  keys: RecordKeys) -> BrokenLink | None:
+    last = ChainHead()
     for expected_seq, entry in enumerate(entries, start=1):
         if entry.seq != expected_seq:
             return BrokenLink(account_id, entry.seq, entry.id, f"expected entry {expected_seq}")
-        if entry.prev_hash != prev_hash:
+        if entry.prev_hash != last.hash:
             return BrokenLink(account_id, entry.seq, entry.id, "previous hash does not match")
-        if entry_digest(entry, prev_hash) != entry.hash:
+        key = keys.by_id(entry.key_id)
+        if key is None:
+            return BrokenLink(account_id, entry.seq, entry.id, "signed with an unknown record key")
+        if not hmac.compare_digest(entry_digest(_fields_of(entry), last.hash, key), entry.hash):
             return BrokenLink(account_id, entry.seq, entry.id, "contents do not match the hash")
-        prev_hash = entry.hash
+        last = ChainHead(entry.seq, entry.hash)
+    if last != head:
+        missing = "entries" if last.seq < head.seq else "the chain head"
+        return BrokenLink(account_id, last.seq, 0,
+                          f"the record ends at entry {last.seq} but its head says {head.seq}: "
+                          f"{missing} missing or altered")
     return None
 
 
-def accounts_with_entries(session: Session) -> list[int]:
-    return list(session.scalars(select(RecordEntry.account_id).distinct().order_by(RecordEntry.account_id)))
+def all_account_ids(session: Session) -> list[int]:
+    """Every account, deleted or not, with entries or without: each has a head to check."""
+    return list(session.scalars(select(Account.id).order_by(Account.id)))
+
+
+# ---------------------------------------------------------------- seals
+
+SEAL_FORMAT = "handoff-record-seal/1"
+
+
+class SealError(ValueError):
+    """The seal file is not one this record key made, or not a seal at all."""
+
+
+def make_seal(session: Session, keys: RecordKeys | None = None) -> dict[str, Any]:
+    """Every account's chain head at this moment, signed with the current record key."""
+    keys = keys or record_keys()
+    heads = [[row.id, row.record_seq, row.record_head] for row in session.execute(
+        select(Account.id, Account.record_seq, Account.record_head).order_by(Account.id))]
+    seal: dict[str, Any] = {"format": SEAL_FORMAT, "sealed_at": utcnow().isoformat(),
+                            "key_id": keys.current_id, "accounts": heads}
+    seal["signature"] = _seal_signature(seal, keys.current)
+    return seal
+
+
+def _seal_signature(seal: Mapping[str, Any], key: str) -> str:
+    body = json.dumps({name: seal[name] for name in ("format", "sealed_at", "key_id", "accounts")},
+                      sort_keys=True, separators=(",", ":"))
+    return hmac.new(key.encode(), f"seal|{body}".encode(), hashlib.sha256).hexdigest()
+
+
+def read_seal(text: str, keys: RecordKeys | None = None) -> dict[str, Any]:
+    keys = keys or record_keys()
+    try:
+        seal = json.loads(text)
+        key = keys.by_id(seal["key_id"]) if seal.get("format") == SEAL_FORMAT else None
+        signed = key is not None and hmac.compare_digest(_seal_signature(seal, key), seal["signature"])
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise SealError(f"not a record seal ({error})") from None
+    if not signed:
+        raise SealError("the seal's signature does not verify with any record key")
+    return seal
+
+
+def changed_since_seal(session: Session, seal: Mapping[str, Any],
+                       keys: RecordKeys | None = None) -> list[BrokenLink]:
+    """The accounts whose history up to the seal is no longer there as it was sealed: gone,
+    cut back, or rewritten (each sealed head must still be an entry of an intact chain)."""
+    keys = keys or record_keys()
+    changed = []
+    for account_id, seq, head_hash in seal["accounts"]:
+        broken = verify_chain(session, account_id, keys)
+        if broken is None and seq > 0:
+            sealed = session.scalar(select(RecordEntry.hash).where(
+                RecordEntry.account_id == account_id, RecordEntry.seq == seq))
+            if sealed is None:
+                broken = BrokenLink(account_id, seq, 0, f"entry {seq} was sealed and is gone")
+            elif sealed != head_hash:
+                broken = BrokenLink(account_id, seq, 0, f"entry {seq} is not the one sealed")
+        if broken is not None:
+            changed.append(broken)
+    return changed

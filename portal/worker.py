@@ -6,6 +6,8 @@
   (`--autopay-at`) when the payments package provides it: a `charge_autopay(session)` callable
   on `portal.payments`, else the registered `charge-autopay` command. Either is looked up when
   it is due, so the worker needs nothing from payments to start.
+- Emails the admins a seal of the service record every Monday (`--seal-at`), so a signed copy
+  of every account's chain head lives outside the database (see `verify-record --seal`).
 - Stops cleanly on SIGTERM or SIGINT: the task under way finishes its current small batch
   (an email being sent is sent and recorded), then the process exits 0. A second signal stops
   at once with exit code 1; an email that was then being sent stays claimed until its lease runs
@@ -19,6 +21,7 @@ later than its next regular turn); the worker itself keeps running.
 """
 from __future__ import annotations
 
+import calendar
 import importlib
 import signal
 import threading
@@ -36,6 +39,7 @@ from sqlalchemy.orm import Session
 
 from portal.db import get_db, utcnow
 from portal.outbox import FAILED, SENT, deliver_pending
+from portal.record_seal import email_seal_to_admins
 from portal.reminders import send_due_reminders
 
 # Emails claimed per outbox call: the most a stop request waits for (besides one SMTP timeout).
@@ -80,6 +84,23 @@ class DailyAt(Schedule):
 
     def __str__(self) -> str:
         return f"daily at {self.at:%H:%M:%S} {self.zone.key}"
+
+
+@dataclass(frozen=True)
+class WeeklyAt(Schedule):
+    weekday: int  # Monday is 0
+    at: time
+    zone: ZoneInfo
+
+    def next_after(self, moment: datetime) -> datetime:
+        daily = DailyAt(self.at, self.zone)
+        candidate = daily.next_after(moment)
+        while candidate.astimezone(self.zone).weekday() != self.weekday:
+            candidate = daily.next_after(candidate)
+        return candidate
+
+    def __str__(self) -> str:
+        return f"weekly on {calendar.day_name[self.weekday]} at {self.at:%H:%M:%S} {self.zone.key}"
 
 
 @dataclass(frozen=True)
@@ -181,6 +202,13 @@ def _outbox_summary(sent: int, retry: int, failed: int, stopped: str) -> str:
     return text + (f" (stopped early: {stopped})" if stopped else "")
 
 
+def seal_record(_stop: threading.Event) -> Outcome:
+    session = get_db()
+    count = email_seal_to_admins(session)
+    session.commit()
+    return Outcome(f"record seal emailed to {count} admin(s)")
+
+
 def queue_reminders(_stop: threading.Event) -> Outcome:
     sent = send_due_reminders(get_db())
     return Outcome(f"queued {len(sent)} reminder(s)")
@@ -258,14 +286,20 @@ class TimeZoneName(click.ParamType):
 
 
 def build_tasks(now: datetime, outbox_every: float, reminders_at: time | None,
-                autopay_at: time | None, zone: ZoneInfo) -> list[Task]:
+                autopay_at: time | None, zone: ZoneInfo, seal_at: time | None = None) -> list[Task]:
     tasks = [Task("outbox", deliver_outbox, Every(outbox_every), now)]  # at once on start
-    for name, run, at in (("reminders", queue_reminders, reminders_at),
-                          ("autopay", charge_autopay, autopay_at)):
-        if at is not None:
-            schedule = DailyAt(at, zone)
+    schedules: list[tuple[str, Callable[[threading.Event], Outcome], Schedule | None]] = [
+        ("reminders", queue_reminders, DailyAt(reminders_at, zone) if reminders_at else None),
+        ("autopay", charge_autopay, DailyAt(autopay_at, zone) if autopay_at else None),
+        ("record seal", seal_record, WeeklyAt(SEAL_WEEKDAY, seal_at, zone) if seal_at else None),
+    ]
+    for name, run, schedule in schedules:
+        if schedule is not None:
             tasks.append(Task(name, run, schedule, schedule.next_after(now)))
     return tasks
+
+
+SEAL_WEEKDAY = 0  # Monday: the seal of the week before reaches the admins as the week starts
 
 
 @click.command("worker")
@@ -275,18 +309,21 @@ def build_tasks(now: datetime, outbox_every: float, reminders_at: time | None,
               envvar="WORKER_REMINDERS_AT", help="Time of day to queue reminders, or 'off'.")
 @click.option("--autopay-at", type=TimeOfDay(), default="10:00", show_default=True,
               envvar="WORKER_AUTOPAY_AT", help="Time of day to charge autopay, or 'off'.")
+@click.option("--seal-at", type=TimeOfDay(), default="06:00", show_default=True,
+              envvar="WORKER_SEAL_AT",
+              help="Time on Mondays to email the admins the service record seal, or 'off'.")
 @click.option("--timezone", "zone", type=TimeZoneName(), default="UTC", show_default=True,
               envvar="WORKER_TIMEZONE", help="The zone of those times of day.")
 @click.option("--retry-after", type=click.FloatRange(min=0.05), default=60.0, show_default=True,
               envvar="WORKER_RETRY_AFTER", help="Seconds before a failed task is tried again.")
 @with_appcontext
 def worker_command(outbox_every: float, reminders_at: time | None, autopay_at: time | None,
-                   zone: ZoneInfo, retry_after: float) -> None:
+                   seal_at: time | None, zone: ZoneInfo, retry_after: float) -> None:
     """Run the background work until stopped: deliver the outbox every few seconds, queue
-    reminders and charge autopay once a day. SIGTERM or Ctrl-C stops it cleanly (exit 0)
+    reminders and charge autopay once a day, email the admins the record seal once a week. SIGTERM or Ctrl-C stops it cleanly (exit 0)
     after the task under way; several workers may run at once."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    tasks = build_tasks(utcnow(), outbox_every, reminders_at, autopay_at, zone)
+    tasks = build_tasks(utcnow(), outbox_every, reminders_at, autopay_at, zone, seal_at)
     worker = Worker(app, tasks, retry_after=retry_after)
     previous = {sig: signal.signal(sig, worker.request_stop)
                 for sig in (signal.SIGTERM, signal.SIGINT)}

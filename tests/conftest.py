@@ -30,6 +30,7 @@ PASSWORD = "correct-horse-battery"
 TEST_SETTINGS: dict[str, Any] = {
     "TESTING": True,
     "SECRET_KEY": "test-secret-key-not-for-production",
+    "RECORD_KEY": "test-record-key-not-for-production",
     "WTF_CSRF_ENABLED": False,
     "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1",
     "RATELIMIT_STORAGE_URI": "memory://",

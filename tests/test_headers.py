@@ -124,6 +124,7 @@ def test_production_settings_make_cookies_secure(monkeypatch, tmp_path, database
     monkeypatch.setenv("PORTAL_INSTANCE_PATH", str(tmp_path / "instance"))
     monkeypatch.setenv("PORTAL_ENV", "production")
     monkeypatch.setenv("SECRET_KEY", "x" * 64)
+    monkeypatch.setenv("RECORD_KEY", "r" * 64)
     monkeypatch.delenv("SESSION_COOKIE_SECURE", raising=False)
     app = create_app({"DATABASE_URL": database_url})
     assert app.config["SESSION_COOKIE_SECURE"] and app.config["REMEMBER_COOKIE_SECURE"]

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import make_url
 
 from portal import create_app, migrate
@@ -78,3 +79,72 @@ def test_models_and_migrations_agree(database_template, tmp_path, monkeypatch):
                                 Base.metadata)
     engine.dispose()
     assert diff == []
+
+
+def _sha256_chain_as_before_0004(conn, account_id: int) -> None:
+    """Rewrite an account's chain the way the code before migration 0004 hashed it."""
+    import hashlib
+    import json
+
+    from portal import record
+    from portal.models import RecordEntry
+
+    prev = record.GENESIS
+    table = RecordEntry.__table__
+    rows = conn.execute(sa_select(*(table.c[name] for name in ("id", *record.HASHED_FIELDS)))
+                        .where(table.c.account_id == account_id).order_by(table.c.seq)).all()
+    for row in rows:
+        fields = {name: getattr(row, name) for name in record.HASHED_FIELDS}
+        fields["created_at"] = row.created_at.isoformat(timespec="microseconds")
+        canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        digest = hashlib.sha256(f"{prev}|{canonical}".encode()).hexdigest()
+        conn.execute(text("UPDATE record_entries SET prev_hash = :p, hash = :h WHERE id = :id"),
+                     {"p": prev, "h": digest, "id": row.id})
+        prev = digest
+
+
+def _lift_update_guard(conn) -> None:
+    if BACKEND == "postgres":
+        conn.execute(text("ALTER TABLE record_entries DISABLE TRIGGER record_entries_append_only"))
+    else:
+        conn.execute(text("DROP TRIGGER record_entries_no_update"))
+
+
+def test_0004_re_signs_an_existing_record_with_the_record_key_and_refuses_a_broken_one(
+        empty_database_url, tmp_path, monkeypatch):
+    from portal import record
+    from portal.demo import demo_handoff
+    from portal.handoffs import create_handoff
+
+    monkeypatch.setenv("PORTAL_INSTANCE_PATH", str(tmp_path / "instance"))
+    app = create_app({**TEST_SETTINGS, "DATABASE_URL": empty_database_url})
+    migrate.upgrade(app)
+    with app.app_context():
+        session = app.extensions["portal.sessionmaker"]()
+        ids = [create_handoff(session, demo_handoff(), None).id for _ in range(2)]
+        session.commit()
+        session.close()
+    migrate.downgrade(app, "0003")
+    engine = make_engine(empty_database_url)
+    with engine.begin() as conn:
+        _lift_update_guard(conn)
+        for account_id in ids:
+            _sha256_chain_as_before_0004(conn, account_id)
+    engine.dispose()
+
+    migrate.upgrade(app)  # re-creates the guard it lifted
+    with app.app_context():
+        session = app.extensions["portal.sessionmaker"]()
+        assert [record.verify_chain(session, account_id) for account_id in ids] == [None, None]
+        session.close()
+
+    migrate.downgrade(app, "0003")
+    with engine.begin() as conn:
+        _lift_update_guard(conn)
+        _sha256_chain_as_before_0004(conn, ids[1])
+        conn.execute(text("UPDATE record_entries SET note = 'rewritten' WHERE account_id = :a AND seq = 2"),
+                     {"a": ids[1]})
+    engine.dispose()
+    with pytest.raises(RuntimeError, match=f"Account {ids[1]}: the service record is broken at entry 2"):
+        migrate.upgrade(app)
+    app.extensions["portal.engine"].dispose()
