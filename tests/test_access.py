@@ -43,7 +43,6 @@ def test_a_look_alike_handoff_cannot_take_over_another_accounts_contact_or_link(
     assert post_new(client, customer_name="Vera Victim", customer_email="Vera@Example.com",
                     customer_phone="+1 602 555 0101", gate_code="Back gate, code 1111").status_code == 302
     mine = db.scalars(select(Account).where(Account.salesperson_id == sam.id)).one()
-    assert mine.customer_id != victim.customer_id
     form = _edit_form(client, mine.id)
     form.update(customer_email="mallory@evil.example", customer_phone="+1 999 555 0000")
     assert client.post(f"/staff/accounts/{mine.id}/edit", data=form).status_code == 302
@@ -72,6 +71,7 @@ def test_a_look_alike_handoff_cannot_take_over_another_accounts_contact_or_link(
     assert "1111" in access_step and "4412" not in access_step
     assert db.scalar(select(func.count()).select_from(OutboxEmail)
                      .where(OutboxEmail.account_id == victim.id)) == 1  # only its own welcome
+    assert db.get(Account, mine.id).customer_id != victim.customer_id
 
 
 def test_every_contact_change_is_a_record_entry_and_an_email_change_rotates_a_sent_link(

@@ -100,7 +100,6 @@ def account(account_id: int) -> str:
                            entries=record.entries_for(session, found.id), emails=emails,
                            send_form=once.OnceForm(),
                            resolve_form=new_resolve_form(salespeople(session)),
-                           may_resolve=allows(current_user, Action.RESOLVE),
                            note_form=new_note_form(found) if allows(current_user, Action.NOTE) else None)
 
 

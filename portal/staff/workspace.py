@@ -29,6 +29,12 @@ def _me() -> StaffUser:
     return current_user._get_current_object()  # type: ignore[attr-defined,no-any-return]
 
 
+@bp.app_template_global("staff_may")
+def staff_may(action: str) -> bool:
+    """Pages offer a link or a form only where the policy lets the signed-in user act."""
+    return bool(current_user.is_authenticated) and allows(_me(), Action(action))
+
+
 @bp.get("/")
 @roles_required(*ALL_STAFF)
 def dashboard() -> str | BaseResponse:
@@ -79,7 +85,6 @@ def differences() -> str:
     args = {k: v for k, v in request.args.items() if k != "page"}
     return render_template("staff/differences.html", form=form, flt=flt, page=page, args=args,
                            resolve_form=new_resolve_form(people), highlight=diffs.highlight,
-                           may_resolve=allows(_me(), Action.RESOLVE),
                            row_slot=ROW_SLOT,
                            account_link=Markup(url_for("staff.account", account_id=ROW_SLOT)))
 
