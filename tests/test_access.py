@@ -256,3 +256,19 @@ def test_a_bad_note_is_refused_with_a_message_and_writes_nothing(client, db, sta
                            data={"form_id": secrets.token_urlsafe(18), **data}, follow_redirects=True)
     assert message in response.get_data(as_text=True)
     assert count_rows(db, RecordEntry) == before
+
+
+def test_the_policys_query_and_its_per_account_answer_agree(db, make_staff, world):
+    """Lists filter in SQL and single pages ask per account: both say the same for every role,
+    a deleted account included."""
+    from portal import access
+    from portal.db import utcnow
+
+    world["mine"].deleted_at = utcnow()
+    db.commit()
+    accounts = [world["mine"], world["theirs"]]
+    for user in (world["sam"], world["kim"], *(make_staff(role) for role in ("admin", "office", "technician"))):
+        listed = set(db.scalars(access.visible_accounts(user).with_only_columns(Account.id)))
+        for account in accounts:
+            assert (account.id in listed) == access.may(user, access.Action.BRIEF, account), (user.role, account.id)
+    assert listed == {world["theirs"].id}
