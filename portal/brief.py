@@ -5,12 +5,11 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from portal import confirmations, record
+from portal import access, confirmations, record
 from portal.handoffs import display_value
-from portal.models import DIFFERENT, Account
+from portal.models import DIFFERENT, Account, StaffUser
 
 SECTIONS = (("visit_day", "Visit day"), ("start_date", "First visit"), ("gate_access", "Gate access"),
             ("safety", "Safety"), ("equipment", "Equipment promises"), ("custom", "Other promises"),
@@ -53,8 +52,7 @@ def brief_for(session: Session, account: Account) -> Brief:
     return Brief(account, sections, confirmations.latest_step_details(session, account))
 
 
-def visits_on(session: Session, day: date) -> list[Account]:
-    """Accounts whose first visit is on `day`, for the technician's day list."""
+def visits_on(session: Session, day: date, user: StaffUser) -> list[Account]:
+    """Accounts whose first visit is on `day` that `user` may see, for the day list."""
     return list(session.scalars(
-        select(Account).where(Account.first_visit == day, Account.deleted_at.is_(None))
-        .order_by(Account.service_address)))
+        access.visible_accounts(user).where(Account.first_visit == day).order_by(Account.service_address)))

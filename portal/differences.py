@@ -16,7 +16,7 @@ from markupsafe import Markup, escape
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, lazyload, load_only
 
-from portal import record
+from portal import access, record
 from portal.handoffs import display_value
 from portal.models import DIFFERENT, Account, PromiseItem, RecordEntry, Role, StaffUser
 
@@ -84,9 +84,7 @@ def _conditions(user: StaffUser, flt: DifferenceFilter) -> tuple[list[Any], list
     on_item = [PromiseItem.current_outcome.in_(outcomes), PromiseItem.withdrawn_at.is_(None)]
     if flt.kind:
         on_item.append(PromiseItem.kind == flt.kind)
-    on_account = [Account.deleted_at.is_(None)]
-    if user.role == Role.SALES.value:
-        on_account.append(Account.salesperson_id == user.id)
+    on_account = access.conditions(user)
     if flt.salesperson_id:
         on_account.append(Account.salesperson_id == flt.salesperson_id)
     if flt.visit_from:
@@ -177,6 +175,8 @@ def _assignees(session: Session, item_ids: list[int]) -> dict[int, int]:
 
 def open_difference(session: Session, item_id: int, user: StaffUser) -> tuple[PromiseItem, RecordEntry]:
     """The item and the customer's answer it differs by, if the user may act on it."""
+    if not access.allows(user, access.Action.RESOLVE):
+        raise ResolutionError("Deciding a difference is for the office; add a note instead.")
     if session.scalar(_base(user, DifferenceFilter()).where(PromiseItem.id == item_id)) is None:
         raise ResolutionError("That difference is resolved already or is not yours to resolve.")
     item = session.get(PromiseItem, item_id, with_for_update={"of": PromiseItem})

@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal import links, record
@@ -76,17 +75,11 @@ def with_derived_promises(data: HandoffData, currency: str | None = None) -> lis
     return sorted(promises, key=lambda p: KIND_ORDER.index(p.kind))
 
 
-def find_or_create_customer(session: Session, data: HandoffData) -> Customer:
-    email = data.customer_email.strip().lower()
-    customer = session.scalars(
-        select(Customer).where(Customer.email == email, Customer.name == data.customer_name)
-    ).first()
-    if customer is None:
-        customer = Customer(name=data.customer_name, email=email, phone=data.customer_phone)
-        session.add(customer)
-    elif data.customer_phone:
-        customer.phone = data.customer_phone
-    return customer
+def new_customer(data: HandoffData) -> Customer:
+    """Every account gets its own contact row. Never a lookup by name and email: a shared row
+    let whoever created a look-alike handoff edit another account's address and take its link."""
+    return Customer(name=data.customer_name, email=data.customer_email.strip().lower(),
+                    phone=data.customer_phone)
 
 
 def create_handoff(
@@ -94,7 +87,7 @@ def create_handoff(
 ) -> Account:
     """Write the account, its items and their 'promised' entries. The caller commits."""
     account = Account(
-        customer=find_or_create_customer(session, data),
+        customer=new_customer(data),
         service_address=data.service_address,
         plan=data.plan,
         price_cents=data.price_cents,
@@ -201,18 +194,36 @@ def _add_item(session: Session, account: Account, promise: Promise, position: in
 
 def _update_account_fields(session: Session, account: Account, data: HandoffData,
                            salesperson: StaffUser | None, actor: str) -> list[str]:
-    changes = []
-    customer = account.customer
-    new_email = data.customer_email.strip().lower()
-    if new_email != customer.email and account.link_sent_at is not None:
-        # The old address holds a working link; revoke it so only the new address gets in.
-        links.rotate_nonce(account)
-        record.append(session, account, event="email_changed", actor=actor,
-                      details={"from": customer.email, "to": new_email})
-        changes.append("changed the email address (send the link again)")
-    customer.name, customer.email, customer.phone = data.customer_name, new_email, data.customer_phone
+    changes = _update_contact(session, account, data, actor)
     for name in ("service_address", "plan", "price_cents", "first_visit", "why_chose_us",
                  "concerns", "contact_preference"):
         setattr(account, name, getattr(data, name))
     account.salesperson = salesperson
+    return changes
+
+
+def _update_contact(session: Session, account: Account, data: HandoffData, actor: str) -> list[str]:
+    """The account's own contact row (see new_customer); every change is a record entry."""
+    customer = account.customer
+    changes = []
+    new_email = data.customer_email.strip().lower()
+    if new_email != customer.email:
+        # The same event the customer's own confirmed change writes, so it also closes any
+        # change the customer asked for from the old address.
+        record.append(session, account, event="email_changed", actor=actor,
+                      details={"from": customer.email, "to": new_email})
+        if account.link_sent_at is not None:
+            # The old address holds a working link; revoke it so only the new address gets in.
+            links.rotate_nonce(account)
+            changes.append("changed the email address (send the link again)")
+        else:
+            changes.append("changed the email address")
+        customer.email = new_email
+    moved = {name: {"from": getattr(customer, name), "to": getattr(data, f"customer_{name}")}
+             for name in ("name", "phone") if getattr(customer, name) != getattr(data, f"customer_{name}")}
+    if moved:
+        record.append(session, account, event="contact_changed", actor=actor, details=moved)
+        changes += [f"changed the customer's {name}" for name in moved]
+        for name, change in moved.items():
+            setattr(customer, name, change["to"])
     return changes

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from portal import links, record
 from portal.company import get_company
 from portal.db import get_db, mark_writes, utcnow
-from portal.handoffs import KIND_LABELS, create_handoff, staff_actor, with_derived_promises
+from portal.handoffs import KIND_LABELS, create_handoff, new_customer, staff_actor, with_derived_promises
 from portal.mail import queue_email
 from portal.models import (Account, AccountStatus, Customer, Outcome, OutboxEmail, PromiseItem,
                            RecordEntry)
@@ -371,8 +371,8 @@ def write_batch(
     with session.no_autoflush:  # everything gets its id first, then one flush
         customers = _customers_for(session, batch)
         account_ids = reserve_ids(session, Account, len(batch))
-        accounts = [_new_account(incoming, customers, account_id)
-                    for incoming, account_id in zip(batch, account_ids)]
+        accounts = [_new_account(incoming, customer, account_id)
+                    for incoming, customer, account_id in zip(batch, customers, account_ids)]
         # The link goes into the INSERT; setting it after would cost an UPDATE per account.
         urls = [_issue_link(account) if welcome_actor else "" for account in accounts]
         session.add_all(accounts)
@@ -438,32 +438,18 @@ def reserve_ids(session: Session, model: type[Any], count: int) -> list[int]:
     return list(range(top + 1, top + count + 1))
 
 
-def _customers_for(session: Session, batch: list[IncomingHandoff]) -> dict[tuple[str, str], Customer]:
-    """`find_or_create_customer` for a whole batch: one query, then new rows for the rest."""
-    emails = sorted({incoming.data.customer_email for incoming in batch})
-    found: dict[tuple[str, str], Customer] = {}
-    for customer in session.scalars(select(Customer).where(Customer.email.in_(emails))):
-        found.setdefault((customer.email, customer.name), customer)
-    new: list[Customer] = []
-    for incoming in batch:
-        data = incoming.data
-        key = (data.customer_email, data.customer_name)
-        if key not in found:
-            found[key] = Customer(name=data.customer_name, email=data.customer_email,
-                                  phone=data.customer_phone)
-            new.append(found[key])
-        elif data.customer_phone:
-            found[key].phone = data.customer_phone
-    for customer, customer_id in zip(new, reserve_ids(session, Customer, len(new))):
+def _customers_for(session: Session, batch: list[IncomingHandoff]) -> list[Customer]:
+    """`new_customer` for a whole batch: one contact row per account, ids reserved at once."""
+    customers = [new_customer(incoming.data) for incoming in batch]
+    for customer, customer_id in zip(customers, reserve_ids(session, Customer, len(customers))):
         customer.id = customer_id
-    return found
+    return customers
 
 
-def _new_account(incoming: IncomingHandoff, customers: dict[tuple[str, str], Customer],
-                 account_id: int) -> Account:
+def _new_account(incoming: IncomingHandoff, customer: Customer, account_id: int) -> Account:
     data = incoming.data
     return Account(
-        id=account_id, customer=customers[(data.customer_email, data.customer_name)],
+        id=account_id, customer=customer,
         service_address=data.service_address, plan=data.plan, price_cents=data.price_cents,
         first_visit=data.first_visit, salesperson=incoming.salesperson,
         status=AccountStatus.DRAFT.value, why_chose_us=data.why_chose_us, concerns=data.concerns,

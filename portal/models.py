@@ -132,7 +132,9 @@ class Account(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    # Unique: each account owns its customer contact, so an edit of one account can never
+    # reach another's email, phone or link (two accounts once shared a row found by name+email).
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True, unique=True)
     service_address: Mapped[str] = mapped_column(String(300))
     plan: Mapped[str] = mapped_column(String(120))
     price_cents: Mapped[int] = mapped_column(Integer)

@@ -5,22 +5,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import Select, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from portal.access import scoped
 from portal.links import max_age
-from portal.models import DIFFERENT, Account, AccountStatus, OutboxEmail, PromiseItem, Role, StaffUser
+from portal.models import DIFFERENT, Account, AccountStatus, OutboxEmail, PromiseItem, StaffUser
 
 WAITING = (AccountStatus.LINK_SENT.value, AccountStatus.OPENED.value, AccountStatus.IN_PROGRESS.value)
-
-
-def _visible(query: Select, user: StaffUser) -> Select:  # type: ignore[type-arg]
-    """Live accounts, and for sales only their own: plain conditions the indexes can serve
-    (a subquery of visible ids made both databases read every account)."""
-    query = query.where(Account.deleted_at.is_(None))
-    if user.role == Role.SALES.value:
-        query = query.where(Account.salesperson_id == user.id)
-    return query
 
 
 @dataclass(frozen=True)
@@ -34,11 +26,11 @@ class Pipeline:
 def pipeline(session: Session, user: StaffUser, now: datetime) -> Pipeline:
     """Counts by status plus the two that need a nudge: three queries."""
     by_status = dict(session.execute(
-        _visible(select(Account.status, func.count()), user).group_by(Account.status)).all())
-    expired = session.scalar(_visible(select(func.count()).select_from(Account), user).where(
+        scoped(select(Account.status, func.count()), user).group_by(Account.status)).all())
+    expired = session.scalar(scoped(select(func.count()).select_from(Account), user).where(
         Account.status.in_(WAITING), Account.link_sent_at < now - max_age())) or 0
     days = current_app.config["REMINDER_NOT_OPENED_DAYS"]
-    not_opened = session.scalar(_visible(select(func.count()).select_from(Account), user).where(
+    not_opened = session.scalar(scoped(select(func.count()).select_from(Account), user).where(
         Account.status == AccountStatus.LINK_SENT.value,
         Account.link_sent_at < now - timedelta(days=days))) or 0
     return Pipeline({status.value: by_status.get(status.value, 0) for status in AccountStatus},
@@ -57,18 +49,18 @@ def needing_attention(session: Session, user: StaffUser, limit: int = 20) -> lis
     open_items = (PromiseItem.account_id == Account.id) & PromiseItem.current_outcome.in_(DIFFERENT) \
         & PromiseItem.withdrawn_at.is_(None)
     count = select(func.count()).where(open_items).correlate(Account).scalar_subquery()
-    query = (_visible(select(Account, count), user)
+    query = (scoped(select(Account, count), user)
              .where(select(PromiseItem.id).where(open_items).exists())
              .order_by(Account.first_visit.asc().nulls_last(), Account.id).limit(limit))
     return [Attention(account, n) for account, n in session.execute(query).all()]
 
 
 def undelivered(session: Session, user: StaffUser, limit: int = 10) -> list[tuple[Account, OutboxEmail]]:
-    query = (_visible(select(Account, OutboxEmail).join(OutboxEmail, OutboxEmail.account_id == Account.id), user)
+    query = (scoped(select(Account, OutboxEmail).join(OutboxEmail, OutboxEmail.account_id == Account.id), user)
              .where(OutboxEmail.status == "failed").order_by(OutboxEmail.id.desc()).limit(limit))
     return [(account, email) for account, email in session.execute(query).all()]
 
 
 def recent(session: Session, user: StaffUser, limit: int = 10) -> list[Account]:
-    return list(session.scalars(_visible(select(Account), user)
+    return list(session.scalars(scoped(select(Account), user)
                                 .order_by(Account.created_at.desc(), Account.id.desc()).limit(limit)))

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
+from portal import access
 from portal.handoffs import KIND_LABELS
 from portal.models import DIFFERENT, Account, AccountStatus, PromiseItem, RecordEntry, StaffUser
 
@@ -23,26 +24,26 @@ class Rate:
         return round(100 * self.differed / self.answered, 1) if self.answered else 0.0
 
 
-def _answered_and_differed(session: Session, group):  # type: ignore[no-untyped-def]
+def _answered_and_differed(session: Session, user: StaffUser, group):  # type: ignore[no-untyped-def]
     """Items the customer answered, and those they changed or disputed, per group: 2 queries."""
     base = (select(group, func.count(distinct(RecordEntry.item_id)))
             .join(PromiseItem, PromiseItem.id == RecordEntry.item_id)
             .join(Account, Account.id == PromiseItem.account_id)
-            .where(RecordEntry.event == "answered", Account.deleted_at.is_(None))
+            .where(RecordEntry.event == "answered", *access.conditions(user))
             .group_by(group))
     answered = dict(session.execute(base).all())
     differed = dict(session.execute(base.where(RecordEntry.outcome.in_(DIFFERENT))).all())
     return answered, differed
 
 
-def rates_by_kind(session: Session) -> list[Rate]:
-    answered, differed = _answered_and_differed(session, PromiseItem.kind)
+def rates_by_kind(session: Session, user: StaffUser) -> list[Rate]:
+    answered, differed = _answered_and_differed(session, user, PromiseItem.kind)
     return [Rate(KIND_LABELS[kind], answered.get(kind, 0), differed.get(kind, 0))
             for kind in KIND_LABELS if answered.get(kind)]
 
 
-def rates_by_salesperson(session: Session) -> list[Rate]:
-    answered, differed = _answered_and_differed(session, Account.salesperson_id)
+def rates_by_salesperson(session: Session, user: StaffUser) -> list[Rate]:
+    answered, differed = _answered_and_differed(session, user, Account.salesperson_id)
     names = {user.id: user.display_name for user in session.scalars(
         select(StaffUser).where(StaffUser.id.in_([k for k in answered if k is not None])))}
     rates = [Rate(names.get(person, "Unassigned") if person else "Unassigned", n, differed.get(person, 0))
@@ -50,13 +51,13 @@ def rates_by_salesperson(session: Session) -> list[Rate]:
     return sorted(rates, key=lambda rate: (-rate.percent, rate.label))
 
 
-def median_days_to_sign(session: Session) -> tuple[float | None, int]:
+def median_days_to_sign(session: Session, user: StaffUser) -> tuple[float | None, int]:
     """Median days from the first link sent to signing, and how many signed accounts it covers."""
     first_sent = (select(RecordEntry.account_id, func.min(RecordEntry.created_at).label("sent"))
                   .where(RecordEntry.event == "link_sent").group_by(RecordEntry.account_id).subquery())
     rows = session.execute(select(Account.signed_at, first_sent.c.sent)
                            .join(first_sent, first_sent.c.account_id == Account.id)
-                           .where(Account.signed_at.is_not(None), Account.deleted_at.is_(None))).all()
+                           .where(Account.signed_at.is_not(None), *access.conditions(user))).all()
     days = [(signed - _aware(sent)).total_seconds() / 86400 for signed, sent in rows]
     return (round(statistics.median(days), 1) if days else None), len(days)
 
@@ -79,7 +80,7 @@ FUNNEL = (
 )
 
 
-def funnel(session: Session) -> list[tuple[str, int]]:
-    by_status = dict(session.execute(select(Account.status, func.count())
-                                     .where(Account.deleted_at.is_(None)).group_by(Account.status)).all())
+def funnel(session: Session, user: StaffUser) -> list[tuple[str, int]]:
+    by_status = dict(session.execute(access.scoped(select(Account.status, func.count()), user)
+                                     .group_by(Account.status)).all())
     return [(stage, sum(by_status.get(status, 0) for status in statuses)) for stage, statuses in FUNNEL]

@@ -1,7 +1,6 @@
-"""Who may be named as the salesperson on a handoff that arrives by API or CSV.
-
-The staff form knows the signed-in user; machines name the salesperson by email instead. One
-rule for both doors: an active staff user with a selling role, or no salesperson at all.
+"""Who may be named as the salesperson on a handoff: chosen on the staff form, or named by
+email when it arrives by API or CSV. One rule for every door: an active staff user with a
+selling role, or no salesperson at all.
 """
 from __future__ import annotations
 
@@ -32,6 +31,11 @@ class IncomingHandoff:
 
 def _selling_staff() -> Any:
     return select(StaffUser).where(StaffUser.active.is_(True), StaffUser.role.in_(SELLING_ROLES))
+
+
+def salespeople(session: Session) -> list[StaffUser]:
+    """Everyone who may be named as the salesperson, by name: the choices on staff forms."""
+    return list(session.scalars(_selling_staff().order_by(StaffUser.name, StaffUser.email)))
 
 
 def find_salesperson(session: Session, email: str) -> StaffUser | None:

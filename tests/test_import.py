@@ -207,10 +207,12 @@ def test_running_the_same_file_twice_imports_nothing_twice(runner, db, sales, tm
     assert counts(db) == after_first
 
 
-def test_one_customer_with_two_pools_is_one_customer(runner, db, sales, tmp_path):
+def test_one_customer_with_two_pools_gets_two_accounts_each_owning_its_contact(runner, db, sales, tmp_path):
     path = write_csv(tmp_path / "handoffs.csv", [row(1), row(1, service_address="9 Lake Dr")])
     assert run_import(runner, path).exit_code == 0
-    assert count_rows(db, Customer) == 1 and count_rows(db, Account) == 2
+    assert count_rows(db, Customer) == 2 and count_rows(db, Account) == 2
+    first, second = db.scalars(select(Account).order_by(Account.id)).all()
+    assert (first.customer.email, first.customer.name) == (second.customer.email, second.customer.name)
 
 
 # ---------------------------------------------------------------- errors in the file
@@ -331,7 +333,7 @@ def _incoming(db: Session, sales) -> list[Any]:  # type: ignore[no-untyped-def]
          "promises": [{"kind": "visit_day", "value": "fri"}, {"kind": "custom", "value": "Spa",
                                                               "label": "Spa care"}],
          "why_chose_us": "Reviews", "concerns": "Skipped weeks", "contact_preference": "Text"},
-        # The same customer again, at a second address: one customer, two accounts.
+        # The same customer again, at a second address: two accounts, each with its own contact.
         {"customer": {"name": "Dana Reyes", "email": "dana@example.com", "phone": ""},
          "service_address": "9 Lake Dr", "plan": "Bi-weekly", "price_cents": 8950,
          "first_visit": (today + timedelta(days=9)).isoformat(),
@@ -348,7 +350,7 @@ def _incoming(db: Session, sales) -> list[Any]:  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("send", [True, False])
 def test_the_bulk_path_writes_what_the_one_by_one_path_writes(db, sales, monkeypatch, send):
-    monkeypatch.setattr(imports, "BATCH_SIZE", 2)  # customers reused across batches too
+    monkeypatch.setattr(imports, "BATCH_SIZE", 2)  # a customer seen again across batches too
     incoming = _incoming(db, sales)
     imports.import_rows(db, [imports.ParsedRow(n, h) for n, h in enumerate(incoming)],
                         send=send, actor="import:test")

@@ -148,3 +148,42 @@ def test_0004_re_signs_an_existing_record_with_the_record_key_and_refuses_a_brok
     with pytest.raises(RuntimeError, match=f"Account {ids[1]}: the service record is broken at entry 2"):
         migrate.upgrade(app)
     app.extensions["portal.engine"].dispose()
+
+
+def test_the_upgrade_gives_each_account_of_a_shared_customer_its_own_copy(
+        empty_database_url, tmp_path, monkeypatch):
+    """Before 0006 two handoffs could share a customer row; the upgrade splits it, data copied."""
+    monkeypatch.setenv("PORTAL_INSTANCE_PATH", str(tmp_path / "instance"))
+    app = create_app({**TEST_SETTINGS, "DATABASE_URL": empty_database_url})
+    migrate.upgrade(app, "0005")
+    engine = make_engine(empty_database_url)
+    account = ("INSERT INTO accounts (id, customer_id, service_address, plan, price_cents, status, "
+               "why_chose_us, concerns, contact_preference, reminders_sent, created_at, updated_at, "
+               "version) VALUES (:id, :customer, :address, 'Weekly', 16500, 'draft', '', '', '', 0, "
+               "'2026-01-02 03:04:05', '2026-01-02 03:04:05', 1)")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO customers (id, name, email, phone, created_at) VALUES "
+                          "(1, 'Dana Reyes', 'dana@example.com', '+1 480 555 0134', '2026-01-02 03:04:05'), "
+                          "(2, 'Lee Alone', 'lee@example.com', '', '2026-01-02 03:04:05')"))
+        for account_id, customer_id, address in ((10, 1, "1 Palm Ln"), (11, 1, "9 Lake Dr"),
+                                                 (12, 1, "4 Elm St"), (13, 2, "7 Oak Ave")):
+            conn.execute(text(account), {"id": account_id, "customer": customer_id, "address": address})
+    if BACKEND == "postgres":
+        with engine.begin() as conn:  # the rows above took their ids by hand
+            conn.execute(text("SELECT setval(pg_get_serial_sequence('customers', 'id'), 2)"))
+
+    migrate.upgrade(app)
+
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT a.id, c.id, c.name, c.email, c.phone, c.created_at FROM accounts a "
+            "JOIN customers c ON c.id = a.customer_id ORDER BY a.id")).all()
+        customer_count = conn.execute(text("SELECT count(*) FROM customers")).scalar_one()
+    engine.dispose()
+    app.extensions["portal.engine"].dispose()
+    assert [row[0] for row in rows] == [10, 11, 12, 13]
+    assert rows[0][1] == 1 and rows[3][1] == 2  # the oldest account keeps the original row
+    assert len({row[1] for row in rows}) == 4 and customer_count == 4
+    assert {tuple(row[2:5]) for row in rows[:3]} == {("Dana Reyes", "dana@example.com", "+1 480 555 0134")}
+    assert len({str(row[5]) for row in rows[:3]}) == 1  # created_at copied as it was
+    assert tuple(rows[3][2:4]) == ("Lee Alone", "lee@example.com")

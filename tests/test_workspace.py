@@ -263,11 +263,15 @@ def test_sales_see_the_accounts_they_sold_office_and_admin_see_all(client, staff
     assert "Ann Soon" in page and "Lee Later" in page
 
 
-def test_sales_cannot_resolve_another_sellers_difference(client, staff, seeded, db):
+def test_sales_cannot_resolve_differences_their_own_or_another_sellers(client, staff, seeded, db):
     staff.login(seeded["sam"])
+    page = client.get("/staff/differences").get_data(as_text=True)
+    assert "Ann Soon" in page and "/resolve" not in page  # their own rows, no resolve forms
     before = count_rows(db, RecordEntry)
-    fields = form_fields(client.get("/staff/differences").get_data(as_text=True).split("/resolve", 1)[1])
-    client.post(f"/staff/differences/{seeded['visit'].id}/resolve", data={**fields, "action": "accept"})
+    for key in ("gate", "visit"):  # Sam's own difference, then Kim's
+        response = client.post(f"/staff/differences/{seeded[key].id}/resolve",
+                               data={"form_id": f"sales-tries-{key}-0123456789", "action": "accept"})
+        assert response.status_code == 403
     assert count_rows(db, RecordEntry) == before
 
 

@@ -16,6 +16,7 @@ from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from portal import once, record
+from portal.access import Action, account_or_404, allows, roles_for
 from portal.auth import roles_required
 from portal.db import get_db, mark_writes
 from portal.extensions import csrf
@@ -26,13 +27,10 @@ from portal.payments import events as stripe_events
 from portal.payments import invoices as invoice_service
 from portal.payments.forms import MAX_LINES, DemoForm, InvoiceForm
 from portal.payments.gateway import PaymentProviderError, demo_mode, get_gateway
-from portal.staff.access import account_or_404
 from portal.welcome.customer import customer_pay_required, start_pay
 from portal.welcome.forms import NewLinkForm
 
 log = logging.getLogger(__name__)
-
-STAFF_INVOICING = ("office", "admin")
 
 
 # --- Template helpers (welcome pages, staff account page) ---------------------------------
@@ -58,7 +56,7 @@ def staff_payments(account: Account) -> dict[str, object]:
     return {"panel": billing.panel(session, account, demo_mode()),
             "invoices": [(invoice, billing.shown_status(invoice, today))
                          for invoice in billing.invoices_of(session, account.id)],
-            "can_invoice": current_user.is_authenticated and current_user.role in STAFF_INVOICING}
+            "can_invoice": current_user.is_authenticated and allows(current_user, Action.INVOICE)}
 
 
 # --- Pay links -----------------------------------------------------------------------------
@@ -236,10 +234,10 @@ csrf.exempt(stripe_webhook)  # signed by Stripe instead; the only exempt view, a
 # --- Staff: create an invoice --------------------------------------------------------------
 
 @bp.route("/pay/staff/accounts/<int:account_id>/invoices/new", methods=["GET", "POST"])
-@roles_required(*STAFF_INVOICING)
+@roles_required(*roles_for(Action.INVOICE))
 def staff_new_invoice(account_id: int) -> str | Response | tuple[str, int]:
     session = get_db()
-    found = account_or_404(session, account_id, current_user)
+    found = account_or_404(session, account_id, current_user, Action.INVOICE)
     today = billing.company_today()
     form = InvoiceForm() if request.method == "POST" else InvoiceForm(
         data={"due_date": (today + timedelta(days=14)).isoformat()})

@@ -5,17 +5,18 @@ from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
-from portal import once, record
+from portal import notes, once, record
 from portal.auth import roles_required
 from portal.db import get_db
 from portal.handoffs import DERIVED_KINDS, OnboardingSigned, create_handoff, staff_actor, update_handoff
 from sqlalchemy import select
 
+from portal.access import Action, account_or_404, allows, roles_for
 from portal.models import Account, OutboxEmail, StaffUser
 from portal.onboarding import send_welcome
+from portal.salespeople import SELLING_ROLES, salespeople
 from portal.staff import bp
-from portal.staff.access import SELLING_ROLES, account_or_404, salespeople
-from portal.staff.forms import new_resolve_form
+from portal.staff.forms import new_note_form, new_resolve_form
 from portal.staff.handoff_forms import (
     EditHandoffForm,
     HandoffForm,
@@ -59,7 +60,7 @@ def _already_done(form_id: str) -> Response:
 
 
 @bp.route("/handoffs/new", methods=["GET", "POST"])
-@roles_required(*SELLING_ROLES)
+@roles_required(*roles_for(Action.HAND_OFF))
 def new_handoff() -> str | Response | tuple[str, int]:
     form = HandoffForm()
     _salesperson_choices(form, current_user)
@@ -88,31 +89,54 @@ def new_handoff() -> str | Response | tuple[str, int]:
 
 
 @bp.get("/accounts/<int:account_id>")
-@roles_required(*SELLING_ROLES)
+@roles_required(*roles_for(Action.SEE))
 def account(account_id: int) -> str:
     session = get_db()
-    found = account_or_404(session, account_id, current_user)
+    found = account_or_404(session, account_id, current_user, Action.SEE)
     emails = session.scalars(select(OutboxEmail).where(OutboxEmail.account_id == found.id)
                              .order_by(OutboxEmail.id.desc())).all()
     return render_template("staff/account.html", account=found,
                            states=record.item_states(session, found),
                            entries=record.entries_for(session, found.id), emails=emails,
                            send_form=once.OnceForm(),
-                           resolve_form=new_resolve_form(salespeople(session)))
+                           resolve_form=new_resolve_form(salespeople(session)),
+                           note_form=new_note_form(found) if allows(current_user, Action.NOTE) else None)
+
+
+@bp.post("/accounts/<int:account_id>/notes")
+@roles_required(*roles_for(Action.NOTE))
+def add_note(account_id: int) -> Response:
+    """A note in the service record, on the account or one of its promises (how sales weigh in
+    on a difference the office decides)."""
+    session = get_db()
+    found = account_or_404(session, account_id, current_user, Action.NOTE)
+    form = new_note_form(found)
+    back = redirect(url_for("staff.account", account_id=found.id))
+    if not form.validate_on_submit():
+        flash(" ".join(form.note.errors or form.item.errors) or "That note was not understood; please try again.",
+              "error")
+        return back
+    if once.claim(session, form.form_id.data, "note") is None:
+        return back
+    item = next((i for i in found.items if i.id == form.item.data), None)
+    notes.add_note(session, found, current_user, (form.note.data or "").strip(), item)
+    session.commit()
+    flash("Note added to the service record.", "success")
+    return back
 
 
 @bp.get("/accounts/<int:account_id>/preview")
-@roles_required(*SELLING_ROLES)
+@roles_required(*roles_for(Action.SEE))
 def preview(account_id: int) -> str:
-    found = account_or_404(get_db(), account_id, current_user)
+    found = account_or_404(get_db(), account_id, current_user, Action.SEE)
     return render_template("staff/preview.html", account=found, send_form=once.OnceForm())
 
 
 @bp.post("/accounts/<int:account_id>/send")
-@roles_required(*SELLING_ROLES)
+@roles_required(*roles_for(Action.EDIT))
 def send_link(account_id: int) -> Response:
     session = get_db()
-    found = account_or_404(session, account_id, current_user)
+    found = account_or_404(session, account_id, current_user, Action.EDIT)
     form = once.OnceForm()
     if not form.validate_on_submit():
         flash("That button had expired; please try again.", "error")
@@ -130,10 +154,10 @@ def send_link(account_id: int) -> Response:
 
 
 @bp.route("/accounts/<int:account_id>/edit", methods=["GET", "POST"])
-@roles_required(*SELLING_ROLES)
+@roles_required(*roles_for(Action.EDIT))
 def edit_handoff(account_id: int) -> str | Response | tuple[str, int]:
     session = get_db()
-    found = account_or_404(session, account_id, current_user)
+    found = account_or_404(session, account_id, current_user, Action.EDIT)
     if found.signed_at is not None:
         flash("The customer has signed; changes now go through their change requests.", "error")
         return redirect(url_for("staff.account", account_id=found.id))

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from babel.numbers import list_currencies
 from flask_wtf import FlaskForm
 from wtforms import (
@@ -85,4 +87,18 @@ class ResolveForm(OnceForm):
 def new_resolve_form(people: list) -> ResolveForm:  # type: ignore[type-arg]
     form = ResolveForm()
     form.assignee.choices = [SelectChoice(p.id, p.display_name) for p in people]
+    return form
+
+
+class NoteForm(OnceForm):
+    item = SelectField("About", coerce=int)
+    note = TextAreaField("Note", validators=[DataRequired("Write the note first."),
+                                             Length(max=1000, message="Keep the note under 1,000 characters.")])
+
+
+def new_note_form(account: Any) -> NoteForm:
+    """Only this account's promises are offered (and accepted: the choice is validated)."""
+    form = NoteForm()
+    form.item.choices = [SelectChoice(0, "The account as a whole"),
+                         *(SelectChoice(item.id, item.label) for item in account.items)]
     return form

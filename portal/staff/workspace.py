@@ -6,7 +6,7 @@ import io
 from collections.abc import Iterable
 from datetime import date, datetime, timezone
 
-from flask import Response, abort, flash, redirect, render_template, request, url_for
+from flask import Response, flash, redirect, render_template, request, url_for
 from markupsafe import Markup
 from flask_login import current_user
 from werkzeug.wrappers import Response as BaseResponse
@@ -14,26 +14,31 @@ from werkzeug.wrappers import Response as BaseResponse
 from portal import brief as brief_service
 from portal import differences as diffs
 from portal import once, pipeline, reports
+from portal.access import Action, account_or_404, allows, roles_for
 from portal.auth import ALL_STAFF, is_safe_next, roles_required
 from portal.db import get_db
 from portal.handoffs import KIND_LABELS
-from portal.models import Account, Role, StaffUser
+from portal.models import StaffUser
+from portal.salespeople import salespeople
 from portal.staff import bp
-from portal.staff.access import SELLING_ROLES, account_or_404, salespeople
 from portal.staff.forms import DifferenceFilterForm, new_resolve_form
 from portal.staff.handoff_forms import options
-
-MANAGERS = ("office", "admin")
 
 
 def _me() -> StaffUser:
     return current_user._get_current_object()  # type: ignore[attr-defined,no-any-return]
 
 
+@bp.app_template_global("staff_may")
+def staff_may(action: str) -> bool:
+    """Pages offer a link or a form only where the policy lets the signed-in user act."""
+    return bool(current_user.is_authenticated) and allows(_me(), Action(action))
+
+
 @bp.get("/")
 @roles_required(*ALL_STAFF)
 def dashboard() -> str | BaseResponse:
-    if current_user.role == Role.TECHNICIAN.value:
+    if not allows(_me(), Action.SEE):  # technicians: their day list is their start page
         return redirect(url_for("staff.day_list"))
     session = get_db()
     now = datetime.now(timezone.utc)
@@ -72,7 +77,7 @@ def for_row(rendered: Markup, row_id: int) -> Markup:
 
 
 @bp.get("/differences")
-@roles_required(*SELLING_ROLES)
+@roles_required(*roles_for(Action.DIFFERENCES))
 def differences() -> str:
     people = salespeople(get_db())
     form, flt = _filter_form(people)
@@ -109,7 +114,7 @@ def _csv_text(rows: Iterable[diffs.DifferenceRow]) -> str:
 
 
 @bp.get("/differences.csv")
-@roles_required(*SELLING_ROLES)
+@roles_required(*roles_for(Action.DIFFERENCES))
 def differences_csv() -> Response:
     _, flt = _filter_form(salespeople(get_db()))
     # Built whole rather than streamed: a streamed body outlives the request's session.
@@ -119,7 +124,7 @@ def differences_csv() -> Response:
 
 
 @bp.post("/differences/<int:item_id>/resolve")
-@roles_required(*SELLING_ROLES)
+@roles_required(*roles_for(Action.RESOLVE))
 def resolve(item_id: int) -> BaseResponse:
     session = get_db()
     people = salespeople(session)
@@ -156,26 +161,15 @@ def resolve(item_id: int) -> BaseResponse:
 
 
 @bp.get("/accounts/<int:account_id>/brief")
-@roles_required(*ALL_STAFF)
+@roles_required(*roles_for(Action.BRIEF))
 def brief(account_id: int) -> str:
     session = get_db()
-    account = _brief_account(account_id)
+    account = account_or_404(session, account_id, _me(), Action.BRIEF)
     return render_template("staff/brief.html", brief=brief_service.brief_for(session, account))
 
 
-def _brief_account(account_id: int) -> Account:
-    """Technicians read every brief (they visit any account); sales only their own."""
-    session = get_db()
-    if current_user.role == Role.TECHNICIAN.value:
-        account = session.get(Account, account_id)
-        if account is None or account.deleted_at is not None:
-            abort(404)
-        return account
-    return account_or_404(session, account_id, _me())
-
-
 @bp.get("/day")
-@roles_required(*ALL_STAFF)
+@roles_required(*roles_for(Action.BRIEF))
 def day_list() -> str:
     raw = request.args.get("date", "")
     try:
@@ -183,18 +177,19 @@ def day_list() -> str:
     except ValueError:
         flash("That date was not understood; showing today.", "error")
         day = date.today()
-    return render_template("staff/day.html", day=day, accounts=brief_service.visits_on(get_db(), day))
+    return render_template("staff/day.html", day=day,
+                           accounts=brief_service.visits_on(get_db(), day, _me()))
 
 
 def _report_data() -> dict[str, object]:
-    session = get_db()
-    median, signed = reports.median_days_to_sign(session)
-    return {"by_kind": reports.rates_by_kind(session), "by_person": reports.rates_by_salesperson(session),
-            "median_days": median, "signed_count": signed, "funnel": reports.funnel(session)}
+    session, me = get_db(), _me()
+    median, signed = reports.median_days_to_sign(session, me)
+    return {"by_kind": reports.rates_by_kind(session, me), "by_person": reports.rates_by_salesperson(session, me),
+            "median_days": median, "signed_count": signed, "funnel": reports.funnel(session, me)}
 
 
 @bp.get("/reports")
-@roles_required(*MANAGERS)
+@roles_required(*roles_for(Action.REPORTS))
 def report_page() -> str:
     data = _report_data()
     bars = {
@@ -206,7 +201,7 @@ def report_page() -> str:
 
 
 @bp.get("/reports.csv")
-@roles_required(*MANAGERS)
+@roles_required(*roles_for(Action.REPORTS))
 def report_csv() -> Response:
     data = _report_data()
     buffer = io.StringIO()

@@ -1,0 +1,87 @@
+"""The one access policy for staff: which accounts a user may see, and what they may do on one.
+
+Every staff view, list, count, export, brief and day list asks here, so a rule changes in one
+place. Two questions, answered separately:
+- scope: which accounts at all (sales their own, everyone else every live account);
+- actions: what a role may do on an account in its scope (technicians read briefs only;
+  deciding a difference is an office/admin action, sales may add a note).
+Views carry `roles_required(*roles_for(action))` (so a role without the action gets 403 before
+anything is read) and load the account with `account_or_404` (someone else's account is a 404,
+no hint that it exists).
+"""
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from flask import abort
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from portal.models import Account, Role, StaffUser
+
+
+class Action(str, enum.Enum):
+    SEE = "see"              # the account page, its preview and service record
+    HAND_OFF = "hand_off"    # enter a new handoff
+    EDIT = "edit"            # edit the handoff before signing, send or re-send its link
+    NOTE = "note"            # add a note to the service record
+    RESOLVE = "resolve"      # decide a difference: accept, keep the promise, assign
+    BRIEF = "brief"          # the first-visit brief and the day list
+    DIFFERENCES = "differences"  # the differences list and its CSV
+    INVOICE = "invoice"      # create an invoice
+    REPORTS = "reports"      # the reports across salespeople, and their CSV
+
+
+_SELLING = frozenset({Action.SEE, Action.HAND_OFF, Action.EDIT, Action.NOTE, Action.BRIEF,
+                      Action.DIFFERENCES})
+_MANAGING = frozenset(Action)
+ACTIONS: dict[str, frozenset[Action]] = {
+    Role.ADMIN.value: _MANAGING,
+    Role.OFFICE.value: _MANAGING,
+    Role.SALES.value: _SELLING,
+    Role.TECHNICIAN.value: frozenset({Action.BRIEF}),
+}
+
+
+def roles_for(action: Action) -> tuple[str, ...]:
+    """The roles that may take `action` at all, for the view's `roles_required`."""
+    return tuple(role.value for role in Role if action in ACTIONS[role.value])
+
+
+def allows(user: StaffUser, action: Action) -> bool:
+    return action in ACTIONS.get(user.role, frozenset())
+
+
+def conditions(user: StaffUser) -> list[Any]:
+    """The scope as plain conditions on Account, to add to any query that joins accounts: the
+    indexes serve these (a subquery of visible ids made both databases read every account)."""
+    found: list[Any] = [Account.deleted_at.is_(None)]
+    if user.role == Role.SALES.value:
+        found.append(Account.salesperson_id == user.id)
+    return found
+
+
+def scoped(query: Select, user: StaffUser) -> Select:  # type: ignore[type-arg]
+    return query.where(*conditions(user))
+
+
+def visible_accounts(user: StaffUser) -> Select[tuple[Account]]:
+    return scoped(select(Account), user)
+
+
+def may(user: StaffUser, action: Action, account: Account) -> bool:
+    if not allows(user, action) or account.deleted_at is not None:
+        return False
+    return user.role != Role.SALES.value or account.salesperson_id == user.id
+
+
+def account_or_404(session: Session, account_id: int, user: StaffUser, action: Action) -> Account:
+    """The account if `user` may take `action` on it: 404 for one outside their scope (no hint
+    that it exists), 403 for a role that may see it but not do this."""
+    account = session.scalars(visible_accounts(user).where(Account.id == account_id)).first()
+    if account is None:
+        abort(404)
+    if not may(user, action, account):
+        abort(403)
+    return account
