@@ -51,7 +51,7 @@ def company(db):
 
 def shows_contact(page: str) -> bool:
     return (OFF in page and "Blue Lagoon Pool Care" in page
-            and f'href="tel:{PHONE.replace(" ", "")}"' in page and f'href="mailto:{EMAIL}"' in page)
+            and f'href="tel:{PHONE.replace(" ", "")}">Call {PHONE}<' in page and f'href="mailto:{EMAIL}"' in page)
 
 
 def test_production_invoice_page_shows_the_contact_and_cannot_be_paid(production, client, db, company,
