@@ -2,8 +2,10 @@
 
 `get_gateway()` gives `StripeGateway` when `STRIPE_SECRET_KEY` is set. Without it, development
 gets `DemoGateway` (demo mode) and production gets `OffGateway`: online payment is off, because a
-live portal must never take simulated payments. Every Stripe call carries an idempotency key and the `STRIPE_TIMEOUT`; a Stripe error or
-network failure becomes a `PaymentProviderError` with a message for the customer and details for
+live portal must never take simulated payments.
+
+Every Stripe call carries an idempotency key and the `STRIPE_TIMEOUT`; a Stripe error or network
+failure becomes a `PaymentProviderError` with a message for the customer and details for
 staff (never a logged-and-swallowed `None`).
 """
 from __future__ import annotations

@@ -26,7 +26,8 @@ from portal.payments import billing, bp, checkout, demo
 from portal.payments import events as stripe_events
 from portal.payments import invoices as invoice_service
 from portal.payments.forms import MAX_LINES, DemoForm, InvoiceForm
-from portal.payments.gateway import PaymentProviderError, demo_mode, get_gateway, payments_mode, payments_off
+from portal.payments.gateway import (PaymentProviderError, demo_mode, get_gateway, payments_mode,
+                                     payments_off)
 from portal.staff.access import account_or_404
 from portal.welcome.customer import customer_pay_required, start_pay
 from portal.welcome.forms import NewLinkForm
