@@ -61,6 +61,9 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(staff_bp, url_prefix="/staff")
     app.register_blueprint(api_bp, url_prefix="/api/v1")
     app.register_blueprint(payments_bp)
+    from portal.payments.gateway import warn_if_payments_off
+
+    warn_if_payments_off(app.config)
 
 
 def register_request_hooks(app: Flask) -> None:

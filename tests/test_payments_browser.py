@@ -6,17 +6,20 @@ axe-core (WCAG 2.x A/AA) and load nothing from another host (the checks of tests
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Browser, Page
 
-from portal.models import Account, Invoice
+from portal.models import Account, CompanySettings, Invoice
+from portal.onboarding import send_link_on_request, send_welcome
 from tests.browser.a11y import Auditor, audit
-from tests.browser.conftest import chromium, live_server, skip_reason  # noqa: F401  (fixtures)
-from tests.test_payments_support import entries, fresh, make_invoice, sign_up
+from tests.browser.conftest import artifacts, chromium, live_server, skip_reason  # noqa: F401  (fixtures)
+from tests.test_payments_support import emails, entries, fresh, make_invoice, sign_up
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(skip_reason() is not None, reason=str(skip_reason()))]
@@ -49,10 +52,11 @@ class Tab:
         assert navigation.value is not None
         return navigation.value.status
 
-    def check(self, name: str) -> None:
+    def check(self, name: str, inputs: bool = False) -> None:
+        """`inputs`: a page with a form of its own (a welcome step), not a payment page."""
         report = audit(self.page, WIDTH, self.auditor)
         assert report.ok(), f"{name} ({report.url}):\n  " + "\n  ".join(report.problems)
-        assert self.page.locator("input:not([type=hidden])").count() == 0 or name.startswith("staff")
+        assert self.page.locator("input:not([type=hidden])").count() == 0 or inputs or name.startswith("staff")
         foreign = [u for u in self.requests if urlsplit(u).netloc != urlsplit(self.origin).netloc]
         assert not foreign, f"{name}: requests to another host: {foreign}"
 
@@ -106,3 +110,49 @@ def test_saving_a_card_after_signing_at_375px_without_javascript(tab: Tab, live_
     assert "Visa ending 4242, expires 12/" in tab.page.inner_text("main")
     tab.check("card-saved")
     assert entries(db, account.id, "card_saved")[0].actor == "stripe"
+
+
+
+def test_online_payment_off_pages_at_375px_in_production_without_stripe_keys(
+        tab: Tab, live_server: str, artifacts: Path, app: Any, client: Any, db: Any,
+        make_account: Any) -> None:
+    """Production, no keys: each page that would offer a payment says plainly that online
+    payment is off and how to reach the company instead (screenshots in tests/artifacts/)."""
+    app.config.update(ENV_NAME="production", STRIPE_SECRET_KEY=None, STRIPE_WEBHOOK_SECRET=None)
+    db.add(CompanySettings(name="Blue Lagoon Pool Care", phone="+1 602 555 0100",
+                           email="billing@bluelagoon.example", readiness_checklist=[]))
+    db.commit()
+    account = make_account()
+    seen: list[str] = []
+
+    def look(name: str) -> None:
+        main = tab.page.inner_text("main")
+        assert "Online payment is not available" in main and "+1 602 555 0100" in main, name
+        assert tab.page.get_by_role("link", name="Email billing@bluelagoon.example").count() >= 1, name
+        assert tab.page.get_by_role("button", name=re.compile("^(Pay |Save my card|Replace my card)")).count() == 0, name
+        tab.page.screenshot(path=str(artifacts / f"payments-off-{name}.png"), full_page=True)
+        tab.check(f"payments-off-{name}", inputs=name in ("billing-step", "my-service"))
+        seen.append(name)
+
+    sent = send_welcome(db, account, "system")
+    db.commit()
+    tab.open(sent.url)
+    tab.open(f"{live_server}/welcome/step/billing")
+    look("billing-step")
+
+    sign_up(client, db, fresh(db, Account, account.id), billing="Card autopay")
+    send_link_on_request(db, account.customer.email)  # "email me a new link", once signed
+    db.commit()
+    resent = emails(db, "welcome_resent")[-1]
+    tab.open(re.search(r"http://\S+/welcome/t/\S+", resent.text_body).group(0))
+    tab.open(f"{live_server}/welcome/service")
+    look("my-service")
+
+    invoice, url = make_invoice(db, fresh(db, Account, account.id))
+    tab.open(url)
+    assert tab.page.url == f"{live_server}/pay/invoices/{invoice.id}"
+    look("invoice")
+    for name, path in (("invoices", "/pay/invoices"), ("card", "/pay/card")):
+        assert tab.open(live_server + path) == 200
+        look(name)
+    assert seen == ["billing-step", "my-service", "invoice", "invoices", "card"]

@@ -85,6 +85,17 @@ def test_stale_timestamp_is_400_and_changes_nothing(client, db, billed):
     assert post_event(client, event, timestamp=int(time.time()) - 200).status_code == 200  # within 300 s
 
 
+def test_future_timestamp_is_400_and_changes_nothing(client, db, billed):
+    # The library only checks the past; a header signed for later would stay replayable.
+    account, invoice = billed
+    event = make_event("checkout.session.completed", paid_session(account, invoice))
+    before = snapshot(db)
+    response = post_event(client, event, timestamp=int(time.time()) + 301)
+    assert response.status_code == 400 and response.get_json() == {"error": "invalid signature"}
+    assert snapshot(db) == before and fresh(db, Invoice, invoice.id).status == "open"
+    assert post_event(client, event, timestamp=int(time.time()) + 200).status_code == 200  # clock skew
+
+
 def test_one_changed_byte_or_a_reserialised_body_fails_verification(client, db, billed):
     account, invoice = billed
     event = make_event("checkout.session.completed", paid_session(account, invoice))
@@ -248,6 +259,26 @@ def test_an_amount_below_the_total_leaves_the_invoice_open_for_staff(client, db,
     deliver(client, "checkout.session.completed", paid_session(account, invoice, amount_total=100))
     assert effects(db, account, invoice) == ("open", 0, 0)
     assert entries(db, account.id, "payment_mismatch")
+
+
+@pytest.mark.parametrize("event_type, build", [
+    ("checkout.session.completed", lambda a, i: paid_session(a, i, amount_total=None)),
+    ("checkout.session.completed", lambda a, i: paid_session(a, i, currency=None)),
+    ("checkout.session.async_payment_succeeded", lambda a, i: paid_session(a, i, amount_total=None)),
+    ("payment_intent.succeeded", lambda a, i: {**paid_intent(a, i), "amount": None, "amount_received": None}),
+    ("payment_intent.succeeded", lambda a, i: {
+        k: v for k, v in paid_intent(a, i).items() if k not in ("amount", "amount_received")}),
+    ("payment_intent.succeeded", lambda a, i: paid_intent(a, i, amount_received="16500")),
+], ids=["session-null-amount", "session-null-currency", "async-null-amount", "intent-null-amounts",
+        "intent-no-amount-keys", "intent-amount-as-text"])
+def test_a_signed_event_without_an_amount_and_currency_never_marks_paid(client, db, billed,
+                                                                        event_type, build):
+    account, invoice = billed
+    response = deliver(client, event_type, build(account, invoice))  # acknowledged: not retried
+    assert response.status_code == 200
+    assert effects(db, account, invoice) == ("open", 0, 0)
+    [mismatch] = entries(db, account.id, "payment_mismatch")
+    assert mismatch.actor == "stripe" and "left unpaid" in mismatch.note
 
 
 def test_events_naming_another_accounts_invoice_are_ignored(client, db, billed, make_account):

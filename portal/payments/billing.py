@@ -78,18 +78,28 @@ class PaymentsPanel:
     billing: str | None
     card: str | None
     unpaid_invoices: int
-    demo: bool
+    mode: str  # gateway.payments_mode(): stripe, demo or off
+
+    @property
+    def demo(self) -> bool:
+        return self.mode == "demo"
+
+    @property
+    def off(self) -> bool:
+        """Production without Stripe keys: nothing can be paid or saved online."""
+        return self.mode == "off"
 
     @property
     def autopay(self) -> bool:
-        return self.billing == CARD and self.card is not None
+        # Off: `charge-autopay` refuses to run, so no page or email may promise a charge.
+        return self.billing == CARD and self.card is not None and not self.off
 
     @property
     def offer_card_setup(self) -> bool:
-        return self.billing == CARD and self.card is None
+        return self.billing == CARD and self.card is None and not self.off
 
 
-def panel(session: Session, account: Account, demo: bool) -> PaymentsPanel:
+def panel(session: Session, account: Account, mode: str) -> PaymentsPanel:
     unpaid = session.scalar(select(func.count()).select_from(Invoice).where(
         Invoice.account_id == account.id, Invoice.status.in_(UNPAID))) or 0
-    return PaymentsPanel(billing_choice(session, account), card_text(account), unpaid, demo)
+    return PaymentsPanel(billing_choice(session, account), card_text(account), unpaid, mode)

@@ -16,7 +16,7 @@ from flask import current_app, url_for
 from sqlalchemy.orm import Session
 
 from portal import once, record
-from portal.models import Account
+from portal.models import Account, Invoice
 from portal.payments.billing import OPEN, PAID
 from portal.payments.cards import lock_account
 from portal.payments.gateway import Gateway
@@ -34,6 +34,23 @@ class NotPayable(Exception):
 class Started:
     url: str
     repeated: bool = False  # the same form posted again: the first result
+
+
+def card_setup_metadata(account: Account) -> dict[str, str]:
+    return {"account_id": str(account.id), "purpose": "card_setup"}
+
+
+def invoice_metadata(account: Account, invoice: Invoice) -> dict[str, str]:
+    return {"invoice_id": str(invoice.id), "account_id": str(account.id), "invoice_number": invoice.number}
+
+
+def return_paths(invoice_id: int | None = None) -> tuple[str, str]:
+    """Where Checkout sends the customer back to: (success, cancel); a card setup without an
+    invoice."""
+    if invoice_id is None:
+        return url_for("payments.card_done"), url_for("payments.card")
+    return (url_for("payments.invoice_done", invoice_id=invoice_id),
+            url_for("payments.invoice", invoice_id=invoice_id))
 
 
 def _absolute(path: str) -> str:
@@ -70,7 +87,8 @@ def start_card_setup(session: Session, account: Account, form_id: str, gateway: 
     claim = once.claim(session, form_id, "card_setup")
     if claim is None:
         return _repeat(session, form_id)
-    metadata = {"account_id": str(account.id), "purpose": "card_setup"}
+    metadata = card_setup_metadata(account)
+    success, cancel = return_paths()
     started = gateway.create_checkout_session({
         "mode": "setup",
         "customer": account.stripe_customer_id,
@@ -78,8 +96,8 @@ def start_card_setup(session: Session, account: Account, form_id: str, gateway: 
         "client_reference_id": f"account-{account.id}",
         "metadata": metadata,
         "setup_intent_data": {"metadata": metadata, "description": f"Autopay card for account {account.id}"},
-        "success_url": _absolute(url_for("payments.card_done")),
-        "cancel_url": _absolute(url_for("payments.card")),
+        "success_url": _absolute(success),
+        "cancel_url": _absolute(cancel),
     }, form_id)
     back = started.url if len(started.url) <= MAX_RESULT_URL else url_for("payments.card")
     once.keep_result(session, claim, back)
@@ -102,7 +120,8 @@ def start_invoice_payment(session: Session, account: Account, invoice_id: int, f
     claim = once.claim(session, form_id, "pay_invoice")
     if claim is None:
         return _repeat(session, form_id)
-    metadata = {"invoice_id": str(invoice.id), "account_id": str(account.id), "invoice_number": invoice.number}
+    metadata = invoice_metadata(account, invoice)
+    success, cancel = return_paths(invoice.id)
     params: dict[str, Any] = {
         "mode": "payment",
         "line_items": [{"quantity": 1, "price_data": {
@@ -111,8 +130,8 @@ def start_invoice_payment(session: Session, account: Account, invoice_id: int, f
         "client_reference_id": f"invoice-{invoice.id}",
         "metadata": metadata,
         "payment_intent_data": {"metadata": metadata, "description": f"Invoice {invoice.number}"},
-        "success_url": _absolute(url_for("payments.invoice_done", invoice_id=invoice.id)),
-        "cancel_url": _absolute(url_for("payments.invoice", invoice_id=invoice.id)),
+        "success_url": _absolute(success),
+        "cancel_url": _absolute(cancel),
         "expires_at": _expires_at(),
     }
     if account.stripe_customer_id:

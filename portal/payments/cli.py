@@ -21,9 +21,12 @@ def charge_autopay_command() -> None:
     Declines and cards needing authentication email the customer a pay link. Exits 1 when Stripe
     could not be reached or answered with an error (run it again later: nothing is charged twice).
     """
+    gateway = get_gateway()
+    if gateway.off:
+        raise click.ClickException("Online payment is off (production without STRIPE_SECRET_KEY): "
+                                   "nothing was charged.")
     mark_writes()  # SQLite: each charge reads then writes, so take the write lock at BEGIN
     session = get_db()
-    gateway = get_gateway()
     results = [autopay.charge(session, invoice_id, gateway) for invoice_id in autopay.candidates(session)]
     for result in results:
         if gateway.demo and result.payment_intent is not None:
@@ -51,8 +54,9 @@ def reconcile_stripe_command(days: int, dry_run: bool) -> None:
     the webhook, so each still takes effect once.
     """
     gateway = get_gateway()
-    if gateway.demo:
-        raise click.ClickException("Demo mode (no STRIPE_SECRET_KEY): there is no Stripe account to reconcile.")
+    if gateway.demo or gateway.off:
+        raise click.ClickException(f"{'Demo mode' if gateway.demo else 'Online payment is off'} "
+                                   "(no STRIPE_SECRET_KEY): there is no Stripe account to reconcile.")
     mark_writes()
     session = get_db()
     since = int(time.time()) - days * 86400

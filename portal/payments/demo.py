@@ -1,5 +1,6 @@
-"""Demo mode (no STRIPE_SECRET_KEY): payments work end to end without Stripe and without
-imitating a card form.
+"""Demo mode (no STRIPE_SECRET_KEY, outside production): payments work end to end without Stripe
+and without imitating a card form. In production without keys online payment is off instead
+(`gateway.payments_mode`), and none of this runs.
 
 "Checkout" is a clearly labelled page under /pay/demo/ with buttons only. Its buttons build the
 Stripe-shaped events Stripe would send, sign them exactly as Stripe does with a secret derived from
@@ -11,24 +12,23 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import stripe
-from flask import current_app
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from portal.db import utcnow
+from portal.models import Account, RecordEntry
+from portal.payments import checkout as checkout_service
 from portal.payments.events import Delivery, handle_delivery
 from portal.payments.gateway import CheckoutStarted, demo_webhook_secret
+from portal.payments.invoices import customer_invoice
 
-SALT = "handoff-portal.demo-checkout.v1"
-MAX_AGE = 24 * 3600
+MAX_AGE = timedelta(hours=24)
 API_VERSION = "2026-10-28.endive"
-
-
-def _serializer() -> URLSafeTimedSerializer:
-    keys = [*current_app.config.get("SECRET_KEY_FALLBACKS", []), current_app.config["SECRET_KEY"]]
-    return URLSafeTimedSerializer(keys, salt=SALT)
+STARTED = {"payment_started": "payment", "card_setup_started": "setup"}
 
 
 def _suffix(length: int = 24) -> str:
@@ -36,34 +36,36 @@ def _suffix(length: int = 24) -> str:
 
 
 def start_checkout(params: dict[str, Any]) -> CheckoutStarted:
-    """A demo 'Checkout Session': what it is for travels signed in its page's URL."""
+    """A demo 'Checkout Session'. Its page's URL carries only the random session id (an address
+    bar, history and logs are no place for an email address); `read_checkout` finds the rest
+    from the record entry that `checkout` writes when it starts the session."""
     session_id = f"cs_demo_{_suffix()}"
-    metadata = {str(k): str(v) for k, v in (params.get("metadata") or {}).items()}
-    amount = sum(int(item["price_data"]["unit_amount"]) * int(item.get("quantity", 1))
-                 for item in params.get("line_items") or [])
-    currency = next((item["price_data"]["currency"] for item in params.get("line_items") or []), None)
-    token = _serializer().dumps({
-        "id": session_id, "mode": params["mode"], "customer": params.get("customer"),
-        "email": params.get("customer_email"), "metadata": metadata,
-        "amount": amount if params["mode"] == "payment" else None, "currency": currency,
-        "success": params["success_url"], "cancel": params["cancel_url"],
-    })
     expires = datetime.fromtimestamp(int(time.time()) + 3600, timezone.utc)
-    return CheckoutStarted(session_id, f"/pay/demo/checkout/{token}", expires)
+    return CheckoutStarted(session_id, f"/pay/demo/checkout/{session_id}", expires)
 
 
-def read_checkout(token: str) -> dict[str, Any] | None:
-    try:
-        data = _serializer().loads(token, max_age=MAX_AGE)
-    except BadSignature:
+def read_checkout(session: Session, account: Account, session_id: str) -> dict[str, Any] | None:
+    """The demo session `account` started in the last MAX_AGE, rebuilt from the service record
+    and the invoice; None for any other id (another account's, an old or a made-up one)."""
+    started = session.scalars(select(RecordEntry).where(
+        RecordEntry.account_id == account.id, RecordEntry.event.in_(tuple(STARTED)),
+        RecordEntry.created_at >= utcnow() - MAX_AGE).order_by(RecordEntry.seq.desc())).all()
+    entry = next((e for e in started if e.details.get("checkout_session") == session_id), None)
+    if entry is None:
         return None
-    return data if isinstance(data, dict) and isinstance(data.get("metadata"), dict) else None
-
-
-def local_path(url: str) -> str:
-    """Success and cancel URLs are absolute (Stripe needs them so); the demo stays on this site."""
-    base = current_app.config["PUBLIC_BASE_URL"].rstrip("/")
-    return url[len(base):] if url.startswith(base) else "/pay/invoices"
+    checkout: dict[str, Any] = {"id": session_id, "mode": STARTED[entry.event],
+                                "customer": account.stripe_customer_id, "amount": None, "currency": None}
+    if checkout["mode"] == "setup":
+        checkout["metadata"] = checkout_service.card_setup_metadata(account)
+        checkout["success"], checkout["cancel"] = checkout_service.return_paths()
+        return checkout
+    invoice = customer_invoice(session, account, int(entry.details.get("invoice_id") or 0))
+    if invoice is None:
+        return None
+    checkout.update(metadata=checkout_service.invoice_metadata(account, invoice),
+                    amount=invoice.total_cents, currency=invoice.currency.lower(), invoice=invoice)
+    checkout["success"], checkout["cancel"] = checkout_service.return_paths(invoice.id)
+    return checkout
 
 
 # --- Stripe-shaped objects -----------------------------------------------------------------

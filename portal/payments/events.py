@@ -1,7 +1,8 @@
 """Stripe events: verified, stored, applied exactly once.
 
 `handle_delivery` is what `POST /stripe/webhook` and the demo buttons both call: it verifies the
-signature on the raw body (Stripe's scheme, 300 s tolerance) and hands the event to `receive`.
+signature on the raw body (Stripe's scheme, 300 s tolerance either side of now) and hands the
+event to `receive`.
 `receive` is also what `reconcile-stripe` calls for events fetched from the API.
 
 Exactly once: the event id is inserted into `stripe_events` (primary key) first, in the same
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -36,8 +38,21 @@ class BadDelivery(Exception):
     """Signature missing, wrong or stale, or a body that is not an event: answer 400."""
 
 
+def signed_at(signature: str) -> int | None:
+    """The `t=` timestamp of a Stripe-Signature header."""
+    for item in signature.split(","):
+        key, _, value = item.partition("=")
+        if key.strip() == "t":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
 def verify(payload: bytes, signature: str | None, secret: str) -> dict[str, Any]:
-    """The event, if `signature` is Stripe's for exactly these bytes and recent enough."""
+    """The event, if `signature` is Stripe's for exactly these bytes and signed within
+    TOLERANCE of now, either side."""
     try:
         stripe.Webhook.construct_event(payload, signature, secret, tolerance=TOLERANCE)
         event = json.loads(payload)
@@ -45,6 +60,11 @@ def verify(payload: bytes, signature: str | None, secret: str) -> dict[str, Any]
         raise BadDelivery("invalid signature") from exc
     except (ValueError, AttributeError, TypeError, KeyError) as exc:  # not UTF-8, JSON, an event
         raise BadDelivery("body is not a JSON event") from exc
+    # The library refuses only old timestamps: a header signed for a later time (a clock far
+    # ahead, or one made to be replayed later) would otherwise stay valid for as long as it says.
+    timestamp = signed_at(str(signature))
+    if timestamp is None or timestamp > time.time() + TOLERANCE:
+        raise BadDelivery("invalid signature")
     data = event.get("data") if isinstance(event, dict) else None
     if not isinstance(event, dict) or not isinstance(event.get("id"), str) \
             or not isinstance(event.get("type"), str) or not isinstance(data, dict) \

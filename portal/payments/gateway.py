@@ -1,20 +1,24 @@
 """The one place that talks to Stripe, and its demo stand-in.
 
-`get_gateway()` gives `StripeGateway` when `STRIPE_SECRET_KEY` is set, else `DemoGateway` (demo
-mode). Every Stripe call carries an idempotency key and the `STRIPE_TIMEOUT`; a Stripe error or
-network failure becomes a `PaymentProviderError` with a message for the customer and details for
+`get_gateway()` gives `StripeGateway` when `STRIPE_SECRET_KEY` is set. Without it, development
+gets `DemoGateway` (demo mode) and production gets `OffGateway`: online payment is off, because a
+live portal must never take simulated payments.
+
+Every Stripe call carries an idempotency key and the `STRIPE_TIMEOUT`; a Stripe error or network
+failure becomes a `PaymentProviderError` with a message for the customer and details for
 staff (never a logged-and-swallowed `None`).
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, NoReturn, TypeVar
 
 import stripe
 from flask import current_app
@@ -28,6 +32,7 @@ PROVIDER_DOWN = ("Our payment provider had a problem, so nothing was charged or 
 REFUSED = ("We could not start the payment, so nothing was charged or saved. Our office has been "
            "told and will be in touch.")
 DECLINED = "Your card was declined, so nothing was charged."
+PAYMENTS_OFF = "Online payment is not available, so nothing was charged or saved."
 
 
 class PaymentProviderError(Exception):
@@ -106,6 +111,7 @@ class StripeGateway:
     """Stripe through the official library (`StripeClient`, one per call, closed after it)."""
 
     demo = False
+    off = False
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.key: str = config["STRIPE_SECRET_KEY"]
@@ -179,6 +185,7 @@ class DemoGateway:
     whose buttons send signed, Stripe-shaped events through the real webhook handler."""
 
     demo = True
+    off = False
     calls: list[str] = field(default_factory=list)
 
     def create_customer(self, params: dict[str, Any], idempotency_key: str) -> str:
@@ -205,17 +212,73 @@ class DemoGateway:
         return iter(())
 
 
-Gateway = StripeGateway | DemoGateway
+class OffGateway:
+    """Production without STRIPE_SECRET_KEY: every call is refused, so nothing can be charged,
+    saved or simulated. Pages do not offer payment in this mode; this is the backstop."""
+
+    demo = False
+    off = True
+
+    def _refuse(self, operation: str) -> NoReturn:
+        raise PaymentProviderError(PAYMENTS_OFF, http_status=503, details={
+            "operation": operation, "message": "online payment is off: STRIPE_SECRET_KEY is not set"})
+
+    def create_customer(self, params: dict[str, Any], idempotency_key: str) -> str:
+        self._refuse("create customer")
+
+    def create_checkout_session(self, params: dict[str, Any], idempotency_key: str) -> CheckoutStarted:
+        self._refuse("create Checkout Session")
+
+    def setup_intent(self, setup_intent_id: str) -> dict[str, Any]:
+        self._refuse("retrieve SetupIntent")
+
+    def payment_method(self, payment_method_id: str) -> dict[str, Any]:
+        self._refuse("retrieve PaymentMethod")
+
+    def charge_off_session(self, params: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+        self._refuse("charge saved card")
+
+    def undelivered_events(self, since: int) -> Iterator[dict[str, Any]]:
+        self._refuse("list undelivered events")
+
+
+Gateway = StripeGateway | DemoGateway | OffGateway
+
+STRIPE, DEMO, OFF = "stripe", "demo", "off"
+
+
+def payments_mode(config: Mapping[str, Any] | None = None) -> str:
+    """stripe (a secret key is set), demo (none, outside production) or off (none, production)."""
+    config = current_app.config if config is None else config
+    if config.get("STRIPE_SECRET_KEY"):
+        return STRIPE
+    return OFF if config.get("ENV_NAME") == "production" else DEMO
 
 
 def demo_mode() -> bool:
-    return not current_app.config.get("STRIPE_SECRET_KEY")
+    return payments_mode() == DEMO
+
+
+def payments_off() -> bool:
+    return payments_mode() == OFF
 
 
 def get_gateway() -> Gateway:
-    if demo_mode():
+    mode = payments_mode()
+    if mode == DEMO:
         return DemoGateway()
+    if mode == OFF:
+        return OffGateway()
     return StripeGateway(current_app.config)
+
+
+def warn_if_payments_off(config: Mapping[str, Any]) -> None:
+    """At start-up: say loudly that customers cannot pay online, and why."""
+    if payments_mode(config) == OFF:
+        logging.getLogger("portal.payments").warning(
+            "STRIPE_SECRET_KEY is not set: online payment is OFF. Customers cannot pay invoices or "
+            "save a card; pay pages show the company's phone and email instead. The demo checkout "
+            "never runs in production. Set STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET to take payments.")
 
 
 def demo_webhook_secret() -> str:

@@ -146,6 +146,19 @@ def _details(invoice: Invoice, facts: StripeFacts, **extra: Any) -> dict[str, An
             "event_type": facts.event_type, **{k: v for k, v in extra.items() if v is not None}}
 
 
+def _known(amount: object, currency: object) -> bool:
+    return isinstance(amount, int) and not isinstance(amount, bool) and isinstance(currency, str) \
+        and bool(currency)
+
+
+def _covers(invoice: Invoice, amount: object, currency: object) -> bool:
+    """Whether Stripe's figures show the whole invoice paid. A missing amount or currency is not
+    "the full amount": such an event never pays an invoice (it is acknowledged, so Stripe does
+    not retry it, and staff see a payment_mismatch entry)."""
+    return _known(amount, currency) and int(amount) >= invoice.total_cents \
+        and str(currency).lower() == invoice.currency.lower()
+
+
 def mark_paid(session: Session, invoice: Invoice, facts: StripeFacts, *, payment_intent: str | None,
               amount: int | None, currency: str | None) -> str:
     """Paid once: the first event that says so records it and queues the receipt."""
@@ -161,10 +174,12 @@ def mark_paid(session: Session, invoice: Invoice, facts: StripeFacts, *, payment
                           details=_details(invoice, facts, payment_intent=payment_intent, amount=amount))
             return "duplicate payment recorded"
         return "already paid"
-    if (amount is not None and amount < invoice.total_cents) \
-            or (currency and currency.lower() != invoice.currency.lower()):
+    if not _covers(invoice, amount, currency):
+        reported = f"{amount} {currency}" if _known(amount, currency) else "no amount or currency"
+        log.warning("event %s for invoice %s: Stripe reported %s; left unpaid", facts.event_id,
+                    invoice.number, reported)
         record.append(session, account, event="payment_mismatch", actor=STRIPE,
-                      note=f"Stripe reported {amount} {currency} for {invoice.number} "
+                      note=f"Stripe reported {reported} for {invoice.number} "
                            f"({invoice.total_cents} {invoice.currency} due); left unpaid.",
                       details=_details(invoice, facts, payment_intent=payment_intent, amount=amount,
                                        currency=currency))

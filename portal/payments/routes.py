@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 from datetime import timedelta
+from typing import Any
 
 from flask import abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -26,7 +27,8 @@ from portal.payments import billing, bp, checkout, demo
 from portal.payments import events as stripe_events
 from portal.payments import invoices as invoice_service
 from portal.payments.forms import MAX_LINES, DemoForm, InvoiceForm
-from portal.payments.gateway import PaymentProviderError, demo_mode, get_gateway
+from portal.payments.gateway import (PaymentProviderError, demo_mode, get_gateway, payments_mode,
+                                     payments_off)
 from portal.welcome.customer import customer_pay_required, start_pay
 from portal.welcome.forms import NewLinkForm
 
@@ -37,7 +39,7 @@ log = logging.getLogger(__name__)
 
 @bp.app_template_global("payments_panel")
 def payments_panel(account: Account) -> billing.PaymentsPanel:
-    return billing.panel(get_db(), account, demo_mode())
+    return billing.panel(get_db(), account, payments_mode())
 
 
 @bp.app_template_global("payment_form")
@@ -53,7 +55,7 @@ def payment_form() -> once.OnceForm:
 def staff_payments(account: Account) -> dict[str, object]:
     session = get_db()
     today = billing.company_today()
-    return {"panel": billing.panel(session, account, demo_mode()),
+    return {"panel": billing.panel(session, account, payments_mode()),
             "invoices": [(invoice, billing.shown_status(invoice, today))
                          for invoice in billing.invoices_of(session, account.id)],
             "can_invoice": current_user.is_authenticated and allows(current_user, Action.INVOICE)}
@@ -94,7 +96,7 @@ def invoices(account: Account) -> str:
     rows = [(invoice, billing.shown_status(invoice, today)) for invoice in billing.invoices_of(session, account.id)]
     return render_template("payments/invoices.html", account=account, rows=rows,
                            to_pay=[r for r in rows if r[1] != "paid"], paid=[r for r in rows if r[1] == "paid"],
-                           panel=billing.panel(session, account, demo_mode()))
+                           panel=billing.panel(session, account, payments_mode()))
 
 
 def _render_invoice(account: Account, invoice: Invoice, status: int = 200, error: str | None = None,
@@ -104,7 +106,7 @@ def _render_invoice(account: Account, invoice: Invoice, status: int = 200, error
     session = get_db()
     return render_template("payments/invoice.html", account=account, invoice=invoice,
                            shown=billing.shown_status(invoice), error=error, form=form or payment_form(),
-                           panel=billing.panel(session, account, demo_mode())), status
+                           panel=billing.panel(session, account, payments_mode())), status
 
 
 @bp.get("/pay/invoices/<int:invoice_id>")
@@ -117,6 +119,8 @@ def invoice(account: Account, invoice_id: int) -> tuple[str, int]:
 @customer_pay_required
 def pay_invoice(account: Account, invoice_id: int) -> Response | tuple[str, int]:
     found = _invoice_or_404(account, invoice_id)
+    if payments_off():  # the page offers no button then; a stale one gets the same page
+        return _render_invoice(account, found, 503)
     form = once.OnceForm()
     if not form.validate_on_submit():
         return _render_invoice(account, found, 400, "That button had expired. Please press it again.")
@@ -146,7 +150,7 @@ def invoice_done(account: Account, invoice_id: int) -> str:
 
 def _render_card(account: Account, status: int = 200, error: str | None = None) -> tuple[str, int]:
     return render_template("payments/card.html", account=account, error=error, form=payment_form(),
-                           panel=billing.panel(get_db(), account, demo_mode())), status
+                           panel=billing.panel(get_db(), account, payments_mode())), status
 
 
 @bp.get("/pay/card")
@@ -158,6 +162,8 @@ def card(account: Account) -> tuple[str, int]:
 @bp.post("/pay/card/setup")
 @customer_pay_required
 def card_setup(account: Account) -> Response | tuple[str, int]:
+    if payments_off():
+        return _render_card(account, 503)
     form = once.OnceForm()
     if not form.validate_on_submit():
         return _render_card(account, 400, "That button had expired. Please press it again.")
@@ -176,34 +182,33 @@ def card_setup(account: Account) -> Response | tuple[str, int]:
 def card_done(account: Account) -> str:
     """Back from Checkout: the card shows once the verified webhook has saved it."""
     return render_template("payments/card_done.html", account=account,
-                           panel=billing.panel(get_db(), account, demo_mode()))
+                           panel=billing.panel(get_db(), account, payments_mode()))
 
 
 # --- Demo mode Checkout --------------------------------------------------------------------
 
-def _demo_checkout(account: Account, token: str) -> dict[str, object]:
-    if not demo_mode():
+def _demo_checkout(account: Account, checkout_id: str) -> dict[str, Any]:
+    if not demo_mode():  # with Stripe keys, and always in production
         abort(404)
-    data = demo.read_checkout(token)
-    if data is None or data["metadata"].get("account_id") != str(account.id):
+    data = demo.read_checkout(get_db(), account, checkout_id)
+    if data is None:
         abort(404)
     return data
 
 
-@bp.get("/pay/demo/checkout/<token>")
+@bp.get("/pay/demo/checkout/<checkout_id>")
 @customer_pay_required
-def demo_checkout(account: Account, token: str) -> str:
-    data = _demo_checkout(account, token)
-    invoice_id = data["metadata"].get("invoice_id")  # type: ignore[union-attr]
-    found = _invoice_or_404(account, int(invoice_id)) if invoice_id else None
-    return render_template("payments/demo_checkout.html", account=account, checkout=data, invoice=found,
-                           token=token, form=DemoForm(), cancel_url=demo.local_path(str(data["cancel"])))
+def demo_checkout(account: Account, checkout_id: str) -> str:
+    data = _demo_checkout(account, checkout_id)
+    return render_template("payments/demo_checkout.html", account=account, checkout=data,
+                           invoice=data.get("invoice"), checkout_id=checkout_id, form=DemoForm(),
+                           cancel_url=data["cancel"])
 
 
-@bp.post("/pay/demo/checkout/<token>/<any(succeed, decline):action>")
+@bp.post("/pay/demo/checkout/<checkout_id>/<any(succeed, decline):action>")
 @customer_pay_required
-def demo_action(account: Account, token: str, action: str) -> Response:
-    data = _demo_checkout(account, token)
+def demo_action(account: Account, checkout_id: str, action: str) -> Response:
+    data = _demo_checkout(account, checkout_id)
     if not DemoForm().validate_on_submit():
         abort(400)
     get_db().commit()  # nothing pending: each event is its own transaction
@@ -213,9 +218,9 @@ def demo_action(account: Account, token: str, action: str) -> Response:
             log.error("demo event refused: %s %s", delivery.status, delivery.message)
             abort(500)
     if action == "succeed":
-        return redirect(demo.local_path(str(data["success"])), 303)
+        return redirect(data["success"], 303)
     flash("Demo: the card was declined. Nothing was charged or saved. Try again, or go back.", "error")
-    return redirect(url_for("payments.demo_checkout", token=token), 303)
+    return redirect(url_for("payments.demo_checkout", checkout_id=checkout_id), 303)
 
 
 # --- Stripe webhook ------------------------------------------------------------------------
@@ -255,7 +260,7 @@ def staff_new_invoice(account_id: int) -> str | Response | tuple[str, int]:
                 return redirect(once.earlier_result(session, form.form_id.data)
                                 or url_for("staff.account", account_id=found.id))
             lines, due = parsed
-            panel = billing.panel(session, found, demo_mode())
+            panel = billing.panel(session, found, payments_mode())
             invoice, _ = invoice_service.create_invoice(
                 session, found, lines, due, staff_actor(current_user),
                 autopay_card=panel.card if panel.autopay else None)
