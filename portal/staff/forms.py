@@ -18,6 +18,7 @@ from wtforms.validators import AnyOf, DataRequired, Email, Length, Optional, Reg
 
 from portal.company import checklist_lines
 from portal.once import OnceForm
+from portal.validation import SingleLine
 
 
 class LoginForm(FlaskForm):
@@ -34,11 +35,14 @@ HEX_COLOUR = r"^#[0-9a-fA-F]{6}$"
 
 
 class CompanySettingsForm(FlaskForm):
-    name = StringField("Company name", validators=[DataRequired("Enter the company name."), Length(max=120)])
-    phone = StringField("Phone", validators=[Optional(), Length(max=40)])
-    email = EmailField("Customer-facing email", validators=[Optional(), Email("Enter a valid email address."), Length(max=254)])
+    name = StringField("Company name", validators=[DataRequired("Enter the company name."), Length(max=120),
+                                                   SingleLine("The company name")])
+    phone = StringField("Phone", validators=[Optional(), Length(max=40), SingleLine("The phone number")])
+    email = EmailField("Customer-facing email", validators=[Optional(), SingleLine("The email address"),
+                                                            Email("Enter a valid email address."), Length(max=254)])
     office_email = EmailField("Office email (gets difference alerts)",
-                              validators=[Optional(), Email("Enter a valid email address."), Length(max=254)])
+                              validators=[Optional(), SingleLine("The email address"),
+                                          Email("Enter a valid email address."), Length(max=254)])
     logo_url = StringField("Logo path on this site", validators=[
         Optional(), Length(max=500),
         Regexp(r"^/[^/\\].*$", message="Use a path on this site, e.g. /static/logo.png (no outside images)."),
