@@ -16,7 +16,7 @@ from wtforms import (
 )
 from wtforms.validators import AnyOf, DataRequired, Email, Length, Optional, Regexp, ValidationError
 
-from portal.company import checklist_lines
+from portal.company import checklist_lines, clean_logo_path
 from portal.once import OnceForm
 from portal.validation import SingleLine
 
@@ -43,10 +43,7 @@ class CompanySettingsForm(FlaskForm):
     office_email = EmailField("Office email (gets difference alerts)",
                               validators=[Optional(), SingleLine("The email address"),
                                           Email("Enter a valid email address."), Length(max=254)])
-    logo_url = StringField("Logo path on this site", validators=[
-        Optional(), Length(max=500),
-        Regexp(r"^/[^/\\].*$", message="Use a path on this site, e.g. /static/logo.png (no outside images)."),
-    ])
+    logo_url = StringField("Logo file (its path inside static/)", validators=[Optional(), Length(max=500)])
     brand_color = StringField("Brand colour", validators=[
         DataRequired("Enter a colour like #0b5cab."), Regexp(HEX_COLOUR, message="Use a colour like #0b5cab."),
     ])
@@ -59,6 +56,12 @@ class CompanySettingsForm(FlaskForm):
         if code not in list_currencies():
             raise ValidationError("Enter a known currency code like USD or EUR.")
         field.data = code
+
+    def validate_logo_url(self, field: StringField) -> None:
+        try:
+            field.data = clean_logo_path(field.data or "")
+        except ValueError as problem:
+            raise ValidationError(str(problem)) from None
 
     def validate_readiness_checklist(self, field: TextAreaField) -> None:
         lines = checklist_lines(field.data or "")
