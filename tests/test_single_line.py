@@ -187,3 +187,24 @@ def test_a_well_formed_handoff_still_goes_through(client, db, sales, token):  # 
     """Control: the doors still take a good handoff (the refusals above are not blanket)."""
     first = (date.today() + timedelta(days=3)).isoformat()
     assert post_handoff(client, token, handoff_body(first_visit=first)).status_code == 201
+
+
+def test_an_alert_about_a_name_saved_with_a_line_break_earlier_is_still_delivered(app, db, make_account):
+    """Names saved before these checks may hold a line break; the alert's subject is one line."""
+    from portal.confirmations import Answer, record_answers, sign
+    from portal.onboarding import send_welcome
+    from portal.outbox import deliver_pending
+
+    app.config["MAIL_BACKEND"] = "file"
+    account = make_account(customer_name="Dana\r\nBcc: everyone@example.com")
+    send_welcome(db, account, "system")
+    item = next(i for i in account.items if i.kind == "equipment")
+    record_answers(db, account, [Answer(item, "disputed", None, "not what I was told")])
+    db.commit()
+    sign(db, account, "Dana Reyes")
+    db.commit()
+    report = deliver_pending(db)
+    assert report.deliveries and {d.result for d in report.deliveries} == {"sent"}
+    alert = db.scalars(select(OutboxEmail).where(OutboxEmail.kind == "differences_alert")).first()
+    assert alert is not None and alert.status == "sent"
+    assert alert.subject == "Dana Bcc: everyone@example.com changed 1 promise(s)"
