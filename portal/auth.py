@@ -79,15 +79,20 @@ def create_staff(session: Session, email: str, password: str, role: str, name: s
     return user
 
 
-def set_active(user: StaffUser, active: bool) -> None:
-    """Deactivating also rotates the session id, so open sessions and remember-cookies die."""
-    user.active = active
+def end_sessions(user: StaffUser) -> None:
+    """Rotate the id Flask-Login knows the user by: every session and remember-me cookie that
+    carries the old one (on any device, or copied by someone else) no longer signs anyone in."""
     user.session_token = new_session_token()
+
+
+def set_active(user: StaffUser, active: bool) -> None:
+    user.active = active
+    end_sessions(user)
 
 
 def set_password(user: StaffUser, password: str) -> None:
     user.password_hash = hash_password(password)
-    user.session_token = new_session_token()
+    end_sessions(user)
 
 
 def roles_required(*roles: str) -> Callable[[F], F]:

@@ -1,6 +1,7 @@
 """The company running the portal: name, colour, contact details, checklist."""
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session, UOWTransaction
 
 from portal.db import get_db
 from portal.models import CompanySettings
+from portal.validation import single_line_problem
 
 DEFAULT_CHECKLIST = [
     "Pets secured on visit day",
@@ -106,6 +108,34 @@ def form_data(company: CompanySettings) -> dict[str, Any]:
     data: dict[str, Any] = {name: getattr(company, name) for name in fields}
     data["readiness_checklist"] = "\n".join(company.readiness_checklist or [])
     return data
+
+
+# Until logo upload exists, the logo is a file already under static/, named by its path there.
+# Nothing else: no address of another site, no scheme (javascript:), no way out of the folder.
+LOGO_PATH = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*"
+                       r"\.(png|jpe?g|gif|webp)", re.IGNORECASE)
+SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def clean_logo_path(value: str) -> str:
+    """The logo's path inside static/ (a leading "static/" is dropped), or ValueError saying
+    what is wrong with it. The empty string means no logo."""
+    path = value.strip()
+    if problem := single_line_problem(path, "The logo path"):
+        raise ValueError(problem)
+    if SCHEME.match(path) or path.startswith("//"):
+        raise ValueError("Give a file under static/, not a web address (no outside images).")
+    if "\\" in path:
+        raise ValueError("Use forward slashes (/) in the logo path, not backslashes.")
+    if path.startswith("/"):
+        raise ValueError("Give the path inside static/, like img/logo.png, not starting with /.")
+    if ".." in path.split("/"):
+        raise ValueError("The logo path cannot leave the static/ folder (no ..).")
+    path = path.removeprefix("static/")
+    if path and not LOGO_PATH.fullmatch(path):
+        raise ValueError("Use letters, digits, - _ . and / only, for a .png, .jpg, .gif or "
+                         ".webp file, like img/logo.png.")
+    return path
 
 
 def checklist_lines(text: str) -> list[str]:

@@ -64,7 +64,9 @@ def queue_email(
         account_id=account.id if account is not None else None,
         kind=template,
         to_address=to,
-        subject=subject,
+        # One line whatever went into it: a line break in a header fails the email for good,
+        # and names saved before single-line fields were checked may still hold one.
+        subject=" ".join(subject.split()),
         text_body=text_body,
         html_body=html_body,
         attachments=[{"filename": item.filename, "content_type": item.content_type,

@@ -11,6 +11,8 @@ from datetime import date, timedelta
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
+from wtforms import Field
+from wtforms.validators import ValidationError
 
 from portal.handoffs import HandoffData, Promise
 from portal.models import PromiseKind
@@ -22,6 +24,35 @@ MAX_PROMISES = 40
 LIMITS = {"customer.name": 120, "customer.phone": 40, "service_address": 300, "plan": 120,
           "why_chose_us": 2000, "concerns": 2000, "contact_preference": 2000,
           "promise.value": 1000, "promise.label": 120}
+
+
+# A single-line value (a name, a phone number, anything that may end up in an email header or
+# subject) refuses every control character and line separator: C0 (CR, LF, NUL, tab...), DEL,
+# C1 (NEL...) and U+2028/U+2029. A line break in a customer's name once made every office alert
+# email for that account fail for good.
+NOT_ONE_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Multi-line text keeps line feeds and tabs (browsers send CR LF; it is stored as LF).
+NOT_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def single_line_problem(value: str, what: str) -> str | None:
+    """The message for a value that is not one plain line of text, or None when it is."""
+    if NOT_ONE_LINE.search(value):
+        return f"{what} must be one line, without line breaks or control characters."
+    return None
+
+
+class SingleLine:
+    """The same rule as a WTForms validator, for forms outside the handoff validator."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __call__(self, _form: object, field: Field) -> None:
+        if isinstance(field.data, str):
+            problem = single_line_problem(field.data.strip(), self.what)
+            if problem:
+                raise ValidationError(problem)
 
 
 class HandoffInvalid(ValueError):
@@ -38,16 +69,20 @@ class _Checker:
     def __init__(self) -> None:
         self.errors: dict[str, str] = {}
 
-    def text(self, key: str, value: Any, *, required: bool, what: str) -> str:
+    def text(self, key: str, value: Any, *, required: bool, what: str, single_line: bool = False) -> str:
         if value is not None and not isinstance(value, str):
             self.errors[key] = f"{what} must be text."
             return ""
         cleaned = _text(value)
+        if not single_line:
+            cleaned = cleaned.replace("\r\n", "\n").replace("\r", "\n")
         if required and not cleaned:
             self.errors[key] = f"Enter {what.lower()}."
         elif len(cleaned) > LIMITS.get(key, 1000):
             self.errors[key] = f"{what} must be at most {LIMITS.get(key, 1000)} characters."
-        elif any(ord(ch) < 32 and ch not in "\n\t" for ch in cleaned):
+        elif single_line and (problem := single_line_problem(cleaned, what)):
+            self.errors[key] = problem
+        elif NOT_TEXT.search(cleaned):
             self.errors[key] = f"{what} contains characters we cannot store."
         return cleaned
 
@@ -62,14 +97,16 @@ def parse_handoff(payload: Any, today: date | None = None) -> HandoffData:
     if not isinstance(customer, Mapping):
         check.errors["customer"] = "Give the customer's name, email and phone."
         customer = {}
-    name = check.text("customer.name", customer.get("name"), required=True, what="The customer's name")
+    name = check.text("customer.name", customer.get("name"), required=True, what="The customer's name",
+                      single_line=True)
     email = _email(check, customer.get("email"))
-    phone = check.text("customer.phone", customer.get("phone"), required=False, what="The phone number")
+    phone = check.text("customer.phone", customer.get("phone"), required=False, what="The phone number",
+                       single_line=True)
     if phone and "customer.phone" not in check.errors and not PHONE.match(phone):
         check.errors["customer.phone"] = "Enter a phone number like +1 480 555 0134."
     address = check.text("service_address", payload.get("service_address"), required=True,
-                         what="The service address")
-    plan = check.text("plan", payload.get("plan"), required=True, what="The plan")
+                         what="The service address", single_line=True)
+    plan = check.text("plan", payload.get("plan"), required=True, what="The plan", single_line=True)
     data = HandoffData(
         customer_name=name,
         customer_email=email,
@@ -91,7 +128,8 @@ def parse_handoff(payload: Any, today: date | None = None) -> HandoffData:
 
 
 def _email(check: _Checker, value: Any) -> str:
-    raw = check.text("customer.email", value, required=True, what="The customer's email address")
+    raw = check.text("customer.email", value, required=True, what="The customer's email address",
+                     single_line=True)
     if not raw or "customer.email" in check.errors:
         return raw
     try:
@@ -165,7 +203,8 @@ def _promises(check: _Checker, value: Any) -> list[Promise]:
             check.errors[f"{key}.kind"] = f"Choose a kind: {', '.join(sorted(kinds))}."
             continue
         text = check.text(f"{key}.value", entry.get("value"), required=True, what="The promise")
-        label = check.text(f"{key}.label", entry.get("label"), required=False, what="The label")
+        label = check.text(f"{key}.label", entry.get("label"), required=False, what="The label",
+                           single_line=True)
         if kind == PromiseKind.VISIT_DAY.value and text:
             days = normalise_weekdays(text)
             if days is None:

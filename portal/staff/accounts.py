@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from portal.access import Action, account_or_404, allows, roles_for
 from portal.models import Account, OutboxEmail, StaffUser
-from portal.onboarding import send_welcome
+from portal.onboarding import send_new_link
 from portal.salespeople import SELLING_ROLES, salespeople
 from portal.staff import bp
 from portal.staff.forms import new_note_form, new_resolve_form
@@ -145,11 +145,15 @@ def send_link(account_id: int) -> Response:
     if claim is None:
         return _already_done(form.form_id.data)
     resend = found.link_sent_at is not None
-    send_welcome(session, found, staff_actor(current_user))
+    signed = found.signed_at is not None
+    send_new_link(session, found, staff_actor(current_user))
     once.keep_result(session, claim, url_for("staff.account", account_id=found.id))
     session.commit()
-    flash(("New link sent; the earlier link no longer works." if resend else "Welcome email queued.")
-          + f" It goes to {found.customer.email}.", "success")
+    if signed:
+        message = "New link to their service page sent; the earlier link and pages opened with it no longer work."
+    else:
+        message = "New link sent; the earlier link no longer works." if resend else "Welcome email queued."
+    flash(message + f" It goes to {found.customer.email}.", "success")
     return redirect(url_for("staff.account", account_id=found.id))
 
 

@@ -18,8 +18,9 @@ from wtforms import (
 )
 from wtforms.validators import AnyOf, DataRequired, Email, Length, Optional, Regexp, ValidationError
 
-from portal.company import checklist_lines
+from portal.company import checklist_lines, clean_logo_path
 from portal.once import OnceForm
+from portal.validation import SingleLine
 
 
 class LoginForm(FlaskForm):
@@ -36,15 +37,15 @@ HEX_COLOUR = r"^#[0-9a-fA-F]{6}$"
 
 
 class CompanySettingsForm(FlaskForm):
-    name = StringField("Company name", validators=[DataRequired("Enter the company name."), Length(max=120)])
-    phone = StringField("Phone", validators=[Optional(), Length(max=40)])
-    email = EmailField("Customer-facing email", validators=[Optional(), Email("Enter a valid email address."), Length(max=254)])
+    name = StringField("Company name", validators=[DataRequired("Enter the company name."), Length(max=120),
+                                                   SingleLine("The company name")])
+    phone = StringField("Phone", validators=[Optional(), Length(max=40), SingleLine("The phone number")])
+    email = EmailField("Customer-facing email", validators=[Optional(), SingleLine("The email address"),
+                                                            Email("Enter a valid email address."), Length(max=254)])
     office_email = EmailField("Office email (gets difference alerts)",
-                              validators=[Optional(), Email("Enter a valid email address."), Length(max=254)])
-    logo_url = StringField("Logo path on this site", validators=[
-        Optional(), Length(max=500),
-        Regexp(r"^/[^/\\].*$", message="Use a path on this site, e.g. /static/logo.png (no outside images)."),
-    ])
+                              validators=[Optional(), SingleLine("The email address"),
+                                          Email("Enter a valid email address."), Length(max=254)])
+    logo_url = StringField("Logo file (its path inside static/)", validators=[Optional(), Length(max=500)])
     brand_color = StringField("Brand colour", validators=[
         DataRequired("Enter a colour like #0b5cab."), Regexp(HEX_COLOUR, message="Use a colour like #0b5cab."),
     ])
@@ -57,6 +58,12 @@ class CompanySettingsForm(FlaskForm):
         if code not in list_currencies():
             raise ValidationError("Enter a known currency code like USD or EUR.")
         field.data = code
+
+    def validate_logo_url(self, field: StringField) -> None:
+        try:
+            field.data = clean_logo_path(field.data or "")
+        except ValueError as problem:
+            raise ValidationError(str(problem)) from None
 
     def validate_readiness_checklist(self, field: TextAreaField) -> None:
         lines = checklist_lines(field.data or "")

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+from flask import Response as FlaskResponse
 from flask import current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 from werkzeug.wrappers import Response
 
 from portal import company as company_service
-from portal.auth import authenticate, is_safe_next, roles_required
+from portal.auth import authenticate, end_sessions, is_safe_next, roles_required
 from portal.db import get_db
 from portal.extensions import limiter
 from portal.staff import bp
@@ -16,11 +17,26 @@ def _login_email_key() -> str:
     return "login-account:" + (request.form.get("email") or "").strip().lower()[:254]
 
 
+def _sign_in_refused(response: FlaskResponse) -> bool:
+    return response.status_code == 400
+
+
+def _forget_failed_sign_ins() -> None:
+    """A successful sign-in starts the account's count again: its owner, having got in, is not
+    locked out later by their own earlier typos."""
+    key = _login_email_key()
+    for applied in limiter.current_limits:
+        if key in applied.request_args:
+            applied.limiter.clear(applied.limit, *applied.request_args)
+
+
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_CLIENT"], methods=["POST"],
                scope="login-client")
+# Per account, only refused attempts count (a success clears the count): counting successes
+# too locked an owner out after a few ordinary sign-ins.
 @limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ACCOUNT"], methods=["POST"],
-               key_func=_login_email_key, scope="login-account")
+               key_func=_login_email_key, scope="login-account", deduct_when=_sign_in_refused)
 def login() -> str | Response:
     if current_user.is_authenticated:
         return redirect(url_for("staff.dashboard"))
@@ -33,6 +49,7 @@ def login() -> str | Response:
             # Drop anything set before sign-in (session fixation), then start fresh.
             session.clear()
             login_user(user, remember=form.remember.data)
+            _forget_failed_sign_ins()
             target = form.next.data if is_safe_next(form.next.data) else None
             return redirect(target or url_for("staff.dashboard"))
         form.password.errors.append("That email and password do not match an active account.")
@@ -43,8 +60,12 @@ def login() -> str | Response:
 @bp.post("/logout")
 @roles_required()
 def logout() -> Response:
-    logout_user()
+    end_sessions(current_user._get_current_object())  # type: ignore[attr-defined]
+    get_db().commit()
     session.clear()
+    # After clearing: logout_user leaves the flag that makes Flask-Login delete the remember-me
+    # cookie, which a clear afterwards would erase.
+    logout_user()
     flash("You are signed out.", "info")
     return redirect(url_for("staff.login"))
 

@@ -1,8 +1,6 @@
 """The staff workspace: dashboard, differences, resolutions, briefs, day list and reports."""
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable
 from datetime import date, datetime, timezone
 
@@ -16,6 +14,7 @@ from portal import differences as diffs
 from portal import once, pipeline, reports
 from portal.access import Action, account_or_404, allows, roles_for
 from portal.auth import ALL_STAFF, is_safe_next, roles_required
+from portal.csv_export import csv_text
 from portal.db import get_db
 from portal.handoffs import KIND_LABELS
 from portal.models import StaffUser
@@ -94,13 +93,10 @@ CSV_HEADER = ["account_id", "customer", "service_address", "first_visit", "sales
               "status", "assigned_to", "promised_by"]
 
 
-def _csv_text(rows: Iterable[diffs.DifferenceRow]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_HEADER)
+def _csv_rows(rows: Iterable[diffs.DifferenceRow]) -> Iterable[list[object]]:
     for row in rows:
         account = row.account
-        writer.writerow([
+        yield [
             account.id, account.customer.name, account.service_address,
             account.first_visit.isoformat() if account.first_visit else "",
             account.salesperson.display_name if account.salesperson else "", row.item.kind,
@@ -109,8 +105,7 @@ def _csv_text(rows: Iterable[diffs.DifferenceRow]) -> str:
             row.latest.created_at.isoformat(), "resolved" if row.latest.outcome == "resolved" else "open",
             row.assignee.display_name if row.assignee else "",
             row.promised_by.display_name if row.promised_by else "",
-        ])
-    return buffer.getvalue()
+        ]
 
 
 @bp.get("/differences.csv")
@@ -118,7 +113,8 @@ def _csv_text(rows: Iterable[diffs.DifferenceRow]) -> str:
 def differences_csv() -> Response:
     _, flt = _filter_form(salespeople(get_db()))
     # Built whole rather than streamed: a streamed body outlives the request's session.
-    response = Response(_csv_text(diffs.iter_differences(get_db(), _me(), flt)), mimetype="text/csv")
+    response = Response(csv_text(CSV_HEADER, _csv_rows(diffs.iter_differences(get_db(), _me(), flt))),
+                        mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="differences-{flt.status}.csv"'
     return response
 
@@ -204,15 +200,14 @@ def report_page() -> str:
 @roles_required(*roles_for(Action.REPORTS))
 def report_csv() -> Response:
     data = _report_data()
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["section", "label", "answered", "differed", "difference_rate_percent"])
+    rows: list[list[object]] = []
     for section in ("by_kind", "by_person"):
         for rate in data[section]:  # type: ignore[attr-defined]
-            writer.writerow([section, rate.label, rate.answered, rate.differed, rate.percent])
+            rows.append([section, rate.label, rate.answered, rate.differed, rate.percent])
     for stage, count in data["funnel"]:  # type: ignore[attr-defined]
-        writer.writerow(["funnel", stage, count, "", ""])
-    writer.writerow(["time_to_sign", "median_days", data["signed_count"], "", data["median_days"] or ""])
-    response = Response(buffer.getvalue(), mimetype="text/csv")
+        rows.append(["funnel", stage, count, "", ""])
+    rows.append(["time_to_sign", "median_days", data["signed_count"], "", data["median_days"] or ""])
+    header = ["section", "label", "answered", "differed", "difference_rate_percent"]
+    response = Response(csv_text(header, rows), mimetype="text/csv")
     response.headers["Content-Disposition"] = 'attachment; filename="reports.csv"'
     return response

@@ -12,7 +12,7 @@ from portal.handoffs import display_value
 from portal.models import PromiseItem, RecordEntry
 from portal.once import OnceForm
 from portal.staff.handoff_forms import CheckboxesField, options
-from portal.validation import WEEKDAYS, normalise_weekdays
+from portal.validation import WEEKDAYS, SingleLine, normalise_weekdays
 
 CARD, INVOICE = "Card autopay", "Invoice"
 NO_LABELS = {
@@ -58,7 +58,8 @@ def item_form_class(items: list[PromiseItem], with_note: bool = False) -> type[O
         elif item.kind == "start_date":
             fields[f"{p}_date"] = StringField("A date that suits you better", render_kw={"type": "date"})
         elif item.kind in ("gate_access", "safety"):
-            fields[f"{p}_value"] = StringField("What is correct?")
+            fields[f"{p}_value"] = StringField("What is correct?",
+                                               validators=[SingleLine("The correction")])
         fields[f"{p}_comment"] = TextAreaField(COMMENT_LABELS.get(item.kind, DISPUTE_COMMENT))
     if with_note:
         fields["technician_note"] = TextAreaField("Notes for the technician (optional)",
@@ -188,14 +189,16 @@ class ContactForm(OnceForm):
     channels = CheckboxesField("How may we reach you?", validate_choice=False,
                                choices=options([("email", "Email"), ("text", "Text message"),
                                                 ("call", "Phone call")]))
-    phone = StringField("Mobile or phone number", validators=[Optional(), Length(max=40)],
+    phone = StringField("Mobile or phone number",
+                        validators=[Optional(), Length(max=40), SingleLine("The phone number")],
                         render_kw={"type": "tel", "autocomplete": "tel"})
     preferred_times = StringField("Best times to reach you (optional)",
-                                  validators=[Optional(), Length(max=200)])
+                                  validators=[Optional(), Length(max=200), SingleLine("The times")])
     sms_consent = BooleanField("I agree to receive text messages about my pool service at this "
                                "number. Message rates may apply; reply STOP to opt out.")
     new_email = EmailField("Use a different email address (optional)", validators=[
-        Optional(), Email("Enter a valid email address, like dana@example.com."), Length(max=254)],
+        Optional(), SingleLine("The email address"),
+        Email("Enter a valid email address, like dana@example.com."), Length(max=254)],
         render_kw={"autocomplete": "email"})
 
     def validate_channels(self, field: CheckboxesField) -> None:
@@ -217,7 +220,7 @@ class ContactForm(OnceForm):
 
 class SignForm(OnceForm):
     full_name = StringField("Type your full name", validators=[
-        DataRequired("Type your full name to sign."), Length(max=120)],
+        DataRequired("Type your full name to sign."), Length(max=120), SingleLine("Your name")],
         render_kw={"autocomplete": "name"})
     agree = BooleanField("I confirm these details are correct and agree to the service as described.",
                          validators=[DataRequired("Tick the box to agree.")])
@@ -225,7 +228,7 @@ class SignForm(OnceForm):
 
 class NewLinkForm(OnceForm):
     email = EmailField("Your email address", validators=[
-        DataRequired("Enter the email address we wrote to."),
+        DataRequired("Enter the email address we wrote to."), SingleLine("The email address"),
         Email("Enter a valid email address, like dana@example.com."), Length(max=254)],
         render_kw={"autocomplete": "email"})
 
