@@ -1,7 +1,8 @@
 -- wrk script for bench/load.py (run by it; see there). Configured through the environment:
 --   BENCH_METHOD  GET or POST              BENCH_PATH    the path to request
 --   BENCH_EXPECT  the status every answer must have (anything else counts as an error)
---   BENCH_DATA    optional file, one client per line: cookie TAB csrf_token TAB form fields;
+--   BENCH_DATA    optional file, one client per line: cookie TAB csrf_token TAB form fields,
+--                 optionally TAB a path of its own (the peer's pages name the account in it);
 --                 requests go round the clients, so many customers are served at once
 --   BENCH_RUN     a label unique to this wrk run: POSTs carry a fresh one-time form id,
 --                 "bench-<run>-t<thread>-n<count>", so every POST is a real write, not a repeat
@@ -30,8 +31,9 @@ function init(args)
   local data = os.getenv("BENCH_DATA")
   if data and data ~= "" then
     for line in io.lines(data) do
-      local cookie, csrf, fields = line:match("^([^\t]*)\t([^\t]*)\t(.*)$")
-      table.insert(clients, {cookie = cookie, csrf = csrf, fields = fields})
+      local cookie, csrf, fields, own = line:match("^([^\t]*)\t([^\t]*)\t([^\t]*)\t?(.*)$")
+      table.insert(clients, {cookie = cookie, csrf = csrf, fields = fields,
+                             path = own ~= "" and own or path})
     end
   end
   headers = {["User-Agent"] = os.getenv("BENCH_UA") or "handoff-bench"}
@@ -59,7 +61,7 @@ function request()
       body = body .. "&" .. client.fields
     end
   end
-  return wrk.format(method, path, headers, body)
+  return wrk.format(method, client.path, headers, body)
 end
 
 function response(status, resp_headers, body)

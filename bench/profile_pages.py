@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import event  # noqa: E402
 
 from bench import load  # noqa: E402
+from bench.bench_app import add_bench_routes  # noqa: E402
 from portal import create_app  # noqa: E402
 
 
@@ -52,14 +53,11 @@ def main() -> int:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="handoff-prof-")))
         database = stack.enter_context(load.postgres_database(args.postgres) if args.postgres
                                        else load.sqlite_database(workdir))
-        links = load.seed(database, workdir, args.accounts, customers=args.customers)
+        links = load.seed(database, workdir, args.accounts, customers=args.customers).links
         app = create_app({"DATABASE_URL": database, "SECRET_KEY": load.SECRET_KEY,
                           "PUBLIC_BASE_URL": "http://127.0.0.1", "SESSION_COOKIE_SECURE": False,
                           "RATELIMIT_ENABLED": False})
-
-        @app.get("/bench/hello")
-        def hello() -> str:
-            return "Hello, World!"
+        add_bench_routes(app)
 
         statements = [0]
         engine = app.extensions["portal.engine"]
