@@ -41,6 +41,17 @@ def test_settings_come_from_the_environment(monkeypatch, tmp_path):
     assert app.config["PUBLIC_BASE_URL"] == "https://portal.example.com"
 
 
+def test_links_point_at_the_development_server_port_unless_a_base_url_is_given(monkeypatch, tmp_path):
+    monkeypatch.setenv("PORTAL_INSTANCE_PATH", str(tmp_path))
+    monkeypatch.delenv("PUBLIC_BASE_URL", raising=False)
+    monkeypatch.setenv("PORT", "5001")  # PORT=5001 make run
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path}/x.sqlite3"})
+    assert app.config["PUBLIC_BASE_URL"] == "http://127.0.0.1:5001"
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://portal.example.com")
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path}/x.sqlite3"})
+    assert app.config["PUBLIC_BASE_URL"] == "https://portal.example.com"
+
+
 def test_every_audience_has_its_blueprint(app):
     assert {"welcome", "staff", "api", "payments"} <= set(app.blueprints)
 
