@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
+import alembic.util
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
@@ -48,6 +50,23 @@ def db_downgrade(revision: str) -> None:
     """Revert migrations down to REVISION ('base' empties the database)."""
     migrate.downgrade(current_app, revision)
     click.echo(f"Database is at {revision}.")
+
+
+@db_group.command("revision")
+@click.option("-m", "--message", required=True, help="What the migration does (names the file).")
+@click.option("--empty", is_flag=True, help="Write a blank revision to fill in by hand.")
+@click.option("--versions-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write the file here instead of migrations/versions.")
+def db_revision(message: str, empty: bool, versions_dir: Path | None) -> None:
+    """Write a migration for the model changes the database (at the latest revision) lacks."""
+    try:
+        written = migrate.revision(current_app, message, empty=empty, versions_dir=versions_dir)
+    except alembic.util.CommandError as error:  # e.g. the database is not at the latest revision
+        raise click.ClickException(str(error)) from error
+    if written is None:
+        click.echo("No changes in the models: no revision written.")
+    else:
+        click.echo(f"Wrote {written}: review it before committing.")
 
 
 @click.command("seed-demo")
