@@ -3,9 +3,8 @@
 - Delivers the outbox every few seconds (`--outbox-every`), and again at once while more is
   waiting, so a Monday-morning burst of welcome emails goes out back to back.
 - Queues reminders once a day (`--reminders-at`), and charges autopay once a day
-  (`--autopay-at`) when the payments package provides it: a `charge_autopay(session)` callable
-  on `portal.payments`, else the registered `charge-autopay` command. Either is looked up when
-  it is due, so the worker needs nothing from payments to start.
+  (`--autopay-at`) by running the `charge-autopay` command in this process, so a scheduled run
+  and a run by hand are the same code and print the same lines.
 - Stops cleanly on SIGTERM or SIGINT: the task under way finishes its current small batch
   (an email being sent is sent and recorded), then the process exits 0. A second signal stops
   at once with exit code 1; an email that was then being sent stays claimed until its lease runs
@@ -19,7 +18,6 @@ later than its next regular turn); the worker itself keeps running.
 """
 from __future__ import annotations
 
-import importlib
 import signal
 import threading
 from collections.abc import Callable
@@ -32,10 +30,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
-from sqlalchemy.orm import Session
 
 from portal.db import get_db, utcnow
 from portal.outbox import FAILED, SENT, deliver_pending
+from portal.payments.cli import charge_autopay_command
 from portal.reminders import send_due_reminders
 
 # Emails claimed per outbox call: the most a stop request waits for (besides one SMTP timeout).
@@ -187,40 +185,13 @@ def queue_reminders(_stop: threading.Event) -> Outcome:
 
 
 def charge_autopay(_stop: threading.Event) -> Outcome:
-    """Through portal.payments, looked up now: nothing is imported until autopay is due."""
-    hook = autopay_hook()
-    if hook is None:
-        return Outcome("skipped: portal.payments provides no autopay charge")
-    return Outcome(hook(get_db()) or "done")
-
-
-def autopay_hook() -> Callable[[Session], str | None] | None:
-    """`portal.payments.charge_autopay(session)` if it exists, else the `charge-autopay` command
-    run in this process (its output goes to the worker's), else None."""
+    """The `charge-autopay` command, run here; its lines go to the worker's output."""
     try:
-        payments = importlib.import_module("portal.payments")
-    except ImportError:
-        return None
-    function = getattr(payments, "charge_autopay", None)
-    if callable(function):
-        return lambda session: _text(function(session))
-    command = current_app.cli.commands.get("charge-autopay")
-    if command is None:
-        return None
-    return lambda _session: _run_command(command)
-
-
-def _run_command(command: click.Command) -> str:
-    try:
-        command.main(args=[], prog_name=f"flask {command.name}", standalone_mode=False)
+        charge_autopay_command.main(args=[], prog_name="flask charge-autopay", standalone_mode=False)
     except SystemExit as exit_:  # the command's way of saying "run me again later"
         if exit_.code not in (0, None):
-            raise RuntimeError(f"{command.name} exited with {exit_.code}") from None
-    return "done"
-
-
-def _text(result: Any) -> str | None:
-    return None if result is None else str(result)
+            raise RuntimeError(f"charge-autopay exited with {exit_.code}") from None
+    return Outcome("done")
 
 
 # -- the command ----------------------------------------------------------------------------

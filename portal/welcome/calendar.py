@@ -1,7 +1,7 @@
 """An .ics file for the agreed visit day: a weekly, all-day event (RFC 5545, written by icalendar)."""
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime, timezone
 
 from icalendar import Calendar, Event
 
@@ -14,7 +14,7 @@ BYDAY = {"Monday": "MO", "Tuesday": "TU", "Wednesday": "WE", "Thursday": "TH", "
 def weekly_visit(account: Account, company_name: str, first: date, days: list[str]) -> str:
     event = Event()
     event.add("uid", f"visit-{account.id}@handoff-portal")
-    event.add("dtstamp", datetime.now(UTC))
+    event.add("dtstamp", datetime.now(timezone.utc))
     event.add("dtstart", first)  # a date, so an all-day event
     event.add("summary", f"{company_name} pool service")
     event.add("location", account.service_address)
