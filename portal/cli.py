@@ -86,7 +86,8 @@ def seed_demo_command() -> None:
 def demo_info_command() -> None:
     """Print the demo staff login and a fresh welcome link for the demo customer."""
     session = get_db()
-    account = session.scalars(select(Account).where(Account.deleted_at.is_(None)).order_by(Account.id)).first()
+    account = session.scalars(
+        select(Account).where(Account.deleted_at.is_(None)).order_by(Account.id)).first()
     click.echo("")
     click.echo(f"  Staff sign-in:  {current_app.config['PUBLIC_BASE_URL']}/staff/login")
     click.echo(f"  Demo login:     admin@example.com / {DEMO_PASSWORD}")
@@ -95,7 +96,8 @@ def demo_info_command() -> None:
         session.commit()
         click.echo(f"  Welcome link for {account.customer.name}: {url}")
     click.echo("  Emails wait in the outbox; deliver them with `.venv/bin/flask --app wsgi outbox send`")
-    click.echo(f"  (with MAIL_BACKEND=file they land as .eml files in {current_app.config['MAIL_OUTBOX_DIR']}).")
+    click.echo("  (with MAIL_BACKEND=file they land as .eml files in "
+               f"{current_app.config['MAIL_OUTBOX_DIR']}).")
     click.echo("")
 
 

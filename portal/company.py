@@ -44,10 +44,7 @@ def get_company() -> CompanySettings:
     if "company" in g:
         return g.company
     cached = current_app.extensions.get(CACHE)
-    if cached is not None and cached[0] > time.monotonic():
-        company = cached[1]
-    else:
-        company = _read_company()
+    company = cached[1] if cached is not None and cached[0] > time.monotonic() else _read_company()
     g.company = company
     return company
 

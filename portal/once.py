@@ -17,7 +17,6 @@ from wtforms.validators import DataRequired, Length, Regexp
 from portal.db import utcnow
 from portal.models import FormSubmission
 
-
 BAD_FORM_ID = "This form's id is not valid; reload the page and try again."
 
 

@@ -64,7 +64,8 @@ def needing_attention(session: Session, user: StaffUser, limit: int = 20) -> lis
 
 
 def undelivered(session: Session, user: StaffUser, limit: int = 10) -> list[tuple[Account, OutboxEmail]]:
-    query = (_visible(select(Account, OutboxEmail).join(OutboxEmail, OutboxEmail.account_id == Account.id), user)
+    with_emails = select(Account, OutboxEmail).join(OutboxEmail, OutboxEmail.account_id == Account.id)
+    query = (_visible(with_emails, user)
              .where(OutboxEmail.status == "failed").order_by(OutboxEmail.id.desc()).limit(limit))
     return [(account, email) for account, email in session.execute(query).all()]
 

@@ -6,7 +6,7 @@ from flask import abort
 
 from portal import create_app
 from portal.config import ConfigError
-from tests.conftest import BACKEND, TEST_SETTINGS
+from tests.conftest import BACKEND
 
 
 def test_production_without_secret_key_refuses_to_start(monkeypatch, tmp_path):

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from functools import wraps
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from flask import Response, current_app, g, jsonify, request, url_for
 from sqlalchemy import select
@@ -85,7 +86,8 @@ def _json_body() -> Any:
     except (ValueError, RecursionError) as error:
         message = "The body is not valid JSON."
         if isinstance(error, json.JSONDecodeError):
-            message = f"The body is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})."
+            message = (f"The body is not valid JSON ({error.msg} at line {error.lineno}, "
+                       f"column {error.colno}).")
         raise HandoffInvalid({"body": message}) from None
 
 

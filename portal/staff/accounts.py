@@ -3,14 +3,13 @@ from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from portal import once, record
 from portal.auth import roles_required
 from portal.db import get_db
 from portal.handoffs import DERIVED_KINDS, OnboardingSigned, create_handoff, staff_actor, update_handoff
-from sqlalchemy import select
-
 from portal.models import Account, OutboxEmail, StaffUser
 from portal.onboarding import send_welcome
 from portal.staff import bp

@@ -36,7 +36,8 @@ HEX_COLOUR = r"^#[0-9a-fA-F]{6}$"
 class CompanySettingsForm(FlaskForm):
     name = StringField("Company name", validators=[DataRequired("Enter the company name."), Length(max=120)])
     phone = StringField("Phone", validators=[Optional(), Length(max=40)])
-    email = EmailField("Customer-facing email", validators=[Optional(), Email("Enter a valid email address."), Length(max=254)])
+    email = EmailField("Customer-facing email", validators=[
+        Optional(), Email("Enter a valid email address."), Length(max=254)])
     office_email = EmailField("Office email (gets difference alerts)",
                               validators=[Optional(), Email("Enter a valid email address."), Length(max=254)])
     logo_url = StringField("Logo path on this site", validators=[
@@ -44,9 +45,11 @@ class CompanySettingsForm(FlaskForm):
         Regexp(r"^/[^/\\].*$", message="Use a path on this site, e.g. /static/logo.png (no outside images)."),
     ])
     brand_color = StringField("Brand colour", validators=[
-        DataRequired("Enter a colour like #0b5cab."), Regexp(HEX_COLOUR, message="Use a colour like #0b5cab."),
+        DataRequired("Enter a colour like #0b5cab."),
+        Regexp(HEX_COLOUR, message="Use a colour like #0b5cab."),
     ])
-    currency = StringField("Currency", validators=[DataRequired("Enter a currency code like USD."), Length(min=3, max=3)])
+    currency = StringField("Currency", validators=[
+        DataRequired("Enter a currency code like USD."), Length(min=3, max=3)])
     readiness_checklist = TextAreaField("Before-the-first-visit checklist (one item per line)",
                                         validators=[Length(max=2000)])
 

@@ -20,11 +20,11 @@ from wtforms import (
 )
 from wtforms.validators import Optional
 
-from portal.handoffs import DERIVED_KINDS, KIND_LABELS
+from portal.handoffs import DERIVED_KINDS, KIND_LABELS, HandoffData
 from portal.money import parse_money
 from portal.once import OnceForm
-from portal.handoffs import HandoffData
 from portal.validation import WEEKDAYS, HandoffInvalid, parse_handoff
+
 
 def options(pairs: list[tuple[object, str]]) -> list[SelectChoice]:
     return [SelectChoice(value, label) for value, label in pairs]  # type: ignore[arg-type]
@@ -61,7 +61,8 @@ class AccountFieldsMixin:
 
 
 class HandoffForm(AccountFieldsMixin, OnceForm):
-    visit_days = CheckboxesField("Visit day(s)", choices=options([(d, d) for d in WEEKDAYS]), validate_choice=False)
+    visit_days = CheckboxesField("Visit day(s)", choices=options([(d, d) for d in WEEKDAYS]),
+                                 validate_choice=False)
     gate_code = StringField("Gate code")
     gate_lock = StringField("Lock")
     gate_instructions = StringField("Access instructions")
@@ -81,7 +82,8 @@ class PromiseRowForm(Form):
     kind = SelectField("Kind", choices=EDITABLE_KINDS, validate_choice=False)
     title = StringField("Label")
     value = StringField("Promise")
-    remove = SelectField("Keep", choices=options([("", "Keep"), ("remove", "Withdraw")]), validate_choice=False)
+    remove = SelectField("Keep", choices=options([("", "Keep"), ("remove", "Withdraw")]),
+                         validate_choice=False)
 
 
 class EditHandoffForm(AccountFieldsMixin, OnceForm):

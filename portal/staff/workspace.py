@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from datetime import date, datetime, timezone
 
 from flask import Response, abort, flash, redirect, render_template, request, url_for
-from markupsafe import Markup
 from flask_login import current_user
+from markupsafe import Markup
 from werkzeug.wrappers import Response as BaseResponse
 
 from portal import brief as brief_service
