@@ -31,6 +31,11 @@ class OnceForm(FlaskForm):
         if not self.is_submitted():
             self.form_id.data = new_form_id()
 
+    @property
+    def submitted_id(self) -> str:
+        """The one-time id posted with the form; never empty once the form has validated."""
+        return self.form_id.data or ""
+
 
 def new_form_id() -> str:
     return secrets.token_urlsafe(18)
@@ -55,8 +60,9 @@ def claim(session: Session, form_id: str, purpose: str) -> str | None:
     transaction and then finds the id taken (PostgreSQL), or waits for the write lock
     (SQLite), so exactly one of them gets the row."""
     statement = _CLAIM_SQL[session.get_bind().dialect.name]
-    return session.connection().scalar(statement, {"token": form_id, "purpose": purpose,
-                                                  "created_at": utcnow()})
+    claimed: str | None = session.connection().scalar(
+        statement, {"token": form_id, "purpose": purpose, "created_at": utcnow()})
+    return claimed
 
 
 def keep_result(session: Session, form_id: str, url: str) -> None:

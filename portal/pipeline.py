@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVarTuple
 
 from flask import current_app
 from sqlalchemy import Select, func, select
@@ -11,10 +12,12 @@ from sqlalchemy.orm import Session
 from portal.links import max_age
 from portal.models import DIFFERENT, Account, AccountStatus, OutboxEmail, PromiseItem, Role, StaffUser
 
+Columns = TypeVarTuple("Columns")
+
 WAITING = (AccountStatus.LINK_SENT.value, AccountStatus.OPENED.value, AccountStatus.IN_PROGRESS.value)
 
 
-def _visible(query: Select, user: StaffUser) -> Select:  # type: ignore[type-arg]
+def _visible(query: Select[*Columns], user: StaffUser) -> Select[*Columns]:
     """Live accounts, and for sales only their own: plain conditions the indexes can serve
     (a subquery of visible ids made both databases read every account)."""
     query = query.where(Account.deleted_at.is_(None))

@@ -197,7 +197,7 @@ def charge_autopay(_stop: threading.Event) -> Outcome:
 # -- the command ----------------------------------------------------------------------------
 
 
-class TimeOfDay(click.ParamType):
+class TimeOfDay(click.ParamType[time | None, Any]):
     """HH:MM or HH:MM:SS, or 'off'."""
 
     name = "time"
@@ -215,7 +215,7 @@ class TimeOfDay(click.ParamType):
             self.fail(f"{value!r} is not a time of day like 09:00, or 'off'", param, ctx)
 
 
-class TimeZoneName(click.ParamType):
+class TimeZoneName(click.ParamType[ZoneInfo, Any]):
     name = "zone"
 
     def convert(self, value: Any, param: click.Parameter | None,
@@ -256,6 +256,7 @@ def worker_command(outbox_every: float, reminders_at: time | None, autopay_at: t
     """Run the background work until stopped: deliver the outbox every few seconds, queue
     reminders and charge autopay once a day. SIGTERM or Ctrl-C stops it cleanly (exit 0)
     after the task under way; several workers may run at once."""
+    # Flask types current_app as Flask; it is a LocalProxy, and the worker needs the app itself.
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     tasks = build_tasks(utcnow(), outbox_every, reminders_at, autopay_at, zone)
     worker = Worker(app, tasks, retry_after=retry_after)

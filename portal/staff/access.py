@@ -10,7 +10,7 @@ from portal.models import Account, Role, StaffUser
 SELLING_ROLES = ("sales", "office", "admin")
 
 
-def visible_accounts(user: StaffUser) -> Select[tuple[Account]]:
+def visible_accounts(user: StaffUser) -> Select[Account]:
     query = select(Account).where(Account.deleted_at.is_(None))
     if user.role == Role.SALES.value:
         query = query.where(Account.salesperson_id == user.id)

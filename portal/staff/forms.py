@@ -9,7 +9,6 @@ from wtforms import (
     Form,
     HiddenField,
     PasswordField,
-    SelectChoice,
     SelectField,
     StringField,
     TextAreaField,
@@ -17,7 +16,9 @@ from wtforms import (
 from wtforms.validators import AnyOf, DataRequired, Email, Length, Optional, Regexp, ValidationError
 
 from portal.company import checklist_lines
+from portal.models import StaffUser
 from portal.once import OnceForm
+from portal.staff.handoff_forms import options
 
 
 class LoginForm(FlaskForm):
@@ -72,7 +73,7 @@ class DifferenceFilterForm(Form):
     """Read from the query string (a GET form: filters are bookmarkable, need no CSRF)."""
 
     status = SelectField("Status", validate_choice=False,
-                         choices=[SelectChoice("open", "Open"), SelectChoice("resolved", "Resolved")])
+                         choices=options([("open", "Open"), ("resolved", "Resolved")]))
     kind = SelectField("Kind", validate_choice=False)
     salesperson = SelectField("Salesperson", validate_choice=False)
     visit_from = DateField("First visit from", validators=[Optional()])
@@ -85,7 +86,7 @@ class ResolveForm(OnceForm):
     assignee = SelectField("Assign to", coerce=int, validate_choice=False)
 
 
-def new_resolve_form(people: list) -> ResolveForm:  # type: ignore[type-arg]
+def new_resolve_form(people: list[StaffUser]) -> ResolveForm:
     form = ResolveForm()
-    form.assignee.choices = [SelectChoice(p.id, p.display_name) for p in people]
+    form.assignee.choices = options([(p.id, p.display_name) for p in people])
     return form

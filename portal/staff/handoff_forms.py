@@ -11,7 +11,6 @@ from wtforms import (
     FormField,
     HiddenField,
     RadioField,
-    SelectChoice,
     SelectField,
     SelectMultipleField,
     StringField,
@@ -20,6 +19,9 @@ from wtforms import (
 )
 from wtforms.validators import Optional
 
+# WTForms 3.3 wants SelectChoice (choice tuples are deprecated); types-WTForms 3.2 predates it.
+from wtforms import SelectChoice  # type: ignore[attr-defined]  # isort: skip
+
 from portal.handoffs import DERIVED_KINDS, KIND_LABELS, HandoffData
 from portal.money import parse_money
 from portal.once import OnceForm
@@ -27,7 +29,7 @@ from portal.validation import WEEKDAYS, HandoffInvalid, parse_handoff
 
 
 def options(pairs: list[tuple[object, str]]) -> list[SelectChoice]:
-    return [SelectChoice(value, label) for value, label in pairs]  # type: ignore[arg-type]
+    return [SelectChoice(value, label) for value, label in pairs]
 
 
 EDITABLE_KINDS = options([(kind, label) for kind, label in KIND_LABELS.items() if kind not in DERIVED_KINDS])
@@ -146,10 +148,10 @@ def new_handoff_promises(form: HandoffForm) -> Promises:
                 ("safety", "Children", form.safety_children), ("safety", "Pets", form.safety_pets),
                 ("safety", "Pool alarm", form.safety_alarm), ("safety", "Safety note", form.safety_other)]
     for kind, label, field in labelled:
-        if (field.data or "").strip():
+        if field.data and field.data.strip():
             promises.append(({"kind": kind, "label": label, "value": field.data}, field))
     for field in form.equipment:
-        if (field.data or "").strip():
+        if field.data and field.data.strip():
             promises.append(({"kind": "equipment", "value": field.data}, field))
     if form.billing.data:
         promises.append(({"kind": "billing", "value": form.billing.data}, form.billing))

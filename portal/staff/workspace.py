@@ -5,6 +5,7 @@ import csv
 import io
 from collections.abc import Iterable
 from datetime import date, datetime, timezone
+from typing import TypedDict
 
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -27,7 +28,8 @@ MANAGERS = ("office", "admin")
 
 
 def _me() -> StaffUser:
-    return current_user._get_current_object()  # type: ignore[attr-defined,no-any-return]
+    me: StaffUser = current_user._get_current_object()
+    return me
 
 
 @bp.get("/")
@@ -129,7 +131,7 @@ def resolve(item_id: int) -> BaseResponse:
     if not form.validate_on_submit():
         flash("That action was not understood; please try again.", "error")
         return redirect(target)
-    if once.claim(session, form.form_id.data, "resolve") is None:
+    if once.claim(session, form.submitted_id, "resolve") is None:
         return redirect(target)
     note = (form.note.data or "").strip()
     try:
@@ -186,7 +188,15 @@ def day_list() -> str:
     return render_template("staff/day.html", day=day, accounts=brief_service.visits_on(get_db(), day))
 
 
-def _report_data() -> dict[str, object]:
+class ReportData(TypedDict):
+    by_kind: list[reports.Rate]
+    by_person: list[reports.Rate]
+    median_days: float | None
+    signed_count: int
+    funnel: list[tuple[str, int]]
+
+
+def _report_data() -> ReportData:
     session = get_db()
     median, signed = reports.median_days_to_sign(session)
     return {"by_kind": reports.rates_by_kind(session), "by_person": reports.rates_by_salesperson(session),
@@ -198,9 +208,9 @@ def _report_data() -> dict[str, object]:
 def report_page() -> str:
     data = _report_data()
     bars = {
-        "by_kind": [(r.label, r.percent, f"{r.percent} %") for r in data["by_kind"]],  # type: ignore[attr-defined]
-        "by_person": [(r.label, r.percent, f"{r.percent} %") for r in data["by_person"]],  # type: ignore[attr-defined]
-        "funnel": [(stage, n, str(n)) for stage, n in data["funnel"]],  # type: ignore[attr-defined]
+        "by_kind": [(r.label, r.percent, f"{r.percent} %") for r in data["by_kind"]],
+        "by_person": [(r.label, r.percent, f"{r.percent} %") for r in data["by_person"]],
+        "funnel": [(stage, n, str(n)) for stage, n in data["funnel"]],
     }
     return render_template("staff/reports.html", bars=bars, **data)
 
@@ -212,10 +222,10 @@ def report_csv() -> Response:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["section", "label", "answered", "differed", "difference_rate_percent"])
-    for section in ("by_kind", "by_person"):
-        for rate in data[section]:  # type: ignore[attr-defined]
+    for section, rates in (("by_kind", data["by_kind"]), ("by_person", data["by_person"])):
+        for rate in rates:
             writer.writerow([section, rate.label, rate.answered, rate.differed, rate.percent])
-    for stage, count in data["funnel"]:  # type: ignore[attr-defined]
+    for stage, count in data["funnel"]:
         writer.writerow(["funnel", stage, count, "", ""])
     writer.writerow(["time_to_sign", "median_days", data["signed_count"], "", data["median_days"] or ""])
     response = Response(buffer.getvalue(), mimetype="text/csv")

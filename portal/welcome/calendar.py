@@ -25,4 +25,5 @@ def weekly_visit(account: Account, company_name: str, first: date, days: list[st
     calendar.add("version", "2.0")
     calendar.add("calscale", "GREGORIAN")
     calendar.add_component(event)
-    return calendar.to_ical().decode("utf-8")
+    body: bytes = calendar.to_ical()
+    return body.decode("utf-8")
