@@ -33,9 +33,9 @@ def _answered_and_differed(session: Session, group: QueryableAttribute[Any]
             .join(Account, Account.id == PromiseItem.account_id)
             .where(RecordEntry.event == "answered", Account.deleted_at.is_(None))
             .group_by(group))
-    answered: dict[Any, int] = dict(session.execute(base).tuples().all())
+    answered: dict[Any, int] = dict(session.execute(base).all())
     differed: dict[Any, int] = dict(
-        session.execute(base.where(RecordEntry.outcome.in_(DIFFERENT))).tuples().all())
+        session.execute(base.where(RecordEntry.outcome.in_(DIFFERENT))).all())
     return answered, differed
 
 
