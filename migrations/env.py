@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from portal.db import Base, make_engine
 import portal.models  # noqa: F401  (fills Base.metadata)
+from portal.db import Base, make_engine
 
 config = context.config
 url = config.attributes.get("database_url") or context.get_x_argument(as_dictionary=True).get("url")

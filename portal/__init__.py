@@ -28,7 +28,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     settings.finalise(app.config, app.instance_path)
     if app.config["TRUST_PROXY"]:
         hops = app.config["TRUST_PROXY"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+        # Flask's documented way to add WSGI middleware; mypy sees a method being replaced.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops,  # type: ignore[method-assign]
+                                x_host=hops)
 
     register_extensions(app)
     register_blueprints(app)

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import TextIO
 
+import alembic.util
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
@@ -53,6 +55,23 @@ def db_downgrade(revision: str) -> None:
     click.echo(f"Database is at {revision}.")
 
 
+@db_group.command("revision")
+@click.option("-m", "--message", required=True, help="What the migration does (names the file).")
+@click.option("--empty", is_flag=True, help="Write a blank revision to fill in by hand.")
+@click.option("--versions-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write the file here instead of migrations/versions.")
+def db_revision(message: str, empty: bool, versions_dir: Path | None) -> None:
+    """Write a migration for the model changes the database (at the latest revision) lacks."""
+    try:
+        written = migrate.revision(current_app, message, empty=empty, versions_dir=versions_dir)
+    except alembic.util.CommandError as error:  # e.g. the database is not at the latest revision
+        raise click.ClickException(str(error)) from error
+    if written is None:
+        click.echo("No changes in the models: no revision written.")
+    else:
+        click.echo(f"Wrote {written}: review it before committing.")
+
+
 @click.command("seed-demo")
 @with_appcontext
 def seed_demo_command() -> None:
@@ -70,7 +89,8 @@ def seed_demo_command() -> None:
 def demo_info_command() -> None:
     """Print the demo staff login and a fresh welcome link for the demo customer."""
     session = get_db()
-    account = session.scalars(select(Account).where(Account.deleted_at.is_(None)).order_by(Account.id)).first()
+    account = session.scalars(
+        select(Account).where(Account.deleted_at.is_(None)).order_by(Account.id)).first()
     click.echo("")
     click.echo(f"  Staff sign-in:  {current_app.config['PUBLIC_BASE_URL']}/staff/login")
     click.echo(f"  Demo login:     admin@example.com / {DEMO_PASSWORD}")
@@ -79,7 +99,8 @@ def demo_info_command() -> None:
         session.commit()
         click.echo(f"  Welcome link for {account.customer.name}: {url}")
     click.echo("  Emails wait in the outbox; deliver them with `.venv/bin/flask --app wsgi outbox send`")
-    click.echo(f"  (with MAIL_BACKEND=file they land as .eml files in {current_app.config['MAIL_OUTBOX_DIR']}).")
+    click.echo("  (with MAIL_BACKEND=file they land as .eml files in "
+               f"{current_app.config['MAIL_OUTBOX_DIR']}).")
     click.echo("")
 
 

@@ -21,9 +21,9 @@ DEFAULT_CHECKLIST = [
 ]
 
 
-def default_company() -> CompanySettings:
-    return CompanySettings(
-        id=0,
+def default_company(new_row: bool = False) -> CompanySettings:
+    """The settings before any are saved: id 0 as a stand-in, or no id for a row to add."""
+    company = CompanySettings(
         name="Handoff Portal",
         phone="",
         email="",
@@ -34,6 +34,9 @@ def default_company() -> CompanySettings:
         timezone="America/Phoenix",
         readiness_checklist=list(DEFAULT_CHECKLIST),
     )
+    if not new_row:
+        company.id = 0
+    return company
 
 
 CACHE = "portal.company_cache"
@@ -44,12 +47,10 @@ def get_company() -> CompanySettings:
     process (every page shows them; they change a few times a year), a default before any
     is saved."""
     if "company" in g:
-        return g.company
+        kept: CompanySettings = g.company
+        return kept
     cached = current_app.extensions.get(CACHE)
-    if cached is not None and cached[0] > time.monotonic():
-        company = cached[1]
-    else:
-        company = _read_company()
+    company = cached[1] if cached is not None and cached[0] > time.monotonic() else _read_company()
     g.company = company
     return company
 
@@ -90,10 +91,7 @@ def _settings_changed(session: Session, _flush: UOWTransaction) -> None:
 def editable_company(session: Session) -> CompanySettings:
     """The saved row, or a new one pre-filled with the defaults (added on save)."""
     company = session.scalars(select(CompanySettings).limit(1)).first()
-    if company is None:
-        company = default_company()
-        company.id = None  # type: ignore[assignment]
-    return company
+    return company if company is not None else default_company(new_row=True)
 
 
 def update_company(session: Session, company: CompanySettings, data: dict[str, Any]) -> None:

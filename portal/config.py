@@ -70,7 +70,9 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "STRIPE_MAX_NETWORK_RETRIES": _int("STRIPE_MAX_NETWORK_RETRIES", 2),
         "STRIPE_CHECKOUT_ORIGIN": os.environ.get("STRIPE_CHECKOUT_ORIGIN") or None,
         "PAY_LINK_MAX_AGE_DAYS": _int("PAY_LINK_MAX_AGE_DAYS", 45),
-        "PUBLIC_BASE_URL": os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000"),
+        # The development server's own address (`PORT=5001 make run`) unless one is given.
+        "PUBLIC_BASE_URL": os.environ.get("PUBLIC_BASE_URL")
+        or f"http://127.0.0.1:{_int('PORT', 5000)}",
         "LINK_MAX_AGE_DAYS": _int("LINK_MAX_AGE_DAYS", 14),
         "CUSTOMER_SESSION_IDLE_HOURS": _int("CUSTOMER_SESSION_IDLE_HOURS", 12),
         # Every page shows the company's name and colours: each process keeps the settings row

@@ -9,6 +9,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
+from portal.extensions import login_manager
+
 log = logging.getLogger(__name__)
 
 MESSAGES = {
@@ -40,13 +42,13 @@ def error_response(status: int, message: str | None = None) -> tuple[Response | 
 
 def register(app: Flask) -> None:
     @app.errorhandler(CSRFError)
-    def csrf_error(_error: CSRFError):  # type: ignore[no-untyped-def]
+    def csrf_error(_error: CSRFError) -> tuple[Response | str, int]:
         return error_response(
             400, "This form has expired or was sent from elsewhere. Reload the page and try again."
         )
 
     @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException):  # type: ignore[no-untyped-def]
+    def http_error(error: HTTPException) -> Response:
         response = app.make_response(error_response(error.code or 500))
         for name in ("Retry-After", "Allow", "WWW-Authenticate"):
             value = error.get_response().headers.get(name)
@@ -55,20 +57,20 @@ def register(app: Flask) -> None:
         return response
 
     @app.errorhandler(StaleDataError)
-    def stale(_error: StaleDataError):  # type: ignore[no-untyped-def]
+    def stale(_error: StaleDataError) -> tuple[Response | str, int]:
         _rollback()
         return error_response(409)
 
     @app.errorhandler(OperationalError)
-    def database_down(error: OperationalError):  # type: ignore[no-untyped-def]
+    def database_down(error: OperationalError) -> tuple[Response | str, int]:
         _rollback()
         # Draw the page as signed out: loading the staff user for the layout needs the database.
-        g._login_user = app.login_manager.anonymous_user()  # type: ignore[attr-defined]
+        g._login_user = login_manager.anonymous_user()
         log.error("database error (request %s): %s", g.get("request_id"), error.orig)
         return error_response(ServiceUnavailable.code)
 
     @app.errorhandler(InternalServerError)
-    def server_error(error: InternalServerError):  # type: ignore[no-untyped-def]
+    def server_error(error: InternalServerError) -> tuple[Response | str, int]:
         _rollback()
         log.error("unhandled error (request %s)", g.get("request_id"),
                   exc_info=error.original_exception)

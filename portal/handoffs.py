@@ -69,7 +69,8 @@ def with_derived_promises(data: HandoffData, currency: str | None = None) -> lis
     promises = list(data.promises)
     kinds = {p.kind for p in promises}
     if PromiseKind.PRICE.value not in kinds:
-        promises.append(Promise(PromiseKind.PRICE.value, price_promise(data.plan, data.price_cents, currency)))
+        price = price_promise(data.plan, data.price_cents, currency)
+        promises.append(Promise(PromiseKind.PRICE.value, price))
     if PromiseKind.START_DATE.value not in kinds and data.first_visit is not None:
         promises.append(Promise(PromiseKind.START_DATE.value, data.first_visit.isoformat()))
     return sorted(promises, key=lambda p: KIND_ORDER.index(p.kind))
@@ -148,7 +149,7 @@ def update_handoff(
         raise OnboardingSigned("The customer has signed; changes now go through their change requests.")
     changes = _update_account_fields(session, account, data, salesperson, actor)
     current = {item.id: item for item in account.items}
-    pairs = list(zip(item_ids, data.promises))
+    pairs = list(zip(item_ids, data.promises, strict=True))  # one id per promise, None for new
     for promise in with_derived_promises(data):
         if promise.kind in DERIVED_KINDS:
             existing = next((i for i in current.values() if i.kind == promise.kind), None)
@@ -162,9 +163,10 @@ def update_handoff(
             continue
         kept.add(item.id)
         item.position = position
-        if (item.kind, item.label, item.promised_value) != (promise.kind, promise.label or item.label, promise.value):
+        edited = (promise.kind, promise.label or item.label, promise.value)
+        if (item.kind, item.label, item.promised_value) != edited:
             old = item.promised_value
-            item.kind, item.label, item.promised_value = promise.kind, promise.label or item.label, promise.value
+            item.kind, item.label, item.promised_value = edited
             record.append(session, account, event="promise_edited", actor=actor, item=item,
                           promised_value=item.promised_value, outcome="promised", note=f"was: {old}")
             changes.append(f"changed {item.label.lower()}")

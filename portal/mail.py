@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 
 from portal.company import get_company, ink_for
 from portal.handoffs import display_value
-from portal.money import format_money
 from portal.models import Account, OutboxEmail
+from portal.money import format_money
 
 EMAILS = Path(__file__).resolve().parent.parent / "emails"
 

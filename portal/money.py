@@ -26,7 +26,8 @@ def parse_money(text: str) -> int:
         raise ValueError("Enter an amount in dollars and cents, e.g. 165.00") from exc
     if not amount.is_finite():
         raise ValueError("Enter an amount in dollars and cents, e.g. 165.00")
-    if amount.as_tuple().exponent < -2:  # type: ignore[operator]
+    exponent = amount.as_tuple().exponent  # an int: NaN and infinities were refused above
+    if isinstance(exponent, int) and exponent < -2:
         raise ValueError("Use at most two decimal places")
     if amount < 0:
         raise ValueError("The amount cannot be negative")

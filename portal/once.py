@@ -17,7 +17,6 @@ from wtforms.validators import DataRequired, Length, Regexp
 from portal.db import utcnow
 from portal.models import FormSubmission
 
-
 BAD_FORM_ID = "This form's id is not valid; reload the page and try again."
 
 
@@ -31,6 +30,11 @@ class OnceForm(FlaskForm):
         super().__init__(*args, **kwargs)
         if not self.is_submitted():
             self.form_id.data = new_form_id()
+
+    @property
+    def submitted_id(self) -> str:
+        """The one-time id posted with the form; never empty once the form has validated."""
+        return self.form_id.data or ""
 
 
 def new_form_id() -> str:
@@ -56,8 +60,9 @@ def claim(session: Session, form_id: str, purpose: str) -> str | None:
     transaction and then finds the id taken (PostgreSQL), or waits for the write lock
     (SQLite), so exactly one of them gets the row."""
     statement = _CLAIM_SQL[session.get_bind().dialect.name]
-    return session.connection().scalar(statement, {"token": form_id, "purpose": purpose,
-                                                  "created_at": utcnow()})
+    claimed: str | None = session.connection().scalar(
+        statement, {"token": form_id, "purpose": purpose, "created_at": utcnow()})
+    return claimed
 
 
 def keep_result(session: Session, form_id: str, url: str) -> None:

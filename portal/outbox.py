@@ -421,7 +421,7 @@ def _deliver_one(run: _Run, email: OutboxEmail) -> tuple[Delivery, DeliveryError
 # -- command line -----------------------------------------------------------------------------
 
 
-class IsoDateTime(click.ParamType):
+class IsoDateTime(click.ParamType[datetime, Any]):
     """An ISO 8601 date and time; without an offset it is taken as UTC."""
 
     name = "datetime"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVarTuple
 
 from flask import current_app
 from sqlalchemy import func, select
@@ -11,6 +12,8 @@ from sqlalchemy.orm import Session
 from portal.access import scoped
 from portal.links import max_age
 from portal.models import DIFFERENT, Account, AccountStatus, OutboxEmail, PromiseItem, StaffUser
+
+Columns = TypeVarTuple("Columns")
 
 WAITING = (AccountStatus.LINK_SENT.value, AccountStatus.OPENED.value, AccountStatus.IN_PROGRESS.value)
 
@@ -56,7 +59,8 @@ def needing_attention(session: Session, user: StaffUser, limit: int = 20) -> lis
 
 
 def undelivered(session: Session, user: StaffUser, limit: int = 10) -> list[tuple[Account, OutboxEmail]]:
-    query = (scoped(select(Account, OutboxEmail).join(OutboxEmail, OutboxEmail.account_id == Account.id), user)
+    with_emails = select(Account, OutboxEmail).join(OutboxEmail, OutboxEmail.account_id == Account.id)
+    query = (scoped(with_emails, user)
              .where(OutboxEmail.status == "failed").order_by(OutboxEmail.id.desc()).limit(limit))
     return [(account, email) for account, email in session.execute(query).all()]
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
 
 from sqlalchemy import distinct, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import QueryableAttribute, Session
 
 from portal import access
 from portal.handoffs import KIND_LABELS
@@ -24,15 +26,17 @@ class Rate:
         return round(100 * self.differed / self.answered, 1) if self.answered else 0.0
 
 
-def _answered_and_differed(session: Session, user: StaffUser, group):  # type: ignore[no-untyped-def]
+def _answered_and_differed(session: Session, user: StaffUser, group: QueryableAttribute[Any]
+                           ) -> tuple[dict[Any, int], dict[Any, int]]:
     """Items the customer answered, and those they changed or disputed, per group: 2 queries."""
     base = (select(group, func.count(distinct(RecordEntry.item_id)))
             .join(PromiseItem, PromiseItem.id == RecordEntry.item_id)
             .join(Account, Account.id == PromiseItem.account_id)
             .where(RecordEntry.event == "answered", *access.conditions(user))
             .group_by(group))
-    answered = dict(session.execute(base).all())
-    differed = dict(session.execute(base.where(RecordEntry.outcome.in_(DIFFERENT))).all())
+    answered: dict[Any, int] = dict(session.execute(base).all())
+    differed: dict[Any, int] = dict(
+        session.execute(base.where(RecordEntry.outcome.in_(DIFFERENT))).all())
     return answered, differed
 
 
@@ -62,10 +66,8 @@ def median_days_to_sign(session: Session, user: StaffUser) -> tuple[float | None
     return (round(statistics.median(days), 1) if days else None), len(days)
 
 
-def _aware(value):  # type: ignore[no-untyped-def]
+def _aware(value: datetime | str) -> datetime:
     # func.min() hands SQLite's stored text back through the column type only on some versions.
-    from datetime import datetime, timezone
-
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

@@ -3,9 +3,8 @@
 - Delivers the outbox every few seconds (`--outbox-every`), and again at once while more is
   waiting, so a Monday-morning burst of welcome emails goes out back to back.
 - Queues reminders once a day (`--reminders-at`), and charges autopay once a day
-  (`--autopay-at`) when the payments package provides it: a `charge_autopay(session)` callable
-  on `portal.payments`, else the registered `charge-autopay` command. Either is looked up when
-  it is due, so the worker needs nothing from payments to start.
+  (`--autopay-at`) by running the `charge-autopay` command in this process, so a scheduled run
+  and a run by hand are the same code and print the same lines.
 - Emails the admins a seal of the service record every Monday (`--seal-at`), so a signed copy
   of every account's chain head lives outside the database (see `verify-record --seal`).
 - Stops cleanly on SIGTERM or SIGINT: the task under way finishes its current small batch
@@ -22,7 +21,6 @@ later than its next regular turn); the worker itself keeps running.
 from __future__ import annotations
 
 import calendar
-import importlib
 import signal
 import threading
 from collections.abc import Callable
@@ -35,10 +33,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
-from sqlalchemy.orm import Session
 
 from portal.db import get_db, utcnow
 from portal.outbox import FAILED, SENT, deliver_pending
+from portal.payments.cli import charge_autopay_command
 from portal.record_seal import email_seal_to_admins
 from portal.reminders import send_due_reminders
 
@@ -215,46 +213,19 @@ def queue_reminders(_stop: threading.Event) -> Outcome:
 
 
 def charge_autopay(_stop: threading.Event) -> Outcome:
-    """Through portal.payments, looked up now: nothing is imported until autopay is due."""
-    hook = autopay_hook()
-    if hook is None:
-        return Outcome("skipped: portal.payments provides no autopay charge")
-    return Outcome(hook(get_db()) or "done")
-
-
-def autopay_hook() -> Callable[[Session], str | None] | None:
-    """`portal.payments.charge_autopay(session)` if it exists, else the `charge-autopay` command
-    run in this process (its output goes to the worker's), else None."""
+    """The `charge-autopay` command, run here; its lines go to the worker's output."""
     try:
-        payments = importlib.import_module("portal.payments")
-    except ImportError:
-        return None
-    function = getattr(payments, "charge_autopay", None)
-    if callable(function):
-        return lambda session: _text(function(session))
-    command = current_app.cli.commands.get("charge-autopay")
-    if command is None:
-        return None
-    return lambda _session: _run_command(command)
-
-
-def _run_command(command: click.Command) -> str:
-    try:
-        command.main(args=[], prog_name=f"flask {command.name}", standalone_mode=False)
+        charge_autopay_command.main(args=[], prog_name="flask charge-autopay", standalone_mode=False)
     except SystemExit as exit_:  # the command's way of saying "run me again later"
         if exit_.code not in (0, None):
-            raise RuntimeError(f"{command.name} exited with {exit_.code}") from None
-    return "done"
-
-
-def _text(result: Any) -> str | None:
-    return None if result is None else str(result)
+            raise RuntimeError(f"charge-autopay exited with {exit_.code}") from None
+    return Outcome("done")
 
 
 # -- the command ----------------------------------------------------------------------------
 
 
-class TimeOfDay(click.ParamType):
+class TimeOfDay(click.ParamType[time | None, Any]):
     """HH:MM or HH:MM:SS, or 'off'."""
 
     name = "time"
@@ -272,7 +243,7 @@ class TimeOfDay(click.ParamType):
             self.fail(f"{value!r} is not a time of day like 09:00, or 'off'", param, ctx)
 
 
-class TimeZoneName(click.ParamType):
+class TimeZoneName(click.ParamType[ZoneInfo, Any]):
     name = "zone"
 
     def convert(self, value: Any, param: click.Parameter | None,
@@ -322,6 +293,7 @@ def worker_command(outbox_every: float, reminders_at: time | None, autopay_at: t
     """Run the background work until stopped: deliver the outbox every few seconds, queue
     reminders and charge autopay once a day, email the admins the record seal once a week. SIGTERM or Ctrl-C stops it cleanly (exit 0)
     after the task under way; several workers may run at once."""
+    # Flask types current_app as Flask; it is a LocalProxy, and the worker needs the app itself.
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     tasks = build_tasks(utcnow(), outbox_every, reminders_at, autopay_at, zone, seal_at)
     worker = Worker(app, tasks, retry_after=retry_after)

@@ -94,7 +94,8 @@ def test_a_handoff_is_created_with_its_record_and_welcome_email(client, db, sale
     assert entries[-1].actor == "api:crm"
     assert record.verify_chain(db, account.id) is None
     emails = db.scalars(select(OutboxEmail)).all()
-    assert [(e.account_id, e.to_address, e.kind) for e in emails] == [(account.id, "dana@example.com", "welcome")]
+    assert [(e.account_id, e.to_address, e.kind) for e in emails] == [
+        (account.id, "dana@example.com", "welcome")]
     assert body["welcome_url"] in emails[0].text_body
     check = links.check_token(db, body["welcome_url"].rsplit("/", 1)[1])
     assert check.status is links.LinkStatus.OK and check.account.id == account.id
@@ -376,7 +377,8 @@ def test_unknown_and_deleted_accounts_are_404(client, db, make_account, token):
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (st.lists(children, max_size=4)
+                      | st.dictionaries(st.text(max_size=8), children, max_size=4)),
     max_leaves=8,
 )
 FIELDS = ["customer", "customer.name", "customer.email", "customer.phone", "service_address",

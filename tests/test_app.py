@@ -6,7 +6,7 @@ from flask import abort
 
 from portal import create_app
 from portal.config import ConfigError
-from tests.conftest import BACKEND, TEST_SETTINGS
+from tests.conftest import BACKEND
 
 
 def test_production_without_secret_key_refuses_to_start(monkeypatch, tmp_path):
@@ -38,6 +38,17 @@ def test_settings_come_from_the_environment(monkeypatch, tmp_path):
     assert app.config["SECRET_KEY"] == "from-env"
     assert app.config["MAIL_BACKEND"] == "smtp"
     assert app.config["SMTP_PORT"] == 2525
+    assert app.config["PUBLIC_BASE_URL"] == "https://portal.example.com"
+
+
+def test_links_point_at_the_development_server_port_unless_a_base_url_is_given(monkeypatch, tmp_path):
+    monkeypatch.setenv("PORTAL_INSTANCE_PATH", str(tmp_path))
+    monkeypatch.delenv("PUBLIC_BASE_URL", raising=False)
+    monkeypatch.setenv("PORT", "5001")  # PORT=5001 make run
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path}/x.sqlite3"})
+    assert app.config["PUBLIC_BASE_URL"] == "http://127.0.0.1:5001"
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://portal.example.com")
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path}/x.sqlite3"})
     assert app.config["PUBLIC_BASE_URL"] == "https://portal.example.com"
 
 

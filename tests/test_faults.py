@@ -109,7 +109,7 @@ def answered(db, account: Account) -> list[RecordEntry]:  # type: ignore[no-unty
 
 
 def test_database_away_gives_the_customer_a_friendly_503_and_loses_no_acknowledged_answer(
-        app, client, db, invited, tmp_path):
+        app, client, db, invited, tmp_path):  # noqa: F811  (the imported fixture)
     account, path = invited
     open_link(client, path)
     schedule = client.get("/welcome/step/schedule").get_data(as_text=True)
@@ -138,7 +138,7 @@ def test_database_away_gives_the_customer_a_friendly_503_and_loses_no_acknowledg
 
 
 def test_connection_lost_in_the_middle_of_an_answer_writes_nothing_and_the_retry_counts_once(
-        app, client, db, invited):
+        app, client, db, invited):  # noqa: F811  (the imported fixture)
     account, path = invited
     open_link(client, path)
     form = answer_all(client.get("/welcome/step/schedule").get_data(as_text=True))
@@ -245,7 +245,7 @@ def test_stripe_unreachable_gives_a_clear_message_a_way_back_and_charges_nothing
 
 @pytest.mark.csrf
 def test_a_customer_step_body_over_the_limit_gets_413_and_changes_nothing(
-        app, client, db, invited):
+        app, client, db, invited):  # noqa: F811  (the imported fixture)
     account, path = invited
     open_link(client, path)
     html = client.get("/welcome/step/access").get_data(as_text=True)

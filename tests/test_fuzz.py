@@ -151,9 +151,9 @@ class _Forms(HTMLParser):
             self._textarea = [a["name"], ""]
         elif tag == "select":
             self._select = [a["name"], None]
-        elif tag == "option" and self._select is not None:
-            if self._select[1] is None or "selected" in a:
-                self._select[1] = a.get("value", "")
+        elif (tag == "option" and self._select is not None
+              and (self._select[1] is None or "selected" in a)):
+            self._select[1] = a.get("value", "")
 
     def handle_data(self, data: str) -> None:
         if self._textarea is not None:

@@ -158,7 +158,7 @@ def test_preview_shows_exactly_what_the_customer_confirms(client, db, seller):
 
 def _send(client, account_id):
     page = client.get(f"/staff/accounts/{account_id}").get_data(as_text=True)
-    fields = form_fields(page.split('action="/staff/accounts/%d/send"' % account_id, 1)[1])
+    fields = form_fields(page.split(f'action="/staff/accounts/{account_id}/send"', 1)[1])
     return client.post(f"/staff/accounts/{account_id}/send", data=fields), fields
 
 

@@ -47,7 +47,7 @@ def cookies(response) -> dict[str, dict[str, str | bool]]:  # type: ignore[no-un
 
 
 @pytest.mark.parametrize("https", [False, True])
-def test_a_customer_step_page_carries_the_headers(client, invited, https):
+def test_a_customer_step_page_carries_the_headers(client, invited, https):  # noqa: F811  (the imported fixture)
     _account, path = invited
     base = HTTPS if https else "http://localhost"
     client.get(path, base_url=base)
@@ -66,7 +66,7 @@ def test_a_signed_in_staff_page_carries_the_headers(client, staff, make_staff, h
     assert response.headers["Cache-Control"] == "no-store"
 
 
-def test_error_pages_carry_the_headers(app, client, invited, tmp_path):
+def test_error_pages_carry_the_headers(app, client, invited, tmp_path):  # noqa: F811  (the imported fixture)
     _account, path = invited
     open_link(client, path)
     not_found = client.get("/welcome/no-such-page", base_url=HTTPS)
@@ -91,7 +91,7 @@ def test_error_pages_carry_the_headers(app, client, invited, tmp_path):
     assert_security_headers(unavailable, https=True)
 
 
-def test_customer_session_cookie_is_secure_httponly_and_lax_over_https(settings, app, invited):
+def test_customer_session_cookie_is_secure_httponly_and_lax_over_https(settings, app, invited):  # noqa: F811  (the imported fixture)
     app.config.update(SESSION_COOKIE_SECURE=True)  # as in production (PORTAL_ENV=production)
     _account, path = invited
     response = app.test_client().get(path, base_url=HTTPS)

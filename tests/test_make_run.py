@@ -82,3 +82,44 @@ def test_make_run_serves_the_demo_with_a_working_login(tmp_path):
         server.terminate()
         server.wait(timeout=10)
         server.stderr.close()
+
+
+def _make_dry_run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`make -n`: the commands a target would run, printed and not run."""
+    return subprocess.run(["make", "--no-print-directory", "-n", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, env=env)
+
+
+def _phony_targets() -> list[str]:
+    makefile = (ROOT / "Makefile").read_text()
+    return re.search(r"^\.PHONY:(.*)$", makefile, re.MULTILINE).group(1).split()
+
+
+def test_every_target_the_makefile_names_has_a_rule_and_the_readme_lists_them_all():
+    targets = _phony_targets()
+    assert {"install", "lock", "run", "test", "test-sqlite", "test-postgres", "lint", "worker",
+            "bench"} <= set(targets)
+    for target in targets:
+        result = _make_dry_run(target)
+        assert result.returncode == 0, f"make {target}: {result.stderr}"
+    readme = (ROOT / "README.md").read_text()
+    listed = set(re.findall(r"^\| `make ([a-z-]+)", readme, re.MULTILINE))
+    assert listed == set(targets)
+
+
+def test_make_run_serves_on_the_port_given():
+    assert _make_dry_run("run").stdout.splitlines()[-1].endswith("--port 5000")
+    assert _make_dry_run("run", "PORT=5001").stdout.splitlines()[-1].endswith("--port 5001")
+    from_env = _make_dry_run("run", env={**os.environ, "PORT": "5002"})
+    assert from_env.stdout.splitlines()[-1].endswith("--port 5002")
+
+
+def test_install_takes_the_versions_from_the_lockfile():
+    lock = (ROOT / "requirements.lock").read_text()
+    pins = dict(re.findall(r"^([a-z0-9-]+)==(\S+)", lock, re.MULTILINE))
+    assert {"flask", "sqlalchemy", "icalendar", "pytest", "ruff", "mypy", "uv"} <= set(pins)
+    assert "--hash=sha256:" in lock
+    commands = _make_dry_run("-W", "pyproject.toml", "install").stdout
+    assert f'uv=={pins["uv"]}' in commands
+    assert "--require-hashes requirements.lock" in commands
+    assert "--no-deps -e ." in commands

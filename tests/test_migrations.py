@@ -1,10 +1,16 @@
 """Migrations build the schema from empty on the database under test, and take it down again."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import make_url
@@ -187,3 +193,80 @@ def test_the_upgrade_gives_each_account_of_a_shared_customer_its_own_copy(
     assert {tuple(row[2:5]) for row in rows[:3]} == {("Dana Reyes", "dana@example.com", "+1 480 555 0134")}
     assert len({str(row[5]) for row in rows[:3]}) == 1  # created_at copied as it was
     assert tuple(rows[3][2:4]) == ("Lee Alone", "lee@example.com")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+# The portal with one model change that no migration has yet, as a developer's checkout would be.
+CHANGED_APP = """
+import sqlalchemy as sa
+
+from portal import create_app
+from portal.models import Customer
+
+Customer.__table__.append_column(sa.Column("nickname", sa.String(40), nullable=True))
+app = create_app()
+"""
+
+
+def _flask(app: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "flask", "--app", app, *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_db_revision_writes_what_the_models_have_and_the_database_lacks(empty_database_url, tmp_path):
+    (tmp_path / "changed_app.py").write_text(CHANGED_APP)
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    env = {**os.environ, "DATABASE_URL": empty_database_url, "PORTAL_ENV": "development",
+           "PORTAL_INSTANCE_PATH": str(tmp_path / "instance"),
+           "PYTHONPATH": os.pathsep.join((str(tmp_path), str(ROOT)))}
+    env.pop("SECRET_KEY", None)
+    assert _flask("wsgi", env, "db", "upgrade").returncode == 0
+    head = ScriptDirectory.from_config(migrate.alembic_config(empty_database_url)).get_heads()
+
+    unchanged = _flask("wsgi", env, "db", "revision", "-m", "nothing new", "--versions-dir", str(versions))
+    assert unchanged.returncode == 0, unchanged.stderr
+    assert "No changes" in unchanged.stdout
+    assert list(versions.iterdir()) == []
+
+    changed = _flask("changed_app", env, "db", "revision", "-m", "add customer nickname",
+                     "--versions-dir", str(versions))
+    assert changed.returncode == 0, changed.stderr
+    [written] = versions.glob("*.py")
+    assert written.name.endswith("_add_customer_nickname.py")
+    assert str(written) in changed.stdout
+    source = written.read_text()
+    assert "nickname" in source and "customers" in source
+    assert f"down_revision = {head[0]!r}" in source
+    lint = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--stdin-filename",
+                           f"migrations/versions/{written.name}", "-"],
+                          input=source, cwd=ROOT, capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout
+
+    # The file is a working migration: it adds the column, and takes it away again.
+    cfg = migrate.alembic_config(empty_database_url, versions_dir=versions)
+    command.upgrade(cfg, "head")
+    engine = make_engine(empty_database_url)
+    try:
+        assert "nickname" in {c["name"] for c in inspect(engine).get_columns("customers")}
+        command.downgrade(cfg, head[0])
+        assert "nickname" not in {c["name"] for c in inspect(engine).get_columns("customers")}
+    finally:
+        engine.dispose()
+
+
+def test_db_revision_refuses_a_database_behind_the_latest_migration(empty_database_url, tmp_path):
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    env = {**os.environ, "DATABASE_URL": empty_database_url, "PORTAL_ENV": "development",
+           "PORTAL_INSTANCE_PATH": str(tmp_path / "instance")}
+    result = _flask("wsgi", env, "db", "revision", "-m", "too early", "--versions-dir", str(versions))
+    assert result.returncode != 0
+    assert "not up to date" in result.stderr
+    assert list(versions.iterdir()) == []
+    [empty] = [
+        _flask("wsgi", env, "db", "revision", "-m", "fill by hand", "--empty", "--versions-dir",
+               str(versions)).returncode]
+    assert empty == 0
+    [blank] = versions.glob("*_fill_by_hand.py")
+    assert "def upgrade() -> None:\n    pass" in blank.read_text()

@@ -110,7 +110,7 @@ def test_file_backend_writes_one_eml_per_email_and_nothing_twice(app, db, make_a
     rows = db.scalars(select(OutboxEmail).order_by(OutboxEmail.id)).all()
     assert [f.name.split("-")[0] for f in files] == [f"{row.id:08d}" for row in rows]
     assert all(f.suffix == ".eml" for f in files)  # no temporary files left behind
-    for path, row in zip(files, rows):
+    for path, row in zip(files, rows, strict=True):
         message = message_from_bytes(path.read_bytes(), policy=policy.default)
         assert message["Message-ID"] == row.message_id and message["To"] == row.to_address
         text, html = _parts(message)

@@ -129,8 +129,8 @@ def staff_invoice_form(client, account_id: int) -> dict[str, str]:
     return form_fields(client.get(f"/pay/staff/accounts/{account_id}/invoices/new").get_data(as_text=True))
 
 
-def test_invoice_created_emailed_paid_through_checkout_and_receipted(app, client, db, make_account, make_staff,
-                                                                     staff, live):
+def test_invoice_created_emailed_paid_through_checkout_and_receipted(
+        app, client, db, make_account, make_staff, staff, live):
     account = make_account()
     office = make_staff("office")
     staff.login(office)
@@ -169,7 +169,8 @@ def test_invoice_created_emailed_paid_through_checkout_and_receipted(app, client
     assert request.form["mode"] == "payment"
     assert [item["price_data"]["unit_amount"] for item in request.form["line_items"]] == ["16500", "4550"]
     assert {item["price_data"]["currency"] for item in request.form["line_items"]} == {"usd"}
-    expected = {"invoice_id": str(invoice.id), "account_id": str(account.id), "invoice_number": invoice.number}
+    expected = {"invoice_id": str(invoice.id), "account_id": str(account.id),
+                "invoice_number": invoice.number}
     assert request.form["metadata"] == expected
     assert request.form["payment_intent_data"]["metadata"] == expected
     assert request.form["customer_email"] == "dana@example.com"
@@ -250,7 +251,8 @@ def test_add_line_without_javascript_keeps_what_was_typed(client, db, make_accou
     assert count_rows(db, Invoice) == 0
 
 
-@pytest.mark.parametrize("role, status", [("office", 200), ("admin", 200), ("sales", 403), ("technician", 403)])
+@pytest.mark.parametrize("role, status",
+                         [("office", 200), ("admin", 200), ("sales", 403), ("technician", 403)])
 def test_only_office_and_admin_create_invoices(client, db, make_account, make_staff, staff, role, status):
     account = make_account()
     user = make_staff(role)
@@ -379,7 +381,8 @@ def test_autopay_charges_the_saved_card_and_the_event_marks_it_paid(client, db, 
     assert request.form["customer"] == account.stripe_customer_id
     assert request.form["payment_method"] == account.stripe_payment_method_id
     assert request.form["metadata"]["invoice_id"] == str(invoice.id)
-    assert request.idempotency_key.startswith(f"autopay-{invoice.id}-") and request.idempotency_key.endswith("-1")
+    key = request.idempotency_key
+    assert key.startswith(f"autopay-{invoice.id}-") and key.endswith("-1")
     invoice = fresh(db, Invoice, invoice.id)
     assert invoice.status == "processing" and emails(db, "receipt") == []  # paid only from the event
 
@@ -402,9 +405,11 @@ def test_autopay_decline_or_authentication_emails_a_pay_link_and_is_recorded(
     live.payment_outcome = outcome
     result = runner.invoke(args=["charge-autopay"])
     assert result.exit_code == 0, result.output
-    assert f"{invoice.number}: {outcome.replace('_', ' ') if outcome != 'card_declined' else 'declined'}" in result.output
+    said = outcome.replace("_", " ") if outcome != "card_declined" else "declined"
+    assert f"{invoice.number}: {said}" in result.output
     invoice = fresh(db, Invoice, invoice.id)
-    assert invoice.status == "open" and invoice.autopay_failed_at is not None and invoice.autopay_attempts == 1
+    assert invoice.status == "open" and invoice.autopay_failed_at is not None
+    assert invoice.autopay_attempts == 1
     [failed] = entries(db, account.id, "autopay_failed")
     assert failed.details["code"] == outcome and failed.details["email_id"]
     [email] = emails(db, "payment_failed")
@@ -568,7 +573,7 @@ def test_every_payment_customer_view_takes_its_account_from_the_session(app):
     for rule in app.url_map.iter_rules():
         if rule.endpoint.startswith("payments.") and rule.endpoint not in public:
             assert getattr(app.view_functions[rule.endpoint], "customer_only", False), rule.endpoint
-    assert getattr(app.view_functions["payments.staff_new_invoice"], "allowed_roles") == {"office", "admin"}
+    assert app.view_functions["payments.staff_new_invoice"].allowed_roles == {"office", "admin"}
 
 
 # --- Forms, headers, templates ------------------------------------------------------------
@@ -617,7 +622,8 @@ def test_payment_pages_are_plain_html_that_works_without_javascript(client, db, 
     account = make_account()
     invoice, url = make_invoice(db, account)
     client.get(pay_path(url))
-    for path in ("/pay/invoices", f"/pay/invoices/{invoice.id}", "/pay/card", f"/pay/invoices/{invoice.id}/done"):
+    for path in ("/pay/invoices", f"/pay/invoices/{invoice.id}", "/pay/card",
+                 f"/pay/invoices/{invoice.id}/done"):
         page = client.get(path).get_data(as_text=True)
         assert "<script" not in page and 'name="viewport"' in page, path
         assert "https://" not in page and "http://" not in page.replace("http://localhost", ""), path

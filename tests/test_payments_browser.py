@@ -72,10 +72,11 @@ def tab(chromium: Browser, live_server: str) -> Iterator[Tab]:  # noqa: F811
     opened.close()
 
 
-def test_paying_an_invoice_from_its_email_link_at_375px_without_javascript(tab: Tab, live_server: str,
+def test_paying_an_invoice_from_its_email_link_at_375px_without_javascript(tab: Tab, live_server: str,  # noqa: F811  (the imported fixture)
                                                                           db: Any, make_account: Any) -> None:
     account = make_account()
-    invoice, url = make_invoice(db, account, lines=[("Weekly service, March", 16500), ("Salt cell clean", 4550)])
+    invoice, url = make_invoice(db, account,
+                                lines=[("Weekly service, March", 16500), ("Salt cell clean", 4550)])
     assert url.startswith(live_server + "/pay/t/")
     tab.open(url)
     assert tab.page.url == f"{live_server}/pay/invoices/{invoice.id}"
@@ -93,7 +94,7 @@ def test_paying_an_invoice_from_its_email_link_at_375px_without_javascript(tab: 
     tab.check("invoices")
 
 
-def test_saving_a_card_after_signing_at_375px_without_javascript(tab: Tab, live_server: str, client: Any,
+def test_saving_a_card_after_signing_at_375px_without_javascript(tab: Tab, live_server: str, client: Any,  # noqa: F811  (the imported fixture)
                                                                 db: Any, make_account: Any) -> None:
     account = make_account()
     sign_up(client, db, account, billing="Card autopay")  # the steps have their own browser test

@@ -69,7 +69,8 @@ def test_demo_invoice_payment_end_to_end(app, client, db, make_account, make_sta
     form_page = client.get(f"/pay/staff/accounts/{account.id}/invoices/new").get_data(as_text=True)
     due = re.search(r'name="due_date"[^>]*value="([^"]+)"', form_page).group(1)  # today + 14 days
     created = client.post(f"/pay/staff/accounts/{account.id}/invoices/new", data={
-        **form_fields(form_page), "due_date": due, "lines-0-detail": "Weekly service", "lines-0-amount": "165"})
+        **form_fields(form_page), "due_date": due, "lines-0-detail": "Weekly service",
+        "lines-0-amount": "165"})
     assert created.status_code == 302
     [email] = emails(db, "invoice")
     link = re.search(r"http://localhost(/pay/t/\S+)", email.text_body).group(1)
@@ -78,8 +79,9 @@ def test_demo_invoice_payment_end_to_end(app, client, db, make_account, make_sta
     invoice = db.query(Invoice).one()
     page = customer.get(f"/pay/invoices/{invoice.id}").get_data(as_text=True)
     assert "Demo mode:" in page
+    checkout_path = f"/pay/invoices/{invoice.id}/checkout"
     location, checkout = demo_page(customer, customer.post(
-        f"/pay/invoices/{invoice.id}/checkout", data=button_form(page, f"/pay/invoices/{invoice.id}/checkout")))
+        checkout_path, data=button_form(page, checkout_path)))
     assert "Simulate a successful payment" in checkout and "$165.00" in checkout
 
     # The success page without the event says "confirming" and pays nothing.
@@ -100,8 +102,9 @@ def test_demo_invoice_payment_end_to_end(app, client, db, make_account, make_sta
 def test_demo_autopay_is_paid_through_the_event(client, db, make_account, runner):
     account = make_account()
     sign_up(client, db, account, billing="Card autopay")
+    card_page = client.get("/pay/card").get_data(as_text=True)
     location, page = demo_page(client, client.post(
-        "/pay/card/setup", data=button_form(client.get("/pay/card").get_data(as_text=True), "/pay/card/setup")))
+        "/pay/card/setup", data=button_form(card_page, "/pay/card/setup")))
     press(client, location, page, "succeed")
     invoice, _ = make_invoice(db, fresh(db, Account, account.id))
     result = runner.invoke(args=["charge-autopay"])
@@ -131,8 +134,9 @@ def test_demo_pages_are_only_for_their_own_account_and_only_in_demo_mode(app, cl
     _, bob_url = make_invoice(db, bob)
     client.get(pay_path(ann_url))
     page = client.get(f"/pay/invoices/{ann_invoice.id}").get_data(as_text=True)
+    checkout_path = f"/pay/invoices/{ann_invoice.id}/checkout"
     location, checkout = demo_page(client, client.post(
-        f"/pay/invoices/{ann_invoice.id}/checkout", data=button_form(page, f"/pay/invoices/{ann_invoice.id}/checkout")))
+        checkout_path, data=button_form(page, checkout_path)))
     other = app.test_client()
     other.get(pay_path(bob_url))
     assert other.get(location).status_code == 404

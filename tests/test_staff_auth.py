@@ -220,7 +220,8 @@ def test_create_staff_refuses_bad_input_and_changes_nothing(runner, db):
     assert "at least 10 characters" in short.output
     assert count_rows(db, StaffUser) == 0
     runner.invoke(args=["create-staff", "x@example.com", "--role", "sales", "--password", "long-enough-pw"])
-    again = runner.invoke(args=["create-staff", "X@example.com", "--role", "sales", "--password", "long-enough-pw"])
+    again = runner.invoke(args=["create-staff", "X@example.com", "--role", "sales",
+                                "--password", "long-enough-pw"])
     assert "already exists" in again.output and count_rows(db, StaffUser) == 1
 
 

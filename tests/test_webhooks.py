@@ -56,7 +56,8 @@ def paid_session(account, invoice, **overrides):
 
 def paid_intent(account, invoice, intent_id=None, **overrides):
     meta = {"invoice_id": str(invoice.id), "account_id": str(account.id)}
-    return succeeded_payment_intent(amount=invoice.total_cents, metadata=meta, intent_id=intent_id, **overrides)
+    return succeeded_payment_intent(amount=invoice.total_cents, metadata=meta, intent_id=intent_id,
+                                    **overrides)
 
 
 def effects(db, account, invoice):
@@ -127,7 +128,8 @@ def test_missing_or_garbled_signatures_and_bodies_are_400(client, db, billed, he
     before = snapshot(db)
     if body is None:
         payload = json.dumps(make_event("checkout.session.completed", paid_session(account, invoice)))
-        response = client.post("/stripe/webhook", data=payload, content_type="application/json", headers=headers)
+        response = client.post("/stripe/webhook", data=payload, content_type="application/json",
+                               headers=headers)
     else:
         text = body.decode("latin-1")
         header = sign_payload(text, WEBHOOK_SECRET) if body.isascii() else "t=1,v1=0"
@@ -285,7 +287,8 @@ def test_events_naming_another_accounts_invoice_are_ignored(client, db, billed, 
     account, invoice = billed
     other = make_account(customer_email="other@example.com")
     wrong = {"invoice_id": str(invoice.id), "account_id": str(other.id)}
-    deliver(client, "checkout.session.completed", completed_payment_session(amount_total=16500, metadata=wrong))
+    deliver(client, "checkout.session.completed",
+            completed_payment_session(amount_total=16500, metadata=wrong))
     deliver(client, "payment_intent.succeeded", succeeded_payment_intent(amount=16500, metadata=wrong))
     assert effects(db, account, invoice) == ("open", 0, 0)
 
@@ -358,7 +361,8 @@ def test_a_late_event_about_an_older_card_keeps_the_newer_one(client, db, custom
     new_pm = live.add_payment_method(customer="cus_known", card=CardDetails(last4="4444", exp_year=2031))
     meta = {"account_id": str(customer_account.id)}
     now = int(time.time())
-    newer = succeeded_setup_intent(customer="cus_known", payment_method=new_pm["id"], metadata=meta, created=now)
+    newer = succeeded_setup_intent(customer="cus_known", payment_method=new_pm["id"], metadata=meta,
+                                   created=now)
     older = succeeded_setup_intent(customer="cus_known", payment_method=old_pm["id"], metadata=meta,
                                    created=now - 600)
     deliver(client, "setup_intent.succeeded", newer)
@@ -392,7 +396,8 @@ def test_stripe_down_while_fetching_the_card_answers_500_and_the_retry_saves_it(
 
 
 def test_a_failed_card_setup_is_recorded(client, db, customer_account):
-    intent = {**succeeded_setup_intent(customer="cus_known", metadata={"account_id": str(customer_account.id)}),
+    meta = {"account_id": str(customer_account.id)}
+    intent = {**succeeded_setup_intent(customer="cus_known", metadata=meta),
               "status": "requires_payment_method",
               "last_setup_error": {"code": "card_declined", "message": "Your card was declined."}}
     deliver(client, "setup_intent.setup_failed", intent)

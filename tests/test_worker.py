@@ -18,10 +18,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-import portal.payments
-from portal.models import OutboxEmail
+from portal.models import Account, Invoice, OutboxEmail
 from portal.worker import DailyAt, Every, Outcome, Task, Worker, build_tasks, charge_autopay
 from tests.smtp_server import SmtpServer, smtp_server  # noqa: F401  (the fixture)
+from tests.test_payments_support import button_form, fresh, make_invoice, sign_up
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -196,20 +196,19 @@ def test_more_work_waiting_runs_the_task_again_at_once(app):
     assert not thread.is_alive() and len(runs) == 3
 
 
-def test_autopay_uses_a_payments_function_when_there_is_one(app, monkeypatch):
-    seen = []
-    monkeypatch.setattr(portal.payments, "charge_autopay",
-                        lambda session: seen.append(session) or "2 charged", raising=False)
+def test_the_autopay_task_charges_open_invoices_like_the_command(app, client, db, make_account, capsys):
+    account = make_account()
+    sign_up(client, db, account, billing="Card autopay")
+    setup = client.post("/pay/card/setup", data=button_form(client.get("/pay/card").get_data(as_text=True),
+                                                             "/pay/card/setup"))
+    demo = setup.headers["Location"]  # demo mode: the card is saved through a signed demo event
+    client.post(f"{demo}/succeed", data=button_form(client.get(demo).get_data(as_text=True),
+                                                    f"{demo}/succeed"))
+    invoice, _ = make_invoice(db, fresh(db, Account, account.id))
     with app.app_context():
-        assert charge_autopay(threading.Event()).summary == "2 charged"
-    assert len(seen) == 1
-
-
-def test_autopay_falls_back_to_the_charge_autopay_command_or_skips(app, monkeypatch, capsys):
-    monkeypatch.delattr(portal.payments, "charge_autopay", raising=False)
-    with app.app_context():
-        if "charge-autopay" in app.cli.commands:
-            assert charge_autopay(threading.Event()).summary == "done"
-            assert "Autopay:" in capsys.readouterr().out
-        monkeypatch.delitem(app.cli.commands, "charge-autopay", raising=False)
-        assert charge_autopay(threading.Event()).summary.startswith("skipped")
+        assert charge_autopay(threading.Event()).summary == "done"
+    assert f"{invoice.number}: submitted" in capsys.readouterr().out
+    assert fresh(db, Invoice, invoice.id).status == "paid"
+    with app.app_context():  # the next day: nothing left to charge
+        charge_autopay(threading.Event())
+    assert "0 charged" in capsys.readouterr().out

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import event, select
 
 from portal import confirmations, record
-from portal.models import Account, PromiseItem, RecordEntry
+from portal.models import Account, RecordEntry
 from portal.onboarding import send_welcome
 from tests.conftest import count_rows, form_fields
 
@@ -67,7 +67,8 @@ def test_dashboard_counts_expired_and_unopened_links(app, client, staff, make_st
     login(staff, make_staff)
     page = client.get("/staff/").get_data(as_text=True)
     assert '<span class="tile-number">1</span> <span class="tile-label">Link expired</span>' in page
-    assert '<span class="tile-number">1</span> <span class="tile-label">Not opened after 3 days</span>' in page
+    assert ('<span class="tile-number">1</span> <span class="tile-label">Not opened after 3 days</span>'
+            in page)
 
 
 def test_differences_show_promised_and_confirmed_side_by_side(client, staff, make_staff, seeded):
@@ -113,7 +114,8 @@ def test_each_rows_resolve_forms_and_account_link_carry_its_own_ids(client, staf
     assert str(ROW_SLOT) not in page
     for key in ("gate", "salt", "visit"):
         item_id = seeded[key].id
-        row = page.split(f'/staff/differences/{item_id}/resolve', 1)[1].split('<li class="card difference">')[0]
+        after = page.split(f'/staff/differences/{item_id}/resolve', 1)[1]
+        row = after.split('<li class="card difference">')[0]
         assert f'for="keep-note-{item_id}"' in row and f'id="keep-note-{item_id}"' in row
         assert f'id="assignee-{item_id}"' in row and f'-{item_id}-keep"' in row
         # A dispute without a new value cannot be accepted as it stands.
@@ -149,7 +151,8 @@ def test_keeping_the_promise_needs_a_note(client, staff, make_staff, seeded, db)
     assert "Say how the customer was contacted" in client.get("/staff/differences").get_data(as_text=True)
     _resolve(client, seeded["salt"].id, "keep", note="Called Ann: a check, as sold")
     entry = db.scalars(select(RecordEntry).where(RecordEntry.event == "resolved")).one()
-    assert entry.confirmed_value == seeded["salt"].promised_value and entry.note == "Called Ann: a check, as sold"
+    assert entry.confirmed_value == seeded["salt"].promised_value
+    assert entry.note == "Called Ann: a check, as sold"
 
 
 def test_a_dispute_cannot_be_accepted_without_a_value(client, staff, make_staff, seeded, db):
@@ -176,7 +179,8 @@ def test_assigning_to_someone_not_offered_is_refused_and_writes_nothing(
     for assignee in (str(2 ** 63), str(technician.id), "-1"):  # too big for the column; not offered
         response = _resolve(client, seeded["gate"].id, "assign", assignee=assignee)
         assert response.status_code == 302
-        assert "Choose who should handle it." in client.get(response.headers["Location"]).get_data(as_text=True)
+        shown = client.get(response.headers["Location"]).get_data(as_text=True)
+        assert "Choose who should handle it." in shown
     assert count_rows(db, RecordEntry) == before
 
 

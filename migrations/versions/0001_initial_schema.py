@@ -1,16 +1,16 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-23
 
 Every table of the data model, and the triggers that make the service record append-only
 at the database level (the ORM refuses too, but raw SQL must not get through either).
 """
-from alembic import op
 import sqlalchemy as sa
-import portal.db
+from alembic import op
 
+import portal.db
 
 revision = '0001'
 down_revision = None

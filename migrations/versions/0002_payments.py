@@ -10,10 +10,10 @@ key), when the last one failed (autopay then waits for the customer or a new car
 when a Checkout Session the customer opened can still complete (autopay does not charge the
 invoice meanwhile). Existing invoices get 0 attempts and nulls.
 """
-from alembic import op
 import sqlalchemy as sa
-import portal.db
+from alembic import op
 
+import portal.db
 
 revision = '0002'
 down_revision = '0001'

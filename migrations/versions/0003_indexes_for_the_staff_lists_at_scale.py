@@ -7,10 +7,10 @@ Create Date: 2026-11-23
 Measured with bench/staff_scale.py at 100,000 accounts: the dashboard counts and the latest
 handoffs read these indexes instead of every account.
 """
-from alembic import op
 import sqlalchemy as sa
-import portal.db
+from alembic import op
 
+import portal.db
 
 revision = '0003'
 down_revision = '0002'

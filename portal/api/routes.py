@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from functools import wraps
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar, cast
 
 from flask import Response, current_app, g, jsonify, request, url_for
 from sqlalchemy import select
@@ -54,7 +55,7 @@ def token_required(view: F) -> F:
             return _unauthorized("That API token is not valid or has been revoked.", invalid=True)
         return view(*args, **kwargs)
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)
 
 
 # One budget per token across every API endpoint.
@@ -85,7 +86,8 @@ def _json_body() -> Any:
     except (ValueError, RecursionError) as error:
         message = "The body is not valid JSON."
         if isinstance(error, json.JSONDecodeError):
-            message = f"The body is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})."
+            message = (f"The body is not valid JSON ({error.msg} at line {error.lineno}, "
+                       f"column {error.colno}).")
         raise HandoffInvalid({"body": message}) from None
 
 
@@ -113,7 +115,7 @@ def account_record(account_id: int) -> tuple[Response, int]:
         session.commit()  # keep last_used_at
         return jsonify({"error": "No account with this id."}), 404
     # Withdrawn promises too: their entries stay in the record.
-    items = {item.id: item for item in
+    items: dict[int | None, PromiseItem] = {item.id: item for item in
              session.scalars(select(PromiseItem).where(PromiseItem.account_id == account.id))}
     body = {"account_id": account.id,
             "entries": [_entry_json(entry, items.get(entry.item_id))

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from portal import notes, once, record
 from portal.auth import roles_required
 from portal.db import get_db
 from portal.handoffs import DERIVED_KINDS, OnboardingSigned, create_handoff, staff_actor, update_handoff
-from sqlalchemy import select
 
 from portal.access import Action, account_or_404, allows, roles_for
 from portal.models import Account, OutboxEmail, StaffUser
@@ -46,7 +46,8 @@ def _salesperson_choices(form: HandoffForm | EditHandoffForm, default: StaffUser
 def _chosen_salesperson(form: HandoffForm | EditHandoffForm) -> StaffUser | None:
     """Sales staff hand off their own accounts; office and admin may name anyone who sells."""
     if current_user.role == "sales":
-        return current_user._get_current_object()  # type: ignore[attr-defined]
+        me: StaffUser = current_user._get_current_object()
+        return me
     chosen = get_db().get(StaffUser, form.salesperson_id.data or 0)
     if chosen is None or not chosen.active or chosen.role not in SELLING_ROLES:
         form.salesperson_id.errors = ["Choose who made the sale."]
@@ -76,9 +77,9 @@ def new_handoff() -> str | Response | tuple[str, int]:
         salesperson = _chosen_salesperson(form)
         if data is not None and salesperson is not None:
             session = get_db()
-            claim = once.claim(session, form.form_id.data, "new_handoff")
+            claim = once.claim(session, form.submitted_id, "new_handoff")
             if claim is None:
-                return _already_done(form.form_id.data)
+                return _already_done(form.submitted_id)
             account = create_handoff(session, data, salesperson)
             once.keep_result(session, claim, url_for("staff.account", account_id=account.id))
             session.commit()
@@ -141,9 +142,9 @@ def send_link(account_id: int) -> Response:
     if not form.validate_on_submit():
         flash("That button had expired; please try again.", "error")
         return redirect(url_for("staff.account", account_id=found.id))
-    claim = once.claim(session, form.form_id.data, "send_link")
+    claim = once.claim(session, form.submitted_id, "send_link")
     if claim is None:
-        return _already_done(form.form_id.data)
+        return _already_done(form.submitted_id)
     resend = found.link_sent_at is not None
     signed = found.signed_at is not None
     send_new_link(session, found, staff_actor(current_user))
@@ -176,9 +177,9 @@ def edit_handoff(account_id: int) -> str | Response | tuple[str, int]:
         data = validate(form, promises)
         salesperson = _chosen_salesperson(form)
         if data is not None and salesperson is not None:
-            claim = once.claim(session, form.form_id.data, "edit_handoff")
+            claim = once.claim(session, form.submitted_id, "edit_handoff")
             if claim is None:
-                return _already_done(form.form_id.data)
+                return _already_done(form.submitted_id)
             changes = update_handoff(session, found, data, item_ids, salesperson,
                                      staff_actor(current_user))
             once.keep_result(session, claim, url_for("staff.account", account_id=found.id))

@@ -11,7 +11,6 @@ from wtforms import (
     Form,
     HiddenField,
     PasswordField,
-    SelectChoice,
     SelectField,
     StringField,
     TextAreaField,
@@ -19,7 +18,9 @@ from wtforms import (
 from wtforms.validators import AnyOf, DataRequired, Email, Length, Optional, Regexp, ValidationError
 
 from portal.company import checklist_lines, clean_logo_path
+from portal.models import StaffUser
 from portal.once import OnceForm
+from portal.staff.handoff_forms import options
 from portal.validation import SingleLine
 
 
@@ -47,9 +48,11 @@ class CompanySettingsForm(FlaskForm):
                                           Email("Enter a valid email address."), Length(max=254)])
     logo_url = StringField("Logo file (its path inside static/)", validators=[Optional(), Length(max=500)])
     brand_color = StringField("Brand colour", validators=[
-        DataRequired("Enter a colour like #0b5cab."), Regexp(HEX_COLOUR, message="Use a colour like #0b5cab."),
+        DataRequired("Enter a colour like #0b5cab."),
+        Regexp(HEX_COLOUR, message="Use a colour like #0b5cab."),
     ])
-    currency = StringField("Currency", validators=[DataRequired("Enter a currency code like USD."), Length(min=3, max=3)])
+    currency = StringField("Currency", validators=[
+        DataRequired("Enter a currency code like USD."), Length(min=3, max=3)])
     readiness_checklist = TextAreaField("Before-the-first-visit checklist (one item per line)",
                                         validators=[Length(max=2000)])
 
@@ -78,7 +81,7 @@ class DifferenceFilterForm(Form):
     """Read from the query string (a GET form: filters are bookmarkable, need no CSRF)."""
 
     status = SelectField("Status", validate_choice=False,
-                         choices=[SelectChoice("open", "Open"), SelectChoice("resolved", "Resolved")])
+                         choices=options([("open", "Open"), ("resolved", "Resolved")]))
     kind = SelectField("Kind", validate_choice=False)
     salesperson = SelectField("Salesperson", validate_choice=False)
     visit_from = DateField("First visit from", validators=[Optional()])
@@ -91,9 +94,9 @@ class ResolveForm(OnceForm):
     assignee = SelectField("Assign to", coerce=int, validate_choice=False)
 
 
-def new_resolve_form(people: list) -> ResolveForm:  # type: ignore[type-arg]
+def new_resolve_form(people: list[StaffUser]) -> ResolveForm:
     form = ResolveForm()
-    form.assignee.choices = [SelectChoice(p.id, p.display_name) for p in people]
+    form.assignee.choices = options([(p.id, p.display_name) for p in people])
     return form
 
 
@@ -106,6 +109,6 @@ class NoteForm(OnceForm):
 def new_note_form(account: Any) -> NoteForm:
     """Only this account's promises are offered (and accepted: the choice is validated)."""
     form = NoteForm()
-    form.item.choices = [SelectChoice(0, "The account as a whole"),
-                         *(SelectChoice(item.id, item.label) for item in account.items)]
+    form.item.choices = options([(0, "The account as a whole"),
+                                 *((item.id, item.label) for item in account.items)])
     return form

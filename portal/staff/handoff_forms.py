@@ -11,7 +11,6 @@ from wtforms import (
     FormField,
     HiddenField,
     RadioField,
-    SelectChoice,
     SelectField,
     SelectMultipleField,
     StringField,
@@ -20,14 +19,17 @@ from wtforms import (
 )
 from wtforms.validators import Optional
 
-from portal.handoffs import DERIVED_KINDS, KIND_LABELS
+# WTForms 3.3 wants SelectChoice (choice tuples are deprecated); types-WTForms 3.2 predates it.
+from wtforms import SelectChoice  # type: ignore[attr-defined]  # isort: skip
+
+from portal.handoffs import DERIVED_KINDS, KIND_LABELS, HandoffData
 from portal.money import parse_money
 from portal.once import OnceForm
-from portal.handoffs import HandoffData
 from portal.validation import WEEKDAYS, HandoffInvalid, parse_handoff
 
+
 def options(pairs: list[tuple[object, str]]) -> list[SelectChoice]:
-    return [SelectChoice(value, label) for value, label in pairs]  # type: ignore[arg-type]
+    return [SelectChoice(value, label) for value, label in pairs]
 
 
 EDITABLE_KINDS = options([(kind, label) for kind, label in KIND_LABELS.items() if kind not in DERIVED_KINDS])
@@ -61,7 +63,8 @@ class AccountFieldsMixin:
 
 
 class HandoffForm(AccountFieldsMixin, OnceForm):
-    visit_days = CheckboxesField("Visit day(s)", choices=options([(d, d) for d in WEEKDAYS]), validate_choice=False)
+    visit_days = CheckboxesField("Visit day(s)", choices=options([(d, d) for d in WEEKDAYS]),
+                                 validate_choice=False)
     gate_code = StringField("Gate code")
     gate_lock = StringField("Lock")
     gate_instructions = StringField("Access instructions")
@@ -81,7 +84,8 @@ class PromiseRowForm(Form):
     kind = SelectField("Kind", choices=EDITABLE_KINDS, validate_choice=False)
     title = StringField("Label")
     value = StringField("Promise")
-    remove = SelectField("Keep", choices=options([("", "Keep"), ("remove", "Withdraw")]), validate_choice=False)
+    remove = SelectField("Keep", choices=options([("", "Keep"), ("remove", "Withdraw")]),
+                         validate_choice=False)
 
 
 class EditHandoffForm(AccountFieldsMixin, OnceForm):
@@ -144,10 +148,10 @@ def new_handoff_promises(form: HandoffForm) -> Promises:
                 ("safety", "Children", form.safety_children), ("safety", "Pets", form.safety_pets),
                 ("safety", "Pool alarm", form.safety_alarm), ("safety", "Safety note", form.safety_other)]
     for kind, label, field in labelled:
-        if (field.data or "").strip():
+        if field.data and field.data.strip():
             promises.append(({"kind": kind, "label": label, "value": field.data}, field))
     for field in form.equipment:
-        if (field.data or "").strip():
+        if field.data and field.data.strip():
             promises.append(({"kind": "equipment", "value": field.data}, field))
     if form.billing.data:
         promises.append(({"kind": "billing", "value": form.billing.data}, form.billing))

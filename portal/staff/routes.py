@@ -37,7 +37,7 @@ def _forget_failed_sign_ins() -> None:
 # too locked an owner out after a few ordinary sign-ins.
 @limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ACCOUNT"], methods=["POST"],
                key_func=_login_email_key, scope="login-account", deduct_when=_sign_in_refused)
-def login() -> str | Response:
+def login() -> str | Response | tuple[str, int]:
     if current_user.is_authenticated:
         return redirect(url_for("staff.dashboard"))
     form = LoginForm()
@@ -52,7 +52,7 @@ def login() -> str | Response:
             _forget_failed_sign_ins()
             target = form.next.data if is_safe_next(form.next.data) else None
             return redirect(target or url_for("staff.dashboard"))
-        form.password.errors.append("That email and password do not match an active account.")
+        form.password.errors = ["That email and password do not match an active account."]
     status = 400 if request.method == "POST" else 200
     return render_template("staff/login.html", form=form), status
 
@@ -72,7 +72,7 @@ def logout() -> Response:
 
 @bp.route("/settings", methods=["GET", "POST"])
 @roles_required("admin")
-def company_settings() -> str | Response:
+def company_settings() -> Response | tuple[str, int]:
     session = get_db()
     company = company_service.editable_company(session)
     form = CompanySettingsForm(data=company_service.form_data(company))

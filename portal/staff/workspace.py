@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, datetime, timezone
+from typing import TypedDict
 
 from flask import Response, flash, redirect, render_template, request, url_for
-from markupsafe import Markup
 from flask_login import current_user
+from markupsafe import Markup
 from werkzeug.wrappers import Response as BaseResponse
 
 from portal import brief as brief_service
@@ -25,7 +26,8 @@ from portal.staff.handoff_forms import options
 
 
 def _me() -> StaffUser:
-    return current_user._get_current_object()  # type: ignore[attr-defined,no-any-return]
+    me: StaffUser = current_user._get_current_object()
+    return me
 
 
 @bp.app_template_global("staff_may")
@@ -130,7 +132,7 @@ def resolve(item_id: int) -> BaseResponse:
     if not form.validate_on_submit():
         flash("That action was not understood; please try again.", "error")
         return redirect(target)
-    if once.claim(session, form.form_id.data, "resolve") is None:
+    if once.claim(session, form.submitted_id, "resolve") is None:
         return redirect(target)
     note = (form.note.data or "").strip()
     try:
@@ -177,7 +179,15 @@ def day_list() -> str:
                            accounts=brief_service.visits_on(get_db(), day, _me()))
 
 
-def _report_data() -> dict[str, object]:
+class ReportData(TypedDict):
+    by_kind: list[reports.Rate]
+    by_person: list[reports.Rate]
+    median_days: float | None
+    signed_count: int
+    funnel: list[tuple[str, int]]
+
+
+def _report_data() -> ReportData:
     session, me = get_db(), _me()
     median, signed = reports.median_days_to_sign(session, me)
     return {"by_kind": reports.rates_by_kind(session, me), "by_person": reports.rates_by_salesperson(session, me),
@@ -189,9 +199,9 @@ def _report_data() -> dict[str, object]:
 def report_page() -> str:
     data = _report_data()
     bars = {
-        "by_kind": [(r.label, r.percent, f"{r.percent} %") for r in data["by_kind"]],  # type: ignore[attr-defined]
-        "by_person": [(r.label, r.percent, f"{r.percent} %") for r in data["by_person"]],  # type: ignore[attr-defined]
-        "funnel": [(stage, n, str(n)) for stage, n in data["funnel"]],  # type: ignore[attr-defined]
+        "by_kind": [(r.label, r.percent, f"{r.percent} %") for r in data["by_kind"]],
+        "by_person": [(r.label, r.percent, f"{r.percent} %") for r in data["by_person"]],
+        "funnel": [(stage, n, str(n)) for stage, n in data["funnel"]],
     }
     return render_template("staff/reports.html", bars=bars, **data)
 
@@ -201,10 +211,10 @@ def report_page() -> str:
 def report_csv() -> Response:
     data = _report_data()
     rows: list[list[object]] = []
-    for section in ("by_kind", "by_person"):
-        for rate in data[section]:  # type: ignore[attr-defined]
+    for section, rates in (("by_kind", data["by_kind"]), ("by_person", data["by_person"])):
+        for rate in rates:
             rows.append([section, rate.label, rate.answered, rate.differed, rate.percent])
-    for stage, count in data["funnel"]:  # type: ignore[attr-defined]
+    for stage, count in data["funnel"]:
         rows.append(["funnel", stage, count, "", ""])
     rows.append(["time_to_sign", "median_days", data["signed_count"], "", data["median_days"] or ""])
     header = ["section", "label", "answered", "differed", "difference_rate_percent"]

@@ -1,7 +1,9 @@
-"""An .ics file for the agreed visit day: a weekly, all-day event (RFC 5545)."""
+"""An .ics file for the agreed visit day: a weekly, all-day event (RFC 5545, written by icalendar)."""
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
+
+from icalendar import Calendar, Event
 
 from portal.models import Account
 
@@ -9,23 +11,19 @@ BYDAY = {"Monday": "MO", "Tuesday": "TU", "Wednesday": "WE", "Thursday": "TH", "
          "Saturday": "SA", "Sunday": "SU"}
 
 
-def _escape(text: str) -> str:
-    return (text.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,")
-            .replace("\r", "").replace("\n", "\\n"))
-
-
 def weekly_visit(account: Account, company_name: str, first: date, days: list[str]) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    lines = [
-        "BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//Handoff Portal//Visit//EN", "CALSCALE:GREGORIAN",
-        "BEGIN:VEVENT",
-        f"UID:visit-{account.id}@handoff-portal",
-        f"DTSTAMP:{stamp}",
-        f"DTSTART;VALUE=DATE:{first:%Y%m%d}",
-        f"SUMMARY:{_escape(company_name + ' pool service')}",
-        f"LOCATION:{_escape(account.service_address)}",
-    ]
+    event = Event()
+    event.add("uid", f"visit-{account.id}@handoff-portal")
+    event.add("dtstamp", datetime.now(timezone.utc))
+    event.add("dtstart", first)  # a date, so an all-day event
+    event.add("summary", f"{company_name} pool service")
+    event.add("location", account.service_address)
     if days:
-        lines.append(f"RRULE:FREQ=WEEKLY;BYDAY={','.join(BYDAY[d] for d in days)}")
-    lines += ["END:VEVENT", "END:VCALENDAR"]
-    return "\r\n".join(lines) + "\r\n"
+        event.add("rrule", {"freq": "weekly", "byday": [BYDAY[day] for day in days]})
+    calendar = Calendar()
+    calendar.add("prodid", "-//Handoff Portal//Visit//EN")
+    calendar.add("version", "2.0")
+    calendar.add("calscale", "GREGORIAN")
+    calendar.add_component(event)
+    body: bytes = calendar.to_ical()
+    return body.decode("utf-8")

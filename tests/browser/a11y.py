@@ -144,7 +144,8 @@ def focus_problems(page: Page) -> list[str]:
         if state is not None and (state["outlineStyle"] == "none" or state["outlineWidth"] < 2
                                   or not state["focusVisible"]):
             problems.append(f"{name} has no visible focus: {state}")
-    if page.evaluate("() => document.querySelectorAll('[tabindex]:not([tabindex^=\"-\"]):not([tabindex=\"0\"])').length"):
+    positive_tabindex = "[tabindex]:not([tabindex^=\"-\"]):not([tabindex=\"0\"])"
+    if page.evaluate(f"() => document.querySelectorAll('{positive_tabindex}').length"):
         problems.append("positive tabindex: the Tab order differs from the reading order")
     page.evaluate("() => document.activeElement && document.activeElement.blur()")
     return problems

@@ -95,7 +95,8 @@ def page_weights(artifacts: Path) -> Iterator[list[str]]:
     lines: list[str] = []
     yield lines
     if lines:
-        header = f"{'page':<28} {'status':>6} {'document':>9} {'assets':>7} {'total':>8}  (bytes incl. headers, cache off; assets = app.css + brand.css)"
+        header = (f"{'page':<28} {'status':>6} {'document':>9} {'assets':>7} {'total':>8}  "
+                  "(bytes incl. headers, cache off; assets = app.css + brand.css)")
         text = "\n".join([header, *lines]) + "\n"
         (artifacts / "page-weights.txt").write_text(text)
         print("\n" + text)
