@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import date, datetime, timezone
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import current_app, g, has_app_context
 from sqlalchemy import event, select
@@ -74,6 +76,16 @@ def _detached_copy(row: CompanySettings) -> CompanySettings:
     values = {column.key: getattr(row, column.key) for column in CompanySettings.__table__.columns}
     values["readiness_checklist"] = list(values["readiness_checklist"] or [])
     return CompanySettings(**values)
+
+
+def company_today(now: datetime | None = None) -> date:
+    """Today where the company works: at 6 pm in Phoenix the server's UTC clock already says
+    tomorrow, and a technician's day list must not skip today's visits."""
+    try:
+        zone: ZoneInfo | timezone = ZoneInfo(get_company().timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = timezone.utc
+    return (now or datetime.now(timezone.utc)).astimezone(zone).date()
 
 
 def forget_company() -> None:

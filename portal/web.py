@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, g, jsonify, request, url_for
 
+from portal.brief import map_url, tel_uri
 from portal.company import get_company
 from portal.errors import error_response, wants_json
 from portal.handoffs import display_value
@@ -57,6 +58,8 @@ def register(app: Flask) -> None:
     app.after_request(_security_headers)
     app.context_processor(lambda: {"company": get_company(), "money": format_money})
     app.add_template_filter(display_value, "shown")
+    app.add_template_filter(tel_uri, "tel_uri")
+    app.add_template_filter(map_url, "map_url")
     app.add_template_global(fixed_url)
 
 

@@ -15,6 +15,7 @@ from portal import differences as diffs
 from portal import once, pipeline, reports
 from portal.access import Action, account_or_404, allows, roles_for
 from portal.auth import ALL_STAFF, is_safe_next, roles_required
+from portal.company import company_today
 from portal.csv_export import csv_text
 from portal.db import get_db
 from portal.handoffs import KIND_LABELS
@@ -170,13 +171,14 @@ def brief(account_id: int) -> str:
 @roles_required(*roles_for(Action.BRIEF))
 def day_list() -> str:
     raw = request.args.get("date", "")
-    try:
-        day = date.fromisoformat(raw) if raw else date.today()
-    except ValueError:
-        flash("That date was not understood; showing today.", "error")
-        day = date.today()
-    return render_template("staff/day.html", day=day,
-                           accounts=brief_service.visits_on(get_db(), day, _me()))
+    day = None
+    if raw:
+        try:
+            day = date.fromisoformat(raw)
+        except ValueError:
+            flash("That date was not understood; showing the next day with visits.", "error")
+    page = brief_service.day_page(get_db(), _me(), day, company_today())
+    return render_template("staff/day.html", page=page)
 
 
 class ReportData(TypedDict):
