@@ -125,7 +125,7 @@ def visits_on(session: Session, day: date, user: StaffUser) -> list[DayVisit]:
     """The first visits on `day` that `user` may see, each with its brief's lines: three queries
     however many visits (accounts, their items, the items' latest entries)."""
     accounts = list(session.scalars(
-        access.visible_accounts(user).where(Account.first_visit == day)
+        select(Account).where(*access.conditions(user), Account.first_visit == day)
         .options(selectinload(Account.all_items))
         .order_by(Account.service_address, Account.id)))
     latest = record.latest_entries_by_item(session, [account.id for account in accounts])

@@ -194,7 +194,8 @@ def test_a_decided_difference_leaves_the_row_with_the_agreed_value(client, staff
     client.post(f"/staff/differences/{gate.id}/resolve", data={**fields, "action": "accept"})
     staff.logout()
     staff.login(make_staff("technician"))
-    row = _text(_rows(client.get(f"/staff/day?date={BASE + timedelta(days=3)}").get_data(as_text=True))["Bo Mid"])
+    body = client.get(f"/staff/day?date={BASE + timedelta(days=3)}").get_data(as_text=True)
+    row = _text(_rows(body)["Bo Mid"])
     assert "Gate access Front gate, code 7788" in row and "Undecided" not in row and "4412" not in row
 
 

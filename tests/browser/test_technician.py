@@ -47,8 +47,9 @@ def onboarded_demo(db: Session, make_account, make_staff) -> Account:  # type: i
                              "Pool equipment power switched on": "not_yet"}})
     confirmations.record_step_event(db, account, "contact_preferences", confirmed="text, email",
                                     details={"preferred_times": "mornings", "sms_consent": False})
-    confirmations.record_step_event(db, account, "technician_note",
-                                    confirmed="Biscuit (our dog) barks but is friendly; the pump is behind the shed.")
+    confirmations.record_step_event(
+        db, account, "technician_note",
+        confirmed="Biscuit (our dog) barks but is friendly; the pump is behind the shed.")
     db.commit()
     return account
 
@@ -78,7 +79,8 @@ def test_the_technicians_day_list_and_one_page_brief(
     assert "Dana Reyes" in phone.inner_text("main")
     row = phone.locator("li.visit").first
     assert row.locator('a[href^="tel:+14805550134"]').count() == 1
-    assert row.locator('a[href^="https://www.google.com/maps/search/?api=1&query=1820%20W%20Palm"]').count() == 1
+    maps = "https://www.google.com/maps/search/?api=1&query=1820%20W%20Palm"
+    assert row.locator(f'a[href^="{maps}"]').count() == 1
     assert "code 7781" in row.inner_text() and "Toddler at home" in row.inner_text()
     report = audit(phone, 375, None)
     phone.screenshot(path=str(artifacts / "technician-day-375.png"), full_page=True)
@@ -110,6 +112,6 @@ def test_the_technicians_day_list_and_one_page_brief(
     assert "Sign out" not in printed and "Back to the day list" not in printed
     if shutil.which("pdftoppm"):
         out = artifacts / "technician-brief-print"
-        subprocess.run(["pdftoppm", "-png", "-r", "80", "-singlefile", str(artifacts / "technician-brief.pdf"),
-                        str(out)], check=True, timeout=60)
+        subprocess.run(["pdftoppm", "-png", "-r", "80", "-singlefile",
+                        str(artifacts / "technician-brief.pdf"), str(out)], check=True, timeout=60)
 
