@@ -15,7 +15,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from portal.db import get_db, mark_writes, utcnow
+from portal.db import unit_of_work, utcnow
 from portal.models import ApiToken
 
 # A recognisable prefix lets secret scanners (and people) tell what a leaked string is.
@@ -55,7 +55,7 @@ def create_token(session: Session, name: str) -> IssuedToken:
 
 
 def verify_token(session: Session, plaintext: str) -> ApiToken | None:
-    """The live token with this value, or None; notes when it was last used."""
+    """The live token with this value, or None (a read: see note_use)."""
     if not plaintext or len(plaintext) > 200:
         return None
     digest = hash_token(plaintext)
@@ -66,10 +66,16 @@ def verify_token(session: Session, plaintext: str) -> ApiToken | None:
         return None
     if token.revoked_at is not None:
         return None
+    return token
+
+
+def note_use(session: Session, token: ApiToken) -> None:
+    """Keep when the token was last used, to within TOUCH_EVERY: a write that often, in a unit
+    of work of its own, rather than one per request."""
     now = utcnow()
     if token.last_used_at is None or now - token.last_used_at >= TOUCH_EVERY:
-        token.last_used_at = now
-    return token
+        with unit_of_work(session):
+            token.last_used_at = now
 
 
 def revoke_token(session: Session, name_or_id: str) -> ApiToken:
@@ -97,13 +103,11 @@ def _active_by_name(session: Session, name: str) -> ApiToken | None:
 @click.argument("name")
 def create_api_token_command(name: str) -> None:
     """Create an API token called NAME and print it once (only its hash is stored)."""
-    mark_writes()
-    session = get_db()
     try:
-        issued = create_token(session, name)
+        with unit_of_work() as session:
+            issued = create_token(session, name)
     except TokenError as error:
         raise click.ClickException(str(error)) from error
-    session.commit()
     click.echo(f"Created API token {issued.token.id} ({issued.token.name}). "
                "Copy it now; it will not be shown again:", err=True)
     click.echo(issued.plaintext)
@@ -114,13 +118,11 @@ def create_api_token_command(name: str) -> None:
 @click.argument("name_or_id")
 def revoke_api_token_command(name_or_id: str) -> None:
     """Revoke the API token with NAME_OR_ID; requests using it get 401 from now on."""
-    mark_writes()
-    session = get_db()
     try:
-        token = revoke_token(session, name_or_id)
+        with unit_of_work() as session:
+            token = revoke_token(session, name_or_id)
     except TokenError as error:
         raise click.ClickException(str(error)) from error
-    session.commit()
     click.echo(f"Revoked API token {token.id} ({token.name}).")
 
 

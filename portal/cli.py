@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from portal import api_tokens, imports, links, migrate, outbox, record, reminders, worker
 from portal.auth import ALL_STAFF, create_staff
-from portal.db import get_db
+from portal.db import get_db, unit_of_work
 from portal.demo import DEMO_PASSWORD, seed_demo
 from portal.models import Account
 
@@ -76,7 +76,8 @@ def db_revision(message: str, empty: bool, versions_dir: Path | None) -> None:
 @with_appcontext
 def seed_demo_command() -> None:
     """Add a demo company, staff logins and accounts (does nothing if staff exist already)."""
-    created = seed_demo(get_db())
+    with unit_of_work() as session:
+        created = seed_demo(session)
     if created:
         click.echo("Demo data added.")
     else:
@@ -88,15 +89,14 @@ def seed_demo_command() -> None:
 @with_appcontext
 def demo_info_command() -> None:
     """Print the demo staff login and a fresh welcome link for the demo customer."""
-    session = get_db()
-    account = session.scalars(
-        select(Account).where(Account.deleted_at.is_(None)).order_by(Account.id)).first()
+    with unit_of_work() as session:
+        account = session.scalars(
+            select(Account).where(Account.deleted_at.is_(None)).order_by(Account.id)).first()
+        url = links.issue_welcome_link(account) if account is not None else ""
     click.echo("")
     click.echo(f"  Staff sign-in:  {current_app.config['PUBLIC_BASE_URL']}/staff/login")
     click.echo(f"  Demo login:     admin@example.com / {DEMO_PASSWORD}")
     if account is not None:
-        url = links.issue_welcome_link(account)
-        session.commit()
         click.echo(f"  Welcome link for {account.customer.name}: {url}")
     click.echo("  Emails wait in the outbox; deliver them with `.venv/bin/flask --app wsgi outbox send`")
     click.echo("  (with MAIL_BACKEND=file they land as .eml files in "
@@ -112,12 +112,11 @@ def demo_info_command() -> None:
 @click.password_option(help="At least 10 characters; asked for when not given.")
 def create_staff_command(email: str, role: str, name: str, password: str) -> None:
     """Create a staff user who signs in with EMAIL."""
-    session = get_db()
     try:
-        create_staff(session, email, password, role, name)
+        with unit_of_work() as session:
+            create_staff(session, email, password, role, name)
     except ValueError as error:
         raise click.ClickException(str(error)) from error
-    session.commit()
     click.echo(f"Created {role} {email}.")
 
 

@@ -8,11 +8,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import wraps
-from typing import Any, Callable, TypeVar
+from typing import Any
 
-from flask import Flask, current_app, g, has_app_context, has_request_context, request
-from sqlalchemy import Connection, DateTime, MetaData, create_engine, event
+from flask import Flask, current_app, g
+from sqlalchemy import DateTime, MetaData, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -71,55 +70,42 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
 
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-F = TypeVar("F", bound=Callable[..., Any])
+# The unit of work's mark on its connection: on SQLite its BEGIN takes the write lock.
+WRITE_LOCK = "portal_write_lock"
+IN_UNIT = "portal.in_unit_of_work"
 
 
-def mark_writes() -> None:
-    """Call before the first query when the work will write: a GET view that records
-    something (opening a link) or a command (sending the outbox). POSTs need not."""
-    g.request_writes = True
+@contextmanager
+def unit_of_work(session: Session | None = None) -> Iterator[Session]:
+    """The one way to write: `with unit_of_work() as session:` runs one transaction that takes
+    SQLite's write lock at its BEGIN (PostgreSQL writers lock only the rows they touch), commits
+    at the end and rolls back on an error. The request's session unless one is given.
 
-
-def reads_first(view: F) -> F:
-    """For a POST view that reads for a while (session, form, progress) before it writes: its
-    reads run without the write lock, and `begin_writes` takes it just before the first
-    write. On SQLite a POST otherwise holds the one write lock from its first query to its
-    commit, and every other writer sleeps in the busy handler meanwhile."""
-    @wraps(view)
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        g.reads_first = True
-        return view(*args, **kwargs)
-
-    return wrapped  # type: ignore[return-value]
-
-
-def begin_writes(session: Session) -> None:
-    """In a `reads_first` view on SQLite, end the reading transaction (loaded objects stay as
-    they are) and take the write lock at the next BEGIN; elsewhere nothing to do (PostgreSQL
-    writers lock only the rows they touch). Whatever the writes depend on must be read again
-    under the lock (record.lock_account does for the account's status)."""
-    if not g.get("reads_first") or g.get("request_writes"):
-        return
-    if session.get_bind().dialect.name == "sqlite" and session.in_transaction():
+    Reads before it ran in a plain transaction of their own, which ends here: the objects they
+    loaded stay as they were read, so whatever a write depends on is read again inside (as
+    record.lock_account does for the account's status). On SQLite a read transaction cannot
+    take the write lock later without failing when another writer committed meanwhile."""
+    session = get_db() if session is None else session
+    if session.info.get(IN_UNIT):
+        raise RuntimeError("a unit of work is open already on this session")
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("changes made outside a unit of work: make them inside it")
+    if session.in_transaction():
+        session.commit()  # a read: nothing to write, and the loaded objects stay loaded
+    session.connection(execution_options={WRITE_LOCK: True})
+    session.info[IN_UNIT] = True
+    try:
+        yield session
         session.commit()
-    g.request_writes = True
-
-
-# read_connection's mark on SQLite: the caller runs one statement, no BEGIN needed.
-ONE_STATEMENT = "portal_one_statement"
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.info.pop(IN_UNIT, None)
 
 
 def _sqlite_begin(conn: Any) -> None:
-    if conn.get_execution_options().get(ONE_STATEMENT):
-        return  # a lone SELECT reads one snapshot without a transaction around it
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if _wants_write_lock() else "BEGIN")
-
-
-def _wants_write_lock() -> bool:
-    if has_app_context() and g.get("request_writes"):
-        return True
-    return has_request_context() and request.method not in SAFE_METHODS and not g.get("reads_first")
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE_LOCK) else "BEGIN")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -148,20 +134,6 @@ def get_db() -> Session:
     if "db" not in g:
         g.db = current_app.extensions["portal.sessionmaker"]()
     return g.db
-
-
-@contextmanager
-def read_connection() -> Iterator[Connection]:
-    """A connection for a single read outside the request's session. On PostgreSQL it runs
-    in autocommit: one statement needs no BEGIN and ROLLBACK, two of the round trips that
-    cost the client more CPU than the query. On SQLite the BEGIN is left out alike (the
-    driver's own transaction handling stays off, so no isolation level is set)."""
-    with get_engine().connect() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execution_options(isolation_level="AUTOCOMMIT")
-        else:
-            connection.execution_options(**{ONE_STATEMENT: True})
-        yield connection
 
 
 def _close_session(_exc: BaseException | None) -> None:

@@ -21,7 +21,7 @@ DEMO_STAFF = [
 
 
 def seed_demo(session: Session) -> bool:
-    """Seed once; returns False when staff exist already."""
+    """Seed once, in the caller's unit of work; returns False when staff exist already."""
     if session.scalars(select(StaffUser).limit(1)).first() is not None:
         return False
     session.add(
@@ -39,7 +39,6 @@ def seed_demo(session: Session) -> bool:
     staff = {role: create_staff(session, email, DEMO_PASSWORD, role, name)
              for email, role, name in DEMO_STAFF}
     create_handoff(session, demo_handoff(), staff["sales"])
-    session.commit()
     return True
 
 

@@ -8,7 +8,7 @@ import difflib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property
 from datetime import date
 from typing import Any
 
@@ -131,7 +131,16 @@ def iter_differences(session: Session, user: StaffUser, flt: DifferenceFilter,
 
 def _page(session: Session, user: StaffUser, flt: DifferenceFilter, limit: int, offset: int) -> list[DifferenceRow]:
     """Pick the page's item ids in order first, then load only those rows with their entries."""
-    ids = list(session.scalars(_ordered(_base(user, flt)).limit(limit).offset(offset)))
+    return _load(session, list(session.scalars(_ordered(_base(user, flt)).limit(limit).offset(offset))))
+
+
+def find_open(session: Session, user: StaffUser, item_id: int) -> DifferenceRow | None:
+    """The open difference of this item, if the user may act on it."""
+    found = _load(session, list(session.scalars(_base(user, DifferenceFilter()).where(PromiseItem.id == item_id))))
+    return found[0] if found else None
+
+
+def _load(session: Session, ids: list[int]) -> list[DifferenceRow]:
     if not ids:
         return []
     found = session.execute(
@@ -229,9 +238,6 @@ def assign(session: Session, item_id: int, staff: StaffUser, assignee: StaffUser
                          note=note, details={"assignee_id": assignee.id, "assignee": assignee.display_name})
 
 
-# Kept: a page of differences shows the same pairs on every reload, and diffing them was about
-# a tenth of the page's rendering (the values are short; the results are immutable Markup).
-@lru_cache(maxsize=4096)
 def highlight(before: str, after: str) -> tuple[Markup, Markup]:
     """Word-level difference: removed words in <del>, added words in <ins>, all escaped."""
     old, new = before.split(), after.split()

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from portal import links, record
 from portal.company import get_company
-from portal.db import get_db, mark_writes, utcnow
+from portal.db import unit_of_work, utcnow
 from portal.handoffs import KIND_LABELS, create_handoff, new_customer, staff_actor, with_derived_promises
 from portal.mail import queue_email
 from portal.models import (Account, AccountStatus, Customer, Outcome, OutboxEmail, PromiseItem,
@@ -432,7 +432,7 @@ def reserve_ids(session: Session, model: type[Any], count: int) -> list[int]:
             text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) "
                  "FROM generate_series(1, :count)"),
             {"table": table.name, "count": count}))
-    # SQLite: imports run with the write lock taken at BEGIN (mark_writes), so no other
+    # SQLite: imports run in a unit of work (the write lock taken at BEGIN), so no other
     # writer can take these ids before we commit; max + 1 is what SQLite itself would use.
     top = session.scalar(select(func.max(table.c.id))) or 0
     return list(range(top + 1, top + count + 1))
@@ -529,24 +529,21 @@ def import_handoffs_command(csv_file: Path, no_send: bool) -> None:
     and column and nothing is imported. Welcome emails are queued in the outbox unless
     --no-send is given; deliver them with `outbox send`.
     """
-    mark_writes()
-    session = get_db()
+    actor = f"import:{csv_file.name}"[:40]
     try:
-        header, records = read_csv(csv_file.read_bytes())
-        with _progress(len(records), "Checking rows") as step:
-            rows = check_records(session, header, records, progress=step)
+        # Checked and imported in one unit: no other writer comes between the check and the rows.
+        with unit_of_work() as session:
+            header, records = read_csv(csv_file.read_bytes())
+            with _progress(len(records), "Checking rows") as step:
+                rows = check_records(session, header, records, progress=step)
+            with _progress(len(rows), "Importing") as step:
+                result = import_rows(session, rows, send=not no_send, actor=actor, progress=step)
     except ImportInvalid as invalid:
         for error in invalid.errors:
             click.echo(str(error), err=True)
         raise click.ClickException(
             f"{len(invalid.errors)} error(s) in {csv_file.name}; nothing was imported.") from None
-    actor = f"import:{csv_file.name}"[:40]
-    try:
-        with _progress(len(rows), "Importing") as step:
-            result = import_rows(session, rows, send=not no_send, actor=actor, progress=step)
-        session.commit()
     except SQLAlchemyError as error:
-        session.rollback()
         raise click.ClickException(
             f"The import failed and was rolled back; nothing was imported ({error.__class__.__name__}: "
             f"{getattr(error, 'orig', error)}).") from error

@@ -6,8 +6,8 @@ service record so staff see it.
 
 Claiming is one short transaction that sets `status='sending'` and `locked_until = now + lease`.
 On PostgreSQL it reads with `FOR UPDATE SKIP LOCKED`, so several workers take disjoint batches
-without waiting on each other; on SQLite the transaction begins with BEGIN IMMEDIATE
-(`mark_writes`), so claimers queue for the one write lock and each sees the earlier claims.
+without waiting on each other; on SQLite the claim is a unit of work, whose transaction begins with
+BEGIN IMMEDIATE, so claimers queue for the one write lock and each sees the earlier claims.
 
 Delivery is at least once, and exactly once unless a worker dies at the wrong moment:
 - An email is marked `sent` only after the server accepted it, in a transaction of its own, and
@@ -50,7 +50,7 @@ from sqlalchemy.orm import Session
 
 from portal import record
 from portal.config import ConfigError
-from portal.db import get_db, mark_writes, utcnow
+from portal.db import get_db, unit_of_work, utcnow
 from portal.models import Account, OutboxEmail
 
 log = logging.getLogger(__name__)
@@ -260,29 +260,29 @@ def claim(session: Session, *, now: datetime, limit: int, lease: timedelta,
         and_(OutboxEmail.status == PENDING, OutboxEmail.next_attempt_at <= now),
         and_(OutboxEmail.status == SENDING, OutboxEmail.locked_until <= now),
     )
-    emails = session.scalars(
-        select(OutboxEmail).where(due)
-        .order_by(OutboxEmail.next_attempt_at, OutboxEmail.id).limit(limit)
-        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite renders nothing and needs nothing
-        .execution_options(populate_existing=True)
-    ).all()
-    for email in emails:
-        if email.status == SENDING:  # its worker died or stalled mid-delivery: that was a try
-            email.attempts += 1
-        email.status = SENDING
-        email.locked_until = now + lease
-        email.message_id = email.message_id or new_message_id(email, sender)
-    session.commit()
+    with unit_of_work(session):
+        emails = session.scalars(
+            select(OutboxEmail).where(due)
+            .order_by(OutboxEmail.next_attempt_at, OutboxEmail.id).limit(limit)
+            .with_for_update(skip_locked=True)  # PostgreSQL; SQLite renders nothing and needs nothing
+            .execution_options(populate_existing=True)
+        ).all()
+        for email in emails:
+            if email.status == SENDING:  # its worker died or stalled mid-delivery: that was a try
+                email.attempts += 1
+            email.status = SENDING
+            email.locked_until = now + lease
+            email.message_id = email.message_id or new_message_id(email, sender)
     return list(emails)
 
 
 def release(session: Session, emails: list[OutboxEmail]) -> None:
     """Hand claimed but untried emails back to the queue, as they were."""
-    for email in emails:
-        ours = _reload_if_ours(session, email)
-        if ours is not None:
-            ours.status, ours.locked_until = PENDING, None
-    session.commit()
+    with unit_of_work(session):
+        for email in emails:
+            ours = _reload_if_ours(session, email)
+            if ours is not None:
+                ours.status, ours.locked_until = PENDING, None
 
 
 def _reload_if_ours(session: Session, email: OutboxEmail) -> OutboxEmail | None:
@@ -299,16 +299,13 @@ def _reload_if_ours(session: Session, email: OutboxEmail) -> OutboxEmail | None:
 def _finish(session: Session, email: OutboxEmail,
             change: Callable[[OutboxEmail], Delivery]) -> Delivery:
     """Apply `change` in its own transaction if the lease still holds."""
-    ours = _reload_if_ours(session, email)
-    if ours is None:
-        session.rollback()
-        log.warning("outbox email %s was taken over by another worker; it may go out twice",
-                    email.id)
-        return Delivery(email.id, email.kind, email.to_address, "lost",
-                        "lease expired and another worker took it over; it may go out twice")
-    delivery = change(ours)
-    session.commit()
-    return delivery
+    with unit_of_work(session):
+        ours = _reload_if_ours(session, email)
+        if ours is not None:
+            return change(ours)
+    log.warning("outbox email %s was taken over by another worker; it may go out twice", email.id)
+    return Delivery(email.id, email.kind, email.to_address, "lost",
+                    "lease expired and another worker took it over; it may go out twice")
 
 
 def _mark_sent(now: datetime) -> Callable[[OutboxEmail], Delivery]:
@@ -373,7 +370,6 @@ def deliver_pending(session: Session, *, limit: int = 100, now: datetime | None 
     Runs its own short transactions (claim, then one per email): call it with none open.
     `now` fixes the clock, so tests can move time instead of sleeping.
     """
-    mark_writes()  # SQLite: claiming reads then writes, so take the write lock at BEGIN
     config = current_app.config
     report = DeliveryReport()
     with contextlib.closing(make_transport(config)) as transport:

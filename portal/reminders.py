@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from portal import links, record
 from portal.company import get_company
-from portal.db import get_db, mark_writes, utcnow
+from portal.db import get_db, unit_of_work, utcnow
 from portal.mail import queue_email
 from portal.models import Account, AccountStatus
 from portal.outbox import ISO_DATETIME
@@ -116,18 +116,15 @@ def send_due_reminders(session: Session, *, now: datetime | None = None) -> list
     Commits as it goes: call it with no transaction of your own open. Each account is locked
     and checked again before it is reminded, so two runs at once remind it once.
     """
-    mark_writes()  # SQLite: each transaction reads then writes, so take the write lock at BEGIN
     now = now or utcnow()
     policy = ReminderPolicy.from_config(current_app.config)
     sent: list[ReminderSent] = []
     for account_id in candidate_ids(session, now, policy):
-        account = _locked_account(session, account_id)
-        reason = reminder_due(account, now, policy) if account is not None else None
-        if account is None or reason is None:
-            session.rollback()
-            continue
-        sent.append(send_reminder(session, account, reason, now))
-        session.commit()
+        with unit_of_work(session):
+            account = _locked_account(session, account_id)
+            reason = reminder_due(account, now, policy) if account is not None else None
+            if account is not None and reason is not None:
+                sent.append(send_reminder(session, account, reason, now))
     return sent
 
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, current_app, g, jsonify, request, url_for
+from flask import Flask, Response, current_app, g, jsonify, request
 
 from portal.brief import map_url, tel_uri
 from portal.company import get_company
@@ -60,25 +60,6 @@ def register(app: Flask) -> None:
     app.add_template_filter(display_value, "shown")
     app.add_template_filter(tel_uri, "tel_uri")
     app.add_template_filter(map_url, "map_url")
-    app.add_template_global(fixed_url)
-
-
-FIXED_URLS = "portal.fixed_urls"
-FIXED_URLS_KEPT = 512
-
-
-def fixed_url(endpoint: str, **values: Any) -> str:
-    """url_for for links that depend on nothing but their arguments (step links, the style
-    sheets), built once per script root: a customer page has a dozen and each url_for costs
-    about what the page's database read does."""
-    key = (request.script_root, endpoint, *sorted(values.items()))
-    built: dict[tuple[Any, ...], str] = current_app.extensions.setdefault(FIXED_URLS, {})
-    url = built.get(key)
-    if url is None:
-        if len(built) >= FIXED_URLS_KEPT:
-            built.clear()  # script roots come from the proxy's headers: keep the memory bounded
-        url = built[key] = url_for(endpoint, **values)
-    return url
 
 
 def _assign_request_id() -> None:

@@ -13,7 +13,7 @@ from werkzeug.exceptions import UnsupportedMediaType
 
 from portal import api_tokens, imports
 from portal.api import bp
-from portal.db import get_db, mark_writes
+from portal.db import get_db, unit_of_work
 from portal.extensions import csrf, limiter
 from portal.models import Account, PromiseItem, RecordEntry
 from portal.record import entries_for
@@ -45,14 +45,13 @@ def _unauthorized(message: str, invalid: bool) -> tuple[Response, int, dict[str,
 def token_required(view: F) -> F:
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        # Verifying may note last_used_at; take SQLite's write lock up front (see db.py).
-        mark_writes()
         token = _bearer()
         if token is None:
             return _unauthorized("Send an API token: Authorization: Bearer TOKEN.", invalid=False)
         g.api_token = api_tokens.verify_token(get_db(), token)
         if g.api_token is None:
             return _unauthorized("That API token is not valid or has been revoked.", invalid=True)
+        api_tokens.note_use(get_db(), g.api_token)
         return view(*args, **kwargs)
 
     return cast(F, wrapper)
@@ -72,7 +71,6 @@ def not_json(_error: UnsupportedMediaType) -> tuple[Response, int]:
 
 @bp.errorhandler(HandoffInvalid)
 def handoff_invalid(error: HandoffInvalid) -> tuple[Response, int]:
-    get_db().rollback()
     return jsonify({"errors": error.errors}), 400
 
 
@@ -96,11 +94,11 @@ def _json_body() -> Any:
 @api_limit
 @token_required
 def create_handoff() -> tuple[Response, int, dict[str, str]]:
-    session = get_db()
-    incoming = parse_incoming(_json_body(), lambda email: find_salesperson(session, email))
-    account, sent = imports.create_and_welcome(session, incoming,
-                                               actor=f"api:{g.api_token.name}"[:40])
-    session.commit()
+    body = _json_body()
+    with unit_of_work() as session:
+        incoming = parse_incoming(body, lambda email: find_salesperson(session, email))
+        account, sent = imports.create_and_welcome(session, incoming,
+                                                   actor=f"api:{g.api_token.name}"[:40])
     return (jsonify({"id": account.id, "welcome_url": sent.url}), 201,
             {"Location": url_for("api.account_record", account_id=account.id)})
 
@@ -112,7 +110,6 @@ def account_record(account_id: int) -> tuple[Response, int]:
     session = get_db()
     account = session.get(Account, account_id)
     if account is None or account.deleted_at is not None:
-        session.commit()  # keep last_used_at
         return jsonify({"error": "No account with this id."}), 404
     # Withdrawn promises too: their entries stay in the record.
     items: dict[int | None, PromiseItem] = {item.id: item for item in
@@ -120,7 +117,6 @@ def account_record(account_id: int) -> tuple[Response, int]:
     body = {"account_id": account.id,
             "entries": [_entry_json(entry, items.get(entry.item_id))
                         for entry in entries_for(session, account.id)]}
-    session.commit()  # keep last_used_at
     return jsonify(body), 200
 
 

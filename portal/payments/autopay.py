@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal import record
-from portal.db import utcnow
+from portal.db import unit_of_work, utcnow
 from portal.models import Account, Invoice
 from portal.money import format_money
 from portal.payments import invoices as invoice_service
@@ -54,7 +54,6 @@ def candidates(session: Session) -> list[int]:
             autopay[account_id] = account is not None and billing_choice(session, account) == CARD
         if autopay[account_id]:
             chosen.append(invoice_id)
-    session.rollback()  # end the read; each charge has its own transaction
     return chosen
 
 
@@ -63,16 +62,31 @@ def idempotency_key(invoice: Invoice, attempt: int) -> str:
     return f"autopay-{invoice.id}-{invoice.created_at:%Y%m%d%H%M%S%f}-{attempt}"
 
 
+class _StripeFailed(Exception):
+    def __init__(self, account: Account, invoice: Invoice, error: PaymentProviderError) -> None:
+        super().__init__(error.message)
+        self.account, self.invoice, self.error = account, invoice, error
+
+
 def charge(session: Session, invoice_id: int, gateway: Gateway, now: datetime | None = None) -> Charged:
-    now = now or utcnow()
+    """One invoice charged in a unit of work of its own; a Stripe error rolls it back (the next
+    run repeats the same key) and is recorded for staff in another."""
+    try:
+        with unit_of_work(session):
+            return _charge(session, invoice_id, gateway, now or utcnow())
+    except _StripeFailed as failed:
+        number = failed.invoice.number
+        with unit_of_work(session):
+            invoice_service.record_stripe_error(session, failed.account, failed.error, invoice=failed.invoice)
+        return Charged(number, "stripe_error", failed.error.details.get("message", failed.error.message))
+
+
+def _charge(session: Session, invoice_id: int, gateway: Gateway, now: datetime) -> Charged:
     invoice = invoice_service.lock_invoice(session, invoice_id)
     if invoice is None or invoice.status != OPEN or invoice.autopay_failed_at is not None:
-        session.rollback()
         return Charged(str(invoice_id), "skipped", "no longer open")
     if invoice.checkout_expires_at is not None and invoice.checkout_expires_at > now:
-        number = invoice.number
-        session.rollback()
-        return Charged(number, "skipped", "the customer has a payment page open")
+        return Charged(invoice.number, "skipped", "the customer has a payment page open")
     account = lock_account(session, invoice.account_id)
     assert account is not None
     attempt = invoice.autopay_attempts + 1
@@ -88,10 +102,7 @@ def charge(session: Session, invoice_id: int, gateway: Gateway, now: datetime | 
     except CardDeclined as declined:
         return _declined(session, account, invoice, attempt, declined, now)
     except PaymentProviderError as error:
-        number = invoice.number
-        session.rollback()  # nothing changes: the next run repeats the same key
-        invoice_service.record_stripe_error(session, account, error, invoice=invoice)
-        return Charged(number, "stripe_error", error.details.get("message", error.message))
+        raise _StripeFailed(account, invoice, error) from error
     invoice.autopay_attempts = attempt
     invoice.stripe_payment_intent_id = intent["id"]
     status = intent.get("status")
@@ -102,9 +113,7 @@ def charge(session: Session, invoice_id: int, gateway: Gateway, now: datetime | 
                   note=f"Charged {card_text(account) or 'the saved card'}; Stripe says {status}.",
                   details={"invoice_id": invoice.id, "number": invoice.number, "payment_intent": intent["id"],
                            "status": status, "attempt": attempt})
-    number = invoice.number
-    session.commit()
-    return Charged(number, "submitted", f"Stripe says {status}", intent)
+    return Charged(invoice.number, "submitted", f"Stripe says {status}", intent)
 
 
 def _declined(session: Session, account: Account, invoice: Invoice, attempt: int,
@@ -124,6 +133,4 @@ def _declined(session: Session, account: Account, invoice: Invoice, attempt: int
                   note=f"{invoice.number}: {reason} The customer was emailed a pay link.",
                   details={"invoice_id": invoice.id, "number": invoice.number, "attempt": attempt,
                            "email_id": email.id, **declined.details})
-    number = invoice.number
-    session.commit()
-    return Charged(number, outcome, declined.details.get("message") or reason)
+    return Charged(invoice.number, outcome, declined.details.get("message") or reason)

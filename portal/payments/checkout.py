@@ -16,6 +16,7 @@ from flask import current_app, url_for
 from sqlalchemy.orm import Session
 
 from portal import once, record
+from portal.db import unit_of_work
 from portal.models import Account, Invoice
 from portal.payments.billing import OPEN, PAID
 from portal.payments.cards import lock_account
@@ -58,32 +59,37 @@ def _absolute(path: str) -> str:
 
 
 def _repeat(session: Session, form_id: str) -> Started:
-    session.rollback()
     return Started(once.earlier_result(session, form_id) or url_for("payments.invoices"), repeated=True)
 
 
 def ensure_customer(session: Session, account: Account, form_id: str, gateway: Gateway) -> Account:
-    """The account's Stripe customer, created once and its id stored (committed on its own)."""
-    locked = lock_account(session, account.id)
-    assert locked is not None
-    if locked.stripe_customer_id:
-        return locked
-    customer_id = gateway.create_customer(
-        {"email": locked.customer.email, "name": locked.customer.name,
-         "metadata": {"account_id": str(locked.id)}}, f"{form_id}-customer")
-    locked.stripe_customer_id = customer_id
-    record.append(session, locked, event="stripe_customer_created", actor="system",
-                  details={"customer": customer_id})
-    session.commit()
-    relocked = lock_account(session, account.id)
-    assert relocked is not None
-    return relocked
+    """The account's Stripe customer, created once and its id stored in a unit of work of its
+    own: kept even when what follows fails."""
+    with unit_of_work(session):
+        locked = lock_account(session, account.id)
+        assert locked is not None
+        if locked.stripe_customer_id:
+            return locked
+        customer_id = gateway.create_customer(
+            {"email": locked.customer.email, "name": locked.customer.name,
+             "metadata": {"account_id": str(locked.id)}}, f"{form_id}-customer")
+        locked.stripe_customer_id = customer_id
+        record.append(session, locked, event="stripe_customer_created", actor="system",
+                      details={"customer": customer_id})
+    return locked
 
 
 def start_card_setup(session: Session, account: Account, form_id: str, gateway: Gateway) -> Started:
     if once.earlier_result(session, form_id):
         return _repeat(session, form_id)
-    account = ensure_customer(session, account, form_id, gateway)
+    ensure_customer(session, account, form_id, gateway)
+    with unit_of_work(session):
+        return _start_card_setup(session, account.id, form_id, gateway)
+
+
+def _start_card_setup(session: Session, account_id: int, form_id: str, gateway: Gateway) -> Started:
+    account = lock_account(session, account_id)
+    assert account is not None
     claim = once.claim(session, form_id, "card_setup")
     if claim is None:
         return _repeat(session, form_id)
@@ -103,14 +109,20 @@ def start_card_setup(session: Session, account: Account, form_id: str, gateway: 
     once.keep_result(session, claim, back)
     record.append(session, account, event="card_setup_started", actor="customer",
                   details={"checkout_session": started.id})
-    session.commit()
     return Started(started.url)
 
 
 def start_invoice_payment(session: Session, account: Account, invoice_id: int, form_id: str,
                           gateway: Gateway) -> Started:
+    """Raises NotPayable, or PaymentProviderError, after rolling back."""
     if once.earlier_result(session, form_id):
         return _repeat(session, form_id)
+    with unit_of_work(session):
+        return _start_invoice_payment(session, account, invoice_id, form_id, gateway)
+
+
+def _start_invoice_payment(session: Session, account: Account, invoice_id: int, form_id: str,
+                           gateway: Gateway) -> Started:
     invoice = lock_invoice(session, invoice_id)
     assert invoice is not None and invoice.account_id == account.id
     if invoice.status == PAID:
@@ -146,7 +158,6 @@ def start_invoice_payment(session: Session, account: Account, invoice_id: int, f
     record.append(session, account, event="payment_started", actor="customer",
                   details={"invoice_id": invoice.id, "number": invoice.number,
                            "checkout_session": started.id})
-    session.commit()
     return Started(started.url)
 
 

@@ -7,7 +7,7 @@ import time
 import click
 from flask.cli import with_appcontext
 
-from portal.db import get_db, mark_writes
+from portal.db import get_db
 from portal.models import StripeEvent
 from portal.payments import autopay, demo, events
 from portal.payments.gateway import PaymentProviderError, get_gateway
@@ -25,7 +25,6 @@ def charge_autopay_command() -> None:
     if gateway.off:
         raise click.ClickException("Online payment is off (production without STRIPE_SECRET_KEY): "
                                    "nothing was charged.")
-    mark_writes()  # SQLite: each charge reads then writes, so take the write lock at BEGIN
     session = get_db()
     results = [autopay.charge(session, invoice_id, gateway) for invoice_id in autopay.candidates(session)]
     for result in results:
@@ -57,7 +56,6 @@ def reconcile_stripe_command(days: int, dry_run: bool) -> None:
     if gateway.demo or gateway.off:
         raise click.ClickException(f"{'Demo mode' if gateway.demo else 'Online payment is off'} "
                                    "(no STRIPE_SECRET_KEY): there is no Stripe account to reconcile.")
-    mark_writes()
     session = get_db()
     since = int(time.time()) - days * 86400
     failed = applied = seen = 0
@@ -66,7 +64,6 @@ def reconcile_stripe_command(days: int, dry_run: bool) -> None:
             seen += 1
             label = f"{event['id']} {event['type']}"
             if session.get(StripeEvent, event["id"]) is not None:
-                session.rollback()
                 click.echo(f"{label}: already processed")
                 continue
             if dry_run:

@@ -23,7 +23,7 @@ import stripe
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from portal.db import get_db, utcnow
+from portal.db import get_db, unit_of_work, utcnow
 from portal.models import Invoice, StripeEvent
 from portal.payments import cards, invoices
 from portal.payments.gateway import Gateway, get_gateway, webhook_secret
@@ -114,28 +114,29 @@ class Context:
 
 
 def receive(session: Session, event: dict[str, Any], gateway: Gateway) -> str:
-    """Store the event id and apply the event in one transaction, once. Commits; on failure
-    rolls back and raises."""
-    if session.get(StripeEvent, event["id"]) is not None:
-        session.rollback()
-        return DUPLICATE
-    row = StripeEvent(id=event["id"], type=event["type"][:100], created=int(event.get("created") or 0),
-                      payload=event)
-    session.add(row)
+    """Store the event id and apply the event in one unit of work, once. On failure it rolls
+    back and raises."""
     try:
-        session.flush()
-    except IntegrityError:  # a concurrent delivery of the same event committed first
-        session.rollback()
+        with unit_of_work(session):
+            if session.get(StripeEvent, event["id"]) is not None:
+                return DUPLICATE
+            row = StripeEvent(id=event["id"], type=event["type"][:100],
+                              created=int(event.get("created") or 0), payload=event)
+            session.add(row)
+            try:
+                session.flush()
+            except IntegrityError:  # a concurrent delivery of the same event committed first
+                raise _Duplicate() from None
+            handler = HANDLERS.get(event["type"])
+            outcome = handler(Context(session, event, gateway), event["data"]["object"]) if handler else IGNORED
+            row.processed_at = utcnow()
+            return outcome
+    except _Duplicate:
         return DUPLICATE
-    try:
-        handler = HANDLERS.get(event["type"])
-        outcome = handler(Context(session, event, gateway), event["data"]["object"]) if handler else IGNORED
-        row.processed_at = utcnow()
-        session.commit()
-    except Exception:
-        session.rollback()
-        raise
-    return outcome
+
+
+class _Duplicate(Exception):
+    """The event's row was taken by a concurrent delivery: roll back and say so."""
 
 
 # --- Handlers ------------------------------------------------------------------------------

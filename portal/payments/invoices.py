@@ -254,7 +254,8 @@ def send_payment_failed(session: Session, account: Account, invoice: Invoice, *,
 
 def record_stripe_error(session: Session, account: Account, error: PaymentProviderError, *,
                         invoice: Invoice | None = None) -> None:
-    """After the failed work was rolled back: one entry for staff (actor system), committed."""
+    """After the failed work was rolled back: one entry for staff (actor system), in the
+    caller's unit of work."""
     details = dict(error.details)
     if invoice is not None:
         details.update(invoice_id=invoice.id, number=invoice.number)
@@ -262,4 +263,3 @@ def record_stripe_error(session: Session, account: Account, error: PaymentProvid
     record.append(session, account, event="stripe_error", actor="system",
                   note=f"{details.get('operation', 'Stripe call')} failed: {details.get('message', '')}",
                   details=details)
-    session.commit()

@@ -19,7 +19,7 @@ from werkzeug.wrappers import Response
 from portal import once, record
 from portal.access import Action, account_or_404, allows, roles_for
 from portal.auth import roles_required
-from portal.db import get_db, mark_writes
+from portal.db import get_db, unit_of_work
 from portal.extensions import csrf
 from portal.handoffs import staff_actor
 from portal.models import Account, Invoice
@@ -66,15 +66,14 @@ def staff_payments(account: Account) -> dict[str, object]:
 @bp.get("/pay/t/<token>")
 def open_pay_link(token: str) -> Response | tuple[str, int]:
     """Check the link, start a session for its account, and drop the token from the address."""
-    mark_writes()
-    session = get_db()
-    check = invoice_service.check_pay_token(session, token)
+    with unit_of_work() as session:
+        check = invoice_service.check_pay_token(session, token)
+        if check.ok and check.invoice is not None and check.account is not None:
+            record.append(session, check.account, event="pay_link_opened", actor="customer",
+                          details={"invoice_id": check.invoice.id, "number": check.invoice.number})
     if not check.ok or check.invoice is None or check.account is None:
         # Expired, tampered, replaced, other purpose, deleted: one answer for all.
         return render_template("welcome/link_problem.html", form=NewLinkForm()), 400
-    record.append(session, check.account, event="pay_link_opened", actor="customer",
-                  details={"invoice_id": check.invoice.id, "number": check.invoice.number})
-    session.commit()
     start_pay(check.account, check.invoice.id, check.nonce_hash)
     return redirect(url_for("payments.invoice", invoice_id=check.invoice.id))
 
@@ -124,15 +123,13 @@ def pay_invoice(account: Account, invoice_id: int) -> Response | tuple[str, int]
     form = once.OnceForm()
     if not form.validate_on_submit():
         return _render_invoice(account, found, 400, "That button had expired. Please press it again.")
-    session = get_db()
     try:
-        started = checkout.start_invoice_payment(session, account, found.id, form.form_id.data, get_gateway())
+        started = checkout.start_invoice_payment(get_db(), account, found.id, form.submitted_id, get_gateway())
     except checkout.NotPayable as refused:
-        session.rollback()
         return _render_invoice(account, _invoice_or_404(account, invoice_id), 409, str(refused))
     except PaymentProviderError as error:
-        session.rollback()
-        invoice_service.record_stripe_error(session, account, error, invoice=found)
+        with unit_of_work() as session:
+            invoice_service.record_stripe_error(session, account, error, invoice=found)
         return _render_invoice(account, _invoice_or_404(account, invoice_id), error.http_status, error.message)
     return redirect(started.url, 303)
 
@@ -167,12 +164,11 @@ def card_setup(account: Account) -> Response | tuple[str, int]:
     form = once.OnceForm()
     if not form.validate_on_submit():
         return _render_card(account, 400, "That button had expired. Please press it again.")
-    session = get_db()
     try:
-        started = checkout.start_card_setup(session, account, form.form_id.data, get_gateway())
+        started = checkout.start_card_setup(get_db(), account, form.submitted_id, get_gateway())
     except PaymentProviderError as error:
-        session.rollback()
-        invoice_service.record_stripe_error(session, account, error)
+        with unit_of_work() as session:
+            invoice_service.record_stripe_error(session, account, error)
         return _render_card(account, error.http_status, error.message)
     return redirect(started.url, 303)
 
@@ -211,7 +207,6 @@ def demo_action(account: Account, checkout_id: str, action: str) -> Response:
     data = _demo_checkout(account, checkout_id)
     if not DemoForm().validate_on_submit():
         abort(400)
-    get_db().commit()  # nothing pending: each event is its own transaction
     built = demo.success_events(data) if action == "succeed" else demo.decline_events(data)
     for delivery in demo.deliver(built):
         if delivery.status != 200:
@@ -253,19 +248,19 @@ def staff_new_invoice(account_id: int) -> str | Response | tuple[str, int]:
     if form.validate_on_submit():
         parsed = form.parse(today)
         if parsed is not None:
-            claim = once.claim(session, form.form_id.data, "new_invoice")
+            with unit_of_work() as session:
+                claim = once.claim(session, form.submitted_id, "new_invoice")
+                if claim is not None:
+                    lines, due = parsed
+                    panel = billing.panel(session, found, payments_mode())
+                    invoice, _ = invoice_service.create_invoice(
+                        session, found, lines, due, staff_actor(current_user),
+                        autopay_card=panel.card if panel.autopay else None)
+                    once.keep_result(session, claim, url_for("staff.account", account_id=found.id))
             if claim is None:
-                session.rollback()
                 flash("That invoice was already created.", "info")
-                return redirect(once.earlier_result(session, form.form_id.data)
+                return redirect(once.earlier_result(session, form.submitted_id)
                                 or url_for("staff.account", account_id=found.id))
-            lines, due = parsed
-            panel = billing.panel(session, found, payments_mode())
-            invoice, _ = invoice_service.create_invoice(
-                session, found, lines, due, staff_actor(current_user),
-                autopay_card=panel.card if panel.autopay else None)
-            once.keep_result(session, claim, url_for("staff.account", account_id=found.id))
-            session.commit()
             flash(f"Invoice {invoice.number} created and emailed to {found.customer.email}.", "success")
             return redirect(url_for("staff.account", account_id=found.id))
     status = 400 if request.method == "POST" else 200

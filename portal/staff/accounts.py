@@ -8,7 +8,7 @@ from werkzeug.wrappers import Response
 
 from portal import notes, once, record
 from portal.auth import roles_required
-from portal.db import get_db
+from portal.db import get_db, unit_of_work
 from portal.handoffs import DERIVED_KINDS, OnboardingSigned, create_handoff, staff_actor, update_handoff
 
 from portal.access import Action, account_or_404, allows, roles_for
@@ -16,7 +16,7 @@ from portal.models import Account, OutboxEmail, StaffUser
 from portal.onboarding import send_new_link
 from portal.salespeople import SELLING_ROLES, salespeople
 from portal.staff import bp
-from portal.staff.forms import new_note_form, new_resolve_form
+from portal.staff.forms import new_note_form
 from portal.staff.handoff_forms import (
     EditHandoffForm,
     HandoffForm,
@@ -29,7 +29,7 @@ from portal.staff.handoff_forms import (
 
 @bp.errorhandler(OnboardingSigned)
 def onboarding_signed(error: OnboardingSigned) -> Response:
-    get_db().rollback()
+    # Raised inside a unit of work, which rolled back.
     flash(str(error), "error")
     account_id = (request.view_args or {}).get("account_id")
     return redirect(url_for("staff.account", account_id=account_id) if account_id
@@ -76,13 +76,12 @@ def new_handoff() -> str | Response | tuple[str, int]:
         data = validate(form, new_handoff_promises(form))
         salesperson = _chosen_salesperson(form)
         if data is not None and salesperson is not None:
-            session = get_db()
-            claim = once.claim(session, form.submitted_id, "new_handoff")
-            if claim is None:
-                return _already_done(form.submitted_id)
-            account = create_handoff(session, data, salesperson)
-            once.keep_result(session, claim, url_for("staff.account", account_id=account.id))
-            session.commit()
+            with unit_of_work() as session:
+                claim = once.claim(session, form.submitted_id, "new_handoff")
+                if claim is None:
+                    return _already_done(form.submitted_id)
+                account = create_handoff(session, data, salesperson)
+                once.keep_result(session, claim, url_for("staff.account", account_id=account.id))
             flash("Handoff saved. Check the preview, then send the welcome link.", "success")
             return redirect(url_for("staff.preview", account_id=account.id))
     status = 400 if request.method == "POST" else 200
@@ -100,7 +99,6 @@ def account(account_id: int) -> str:
                            states=record.item_states(session, found),
                            entries=record.entries_for(session, found.id), emails=emails,
                            send_form=once.OnceForm(),
-                           resolve_form=new_resolve_form(salespeople(session)),
                            note_form=new_note_form(found) if allows(current_user, Action.NOTE) else None)
 
 
@@ -117,11 +115,11 @@ def add_note(account_id: int) -> Response:
         flash(" ".join(form.note.errors or form.item.errors) or "That note was not understood; please try again.",
               "error")
         return back
-    if once.claim(session, form.form_id.data, "note") is None:
-        return back
-    item = next((i for i in found.items if i.id == form.item.data), None)
-    notes.add_note(session, found, current_user, (form.note.data or "").strip(), item)
-    session.commit()
+    with unit_of_work() as session:
+        if once.claim(session, form.submitted_id, "note") is None:
+            return back
+        item = next((i for i in found.items if i.id == form.item.data), None)
+        notes.add_note(session, found, current_user, (form.note.data or "").strip(), item)
     flash("Note added to the service record.", "success")
     return back
 
@@ -142,14 +140,14 @@ def send_link(account_id: int) -> Response:
     if not form.validate_on_submit():
         flash("That button had expired; please try again.", "error")
         return redirect(url_for("staff.account", account_id=found.id))
-    claim = once.claim(session, form.submitted_id, "send_link")
-    if claim is None:
-        return _already_done(form.submitted_id)
-    resend = found.link_sent_at is not None
-    signed = found.signed_at is not None
-    send_new_link(session, found, staff_actor(current_user))
-    once.keep_result(session, claim, url_for("staff.account", account_id=found.id))
-    session.commit()
+    with unit_of_work() as session:
+        claim = once.claim(session, form.submitted_id, "send_link")
+        if claim is None:
+            return _already_done(form.submitted_id)
+        resend = found.link_sent_at is not None
+        signed = found.signed_at is not None
+        send_new_link(session, found, staff_actor(current_user))
+        once.keep_result(session, claim, url_for("staff.account", account_id=found.id))
     if signed:
         message = "New link to their service page sent; the earlier link and pages opened with it no longer work."
     else:
@@ -177,13 +175,13 @@ def edit_handoff(account_id: int) -> str | Response | tuple[str, int]:
         data = validate(form, promises)
         salesperson = _chosen_salesperson(form)
         if data is not None and salesperson is not None:
-            claim = once.claim(session, form.submitted_id, "edit_handoff")
-            if claim is None:
-                return _already_done(form.submitted_id)
-            changes = update_handoff(session, found, data, item_ids, salesperson,
-                                     staff_actor(current_user))
-            once.keep_result(session, claim, url_for("staff.account", account_id=found.id))
-            session.commit()
+            with unit_of_work() as session:
+                claim = once.claim(session, form.submitted_id, "edit_handoff")
+                if claim is None:
+                    return _already_done(form.submitted_id)
+                changes = update_handoff(session, found, data, item_ids, salesperson,
+                                         staff_actor(current_user))
+                once.keep_result(session, claim, url_for("staff.account", account_id=found.id))
             flash("Saved: " + (", ".join(changes) if changes else "account details") + ".", "success")
             return redirect(url_for("staff.account", account_id=found.id))
     status = 400 if request.method == "POST" else 200

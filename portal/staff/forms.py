@@ -11,11 +11,12 @@ from wtforms import (
     Form,
     HiddenField,
     PasswordField,
+    RadioField,
     SelectField,
     StringField,
     TextAreaField,
 )
-from wtforms.validators import AnyOf, DataRequired, Email, Length, Optional, Regexp, ValidationError
+from wtforms.validators import DataRequired, Email, InputRequired, Length, Optional, Regexp, ValidationError
 
 from portal.company import checklist_lines, clean_logo_path
 from portal.models import StaffUser
@@ -88,14 +89,26 @@ class DifferenceFilterForm(Form):
     visit_to = DateField("First visit to", validators=[Optional()])
 
 
+RESOLUTIONS = {
+    "accept": "Accept the customer's version",
+    "keep": "Keep the promise: the customer was contacted and agreed",
+    "assign": "Assign it to a colleague to handle",
+}
+
+
 class ResolveForm(OnceForm):
-    action = HiddenField(validators=[AnyOf(["accept", "keep", "assign"], message="Choose an action.")])
-    note = TextAreaField("Note", validators=[Length(max=1000)])
+    action = RadioField("What do you decide?", validators=[InputRequired("Choose what to do.")])
+    note = TextAreaField("Note (how was the customer contacted, and what did they agree?)",
+                         validators=[Length(max=1000)])
     assignee = SelectField("Assign to", coerce=int, validate_choice=False)
+    back = HiddenField()
 
 
-def new_resolve_form(people: list[StaffUser]) -> ResolveForm:
+def new_resolve_form(people: list[StaffUser], disputed: bool) -> ResolveForm:
+    """A dispute without a new value cannot be accepted as it stands: no such choice."""
     form = ResolveForm()
+    form.action.choices = options([(key, label) for key, label in RESOLUTIONS.items()
+                                   if not (disputed and key == "accept")])
     form.assignee.choices = options([(p.id, p.display_name) for p in people])
     return form
 

@@ -7,7 +7,7 @@ from werkzeug.wrappers import Response
 
 from portal import company as company_service
 from portal.auth import authenticate, end_sessions, is_safe_next, roles_required
-from portal.db import get_db
+from portal.db import get_db, unit_of_work
 from portal.extensions import limiter
 from portal.staff import bp
 from portal.staff.forms import CompanySettingsForm, LoginForm
@@ -60,8 +60,8 @@ def login() -> str | Response | tuple[str, int]:
 @bp.post("/logout")
 @roles_required()
 def logout() -> Response:
-    end_sessions(current_user._get_current_object())  # type: ignore[attr-defined]
-    get_db().commit()
+    with unit_of_work():
+        end_sessions(current_user._get_current_object())  # type: ignore[attr-defined]
     session.clear()
     # After clearing: logout_user leaves the flag that makes Flask-Login delete the remember-me
     # cookie, which a clear afterwards would erase.
@@ -73,12 +73,11 @@ def logout() -> Response:
 @bp.route("/settings", methods=["GET", "POST"])
 @roles_required("admin")
 def company_settings() -> Response | tuple[str, int]:
-    session = get_db()
-    company = company_service.editable_company(session)
+    company = company_service.editable_company(get_db())
     form = CompanySettingsForm(data=company_service.form_data(company))
     if form.validate_on_submit():
-        company_service.update_company(session, company, form.data)
-        session.commit()
+        with unit_of_work() as db:
+            company_service.update_company(db, company, form.data)
         flash("Company settings saved.", "success")
         return redirect(url_for("staff.company_settings"))
     status = 400 if request.method == "POST" else 200

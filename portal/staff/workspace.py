@@ -17,12 +17,12 @@ from portal.access import Action, account_or_404, allows, roles_for
 from portal.auth import ALL_STAFF, is_safe_next, roles_required
 from portal.company import company_today
 from portal.csv_export import csv_text
-from portal.db import get_db
+from portal.db import get_db, unit_of_work
 from portal.handoffs import KIND_LABELS
 from portal.models import StaffUser
 from portal.salespeople import salespeople
 from portal.staff import bp
-from portal.staff.forms import DifferenceFilterForm, new_resolve_form
+from portal.staff.forms import DifferenceFilterForm, ResolveForm, new_resolve_form
 from portal.staff.handoff_forms import options
 
 
@@ -67,17 +67,6 @@ def _filter_form(people: list[StaffUser]) -> tuple[DifferenceFilterForm, diffs.D
     return form, flt
 
 
-# The resolve forms (and the account link) are the same on every row but for the row's id: a
-# page renders them once with this stand-in id and each row swaps in its own (a 19-digit number
-# that no item id, token or one-time id on the page contains).
-ROW_SLOT = 9_000_000_000_000_000_001
-
-
-@bp.app_template_filter("for_row")
-def for_row(rendered: Markup, row_id: int) -> Markup:
-    return rendered.replace(str(ROW_SLOT), str(int(row_id)))
-
-
 @bp.get("/differences")
 @roles_required(*roles_for(Action.DIFFERENCES))
 def differences() -> str:
@@ -86,9 +75,7 @@ def differences() -> str:
     page = diffs.list_differences(get_db(), _me(), flt)
     args = {k: v for k, v in request.args.items() if k != "page"}
     return render_template("staff/differences.html", form=form, flt=flt, page=page, args=args,
-                           resolve_form=new_resolve_form(people), highlight=diffs.highlight,
-                           row_slot=ROW_SLOT,
-                           account_link=Markup(url_for("staff.account", account_id=ROW_SLOT)))
+                           highlight=diffs.highlight)
 
 
 CSV_HEADER = ["account_id", "customer", "service_address", "first_visit", "salesperson", "kind",
@@ -122,41 +109,60 @@ def differences_csv() -> Response:
     return response
 
 
-@bp.post("/differences/<int:item_id>/resolve")
+def _back(raw: str | None) -> str:
+    """Where to go after resolving: a page of the staff workspace, else the differences."""
+    back = raw or ""
+    return back if is_safe_next(back) and back.startswith("/staff/") else url_for("staff.differences")
+
+
+@bp.route("/differences/<int:item_id>/resolve", methods=["GET", "POST"])
 @roles_required(*roles_for(Action.RESOLVE))
-def resolve(item_id: int) -> BaseResponse:
+def resolve(item_id: int) -> str | BaseResponse | tuple[str, int]:
+    """One difference and the decision on it, on a page of its own (the list stays light)."""
     session = get_db()
+    row = diffs.find_open(session, _me(), item_id)
+    if row is None:
+        flash("That difference is resolved already or is not yours to resolve.", "info")
+        return redirect(_back(request.values.get("back")))
     people = salespeople(session)
-    form = new_resolve_form(people)
-    back = request.form.get("back") or ""
-    target = back if is_safe_next(back) and back.startswith("/staff/") else url_for("staff.differences")
-    if not form.validate_on_submit():
-        flash("That action was not understood; please try again.", "error")
-        return redirect(target)
-    if once.claim(session, form.submitted_id, "resolve") is None:
-        return redirect(target)
+    form = new_resolve_form(people, disputed=row.latest.outcome == "disputed" or not row.latest.confirmed_value)
+    if request.method == "GET":
+        form.back.data = _back(request.args.get("back"))
+    elif form.validate_on_submit():
+        message = _decide(form, item_id, people)
+        if message is not None:
+            flash(message, "success")
+            return redirect(_back(form.back.data))
+    code = 400 if request.method == "POST" else 200
+    return render_template("staff/resolve.html", row=row, form=form, highlight=diffs.highlight,
+                           back=_back(form.back.data)), code
+
+
+def _decide(form: ResolveForm, item_id: int, people: list[StaffUser]) -> str | None:
+    """Record the decision in one unit of work: what to tell the user, or None with the form's
+    errors set (nothing written)."""
     note = (form.note.data or "").strip()
     try:
-        if form.action.data == "accept":
-            diffs.accept_customer_version(session, item_id, _me(), note)
-            message = "Accepted the customer's version."
-        elif form.action.data == "keep":
-            diffs.keep_promise(session, item_id, _me(), note)
-            message = "Kept the promise; the note is in the service record."
-        else:
+        with unit_of_work() as session:
+            if once.claim(session, form.submitted_id, "resolve") is None:
+                return "That was saved already."
+            if form.action.data == "accept":
+                diffs.accept_customer_version(session, item_id, _me(), note)
+                return "Accepted the customer's version."
+            if form.action.data == "keep":
+                diffs.keep_promise(session, item_id, _me(), note)
+                return "Kept the promise; the note is in the service record."
             # One of the colleagues offered, never a lookup by whatever number was posted.
             assignee = next((p for p in people if p.id == form.assignee.data), None)
             if assignee is None:
-                raise diffs.ResolutionError("Choose who should handle it.")
+                form.assignee.errors = ["Choose who should handle it."]
+                raise diffs.ResolutionError()
             diffs.assign(session, item_id, _me(), assignee, note)
-            message = f"Assigned to {assignee.display_name}."
+            return f"Assigned to {assignee.display_name}."
     except diffs.ResolutionError as error:
-        session.rollback()
-        flash(str(error), "error")
-        return redirect(target)
-    session.commit()
-    flash(message, "success")
-    return redirect(target)
+        if str(error):
+            (form.note.errors if form.action.data == "keep" else form.form_errors).append(str(error))
+        return None
 
 
 @bp.get("/accounts/<int:account_id>/brief")

@@ -12,8 +12,7 @@ from typing import Any, Callable, TypeVar
 from flask import current_app, redirect, session, url_for
 from sqlalchemy.orm import lazyload
 
-from portal.confirmations import StepAccount, read_step_account
-from portal.db import get_db, read_connection
+from portal.db import get_db
 from portal.models import Account, Invoice
 
 KEY = "customer"
@@ -65,8 +64,8 @@ def _session_data() -> dict[str, Any] | None:
     return data
 
 
-def _granted(data: dict[str, Any], account: Account | StepAccount | None, allow_pay_link: bool) -> bool:
-    """Whether the session still reaches this account (the ORM object or the plain read)."""
+def _granted(data: dict[str, Any], account: Account | None, allow_pay_link: bool) -> bool:
+    """Whether the session still reaches this account."""
     if account is None or account.deleted_at is not None:
         end()
         return False
@@ -93,17 +92,6 @@ def current_account(allow_pay_link: bool = False) -> Account | None:
     return account if _granted(data, account, allow_pay_link) else None
 
 
-def current_step_account() -> StepAccount | None:
-    """As current_account, from one plain read on its own connection (no ORM session): the
-    welcome page is the first page of every customer in a Monday burst."""
-    data = _session_data()
-    if data is None or not isinstance(data.get("a"), int):
-        return None
-    with read_connection() as connection:
-        account = read_step_account(connection, data["a"])
-    return account if _granted(data, account, allow_pay_link=False) else None
-
-
 def _customer_view(view: F, load: Callable[[], Any]) -> F:
     @wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
@@ -119,11 +107,6 @@ def _customer_view(view: F, load: Callable[[], Any]) -> F:
 def customer_required(view: F) -> F:
     """Customer pages: the account comes from the session only, never from the URL."""
     return _customer_view(view, current_account)
-
-
-def customer_step_required(view: F) -> F:
-    """As customer_required, handing the view a StepAccount (plain read) instead."""
-    return _customer_view(view, current_step_account)
 
 
 def customer_pay_required(view: F) -> F:
