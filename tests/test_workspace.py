@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
+import re
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
@@ -100,29 +102,28 @@ def test_each_filter(client, staff, make_staff, seeded, query, present, absent):
 
 
 def _resolve(client, item_id, action, **extra):
+    """As a browser: follow the row's Resolve link from the list, then post the form."""
     page = client.get("/staff/differences").get_data(as_text=True)
-    fields = form_fields(page.split(f'/staff/differences/{item_id}/resolve', 1)[1])
+    link = re.search(rf'href="(/staff/differences/{item_id}/resolve\?[^"]*)"', page)
+    assert link is not None, page
+    fields = form_fields(client.get(html.unescape(link.group(1))).get_data(as_text=True))
     return client.post(f"/staff/differences/{item_id}/resolve",
                        data={**fields, "action": action, **extra})
 
 
-def test_each_rows_resolve_forms_and_account_link_carry_its_own_ids(client, staff, make_staff, seeded):
-    from portal.staff.workspace import ROW_SLOT
-
+def test_each_row_opens_its_own_resolve_page_and_links_its_account(client, staff, make_staff, seeded):
     login(staff, make_staff)
     page = client.get("/staff/differences").get_data(as_text=True)
-    assert str(ROW_SLOT) not in page
+    assert "/resolve\"" not in page  # no form on the list posts a resolution: they open per row
     for key in ("gate", "salt", "visit"):
-        item_id = seeded[key].id
-        after = page.split(f'/staff/differences/{item_id}/resolve', 1)[1]
-        row = after.split('<li class="card difference">')[0]
-        assert f'for="keep-note-{item_id}"' in row and f'id="keep-note-{item_id}"' in row
-        assert f'id="assignee-{item_id}"' in row and f'-{item_id}-keep"' in row
-        # A dispute without a new value cannot be accepted as it stands.
-        assert (f'-{item_id}-accept"' in page) == (key != "salt")
+        item = seeded[key]
         whole_row = next(chunk for chunk in page.split('<li class="card difference">')
-                         if f'/staff/differences/{item_id}/resolve' in chunk)
-        assert f'href="/staff/accounts/{seeded[key].account_id}"' in whole_row
+                         if f'/staff/differences/{item.id}/resolve' in chunk)
+        assert f'href="/staff/accounts/{item.account_id}"' in whole_row
+        resolve = client.get(f"/staff/differences/{item.id}/resolve").get_data(as_text=True)
+        assert item.label in resolve and 'name="note"' in resolve and 'name="assignee"' in resolve
+        # A dispute without a new value cannot be accepted as it stands.
+        assert ('value="accept"' in resolve) == (key != "salt")
 
 
 def test_accepting_the_customers_version_writes_an_entry_and_leaves_the_open_list(
@@ -147,8 +148,8 @@ def test_keeping_the_promise_needs_a_note(client, staff, make_staff, seeded, db)
     login(staff, make_staff)
     before = count_rows(db, RecordEntry)
     refused = _resolve(client, seeded["salt"].id, "keep", note="")
-    assert refused.status_code == 302 and count_rows(db, RecordEntry) == before
-    assert "Say how the customer was contacted" in client.get("/staff/differences").get_data(as_text=True)
+    assert refused.status_code == 400 and count_rows(db, RecordEntry) == before
+    assert "Say how the customer was contacted" in refused.get_data(as_text=True)
     _resolve(client, seeded["salt"].id, "keep", note="Called Ann: a check, as sold")
     entry = db.scalars(select(RecordEntry).where(RecordEntry.event == "resolved")).one()
     assert entry.confirmed_value == seeded["salt"].promised_value
@@ -158,7 +159,8 @@ def test_keeping_the_promise_needs_a_note(client, staff, make_staff, seeded, db)
 def test_a_dispute_cannot_be_accepted_without_a_value(client, staff, make_staff, seeded, db):
     login(staff, make_staff)
     before = count_rows(db, RecordEntry)
-    _resolve(client, seeded["salt"].id, "accept")
+    refused = _resolve(client, seeded["salt"].id, "accept")
+    assert refused.status_code == 400 and "Not a valid choice" in refused.get_data(as_text=True)
     assert count_rows(db, RecordEntry) == before
 
 
@@ -178,9 +180,8 @@ def test_assigning_to_someone_not_offered_is_refused_and_writes_nothing(
     before = count_rows(db, RecordEntry)
     for assignee in (str(2 ** 63), str(technician.id), "-1"):  # too big for the column; not offered
         response = _resolve(client, seeded["gate"].id, "assign", assignee=assignee)
-        assert response.status_code == 302
-        shown = client.get(response.headers["Location"]).get_data(as_text=True)
-        assert "Choose who should handle it." in shown
+        assert response.status_code == 400
+        assert "Choose who should handle it." in response.get_data(as_text=True)
     assert count_rows(db, RecordEntry) == before
 
 
@@ -323,16 +324,14 @@ def test_list_pages_take_a_bounded_number_of_queries(app, client, staff, make_st
     assert large == small, (small, large)
 
 
-def test_two_rows_resolved_from_one_page_both_take_effect(client, staff, make_staff, seeded, db):
-    """As a browser posts them: each row's form carries its own fields and one-time id."""
+def test_two_rows_opened_together_both_take_effect(client, staff, make_staff, seeded, db):
+    """Two resolve pages opened at once (two tabs): each form carries its own one-time id."""
     login(staff, make_staff)
-    page = client.get("/staff/differences").get_data(as_text=True)
     forms = {}
     for item in (seeded["gate"], seeded["visit"]):
-        chunk = page.split(f'action="/staff/differences/{item.id}/resolve"', 1)[1].split("</form>", 1)[0]
-        forms[item.id] = form_fields(chunk)
-        assert forms[item.id]["action"] == "accept"
-    assert 'id="form_id"' not in page
+        forms[item.id] = {**form_fields(client.get(f"/staff/differences/{item.id}/resolve")
+                                        .get_data(as_text=True)), "action": "accept"}
+    assert forms[seeded["gate"].id]["form_id"] != forms[seeded["visit"].id]["form_id"]
     for item_id, fields in forms.items():
         assert client.post(f"/staff/differences/{item_id}/resolve", data=fields).status_code == 302
     resolved = db.scalars(select(RecordEntry).where(RecordEntry.event == "resolved")).all()
