@@ -124,7 +124,7 @@ def test_database_away_gives_the_customer_a_friendly_503_and_loses_no_acknowledg
         assert_friendly_503(client.get("/welcome/step/access"))
         assert_friendly_503(client.post("/welcome/step/access", data=access_answers))
         assert_friendly_503(client.get("/welcome/"))
-        assert_friendly_503(client.get("/welcome/step/welcome"))  # the plain read, no ORM session
+        assert_friendly_503(client.get("/welcome/step/welcome"))
 
     # Back: the earlier answer is there, the session still works, and the refused post can be
     # sent again (it was never claimed) and counts once.
