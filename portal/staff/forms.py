@@ -97,7 +97,8 @@ RESOLUTIONS = {
 
 
 class ResolveForm(OnceForm):
-    action = RadioField("What do you decide?", validators=[InputRequired("Choose what to do.")])
+    action = RadioField("What do you decide?", validators=[InputRequired("Choose what to do.")],
+                        render_kw={"class": "plain"})
     note = TextAreaField("Note (how was the customer contacted, and what did they agree?)",
                          validators=[Length(max=1000)])
     assignee = SelectField("Assign to", coerce=int, validate_choice=False)
