@@ -34,7 +34,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
-from portal.db import get_db, utcnow
+from portal.db import get_db, unit_of_work, utcnow
 from portal.outbox import FAILED, SENT, deliver_pending
 from portal.payments.cli import charge_autopay_command
 from portal.record_seal import email_seal_to_admins
@@ -201,9 +201,8 @@ def _outbox_summary(sent: int, retry: int, failed: int, stopped: str) -> str:
 
 
 def seal_record(_stop: threading.Event) -> Outcome:
-    session = get_db()
-    count = email_seal_to_admins(session)
-    session.commit()
+    with unit_of_work() as session:
+        count = email_seal_to_admins(session)
     return Outcome(f"record seal emailed to {count} admin(s)")
 
 
