@@ -144,7 +144,7 @@ def test_online_payment_off_pages_at_375px_in_production_without_stripe_keys(
     sign_up(client, db, fresh(db, Account, account.id), billing="Card autopay")
     send_link_on_request(db, account.customer.email)  # "email me a new link", once signed
     db.commit()
-    resent = emails(db, "welcome_resent")[-1]
+    resent = emails(db, "service_link")[-1]  # a signed customer's new link is to their service page
     tab.open(re.search(r"http://\S+/welcome/t/\S+", resent.text_body).group(0))
     tab.open(f"{live_server}/welcome/service")
     look("my-service")
