@@ -128,6 +128,7 @@ def _open_for_answers(session: Session, account: Account) -> None:
     if _ensure_open(session, account) in _STARTED:
         session.refresh(account, ["status", "version"])
         account.status = AccountStatus.IN_PROGRESS.value
+        session.flush()  # the loaded account shows its new version at once
 
 
 def record_answers(session: Session, account: Account, answers: list[Answer]) -> None:
