@@ -126,14 +126,16 @@ def init_app(app: Flask) -> None:
 
 
 def get_engine() -> Engine:
-    return current_app.extensions["portal.engine"]
+    engine: Engine = current_app.extensions["portal.engine"]
+    return engine
 
 
 def get_db() -> Session:
     """The request's session; created on first use, closed (and rolled back) at teardown."""
     if "db" not in g:
         g.db = current_app.extensions["portal.sessionmaker"]()
-    return g.db
+    session: Session = g.db
+    return session
 
 
 def _close_session(_exc: BaseException | None) -> None:

@@ -81,7 +81,7 @@ class Page:
 def _conditions(user: StaffUser, flt: DifferenceFilter) -> tuple[list[Any], list[Any]]:
     """The filter as conditions on items and on their accounts."""
     outcomes = DIFFERENT if flt.status == "open" else ("resolved",)
-    on_item = [PromiseItem.current_outcome.in_(outcomes), PromiseItem.withdrawn_at.is_(None)]
+    on_item: list[Any] = [PromiseItem.current_outcome.in_(outcomes), PromiseItem.withdrawn_at.is_(None)]
     if flt.kind:
         on_item.append(PromiseItem.kind == flt.kind)
     on_account = access.conditions(user)

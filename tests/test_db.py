@@ -66,11 +66,10 @@ def test_an_error_inside_a_unit_of_work_rolls_back_everything(app, db, make_acco
     before = count_rows(db, RecordEntry)
     db.commit()
     with app.test_request_context("/"):
-        with pytest.raises(RuntimeError, match="the second write failed"):
-            with unit_of_work() as session:
-                record.append(session, session.get(Account, account.id), event="note", actor="system")
-                session.flush()
-                raise RuntimeError("the second write failed")
+        with pytest.raises(RuntimeError, match="the second write failed"), unit_of_work() as session:
+            record.append(session, session.get(Account, account.id), event="note", actor="system")
+            session.flush()
+            raise RuntimeError("the second write failed")
         assert not get_db().in_transaction()
     db.rollback()
     assert count_rows(db, RecordEntry) == before
@@ -83,13 +82,10 @@ def test_a_unit_of_work_refuses_changes_made_before_it_and_nested_units(app, db,
     with app.test_request_context("/"):
         session: Session = get_db()
         session.get(Account, account.id).plan = "Changed outside"
-        with pytest.raises(RuntimeError, match="outside a unit of work"):
-            with unit_of_work():
-                pass
+        with pytest.raises(RuntimeError, match="outside a unit of work"), unit_of_work():
+            pass
         session.rollback()
-        with unit_of_work():
-            with pytest.raises(RuntimeError, match="open already"):
-                with unit_of_work():
-                    pass
+        with unit_of_work(), pytest.raises(RuntimeError, match="open already"), unit_of_work():
+            pass
     db.rollback()
     assert db.get(Account, account.id).plan != "Changed outside"

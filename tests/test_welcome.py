@@ -5,15 +5,15 @@ import base64
 import json
 import re
 import time
-from datetime import date, timedelta
+from datetime import date
 
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import select
 
 from portal import links, record
-from portal.models import Account, AccountStatus, FormSubmission, OutboxEmail, RecordEntry
 from portal.handoffs import OnboardingSigned
+from portal.models import Account, AccountStatus, FormSubmission, OutboxEmail, RecordEntry
 from portal.onboarding import send_welcome
 from tests.conftest import count_rows, form_fields
 

@@ -55,7 +55,7 @@ def return_paths(invoice_id: int | None = None) -> tuple[str, str]:
 
 
 def _absolute(path: str) -> str:
-    return current_app.config["PUBLIC_BASE_URL"].rstrip("/") + path
+    return str(current_app.config["PUBLIC_BASE_URL"]).rstrip("/") + path
 
 
 def _repeat(session: Session, form_id: str) -> Started:

@@ -7,11 +7,10 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from portal import notes, once, record
+from portal.access import Action, account_or_404, allows, roles_for
 from portal.auth import roles_required
 from portal.db import get_db, unit_of_work
 from portal.handoffs import DERIVED_KINDS, OnboardingSigned, create_handoff, staff_actor, update_handoff
-
-from portal.access import Action, account_or_404, allows, roles_for
 from portal.models import Account, OutboxEmail, StaffUser
 from portal.onboarding import send_new_link
 from portal.salespeople import SELLING_ROLES, salespeople

@@ -61,7 +61,7 @@ def login() -> str | Response | tuple[str, int]:
 @roles_required()
 def logout() -> Response:
     with unit_of_work():
-        end_sessions(current_user._get_current_object())  # type: ignore[attr-defined]
+        end_sessions(current_user._get_current_object())
     session.clear()
     # After clearing: logout_user leaves the flag that makes Flask-Login delete the remember-me
     # cookie, which a clear afterwards would erase.

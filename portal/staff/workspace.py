@@ -7,7 +7,6 @@ from typing import TypedDict
 
 from flask import Response, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from markupsafe import Markup
 from werkzeug.wrappers import Response as BaseResponse
 
 from portal import brief as brief_service
@@ -160,8 +159,10 @@ def _decide(form: ResolveForm, item_id: int, people: list[StaffUser]) -> str | N
             diffs.assign(session, item_id, _me(), assignee, note)
             return f"Assigned to {assignee.display_name}."
     except diffs.ResolutionError as error:
-        if str(error):
-            (form.note.errors if form.action.data == "keep" else form.form_errors).append(str(error))
+        if str(error) and form.action.data == "keep":
+            form.note.errors = [*form.note.errors, str(error)]
+        elif str(error):
+            form.form_errors = [*form.form_errors, str(error)]
         return None
 
 

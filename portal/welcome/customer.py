@@ -6,8 +6,9 @@ last used."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import wraps
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from flask import current_app, redirect, session, url_for
 from sqlalchemy.orm import lazyload

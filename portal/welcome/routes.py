@@ -12,11 +12,10 @@ from portal import email_change, links, once, record
 from portal.company import get_company
 from portal.db import get_db, unit_of_work
 from portal.extensions import limiter
-from portal.models import Account
 from portal.handoffs import OnboardingSigned
+from portal.models import Account
 from portal.onboarding import send_link_on_request
-from portal.welcome import bp, calendar
-from portal.welcome import customer
+from portal.welcome import bp, calendar, customer
 from portal.welcome.customer import customer_required
 from portal.welcome.forms import (
     ContactForm,
@@ -147,7 +146,8 @@ def items_step(account: Account, progress: confirm.Progress,
             with unit_of_work() as session:
                 if _claimed(session, form, f"step-{status.step.name}"):
                     confirm.record_answers(session, account, answers)
-                    note = (getattr(form, "technician_note", None) and form.technician_note.data or "").strip()
+                    note_field = getattr(form, "technician_note", None)  # the access step's form only
+                    note = (note_field.data or "").strip() if note_field is not None else ""
                     if note:
                         confirm.record_step_event(session, account, "technician_note", confirmed=note)
             return _next(progress, status)
@@ -194,14 +194,15 @@ def contact_step(account: Account, progress: confirm.Progress,
 
 def _record_contact(session: Session, account: Account, form: ContactForm) -> None:
     channels = list(form.channels.data or [])
-    details = {"channels": channels, "phone": (form.phone.data or "").strip(),
+    phone = (form.phone.data or "").strip()
+    details = {"channels": channels, "phone": phone,
                "preferred_times": (form.preferred_times.data or "").strip(),
                "sms_consent": bool(form.sms_consent.data)}
     confirm.record_step_event(session, account, "contact_preferences",
                               confirmed=", ".join(channels), details=details)
     if form.sms_consent.data:
         # Consent for texts is recorded on its own, with the exact words agreed to.
-        confirm.record_step_event(session, account, "sms_consent", confirmed=details["phone"],
+        confirm.record_step_event(session, account, "sms_consent", confirmed=phone,
                                   details={"consent_text": form.sms_consent.label.text})
 
 
@@ -266,8 +267,8 @@ def request_change(account: Account) -> str | BaseResponse | tuple[str, int]:
     if form.validate_on_submit():
         with unit_of_work() as session:
             if _claimed(session, form, "change-request"):
-                item = next((i for i in account.items if str(i.id) == form.item.data), None)
-                confirm.request_change(session, account, item, (form.details.data or "").strip())
+                item = next((i for i in account.items if str(i.id) == form["item"].data), None)
+                confirm.request_change(session, account, item, (form["details"].data or "").strip())
         flash("Thanks, we have your request. The office will contact you shortly.", "success")
         return redirect(url_for("welcome.my_service"))
     return render_template("welcome/service.html", form=form, **_service_context(account)), 400
