@@ -234,8 +234,9 @@ class NewLinkForm(OnceForm):
 
 
 def change_form_class(items: list[PromiseItem]) -> type[OnceForm]:
-    choices: list[tuple[object, str]] = [(str(item.id), f"{item.label}: {display_value(item.promised_value, item.kind)}"[:80])
-               for item in items] + [("other", "Something else")]
+    choices: list[tuple[object, str]] = [
+        (str(item.id), f"{item.label}: {display_value(item.promised_value, item.kind)}"[:80]) for item in items]
+    choices.append(("other", "Something else"))
     return type("ChangeRequestForm", (OnceForm,), {
         "item": RadioField("What would you like to change?", choices=options(choices),
                            validate_choice=True),
