@@ -189,9 +189,9 @@ def test_each_row_shows_safety_gate_and_what_is_undecided(client, staff, make_st
 def test_a_decided_difference_leaves_the_row_with_the_agreed_value(client, staff, make_staff, days, db):
     gate = answer(db, days["mid_a"], "gate_access", "changed", "Front gate, code 7788", "new code")
     staff.login(make_staff("office"))
-    page = client.get("/staff/differences").get_data(as_text=True)
-    fields = form_fields(page.split(f"/staff/differences/{gate.id}/resolve", 1)[1])
-    client.post(f"/staff/differences/{gate.id}/resolve", data={**fields, "action": "accept"})
+    fields = form_fields(client.get(f"/staff/differences/{gate.id}/resolve").get_data(as_text=True))
+    resolved = client.post(f"/staff/differences/{gate.id}/resolve", data={**fields, "action": "accept"})
+    assert resolved.status_code == 302
     staff.logout()
     staff.login(make_staff("technician"))
     body = client.get(f"/staff/day?date={BASE + timedelta(days=3)}").get_data(as_text=True)
