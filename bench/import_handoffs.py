@@ -37,7 +37,7 @@ from sqlalchemy import create_engine, func, select, text  # noqa: E402
 
 from portal import create_app, migrate  # noqa: E402
 from portal.auth import create_staff  # noqa: E402
-from portal.db import get_db, mark_writes  # noqa: E402
+from portal.db import get_db, unit_of_work  # noqa: E402
 from portal.imports import COLUMNS, check_records, import_rows, read_csv  # noqa: E402
 from portal.models import Account, OutboxEmail, RecordEntry  # noqa: E402
 
@@ -126,9 +126,7 @@ def run_import(database_url: str, csv_path: Path, send: bool, instance: Path,
             for email in SALES:
                 create_staff(session, email, "bench-password", "sales", email.split("@")[0].title())
             session.commit()
-        with app.app_context():
-            mark_writes()  # as the command does: SQLite's write lock from the start
-            session = get_db()
+        with app.app_context(), unit_of_work() as session:  # as the command does
             rss_before = rss_mb()
             if trace:
                 tracemalloc.start()
@@ -137,7 +135,6 @@ def run_import(database_url: str, csv_path: Path, send: bool, instance: Path,
             rows = check_records(session, header, records)
             checked = time.perf_counter()
             result = import_rows(session, rows, send=send, actor="import:bench")
-            session.commit()
             finished = time.perf_counter()
             traced = tracemalloc.get_traced_memory()[1] / (1024 * 1024) if trace else 0.0
             tracemalloc.stop()

@@ -16,7 +16,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from flask import current_app, g, has_request_context
 from sqlalchemy import bindparam, event, func, select, update
@@ -105,20 +105,13 @@ def current_request_id() -> str:
     return g.get("request_id", "") if has_request_context() else ""
 
 
-class Identified(Protocol):
-    """An account or item as a plain row (the customer step pages read those): its id."""
-
-    @property
-    def id(self) -> int: ...
-
-
 @dataclass(frozen=True)
 class Change:
     """One entry to append: what `append` takes after the account."""
 
     event: str
     actor: str
-    item: PromiseItem | Identified | None = None
+    item: PromiseItem | None = None
     promised_value: str | None = None
     confirmed_value: str | None = None
     outcome: str | None = None
@@ -126,8 +119,8 @@ class Change:
     details: dict[str, Any] | None = None
 
 
-def append(session: Session, account: Account | Identified, *, event: str, actor: str,
-           item: PromiseItem | Identified | None = None, promised_value: str | None = None,
+def append(session: Session, account: Account, *, event: str, actor: str,
+           item: PromiseItem | None = None, promised_value: str | None = None,
            confirmed_value: str | None = None, outcome: str | None = None, note: str = "",
            details: dict[str, Any] | None = None) -> RecordEntry:
     """Add one entry to the account's chain. The caller commits (one transaction per action)."""
@@ -135,7 +128,7 @@ def append(session: Session, account: Account | Identified, *, event: str, actor
                                                 outcome, note, details)])[0]
 
 
-def append_all(session: Session, account: Account | Identified,
+def append_all(session: Session, account: Account,
                changes: Sequence[Change]) -> list[RecordEntry]:
     """Add entries to the account's chain, in order, and move the account's chain head in
     the same transaction; each item an entry decides points at it. The caller commits."""
@@ -168,16 +161,15 @@ def _content(change: Change) -> dict[str, Any]:
             "outcome": change.outcome, "note": change.note, "details": change.details or {}}
 
 
-def _set_item_states(session: Session, changed: list[tuple[PromiseItem | Identified, RecordEntry]]) -> None:
+def _set_item_states(session: Session, changed: list[tuple[PromiseItem, RecordEntry]]) -> None:
     """Entries with an outcome carry their item's state; notes like 'assigned' leave it alone."""
     if not changed:
         return
     session.connection().execute(_SET_ITEM_STATE, [
         {"item_id": item.id, "entry_id": entry.id, "outcome": entry.outcome} for item, entry in changed])
     for item, entry in changed:
-        if isinstance(item, PromiseItem):
-            set_committed_value(item, "latest_entry_id", entry.id)
-            set_committed_value(item, "current_outcome", entry.outcome)
+        set_committed_value(item, "latest_entry_id", entry.id)
+        set_committed_value(item, "current_outcome", entry.outcome)
 
 
 _ENTRIES = RecordEntry.__table__

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
+from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.wrappers import Response
 
 from portal import notes, once, record
@@ -167,24 +168,31 @@ def edit_handoff(account_id: int) -> str | Response | tuple[str, int]:
     _salesperson_choices(form, found.salesperson)
     if form.validate_on_submit():
         if str(found.version) != form.version.data:
-            form.form_errors.append("Someone else saved this account after you opened it. "
-                                    "Reload the page to see their changes, then edit again.")
-            return render_template("staff/handoff_edit.html", form=form, account=found), 409
+            return _saved_meanwhile(form, found)
         promises, item_ids = edit_promises(form)
         data = validate(form, promises)
         salesperson = _chosen_salesperson(form)
         if data is not None and salesperson is not None:
-            with unit_of_work() as session:
-                claim = once.claim(session, form.submitted_id, "edit_handoff")
-                if claim is None:
-                    return _already_done(form.submitted_id)
-                changes = update_handoff(session, found, data, item_ids, salesperson,
-                                         staff_actor(current_user))
-                once.keep_result(session, claim, url_for("staff.account", account_id=found.id))
+            try:
+                with unit_of_work() as session:
+                    claim = once.claim(session, form.submitted_id, "edit_handoff")
+                    if claim is None:
+                        return _already_done(form.submitted_id)
+                    changes = update_handoff(session, found, data, item_ids, salesperson,
+                                             staff_actor(current_user))
+                    once.keep_result(session, claim, url_for("staff.account", account_id=found.id))
+            except StaleDataError:  # another save landed between our read and our write
+                return _saved_meanwhile(form, found)
             flash("Saved: " + (", ".join(changes) if changes else "account details") + ".", "success")
             return redirect(url_for("staff.account", account_id=found.id))
     status = 400 if request.method == "POST" else 200
     return render_template("staff/handoff_edit.html", form=form, account=found), status
+
+
+def _saved_meanwhile(form: EditHandoffForm, account: Account) -> tuple[str, int]:
+    form.form_errors.append("Someone else saved this account after you opened it. "
+                            "Reload the page to see their changes, then edit again.")
+    return render_template("staff/handoff_edit.html", form=form, account=account), 409
 
 
 def _edit_data(account: Account) -> dict[str, object]:
