@@ -239,8 +239,8 @@ def staff_new_invoice(account_id: int) -> str | Response | tuple[str, int]:
     session = get_db()
     found = account_or_404(session, account_id, current_user, Action.INVOICE)
     today = billing.company_today()
-    form = InvoiceForm() if request.method == "POST" else InvoiceForm(
-        data={"due_date": (today + timedelta(days=14)).isoformat()})
+    form = InvoiceForm() if request.method == "POST" else InvoiceForm.prefilled(
+        invoice_service.plan_line(found, today), today + timedelta(days=14))
     if request.method == "POST" and "add_line" in request.form:
         if len(form.lines) < MAX_LINES:
             form.lines.append_entry()  # no JavaScript needed for more rows
