@@ -26,7 +26,8 @@ def test_the_new_invoice_form_starts_with_the_plan_and_its_price(client, db, sta
 
     # Submitted as it comes, it bills the plan's price.
     assert count_rows(db, Invoice) == 0
-    response = client.post(f"/pay/staff/accounts/{account.id}/invoices/new", data=fresh_ids(page_form(page, "")))
+    response = client.post(f"/pay/staff/accounts/{account.id}/invoices/new",
+                           data=fresh_ids(page_form(page, "")))
     assert response.status_code == 302
     invoice = db.scalars(select(Invoice)).one()
     assert invoice.total_cents == 16550

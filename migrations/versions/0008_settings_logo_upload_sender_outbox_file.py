@@ -9,9 +9,8 @@ saved as a path inside static/ keeps showing until an upload or "remove" replace
 carry the company's sending name and Reply-To. In file mode each sent email records the .eml
 it became, so staff can find it.
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0008'
 down_revision = '0007'

@@ -46,18 +46,21 @@ class CompanySettingsForm(FlaskForm):
     office_email = EmailField("Office email (gets difference alerts)",
                               validators=[Optional(), SingleLine("The email address"),
                                           Email("Enter a valid email address."), Length(max=254)])
-    logo = FileField("Logo (PNG, JPEG or WebP, at most 2 MB)", render_kw={"accept": "image/png,image/jpeg,image/webp"})
+    logo = FileField("Logo (PNG, JPEG or WebP, at most 2 MB)",
+                     render_kw={"accept": "image/png,image/jpeg,image/webp"})
     remove_logo = BooleanField("Remove the logo")
     brand_color = StringField("Brand colour", render_kw={"spellcheck": "false", "maxlength": 7}, validators=[
         DataRequired("Enter a colour like #0b5cab."),
         Regexp(brand.HEX_COLOUR.pattern, message="Use a colour like #0b5cab: # and six hex digits."),
     ])
-    currency = StringField("Currency", validators=[DataRequired("Enter a currency code like USD."), Length(min=3, max=3)])
+    currency = StringField("Currency", validators=[
+        DataRequired("Enter a currency code like USD."), Length(min=3, max=3)])
     timezone = SelectField("Time zone", validate_choice=False)
     sender_name = StringField("Name on emails", validators=[Optional(), Length(max=120),
                                                             SingleLine("The name on emails")])
-    reply_to = EmailField("Replies go to", validators=[Optional(), SingleLine("The email address"),
-                                                       Email("Enter a valid email address."), Length(max=254)])
+    reply_to = EmailField("Replies go to",
+                          validators=[Optional(), SingleLine("The email address"),
+                                      Email("Enter a valid email address."), Length(max=254)])
     readiness_checklist = TextAreaField("Before-the-first-visit checklist (one item per line)",
                                         validators=[Length(max=2000)])
 
