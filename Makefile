@@ -32,11 +32,13 @@ lock: install
 		--generate-hashes --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
 		--output-file $(LOCK)
 
+# The web server and the worker together (Procfile), so queued emails go out within seconds;
+# Ctrl-C stops both. Links in emails follow PORT (honcho gives each process its own PORT).
 run: install
 	$(FLASK) db upgrade
 	$(FLASK) seed-demo
 	$(FLASK) demo-info
-	$(FLASK) run --host 127.0.0.1 --port $(PORT)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PUBLIC_BASE_URL="$${PUBLIC_BASE_URL:-http://127.0.0.1:$(PORT)}" $(VENV)/bin/honcho start --procfile Procfile --port $(PORT)
 
 test: test-sqlite
 	@if [ -n "$$TEST_DATABASE_URL" ]; then \

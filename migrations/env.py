@@ -12,13 +12,17 @@ if not url:
     raise SystemExit("No database URL: run through `flask --app wsgi db upgrade` or pass -x url=...")
 
 engine = make_engine(url)
-with engine.connect() as connection:
-    context.configure(
-        connection=connection,
-        target_metadata=Base.metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
-        compare_type=True,
-    )
-    with context.begin_transaction():
-        context.run_migrations()
-engine.dispose()
+try:
+    with engine.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=Base.metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+finally:
+    # Also when a migration refuses (0004 on a broken record): a pool left behind holds its
+    # connection open until garbage collection closes it, with a ResourceWarning.
+    engine.dispose()

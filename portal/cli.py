@@ -98,8 +98,8 @@ def demo_info_command() -> None:
     click.echo(f"  Demo login:     admin@example.com / {DEMO_PASSWORD}")
     if account is not None:
         click.echo(f"  Welcome link for {account.customer.name}: {url}")
-    click.echo("  Emails wait in the outbox; deliver them with `.venv/bin/flask --app wsgi outbox send`")
-    click.echo("  (with MAIL_BACKEND=file they land as .eml files in "
+    click.echo("  The worker started by `make run` sends queued emails within seconds")
+    click.echo("  (with MAIL_BACKEND=file as .eml files in "
                f"{current_app.config['MAIL_OUTBOX_DIR']}).")
     click.echo("")
 

@@ -1,20 +1,21 @@
-"""The company running the portal: name, colour, contact details, checklist."""
+"""The company running the portal: name, colour, contact details, logo, time zone, checklist."""
 from __future__ import annotations
 
-import re
 import time
 from datetime import date, datetime, timezone
+from email.utils import formataddr, parseaddr
+from functools import cache
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from flask import current_app, g, has_app_context
 from sqlalchemy import event, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, UOWTransaction
 
+from portal import logo
 from portal.db import get_db
 from portal.models import CompanySettings
-from portal.validation import single_line_problem
 
 DEFAULT_CHECKLIST = [
     "Pets secured on visit day",
@@ -31,9 +32,12 @@ def default_company(new_row: bool = False) -> CompanySettings:
         email="",
         office_email="",
         logo_url="",
+        logo_file="",
         brand_color="#0b5cab",
         currency="USD",
         timezone="America/Phoenix",
+        sender_name="",
+        reply_to="",
         readiness_checklist=list(DEFAULT_CHECKLIST),
     )
     if not new_row:
@@ -78,16 +82,6 @@ def _detached_copy(row: CompanySettings) -> CompanySettings:
     return CompanySettings(**values)
 
 
-def company_today(now: datetime | None = None) -> date:
-    """Today where the company works: at 6 pm in Phoenix the server's UTC clock already says
-    tomorrow, and a technician's day list must not skip today's visits."""
-    try:
-        zone: ZoneInfo | timezone = ZoneInfo(get_company().timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = timezone.utc
-    return (now or datetime.now(timezone.utc)).astimezone(zone).date()
-
-
 def forget_company() -> None:
     if has_app_context():
         current_app.extensions.pop(CACHE, None)
@@ -106,59 +100,83 @@ def editable_company(session: Session) -> CompanySettings:
     return company if company is not None else default_company(new_row=True)
 
 
-def update_company(session: Session, company: CompanySettings, data: dict[str, Any]) -> None:
-    for name in ("name", "phone", "email", "office_email", "logo_url", "brand_color", "currency"):
+# What the settings form edits as plain text (the logo and checklist have their own rules).
+TEXT_FIELDS = ("name", "phone", "email", "office_email", "brand_color", "currency", "timezone",
+               "sender_name", "reply_to")
+
+
+def update_company(session: Session, company: CompanySettings, data: dict[str, Any],
+                   new_logo: bytes | None = None) -> None:
+    """Apply a validated settings form. `new_logo` is a cleaned PNG (portal.logo.clean): it is
+    stored under the instance folder and replaces any logo, uploaded or named by path."""
+    for name in TEXT_FIELDS:
         setattr(company, name, (data.get(name) or "").strip())
+    company.brand_color = company.brand_color.lower()
     company.readiness_checklist = checklist_lines(data.get("readiness_checklist") or "")
+    if new_logo is not None:
+        company.logo_file, company.logo_url = logo.store(new_logo), ""
+    elif data.get("remove_logo"):
+        company.logo_file, company.logo_url = "", ""
     session.add(company)
 
 
 def form_data(company: CompanySettings) -> dict[str, Any]:
-    fields = ("name", "phone", "email", "office_email", "logo_url", "brand_color", "currency")
-    data: dict[str, Any] = {name: getattr(company, name) for name in fields}
+    data: dict[str, Any] = {name: getattr(company, name) for name in TEXT_FIELDS}
     data["readiness_checklist"] = "\n".join(company.readiness_checklist or [])
     return data
-
-
-# Until logo upload exists, the logo is a file already under static/, named by its path there.
-# Nothing else: no address of another site, no scheme (javascript:), no way out of the folder.
-LOGO_PATH = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*"
-                       r"\.(png|jpe?g|gif|webp)", re.IGNORECASE)
-SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
-
-
-def clean_logo_path(value: str) -> str:
-    """The logo's path inside static/ (a leading "static/" is dropped), or ValueError saying
-    what is wrong with it. The empty string means no logo."""
-    path = value.strip()
-    if problem := single_line_problem(path, "The logo path"):
-        raise ValueError(problem)
-    if SCHEME.match(path) or path.startswith("//"):
-        raise ValueError("Give a file under static/, not a web address (no outside images).")
-    if "\\" in path:
-        raise ValueError("Use forward slashes (/) in the logo path, not backslashes.")
-    if path.startswith("/"):
-        raise ValueError("Give the path inside static/, like img/logo.png, not starting with /.")
-    if ".." in path.split("/"):
-        raise ValueError("The logo path cannot leave the static/ folder (no ..).")
-    path = path.removeprefix("static/")
-    if path and not LOGO_PATH.fullmatch(path):
-        raise ValueError("Use letters, digits, - _ . and / only, for a .png, .jpg, .gif or "
-                         ".webp file, like img/logo.png.")
-    return path
 
 
 def checklist_lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def _luminance(colour: str) -> float:
-    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
-    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
-    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+# -- time: stored in UTC, shown in the company's zone ------------------------------------------
+
+ZONE_AREAS = {"Africa", "America", "Antarctica", "Asia", "Atlantic", "Australia", "Europe",
+              "Indian", "Pacific"}
 
 
-def ink_for(colour: str) -> str:
-    """White text on the brand colour when that passes WCAG AA (4.5:1), else near-black."""
-    white_contrast = 1.05 / (_luminance(colour) + 0.05)
-    return "#ffffff" if white_contrast >= 4.5 else "#111111"
+@cache
+def zone_names() -> tuple[str, ...]:
+    """The IANA zones offered in Settings: the Area/City ones people pick from, plus UTC."""
+    names = {name for name in available_timezones()
+             if "/" in name and name.split("/", 1)[0] in ZONE_AREAS}
+    return ("UTC", *sorted(names))
+
+
+def company_zone() -> ZoneInfo:
+    try:
+        return ZoneInfo(get_company().timezone or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):  # saved before zones were checked
+        return ZoneInfo("UTC")
+
+
+def local_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M %Z") -> str:
+    """A stored UTC time as the company's clock shows it (the `local` template filter)."""
+    if value is None:
+        return ""
+    if value.tzinfo is None:  # SQLite hands some aggregates back naive; they are UTC
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(company_zone()).strftime(fmt)
+
+
+def company_today(now: datetime | None = None) -> date:
+    """Today where the company works: at 6 pm in Phoenix the server's UTC clock already says
+    tomorrow, and a technician's day list must not skip today's visits."""
+    return (now or datetime.now(timezone.utc)).astimezone(company_zone()).date()
+
+
+# -- email: the company's name on the portal's sending address ----------------------------------
+
+def email_sender(mail_from: str) -> str:
+    """From: the company's sending name (or its name) on MAIL_FROM's address, the one address
+    the mail relay lets the portal send from."""
+    company = get_company()
+    name = " ".join((company.sender_name or company.name or "").split())
+    return formataddr((name or parseaddr(mail_from)[0], parseaddr(mail_from)[1]))
+
+
+def email_reply_to() -> str:
+    """Reply-To: the address set for replies, else the customer-facing email; may be empty."""
+    company = get_company()
+    return company.reply_to or company.email or ""

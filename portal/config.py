@@ -52,6 +52,8 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "MAIL_BACKEND": os.environ.get("MAIL_BACKEND", "file"),
         "MAIL_FROM": os.environ.get("MAIL_FROM", "Handoff Portal <no-reply@localhost>"),
         "MAIL_OUTBOX_DIR": os.environ.get("MAIL_OUTBOX_DIR", str(instance / "outbox")),
+        # Uploaded files (the company logo), served by the app, never from static/.
+        "UPLOAD_DIR": os.environ.get("UPLOAD_DIR", str(instance / "uploads")),
         "SMTP_HOST": os.environ.get("SMTP_HOST", "localhost"),
         "SMTP_PORT": _int("SMTP_PORT", 25),
         "SMTP_USER": os.environ.get("SMTP_USER") or None,

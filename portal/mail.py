@@ -13,7 +13,8 @@ from flask import current_app
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.orm import Session
 
-from portal.company import get_company, ink_for
+from portal.brand import ink_for, readable_brand
+from portal.company import get_company, local_time
 from portal.handoffs import display_value
 from portal.models import Account, OutboxEmail
 from portal.money import format_money
@@ -29,8 +30,9 @@ def email_environment() -> Environment:
                           autoescape=select_autoescape(enabled_extensions=("html",),
                                                        default_for_string=False),
                           trim_blocks=True, lstrip_blocks=True)
-        env.globals.update(money=format_money, ink_for=ink_for)
+        env.globals.update(money=format_money, ink_for=ink_for, brand=readable_brand)
         env.filters["shown"] = display_value
+        env.filters["local"] = local_time
         current_app.extensions["portal.email_env"] = env
     return env
 

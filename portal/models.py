@@ -68,10 +68,17 @@ class CompanySettings(Base):
     phone: Mapped[str] = mapped_column(String(40), default="")
     email: Mapped[str] = mapped_column(String(254), default="")
     office_email: Mapped[str] = mapped_column(String(254), default="")
+    # A path inside static/ (before uploads; still shown until replaced) or, preferred, an
+    # uploaded logo's file name under UPLOAD_DIR (portal/logo.py).
     logo_url: Mapped[str] = mapped_column(String(500), default="")
+    logo_file: Mapped[str] = mapped_column(String(100), default="", server_default="")
     brand_color: Mapped[str] = mapped_column(String(7), default="#0b5cab")
     currency: Mapped[str] = mapped_column(String(3), default="USD")
     timezone: Mapped[str] = mapped_column(String(64), default="America/Phoenix")
+    # Emails: From is this name (else the company's) on MAIL_FROM's address; Reply-To this
+    # address (else the customer-facing email).
+    sender_name: Mapped[str] = mapped_column(String(120), default="", server_default="")
+    reply_to: Mapped[str] = mapped_column(String(254), default="", server_default="")
     readiness_checklist: Mapped[list[str]] = mapped_column(JSON, default=list)
 
 
@@ -286,6 +293,8 @@ class OutboxEmail(Base):
     attachments: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list, server_default="[]")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # MAIL_BACKEND=file: the .eml written under MAIL_OUTBOX_DIR, shown on the account page.
+    file_name: Mapped[str] = mapped_column(String(255), default="", server_default="")
 
 
 class ApiToken(Base):

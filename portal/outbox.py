@@ -29,10 +29,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
-import os
 import smtplib
 import ssl
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -49,8 +47,10 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from portal import record
+from portal.company import email_reply_to, email_sender
 from portal.config import ConfigError
 from portal.db import get_db, unit_of_work, utcnow
+from portal.files import write_atomically
 from portal.models import Account, OutboxEmail
 
 log = logging.getLogger(__name__)
@@ -91,11 +91,13 @@ def new_message_id(email: OutboxEmail, sender: str) -> str:
     return make_msgid(idstring=f"outbox-{email.id}", domain=domain)
 
 
-def build_message(email: OutboxEmail, sender: str) -> EmailMessage:
+def build_message(email: OutboxEmail, sender: str, reply_to: str = "") -> EmailMessage:
     """The MIME message: a text part with an HTML alternative, and any attachments."""
     message = EmailMessage()
     try:
         message["From"] = sender
+        if reply_to:
+            message["Reply-To"] = reply_to
         message["To"] = email.to_address
         message["Subject"] = email.subject
         # When the portal wrote it, so every retry carries the same date.
@@ -113,7 +115,9 @@ def build_message(email: OutboxEmail, sender: str) -> EmailMessage:
 
 
 class Transport(Protocol):
-    def send(self, email: OutboxEmail, message: EmailMessage) -> None: ...
+    def send(self, email: OutboxEmail, message: EmailMessage) -> str:
+        """Deliver or raise DeliveryError; returns the file written, if the transport writes one."""
+        ...
 
     def close(self) -> None: ...
 
@@ -124,32 +128,18 @@ class FileTransport:
 
     directory: Path
 
-    def send(self, email: OutboxEmail, message: EmailMessage) -> None:
+    def send(self, email: OutboxEmail, message: EmailMessage) -> str:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
         target = self.directory / f"{email.id:08d}-{stamp}.eml"
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            _write_atomically(target, message.as_bytes())
+            write_atomically(target, message.as_bytes())
         except OSError as error:
             raise DeliveryError(f"cannot write {target}: {error}", server=True) from error
+        return target.name
 
     def close(self) -> None:
         pass
-
-
-def _write_atomically(target: Path, data: bytes) -> None:
-    # A dot-file in the same directory, renamed into place: readers never see half a message.
-    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
 
 
 class SmtpTransport:
@@ -159,7 +149,7 @@ class SmtpTransport:
         self.config = config
         self._smtp: smtplib.SMTP | None = None
 
-    def send(self, email: OutboxEmail, message: EmailMessage) -> None:
+    def send(self, email: OutboxEmail, message: EmailMessage) -> str:
         try:
             refused = self._connection().send_message(message)
         except OSError as error:  # smtplib's exceptions, sockets, timeouts and TLS alike
@@ -168,6 +158,7 @@ class SmtpTransport:
         if refused:  # only some recipients refused; we send to one, so this is defensive
             code, text = next(iter(refused.values()))
             raise DeliveryError(f"recipient refused: {code} {_text(text)}", permanent=code >= 500)
+        return ""
 
     def _connection(self) -> smtplib.SMTP:
         if self._smtp is None:
@@ -308,10 +299,11 @@ def _finish(session: Session, email: OutboxEmail,
                     "lease expired and another worker took it over; it may go out twice")
 
 
-def _mark_sent(now: datetime) -> Callable[[OutboxEmail], Delivery]:
+def _mark_sent(now: datetime, file_name: str) -> Callable[[OutboxEmail], Delivery]:
     def change(email: OutboxEmail) -> Delivery:
         email.status, email.sent_at, email.locked_until = SENT, now, None
-        return Delivery(email.id, email.kind, email.to_address, SENT)
+        email.file_name = file_name
+        return Delivery(email.id, email.kind, email.to_address, SENT, file_name)
 
     return change
 
@@ -359,6 +351,7 @@ class _Run:
     transport: Transport
     clock: Callable[[], datetime]
     sender: str
+    reply_to: str
     lease: timedelta
     max_attempts: int
 
@@ -371,10 +364,13 @@ def deliver_pending(session: Session, *, limit: int = 100, now: datetime | None 
     `now` fixes the clock, so tests can move time instead of sleeping.
     """
     config = current_app.config
+    # The company's sending name and reply address, read when sending (a rename shows on the
+    # emails still waiting); the claim's unit of work ends this read before it writes.
+    sender, reply_to = email_sender(config["MAIL_FROM"]), email_reply_to()
     report = DeliveryReport()
     with contextlib.closing(make_transport(config)) as transport:
-        run = _Run(session, transport, (lambda: now) if now is not None else utcnow,
-                   config["MAIL_FROM"], timedelta(seconds=config["OUTBOX_LEASE_SECONDS"]),
+        run = _Run(session, transport, (lambda: now) if now is not None else utcnow, sender,
+                   reply_to, timedelta(seconds=config["OUTBOX_LEASE_SECONDS"]),
                    config["OUTBOX_MAX_ATTEMPTS"])
         while len(report.deliveries) < limit and not report.stopped:
             size = min(batch_size, limit - len(report.deliveries))
@@ -407,11 +403,11 @@ def _deliver_one(run: _Run, email: OutboxEmail) -> tuple[Delivery, DeliveryError
         reason = "gave up; the last attempt was interrupted before the outcome was saved"
         return _finish(run.session, email, _mark_failed(run.session, reason)), None
     try:
-        run.transport.send(email, build_message(email, run.sender))
+        file_name = run.transport.send(email, build_message(email, run.sender, run.reply_to))
     except DeliveryError as error:
         return _finish(run.session, email, _mark_failed_try(
             run.session, error, run.clock(), run.max_attempts)), error
-    return _finish(run.session, email, _mark_sent(run.clock())), None
+    return _finish(run.session, email, _mark_sent(run.clock(), file_name)), None
 
 
 # -- command line -----------------------------------------------------------------------------

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, g, jsonify, request
 
 from portal.brief import map_url, tel_uri
-from portal.company import get_company
+from portal.company import get_company, local_time
 from portal.errors import error_response, wants_json
 from portal.handoffs import display_value
 from portal.money import format_money
@@ -54,12 +54,38 @@ REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 def register(app: Flask) -> None:
     app.before_request(_assign_request_id)
+    # A URL preprocessor runs before every before_request hook, CSRF's among them, which reads
+    # the body: the view's own limit must be in place by then.
+    app.url_value_preprocessor(_apply_body_limit)
     app.before_request(_refuse_nul_characters)
     app.after_request(_security_headers)
     app.context_processor(lambda: {"company": get_company(), "money": format_money})
     app.add_template_filter(display_value, "shown")
     app.add_template_filter(tel_uri, "tel_uri")
     app.add_template_filter(map_url, "map_url")
+    app.add_template_filter(local_time, "local")
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def body_limit(limit: int) -> Callable[[F], F]:
+    """A larger MAX_CONTENT_LENGTH for one view (an upload form): place it right under the
+    route decorator."""
+    def decorator(view: F) -> F:
+        view.max_content_length = limit  # type: ignore[attr-defined]
+        return view
+
+    return decorator
+
+
+def _apply_body_limit(endpoint: str | None, _values: dict[str, Any] | None) -> None:
+    view = current_app.view_functions.get(endpoint or "")
+    limit = getattr(view, "max_content_length", None)
+    if limit is not None:
+        request.max_content_length = limit
+
+
 
 
 def _assign_request_id() -> None:

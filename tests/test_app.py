@@ -142,12 +142,19 @@ def test_request_body_over_the_limit_gets_413(app, client):
 def test_brand_stylesheet_uses_the_company_colour_with_readable_text(client, db):
     from portal.models import CompanySettings
 
-    db.add(CompanySettings(name="Sunny Pools", brand_color="#ffe066", readiness_checklist=[]))
+    db.add(CompanySettings(name="Sunny Pools", brand_color="#0b5cab", readiness_checklist=[]))
     db.commit()
     css = client.get("/brand.css").get_data(as_text=True)
-    assert "--brand:#ffe066" in css
-    assert "--brand-ink:#111111" in css  # white on yellow would fail contrast
+    assert "--brand:#0b5cab" in css
+    assert "--brand-ink:#ffffff" in css
     assert "Sunny Pools" in client.get("/").get_data(as_text=True)
+    # A yellow saved before the contrast check is drawn in a readable shade of itself
+    # (tests/test_settings.py has the rule).
+    db.execute(CompanySettings.__table__.update().values(brand_color="#ffe066"))
+    db.commit()
+    client.application.extensions.pop("portal.company_cache", None)
+    css = client.get("/brand.css").get_data(as_text=True)
+    assert "--brand:#ffe066" not in css and "--brand-ink:#ffffff" in css
 
 
 def test_pages_use_no_third_party_assets(client):

@@ -1,5 +1,5 @@
-"""The company logo (until upload exists) is a plain path inside static/: no backslashes, no
-`..`, no control characters, no scheme, no absolute path. A refused path saves nothing."""
+"""Logos saved as a path inside static/ (before uploads, tests/test_settings.py) keep showing;
+migration 0007 moved saved site paths inside static/ and dropped the rest."""
 from __future__ import annotations
 
 import pytest
@@ -7,7 +7,7 @@ from sqlalchemy import select, text
 
 from portal import create_app, migrate
 from portal.models import CompanySettings
-from tests.conftest import TEST_SETTINGS, count_rows
+from tests.conftest import TEST_SETTINGS
 from tests.test_migrations import empty_database_url  # noqa: F401 (fixture)
 
 GOOD = {"name": "Blue Lagoon", "brand_color": "#123456", "currency": "USD"}
@@ -18,52 +18,16 @@ def admin(staff, make_staff):
     staff.login(make_staff("admin"))
 
 
-@pytest.mark.parametrize("logo, message", [
-    ("img\\logo.png", "not backslashes"),
-    ("..\\..\\secret.png", "not backslashes"),
-    ("img/../../config.png", "cannot leave the static/ folder"),
-    ("../logo.png", "cannot leave the static/ folder"),
-    ("img/logo\n.png", "must be one line"),
-    ("logo\x1b.png", "must be one line"),
-    ("javascript:alert(1)", "not a web address"),
-    ("JavaScript:alert(1)//.png", "not a web address"),
-    ("http://evil.example/logo.png", "not a web address"),
-    ("data:image/png;base64,AAAA", "not a web address"),
-    ("//evil.example/logo.png", "not a web address"),
-    ("/etc/passwd", "not starting with /"),
-    ("/static/logo.png", "not starting with /"),
-    ("logo.svg", "like img/logo.png"),
-    ("img/logo png.png", "like img/logo.png"),
-    (".hidden.png", "like img/logo.png"),
-])
-def test_a_bad_logo_path_is_refused_and_nothing_is_saved(client, db, admin, logo, message):
-    response = client.post("/staff/settings", data={**GOOD, "logo_url": logo})
-    assert response.status_code == 400
-    assert message in response.get_data(as_text=True)
-    assert count_rows(db, CompanySettings) == 0
-
-
-def test_a_bad_logo_path_leaves_the_saved_one_unchanged(client, db, admin):
-    assert client.post("/staff/settings", data={**GOOD, "logo_url": "img/logo.png"}).status_code == 302
-    assert client.post("/staff/settings", data={**GOOD, "logo_url": "javascript:x"}).status_code == 400
+def test_a_logo_saved_as_a_path_inside_static_still_shows_until_an_upload_replaces_it(client, db, admin):
+    db.add(CompanySettings(name="Blue Lagoon", brand_color="#123456", currency="USD",
+                           logo_url="img/logo.png"))
+    db.commit()
+    page = client.get("/staff/").get_data(as_text=True)
+    assert '<img src="/static/img/logo.png"' in page.split("</header>")[0]
+    # Saving the settings without touching the logo keeps it.
+    assert client.post("/staff/settings", data=GOOD).status_code == 302
     db.expire_all()
     assert db.scalars(select(CompanySettings)).one().logo_url == "img/logo.png"
-
-
-@pytest.mark.parametrize("logo, stored", [
-    ("logo.png", "logo.png"),
-    ("img/brand-2.JPEG", "img/brand-2.JPEG"),
-    ("static/img/logo.webp", "img/logo.webp"),
-    ("", ""),
-])
-def test_a_plain_path_inside_static_is_saved_and_shown_from_static(client, db, admin, logo, stored):
-    assert client.post("/staff/settings", data={**GOOD, "logo_url": logo}).status_code == 302
-    assert db.scalars(select(CompanySettings)).one().logo_url == stored
-    page = client.get("/staff/").get_data(as_text=True)
-    if stored:
-        assert f'<img src="/static/{stored}"' in page
-    else:
-        assert "<img" not in page.split("</header>")[0]
 
 
 def test_the_migration_moves_saved_site_paths_inside_static_and_drops_the_rest(

@@ -85,7 +85,9 @@ def test_welcome_email_reaches_smtp_with_both_parts_branding_and_a_working_link(
     assert row.sent_at is not None
     assert message["Message-ID"] == row.message_id and row.message_id.startswith("<")
     assert message["To"] == account.customer.email
-    assert message["From"] == app.config["MAIL_FROM"]
+    # The company's name on the portal's own sending address; replies reach the company.
+    assert message["From"] == "Blue Lagoon Pool Care <no-reply@localhost>"
+    assert message["Reply-To"] == "hello@bluelagoon.example"
     assert message["Subject"] == "Blue Lagoon Pool Care: please confirm your pool service"
     assert message["Date"]
     text, html = _parts(message)

@@ -73,11 +73,11 @@ def test_role_refused_gets_403(client, staff, make_staff, db):
 def test_admin_saves_company_settings_and_bad_input_changes_nothing(client, staff, make_staff, db):
     staff.login(make_staff("admin"))
     bad = client.post("/staff/settings", data={"name": "", "brand_color": "red", "currency": "XXX1",
-                                               "logo_url": "https://evil.example/logo.png"})
+                                               "timezone": "Mars/Olympus_Mons"})
     assert bad.status_code == 400
     page = bad.get_data(as_text=True)
-    assert "Enter the company name." in page and "Use a colour like #0b5cab." in page
-    assert "no outside images" in page
+    assert "Enter the company name." in page and "Use a colour like #0b5cab" in page
+    assert "Choose a time zone from the list" in page
     assert count_rows(db, CompanySettings) == 0
 
     good = client.post("/staff/settings", data={

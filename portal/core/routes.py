@@ -1,17 +1,16 @@
 from __future__ import annotations
 
-import re
-
-from flask import Blueprint, Response, jsonify, render_template
+from flask import Blueprint, Response, abort, current_app, jsonify, render_template, send_from_directory
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from portal.company import get_company, ink_for
+from portal import logo
+from portal.brand import ink_for, readable_brand
+from portal.company import get_company
 from portal.db import get_db
 from portal.extensions import csrf, limiter
 
 bp = Blueprint("core", __name__)
-HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
 @bp.get("/")
@@ -35,11 +34,29 @@ def healthz() -> tuple[Response, int]:
 @bp.get("/brand.css")
 def brand_css() -> Response:
     """The company colour as a stylesheet: the CSP allows no inline styles."""
-    colour = get_company().brand_color
-    if not HEX_COLOUR.match(colour or ""):
-        colour = "#0b5cab"
+    colour = readable_brand(get_company().brand_color)
     body = f":root{{--brand:{colour};--brand-ink:{ink_for(colour)};}}\n"
     response = Response(body, mimetype="text/css")
     response.headers["Cache-Control"] = "public, max-age=300"
     return response
 
+
+
+@bp.get("/logo/<name>")
+def logo_file(name: str) -> Response:
+    """An uploaded logo: always a PNG the portal wrote itself (portal/logo.py); named by its
+    content, so browsers may keep it for good."""
+    if not logo.NAME.fullmatch(name):
+        abort(404)
+    response = send_from_directory(logo.folder(), name, mimetype="image/png", max_age=31536000)
+    response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    return response
+
+
+@bp.get("/favicon.ico")
+def favicon() -> Response:
+    """Browsers ask for /favicon.ico whatever the page says (feed readers, PDFs): the same
+    file the layouts link to in static/."""
+    response = current_app.send_static_file("favicon.ico")
+    response.headers["Cache-Control"] = "public, max-age=86400"
+    return response

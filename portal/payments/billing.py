@@ -7,14 +7,13 @@ the last verified Stripe event said (`Account.card_*`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import date
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from portal import record
-from portal.company import get_company
+from portal.company import company_today
 from portal.models import Account, Invoice
 
 CARD, INVOICE = "card", "invoice"
@@ -46,14 +45,6 @@ def card_text(account: Account) -> str | None:
         month, year = account.card_exp.split("/", 1)
         expires = f", expires {month}/{year[-2:]}"
     return f"{brand} ending {account.card_last4}{expires}"
-
-
-def company_today() -> date:
-    try:
-        zone = ZoneInfo(get_company().timezone or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = ZoneInfo("UTC")
-    return datetime.now(zone).date()
 
 
 def shown_status(invoice: Invoice, today: date | None = None) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 
 from flask_wtf import FlaskForm
 from wtforms import FieldList, Form, FormField, StringField
@@ -24,6 +25,13 @@ class InvoiceLineForm(Form):
 class InvoiceForm(OnceForm):
     lines = FieldList(FormField(InvoiceLineForm), min_entries=3, max_entries=MAX_LINES)
     due_date = StringField("Due date", render_kw={"type": "date"})
+
+    @classmethod
+    def prefilled(cls, first: Line, due: date) -> InvoiceForm:
+        """A new form whose first line is `first` (the plan's price), due on `due`."""
+        amount = f"{Decimal(first.amount_cents) / 100:.2f}"
+        return cls(data={"due_date": due.isoformat(),
+                         "lines": [{"detail": first.description, "amount": amount}]})
 
     def parse(self, today: date) -> tuple[list[Line], date] | None:
         """The lines (blank rows skipped) and due date, or None with a message on each field."""

@@ -40,6 +40,11 @@ class Line:
     amount_cents: int
 
 
+def plan_line(account: Account, today: date) -> Line:
+    """The month's plan charge, as the new-invoice form offers it first."""
+    return Line(f"{account.plan}, {today:%B %Y}", account.price_cents)
+
+
 def create_invoice(session: Session, account: Account, lines: list[Line], due_date: date,
                    actor: str, autopay_card: str | None = None) -> tuple[Invoice, str]:
     """Write the invoice and its lines, queue its email with a fresh pay link, record it.

@@ -19,6 +19,7 @@ from werkzeug.wrappers import Response
 from portal import once, record
 from portal.access import Action, account_or_404, allows, roles_for
 from portal.auth import roles_required
+from portal.company import company_today
 from portal.db import get_db, unit_of_work
 from portal.extensions import csrf
 from portal.handoffs import staff_actor
@@ -54,7 +55,7 @@ def payment_form() -> once.OnceForm:
 @bp.app_template_global("staff_payments")
 def staff_payments(account: Account) -> dict[str, object]:
     session = get_db()
-    today = billing.company_today()
+    today = company_today()
     return {"panel": billing.panel(session, account, payments_mode()),
             "invoices": [(invoice, billing.shown_status(invoice, today))
                          for invoice in billing.invoices_of(session, account.id)],
@@ -91,7 +92,7 @@ def _invoice_or_404(account: Account, invoice_id: int) -> Invoice:
 @customer_pay_required
 def invoices(account: Account) -> str:
     session = get_db()
-    today = billing.company_today()
+    today = company_today()
     rows = [(invoice, billing.shown_status(invoice, today)) for invoice in billing.invoices_of(session, account.id)]
     return render_template("payments/invoices.html", account=account, rows=rows,
                            to_pay=[r for r in rows if r[1] != "paid"], paid=[r for r in rows if r[1] == "paid"],
@@ -238,9 +239,9 @@ csrf.exempt(stripe_webhook)  # signed by Stripe instead; the only exempt view, a
 def staff_new_invoice(account_id: int) -> str | Response | tuple[str, int]:
     session = get_db()
     found = account_or_404(session, account_id, current_user, Action.INVOICE)
-    today = billing.company_today()
-    form = InvoiceForm() if request.method == "POST" else InvoiceForm(
-        data={"due_date": (today + timedelta(days=14)).isoformat()})
+    today = company_today()
+    form = InvoiceForm() if request.method == "POST" else InvoiceForm.prefilled(
+        invoice_service.plan_line(found, today), today + timedelta(days=14))
     if request.method == "POST" and "add_line" in request.form:
         if len(form.lines) < MAX_LINES:
             form.lines.append_entry()  # no JavaScript needed for more rows

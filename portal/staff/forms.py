@@ -4,6 +4,7 @@ from typing import Any
 
 from babel.numbers import list_currencies
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
 from wtforms import (
     BooleanField,
     DateField,
@@ -18,7 +19,8 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Email, InputRequired, Length, Optional, Regexp, ValidationError
 
-from portal.company import checklist_lines, clean_logo_path
+from portal import brand, logo
+from portal.company import checklist_lines, zone_names
 from portal.models import StaffUser
 from portal.once import OnceForm
 from portal.staff.handoff_forms import options
@@ -35,9 +37,6 @@ class LoginForm(FlaskForm):
     next = HiddenField()
 
 
-HEX_COLOUR = r"^#[0-9a-fA-F]{6}$"
-
-
 class CompanySettingsForm(FlaskForm):
     name = StringField("Company name", validators=[DataRequired("Enter the company name."), Length(max=120),
                                                    SingleLine("The company name")])
@@ -47,15 +46,28 @@ class CompanySettingsForm(FlaskForm):
     office_email = EmailField("Office email (gets difference alerts)",
                               validators=[Optional(), SingleLine("The email address"),
                                           Email("Enter a valid email address."), Length(max=254)])
-    logo_url = StringField("Logo file (its path inside static/)", validators=[Optional(), Length(max=500)])
-    brand_color = StringField("Brand colour", validators=[
+    logo = FileField("Logo (PNG, JPEG or WebP, at most 2 MB)",
+                     render_kw={"accept": "image/png,image/jpeg,image/webp"})
+    remove_logo = BooleanField("Remove the logo")
+    brand_color = StringField("Brand colour", render_kw={"spellcheck": "false", "maxlength": 7}, validators=[
         DataRequired("Enter a colour like #0b5cab."),
-        Regexp(HEX_COLOUR, message="Use a colour like #0b5cab."),
+        Regexp(brand.HEX_COLOUR.pattern, message="Use a colour like #0b5cab: # and six hex digits."),
     ])
     currency = StringField("Currency", validators=[
         DataRequired("Enter a currency code like USD."), Length(min=3, max=3)])
+    timezone = SelectField("Time zone", validate_choice=False)
+    sender_name = StringField("Name on emails", validators=[Optional(), Length(max=120),
+                                                            SingleLine("The name on emails")])
+    reply_to = EmailField("Replies go to",
+                          validators=[Optional(), SingleLine("The email address"),
+                                      Email("Enter a valid email address."), Length(max=254)])
     readiness_checklist = TextAreaField("Before-the-first-visit checklist (one item per line)",
                                         validators=[Length(max=2000)])
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.timezone.choices = options([(name, name.replace("_", " ")) for name in zone_names()])
+        self.logo_png: bytes | None = None  # the cleaned upload, once validated
 
     def validate_currency(self, field: StringField) -> None:
         code = (field.data or "").upper()
@@ -63,10 +75,27 @@ class CompanySettingsForm(FlaskForm):
             raise ValidationError("Enter a known currency code like USD or EUR.")
         field.data = code
 
-    def validate_logo_url(self, field: StringField) -> None:
+    def validate_brand_color(self, field: StringField) -> None:
+        colour = (field.data or "").lower()
+        if brand.HEX_COLOUR.match(colour) and not brand.readable(colour):
+            raise ValidationError(
+                f"Links and buttons in {colour} on the white page would be hard to read "
+                f"(contrast {brand.contrast_on_page(colour):.1f}:1; WCAG AA asks for 4.5:1). "
+                f"Try {brand.darker_shade(colour)}, a darker shade of the same colour.")
+
+    def validate_timezone(self, field: SelectField) -> None:
+        # The list shown is the check: every name in it is a zone this server's zoneinfo knows.
+        if field.data not in zone_names():
+            raise ValidationError("Choose a time zone from the list, like America/Phoenix.")
+
+    def validate_logo(self, field: FileField) -> None:
+        upload = field.data
+        if not upload:
+            return
         try:
-            field.data = clean_logo_path(field.data or "")
-        except ValueError as problem:
+            # One byte more than allowed is enough to tell the file is too large.
+            self.logo_png = logo.clean(upload.stream.read(logo.MAX_BYTES + 1))
+        except logo.LogoProblem as problem:
             raise ValidationError(str(problem)) from None
 
     def validate_readiness_checklist(self, field: TextAreaField) -> None:

@@ -1,16 +1,20 @@
 from __future__ import annotations
 
+from email.utils import parseaddr
+
 from flask import Response as FlaskResponse
 from flask import current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 from werkzeug.wrappers import Response
 
+from portal import brand, logo
 from portal import company as company_service
 from portal.auth import authenticate, end_sessions, is_safe_next, roles_required
 from portal.db import get_db, unit_of_work
 from portal.extensions import limiter
 from portal.staff import bp
 from portal.staff.forms import CompanySettingsForm, LoginForm
+from portal.web import body_limit
 
 
 def _login_email_key() -> str:
@@ -71,14 +75,19 @@ def logout() -> Response:
 
 
 @bp.route("/settings", methods=["GET", "POST"])
+@body_limit(logo.UPLOAD_LIMIT)
 @roles_required("admin")
 def company_settings() -> Response | tuple[str, int]:
     company = company_service.editable_company(get_db())
     form = CompanySettingsForm(data=company_service.form_data(company))
-    if form.validate_on_submit():
+    valid = form.validate_on_submit()
+    if valid and "preview" not in request.form:
         with unit_of_work() as db:
-            company_service.update_company(db, company, form.data)
+            company_service.update_company(db, company, form.data, new_logo=form.logo_png)
         flash("Company settings saved.", "success")
         return redirect(url_for("staff.company_settings"))
-    status = 400 if request.method == "POST" else 200
-    return render_template("staff/settings.html", form=form), status
+    entered = brand.preview(form.brand_color.data) or brand.preview(company.brand_color)
+    status = 400 if request.method == "POST" and not valid else 200
+    return render_template("staff/settings.html", form=form, saved=company, preview=entered,
+                           shade=brand.preview(entered.shade) if entered and entered.shade else None,
+                           sending_address=parseaddr(current_app.config["MAIL_FROM"])[1]), status
