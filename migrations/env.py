@@ -5,6 +5,7 @@ from alembic import context
 
 import portal.models  # noqa: F401  (fills Base.metadata)
 from portal.db import Base, make_engine
+from portal.search import is_database_only
 
 config = context.config
 url = config.attributes.get("database_url") or context.get_x_argument(as_dictionary=True).get("url")
@@ -18,6 +19,8 @@ with engine.connect() as connection:
         target_metadata=Base.metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        # The search index lives outside the models (an FTS5 table, expression indexes).
+        include_name=lambda name, _type, _parents: not is_database_only(name),
     )
     with context.begin_transaction():
         context.run_migrations()
