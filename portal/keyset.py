@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session
 
 COUNT_CAP = 1000
@@ -54,31 +54,35 @@ def after(columns: Sequence[Any], values: Sequence[Any], descending: bool = Fals
 
 def fetch(session: Session, query: Select, columns: Sequence[Any],  # type: ignore[type-arg]
           cursor: Sequence[Any] | None, limit: int, descending: bool = False,
-          nullable_first: bool = False) -> list[Any]:
-    """Up to `limit` rows of `query` in `columns` order, after `cursor` (a previous row's values
-    of `columns`). With `nullable_first`, rows whose first column is NULL come last on both
-    databases (they disagree on where NULLs sort): a second query reads them once the others
-    run out, so each query still walks one index in order."""
-    def ordered(q: Select, cols: Sequence[Any]) -> Select:  # type: ignore[type-arg]
-        return q.order_by(*(c.desc() if descending else c.asc() for c in cols))
+          nullable_first: bool = False) -> list[tuple[Any, ...]]:
+    """The values of `columns` (the sort key, ending in a unique id) of up to `limit` rows of
+    `query`, in that order, after `cursor` (a previous row's values): one query.
 
+    With `nullable_first`, rows whose first column is NULL come last on both databases (they
+    disagree on where NULLs sort): the rows with a value and those without are read as two
+    arms of one UNION ALL, each walking its index in order and stopping at `limit`."""
+    def ordered(q: Select, cols: Sequence[Any]) -> Select:  # type: ignore[type-arg]
+        return q.order_by(*(c.desc() if descending else c.asc() for c in cols)).limit(limit)
+
+    keys = query.with_only_columns(*columns)
     if not nullable_first:
         if cursor is not None:
-            query = query.where(after(columns, cursor, descending))
-        return list(session.execute(ordered(query, columns).limit(limit)))
+            keys = keys.where(after(columns, cursor, descending))
+        return [tuple(row) for row in session.execute(ordered(keys, columns))]
     first, rest = columns[0], columns[1:]
-    rows: list[Any] = []
-    if cursor is None or cursor[0] is not None:
-        valued = query.where(first.is_not(None))
-        if cursor is not None:
-            valued = valued.where(after(columns, cursor, descending))
-        rows = list(session.execute(ordered(valued, columns).limit(limit)))
-    if len(rows) < limit:
-        empty = query.where(first.is_(None))
-        if cursor is not None and cursor[0] is None:
-            empty = empty.where(after(rest, cursor[1:], descending))
-        rows += session.execute(ordered(empty, rest).limit(limit - len(rows)))
-    return rows
+    empty = keys.where(first.is_(None))
+    if cursor is not None and cursor[0] is None:  # already past every row with a value
+        return [tuple(row) for row in session.execute(
+            ordered(empty.where(after(rest, cursor[1:], descending)), rest))]
+    valued = keys.where(first.is_not(None))
+    if cursor is not None:
+        valued = valued.where(after(columns, cursor, descending))
+    arms = [ordered(arm, cols).add_columns(literal(phase).label("keyset_phase")).subquery()
+            for phase, (arm, cols) in enumerate(((valued, columns), (empty, rest)))]
+    both = union_all(*(select(arm) for arm in arms)).subquery()
+    outer = select(*list(both.c)[:len(columns)]).order_by(
+        both.c.keyset_phase, *(c.desc() if descending else c.asc() for c in list(both.c)[:len(columns)]))
+    return [tuple(row) for row in session.execute(outer.limit(limit))]
 
 
 def capped_count(session: Session, query: Select, cap: int | None = None) -> int:  # type: ignore[type-arg]
