@@ -6,6 +6,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -273,3 +274,32 @@ def test_db_revision_refuses_a_database_behind_the_latest_migration(empty_databa
     assert empty == 0
     [blank] = versions.glob("*_fill_by_hand.py")
     assert "def upgrade() -> None:\n    pass" in blank.read_text()
+def test_0008_makes_existing_accounts_searchable_and_counted(empty_database_url, tmp_path, monkeypatch):
+    from portal import account_list, pipeline
+    from portal.auth import create_staff
+    from portal.demo import demo_handoff
+    from portal.handoffs import create_handoff
+
+    monkeypatch.setenv("PORTAL_INSTANCE_PATH", str(tmp_path / "instance"))
+    app = create_app({**TEST_SETTINGS, "DATABASE_URL": empty_database_url})
+    migrate.upgrade(app, "0007")
+    with app.app_context():
+        session = app.extensions["portal.sessionmaker"]()
+        seller = create_staff(session, "sam@example.com", "pw-123456789", "sales", "Sam")
+        for name in ("José Núñez", "Dana Reyes"):
+            data = demo_handoff()
+            data.customer_name, data.customer_email = name, f"{name.split()[0].lower()}@example.com"
+            create_handoff(session, data, seller)
+        session.commit()
+        session.close()
+    migrate.upgrade(app)
+    with app.app_context():
+        session = app.extensions["portal.sessionmaker"]()
+        office = create_staff(session, "olivia@example.com", "pw-123456789", "office", "Olivia")
+        found = account_list.list_accounts(session, office, account_list.AccountFilter(query="jose"))
+        assert [a.customer.name for a in found.rows] == ["José Núñez"]
+        now = datetime.now(timezone.utc)
+        assert pipeline.pipeline(session, office, now).by_status["draft"] == 2
+        assert pipeline.pipeline(session, seller, now).by_status["draft"] == 2
+        session.close()
+    app.extensions["portal.engine"].dispose()
