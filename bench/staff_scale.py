@@ -27,8 +27,12 @@ For each size (number of accounts) and each database it:
    account_id * 64 + seq. Then ANALYZE (PostgreSQL: VACUUM ANALYZE);
 3. signs an office user in through /staff/login and times --requests GETs of each page with
    the Flask test client: a bare route registered by this script (the yardstick), the
-   dashboard, the differences list (first page, a middle page, kind=gate_access&status=open)
-   and account pages of random accounts, after 3 untimed warm-up requests. A page still
+   dashboard, the differences list (first page, a middle page, kind=gate_access&status=open),
+   account pages of random accounts, and the accounts list (first page, a middle page, first-
+   visit order filtered to signed, a search for a customer's number and one for a phone number
+   typed with dashes), after 3 untimed warm-up requests. Lists page by keyset, so the middle
+   pages are reached once beforehand by following "Next" links. With PostgreSQL, whose bulk
+   load runs with triggers off, the pipeline counts are rebuilt after it (pipeline.recount). A page still
    running after --page-seconds stops early (after at least 20 requests; n is printed), which
    bounds the run time. It prints the median and 95th percentile in ms, each median as a
    multiple of the bare route's, and the SQL statements per request (counted with a

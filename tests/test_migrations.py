@@ -274,6 +274,8 @@ def test_db_revision_refuses_a_database_behind_the_latest_migration(empty_databa
     assert empty == 0
     [blank] = versions.glob("*_fill_by_hand.py")
     assert "def upgrade() -> None:\n    pass" in blank.read_text()
+
+
 def test_0008_makes_existing_accounts_searchable_and_counted(empty_database_url, tmp_path, monkeypatch):
     from portal import account_list, pipeline
     from portal.auth import create_staff
