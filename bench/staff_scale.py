@@ -835,7 +835,8 @@ def run_size(backend: str, database_url: str, accounts: int, args: argparse.Name
         # A customer's number as typed (their name is "Customer 012345"), and a phone number
         # typed with dashes (the seeded phones repeat every 10,000 accounts).
         ("accounts search: number", lambda: f"/staff/accounts?q={found.randint(1, accounts):06d}"),
-        ("accounts search: phone", lambda: f"/staff/accounts?q=480-555-{found.randint(1, accounts) % 10000:04d}"),
+        ("accounts search: phone",
+         lambda: f"/staff/accounts?q=480-555-{found.randint(1, accounts) % 10000:04d}"),
     ]
     figures = []
     for name, path in pages:

@@ -102,7 +102,8 @@ ORDER = (Account.first_visit, Account.id, PromiseItem.position, PromiseItem.id)
 CURSOR = (keyset.as_date, keyset.as_int, keyset.as_int, keyset.as_int)
 
 
-def list_differences(session: Session, user: StaffUser, flt: DifferenceFilter) -> keyset.KeysetPage[DifferenceRow]:
+def list_differences(session: Session, user: StaffUser,
+                     flt: DifferenceFilter) -> keyset.KeysetPage[DifferenceRow]:
     cursor = keyset.decode(flt.after, CURSOR)
     rows, last = _page(session, user, flt, PER_PAGE + 1, cursor)
     more = len(rows) > PER_PAGE

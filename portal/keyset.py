@@ -108,7 +108,8 @@ def decode(token: str | None, parsers: Sequence[Parser]) -> tuple[Any, ...] | No
         raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         if not isinstance(raw, list) or len(raw) != len(parsers):
             return None
-        return tuple(None if value is None else parse(value) for parse, value in zip(parsers, raw))
+        return tuple(None if value is None else parse(value)
+                     for parse, value in zip(parsers, raw, strict=True))
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, OverflowError):
         return None
 

@@ -48,7 +48,8 @@ def test_search_ignores_case_and_accents(client, office, make_account):
                                    "+14805550134", "555-0134"])
 def test_phone_search_ignores_formatting(client, office, make_account, typed):
     make_account(customer_name="Dana Reyes", customer_phone="+1 480 555 0134")
-    make_account(customer_name="Pat Other", customer_email="pat@example.com", customer_phone="+1 602 555 0199")
+    make_account(customer_name="Pat Other", customer_email="pat@example.com",
+                 customer_phone="+1 602 555 0199")
     assert listed(client, q=typed) == ["Dana Reyes"]
 
 
@@ -315,7 +316,8 @@ def test_pipeline_counts_follow_every_change_like_a_plain_count(db, make_staff, 
                             .where(AccountCount.accounts > 0)).all())
     pipeline.recount(db)
     db.commit()
-    after = set(db.execute(select(AccountCount.salesperson_id, AccountCount.status, AccountCount.accounts)).all())
+    after = set(db.execute(select(AccountCount.salesperson_id, AccountCount.status,
+                                  AccountCount.accounts)).all())
     assert after == before
 
 

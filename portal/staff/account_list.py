@@ -21,7 +21,7 @@ STATUS_LABELS = {status: status.replace("_", " ").capitalize() for status in acc
 @roles_required(*roles_for(Action.SEE))
 def accounts() -> str:
     session = get_db()
-    me: StaffUser = current_user._get_current_object()  # type: ignore[attr-defined]
+    me: StaffUser = current_user._get_current_object()
     # Someone who sees only their own accounts has no salesperson to choose.
     people = salespeople(session) if access.own_accounts_only(me) is None else []
     form = AccountFilterForm(request.args)
