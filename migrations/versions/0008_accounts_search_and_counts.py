@@ -14,6 +14,9 @@ Create Date: 2026-12-03
   `account_search_source` by triggers on accounts, customers and invoices, and by the
   backfill below -- the view is the one definition of a document. PostgreSQL: pg_trgm GIN
   indexes on the folded (`unaccent`, lower) columns themselves: nothing to keep in step.
+- A later migration that copies accounts, customers or invoices on SQLite (batch mode) drops
+  their triggers with the old table: it must create those of SQLITE_SEARCH_TRIGGERS and
+  SQLITE_COUNT_TRIGGERS on it again (tests/test_accounts_list.py fails otherwise).
 - Indexes for the list's sort orders: customers by name, accounts by (first visit, id); the
   dashboard's link counts covered by one index (scope columns added).
 """
