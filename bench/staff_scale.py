@@ -27,8 +27,12 @@ For each size (number of accounts) and each database it:
    account_id * 64 + seq. Then ANALYZE (PostgreSQL: VACUUM ANALYZE);
 3. signs an office user in through /staff/login and times --requests GETs of each page with
    the Flask test client: a bare route registered by this script (the yardstick), the
-   dashboard, the differences list (first page, a middle page, kind=gate_access&status=open)
-   and account pages of random accounts, after 3 untimed warm-up requests. A page still
+   dashboard, the differences list (first page, a middle page, kind=gate_access&status=open),
+   account pages of random accounts, and the accounts list (first page, a middle page, first-
+   visit order filtered to signed, a search for a customer's number and one for a phone number
+   typed with dashes), after 3 untimed warm-up requests. Lists page by keyset, so the middle
+   pages are reached once beforehand by following "Next" links. With PostgreSQL, whose bulk
+   load runs with triggers off, the pipeline counts are rebuilt after it (pipeline.recount). A page still
    running after --page-seconds stops early (after at least 20 requests; n is printed), which
    bounds the run time. It prints the median and 95th percentile in ms, each median as a
    multiple of the bare route's, and the SQL statements per request (counted with a
@@ -73,6 +77,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import JSON, Date, event, func, select, text  # noqa: E402
 from sqlalchemy.engine import Connection, Engine  # noqa: E402
+from sqlalchemy.orm import Session  # noqa: E402
 
 from portal import create_app, migrate  # noqa: E402
 from portal.auth import create_staff  # noqa: E402
@@ -87,6 +92,7 @@ from portal.models import (  # noqa: E402
     PromiseItem,
     RecordEntry,
 )
+from portal.pipeline import recount  # noqa: E402
 from portal.record import ChainHead, RecordKeys, chain_rows, verify_chain  # noqa: E402
 
 PASSWORD = "bench-password-123"
@@ -443,6 +449,13 @@ def seed(engine: Engine, backend: str, accounts: int, items_per_account: int, st
     seconds = time.perf_counter() - started
     _check_foreign_keys(engine, backend)
     if backend == "postgresql":
+        # Replica mode kept the triggers off, so the pipeline counts they keep start from a
+        # recount (SQLite's triggers ran during the load, search index included; PostgreSQL's
+        # search indexes need no trigger).
+        with Session(engine) as session:
+            recount(session)
+            session.commit()
+    if backend == "postgresql":
         with engine.begin() as conn:
             for name in ("customers", "accounts", "outbox_emails", "promise_items", "record_entries"):
                 conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
@@ -634,6 +647,17 @@ def _check(response: Any, url: str) -> None:
         raise SystemExit(f"GET {url} answered {response.status_code}")
 
 
+def walk_next(client: Any, url: str, steps: int) -> str:
+    """The URL `steps` "Next" links after `url` (keyset pages carry the last row's key)."""
+    for _ in range(max(0, steps)):
+        page = _get(client, url).get_data(as_text=True)
+        found = re.search(r'href="([^"]+)" rel="next"', page)
+        if found is None:
+            break
+        url = found.group(1).replace("&amp;", "&")
+    return url
+
+
 def signed_in_client(app: Any) -> Any:
     client = app.test_client()
     client.get("/staff/login")
@@ -789,14 +813,30 @@ def run_size(backend: str, database_url: str, accounts: int, args: argparse.Name
     client = signed_in_client(app)
     pages_total = max(1, math.ceil(result.open_differences / 25))
     middle = max(1, pages_total // 2)
+    # Keyset pages have no number: walk "Next" to the middle once, as a reader would.
+    started = time.perf_counter()
+    differences_middle = walk_next(client, "/staff/differences", middle - 1)
+    account_pages = max(1, math.ceil(accounts / 50))
+    accounts_middle = walk_next(client, "/staff/accounts", account_pages // 2 - 1)
+    print(f"  walked to the middle pages ({middle - 1 + account_pages // 2 - 1} pages) in "
+          f"{time.perf_counter() - started:.1f} s", flush=True)
     pick = random.Random(args.seed + 1)
+    found = random.Random(args.seed + 3)
     pages: list[tuple[str, Callable[[], str]]] = [
         ("bare route", lambda: "/__bench/bare"),
         ("dashboard", lambda: "/staff/"),
         ("differences", lambda: "/staff/differences"),
-        (f"differences page {middle}/{pages_total}", lambda: f"/staff/differences?page={middle}"),
+        (f"differences page {middle}/{pages_total}", lambda: differences_middle),
         ("differences gate_access open", lambda: "/staff/differences?kind=gate_access&status=open"),
         ("account page (random)", lambda: f"/staff/accounts/{pick.randint(1, accounts)}"),
+        ("accounts list", lambda: "/staff/accounts"),
+        (f"accounts list page {account_pages // 2}/{account_pages}", lambda: accounts_middle),
+        ("accounts first visit, signed", lambda: "/staff/accounts?sort=first_visit&status=signed"),
+        # A customer's number as typed (their name is "Customer 012345"), and a phone number
+        # typed with dashes (the seeded phones repeat every 10,000 accounts).
+        ("accounts search: number", lambda: f"/staff/accounts?q={found.randint(1, accounts):06d}"),
+        ("accounts search: phone",
+         lambda: f"/staff/accounts?q=480-555-{found.randint(1, accounts) % 10000:04d}"),
     ]
     figures = []
     for name, path in pages:
@@ -814,7 +854,7 @@ def run_size(backend: str, database_url: str, accounts: int, args: argparse.Name
     plans = []
     plan_pick = random.Random(args.seed + 2)
     for name, path in pages[1:]:
-        url = path() if "account" not in name else f"/staff/accounts/{plan_pick.randint(1, accounts)}"
+        url = path() if "account page" not in name else f"/staff/accounts/{plan_pick.randint(1, accounts)}"
         plans.append((f"{name}: {url}", explain(engine, backend, log, client, url)))
     app.extensions["portal.engine"].dispose()
     return SizeFigures(label, accounts, result.entries, result, figures, plans)

@@ -53,12 +53,18 @@ def allows(user: StaffUser, action: Action) -> bool:
     return action in ACTIONS.get(user.role, frozenset())
 
 
+def own_accounts_only(user: StaffUser) -> int | None:
+    """The salesperson whose accounts are all `user` may see (sales: themselves), or None when
+    the scope is every live account. For summaries kept per salesperson (the pipeline counts)."""
+    return user.id if user.role == Role.SALES.value else None
+
+
 def conditions(user: StaffUser) -> list[Any]:
     """The scope as plain conditions on Account, to add to any query that joins accounts: the
     indexes serve these (a subquery of visible ids made both databases read every account)."""
     found: list[Any] = [Account.deleted_at.is_(None)]
-    if user.role == Role.SALES.value:
-        found.append(Account.salesperson_id == user.id)
+    if (own := own_accounts_only(user)) is not None:
+        found.append(Account.salesperson_id == own)
     return found
 
 
@@ -73,7 +79,8 @@ def visible_accounts(user: StaffUser) -> Select[tuple[Account]]:
 def may(user: StaffUser, action: Action, account: Account) -> bool:
     if not allows(user, action) or account.deleted_at is not None:
         return False
-    return user.role != Role.SALES.value or account.salesperson_id == user.id
+    own = own_accounts_only(user)
+    return own is None or account.salesperson_id == own
 
 
 def account_or_404(session: Session, account_id: int, user: StaffUser, action: Action) -> Account:

@@ -1,11 +1,11 @@
 """Promised versus confirmed: every item the customer changed or disputed, and its resolution.
 
-Lists read the items' latest-entry pointers (see PromiseItem.latest_entry_id), so a page costs
-the same few queries whether there are ten accounts or a hundred thousand."""
+Lists read the items' latest-entry pointers (see PromiseItem.latest_entry_id) and page by keyset
+with a capped count (portal/keyset.py), so a page costs the same few queries, and about the same
+time, whether there are ten accounts or a hundred thousand, on the first page or the last."""
 from __future__ import annotations
 
 import difflib
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -16,7 +16,7 @@ from markupsafe import Markup, escape
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, lazyload, load_only
 
-from portal import access, record
+from portal import access, keyset, record
 from portal.handoffs import display_value
 from portal.models import DIFFERENT, Account, PromiseItem, RecordEntry, Role, StaffUser
 
@@ -35,7 +35,7 @@ class DifferenceFilter:
     salesperson_id: int | None = None
     visit_from: date | None = None
     visit_to: date | None = None
-    page: int = 1
+    after: str | None = None  # the cursor: the previous page's last row
 
 
 @dataclass(frozen=True)
@@ -66,18 +66,6 @@ class DifferenceRow:
         return self.latest.note
 
 
-@dataclass(frozen=True)
-class Page:
-    rows: list[DifferenceRow]
-    total: int
-    page: int
-    per_page: int = PER_PAGE
-
-    @property
-    def pages(self) -> int:
-        return max(1, math.ceil(self.total / self.per_page))
-
-
 def _conditions(user: StaffUser, flt: DifferenceFilter) -> tuple[list[Any], list[Any]]:
     """The filter as conditions on items and on their accounts."""
     outcomes = DIFFERENT if flt.status == "open" else ("resolved",)
@@ -101,37 +89,47 @@ def _base(user: StaffUser, flt: DifferenceFilter) -> Select:  # type: ignore[typ
             .where(*on_item, *on_account))
 
 
-def _count(user: StaffUser, flt: DifferenceFilter) -> Select:  # type: ignore[type-arg]
+def _counted(user: StaffUser, flt: DifferenceFilter) -> Select:  # type: ignore[type-arg]
     """Driven from the items' outcome index with a per-item account check, so counting reads
     the open differences rather than every account (measured at 100,000 accounts)."""
     on_item, on_account = _conditions(user, flt)
     account_ok = select(Account.id).where(Account.id == PromiseItem.account_id, *on_account).exists()
-    return select(func.count(PromiseItem.id)).where(*on_item, account_ok)
+    return select(PromiseItem.id).where(*on_item, account_ok)
 
 
-def _ordered(query: Select) -> Select:  # type: ignore[type-arg]
-    # Most urgent first: the soonest first visit, then the account and the promise order.
-    return query.order_by(Account.first_visit.asc().nulls_last(), Account.id, PromiseItem.position)
+# Most urgent first: the soonest first visit (none last), then the account and the promise order.
+ORDER = (Account.first_visit, Account.id, PromiseItem.position, PromiseItem.id)
+CURSOR = (keyset.as_date, keyset.as_int, keyset.as_int, keyset.as_int)
 
 
-def list_differences(session: Session, user: StaffUser, flt: DifferenceFilter) -> Page:
-    total = session.scalar(_count(user, flt)) or 0
-    page = min(max(flt.page, 1), max(1, math.ceil(total / PER_PAGE)))
-    return Page(_page(session, user, flt, PER_PAGE, (page - 1) * PER_PAGE), total, page)
+def list_differences(session: Session, user: StaffUser,
+                     flt: DifferenceFilter) -> keyset.KeysetPage[DifferenceRow]:
+    cursor = keyset.decode(flt.after, CURSOR)
+    rows, last = _page(session, user, flt, PER_PAGE + 1, cursor)
+    more = len(rows) > PER_PAGE
+    count = keyset.capped_count(session, _counted(user, flt))
+    return keyset.KeysetPage(rows[:PER_PAGE], count, keyset.encode(last[PER_PAGE - 1]) if more else None,
+                             cursor is None)
 
 
 def iter_differences(session: Session, user: StaffUser, flt: DifferenceFilter,
                      batch: int = 1000) -> Iterator[DifferenceRow]:
     """Every matching row (for CSV export), a batch at a time: a few queries per batch."""
-    offset = 0
-    while rows := _page(session, user, flt, batch, offset):
+    cursor = None
+    while True:
+        rows, keys = _page(session, user, flt, batch, cursor)
         yield from rows
-        offset += batch
+        if len(rows) < batch:
+            return
+        cursor = keys[-1]
 
 
-def _page(session: Session, user: StaffUser, flt: DifferenceFilter, limit: int, offset: int) -> list[DifferenceRow]:
-    """Pick the page's item ids in order first, then load only those rows with their entries."""
-    return _load(session, list(session.scalars(_ordered(_base(user, flt)).limit(limit).offset(offset))))
+def _page(session: Session, user: StaffUser, flt: DifferenceFilter, limit: int,
+          cursor: tuple[object, ...] | None) -> tuple[list[DifferenceRow], list[tuple[object, ...]]]:
+    """Pick the page's item ids in order first (with their sort keys, for the next cursor), then
+    load only those rows with their entries."""
+    keyed = keyset.fetch(session, _base(user, flt), ORDER, cursor, limit, nullable_first=True)
+    return _load(session, [row[-1] for row in keyed]), keyed
 
 
 def find_open(session: Session, user: StaffUser, item_id: int) -> DifferenceRow | None:

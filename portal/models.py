@@ -121,7 +121,7 @@ class Customer(Base):
     __tablename__ = "customers"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(120))
+    name: Mapped[str] = mapped_column(String(120), index=True)  # the accounts list's name order
     email: Mapped[str] = mapped_column(String(254), index=True)
     phone: Mapped[str] = mapped_column(String(40), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -134,8 +134,12 @@ class Account(Base):
     __table_args__ = (
         Index("ix_accounts_status_first_visit", "status", "first_visit"),
         Index("ix_accounts_salesperson_first_visit", "salesperson_id", "first_visit"),
-        Index("ix_accounts_status_link_sent", "status", "link_sent_at"),
+        # Covers the dashboard's "link expired" and "not opened" counts (scope columns included,
+        # so they never read the accounts themselves).
+        Index("ix_accounts_status_link_sent", "status", "link_sent_at", "deleted_at", "salesperson_id"),
         Index("ix_accounts_created", "created_at", "id"),
+        # The accounts list's keyset order by first visit (and the dashboard's soonest first).
+        Index("ix_accounts_first_visit_id", "first_visit", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -145,7 +149,7 @@ class Account(Base):
     service_address: Mapped[str] = mapped_column(String(300))
     plan: Mapped[str] = mapped_column(String(120))
     price_cents: Mapped[int] = mapped_column(Integer)
-    first_visit: Mapped[date | None] = mapped_column(Date, index=True)
+    first_visit: Mapped[date | None] = mapped_column(Date)
     salesperson_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
     status: Mapped[str] = mapped_column(String(20), default=AccountStatus.DRAFT.value)
     # Staff-only context from the sale; the customer never confirms these.
@@ -189,6 +193,20 @@ class Account(Base):
     def items(self) -> list[PromiseItem]:
         """The promises in force (withdrawn ones stay in the record, not in the list)."""
         return [item for item in self.all_items if item.withdrawn_at is None]
+
+
+class AccountCount(Base):
+    """Live (not deleted) accounts per salesperson and status: the dashboard's pipeline counts.
+
+    Kept by database triggers on `accounts` (migration 0009) in the transaction that changes an
+    account, so no code path can forget it and the dashboard reads a few rows, not every
+    account. `salesperson_id` 0 stands for accounts without one."""
+
+    __tablename__ = "account_counts"
+
+    salesperson_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    status: Mapped[str] = mapped_column(String(20), primary_key=True)
+    accounts: Mapped[int] = mapped_column(Integer)
 
 
 class PromiseItem(Base):

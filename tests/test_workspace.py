@@ -76,7 +76,7 @@ def test_dashboard_counts_expired_and_unopened_links(app, client, staff, make_st
 def test_differences_show_promised_and_confirmed_side_by_side(client, staff, make_staff, seeded):
     login(staff, make_staff)
     page = client.get("/staff/differences").get_data(as_text=True)
-    assert "Open differences <span class=\"muted\">(3)</span>" in page
+    assert "Open differences <span class=\"muted\">(3 in all)</span>" in page
     assert "<del>Side</del>" in page and "<ins>Front</ins>" in page and "<ins>7788</ins>" in page
     assert "I was promised a new salt cell" in page and "Promised by Sam" in page
     assert page.index("Ann Soon") < page.index("Lee Later")  # soonest first visit on top
@@ -212,15 +212,35 @@ def test_csv_export_has_the_filtered_rows(client, staff, make_staff, seeded):
     assert sorted(r["salesperson"] for r in every) == ["Kim", "Sam", "Sam"]
 
 
-def test_pagination(client, staff, make_staff, db, make_account):
+def _next_link(page):
+    import re
+
+    found = re.search(r'href="(/staff/differences\?[^"]*after=[^"]+)" rel="next"', page)
+    return found.group(1).replace("&amp;", "&") if found else None
+
+
+def test_pagination_by_keyset(client, staff, make_staff, db, make_account):
+    accounts = []
     for n in range(27):
-        account = make_account(customer_name=f"Customer {n:02}", customer_email=f"c{n}@example.com")
+        account = make_account(customer_name=f"Customer {n:02}", customer_email=f"c{n}@example.com",
+                               first_visit=TODAY + timedelta(days=1 + n))
         answer(db, account, "visit_day", "changed", "Monday", "x")
+        accounts.append(account)
     login(staff, make_staff)
-    first = client.get("/staff/differences").get_data(as_text=True)
-    second = client.get("/staff/differences?page=2").get_data(as_text=True)
-    assert "Page 1 of 2" in first and first.count('class="card difference"') == 25
+    first = client.get("/staff/differences?status=open").get_data(as_text=True)
+    assert "(27 in all)" in first and first.count('class="card difference"') == 25
+    assert "Customer 24" in first and "Customer 25" not in first
+    link = _next_link(first)
+    assert "status=open" in link
+    # Meanwhile a more urgent difference arrives: it belongs on page 1 and does not push
+    # page 1's last row onto page 2 (as an OFFSET would).
+    urgent = make_account(customer_name="Urgent Ursula", customer_email="u@example.com",
+                          first_visit=TODAY)
+    answer(db, urgent, "visit_day", "changed", "Monday", "x")
+    second = client.get(link).get_data(as_text=True)
     assert second.count('class="card difference"') == 2
+    assert "Customer 25" in second and "Customer 26" in second and "Customer 24" not in second
+    assert _next_link(second) is None and "First page" in second
 
 
 def test_brief_shows_what_was_confirmed_and_marks_the_unresolved(client, staff, make_staff, seeded, db):

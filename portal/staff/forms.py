@@ -155,3 +155,15 @@ def new_note_form(account: Any) -> NoteForm:
     form.item.choices = options([(0, "The account as a whole"),
                                  *((item.id, item.label) for item in account.items)])
     return form
+
+
+class AccountFilterForm(Form):
+    """The accounts list's search, filters and order, read from the query string (a GET form:
+    bookmarkable, no CSRF); choices are filled in by the view."""
+
+    q = StringField("Search", validators=[Optional(), Length(max=100, message="Keep the search under 100 characters.")])
+    status = SelectField("Status", validate_choice=False)
+    salesperson = SelectField("Salesperson", validate_choice=False)
+    visit_from = DateField("First visit from", validators=[Optional()])
+    visit_to = DateField("First visit to", validators=[Optional()])
+    sort = SelectField("Order", validate_choice=False)

@@ -58,11 +58,10 @@ def _filter_form(people: list[StaffUser]) -> tuple[DifferenceFilterForm, diffs.D
     status = form.status.data if form.status.data in diffs.STATUSES else "open"
     kind = form.kind.data if form.kind.data in KIND_LABELS else None
     person = int(form.salesperson.data) if (form.salesperson.data or "").isdigit() else None
-    page = request.args.get("page", "1")
     flt = diffs.DifferenceFilter(status=status, kind=kind, salesperson_id=person,
                                  visit_from=form.visit_from.data if not form.visit_from.errors else None,
                                  visit_to=form.visit_to.data if not form.visit_to.errors else None,
-                                 page=int(page) if page.isdigit() else 1)
+                                 after=request.args.get("after"))
     return form, flt
 
 
@@ -72,9 +71,9 @@ def differences() -> str:
     people = salespeople(get_db())
     form, flt = _filter_form(people)
     page = diffs.list_differences(get_db(), _me(), flt)
-    args = {k: v for k, v in request.args.items() if k != "page"}
+    args = {k: v for k, v in request.args.items() if k != "after"}
     return render_template("staff/differences.html", form=form, flt=flt, page=page, args=args,
-                           highlight=diffs.highlight)
+                           per_page=diffs.PER_PAGE, highlight=diffs.highlight)
 
 
 CSV_HEADER = ["account_id", "customer", "service_address", "first_visit", "salesperson", "kind",
