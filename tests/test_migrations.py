@@ -13,13 +13,13 @@ import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
-from sqlalchemy import select as sa_select
 from sqlalchemy.engine import make_url
 
 from portal import create_app, migrate
 from portal.db import Base, make_engine
 from portal.search import is_database_only
 from tests.conftest import BACKEND, TEST_SETTINGS
+from tests.record_tampering import sha256_chain
 
 
 @pytest.fixture
@@ -91,28 +91,6 @@ def test_models_and_migrations_agree(database_template, tmp_path, monkeypatch):
     assert diff == []
 
 
-def _sha256_chain_as_before_0004(conn, account_id: int) -> None:
-    """Rewrite an account's chain the way the code before migration 0004 hashed it."""
-    import hashlib
-    import json
-
-    from portal import record
-    from portal.models import RecordEntry
-
-    prev = record.GENESIS
-    table = RecordEntry.__table__
-    rows = conn.execute(sa_select(*(table.c[name] for name in ("id", *record.HASHED_FIELDS)))
-                        .where(table.c.account_id == account_id).order_by(table.c.seq)).all()
-    for row in rows:
-        fields = {name: getattr(row, name) for name in record.HASHED_FIELDS}
-        fields["created_at"] = row.created_at.isoformat(timespec="microseconds")
-        canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        digest = hashlib.sha256(f"{prev}|{canonical}".encode()).hexdigest()
-        conn.execute(text("UPDATE record_entries SET prev_hash = :p, hash = :h WHERE id = :id"),
-                     {"p": prev, "h": digest, "id": row.id})
-        prev = digest
-
-
 def _lift_update_guard(conn) -> None:
     if BACKEND == "postgres":
         conn.execute(text("ALTER TABLE record_entries DISABLE TRIGGER record_entries_append_only"))
@@ -139,7 +117,7 @@ def test_0004_re_signs_an_existing_record_with_the_record_key_and_refuses_a_brok
     with engine.begin() as conn:
         _lift_update_guard(conn)
         for account_id in ids:
-            _sha256_chain_as_before_0004(conn, account_id)
+            sha256_chain(conn, account_id)
     engine.dispose()
 
     migrate.upgrade(app)  # re-creates the guard it lifted
@@ -151,7 +129,7 @@ def test_0004_re_signs_an_existing_record_with_the_record_key_and_refuses_a_brok
     migrate.downgrade(app, "0003")
     with engine.begin() as conn:
         _lift_update_guard(conn)
-        _sha256_chain_as_before_0004(conn, ids[1])
+        sha256_chain(conn, ids[1])
         conn.execute(text("UPDATE record_entries SET note = 'rewritten' WHERE account_id = :a AND seq = 2"),
                      {"a": ids[1]})
     engine.dispose()

@@ -4,7 +4,6 @@ a seal kept outside the database, a history cut back together with its head."""
 from __future__ import annotations
 
 import contextvars
-import hashlib
 import json
 import threading
 from datetime import datetime, timedelta, timezone
@@ -22,6 +21,7 @@ from portal.config import ConfigError
 from portal.models import Account, RecordEntry
 from portal.worker import build_tasks, seal_record
 from tests.conftest import BACKEND
+from tests.record_tampering import sha256_chain
 
 
 def _lift_append_only(db: Session) -> None:
@@ -93,27 +93,14 @@ def test_an_emptied_record_is_found(db, runner, paid_account):
     assert f"Account {paid_account.id}: broken at entry 0" in result.output
 
 
-def _public_sha256_chain(db: Session, account_id: int) -> None:
-    """What someone without the record key can do: rewrite an entry and recompute every hash
-    after it (and the head) with the hash function the code shows."""
-    prev = record.GENESIS
-    for entry in record.entries_for(db, account_id):
-        fields = {name: getattr(entry, name) for name in record.HASHED_FIELDS}
-        fields["created_at"] = entry.created_at.isoformat(timespec="microseconds")
-        canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        digest = hashlib.sha256(f"{prev}|{canonical}".encode()).hexdigest()
-        db.execute(text("UPDATE record_entries SET prev_hash = :p, hash = :h WHERE id = :id"),
-                   {"p": prev, "h": digest, "id": entry.id})
-        prev = digest
-    db.execute(text("UPDATE accounts SET record_head = :h WHERE id = :a"), {"h": prev, "a": account_id})
-
-
 def test_a_rewritten_entry_with_a_recomputed_chain_is_found(db, runner, paid_account):
     first = record.entries_for(db, paid_account.id)[0]
     _lift_append_only(db)
     db.execute(text("UPDATE record_entries SET promised_value = 'Monday' WHERE id = :id"), {"id": first.id})
     db.expire_all()
-    _public_sha256_chain(db, paid_account.id)
+    # Recompute every later hash with the public hash function, and the head with them.
+    last = sha256_chain(db.connection(), paid_account.id)
+    db.execute(text("UPDATE accounts SET record_head = :h WHERE id = :a"), {"h": last, "a": paid_account.id})
     _restore_append_only(db)
     db.commit()
 
