@@ -5,7 +5,7 @@
 - `/bench/hello`: a bare view inside the portal app, so every request-wide hook the portal
   pages pay for (request id, security headers, rate-limit check) is in it too.
 - `/bench/peer/accounts/<id>`: the **peer**, the page a user would otherwise write with plain
-  Flask, SQLAlchemy's ORM and Flask-WTF (../shared/PERFORMANCE.md): its own app, engine and
+  Flask, SQLAlchemy's ORM and Flask-WTF (the team's PERFORMANCE.md): its own app, engine and
   session on the portal's database; GET reads one account by key and its items and renders them
   from a Jinja template extending a small layout, with a form; POST validates the form, inserts
   one answer row per item with the ORM, commits and redirects. The portal's load targets are

@@ -44,7 +44,7 @@ For each size (number of accounts) and each database it:
 
 At the end: one table per database (backend, accounts, entries, page, median, p95, ratio to the
 bare route, queries per request, n) and each page's growth factor from the smallest size to
-the largest. Compare ratios and growth factors, not milliseconds (../shared/PERFORMANCE.md):
+the largest. Compare ratios and growth factors, not milliseconds (the team's PERFORMANCE.md):
 the test client runs requests one at a time in this process, unlike wrk against gunicorn.
 """
 from __future__ import annotations
