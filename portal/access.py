@@ -31,13 +31,16 @@ class Action(str, enum.Enum):
     DIFFERENCES = "differences"  # the differences list and its CSV
     INVOICE = "invoice"      # create an invoice
     REPORTS = "reports"      # the reports across salespeople, and their CSV
+    SETTINGS = "settings"    # company settings
+    MANAGE_STAFF = "manage_staff"  # invite staff, change roles, deactivate, read the staff audit
 
 
+_ADMIN_ONLY = frozenset({Action.SETTINGS, Action.MANAGE_STAFF})
 _SELLING = frozenset({Action.SEE, Action.HAND_OFF, Action.EDIT, Action.NOTE, Action.BRIEF,
                       Action.DIFFERENCES})
-_MANAGING = frozenset(Action)
+_MANAGING = frozenset(Action) - _ADMIN_ONLY
 ACTIONS: dict[str, frozenset[Action]] = {
-    Role.ADMIN.value: _MANAGING,
+    Role.ADMIN.value: frozenset(Action),
     Role.OFFICE.value: _MANAGING,
     Role.SALES.value: _SELLING,
     Role.TECHNICIAN.value: frozenset({Action.BRIEF}),

@@ -12,11 +12,12 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from portal.db import get_db
+from portal.db import get_db, utcnow
 from portal.models import Role, StaffUser
 
 F = TypeVar("F", bound=Callable[..., Any])
 ALL_STAFF = tuple(role.value for role in Role)
+MIN_PASSWORD = 10
 # Compared against when the email is unknown, so a wrong email costs as much as a wrong password.
 _DUMMY_HASH: dict[str, str] = {}
 
@@ -62,8 +63,8 @@ def authenticate(session: Session, email: str, password: str) -> StaffUser | Non
 def create_staff(session: Session, email: str, password: str, role: str, name: str = "") -> StaffUser:
     if role not in ALL_STAFF:
         raise ValueError(f"role must be one of {', '.join(ALL_STAFF)}")
-    if len(password) < 10:
-        raise ValueError("the password needs at least 10 characters")
+    if len(password) < MIN_PASSWORD:
+        raise ValueError(f"the password needs at least {MIN_PASSWORD} characters")
     if find_staff(session, email) is not None:
         raise ValueError(f"a staff user with email {email} already exists")
     user = StaffUser(
@@ -73,6 +74,7 @@ def create_staff(session: Session, email: str, password: str, role: str, name: s
         role=role,
         active=True,
         session_token=new_session_token(),
+        password_set_at=utcnow(),
     )
     session.add(user)
     session.flush()
@@ -83,6 +85,10 @@ def end_sessions(user: StaffUser) -> None:
     """Rotate the id Flask-Login knows the user by: every session and remember-me cookie that
     carries the old one (on any device, or copied by someone else) no longer signs anyone in."""
     user.session_token = new_session_token()
+
+
+def record_sign_in(user: StaffUser) -> None:
+    user.last_sign_in_at = utcnow()
 
 
 def set_active(user: StaffUser, active: bool) -> None:

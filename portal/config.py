@@ -90,6 +90,11 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "NEW_LINK_LIMIT_PER_ADDRESS": os.environ.get("NEW_LINK_LIMIT_PER_ADDRESS", "3 per hour"),
         "NEW_LINK_LIMIT_PER_CLIENT": os.environ.get("NEW_LINK_LIMIT_PER_CLIENT", "10 per hour"),
         "API_RATE_LIMIT": os.environ.get("API_RATE_LIMIT", "600 per minute"),
+        "RESET_LIMIT_PER_ADDRESS": os.environ.get("RESET_LIMIT_PER_ADDRESS", "3 per hour"),
+        "RESET_LIMIT_PER_CLIENT": os.environ.get("RESET_LIMIT_PER_CLIENT", "10 per hour"),
+        # Staff password links: an invite waits for a new colleague's first day, a reset does not.
+        "STAFF_INVITE_MAX_AGE_HOURS": _int("STAFF_INVITE_MAX_AGE_HOURS", 72),
+        "PASSWORD_RESET_MAX_AGE_MINUTES": _int("PASSWORD_RESET_MAX_AGE_MINUTES", 60),
         "SESSION_COOKIE_SECURE": _bool(
             os.environ.get("SESSION_COOKIE_SECURE"), default=env == "production"
         ),

@@ -21,6 +21,10 @@ SALTS = {
     "welcome": "handoff-portal.welcome-link.v1",
     "pay": "handoff-portal.pay-link.v1",
     "email-change": "handoff-portal.email-change.v1",
+    # Staff links to choose a password (portal.staff_admin): their own salts, so neither opens
+    # the other's page nor any customer's.
+    "staff-invite": "handoff-portal.staff-invite.v1",
+    "password-reset": "handoff-portal.password-reset.v1",
 }
 
 

@@ -95,6 +95,9 @@ class StaffUser(Base):
     # (password change, deactivation) signs every session and remember-cookie out.
     session_token: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # None while an invited user has not chosen a password yet (the staff page says "invited").
+    password_set_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     # Flask-Login protocol
     @property
@@ -280,12 +283,45 @@ def _refuse_delete(*_args: Any) -> None:
     raise AppendOnlyError("service record entries are never deleted")
 
 
+class StaffAudit(Base):
+    """Who did what to which staff account (invites, roles, deactivation, passwords).
+    Append-only like the service record: a later change is a new entry."""
+
+    __tablename__ = "staff_audit"
+    __table_args__ = (Index("ix_staff_audit_target", "target_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # None when nobody was signed in: a reset asked for, or a link used, from the login page.
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    action: Mapped[str] = mapped_column(String(40))
+    target_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    request_id: Mapped[str] = mapped_column(String(64), default="")
+
+    actor: Mapped[StaffUser | None] = relationship(foreign_keys=[actor_id])
+    target: Mapped[StaffUser | None] = relationship(foreign_keys=[target_id])
+
+
+APPEND_ONLY = (RecordEntry, StaffAudit)
+
+
+@event.listens_for(StaffAudit, "before_update")
+def _refuse_audit_update(*_args: Any) -> None:
+    raise AppendOnlyError("staff audit entries are append-only; write a new entry instead")
+
+
+@event.listens_for(StaffAudit, "before_delete")
+def _refuse_audit_delete(*_args: Any) -> None:
+    raise AppendOnlyError("staff audit entries are never deleted")
+
+
 @event.listens_for(Session, "do_orm_execute")
 def _refuse_bulk_changes(state: ORMExecuteState) -> None:
     if (state.is_update or state.is_delete) and any(
-        mapper.class_ is RecordEntry for mapper in state.all_mappers
+        mapper.class_ in APPEND_ONLY for mapper in state.all_mappers
     ):
-        raise AppendOnlyError("bulk UPDATE/DELETE of service record entries is refused")
+        raise AppendOnlyError("bulk UPDATE/DELETE of append-only entries is refused")
 
 
 class OutboxEmail(Base):

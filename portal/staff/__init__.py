@@ -1,8 +1,8 @@
-"""Staff pages: sign-in, dashboard, accounts, differences, briefs."""
+"""Staff pages: sign-in, dashboard, accounts, differences, briefs, staff and passwords."""
 from flask import Blueprint
 
 bp = Blueprint("staff", __name__)
 
-from portal.staff import account_list, accounts, routes, workspace  # noqa: E402,F401  (registers the views)
+from portal.staff import account_list, accounts, navigation, people, routes, workspace  # noqa: E402,F401  (registers the views)
 
 __all__ = ["bp"]

@@ -17,9 +17,20 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, Email, InputRequired, Length, Optional, Regexp, ValidationError
+from wtforms.validators import (
+    AnyOf,
+    DataRequired,
+    Email,
+    EqualTo,
+    InputRequired,
+    Length,
+    Optional,
+    Regexp,
+    ValidationError,
+)
 
 from portal import brand, logo
+from portal.auth import MIN_PASSWORD
 from portal.company import checklist_lines, zone_names
 from portal.models import StaffUser
 from portal.once import OnceForm
@@ -35,6 +46,61 @@ class LoginForm(FlaskForm):
                                                      Length(max=200)])
     remember = BooleanField("Keep me signed in on this device")
     next = HiddenField()
+
+
+ROLE_CHOICES = options([("office", "Office"), ("sales", "Sales"), ("technician", "Technician"),
+                        ("admin", "Admin")])
+_ROLE = [AnyOf([choice.value for choice in ROLE_CHOICES], message="Choose a role.")]
+
+
+def _email_field(label: str) -> EmailField:
+    return EmailField(label, validators=[DataRequired("Enter an email address."),
+                                         SingleLine("The email address"),
+                                         Email("Enter a valid email address."), Length(max=254)])
+
+
+def _new_password(label: str) -> PasswordField:
+    return PasswordField(label, validators=[
+        DataRequired("Choose a password."),
+        Length(min=MIN_PASSWORD, max=200,
+               message=f"Use between {MIN_PASSWORD} and 200 characters."),
+    ])
+
+
+def _repeat(label: str, of: str) -> PasswordField:
+    return PasswordField(label, validators=[DataRequired("Type the new password again."),
+                                            EqualTo(of, message="The two passwords differ.")])
+
+
+class InviteForm(OnceForm):
+    name = StringField("Name", validators=[DataRequired("Enter their name: colleagues see it."),
+                                           Length(max=120), SingleLine("The name")])
+    email = _email_field("Email")
+    role = SelectField("Role", choices=ROLE_CHOICES, validate_choice=False, validators=_ROLE)
+
+
+class RoleForm(OnceForm):
+    role = SelectField("Role", choices=ROLE_CHOICES, validate_choice=False, validators=_ROLE)
+
+
+class ActiveForm(OnceForm):
+    active = HiddenField(validators=[AnyOf(["0", "1"], message="That action was not understood.")])
+
+
+class ForgotPasswordForm(OnceForm):
+    email = _email_field("Your email")
+
+
+class SetPasswordForm(FlaskForm):
+    password = _new_password("New password")
+    confirm = _repeat("New password again", "password")
+
+
+class ChangePasswordForm(FlaskForm):
+    current = PasswordField("Current password", validators=[DataRequired("Enter your current password."),
+                                                            Length(max=200)])
+    password = _new_password("New password")
+    confirm = _repeat("New password again", "password")
 
 
 class CompanySettingsForm(FlaskForm):

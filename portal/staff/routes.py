@@ -9,7 +9,8 @@ from werkzeug.wrappers import Response
 
 from portal import brand, logo
 from portal import company as company_service
-from portal.auth import authenticate, end_sessions, is_safe_next, roles_required
+from portal.access import Action, roles_for
+from portal.auth import authenticate, end_sessions, is_safe_next, record_sign_in, roles_required
 from portal.db import get_db, unit_of_work
 from portal.extensions import limiter
 from portal.staff import bp
@@ -53,6 +54,8 @@ def login() -> str | Response | tuple[str, int]:
             # Drop anything set before sign-in (session fixation), then start fresh.
             session.clear()
             login_user(user, remember=form.remember.data)
+            with unit_of_work():
+                record_sign_in(user)
             _forget_failed_sign_ins()
             target = form.next.data if is_safe_next(form.next.data) else None
             return redirect(target or url_for("staff.dashboard"))
@@ -76,7 +79,7 @@ def logout() -> Response:
 
 @bp.route("/settings", methods=["GET", "POST"])
 @body_limit(logo.UPLOAD_LIMIT)
-@roles_required("admin")
+@roles_required(*roles_for(Action.SETTINGS))
 def company_settings() -> Response | tuple[str, int]:
     company = company_service.editable_company(get_db())
     form = CompanySettingsForm(data=company_service.form_data(company))
