@@ -29,6 +29,7 @@ from portal.models import (
     OutboxEmail,
     PromiseItem,
     RecordEntry,
+    StaffAudit,
     StaffUser,
 )
 from portal.onboarding import send_welcome
@@ -38,7 +39,7 @@ from tests.test_handoff_form import _edit_form, valid_form
 from tests.test_welcome import answer_all, complete, token_of
 
 TABLES = (Account, Customer, PromiseItem, RecordEntry, OutboxEmail, FormSubmission, StaffUser,
-          CompanySettings, Invoice)
+          CompanySettings, Invoice, StaffAudit)
 FRESH = "<fresh one-time form id>"
 FUZZ = settings(max_examples=30, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,

@@ -9,10 +9,10 @@ staff account, when, in which request), and on staff_users when the password was
 while an invite is open) and the last sign-in. Existing users chose their password when they
 were created, so password_set_at starts as created_at.
 """
-from alembic import op
 import sqlalchemy as sa
-import portal.db
+from alembic import op
 
+import portal.db
 
 revision = '0010'
 down_revision = '0009'

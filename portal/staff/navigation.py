@@ -43,7 +43,7 @@ def staff_nav() -> list[NavLink]:
     """The signed-in user's entries, in order; none for anyone else."""
     if not current_user.is_authenticated:
         return []
-    user = current_user._get_current_object()  # type: ignore[attr-defined]
+    user = current_user._get_current_object()
     return [NavLink(entry.label, url_for(entry.endpoint), request.endpoint == entry.endpoint)
             for entry in NAV
             if entry.endpoint in current_app.view_functions and allows(user, entry.action)]

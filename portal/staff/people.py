@@ -33,7 +33,7 @@ PENDING_LINK = "password_link"
 
 
 def _me() -> StaffUser:
-    return current_user._get_current_object()  # type: ignore[attr-defined,no-any-return]
+    return current_user._get_current_object()  # type: ignore[no-any-return]
 
 
 def _row_forms(user: StaffUser) -> tuple[RoleForm, ActiveForm]:
