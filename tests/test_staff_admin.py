@@ -559,3 +559,14 @@ def test_the_header_shows_the_display_name_not_the_email(client, staff, make_sta
     page = client.get("/staff/").get_data(as_text=True)
     header = page.split("</header>")[0]
     assert "Olu Office" in header and "olu.private@example.com" not in header
+
+
+def test_the_service_record_names_colleagues_by_display_name(client, db, staff, make_staff, make_account):
+    sam = make_staff("sales", email="sam@example.com", name="Sam Seller")
+    account = make_account(salesperson=sam)
+    actors = {entry.actor for entry in db.scalars(select(RecordEntry)
+                                                  .where(RecordEntry.account_id == account.id))}
+    assert f"staff:{sam.id}" in actors  # the record keeps the id; the page shows the name
+    staff.login(make_staff("office"))
+    record = client.get(f"/staff/accounts/{account.id}").get_data(as_text=True).split("<time", 1)[1]
+    assert "Sam Seller" in record and f"staff:{sam.id}" not in record
