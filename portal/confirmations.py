@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from portal import record
+from portal import links, record
 from portal.company import get_company
 from portal.db import utcnow
 from portal.handoffs import OnboardingSigned, display_value
@@ -161,6 +161,7 @@ class SummaryLine:
     confirmed: str
     outcome: str
     comment: str
+    kind: str = ""
 
 
 def summary(session: Session, account: Account) -> list[SummaryLine]:
@@ -174,6 +175,7 @@ def summary(session: Session, account: Account) -> list[SummaryLine]:
             confirmed=display_value(state.current_value, state.item.kind),
             outcome=state.outcome,
             comment=latest.note if latest is not None and latest.actor == CUSTOMER else "",
+            kind=state.item.kind,
         ))
     return lines
 
@@ -216,14 +218,16 @@ def _queue_signed_emails(session: Session, account: Account, lines: list[Summary
     company = get_company()
     queue_email(session, template="signed_customer", to=account.customer.email,
                 subject=f"{company.name}: your confirmed service", account=account,
-                context={"account": account, "lines": lines, "differences": differences})
+                context={"account": account, "lines": lines, "differences": differences,
+                         "service_url": links.public_url("welcome.my_service")})
     if not differences:
         return
     recipients = {account.salesperson.email if account.salesperson else "", company.office_email}
     for address in sorted(r for r in recipients if r):
         queue_email(session, template="differences_alert", to=address, account=account,
                     subject=f"{account.customer.name} changed {len(differences)} promise(s)",
-                    context={"account": account, "differences": differences})
+                    context={"account": account, "differences": differences,
+                             "account_url": links.public_url("staff.account", account_id=account.id)})
 
 
 def request_change(session: Session, account: Account, item: PromiseItem | None, details: str) -> None:
@@ -234,9 +238,12 @@ def request_change(session: Session, account: Account, item: PromiseItem | None,
     company = get_company()
     office = company.office_email or company.email
     if office:
+        now = next((state.current_value for state in record.item_states(session, account)
+                    if item is not None and state.item.id == item.id), None)
         queue_email(session, template="change_request", to=office, account=account,
                     subject=f"Change requested by {account.customer.name}",
-                    context={"account": account, "item": item, "details": details})
+                    context={"account": account, "item": item, "now": now, "details": details,
+                             "account_url": links.public_url("staff.account", account_id=account.id)})
 
 
 def agreed_days(session: Session, account: Account) -> list[str]:

@@ -10,6 +10,8 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
 
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -68,6 +70,14 @@ def make_token(account: Account, nonce: str, purpose: str = "welcome") -> str:
 def welcome_url(token: str) -> str:
     base = current_app.config["PUBLIC_BASE_URL"].rstrip("/")
     return f"{base}/welcome/t/{token}"
+
+
+def public_url(endpoint: str, **values: Any) -> str:
+    """An absolute address on PUBLIC_BASE_URL, for emails (built outside any request too)."""
+    base = urlsplit(current_app.config["PUBLIC_BASE_URL"])
+    adapter = current_app.url_map.bind(base.netloc, script_name=base.path.rstrip("/") or "/",
+                                       url_scheme=base.scheme or "https")
+    return adapter.build(endpoint, values, force_external=True)
 
 
 def issue_welcome_link(account: Account) -> str:

@@ -18,6 +18,7 @@ from portal.company import get_company, local_time
 from portal.handoffs import display_value
 from portal.models import Account, OutboxEmail
 from portal.money import format_money
+from portal.secret_codes import blank_codes, mailed_value, promise_lines, summary_lines
 
 EMAILS = Path(__file__).resolve().parent.parent / "emails"
 
@@ -30,9 +31,12 @@ def email_environment() -> Environment:
                           autoescape=select_autoescape(enabled_extensions=("html",),
                                                        default_for_string=False),
                           trim_blocks=True, lstrip_blocks=True)
-        env.globals.update(money=format_money, ink_for=ink_for, brand=readable_brand)
+        env.globals.update(money=format_money, ink_for=ink_for, brand=readable_brand,
+                           promise_lines=promise_lines, summary_lines=summary_lines)
         env.filters["shown"] = display_value
         env.filters["local"] = local_time
+        env.filters["blank_codes"] = blank_codes
+        env.filters["mailed"] = mailed_value
         current_app.extensions["portal.email_env"] = env
     return env
 

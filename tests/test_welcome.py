@@ -402,11 +402,17 @@ def test_the_confirmation_email_lists_what_was_confirmed_and_changed(client, db,
                                                    f"i{gate}_value": "Front gate, code 7788"}))
     complete(client)
     email = db.scalars(select(OutboxEmail).where(OutboxEmail.kind == "signed_customer")).one()
-    assert "Front gate, code 7788" in email.text_body and "changed" in email.text_body
+    assert "Access details: noted" in email.text_body and "changed" in email.text_body
     assert "Salt cell check before summer" in email.html_body
     alert = db.scalars(select(OutboxEmail).where(OutboxEmail.kind == "differences_alert")).one()
     assert alert.to_address == account.salesperson.email
-    assert "Side gate, code 4412" in alert.text_body and "Front gate, code 7788" in alert.text_body
+    assert "Access details" in alert.text_body
+    # Codes stay behind the links: the customer's service page, the office's account page.
+    for mail in (email, alert):
+        for body in (mail.text_body, mail.html_body):
+            assert "4412" not in body and "7788" not in body
+    assert "http://localhost/welcome/service" in email.text_body
+    assert f"http://localhost/staff/accounts/{account.id}" in alert.text_body
 
 
 @pytest.mark.parametrize("kind, fields, message", [
@@ -529,12 +535,12 @@ def test_going_back_shows_previous_answers_and_resume_on_another_device(app, cli
 def test_technician_note_and_corrections_are_escaped_in_pages_and_email(client, db, invited):
     account, path = invited
     open_link(client, path)
-    gate = item_id(account, "gate_access")
+    safety = item_id(account, "safety")
     location = complete(client, stop_before="/step/access")
     html = client.get(location).get_data(as_text=True)
     evil = "<script>alert(1)</script>"
     client.post(location, data=answer_all(html, technician_note=evil, **{
-        f"i{gate}_answer": "no", f"i{gate}_value": evil}))
+        f"i{safety}_answer": "no", f"i{safety}_value": evil}))
     review = client.get("/welcome/step/review").get_data(as_text=True)
     assert evil not in review and "&lt;script&gt;alert(1)&lt;/script&gt;" in review
     complete(client)

@@ -1,0 +1,101 @@
+"""Gate, lock and alarm codes never travel by email (DESIGN.md: secrets the technician needs).
+
+Every email template shows promises through `promise_lines` / `summary_lines` and free text
+through `blank_codes`: an access promise, or any promise whose value looks like a code, becomes
+one "Access details: noted" line, and the value is shown only behind the link (the portal pages,
+which need the customer's session or a staff login)."""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from portal.handoffs import display_value
+from portal.models import PromiseKind
+
+ACCESS_LABEL = "Access details"
+ACCESS_NOTED = "noted \N{EM DASH} you'll see them behind the link"
+BLANKED = "\N{BULLET}" * 4
+# Kinds whose values are secrets however they are worded.
+SECRET_KINDS = frozenset({PromiseKind.GATE_ACCESS.value})
+# A code is a run of 3 to 8 digits (a keypad's # or * around it) in text that speaks of one;
+# "Salt cell check before summer" or a price stays as it is.
+_CODE_WORDS = re.compile(r"\b(code|codes|pin|combo|combination|pass ?code|password|alarm|lock|"
+                         r"padlock|keypad|key ?box|lockbox|gate)\b", re.IGNORECASE)
+_DIGITS = re.compile(r"[#*]?(?<!\d)\d{3,8}(?!\d)[#*]?")
+
+
+def looks_like_code(text: str | None) -> bool:
+    return bool(text) and bool(_CODE_WORDS.search(text or "")) and bool(_DIGITS.search(text or ""))
+
+
+def is_secret(kind: str, value: str | None) -> bool:
+    return kind in SECRET_KINDS or looks_like_code(value)
+
+
+def blank_codes(text: str | None) -> str:
+    """Free text (a comment, a change request) with the digits of any code blanked out."""
+    if not text or not looks_like_code(text):
+        return text or ""
+    return _DIGITS.sub(BLANKED, text)
+
+
+def mailed_value(value: str | None, kind: str) -> str:
+    """One promise value as an email may show it."""
+    return ACCESS_NOTED if is_secret(kind, value) else display_value(value, kind)
+
+
+@dataclass(frozen=True)
+class MailedLine:
+    """One promise as an email shows it."""
+
+    label: str
+    value: str
+    promised: str = ""
+    outcome: str = "promised"
+    comment: str = ""
+    secret: bool = False
+
+
+def promise_lines(items: Iterable[Any]) -> list[MailedLine]:
+    """Promise items (anything with kind, label, promised_value) for a welcome email."""
+    return _folded(MailedLine(item.label, display_value(item.promised_value, item.kind))
+                   if not is_secret(item.kind, item.promised_value)
+                   else MailedLine(ACCESS_LABEL, ACCESS_NOTED, secret=True) for item in items)
+
+
+def summary_lines(lines: Iterable[Any]) -> list[MailedLine]:
+    """The customer's answers (confirmations.SummaryLine) for the emails that follow signing."""
+    shown = []
+    for line in lines:
+        if is_secret(line.kind, line.promised) or is_secret(line.kind, line.confirmed):
+            shown.append(MailedLine(ACCESS_LABEL, ACCESS_NOTED, ACCESS_NOTED, line.outcome,
+                                    blank_codes(line.comment), secret=True))
+        else:
+            shown.append(MailedLine(line.label, line.confirmed, line.promised, line.outcome,
+                                    blank_codes(line.comment)))
+    return _folded(shown)
+
+
+_OUTCOME_WEIGHT = {"disputed": 3, "changed": 2, "confirmed": 1}
+
+
+def _folded(lines: Iterable[MailedLine]) -> list[MailedLine]:
+    """All secret lines as one, where the first was: the email says once that access details
+    are noted, and whether the customer changed or disputed any of them."""
+    result: list[MailedLine] = []
+    at: int | None = None
+    for line in lines:
+        if not line.secret:
+            result.append(line)
+        elif at is None:
+            at = len(result)
+            result.append(line)
+        else:
+            kept = result[at]
+            worse = _OUTCOME_WEIGHT.get(line.outcome, 0) > _OUTCOME_WEIGHT.get(kept.outcome, 0)
+            comments = " ".join(c for c in (kept.comment, line.comment) if c)
+            result[at] = MailedLine(kept.label, kept.value, kept.promised,
+                                    line.outcome if worse else kept.outcome, comments, secret=True)
+    return result
