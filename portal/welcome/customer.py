@@ -33,8 +33,9 @@ def end() -> None:
 
 # --- Pay links (portal.payments) ----------------------------------------------------------
 # An invoice's pay link starts a session for the invoice's account tied to that invoice's own
-# link nonce ("i", "p"): it reaches the payment pages (`customer_pay_required`) only, and ends
-# when the invoice's link is re-issued. A welcome session for the same account is kept beside it.
+# link nonce ("i", "p"): it reaches the views marked `customer_pay_required` (the payment
+# pages and My service, never the onboarding steps), and ends when the invoice's link is
+# re-issued. A welcome session for the same account is kept beside it.
 
 def start_pay(account: Account, invoice_id: int, nonce_hash: str) -> None:
     data = session.get(KEY)

@@ -11,6 +11,7 @@ from portal.confirmations import Answer
 from portal.handoffs import display_value
 from portal.models import PromiseItem, RecordEntry
 from portal.once import OnceForm
+from portal.record import ItemState
 from portal.staff.handoff_forms import CheckboxesField, options
 from portal.validation import WEEKDAYS, SingleLine, normalise_weekdays
 
@@ -233,9 +234,12 @@ class NewLinkForm(OnceForm):
         render_kw={"autocomplete": "email"})
 
 
-def change_form_class(items: list[PromiseItem]) -> type[OnceForm]:
+def change_form_class(states: list[ItemState]) -> type[OnceForm]:
+    """What a signed customer may ask to change: each promise as agreed now (the record's
+    current value, not the sale's promise when a decision or answer changed it)."""
     choices: list[tuple[object, str]] = [
-        (str(item.id), f"{item.label}: {display_value(item.promised_value, item.kind)}"[:80]) for item in items]
+        (str(state.item.id), f"{state.item.label}: {display_value(state.current_value, state.item.kind)}"[:80])
+        for state in states]
     choices.append(("other", "Something else"))
     return type("ChangeRequestForm", (OnceForm,), {
         "item": RadioField("What would you like to change?", choices=options(choices),

@@ -16,7 +16,7 @@ from portal.handoffs import OnboardingSigned
 from portal.models import Account
 from portal.onboarding import send_link_on_request
 from portal.welcome import bp, calendar, customer
-from portal.welcome.customer import customer_required
+from portal.welcome.customer import customer_pay_required, customer_required
 from portal.welcome.forms import (
     ContactForm,
     NewLinkForm,
@@ -250,20 +250,21 @@ def _service_context(account: Account) -> dict[str, object]:
 
 
 @bp.get("/service")
-@customer_required
+# An invoice's pay link reaches the customer's service pages too (same account).
+@customer_pay_required
 def my_service(account: Account) -> str | BaseResponse:
     if account.signed_at is None:
         return redirect(url_for("welcome.resume"))
-    form = change_form_class(account.items)()
+    form = change_form_class(record.item_states(get_db(), account))()
     return render_template("welcome/service.html", form=form, **_service_context(account))
 
 
 @bp.post("/service/change")
-@customer_required
+@customer_pay_required
 def request_change(account: Account) -> str | BaseResponse | tuple[str, int]:
     if account.signed_at is None:
         return redirect(url_for("welcome.resume"))
-    form = change_form_class(account.items)()
+    form = change_form_class(record.item_states(get_db(), account))()
     if form.validate_on_submit():
         with unit_of_work() as session:
             if _claimed(session, form, "change-request"):
@@ -275,7 +276,7 @@ def request_change(account: Account) -> str | BaseResponse | tuple[str, int]:
 
 
 @bp.get("/service/visit.ics")
-@customer_required
+@customer_pay_required
 def visit_calendar(account: Account) -> Response:
     session = get_db()
     days = confirm.agreed_days(session, account)
@@ -301,4 +302,5 @@ def confirm_email_change(token: str) -> tuple[str, int] | str:
 @bp.post("/sign-out")
 def sign_out() -> BaseResponse:
     customer.end()
+    flash("You are signed out. To come back, open the link from your latest email.", "info")
     return redirect(url_for("welcome.session_ended"))
