@@ -84,9 +84,12 @@ def new_customer(data: HandoffData) -> Customer:
 
 
 def create_handoff(
-    session: Session, data: HandoffData, salesperson: StaffUser | None, currency: str | None = None
+    session: Session, data: HandoffData, salesperson: StaffUser | None, currency: str | None = None,
+    actor: str | None = None,
 ) -> Account:
-    """Write the account, its items and their 'promised' entries. The caller commits."""
+    """Write the account, its items and their 'promised' entries. The caller commits. The
+    entries' actor is who entered the handoff (`actor`, e.g. the office typing it in for a
+    salesperson); each item keeps who promised it."""
     account = Account(
         customer=new_customer(data),
         service_address=data.service_address,
@@ -116,7 +119,7 @@ def create_handoff(
             session,
             account,
             event="promised",
-            actor=staff_actor(salesperson),
+            actor=actor or staff_actor(salesperson),
             item=item,
             promised_value=item.promised_value,
             outcome="promised",

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.wrappers import Response
 
-from portal import notes, once, record
+from portal import notes, once, record, record_story
 from portal.access import Action, account_or_404, allows, roles_for
 from portal.auth import roles_required
 from portal.db import get_db, unit_of_work
@@ -80,7 +80,7 @@ def new_handoff() -> str | Response | tuple[str, int]:
                 claim = once.claim(session, form.submitted_id, "new_handoff")
                 if claim is None:
                     return _already_done(form.submitted_id)
-                account = create_handoff(session, data, salesperson)
+                account = create_handoff(session, data, salesperson, actor=staff_actor(current_user))
                 once.keep_result(session, claim, url_for("staff.account", account_id=account.id))
             flash("Handoff saved. Check the preview, then send the welcome link.", "success")
             return redirect(url_for("staff.preview", account_id=account.id))
@@ -97,7 +97,7 @@ def account(account_id: int) -> str:
                              .order_by(OutboxEmail.id.desc())).all()
     return render_template("staff/account.html", account=found,
                            states=record.item_states(session, found),
-                           entries=record.entries_for(session, found.id), emails=emails,
+                           story=record_story.story(session, found, record.entries_for(session, found.id)), emails=emails,
                            send_form=once.OnceForm(),
                            note_form=new_note_form(found) if allows(current_user, Action.NOTE) else None)
 

@@ -1,0 +1,206 @@
+"""The service record as an office manager reads it: one sentence per entry.
+
+Entries keep their machine fields (event, actor "staff:2", values, details; the record API
+returns those). This module only says them in words, for every page that shows the record:
+which promise ("Gate access: Side gate, code 4412 -> customer changed to ..."), who by name
+and role ("Alex Admin, office"; "Dana Reyes, customer"; "Stripe"; "the portal"), when in the
+company's time zone, and who entered a handoff for whom."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from portal.company import local_time
+from portal.handoffs import display_value
+from portal.models import Account, PromiseItem, RecordEntry, StaffUser
+
+ARROW = "\N{RIGHTWARDS ARROW}"
+# The side of the business each role speaks for, as the record names them.
+ROLE_WORDS = {"admin": "office", "office": "office", "sales": "sales", "technician": "technician"}
+# Events with no promise, said in words; "{value}" is the entry's confirmed value.
+PLAIN_EVENTS = {
+    "started": "Started confirming the service",
+    "link_opened": "Opened the welcome link",
+    "readiness": "Before the first visit: {value}",
+    "contact_preferences": "How to reach them: {value}",
+    "technician_note": "Note for the technician: {value}",
+    "sms_consent": "Agreed to service texts at {value}",
+    "card_saved": "Card saved for autopay: {value}",
+    "card_setup_started": "Started saving a card",
+    "card_setup_failed": "Saving a card failed",
+    "stripe_customer_created": "Customer created in Stripe",
+    "invoice_created": "Invoice created: {value}",
+    "invoice_paid": "Invoice paid: {value}",
+    "autopay_submitted": "Autopay charge submitted: {value}",
+    "autopay_failed": "Autopay charge failed",
+    "payment_processing": "Payment submitted, waiting to clear",
+    "payment_failed": "Payment failed",
+    "payment_mismatch": "Payment amount did not match the invoice",
+    "duplicate_payment": "Invoice paid twice",
+    "stripe_error": "Stripe could not be reached",
+    "email_failed": "An email could not be delivered",
+}
+
+
+@dataclass(frozen=True)
+class StoryLine:
+    """One record entry in words."""
+
+    what: str
+    who: str
+    when: str
+    when_iso: str
+    note: str = ""
+    outcome: str | None = None
+
+
+@dataclass(frozen=True)
+class _Cast:
+    """What the sentences need besides the entries: the items, staff names and the customer."""
+
+    items: dict[int, PromiseItem]
+    staff: dict[int, StaffUser]
+    customer_name: str
+
+
+def story(session: Session, account: Account, entries: Sequence[RecordEntry]) -> list[StoryLine]:
+    """The entries in words, in the order given (two queries whatever their number)."""
+    items = {item.id: item for item in session.scalars(
+        select(PromiseItem).where(PromiseItem.account_id == account.id))}
+    staff_ids = {_staff_id(entry.actor) for entry in entries} | {
+        item.promised_by_id for item in items.values()}
+    staff_ids |= {int(entry.details["assignee_id"]) for entry in entries
+                  if isinstance((entry.details or {}).get("assignee_id"), int)}
+    wanted = {i for i in staff_ids if i is not None}
+    staff = {user.id: user for user in session.scalars(
+        select(StaffUser).where(StaffUser.id.in_(wanted)))} if wanted else {}
+    cast = _Cast(items, staff, account.customer.name)
+    return [_line(entry, cast) for entry in entries]
+
+
+def _staff_id(actor: str) -> int | None:
+    kind, _, rest = actor.partition(":")
+    return int(rest) if kind == "staff" and rest.isdigit() else None
+
+
+def actor_name(actor: str, cast: _Cast) -> str:
+    """'staff:2' as 'Alex Admin, office'; 'customer' as 'Dana Reyes, customer'."""
+    staff_id = _staff_id(actor)
+    if staff_id is not None:
+        user = cast.staff.get(staff_id)
+        return _staff_name(user) if user else "a former colleague"
+    if actor == "customer":
+        return f"{cast.customer_name}, customer"
+    if actor == "stripe":
+        return "Stripe"
+    if actor == "system":
+        return "the portal"
+    if actor.startswith("api:"):
+        return f"{actor[4:]} (API)"
+    return actor
+
+
+def _staff_name(user: StaffUser) -> str:
+    return f"{user.display_name}, {ROLE_WORDS.get(user.role, user.role)}"
+
+
+# "Tue Dec 1, 2026, 11:13 PM MST": the company's clock, as the office reads it.
+WHEN = "%a %b %-d, %Y, %-I:%M %p %Z"
+
+
+def _line(entry: RecordEntry, cast: _Cast) -> StoryLine:
+    item = cast.items.get(entry.item_id) if entry.item_id is not None else None
+    what, note = _what(entry, item, cast)
+    return StoryLine(what=what, who=_who(entry, item, cast), when=local_time(entry.created_at, WHEN),
+                     when_iso=entry.created_at.isoformat(), note=note, outcome=entry.outcome)
+
+
+def _who(entry: RecordEntry, item: PromiseItem | None, cast: _Cast) -> str:
+    if entry.event == "promised" and item is not None and item.promised_by_id is not None:
+        seller = cast.staff.get(item.promised_by_id)
+        if seller is not None and entry.actor != f"staff:{seller.id}":
+            # Someone else typed the sale in: both are part of the story.
+            enterer = actor_name(entry.actor, cast).split(",")[0]
+            return f"entered by {enterer} for {seller.display_name}"
+    return actor_name(entry.actor, cast)
+
+
+def _what(entry: RecordEntry, item: PromiseItem | None, cast: _Cast) -> tuple[str, str]:
+    """The sentence and the words quoted under it (a comment or note), never the same twice."""
+    details: dict[str, Any] = entry.details or {}
+    if item is not None:
+        return _about_promise(entry, item, details, cast)
+    event = entry.event
+    value = entry.confirmed_value or ""
+    if event == "signed":
+        return f"Signed the onboarding summary as \N{LEFT DOUBLE QUOTATION MARK}{value}\N{RIGHT DOUBLE QUOTATION MARK}", ""
+    if event in ("link_sent", "link_resent"):
+        if entry.actor == "customer":
+            return "Asked for a new link by email", ""
+        to = details.get("to")
+        first = "Welcome email sent" if event == "link_sent" else "New link sent"
+        return (f"{first} to {to}" if to else first), ""
+    if event == "pay_link_opened":
+        return f"Opened the pay link of invoice {details.get('number', '')}".strip(), ""
+    if event == "reminder_sent":
+        return f"Reminder {details.get('number', '')} sent".replace("  ", " "), ""
+    if event in ("email_changed", "email_change_requested"):
+        if event == "email_change_requested":
+            return f"Asked to use {details.get('new_email', 'a new address')} for emails", ""
+        return f"Email address changed from {details.get('from', '?')} to {details.get('to', '?')}", ""
+    if event == "contact_changed":
+        moved = "; ".join(f"{name} from {change.get('from') or '—'} to {change.get('to') or '—'}"
+                          for name, change in details.items() if isinstance(change, dict))
+        return f"Contact changed: {moved}", ""
+    if event == "note":
+        return "Note", entry.note
+    if event == "change_requested":
+        return "Asked for a change", entry.note
+    if event in PLAIN_EVENTS:
+        return PLAIN_EVENTS[event].format(value=value).rstrip(": "), entry.note
+    words = event.replace("_", " ").capitalize()
+    return (f"{words}: {value}" if value else words), entry.note
+
+
+def _about_promise(entry: RecordEntry, item: PromiseItem, details: dict[str, Any],
+                   cast: _Cast) -> tuple[str, str]:
+    label = item.label
+    promised = display_value(entry.promised_value or item.promised_value, item.kind)
+    confirmed = display_value(entry.confirmed_value, item.kind)
+    event, outcome = entry.event, entry.outcome
+    if event == "promised":
+        return f"{label}: {promised} (promised)", ""
+    if event == "promise_edited":
+        was = entry.note[len("was: "):] if entry.note.startswith("was: ") else ""
+        before = f"{display_value(was, item.kind)} {ARROW} " if was else ""
+        return f"{label}: {before}{promised} (edited before signing)", ""
+    if event == "promise_withdrawn":
+        return f"{label}: {promised} (withdrawn)", ""
+    if event == "answered":
+        if outcome == "confirmed":
+            return f"{label}: {promised} {ARROW} customer confirmed", entry.note
+        if outcome == "changed":
+            return f"{label}: {promised} {ARROW} customer changed to {confirmed}", entry.note
+        if outcome == "disputed":
+            return f"{label}: {promised} {ARROW} customer says this is not what they were told", entry.note
+    if event == "resolved":
+        asked = display_value(details.get("customer_value"), item.kind)
+        if details.get("resolution") == "accepted":
+            return f"{label}: {promised} {ARROW} office accepted the customer's {confirmed}", entry.note
+        kept = f"{label}: kept {confirmed or promised}"
+        return (f"{kept} (customer asked for {asked})" if asked else kept), entry.note
+    if event == "assigned":
+        assignee = cast.staff.get(details.get("assignee_id")) if isinstance(details.get("assignee_id"), int) else None
+        name = _staff_name(assignee) if assignee else details.get("assignee", "a colleague")
+        return f"{label}: difference handed to {name}", entry.note
+    if event == "note":
+        return f"Note on {label}", entry.note
+    if event == "change_requested":
+        return f"{label}: asked for a change", entry.note
+    words = event.replace("_", " ").capitalize()
+    value = confirmed or promised
+    return f"{label}: {value} ({words.lower()})", entry.note
