@@ -19,6 +19,7 @@ from portal.handoffs import display_value
 from portal.models import Account, PromiseItem, RecordEntry, StaffUser
 
 ARROW = "\N{RIGHTWARDS ARROW}"
+QUOTE = ("\N{LEFT DOUBLE QUOTATION MARK}", "\N{RIGHT DOUBLE QUOTATION MARK}")
 # The side of the business each role speaks for, as the record names them.
 ROLE_WORDS = {"admin": "office", "office": "office", "sales": "sales", "technician": "technician"}
 # Events with no promise, said in words; "{value}" is the entry's confirmed value.
@@ -137,7 +138,7 @@ def _what(entry: RecordEntry, item: PromiseItem | None, cast: _Cast) -> tuple[st
     event = entry.event
     value = entry.confirmed_value or ""
     if event == "signed":
-        return f"Signed the onboarding summary as \N{LEFT DOUBLE QUOTATION MARK}{value}\N{RIGHT DOUBLE QUOTATION MARK}", ""
+        return f"Signed the onboarding summary as {QUOTE[0]}{value}{QUOTE[1]}", ""
     if event in ("link_sent", "link_resent"):
         if entry.actor == "customer":
             return "Asked for a new link by email", ""
@@ -194,7 +195,8 @@ def _about_promise(entry: RecordEntry, item: PromiseItem, details: dict[str, Any
         kept = f"{label}: kept {confirmed or promised}"
         return (f"{kept} (customer asked for {asked})" if asked else kept), entry.note
     if event == "assigned":
-        assignee = cast.staff.get(details.get("assignee_id")) if isinstance(details.get("assignee_id"), int) else None
+        assignee_id = details.get("assignee_id")
+        assignee = cast.staff.get(assignee_id) if isinstance(assignee_id, int) else None
         name = _staff_name(assignee) if assignee else details.get("assignee", "a colleague")
         return f"{label}: difference handed to {name}", entry.note
     if event == "note":

@@ -97,7 +97,8 @@ def account(account_id: int) -> str:
                              .order_by(OutboxEmail.id.desc())).all()
     return render_template("staff/account.html", account=found,
                            states=record.item_states(session, found),
-                           story=record_story.story(session, found, record.entries_for(session, found.id)), emails=emails,
+                           story=record_story.story(session, found, record.entries_for(session, found.id)),
+                           emails=emails,
                            send_form=once.OnceForm(),
                            note_form=new_note_form(found) if allows(current_user, Action.NOTE) else None)
 

@@ -238,7 +238,8 @@ def change_form_class(states: list[ItemState]) -> type[OnceForm]:
     """What a signed customer may ask to change: each promise as agreed now (the record's
     current value, not the sale's promise when a decision or answer changed it)."""
     choices: list[tuple[object, str]] = [
-        (str(state.item.id), f"{state.item.label}: {display_value(state.current_value, state.item.kind)}"[:80])
+        (str(state.item.id),
+         f"{state.item.label}: {display_value(state.current_value, state.item.kind)}"[:80])
         for state in states]
     choices.append(("other", "Something else"))
     return type("ChangeRequestForm", (OnceForm,), {
