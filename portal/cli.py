@@ -12,12 +12,11 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 
-from portal import api_tokens, imports, migrate, outbox, record, reminders, worker
+from portal import api_tokens, imports, links, migrate, outbox, record, reminders, worker
 from portal.auth import ALL_STAFF, create_staff
 from portal.db import get_db, unit_of_work
 from portal.demo import DEMO_PASSWORD, seed_demo
 from portal.models import Account
-from portal.onboarding import send_new_link
 
 
 def register(app: Flask) -> None:
@@ -89,13 +88,11 @@ def seed_demo_command() -> None:
 @click.command("demo-info")
 @with_appcontext
 def demo_info_command() -> None:
-    """Print the demo staff login and email the demo customer a fresh link (printed too)."""
+    """Print the demo staff login and a fresh welcome link for the demo customer."""
     with unit_of_work() as session:
         account = session.scalars(
             select(Account).where(Account.deleted_at.is_(None)).order_by(Account.id)).first()
-        # Through the one send path: a link handed out without a recorded send left the
-        # account looking never invited, so "Email me a new link" sent it nothing.
-        url = send_new_link(session, account, actor="system").url if account is not None else ""
+        url = links.issue_welcome_link(account) if account is not None else ""
     click.echo("")
     click.echo(f"  Staff sign-in:  {current_app.config['PUBLIC_BASE_URL']}/staff/login")
     click.echo(f"  Demo login:     admin@example.com / {DEMO_PASSWORD}")
