@@ -109,14 +109,10 @@ def _staff_name(user: StaffUser) -> str:
     return f"{user.display_name}, {ROLE_WORDS.get(user.role, user.role)}"
 
 
-# "Tue Dec 1, 2026, 11:13 PM MST": the company's clock, as the office reads it.
-WHEN = "%a %b %-d, %Y, %-I:%M %p %Z"
-
-
 def _line(entry: RecordEntry, cast: _Cast) -> StoryLine:
     item = cast.items.get(entry.item_id) if entry.item_id is not None else None
     what, note = _what(entry, item, cast)
-    return StoryLine(what=what, who=_who(entry, item, cast), when=local_time(entry.created_at, WHEN),
+    return StoryLine(what=what, who=_who(entry, item, cast), when=local_time(entry.created_at),
                      when_iso=entry.created_at.isoformat(), note=note, outcome=entry.outcome)
 
 
