@@ -100,12 +100,6 @@ def audit_page(session: Session, page: int = 1, per_page: int = 20) -> AuditPage
     return AuditPage(rows[:per_page], page, len(rows) > per_page)
 
 
-def names_by_actor(session: Session) -> dict[str, str]:
-    """Record entries name staff as "staff:ID"; pages show the person's display name."""
-    return {f"staff:{user_id}": name or email for user_id, name, email in
-            session.execute(select(StaffUser.id, StaffUser.name, StaffUser.email))}
-
-
 # -- admin actions -----------------------------------------------------------------------------
 
 def invite(session: Session, actor: StaffUser, *, email: str, name: str, role: str) -> StaffUser:

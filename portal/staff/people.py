@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import abort, current_app, flash, g, redirect, render_template, request, session, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
@@ -30,17 +30,6 @@ MANAGERS = roles_for(Action.MANAGE_STAFF)
 LINK_KINDS = {"invite": service.INVITE, "reset": service.RESET}
 # The link's token, once opened: kept in the session so it leaves the address bar.
 PENDING_LINK = "password_link"
-
-
-@bp.app_template_filter("actor_name")
-def actor_name(actor: str) -> str:
-    """A record entry's actor as people read it: a colleague's name (one query per page, kept
-    for the request), or the actor as recorded ("customer", "stripe", "system")."""
-    if not actor.startswith("staff:"):
-        return actor
-    if "staff_names" not in g:
-        g.staff_names = service.names_by_actor(get_db())
-    return str(g.staff_names.get(actor, actor))
 
 
 def _me() -> StaffUser:
