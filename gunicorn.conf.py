@@ -30,6 +30,7 @@ another host, each query waits for the network: measure `--workers` there (twice
 the first thing to try). sync workers need a buffering reverse proxy in front (nginx's default)
 so that slow clients cannot hold them.
 """
+
 from __future__ import annotations
 
 import os
@@ -40,13 +41,13 @@ def _int(name: str, default: int) -> int:
     return int(raw) if raw else default
 
 
-bind = os.environ.get("BIND") or (
-    f"{os.environ.get('HOST', '127.0.0.1')}:{_int('PORT', 8000)}"
-)
+bind = os.environ.get("BIND") or (f"{os.environ.get('HOST', '127.0.0.1')}:{_int('PORT', 8000)}")
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
 # The CPUs this process may run on (a container's cpuset), not all the host's.
-workers = _int("WEB_CONCURRENCY", len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-               else os.cpu_count() or 2)
+workers = _int(
+    "WEB_CONCURRENCY",
+    len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2,
+)
 threads = _int("GUNICORN_THREADS", 1)
 
 # A request that takes longer than this is stuck (the slowest real work, a Stripe call, has its

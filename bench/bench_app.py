@@ -15,6 +15,7 @@ The peer owns one table, `bench_peer_answers`, outside the portal's models and m
 `create_peer_tables` makes it in a benchmark's (or a test's) database. Nothing here is imported
 by the portal itself.
 """
+
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
@@ -123,7 +124,8 @@ class PeerAnswer(PeerBase):
     answer: Mapped[str] = mapped_column(String(10))
     comment: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=lambda: datetime.now(timezone.utc))
+        DateTime(timezone=True), default=lambda: datetime.now(timezone.utc)
+    )
 
 
 def create_peer_tables(engine: Engine) -> None:
@@ -181,22 +183,40 @@ def create_peer(database_url: str, secret_key: str) -> Flask:
         account = db.get(PeerAccount, account_id)
         if account is None:
             abort(404)
-        items = list(db.scalars(
-            select(PeerItem)
-            .where(PeerItem.account_id == account.id, PeerItem.withdrawn_at.is_(None))
-            .order_by(PeerItem.position)))
+        items = list(
+            db.scalars(
+                select(PeerItem)
+                .where(PeerItem.account_id == account.id, PeerItem.withdrawn_at.is_(None))
+                .order_by(PeerItem.position)
+            )
+        )
         form = AnswersForm()
         if form.validate_on_submit():
-            db.add_all(PeerAnswer(account_id=account.id, item_id=item.id, answer=form.answer.data,
-                                  comment=form.comment.data or "")
-                       for item in items)
+            db.add_all(
+                PeerAnswer(
+                    account_id=account.id,
+                    item_id=item.id,
+                    answer=form.answer.data,
+                    comment=form.comment.data or "",
+                )
+                for item in items
+            )
             db.commit()
             return redirect(url_for("account_page", account_id=account.id))
         answers = db.scalars(
-            select(PeerAnswer).where(PeerAnswer.account_id == account.id)
-            .order_by(PeerAnswer.id.desc()).limit(RECENT_ANSWERS)).all()
-        page = render_template("peer/account.html", account=account, items=items, form=form,
-                               answers=answers, labels={item.id: item.label for item in items})
+            select(PeerAnswer)
+            .where(PeerAnswer.account_id == account.id)
+            .order_by(PeerAnswer.id.desc())
+            .limit(RECENT_ANSWERS)
+        ).all()
+        page = render_template(
+            "peer/account.html",
+            account=account,
+            items=items,
+            form=form,
+            answers=answers,
+            labels={item.id: item.label for item in items},
+        )
         return (page, 400) if form.is_submitted() else page
 
     return peer

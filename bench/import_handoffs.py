@@ -11,6 +11,7 @@ with the csv module alone; the ratio import/csv says more than seconds do.
 With --postgres, a database named bench_handoffs_<pid> is created on that server and dropped
 afterwards (the URL's own database is only used to issue CREATE/DROP DATABASE).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,11 +26,11 @@ import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
-from typing import Any, ContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -43,8 +44,11 @@ from portal.models import Account, OutboxEmail, RecordEntry  # noqa: E402
 
 SALES = ["sam@example.com", "sky@example.com", "sasha@example.com"]
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Mon and Thu"]
-PLANS = [("Weekly full service", "165.00"), ("Bi-weekly chemicals only", "89.50"),
-         ("Weekly full service + filter", "189.00")]
+PLANS = [
+    ("Weekly full service", "165.00"),
+    ("Bi-weekly chemicals only", "89.50"),
+    ("Weekly full service + filter", "189.00"),
+]
 
 
 @dataclass
@@ -112,13 +116,18 @@ def rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes vs KiB
 
 
-def run_import(database_url: str, csv_path: Path, send: bool, instance: Path,
-               trace: bool = False) -> Figures:
+def run_import(database_url: str, csv_path: Path, send: bool, instance: Path, trace: bool = False) -> Figures:
     """Migrate a fresh database, add the salespeople, then time checking and importing."""
     os.environ["PORTAL_INSTANCE_PATH"] = str(instance)
-    app = create_app({"SECRET_KEY": "bench", "DATABASE_URL": database_url,
-                      "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1", "MAIL_BACKEND": "file",
-                      "PUBLIC_BASE_URL": "https://portal.example.com"})
+    app = create_app(
+        {
+            "SECRET_KEY": "bench",
+            "DATABASE_URL": database_url,
+            "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1",
+            "MAIL_BACKEND": "file",
+            "PUBLIC_BASE_URL": "https://portal.example.com",
+        }
+    )
     migrate.upgrade(app)
     try:
         with app.app_context():
@@ -141,8 +150,16 @@ def run_import(database_url: str, csv_path: Path, send: bool, instance: Path,
             records_written = session.scalar(select(func.count()).select_from(RecordEntry)) or 0
             assert session.scalar(select(func.count()).select_from(Account)) == len(rows)
             assert session.scalar(select(func.count()).select_from(OutboxEmail)) == result.emails
-        return Figures(checked - started, finished - checked, result.handoffs, result.emails,
-                       records_written, rss_before, rss_mb(), traced)
+        return Figures(
+            checked - started,
+            finished - checked,
+            result.handoffs,
+            result.emails,
+            records_written,
+            rss_before,
+            rss_mb(),
+            traced,
+        )
     finally:
         app.extensions["portal.engine"].dispose()
 
@@ -161,8 +178,9 @@ def fresh_sqlite(workdir: Path, name: str) -> Iterator[str]:
 @contextmanager
 def fresh_postgres(server_url: str, name: str) -> Iterator[str]:
     database = f"bench_handoffs_{os.getpid()}_{name}"
-    admin = create_engine(server_url.replace("postgresql://", "postgresql+psycopg://", 1),
-                          isolation_level="AUTOCOMMIT")
+    admin = create_engine(
+        server_url.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
+    )
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{database}"'))
         conn.execute(text(f'CREATE DATABASE "{database}"'))
@@ -176,16 +194,22 @@ def fresh_postgres(server_url: str, name: str) -> Iterator[str]:
 
 def report(label: str, figures: Figures, traced_mb: float, csv_s: float) -> None:
     print(f"\n== {label} ==")
-    print(f"  handoffs imported   {figures.rows:,} ({figures.emails:,} welcome emails, "
-          f"{figures.records:,} record entries)")
+    print(
+        f"  handoffs imported   {figures.rows:,} ({figures.emails:,} welcome emails, "
+        f"{figures.records:,} record entries)"
+    )
     print(f"  check the file      {figures.check_s:7.2f} s")
     print(f"  import + commit     {figures.import_s:7.2f} s")
     print(f"  total               {figures.total_s:7.2f} s  = {figures.rows / figures.total_s:,.0f} rows/s")
-    print(f"  peak memory         {figures.rss_peak_mb:7.1f} MB process RSS (ru_maxrss; "
-          f"{figures.rss_before_mb:.1f} MB before the import), "
-          f"{traced_mb:.1f} MB peak of Python allocations during it (tracemalloc)")
-    print(f"  vs csv module only  {figures.total_s / csv_s:7.0f} x  "
-          f"(csv.DictReader alone: {csv_s * 1000:.1f} ms)")
+    print(
+        f"  peak memory         {figures.rss_peak_mb:7.1f} MB process RSS (ru_maxrss; "
+        f"{figures.rss_before_mb:.1f} MB before the import), "
+        f"{traced_mb:.1f} MB peak of Python allocations during it (tracemalloc)"
+    )
+    print(
+        f"  vs csv module only  {figures.total_s / csv_s:7.0f} x  "
+        f"(csv.DictReader alone: {csv_s * 1000:.1f} ms)"
+    )
 
 
 def main() -> None:
@@ -200,10 +224,13 @@ def main() -> None:
         csv_path = workdir / "handoffs.csv"
         write_csv(csv_path, args.rows)
         csv_s = csv_only_seconds(csv_path)
-        print(f"{args.rows:,} rows, {csv_path.stat().st_size / 1024:,.0f} KiB of CSV; "
-              f"welcome emails {'off' if args.no_send else 'on'}; Python {sys.version.split()[0]}")
-        targets: list[tuple[str, Callable[[str], ContextManager[str]]]] = [
-            ("SQLite", lambda name: fresh_sqlite(workdir, name))]
+        print(
+            f"{args.rows:,} rows, {csv_path.stat().st_size / 1024:,.0f} KiB of CSV; "
+            f"welcome emails {'off' if args.no_send else 'on'}; Python {sys.version.split()[0]}"
+        )
+        targets: list[tuple[str, Callable[[str], AbstractContextManager[str]]]] = [
+            ("SQLite", lambda name: fresh_sqlite(workdir, name))
+        ]
         if args.postgres:
             targets.append(("PostgreSQL", lambda name: fresh_postgres(args.postgres, name)))
         for label, fresh in targets:
@@ -213,6 +240,7 @@ def main() -> None:
             with fresh("traced") as url:
                 traced = in_child(url, csv_path, not args.no_send, workdir / "instance", True)
             report(label, figures, traced.traced_peak_mb, csv_s)
+
 
 if __name__ == "__main__":
     main()

@@ -40,6 +40,7 @@ loopback only; every step has a time limit.
 
 wrk is needed: `sudo apt-get install -y wrk` (Debian/Ubuntu) or `brew install wrk`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -89,8 +90,12 @@ PEER_READ, PEER_WRITE = "peer_read", "peer_write"
 REFERENCES = ("bare", PEER_READ, PEER_WRITE)  # measured whatever --pages says
 PAGES = ("welcome", "step", "post", "differences")
 # Issue 15: each page's requests/s at least this multiple of its peer's, in the same run.
-TARGETS = {"welcome": (PEER_READ, 1.2), "step": (PEER_READ, 1.2), "post": (PEER_WRITE, 1.0),
-           "differences": (PEER_READ, 0.5)}
+TARGETS = {
+    "welcome": (PEER_READ, 1.2),
+    "step": (PEER_READ, 1.2),
+    "post": (PEER_WRITE, 1.0),
+    "differences": (PEER_READ, 0.5),
+}
 
 
 @dataclass(frozen=True)
@@ -178,8 +183,11 @@ def postgres_database(admin_url: str) -> Iterator[str]:
 
 
 def _driver(url: str) -> str:
-    return "postgresql+psycopg://" + url.removeprefix("postgresql://") \
-        if url.startswith("postgresql://") else url
+    return (
+        "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        if url.startswith("postgresql://")
+        else url
+    )
 
 
 def server_env(database_url: str, workdir: Path) -> dict[str, str]:
@@ -205,28 +213,45 @@ class Seeded:
 
 def seed(database_url: str, workdir: Path, accounts: int, customers: int) -> Seeded:
     """Migrate, add the peer's table, and seed in this process (one writer: no lock to take)."""
-    os.environ.update({k: v for k, v in server_env(database_url, workdir).items()
-                       if k in ("PORTAL_INSTANCE_PATH", "PORTAL_ENV", "SECRET_KEY")})
-    app = create_app({"DATABASE_URL": database_url, "SECRET_KEY": SECRET_KEY,
-                      "PUBLIC_BASE_URL": "http://127.0.0.1"})
+    os.environ.update(
+        {
+            k: v
+            for k, v in server_env(database_url, workdir).items()
+            if k in ("PORTAL_INSTANCE_PATH", "PORTAL_ENV", "SECRET_KEY")
+        }
+    )
+    app = create_app(
+        {"DATABASE_URL": database_url, "SECRET_KEY": SECRET_KEY, "PUBLIC_BASE_URL": "http://127.0.0.1"}
+    )
     migrate.upgrade(app)
     create_peer_tables(app.extensions["portal.engine"])
     links: list[str] = []
     account_ids: list[int] = []
     with app.app_context():
         session = get_db()
-        session.add(CompanySettings(name="Bench Pool Care", phone="+1 480 555 0100",
-                                    email="hello@bench.example", brand_color="#0b5cab",
-                                    readiness_checklist=["Pets secured", "Gate unlocked"]))
+        session.add(
+            CompanySettings(
+                name="Bench Pool Care",
+                phone="+1 480 555 0100",
+                email="hello@bench.example",
+                brand_color="#0b5cab",
+                readiness_checklist=["Pets secured", "Gate unlocked"],
+            )
+        )
         create_staff(session, OFFICE_EMAIL, OFFICE_PASSWORD, "office", "Bench Office")
-        sales = [create_staff(session, f"sales{n}@example.com", OFFICE_PASSWORD, "sales",
-                              f"Sales {n}") for n in range(5)]
+        sales = [
+            create_staff(session, f"sales{n}@example.com", OFFICE_PASSWORD, "sales", f"Sales {n}")
+            for n in range(5)
+        ]
         session.commit()
         for n in range(accounts):
-            data = replace(demo_handoff(), customer_name=f"Customer {n}",
-                           customer_email=f"customer{n}@example.com",
-                           service_address=f"{100 + n} W Palm Ln, Phoenix, AZ 85007",
-                           first_visit=date.today() + timedelta(days=1 + n % 60))
+            data = replace(
+                demo_handoff(),
+                customer_name=f"Customer {n}",
+                customer_email=f"customer{n}@example.com",
+                service_address=f"{100 + n} W Palm Ln, Phoenix, AZ 85007",
+                first_visit=date.today() + timedelta(days=1 + n % 60),
+            )
             account = create_handoff(session, data, sales[n % len(sales)])
             sent = send_welcome(session, account, "system")
             if n < customers:
@@ -234,8 +259,9 @@ def seed(database_url: str, workdir: Path, accounts: int, customers: int) -> See
                 account_ids.append(account.id)
             elif n % 3 == 0:  # customers who answered differently: the differences page lists them
                 visit = next(item for item in account.items if item.kind == "visit_day")
-                record_answers(session, account, [Answer(visit, "changed", DAYS[n % 5],
-                                                         "Works better with my schedule")])
+                record_answers(
+                    session, account, [Answer(visit, "changed", DAYS[n % 5], "Works better with my schedule")]
+                )
             if n % 100 == 99:
                 session.commit()
         session.commit()
@@ -253,8 +279,10 @@ def count_writes(database_url: str) -> dict[type, int]:
     confirmation POST), the peer's answers (the peer write)."""
     engine = create_engine(_driver(database_url))
     with engine.connect() as conn:
-        counts = {model: conn.scalar(select(func.count()).select_from(model)) or 0
-                  for model in (FormSubmission, RecordEntry, PeerAnswer)}
+        counts = {
+            model: conn.scalar(select(func.count()).select_from(model)) or 0
+            for model in (FormSubmission, RecordEntry, PeerAnswer)
+        }
     engine.dispose()
     return counts
 
@@ -269,8 +297,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def gunicorn(env: dict[str, str], port: int, log: Path,
-             args: argparse.Namespace) -> Iterator[tuple[str, int]]:
+def gunicorn(
+    env: dict[str, str], port: int, log: Path, args: argparse.Namespace
+) -> Iterator[tuple[str, int]]:
     command = [str(Path(sys.executable).with_name("gunicorn")), "-c", str(ROOT / "gunicorn.conf.py")]
     if args.worker_class:
         command += ["--worker-class", args.worker_class]
@@ -280,8 +309,13 @@ def gunicorn(env: dict[str, str], port: int, log: Path,
         command += ["--threads", str(args.threads)]
     command.append("bench.bench_app:create_bench_app()")
     with log.open("w") as log_file:
-        server = subprocess.Popen(command, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT,
-                                  env={**env, "BIND": f"127.0.0.1:{port}"})
+        server = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env={**env, "BIND": f"127.0.0.1:{port}"},
+        )
     try:
         _wait_healthy(port, server)
         yield " ".join(command[1:]), server.pid
@@ -298,6 +332,7 @@ def server_cpu_seconds(master: int) -> float:
     """CPU time used so far by gunicorn's workers: the live ones, plus the ones the master has
     already reaped (recycled after max_requests). Other processes on the machine do not count,
     so CPU per request is steadier than requests per second on a busy machine."""
+
     def times(stat: str) -> list[int]:
         return [int(v) for v in stat.rsplit(")", 1)[1].split()[11:15]]  # utime stime cutime cstime
 
@@ -336,8 +371,13 @@ class Page:
     location: str
 
 
-def fetch(port: int, method: str, path: str, cookies: dict[str, str] | None = None,
-          form: dict[str, str] | None = None) -> Page:
+def fetch(
+    port: int,
+    method: str,
+    path: str,
+    cookies: dict[str, str] | None = None,
+    form: dict[str, str] | None = None,
+) -> Page:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     headers = {"User-Agent": USER_AGENT}
     if cookies:
@@ -351,8 +391,7 @@ def fetch(port: int, method: str, path: str, cookies: dict[str, str] | None = No
         jar: dict[str, str] = dict(cookies or {})
         for header in response.headers.get_all("Set-Cookie") or []:
             jar.update({k: m.value for k, m in SimpleCookie(header).items()})
-        return Page(response.status, response.read().decode(), jar,
-                    response.headers.get("Location", ""))
+        return Page(response.status, response.read().decode(), jar, response.headers.get("Location", ""))
     finally:
         conn.close()
 
@@ -372,8 +411,15 @@ def sign_in_customers(port: int, links: list[str], data: Path) -> None:
         assert step.status == 200, step.status
         answers = {name: "yes" for name in re.findall(r'name="(i\d+_answer)"', step.body)}
         assert answers, "the schedule step has no promise to confirm"
-        lines.append("\t".join([f"session={step.cookies['session']}",
-                                hidden_fields(step.body)["csrf_token"], urlencode(answers)]))
+        lines.append(
+            "\t".join(
+                [
+                    f"session={step.cookies['session']}",
+                    hidden_fields(step.body)["csrf_token"],
+                    urlencode(answers),
+                ]
+            )
+        )
     data.write_text("\n".join(lines) + "\n")
 
 
@@ -385,8 +431,16 @@ def open_peer_pages(port: int, account_ids: list[int], data: Path) -> None:
         path = f"/bench/peer/accounts/{account_id}"
         page = fetch(port, "GET", path)
         assert page.status == 200 and 'name="answer"' in page.body, (path, page.status)
-        lines.append("\t".join([f"peer_session={page.cookies['peer_session']}",
-                                hidden_fields(page.body)["csrf_token"], "answer=yes", path]))
+        lines.append(
+            "\t".join(
+                [
+                    f"peer_session={page.cookies['peer_session']}",
+                    hidden_fields(page.body)["csrf_token"],
+                    "answer=yes",
+                    path,
+                ]
+            )
+        )
     data.write_text("\n".join(lines) + "\n")
 
 
@@ -418,14 +472,30 @@ def sign_in_office(port: int, data: Path) -> None:
 # -- wrk --------------------------------------------------------------------------------------
 
 
-def run_wrk(port: int, scenario: Scenario, seconds: int, run_label: str,
-            args: argparse.Namespace) -> dict[str, Any]:
-    env = {**os.environ, "BENCH_METHOD": scenario.method, "BENCH_PATH": scenario.path,
-           "BENCH_EXPECT": str(scenario.expect), "BENCH_DATA": scenario.data,
-           "BENCH_RUN": run_label, "BENCH_UA": USER_AGENT,
-           "BENCH_CLOSE": "1" if args.connection_close else "0"}
-    command = ["wrk", f"-t{args.wrk_threads}", f"-c{args.connections}", f"-d{seconds}s",
-               "--timeout", "5s", "-s", str(LUA), f"http://127.0.0.1:{port}{scenario.path}"]
+def run_wrk(
+    port: int, scenario: Scenario, seconds: int, run_label: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    env = {
+        **os.environ,
+        "BENCH_METHOD": scenario.method,
+        "BENCH_PATH": scenario.path,
+        "BENCH_EXPECT": str(scenario.expect),
+        "BENCH_DATA": scenario.data,
+        "BENCH_RUN": run_label,
+        "BENCH_UA": USER_AGENT,
+        "BENCH_CLOSE": "1" if args.connection_close else "0",
+    }
+    command = [
+        "wrk",
+        f"-t{args.wrk_threads}",
+        f"-c{args.connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "5s",
+        "-s",
+        str(LUA),
+        f"http://127.0.0.1:{port}{scenario.path}",
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 60)
     drain(port)
     match = re.search(r"^BENCH_JSON (.*)$", done.stdout, re.M)
@@ -456,27 +526,41 @@ def bench_database(name: str, database_url: str, workdir: Path, args: argparse.N
         sign_in_customers(port, seeded.links, customers)
         sign_in_office(port, office)
         open_peer_pages(port, seeded.account_ids, peers)
-        scenarios = [s for s in [
-            Scenario("bare", "bare route /bench/hello", "GET", BARE, 200),
-            # The per-client path in peer.tsv replaces this one.
-            Scenario(PEER_READ, "peer read (reference)", "GET", "/bench/peer/accounts/1", 200,
-                     str(peers)),
-            Scenario(PEER_WRITE, "peer write (reference)", "POST", "/bench/peer/accounts/1", 302,
-                     str(peers)),
-            Scenario("welcome", "welcome page GET", "GET", "/welcome/step/welcome", 200,
-                     str(customers)),
-            Scenario("step", "step page GET (schedule)", "GET", "/welcome/step/schedule", 200,
-                     str(customers)),
-            Scenario("post", "confirmation POST (schedule)", "POST", "/welcome/step/schedule",
-                     302, str(customers)),
-            Scenario("differences", "staff differences page GET", "GET", "/staff/differences",
-                     200, str(office)),
-        ] if s.key in args.pages or s.key in REFERENCES]
+        scenarios = [
+            s
+            for s in [
+                Scenario("bare", "bare route /bench/hello", "GET", BARE, 200),
+                # The per-client path in peer.tsv replaces this one.
+                Scenario(
+                    PEER_READ, "peer read (reference)", "GET", "/bench/peer/accounts/1", 200, str(peers)
+                ),
+                Scenario(
+                    PEER_WRITE, "peer write (reference)", "POST", "/bench/peer/accounts/1", 302, str(peers)
+                ),
+                Scenario("welcome", "welcome page GET", "GET", "/welcome/step/welcome", 200, str(customers)),
+                Scenario(
+                    "step", "step page GET (schedule)", "GET", "/welcome/step/schedule", 200, str(customers)
+                ),
+                Scenario(
+                    "post",
+                    "confirmation POST (schedule)",
+                    "POST",
+                    "/welcome/step/schedule",
+                    302,
+                    str(customers),
+                ),
+                Scenario(
+                    "differences", "staff differences page GET", "GET", "/staff/differences", 200, str(office)
+                ),
+            ]
+            if s.key in args.pages or s.key in REFERENCES
+        ]
         results = {s.key: Result(s) for s in scenarios}
         writes_before = count_writes(database_url)
         for scenario in scenarios:  # warm-up: discarded
-            results[scenario.key].sent += run_wrk(port, scenario, args.warmup,
-                                                  f"w{name[:2]}{scenario.key}", args)["requests"]
+            results[scenario.key].sent += run_wrk(
+                port, scenario, args.warmup, f"w{name[:2]}{scenario.key}", args
+            )["requests"]
         # The measured time is split into rounds that take turns, so a change in the machine's
         # load (other processes) falls on every page alike rather than on one of them.
         seconds = max(1, round(args.duration / args.rounds))
@@ -498,13 +582,17 @@ def bench_database(name: str, database_url: str, workdir: Path, args: argparse.N
         results["post"].detail = (
             f"{results['post'].sent} POSTs answered (warm-up included), {in_flight}: "
             f"{written[FormSubmission]} one-time form ids claimed, "
-            f"{written[RecordEntry]} record entries written")
-    results[PEER_WRITE].detail = (f"{results[PEER_WRITE].sent} POSTs answered (warm-up included), "
-                                  f"{in_flight}: {written[PeerAnswer]} rows inserted")
+            f"{written[RecordEntry]} record entries written"
+        )
+    results[PEER_WRITE].detail = (
+        f"{results[PEER_WRITE].sent} POSTs answered (warm-up included), "
+        f"{in_flight}: {written[PeerAnswer]} rows inserted"
+    )
     server_log = log.read_text()
     locked = server_log.count("database is locked")
-    server_errors = len(re.findall(r"database error \(request|unhandled error \(request|Traceback",
-                                   server_log))
+    server_errors = len(
+        re.findall(r"database error \(request|unhandled error \(request|Traceback", server_log)
+    )
     loads = (load_before, os.getloadavg()[0])
     return report(name, how, results, locked, server_errors, seed_seconds, loads, args)
 
@@ -513,21 +601,37 @@ def ratio(page: Result, reference: Result) -> tuple[float, list[float]]:
     """The page's requests/s over the reference's, pooled and per round (same round: the two
     ran a few seconds apart)."""
     pooled = page.rps / reference.rps if reference.rps else 0.0
-    return pooled, [mine / theirs for mine, theirs in zip(page.round_rps, reference.round_rps) if theirs]
+    return pooled, [
+        mine / theirs for mine, theirs in zip(page.round_rps, reference.round_rps, strict=True) if theirs
+    ]
 
 
-def report(name: str, how: str, results: dict[str, Result], locked: int, server_errors: int,
-           seeded: float, loads: tuple[float, float], args: argparse.Namespace) -> bool:
+def report(
+    name: str,
+    how: str,
+    results: dict[str, Result],
+    locked: int,
+    server_errors: int,
+    seeded: float,
+    loads: tuple[float, float],
+    args: argparse.Namespace,
+) -> bool:
     """Print the table; True when every target is met."""
     print(f"\n== {name}: gunicorn {how}")
-    print(f"   wrk -t{args.wrk_threads} -c{args.connections} on loopback; per page {args.warmup} s "
-          f"warm-up, then {args.rounds} rounds of {max(1, round(args.duration / args.rounds))} s "
-          f"taking turns{'; Connection: close' if args.connection_close else ''}")
-    print(f"   {args.accounts} accounts seeded in {seeded:.0f} s; {args.customers} customers and one "
-          f"office user signed in; load average {loads[0]:.1f} before, {loads[1]:.1f} after "
-          f"({os.cpu_count()} CPUs)")
-    print(f"   {'page':<32}{'req/s':>7}{'p50 ms':>8}{'p99 ms':>8}{'errors':>7}{'CPU ms':>8}"
-          f"{'vs peer':>9}{'rounds':>12}  target")
+    print(
+        f"   wrk -t{args.wrk_threads} -c{args.connections} on loopback; per page {args.warmup} s "
+        f"warm-up, then {args.rounds} rounds of {max(1, round(args.duration / args.rounds))} s "
+        f"taking turns{'; Connection: close' if args.connection_close else ''}"
+    )
+    print(
+        f"   {args.accounts} accounts seeded in {seeded:.0f} s; {args.customers} customers and one "
+        f"office user signed in; load average {loads[0]:.1f} before, {loads[1]:.1f} after "
+        f"({os.cpu_count()} CPUs)"
+    )
+    print(
+        f"   {'page':<32}{'req/s':>7}{'p50 ms':>8}{'p99 ms':>8}{'errors':>7}{'CPU ms':>8}"
+        f"{'vs peer':>9}{'rounds':>12}  target"
+    )
     ok = True
     for r in results.values():
         verdict = ""
@@ -543,15 +647,19 @@ def report(name: str, how: str, results: dict[str, Result], locked: int, server_
             which = "read" if reference == PEER_READ else "write"
             verdict = f">= {wanted:.1f}x peer {which}: {'met' if met else 'MISSED'}"
         ok &= r.errors == 0
-        print(f"   {r.scenario.label:<32}{r.rps:>7.0f}{r.percentile_ms(50):>8.1f}"
-              f"{r.percentile_ms(99):>8.1f}{r.errors:>7}{r.cpu_ms:>8.2f}{shown:>9}{spread:>12}  "
-              f"{verdict}".rstrip())
+        print(
+            f"   {r.scenario.label:<32}{r.rps:>7.0f}{r.percentile_ms(50):>8.1f}"
+            f"{r.percentile_ms(99):>8.1f}{r.errors:>7}{r.cpu_ms:>8.2f}{shown:>9}{spread:>12}  "
+            f"{verdict}".rstrip()
+        )
         if r.errors:
-            print(f"      errors: {r.unexpected} answers other than {r.scenario.expect} (first: "
-                  f"{r.first_unexpected}), {r.socket_errors} socket errors or timeouts")
+            print(
+                f"      errors: {r.unexpected} answers other than {r.scenario.expect} (first: "
+                f"{r.first_unexpected}), {r.socket_errors} socket errors or timeouts"
+            )
         if r.detail:
             print(f"      {r.detail}")
-    print(f"   server log: {locked} \"database is locked\", {server_errors} logged server errors")
+    print(f'   server log: {locked} "database is locked", {server_errors} logged server errors')
     ok &= locked == 0 and server_errors == 0
     print(f"   targets (ratios, no errors, no lock errors): {'all met' if ok else 'NOT all met'}")
     return ok
@@ -566,30 +674,49 @@ def _pages(value: str) -> set[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--postgres", metavar="URL",
-                        help="also measure on this PostgreSQL server (a scratch database is made)")
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="also measure on this PostgreSQL server (a scratch database is made)",
+    )
     parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=5,
-                        help="split each page's measured time into this many interleaved rounds")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="split each page's measured time into this many interleaved rounds",
+    )
     parser.add_argument("--accounts", type=int, default=1000)
     parser.add_argument("--customers", type=int, default=64)
-    parser.add_argument("--worker-class", choices=["sync", "gthread"],
-                        help="override gunicorn.conf.py (for comparing configurations)")
+    parser.add_argument(
+        "--worker-class",
+        choices=["sync", "gthread"],
+        help="override gunicorn.conf.py (for comparing configurations)",
+    )
     parser.add_argument("--workers", type=int)
     parser.add_argument("--threads", type=int)
-    parser.add_argument("--pages", default=",".join(PAGES), type=_pages,
-                        help="which of the portal's pages to measure (the bare route and the "
-                             "peer pages always are)")
-    parser.add_argument("--connection-close", action="store_true",
-                        help="a new connection per request, as behind a default reverse proxy")
+    parser.add_argument(
+        "--pages",
+        default=",".join(PAGES),
+        type=_pages,
+        help="which of the portal's pages to measure (the bare route and the peer pages always are)",
+    )
+    parser.add_argument(
+        "--connection-close",
+        action="store_true",
+        help="a new connection per request, as behind a default reverse proxy",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
-        print("wrk is not installed: `sudo apt-get install -y wrk` (Debian/Ubuntu) or "
-              "`brew install wrk` (macOS), then run this again.", file=sys.stderr)
+        print(
+            "wrk is not installed: `sudo apt-get install -y wrk` (Debian/Ubuntu) or "
+            "`brew install wrk` (macOS), then run this again.",
+            file=sys.stderr,
+        )
         return 2
     verdicts = []
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
@@ -604,8 +731,9 @@ def main() -> int:
             with postgres_database(args.postgres) as url:
                 verdicts.append(("PostgreSQL", bench_database("PostgreSQL", url, workdir, args)))
     # A missed target is a finding, not a failed run: the exit status says the run completed.
-    print("\n" + "; ".join(f"{name}: targets {'all met' if met else 'NOT all met'}"
-                           for name, met in verdicts))
+    print(
+        "\n" + "; ".join(f"{name}: targets {'all met' if met else 'NOT all met'}" for name, met in verdicts)
+    )
     return 0
 
 

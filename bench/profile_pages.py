@@ -10,6 +10,7 @@ only), that as a multiple of the bare route's, and the SQL statements per reques
 writes a pyinstrument HTML profile per page into DIR (pip install pyinstrument). The quick loop
 for working on a page's cost; bench/load.py is the measurement that counts.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,9 +20,10 @@ import secrets
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -34,8 +36,10 @@ from portal import create_app  # noqa: E402
 
 
 def _hidden(body: str) -> dict[str, str]:
-    return dict(re.findall(r'<input[^>]*name="([^"]+)"[^>]*type="hidden"[^>]*value="([^"]*)"', body)
-                + re.findall(r'<input[^>]*type="hidden"[^>]*name="([^"]+)"[^>]*value="([^"]*)"', body))
+    return dict(
+        re.findall(r'<input[^>]*name="([^"]+)"[^>]*type="hidden"[^>]*value="([^"]*)"', body)
+        + re.findall(r'<input[^>]*type="hidden"[^>]*name="([^"]+)"[^>]*value="([^"]*)"', body)
+    )
 
 
 def main() -> int:
@@ -51,12 +55,19 @@ def main() -> int:
 
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="handoff-prof-")))
-        database = stack.enter_context(load.postgres_database(args.postgres) if args.postgres
-                                       else load.sqlite_database(workdir))
+        database = stack.enter_context(
+            load.postgres_database(args.postgres) if args.postgres else load.sqlite_database(workdir)
+        )
         links = load.seed(database, workdir, args.accounts, customers=args.customers).links
-        app = create_app({"DATABASE_URL": database, "SECRET_KEY": load.SECRET_KEY,
-                          "PUBLIC_BASE_URL": "http://127.0.0.1", "SESSION_COOKIE_SECURE": False,
-                          "RATELIMIT_ENABLED": False})
+        app = create_app(
+            {
+                "DATABASE_URL": database,
+                "SECRET_KEY": load.SECRET_KEY,
+                "PUBLIC_BASE_URL": "http://127.0.0.1",
+                "SESSION_COOKIE_SECURE": False,
+                "RATELIMIT_ENABLED": False,
+            }
+        )
         add_bench_routes(app)
 
         statements = [0]
@@ -70,21 +81,24 @@ def main() -> int:
             client = app.test_client()
             assert client.get(link).status_code == 302
             page = client.get("/welcome/step/schedule").get_data(as_text=True)
-            posting.append((client, _hidden(page),
-                            {name: "yes" for name in re.findall(r'name="(i\d+_answer)"', page)}))
+            posting.append(
+                (client, _hidden(page), {name: "yes" for name in re.findall(r'name="(i\d+_answer)"', page)})
+            )
         customer = posting[0][0]
         turn = itertools.count()
         office = app.test_client()
         login = _hidden(office.get("/staff/login").get_data(as_text=True))
-        signed_in = office.post("/staff/login", data={**login, "email": load.OFFICE_EMAIL,
-                                                      "password": load.OFFICE_PASSWORD})
+        signed_in = office.post(
+            "/staff/login", data={**login, "email": load.OFFICE_EMAIL, "password": load.OFFICE_PASSWORD}
+        )
         assert signed_in.status_code == 302, signed_in.status_code
 
         def post() -> Any:
             # A fresh one-time form id per post (as bench/load.lua does), so each one writes.
             client, fields, answers = posting[next(turn) % len(posting)]
-            return client.post("/welcome/step/schedule",
-                               data={**fields, **answers, "form_id": secrets.token_urlsafe(18)})
+            return client.post(
+                "/welcome/step/schedule", data={**fields, **answers, "form_id": secrets.token_urlsafe(18)}
+            )
 
         pages: dict[str, tuple[Callable[[], Any], int]] = {
             "bare": (lambda: customer.get("/bench/hello"), 200),
@@ -98,7 +112,11 @@ def main() -> int:
             request, expect = pages[name]
             for _ in range(20):
                 response = request()
-                assert response.status_code == expect, (name, response.status_code, response.get_data(as_text=True)[:3000])
+                assert response.status_code == expect, (
+                    name,
+                    response.status_code,
+                    response.get_data(as_text=True)[:3000],
+                )
         # Pages take turns in batches and each keeps its quickest batch: on a shared machine
         # the CPU's speed drifts from second to second, and the least disturbed batch is the
         # one to compare.
@@ -120,6 +138,7 @@ def main() -> int:
             print(f"{name:<12} {best[name]:>8.2f} {ratio} {sql[name]:>8.1f}")
         if args.profile:
             from pyinstrument import Profiler
+
             Path(args.profile).mkdir(parents=True, exist_ok=True)
             for name in names:
                 request, _expect = pages[name]
@@ -129,7 +148,9 @@ def main() -> int:
                     request()
                 profiler.stop()
                 (Path(args.profile) / f"{name}.html").write_text(profiler.output_html())
-                (Path(args.profile) / f"{name}.txt").write_text(profiler.output_text(unicode=False, show_all=False))
+                (Path(args.profile) / f"{name}.txt").write_text(
+                    profiler.output_text(unicode=False, show_all=False)
+                )
         engine.dispose()
     return 0
 

@@ -47,6 +47,7 @@ bare route, queries per request, n) and each page's growth factor from the small
 the largest. Compare ratios and growth factors, not milliseconds (the team's PERFORMANCE.md):
 the test client runs requests one at a time in this process, unlike wrk against gunicorn.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -97,8 +98,10 @@ from portal.record import ChainHead, RecordKeys, chain_rows, verify_chain  # noq
 
 PASSWORD = "bench-password-123"
 OFFICE_EMAIL = "olivia@bench.example"
-SALES = [(f"{name.lower()}@bench.example", f"{name} Sales") for name in
-         ("Sam", "Sky", "Sasha", "Sol", "Sage", "Sid")]
+SALES = [
+    (f"{name.lower()}@bench.example", f"{name} Sales")
+    for name in ("Sam", "Sky", "Sasha", "Sol", "Sage", "Sid")
+]
 OFFICE = [(OFFICE_EMAIL, "Olivia Office"), ("omar@bench.example", "Omar Office")]
 ROWS_PER_STATEMENT = 5_000
 ACCOUNTS_PER_TRANSACTION = 300
@@ -110,21 +113,48 @@ WATCHED_TABLES = ("record_entries", "promise_items", "accounts")
 MIN_REQUESTS = 20
 
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Mon and Thu", "Tue and Fri"]
-PLANS = [("Weekly full service", 16500), ("Bi-weekly chemicals only", 8950),
-         ("Weekly full service + filter", 18900)]
-SAFETY = ["Dog in the yard, keep the gate latched", "Toddler at home: always re-latch the gate",
-          "No chemicals stored near the pump", "Slippery steps by the spa"]
-EQUIPMENT = ["Salt cell check before summer", "Replace the pump basket lid",
-             "Check the heater before winter", "Clean the cartridge filter monthly"]
-CUSTOM = ["Skim leaves, please", "Text before arriving", "Use the side entrance",
-          "Leave the test strip results on the patio table"]
+PLANS = [
+    ("Weekly full service", 16500),
+    ("Bi-weekly chemicals only", 8950),
+    ("Weekly full service + filter", 18900),
+]
+SAFETY = [
+    "Dog in the yard, keep the gate latched",
+    "Toddler at home: always re-latch the gate",
+    "No chemicals stored near the pump",
+    "Slippery steps by the spa",
+]
+EQUIPMENT = [
+    "Salt cell check before summer",
+    "Replace the pump basket lid",
+    "Check the heater before winter",
+    "Clean the cartridge filter monthly",
+]
+CUSTOM = [
+    "Skim leaves, please",
+    "Text before arriving",
+    "Use the side entrance",
+    "Leave the test strip results on the patio table",
+]
 BILLING = ["Card autopay", "Invoice by email"]
 # How often the customer corrects or disputes each kind of promise (~10 % overall).
-DIFF_RATE = {"visit_day": 0.16, "start_date": 0.14, "gate_access": 0.15, "safety": 0.05,
-             "equipment": 0.08, "price": 0.04, "billing": 0.08, "custom": 0.10}
-COMMENTS = ["We changed the gate code last week.", "That day does not work for us any more.",
-            "Please call before the first visit.", "My husband handles the billing.",
-            "We agreed something else on the phone."]
+DIFF_RATE = {
+    "visit_day": 0.16,
+    "start_date": 0.14,
+    "gate_access": 0.15,
+    "safety": 0.05,
+    "equipment": 0.08,
+    "price": 0.04,
+    "billing": 0.08,
+    "custom": 0.10,
+}
+COMMENTS = [
+    "We changed the gate code last week.",
+    "That day does not work for us any more.",
+    "Please call before the first visit.",
+    "My husband handles the billing.",
+    "We agreed something else on the phone.",
+]
 
 
 # --------------------------------------------------------------------------------------------
@@ -155,8 +185,7 @@ class Chunk:
     entries: list[dict[str, Any]] = field(default_factory=list)
 
     def rows(self) -> int:
-        return sum(len(v) for v in (self.customers, self.accounts, self.emails, self.items,
-                                    self.entries))
+        return sum(len(v) for v in (self.customers, self.accounts, self.emails, self.items, self.entries))
 
 
 @dataclass
@@ -179,8 +208,9 @@ class Generator:
         self.staff = staff
         self.now = now
         self.today = now.date()
-        self.kinds = KIND_ORDER[:items_per_account] if items_per_account < len(KIND_ORDER) \
-            else list(KIND_ORDER)
+        self.kinds = (
+            KIND_ORDER[:items_per_account] if items_per_account < len(KIND_ORDER) else list(KIND_ORDER)
+        )
         self.next_item_id = 1
 
     # time helpers: every timestamp strictly increases within an account and stays in the past
@@ -191,13 +221,19 @@ class Generator:
     def account(self, account_id: int, chunk: Chunk) -> None:
         rng, now = self.rng, self.now
         roll = rng.random()
-        status = ("signed" if roll < 0.70 else "in_progress" if roll < 0.80
-                  else "opened" if roll < 0.90 else "link_sent")
+        status = (
+            "signed"
+            if roll < 0.70
+            else "in_progress"
+            if roll < 0.80
+            else "opened"
+            if roll < 0.90
+            else "link_sent"
+        )
         if status == "signed":
             sent = now - timedelta(days=rng.uniform(5, 60))
         else:  # most links went out recently; a tail is older than the 14-day link life
-            sent = now - timedelta(days=min(1 + rng.expovariate(1 / 5), 40),
-                                   seconds=rng.uniform(0, 86400))
+            sent = now - timedelta(days=min(1 + rng.expovariate(1 / 5), 40), seconds=rng.uniform(0, 86400))
         created = sent - timedelta(seconds=rng.uniform(300, 86400))
         sales_id, sales_name = rng.choice(self.staff.sales)
         plan, price = rng.choice(PLANS)
@@ -205,40 +241,79 @@ class Generator:
         name = f"Customer {account_id:06d}"
         email = f"customer{account_id:06d}@example.com"
 
-        chunk.customers.append({"id": account_id, "name": name, "email": email,
-                                "phone": f"+1 480 555 {account_id % 10000:04d}",
-                                "created_at": created})
+        chunk.customers.append(
+            {
+                "id": account_id,
+                "name": name,
+                "email": email,
+                "phone": f"+1 480 555 {account_id % 10000:04d}",
+                "created_at": created,
+            }
+        )
         promised = {
-            "visit_day": rng.choice(DAYS), "start_date": first_visit.isoformat(),
+            "visit_day": rng.choice(DAYS),
+            "start_date": first_visit.isoformat(),
             "gate_access": f"Side gate, code {rng.randint(1000, 9999)}",
-            "safety": rng.choice(SAFETY), "equipment": rng.choice(EQUIPMENT),
-            "price": f"{plan}, ${price / 100:,.2f} per month", "billing": rng.choice(BILLING),
+            "safety": rng.choice(SAFETY),
+            "equipment": rng.choice(EQUIPMENT),
+            "price": f"{plan}, ${price / 100:,.2f} per month",
+            "billing": rng.choice(BILLING),
             "custom": rng.choice(CUSTOM),
         }
         items = []
         for position, kind in enumerate(self.kinds):
-            item = {"id": self.next_item_id, "account_id": account_id, "kind": kind,
-                    "label": KIND_LABELS[kind], "promised_value": promised[kind],
-                    "promised_by_id": sales_id, "position": position, "created_at": created,
-                    "withdrawn_at": None, "latest_entry_id": None, "current_outcome": "promised"}
+            item = {
+                "id": self.next_item_id,
+                "account_id": account_id,
+                "kind": kind,
+                "label": KIND_LABELS[kind],
+                "promised_value": promised[kind],
+                "promised_by_id": sales_id,
+                "position": position,
+                "created_at": created,
+                "withdrawn_at": None,
+                "latest_entry_id": None,
+                "current_outcome": "promised",
+            }
             self.next_item_id += 1
             items.append(item)
 
         entries: list[Row] = []
         clock = [created]
 
-        def add(at: datetime, event_: str, actor: str, item: dict[str, Any] | None = None,
-                promised_value: str | None = None, confirmed_value: str | None = None,
-                outcome: str | None = None, note: str = "",
-                details: dict[str, Any] | None = None) -> Row:
+        def add(
+            at: datetime,
+            event_: str,
+            actor: str,
+            item: dict[str, Any] | None = None,
+            promised_value: str | None = None,
+            confirmed_value: str | None = None,
+            outcome: str | None = None,
+            note: str = "",
+            details: dict[str, Any] | None = None,
+        ) -> Row:
             at = max(at, clock[0] + timedelta(microseconds=1000))
             clock[0] = at
             head = ChainHead(len(entries), entries[-1]["hash"]) if entries else ChainHead()
-            (row,), _ = chain_rows(account_id, head, [{
-                "item_id": item["id"] if item else None, "event": event_,
-                "promised_value": promised_value, "confirmed_value": confirmed_value,
-                "outcome": outcome, "actor": actor, "note": note, "details": details or {},
-                "created_at": at, "request_id": os.urandom(8).hex()}], BENCH_KEYS)
+            (row,), _ = chain_rows(
+                account_id,
+                head,
+                [
+                    {
+                        "item_id": item["id"] if item else None,
+                        "event": event_,
+                        "promised_value": promised_value,
+                        "confirmed_value": confirmed_value,
+                        "outcome": outcome,
+                        "actor": actor,
+                        "note": note,
+                        "details": details or {},
+                        "created_at": at,
+                        "request_id": os.urandom(8).hex(),
+                    }
+                ],
+                BENCH_KEYS,
+            )
             entry = Row(id=account_id * ENTRY_ID_STRIDE + len(entries) + 1, **row)
             entries.append(entry)
             if item is not None and outcome is not None:  # record.append's rule
@@ -246,8 +321,15 @@ class Generator:
             return entry
 
         for item in items:
-            add(created, "promised", f"staff:{sales_id}", item, item["promised_value"],
-                outcome="promised", note=f"promised by {sales_name}")
+            add(
+                created,
+                "promised",
+                f"staff:{sales_id}",
+                item,
+                item["promised_value"],
+                outcome="promised",
+                note=f"promised by {sales_name}",
+            )
         add(sent, "link_sent", f"staff:{sales_id}", details={"to": email, "email_id": account_id})
         opened = signed_at = None
         differences: list[tuple[dict[str, Any], Row]] = []
@@ -261,61 +343,129 @@ class Generator:
                 t = self._later(t, 20, 180)
                 if rng.random() < DIFF_RATE[item["kind"]]:
                     disputed = rng.random() < 0.3
-                    answer = add(t, "answered", "customer", item, item["promised_value"],
-                                 None if disputed else self._changed(item, first_visit),
-                                 "disputed" if disputed else "changed", rng.choice(COMMENTS))
+                    answer = add(
+                        t,
+                        "answered",
+                        "customer",
+                        item,
+                        item["promised_value"],
+                        None if disputed else self._changed(item, first_visit),
+                        "disputed" if disputed else "changed",
+                        rng.choice(COMMENTS),
+                    )
                     differences.append((item, answer))
                 else:
-                    add(t, "answered", "customer", item, item["promised_value"],
-                        item["promised_value"], "confirmed")
+                    add(
+                        t,
+                        "answered",
+                        "customer",
+                        item,
+                        item["promised_value"],
+                        item["promised_value"],
+                        "confirmed",
+                    )
             if status == "signed":
                 signed_at = self._later(t, 60, 600)
-                add(signed_at, "signed", "customer", confirmed_value=name,
+                add(
+                    signed_at,
+                    "signed",
+                    "customer",
+                    confirmed_value=name,
                     note="signed the onboarding summary",
-                    details={"summary_sha256": hashlib.sha256(name.encode()).hexdigest(),
-                             "promises": len(items)})
+                    details={
+                        "summary_sha256": hashlib.sha256(name.encode()).hexdigest(),
+                        "promises": len(items),
+                    },
+                )
         office_id, _ = rng.choice(self.staff.office)
         for item, answer in differences:
             t = self._later(clock[0], 3600, 2 * 86400)
             if signed_at is not None and rng.random() < 0.4:
                 accepted = answer["outcome"] == "changed" and rng.random() < 0.6
                 agreed = answer["confirmed_value"] if accepted else item["promised_value"]
-                add(t, "resolved", f"staff:{office_id}", item, item["promised_value"], agreed,
-                    "resolved", "" if accepted else "Called the customer; they agreed to the promise.",
-                    {"resolution": "accepted" if accepted else "kept",
-                     "customer_value": answer["confirmed_value"],
-                     "customer_outcome": answer["outcome"], "customer_comment": answer["note"]})
+                add(
+                    t,
+                    "resolved",
+                    f"staff:{office_id}",
+                    item,
+                    item["promised_value"],
+                    agreed,
+                    "resolved",
+                    "" if accepted else "Called the customer; they agreed to the promise.",
+                    {
+                        "resolution": "accepted" if accepted else "kept",
+                        "customer_value": answer["confirmed_value"],
+                        "customer_outcome": answer["outcome"],
+                        "customer_comment": answer["note"],
+                    },
+                )
                 if accepted and item["kind"] == "start_date":
                     first_visit = date.fromisoformat(agreed)
             elif rng.random() < 0.2:
                 assignee_id, assignee = rng.choice(self.staff.sales)
-                add(t, "assigned", f"staff:{office_id}", item, note="Please call them",
-                    details={"assignee_id": assignee_id, "assignee": assignee})
+                add(
+                    t,
+                    "assigned",
+                    f"staff:{office_id}",
+                    item,
+                    note="Please call them",
+                    details={"assignee_id": assignee_id, "assignee": assignee},
+                )
 
         failed = rng.random() < 0.005
-        chunk.emails.append({
-            "id": account_id, "account_id": account_id, "kind": "welcome", "to_address": email,
-            "subject": "Blue Lagoon Pool Care: please confirm your pool service",
-            "text_body": f"Hello {name},\n\nPlease confirm what we promised.\n" * 4,
-            "html_body": f"<p>Hello {name},</p><p>Please confirm what we promised.</p>" * 4,
-            "status": "failed" if failed else "sent", "attempts": 6 if failed else 1,
-            "next_attempt_at": sent, "locked_until": None,
-            "last_error": "550 5.1.1 mailbox unavailable" if failed else "",
-            "message_id": f"<{account_id}.welcome@bench.example>", "attachments": [], "created_at": sent,
-            "sent_at": None if failed else sent})
-        chunk.accounts.append({
-            "id": account_id, "customer_id": account_id,
-            "service_address": f"{100 + account_id % 9000} W Palm Ln, Phoenix, AZ 85007",
-            "plan": plan, "price_cents": price, "first_visit": first_visit,
-            "salesperson_id": sales_id, "status": status,
-            "why_chose_us": "Neighbour recommended us", "concerns": "Previous company skipped visits",
-            "contact_preference": "Text, evenings", "link_nonce_hash": os.urandom(32).hex(),
-            "link_sent_at": sent, "link_opened_at": opened, "signed_at": signed_at,
-            "reminders_sent": 0, "last_reminder_at": None, "billing_method": None,
-            "stripe_customer_id": None, "card_brand": None, "card_last4": None, "card_exp": None,
-            "stripe_payment_method_id": None, "deleted_at": None, "created_at": created,
-            "updated_at": clock[0], "version": 1,
-            "record_seq": len(entries), "record_head": entries[-1]["hash"]})
+        chunk.emails.append(
+            {
+                "id": account_id,
+                "account_id": account_id,
+                "kind": "welcome",
+                "to_address": email,
+                "subject": "Blue Lagoon Pool Care: please confirm your pool service",
+                "text_body": f"Hello {name},\n\nPlease confirm what we promised.\n" * 4,
+                "html_body": f"<p>Hello {name},</p><p>Please confirm what we promised.</p>" * 4,
+                "status": "failed" if failed else "sent",
+                "attempts": 6 if failed else 1,
+                "next_attempt_at": sent,
+                "locked_until": None,
+                "last_error": "550 5.1.1 mailbox unavailable" if failed else "",
+                "message_id": f"<{account_id}.welcome@bench.example>",
+                "attachments": [],
+                "created_at": sent,
+                "sent_at": None if failed else sent,
+            }
+        )
+        chunk.accounts.append(
+            {
+                "id": account_id,
+                "customer_id": account_id,
+                "service_address": f"{100 + account_id % 9000} W Palm Ln, Phoenix, AZ 85007",
+                "plan": plan,
+                "price_cents": price,
+                "first_visit": first_visit,
+                "salesperson_id": sales_id,
+                "status": status,
+                "why_chose_us": "Neighbour recommended us",
+                "concerns": "Previous company skipped visits",
+                "contact_preference": "Text, evenings",
+                "link_nonce_hash": os.urandom(32).hex(),
+                "link_sent_at": sent,
+                "link_opened_at": opened,
+                "signed_at": signed_at,
+                "reminders_sent": 0,
+                "last_reminder_at": None,
+                "billing_method": None,
+                "stripe_customer_id": None,
+                "card_brand": None,
+                "card_last4": None,
+                "card_exp": None,
+                "stripe_payment_method_id": None,
+                "deleted_at": None,
+                "created_at": created,
+                "updated_at": clock[0],
+                "version": 1,
+                "record_seq": len(entries),
+                "record_head": entries[-1]["hash"],
+            }
+        )
         assert len(entries) < ENTRY_ID_STRIDE
         chunk.items.extend(items)
         chunk.entries.extend(entries)
@@ -335,8 +485,9 @@ class Generator:
         return f"{value}, and please skip public holidays"
 
 
-TABLES = {m.__tablename__: m.__table__ for m in (Customer, Account, OutboxEmail, RecordEntry,
-                                                  PromiseItem)}  # insert order
+TABLES = {
+    m.__tablename__: m.__table__ for m in (Customer, Account, OutboxEmail, RecordEntry, PromiseItem)
+}  # insert order
 
 
 def _converters(backend: str) -> dict[str, list[tuple[int, Callable[[Any], Any]]]]:
@@ -344,6 +495,7 @@ def _converters(backend: str) -> dict[str, list[tuple[int, Callable[[Any], Any]]
     what the driver should get, done the way the app's column types bind them (SQLite: naive
     UTC 'YYYY-MM-DD HH:MM:SS.ffffff' text and ISO dates; both: JSON text). verify_chain reads
     rows back through the ORM and re-hashes them, which checks these conversions."""
+
     def sqlite_time(value: datetime | None) -> str | None:
         # every generated time is UTC already (derived from datetime.now(timezone.utc))
         return None if value is None else value.replace(tzinfo=None).isoformat(" ", "microseconds")
@@ -370,9 +522,11 @@ def _converters(backend: str) -> dict[str, list[tuple[int, Callable[[Any], Any]]
 
 def _insert_sql(backend: str) -> dict[str, str]:
     mark = "?" if backend == "sqlite" else "%s"
-    return {name: f"INSERT INTO {name} ({', '.join(c.name for c in table.columns)}) "
-                  f"VALUES ({', '.join([mark] * len(table.columns))})"
-            for name, table in TABLES.items()}
+    return {
+        name: f"INSERT INTO {name} ({', '.join(c.name for c in table.columns)}) "
+        f"VALUES ({', '.join([mark] * len(table.columns))})"
+        for name, table in TABLES.items()
+    }
 
 
 def _generate(task: tuple[int, int, int, Staff, datetime, int, str]) -> dict[str, list[tuple[Any, ...]]]:
@@ -384,9 +538,13 @@ def _generate(task: tuple[int, int, int, Staff, datetime, int, str]) -> dict[str
     chunk = Chunk()
     for account_id in range(first, last + 1):
         gen.account(account_id, chunk)
-    data = {"customers": chunk.customers, "accounts": chunk.accounts,
-            "outbox_emails": chunk.emails, "record_entries": chunk.entries,
-            "promise_items": chunk.items}
+    data = {
+        "customers": chunk.customers,
+        "accounts": chunk.accounts,
+        "outbox_emails": chunk.emails,
+        "record_entries": chunk.entries,
+        "promise_items": chunk.items,
+    }
     result = {}
     for name, (getter, conversions) in _row_makers(backend).items():
         rows = []
@@ -401,17 +559,29 @@ def _generate(task: tuple[int, int, int, Staff, datetime, int, str]) -> dict[str
 
 def _row_makers(backend: str) -> dict[str, tuple[Callable[[Any], Any], list[tuple[int, Any]]]]:
     converters = _converters(backend)
-    return {name: (itemgetter(*(c.name for c in table.columns)), converters[name])
-            for name, table in TABLES.items()}
+    return {
+        name: (itemgetter(*(c.name for c in table.columns)), converters[name])
+        for name, table in TABLES.items()
+    }
 
 
-def _chunks(accounts: int, items_per_account: int, staff: Staff, seed_: int, workers: int,
-            backend: str) -> Iterator[dict[str, list[tuple[Any, ...]]]]:
+def _chunks(
+    accounts: int, items_per_account: int, staff: Staff, seed_: int, workers: int, backend: str
+) -> Iterator[dict[str, list[tuple[Any, ...]]]]:
     """Chunks in account order."""
     now = datetime.now(timezone.utc)
-    tasks = [(first, min(first + ACCOUNTS_PER_TRANSACTION - 1, accounts), seed_, staff, now,
-              items_per_account, backend)
-             for first in range(1, accounts + 1, ACCOUNTS_PER_TRANSACTION)]
+    tasks = [
+        (
+            first,
+            min(first + ACCOUNTS_PER_TRANSACTION - 1, accounts),
+            seed_,
+            staff,
+            now,
+            items_per_account,
+            backend,
+        )
+        for first in range(1, accounts + 1, ACCOUNTS_PER_TRANSACTION)
+    ]
     if workers <= 1:
         yield from map(_generate, tasks)
         return
@@ -425,8 +595,15 @@ def _chunks(accounts: int, items_per_account: int, staff: Staff, seed_: int, wor
             yield pending.popleft().get()
 
 
-def seed(engine: Engine, backend: str, accounts: int, items_per_account: int, staff: Staff,
-         seed_: int, workers: int) -> SeedResult:
+def seed(
+    engine: Engine,
+    backend: str,
+    accounts: int,
+    items_per_account: int,
+    staff: Staff,
+    seed_: int,
+    workers: int,
+) -> SeedResult:
     """Bulk-load through SQLAlchemy Core's Connection (driver-level executemany of at most
     ROWS_PER_STATEMENT rows), one transaction per chunk of ACCOUNTS_PER_TRANSACTION accounts."""
     sql = _insert_sql(backend)
@@ -438,14 +615,16 @@ def seed(engine: Engine, backend: str, accounts: int, items_per_account: int, st
                 conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
             for name, data in chunk.items():
                 for start in range(0, len(data), ROWS_PER_STATEMENT):
-                    conn.exec_driver_sql(sql[name], data[start:start + ROWS_PER_STATEMENT])
+                    conn.exec_driver_sql(sql[name], data[start : start + ROWS_PER_STATEMENT])
         rows += sum(len(data) for data in chunk.values())
         items += len(chunk["promise_items"])
         entries += len(chunk["record_entries"])
         before, done = done, done + len(chunk["accounts"])
         if accounts >= 20_000 and done // 20_000 > before // 20_000:
-            print(f"    ... {done:,} accounts, {entries:,} entries, "
-                  f"{time.perf_counter() - started:.0f} s", flush=True)
+            print(
+                f"    ... {done:,} accounts, {entries:,} entries, {time.perf_counter() - started:.0f} s",
+                flush=True,
+            )
     seconds = time.perf_counter() - started
     _check_foreign_keys(engine, backend)
     if backend == "postgresql":
@@ -458,8 +637,11 @@ def seed(engine: Engine, backend: str, accounts: int, items_per_account: int, st
     if backend == "postgresql":
         with engine.begin() as conn:
             for name in ("customers", "accounts", "outbox_emails", "promise_items", "record_entries"):
-                conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
-                                  f"(SELECT max(id) FROM {name}))"))
+                conn.execute(
+                    text(
+                        f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), (SELECT max(id) FROM {name}))"
+                    )
+                )
     analyze_started = time.perf_counter()
     if backend == "sqlite":
         with engine.connect() as conn:
@@ -470,12 +652,23 @@ def seed(engine: Engine, backend: str, accounts: int, items_per_account: int, st
             conn.exec_driver_sql("VACUUM ANALYZE")
     analyze_seconds = time.perf_counter() - analyze_started
     with engine.connect() as conn:
-        open_diffs = conn.scalar(select(func.count()).select_from(PromiseItem).where(
-            PromiseItem.current_outcome.in_(DIFFERENT), PromiseItem.withdrawn_at.is_(None))) or 0
-        gate_open = conn.scalar(select(func.count()).select_from(PromiseItem).where(
-            PromiseItem.current_outcome.in_(DIFFERENT), PromiseItem.kind == "gate_access")) or 0
-    return SeedResult(accounts, items, entries, rows, seconds, analyze_seconds, open_diffs,
-                      gate_open)
+        open_diffs = (
+            conn.scalar(
+                select(func.count())
+                .select_from(PromiseItem)
+                .where(PromiseItem.current_outcome.in_(DIFFERENT), PromiseItem.withdrawn_at.is_(None))
+            )
+            or 0
+        )
+        gate_open = (
+            conn.scalar(
+                select(func.count())
+                .select_from(PromiseItem)
+                .where(PromiseItem.current_outcome.in_(DIFFERENT), PromiseItem.kind == "gate_access")
+            )
+            or 0
+        )
+    return SeedResult(accounts, items, entries, rows, seconds, analyze_seconds, open_diffs, gate_open)
 
 
 def seeding_engine(url: str, backend: str) -> Engine:
@@ -489,8 +682,9 @@ def seeding_engine(url: str, backend: str) -> Engine:
     (superuser), and _check_foreign_keys verifies every reference afterwards."""
     engine = make_engine(url)
     if backend == "sqlite":
-        event.listen(engine, "connect",
-                     lambda dbapi_conn, _record: dbapi_conn.execute("PRAGMA foreign_keys = OFF"))
+        event.listen(
+            engine, "connect", lambda dbapi_conn, _record: dbapi_conn.execute("PRAGMA foreign_keys = OFF")
+        )
     return engine
 
 
@@ -519,10 +713,17 @@ def _check_foreign_keys(engine: Engine, backend: str) -> None:
 def create_people(app: Any) -> Staff:
     with app.app_context():
         session = get_db()
-        session.add(CompanySettings(name="Blue Lagoon Pool Care", phone="+1 480 555 0100",
-                                    email="hello@bluelagoon.example",
-                                    office_email="office@bluelagoon.example", currency="USD",
-                                    timezone="America/Phoenix", readiness_checklist=[]))
+        session.add(
+            CompanySettings(
+                name="Blue Lagoon Pool Care",
+                phone="+1 480 555 0100",
+                email="hello@bluelagoon.example",
+                office_email="office@bluelagoon.example",
+                currency="USD",
+                timezone="America/Phoenix",
+                readiness_checklist=[],
+            )
+        )
         sales = [(create_staff(session, e, PASSWORD, "sales", n).id, n) for e, n in SALES]
         office = [(create_staff(session, e, PASSWORD, "office", n).id, n) for e, n in OFFICE]
         create_staff(session, "alex@bench.example", PASSWORD, "admin", "Alex Admin")
@@ -535,8 +736,12 @@ def verify_samples(app: Any, accounts: int, rng: random.Random) -> list[int]:
     """verify_chain on a random account and on one with a staff resolution."""
     with app.app_context():
         session = get_db()
-        resolved = session.scalar(select(RecordEntry.account_id).where(RecordEntry.event == "resolved")
-                                  .order_by(RecordEntry.id).limit(1))
+        resolved = session.scalar(
+            select(RecordEntry.account_id)
+            .where(RecordEntry.event == "resolved")
+            .order_by(RecordEntry.id)
+            .limit(1)
+        )
         sample = [rng.randint(1, accounts)] + ([resolved] if resolved else [])
         for account_id in sample:
             broken = verify_chain(session, account_id)
@@ -548,6 +753,7 @@ def verify_samples(app: Any, accounts: int, rng: random.Random) -> list[int]:
 # --------------------------------------------------------------------------------------------
 # Measuring
 # --------------------------------------------------------------------------------------------
+
 
 class StatementLog:
     """Counts the SQL statements an engine runs; optionally keeps them with their timings."""
@@ -561,8 +767,9 @@ class StatementLog:
         event.listen(engine, "before_cursor_execute", self._before)
         event.listen(engine, "after_cursor_execute", self._after)
 
-    def _before(self, conn: Connection, _cursor: Any, statement: str, parameters: Any,
-                _context: Any, _many: bool) -> None:
+    def _before(
+        self, conn: Connection, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool
+    ) -> None:
         if statement.lstrip().upper().startswith(NOT_COUNTED):
             return
         self.count += 1
@@ -593,7 +800,7 @@ class SizeFigures:
     entries: int
     seed: SeedResult
     pages: list[PageFigures]
-    plans: list[tuple[str, list["PlanLine"]]]
+    plans: list[tuple[str, list[PlanLine]]]
 
 
 @dataclass
@@ -610,8 +817,15 @@ def p95(values: list[float]) -> float:
     return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
 
 
-def measure(client: Any, log: StatementLog, name: str, path: Callable[[], str], requests: int,
-            budget_s: float, warmup: int = 3) -> PageFigures:
+def measure(
+    client: Any,
+    log: StatementLog,
+    name: str,
+    path: Callable[[], str],
+    requests: int,
+    budget_s: float,
+    warmup: int = 3,
+) -> PageFigures:
     """`requests` timed GETs after `warmup` untimed ones; a page slower than budget_s in all
     stops early, after at least MIN_REQUESTS (so the whole run stays bounded)."""
     for _ in range(warmup):
@@ -632,8 +846,9 @@ def measure(client: Any, log: StatementLog, name: str, path: Callable[[], str], 
         counts.append(log.count)
         _check(response, url)
         size = len(response.get_data())
-    return PageFigures(name, statistics.median(times), p95(times), (min(counts), max(counts)),
-                       size / 1024, len(times))
+    return PageFigures(
+        name, statistics.median(times), p95(times), (min(counts), max(counts)), size / 1024, len(times)
+    )
 
 
 def _get(client: Any, url: str) -> Any:
@@ -670,6 +885,7 @@ def signed_in_client(app: Any) -> Any:
 # --------------------------------------------------------------------------------------------
 # Query plans
 # --------------------------------------------------------------------------------------------
+
 
 def explain(engine: Engine, backend: str, log: StatementLog, client: Any, url: str) -> list[PlanLine]:
     log.captured, log.capturing = [], True
@@ -728,8 +944,10 @@ def _sqlite_access(rows: list[Any]) -> tuple[list[str], list[str]]:
     return access, flags
 
 
-PG_NODE = re.compile(r"(Seq Scan|Index Only Scan|Index Scan|Bitmap Heap Scan)(?: Backward)?"
-                     r"(?: using (\w+))? on (\w+)")
+PG_NODE = re.compile(
+    r"(Seq Scan|Index Only Scan|Index Scan|Bitmap Heap Scan)(?: Backward)?"
+    r"(?: using (\w+))? on (\w+)"
+)
 
 
 def _postgres_access(plan: list[str]) -> tuple[list[str], list[str]]:
@@ -746,8 +964,11 @@ def _postgres_access(plan: list[str]) -> tuple[list[str], list[str]]:
             if table in WATCHED_TABLES:
                 flags.append(f"FULL TABLE SCAN of {table}")
             continue
-        conditioned = any(("Index Cond" in follow or "Recheck Cond" in follow)
-                          for follow in plan[number + 1:number + 4] if "->" not in follow)
+        conditioned = any(
+            ("Index Cond" in follow or "Recheck Cond" in follow)
+            for follow in plan[number + 1 : number + 4]
+            if "->" not in follow
+        )
         what = index or "bitmap"
         if conditioned or node == "Bitmap Heap Scan":
             access.append(f"{table}: index {what}")
@@ -763,25 +984,34 @@ def _short_sql(statement: str) -> str:
     tables = re.findall(r"\b(?:FROM|JOIN)\s+(\w+)", flat)
     where = re.search(r"\bWHERE (.{0,90})", flat)
     head = "SELECT count" if flat.startswith("SELECT count") else "SELECT"
-    return (f"{head} .. FROM {', '.join(dict.fromkeys(tables))}"
-            + (f" WHERE {where.group(1)}.." if where else ""))
+    return f"{head} .. FROM {', '.join(dict.fromkeys(tables))}" + (
+        f" WHERE {where.group(1)}.." if where else ""
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # One size on one database
 # --------------------------------------------------------------------------------------------
 
-def run_size(backend: str, database_url: str, accounts: int, args: argparse.Namespace,
-             workdir: Path) -> SizeFigures:
+
+def run_size(
+    backend: str, database_url: str, accounts: int, args: argparse.Namespace, workdir: Path
+) -> SizeFigures:
     label = "SQLite" if backend == "sqlite" else "PostgreSQL"
     print(f"\n=== {label}, {accounts:,} accounts ===", flush=True)
     os.environ["PORTAL_INSTANCE_PATH"] = str(workdir / "instance")
-    settings = {"DATABASE_URL": database_url, "TESTING": True, "SECRET_KEY": "bench-secret-key",
-                "RECORD_KEY": BENCH_KEYS.current,
-                "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1", "WTF_CSRF_ENABLED": False,
-                "RATELIMIT_STORAGE_URI": "memory://", "MAIL_BACKEND": "file",
-                "MAIL_OUTBOX_DIR": str(workdir / "outbox"),
-                "PUBLIC_BASE_URL": "https://portal.example.com"}
+    settings = {
+        "DATABASE_URL": database_url,
+        "TESTING": True,
+        "SECRET_KEY": "bench-secret-key",
+        "RECORD_KEY": BENCH_KEYS.current,
+        "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1",
+        "WTF_CSRF_ENABLED": False,
+        "RATELIMIT_STORAGE_URI": "memory://",
+        "MAIL_BACKEND": "file",
+        "MAIL_OUTBOX_DIR": str(workdir / "outbox"),
+        "PUBLIC_BASE_URL": "https://portal.example.com",
+    }
     started = time.perf_counter()
     app = create_app(settings)
     app.add_url_rule("/__bench/bare", "bench_bare", lambda: "ok")
@@ -794,15 +1024,22 @@ def run_size(backend: str, database_url: str, accounts: int, args: argparse.Name
         result = seed(seeder, backend, accounts, args.items, staff, args.seed, args.workers)
     finally:
         seeder.dispose()
-    print(f"  seeded {result.accounts:,} accounts, {result.items:,} promise items, "
-          f"{result.entries:,} record entries ({result.rows:,} rows) in {result.seconds:.1f} s "
-          f"= {result.rows / result.seconds:,.0f} rows/s; "
-          f"{'ANALYZE' if backend == 'sqlite' else 'VACUUM ANALYZE'} {result.analyze_seconds:.1f} s")
-    print(f"  open differences: {result.open_differences:,} "
-          f"(gate_access: {result.gate_access_open:,} changed/disputed)")
+    print(
+        f"  seeded {result.accounts:,} accounts, {result.items:,} promise items, "
+        f"{result.entries:,} record entries ({result.rows:,} rows) in {result.seconds:.1f} s "
+        f"= {result.rows / result.seconds:,.0f} rows/s; "
+        f"{'ANALYZE' if backend == 'sqlite' else 'VACUUM ANALYZE'} {result.analyze_seconds:.1f} s"
+    )
+    print(
+        f"  open differences: {result.open_differences:,} "
+        f"(gate_access: {result.gate_access_open:,} changed/disputed)"
+    )
     checked = verify_samples(app, accounts, rng)
-    print(f"  verify_chain accepts accounts {', '.join(map(str, checked))} "
-          "(hash chain and latest-entry pointers)", flush=True)
+    print(
+        f"  verify_chain accepts accounts {', '.join(map(str, checked))} "
+        "(hash chain and latest-entry pointers)",
+        flush=True,
+    )
     if backend == "sqlite":
         size_mb = sum(p.stat().st_size for p in workdir.glob("*.sqlite3*")) / 1e6
         print(f"  database file: {size_mb:,.0f} MB")
@@ -818,8 +1055,11 @@ def run_size(backend: str, database_url: str, accounts: int, args: argparse.Name
     differences_middle = walk_next(client, "/staff/differences", middle - 1)
     account_pages = max(1, math.ceil(accounts / 50))
     accounts_middle = walk_next(client, "/staff/accounts", account_pages // 2 - 1)
-    print(f"  walked to the middle pages ({middle - 1 + account_pages // 2 - 1} pages) in "
-          f"{time.perf_counter() - started:.1f} s", flush=True)
+    print(
+        f"  walked to the middle pages ({middle - 1 + account_pages // 2 - 1} pages) in "
+        f"{time.perf_counter() - started:.1f} s",
+        flush=True,
+    )
     pick = random.Random(args.seed + 1)
     found = random.Random(args.seed + 3)
     pages: list[tuple[str, Callable[[], str]]] = [
@@ -835,8 +1075,10 @@ def run_size(backend: str, database_url: str, accounts: int, args: argparse.Name
         # A customer's number as typed (their name is "Customer 012345"), and a phone number
         # typed with dashes (the seeded phones repeat every 10,000 accounts).
         ("accounts search: number", lambda: f"/staff/accounts?q={found.randint(1, accounts):06d}"),
-        ("accounts search: phone",
-         lambda: f"/staff/accounts?q=480-555-{found.randint(1, accounts) % 10000:04d}"),
+        (
+            "accounts search: phone",
+            lambda: f"/staff/accounts?q=480-555-{found.randint(1, accounts) % 10000:04d}",
+        ),
     ]
     figures = []
     for name, path in pages:
@@ -845,11 +1087,16 @@ def run_size(backend: str, database_url: str, accounts: int, args: argparse.Name
     bare = figures[0].median_ms
     for page in figures:
         page.ratio = page.median_ms / bare
-        queries = (f"{page.queries[0]}" if page.queries[0] == page.queries[1]
-                   else f"{page.queries[0]}-{page.queries[1]}")
-        print(f"  {page.page:32} median {page.median_ms:8.2f} ms  p95 {page.p95_ms:8.2f} ms  "
-              f"x{page.ratio:7.1f} bare  {queries:>5} queries  {page.kib:6.1f} KiB  n={page.n}",
-              flush=True)
+        queries = (
+            f"{page.queries[0]}"
+            if page.queries[0] == page.queries[1]
+            else f"{page.queries[0]}-{page.queries[1]}"
+        )
+        print(
+            f"  {page.page:32} median {page.median_ms:8.2f} ms  p95 {page.p95_ms:8.2f} ms  "
+            f"x{page.ratio:7.1f} bare  {queries:>5} queries  {page.kib:6.1f} KiB  n={page.n}",
+            flush=True,
+        )
 
     plans = []
     plan_pick = random.Random(args.seed + 2)
@@ -861,11 +1108,12 @@ def run_size(backend: str, database_url: str, accounts: int, args: argparse.Name
 
 
 def print_plans(size: SizeFigures, verbose: bool) -> None:
-    print(f"\n--- Query plans: {size.backend}, {size.accounts:,} accounts "
-          f"({'EXPLAIN QUERY PLAN' if size.backend == 'SQLite' else 'EXPLAIN'}) ---")
+    print(
+        f"\n--- Query plans: {size.backend}, {size.accounts:,} accounts "
+        f"({'EXPLAIN QUERY PLAN' if size.backend == 'SQLite' else 'EXPLAIN'}) ---"
+    )
     for page, lines in size.plans:
-        print(f"\n  {page}  ({len(lines)} SELECTs, "
-              f"{sum(line.ms for line in lines):.1f} ms in the database)")
+        print(f"\n  {page}  ({len(lines)} SELECTs, {sum(line.ms for line in lines):.1f} ms in the database)")
         for line in lines:
             marker = "  <-- " + "; ".join(line.flags) if line.flags else ""
             print(f"    [{line.ms:7.2f} ms] {line.sql}{marker}")
@@ -880,62 +1128,100 @@ def print_summary(sizes: list[SizeFigures]) -> None:
         return
     backend = sizes[0].backend
     print(f"\n===== {backend}: summary =====")
-    print(f"{'backend':11} {'accounts':>9} {'entries':>10}  {'page':32} {'median ms':>10} "
-          f"{'p95 ms':>9} {'x bare':>8} {'queries/req':>12} {'n':>4}")
+    print(
+        f"{'backend':11} {'accounts':>9} {'entries':>10}  {'page':32} {'median ms':>10} "
+        f"{'p95 ms':>9} {'x bare':>8} {'queries/req':>12} {'n':>4}"
+    )
     for size in sizes:
         for page in size.pages:
-            queries = (f"{page.queries[0]}" if page.queries[0] == page.queries[1]
-                       else f"{page.queries[0]}-{page.queries[1]}")
-            print(f"{size.backend:11} {size.accounts:>9,} {size.entries:>10,}  {page.page:32} "
-                  f"{page.median_ms:>10.2f} {page.p95_ms:>9.2f} {page.ratio:>8.1f} {queries:>12} "
-                  f"{page.n:>4}")
+            queries = (
+                f"{page.queries[0]}"
+                if page.queries[0] == page.queries[1]
+                else f"{page.queries[0]}-{page.queries[1]}"
+            )
+            print(
+                f"{size.backend:11} {size.accounts:>9,} {size.entries:>10,}  {page.page:32} "
+                f"{page.median_ms:>10.2f} {page.p95_ms:>9.2f} {page.ratio:>8.1f} {queries:>12} "
+                f"{page.n:>4}"
+            )
     if len(sizes) > 1:
         small, large = sizes[0], sizes[-1]
-        print(f"\nGrowth of the median from {small.accounts:,} to {large.accounts:,} accounts "
-              f"({backend}):")
-        for before, after in zip(small.pages, large.pages):
-            same = "same" if before.queries == after.queries else \
-                f"DIFFERENT ({before.queries} -> {after.queries})"
+        print(f"\nGrowth of the median from {small.accounts:,} to {large.accounts:,} accounts ({backend}):")
+        for before, after in zip(small.pages, large.pages, strict=True):
+            same = (
+                "same"
+                if before.queries == after.queries
+                else f"DIFFERENT ({before.queries} -> {after.queries})"
+            )
             name = re.sub(r" \d+/\d+", " (middle)", after.page)
-            print(f"  {name:32} x{after.median_ms / before.median_ms:6.2f}  "
-                  f"(ratio to bare x{before.ratio:.1f} -> x{after.ratio:.1f}; queries {same})")
-    flagged = [(size.accounts, page, line) for size in sizes for page, lines in size.plans
-               for line in lines if line.flags]
-    print(f"\nScans of {', '.join(WATCHED_TABLES)} ({backend}):"
-          + ("" if flagged else " none"))
+            print(
+                f"  {name:32} x{after.median_ms / before.median_ms:6.2f}  "
+                f"(ratio to bare x{before.ratio:.1f} -> x{after.ratio:.1f}; queries {same})"
+            )
+    flagged = [
+        (size.accounts, page, line)
+        for size in sizes
+        for page, lines in size.plans
+        for line in lines
+        if line.flags
+    ]
+    print(f"\nScans of {', '.join(WATCHED_TABLES)} ({backend}):" + ("" if flagged else " none"))
     for accounts, page, line in flagged:
-        print(f"  {accounts:>7,} accounts  {page.split(':')[0]:30} [{line.ms:7.2f} ms] "
-              f"{'; '.join(line.flags)}  -- {line.sql}")
+        print(
+            f"  {accounts:>7,} accounts  {page.split(':')[0]:30} [{line.ms:7.2f} ms] "
+            f"{'; '.join(line.flags)}  -- {line.sql}"
+        )
 
 
 # --------------------------------------------------------------------------------------------
+
 
 def fresh_postgres(url: str) -> str:
     engine = make_engine(url)
     with engine.begin() as conn:
         conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
         conn.execute(text("CREATE SCHEMA public"))
-        print(f"  PostgreSQL {conn.execute(text('SHOW server_version')).scalar()}: "
-              "public schema dropped and recreated")
+        print(
+            f"  PostgreSQL {conn.execute(text('SHOW server_version')).scalar()}: "
+            "public schema dropped and recreated"
+        )
     engine.dispose()
     return url
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="1000,100000",
-                        help="comma-separated numbers of accounts (default 1000,100000)")
+    parser.add_argument(
+        "--sizes", default="1000,100000", help="comma-separated numbers of accounts (default 1000,100000)"
+    )
     parser.add_argument("--requests", type=int, default=50, help="timed requests per page")
-    parser.add_argument("--page-seconds", type=float, default=30.0,
-                        help=f"stop timing a page after this long (at least {MIN_REQUESTS} requests)")
-    parser.add_argument("--postgres", metavar="URL",
-                        help="also run on this PostgreSQL database (its public schema is dropped)")
+    parser.add_argument(
+        "--page-seconds",
+        type=float,
+        default=30.0,
+        help=f"stop timing a page after this long (at least {MIN_REQUESTS} requests)",
+    )
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="also run on this PostgreSQL database (its public schema is dropped)",
+    )
     parser.add_argument("--no-sqlite", action="store_true", help="only PostgreSQL")
-    parser.add_argument("--items", type=int, default=8, choices=range(2, 9), metavar="2..8",
-                        help="promise items per account (default 8, one of each kind)")
+    parser.add_argument(
+        "--items",
+        type=int,
+        default=8,
+        choices=range(2, 9),
+        metavar="2..8",
+        help="promise items per account (default 8, one of each kind)",
+    )
     parser.add_argument("--seed", type=int, default=6)
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                        help="processes generating and hashing rows while the main one inserts")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="processes generating and hashing rows while the main one inserts",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the SQLite files (path printed)")
     parser.add_argument("--plans", action="store_true", help="print every query plan in full")
     args = parser.parse_args()
@@ -944,10 +1230,12 @@ def main() -> None:
     if not backends:
         parser.error("nothing to run: --no-sqlite needs --postgres")
 
-    print(f"Python {sys.version.split()[0]}, Flask {version('flask')}, SQLAlchemy "
-          f"{version('sqlalchemy')}, SQLite {sqlite3.sqlite_version}; {os.cpu_count()} CPUs; "
-          f"sizes {', '.join(f'{s:,}' for s in sizes)}; {args.requests} requests a page; "
-          f"{args.items} items an account; {args.workers} seeding workers")
+    print(
+        f"Python {sys.version.split()[0]}, Flask {version('flask')}, SQLAlchemy "
+        f"{version('sqlalchemy')}, SQLite {sqlite3.sqlite_version}; {os.cpu_count()} CPUs; "
+        f"sizes {', '.join(f'{s:,}' for s in sizes)}; {args.requests} requests a page; "
+        f"{args.items} items an account; {args.workers} seeding workers"
+    )
     results: dict[str, list[SizeFigures]] = {}
     overall = time.perf_counter()
     for backend in backends:

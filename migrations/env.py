@@ -1,4 +1,5 @@
 """Alembic environment: the URL comes from the app (portal.migrate) or -x url=..."""
+
 from __future__ import annotations
 
 from alembic import context

@@ -1,4 +1,5 @@
 """Handoff Portal: what sales promised, what the customer confirmed, and the difference."""
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if app.config["TRUST_PROXY"]:
         hops = app.config["TRUST_PROXY"]
         # Flask's documented way to add WSGI middleware; mypy sees a method being replaced.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops,  # type: ignore[method-assign]
-                                x_host=hops)
+        app.wsgi_app = ProxyFix(
+            app.wsgi_app,
+            x_for=hops,
+            x_proto=hops,  # type: ignore[method-assign]
+            x_host=hops,
+        )
 
     register_extensions(app)
     register_blueprints(app)

@@ -9,6 +9,7 @@ Views carry `roles_required(*roles_for(action))` (so a role without the action g
 anything is read) and load the account with `account_or_404` (someone else's account is a 404,
 no hint that it exists).
 """
+
 from __future__ import annotations
 
 import enum
@@ -22,22 +23,23 @@ from portal.models import Account, Role, StaffUser
 
 
 class Action(str, enum.Enum):
-    SEE = "see"              # the account page, its preview and service record
-    HAND_OFF = "hand_off"    # enter a new handoff
-    EDIT = "edit"            # edit the handoff before signing, send or re-send its link
-    NOTE = "note"            # add a note to the service record
-    RESOLVE = "resolve"      # decide a difference: accept, keep the promise, assign
-    BRIEF = "brief"          # the first-visit brief and the day list
+    SEE = "see"  # the account page, its preview and service record
+    HAND_OFF = "hand_off"  # enter a new handoff
+    EDIT = "edit"  # edit the handoff before signing, send or re-send its link
+    NOTE = "note"  # add a note to the service record
+    RESOLVE = "resolve"  # decide a difference: accept, keep the promise, assign
+    BRIEF = "brief"  # the first-visit brief and the day list
     DIFFERENCES = "differences"  # the differences list and its CSV
-    INVOICE = "invoice"      # create an invoice
-    REPORTS = "reports"      # the reports across salespeople, and their CSV
-    SETTINGS = "settings"    # company settings
+    INVOICE = "invoice"  # create an invoice
+    REPORTS = "reports"  # the reports across salespeople, and their CSV
+    SETTINGS = "settings"  # company settings
     MANAGE_STAFF = "manage_staff"  # invite staff, change roles, deactivate, read the staff audit
 
 
 _ADMIN_ONLY = frozenset({Action.SETTINGS, Action.MANAGE_STAFF})
-_SELLING = frozenset({Action.SEE, Action.HAND_OFF, Action.EDIT, Action.NOTE, Action.BRIEF,
-                      Action.DIFFERENCES})
+_SELLING = frozenset(
+    {Action.SEE, Action.HAND_OFF, Action.EDIT, Action.NOTE, Action.BRIEF, Action.DIFFERENCES}
+)
 _MANAGING = frozenset(Action) - _ADMIN_ONLY
 ACTIONS: dict[str, frozenset[Action]] = {
     Role.ADMIN.value: frozenset(Action),

@@ -3,6 +3,7 @@
 Tokens are 256-bit random strings, so a plain SHA-256 (no salt, no slow hash) is enough: it
 cannot be brute-forced, and it lets us find the token by an indexed lookup of its hash.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -108,8 +109,11 @@ def create_api_token_command(name: str) -> None:
             issued = create_token(session, name)
     except TokenError as error:
         raise click.ClickException(str(error)) from error
-    click.echo(f"Created API token {issued.token.id} ({issued.token.name}). "
-               "Copy it now; it will not be shown again:", err=True)
+    click.echo(
+        f"Created API token {issued.token.id} ({issued.token.name}). "
+        "Copy it now; it will not be shown again:",
+        err=True,
+    )
     click.echo(issued.plaintext)
 
 

@@ -1,9 +1,11 @@
 """Staff identity: password hashing, session loading, role checks, safe redirects."""
+
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from functools import wraps
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from flask import abort, current_app

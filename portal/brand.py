@@ -1,6 +1,7 @@
 """The brand colour and WCAG contrast: links and secondary buttons draw the brand colour on the
 page's light backgrounds, the header and buttons draw text on it, so every one of those pairs
 must reach WCAG AA for normal text (4.5:1)."""
+
 from __future__ import annotations
 
 import colorsys
@@ -85,5 +86,9 @@ def preview(colour: str | None) -> Preview | None:
     if not colour or not HEX_COLOUR.match(colour):
         return None
     colour = colour.lower()
-    return Preview(colour, ink_for(colour), round(contrast_on_page(colour), 1),
-                   None if readable(colour) else darker_shade(colour))
+    return Preview(
+        colour,
+        ink_for(colour),
+        round(contrast_on_page(colour), 1),
+        None if readable(colour) else darker_shade(colour),
+    )

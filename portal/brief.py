@@ -3,6 +3,7 @@
 Both are built from the same lines (`lines_by_kind`), so a gate code or an undecided answer reads
 the same on the day list as on the brief, and both ask the one access policy for their accounts.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -20,9 +21,15 @@ from portal.models import DIFFERENT, Account, Outcome, StaffUser
 
 # Safety and access lead: they are what goes wrong at the gate on a first visit.
 FIRST = (("safety", "Safety"), ("gate_access", "Gate access"))
-SECTIONS = (*FIRST, ("visit_day", "Visit day"), ("start_date", "First visit"),
-            ("equipment", "Equipment promises"), ("custom", "Other promises"),
-            ("price", "Plan and price"), ("billing", "Billing"))
+SECTIONS = (
+    *FIRST,
+    ("visit_day", "Visit day"),
+    ("start_date", "First visit"),
+    ("equipment", "Equipment promises"),
+    ("custom", "Other promises"),
+    ("price", "Plan and price"),
+    ("billing", "Billing"),
+)
 FIRST_KINDS = tuple(kind for kind, _ in FIRST)
 
 
@@ -65,8 +72,9 @@ def _line(state: record.ItemState) -> BriefLine:
         value=display_value(state.current_value, item.kind),
         unresolved=state.outcome in DIFFERENT,
         promised=display_value(item.promised_value, item.kind),
-        note=latest.note if latest is not None and latest.actor != "system" and
-        not latest.note.startswith("promised by") else "",
+        note=latest.note
+        if latest is not None and latest.actor != "system" and not latest.note.startswith("promised by")
+        else "",
         disputed=state.outcome == Outcome.DISPUTED.value,
     )
 
@@ -80,8 +88,11 @@ def lines_by_kind(states: Iterable[record.ItemState]) -> list[tuple[str, list[Br
 
 
 def brief_for(session: Session, account: Account) -> Brief:
-    return Brief(account, lines_by_kind(record.item_states(session, account)),
-                 confirmations.latest_step_details(session, account))
+    return Brief(
+        account,
+        lines_by_kind(record.item_states(session, account)),
+        confirmations.latest_step_details(session, account),
+    )
 
 
 # -- the day list --------------------------------------------------------------------------------
@@ -116,7 +127,7 @@ class DayPage:
     today: date
     visits: list[DayVisit]
     previous: date | None  # the nearest earlier day with visits
-    next: date | None      # the nearest later day with visits
+    next: date | None  # the nearest later day with visits
     day_before: date | None  # plain date - 1 (None only at the calendar's edge)
     day_after: date | None
 
@@ -124,30 +135,36 @@ class DayPage:
 def visits_on(session: Session, day: date, user: StaffUser) -> list[DayVisit]:
     """The first visits on `day` that `user` may see, each with its brief's lines: three queries
     however many visits (accounts, their items, the items' latest entries)."""
-    accounts = list(session.scalars(
-        select(Account).where(*access.conditions(user), Account.first_visit == day)
-        .options(selectinload(Account.all_items))
-        .order_by(Account.service_address, Account.id)))
+    accounts = list(
+        session.scalars(
+            select(Account)
+            .where(*access.conditions(user), Account.first_visit == day)
+            .options(selectinload(Account.all_items))
+            .order_by(Account.service_address, Account.id)
+        )
+    )
     latest = record.latest_entries_by_item(session, [account.id for account in accounts])
-    return [DayVisit(account, lines_by_kind(record.ItemState(item, latest.get(item.id))
-                                            for item in account.items))
-            for account in accounts]
+    return [
+        DayVisit(
+            account, lines_by_kind(record.ItemState(item, latest.get(item.id)) for item in account.items)
+        )
+        for account in accounts
+    ]
 
 
 def landing_day(session: Session, user: StaffUser, today: date) -> date:
     """Today if it has visits, else the next day that has one, else today (an empty list)."""
-    found = session.scalar(select(func.min(Account.first_visit))
-                           .where(*access.conditions(user), Account.first_visit >= today))
+    found = session.scalar(
+        select(func.min(Account.first_visit)).where(*access.conditions(user), Account.first_visit >= today)
+    )
     return found or today
 
 
 def neighbour_days(session: Session, user: StaffUser, day: date) -> tuple[date | None, date | None]:
     """The nearest day before and after `day` with visits `user` may see."""
     scope = access.conditions(user)
-    before = session.scalar(select(func.max(Account.first_visit))
-                            .where(*scope, Account.first_visit < day))
-    after = session.scalar(select(func.min(Account.first_visit))
-                           .where(*scope, Account.first_visit > day))
+    before = session.scalar(select(func.max(Account.first_visit)).where(*scope, Account.first_visit < day))
+    after = session.scalar(select(func.min(Account.first_visit)).where(*scope, Account.first_visit > day))
     return before, after
 
 
@@ -162,9 +179,15 @@ def day_page(session: Session, user: StaffUser, day: date | None, today: date) -
     """The day list for `day`, or for the landing day when none was asked for."""
     shown = day if day is not None else landing_day(session, user, today)
     previous, following = neighbour_days(session, user, shown)
-    return DayPage(day=shown, today=today, visits=visits_on(session, shown, user),
-                   previous=previous, next=following,
-                   day_before=_step(shown, -1), day_after=_step(shown, 1))
+    return DayPage(
+        day=shown,
+        today=today,
+        visits=visits_on(session, shown, user),
+        previous=previous,
+        next=following,
+        day_before=_step(shown, -1),
+        day_after=_step(shown, 1),
+    )
 
 
 # -- links a phone can tap -----------------------------------------------------------------------

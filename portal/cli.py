@@ -1,4 +1,5 @@
 """Command-line tools, all under `flask --app wsgi`."""
+
 from __future__ import annotations
 
 import json
@@ -26,10 +27,16 @@ def register(app: Flask) -> None:
     app.cli.add_command(create_staff_command)
     app.cli.add_command(verify_record_command)
     app.cli.add_command(record_seal_command)
-    for command in (*outbox.COMMANDS, *reminders.COMMANDS, *imports.COMMANDS,
-                    *api_tokens.COMMANDS, *worker.COMMANDS):
+    for command in (
+        *outbox.COMMANDS,
+        *reminders.COMMANDS,
+        *imports.COMMANDS,
+        *api_tokens.COMMANDS,
+        *worker.COMMANDS,
+    ):
         app.cli.add_command(command)
     from portal.payments.cli import COMMANDS as PAYMENT_COMMANDS  # charge-autopay, reconcile-stripe
+
     for command in PAYMENT_COMMANDS:
         app.cli.add_command(command)
 
@@ -58,8 +65,11 @@ def db_downgrade(revision: str) -> None:
 @db_group.command("revision")
 @click.option("-m", "--message", required=True, help="What the migration does (names the file).")
 @click.option("--empty", is_flag=True, help="Write a blank revision to fill in by hand.")
-@click.option("--versions-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Write the file here instead of migrations/versions.")
+@click.option(
+    "--versions-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write the file here instead of migrations/versions.",
+)
 def db_revision(message: str, empty: bool, versions_dir: Path | None) -> None:
     """Write a migration for the model changes the database (at the latest revision) lacks."""
     try:
@@ -91,7 +101,8 @@ def demo_info_command() -> None:
     """Print the demo staff login and a fresh welcome link for the demo customer."""
     with unit_of_work() as session:
         account = session.scalars(
-            select(Account).where(Account.deleted_at.is_(None)).order_by(Account.id)).first()
+            select(Account).where(Account.deleted_at.is_(None)).order_by(Account.id)
+        ).first()
         url = links.issue_welcome_link(account) if account is not None else ""
     click.echo("")
     click.echo(f"  Staff sign-in:  {current_app.config['PUBLIC_BASE_URL']}/staff/login")
@@ -99,8 +110,7 @@ def demo_info_command() -> None:
     if account is not None:
         click.echo(f"  Welcome link for {account.customer.name}: {url}")
     click.echo("  The worker started by `make run` sends queued emails within seconds")
-    click.echo("  (with MAIL_BACKEND=file as .eml files in "
-               f"{current_app.config['MAIL_OUTBOX_DIR']}).")
+    click.echo(f"  (with MAIL_BACKEND=file as .eml files in {current_app.config['MAIL_OUTBOX_DIR']}).")
     click.echo("")
 
 
@@ -123,8 +133,12 @@ def create_staff_command(email: str, role: str, name: str, password: str) -> Non
 @click.command("verify-record")
 @with_appcontext
 @click.argument("account_id", required=False, type=int)
-@click.option("--seal", "seal_file", type=click.File("r"),
-              help="A seal from record-seal: also name every account cut or rewritten since.")
+@click.option(
+    "--seal",
+    "seal_file",
+    type=click.File("r"),
+    help="A seal from record-seal: also name every account cut or rewritten since.",
+)
 def verify_record_command(account_id: int | None, seal_file: TextIO | None) -> None:
     """Check the service record of one account, or of every account: each entry's signature
     under RECORD_KEY (or a fallback), each link of the chain, the chain against the account's
@@ -140,11 +154,16 @@ def verify_record_command(account_id: int | None, seal_file: TextIO | None) -> N
             seal = record.read_seal(seal_file.read())
         except record.SealError as error:
             raise click.ClickException(f"{seal_file.name}: {error}") from None
-        changed = [link for link in record.changed_since_seal(session, seal)
-                   if account_id is None or link.account_id == account_id]
+        changed = [
+            link
+            for link in record.changed_since_seal(session, seal)
+            if account_id is None or link.account_id == account_id
+        ]
         for link in changed:
-            click.echo(f"Account {link.account_id}: changed since the seal of {seal['sealed_at']}: "
-                       f"{link.reason}.", err=True)
+            click.echo(
+                f"Account {link.account_id}: changed since the seal of {seal['sealed_at']}: {link.reason}.",
+                err=True,
+            )
     if broken or changed:
         sys.exit(1)
     sealed = " and as sealed" if seal_file is not None else ""
@@ -153,8 +172,14 @@ def verify_record_command(account_id: int | None, seal_file: TextIO | None) -> N
 
 @click.command("record-seal")
 @with_appcontext
-@click.option("--output", "-o", type=click.File("w"), default="-", show_default=True,
-              help="Where to write the seal (a file to keep outside the database).")
+@click.option(
+    "--output",
+    "-o",
+    type=click.File("w"),
+    default="-",
+    show_default=True,
+    help="Where to write the seal (a file to keep outside the database).",
+)
 def record_seal_command(output: TextIO) -> None:
     """Print a seal: every account's service record head, signed with RECORD_KEY, with its
     time. Keep it outside the database; `verify-record --seal FILE` names every account whose

@@ -1,4 +1,5 @@
 """The company running the portal: name, colour, contact details, logo, time zone, checklist."""
+
 from __future__ import annotations
 
 import time
@@ -101,12 +102,22 @@ def editable_company(session: Session) -> CompanySettings:
 
 
 # What the settings form edits as plain text (the logo and checklist have their own rules).
-TEXT_FIELDS = ("name", "phone", "email", "office_email", "brand_color", "currency", "timezone",
-               "sender_name", "reply_to")
+TEXT_FIELDS = (
+    "name",
+    "phone",
+    "email",
+    "office_email",
+    "brand_color",
+    "currency",
+    "timezone",
+    "sender_name",
+    "reply_to",
+)
 
 
-def update_company(session: Session, company: CompanySettings, data: dict[str, Any],
-                   new_logo: bytes | None = None) -> None:
+def update_company(
+    session: Session, company: CompanySettings, data: dict[str, Any], new_logo: bytes | None = None
+) -> None:
     """Apply a validated settings form. `new_logo` is a cleaned PNG (portal.logo.clean): it is
     stored under the instance folder and replaces any logo, uploaded or named by path."""
     for name in TEXT_FIELDS:
@@ -132,15 +143,23 @@ def checklist_lines(text: str) -> list[str]:
 
 # -- time: stored in UTC, shown in the company's zone ------------------------------------------
 
-ZONE_AREAS = {"Africa", "America", "Antarctica", "Asia", "Atlantic", "Australia", "Europe",
-              "Indian", "Pacific"}
+ZONE_AREAS = {
+    "Africa",
+    "America",
+    "Antarctica",
+    "Asia",
+    "Atlantic",
+    "Australia",
+    "Europe",
+    "Indian",
+    "Pacific",
+}
 
 
 @cache
 def zone_names() -> tuple[str, ...]:
     """The IANA zones offered in Settings: the Area/City ones people pick from, plus UTC."""
-    names = {name for name in available_timezones()
-             if "/" in name and name.split("/", 1)[0] in ZONE_AREAS}
+    names = {name for name in available_timezones() if "/" in name and name.split("/", 1)[0] in ZONE_AREAS}
     return ("UTC", *sorted(names))
 
 
@@ -167,6 +186,7 @@ def company_today(now: datetime | None = None) -> date:
 
 
 # -- email: the company's name on the portal's sending address ----------------------------------
+
 
 def email_sender(mail_from: str) -> str:
     """From: the company's sending name (or its name) on MAIL_FROM's address, the one address

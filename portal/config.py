@@ -3,6 +3,7 @@
 Secrets have no production default: a production start without `SECRET_KEY` fails loudly,
 while development generates one and keeps it in the instance folder so sessions survive restarts.
 """
+
 from __future__ import annotations
 
 import os
@@ -38,17 +39,12 @@ def from_environment(instance_path: str) -> dict[str, Any]:
     return {
         "ENV_NAME": env,
         "SECRET_KEY": os.environ.get("SECRET_KEY") or None,
-        "SECRET_KEY_FALLBACKS": [
-            key for key in os.environ.get("SECRET_KEY_FALLBACKS", "").split(",") if key
-        ],
+        "SECRET_KEY_FALLBACKS": [key for key in os.environ.get("SECRET_KEY_FALLBACKS", "").split(",") if key],
         # The service record's HMAC key: separate from SECRET_KEY, so rotating the session key
         # never touches the record; older record keys keep verifying from the fallbacks.
         "RECORD_KEY": os.environ.get("RECORD_KEY") or None,
-        "RECORD_KEY_FALLBACKS": [
-            key for key in os.environ.get("RECORD_KEY_FALLBACKS", "").split(",") if key
-        ],
-        "DATABASE_URL": os.environ.get("DATABASE_URL")
-        or f"sqlite:///{instance / 'portal.sqlite3'}",
+        "RECORD_KEY_FALLBACKS": [key for key in os.environ.get("RECORD_KEY_FALLBACKS", "").split(",") if key],
+        "DATABASE_URL": os.environ.get("DATABASE_URL") or f"sqlite:///{instance / 'portal.sqlite3'}",
         "MAIL_BACKEND": os.environ.get("MAIL_BACKEND", "file"),
         "MAIL_FROM": os.environ.get("MAIL_FROM", "Handoff Portal <no-reply@localhost>"),
         "MAIL_OUTBOX_DIR": os.environ.get("MAIL_OUTBOX_DIR", str(instance / "outbox")),
@@ -73,8 +69,7 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "STRIPE_CHECKOUT_ORIGIN": os.environ.get("STRIPE_CHECKOUT_ORIGIN") or None,
         "PAY_LINK_MAX_AGE_DAYS": _int("PAY_LINK_MAX_AGE_DAYS", 45),
         # The development server's own address (`PORT=5001 make run`) unless one is given.
-        "PUBLIC_BASE_URL": os.environ.get("PUBLIC_BASE_URL")
-        or f"http://127.0.0.1:{_int('PORT', 5000)}",
+        "PUBLIC_BASE_URL": os.environ.get("PUBLIC_BASE_URL") or f"http://127.0.0.1:{_int('PORT', 5000)}",
         "LINK_MAX_AGE_DAYS": _int("LINK_MAX_AGE_DAYS", 14),
         "CUSTOMER_SESSION_IDLE_HOURS": _int("CUSTOMER_SESSION_IDLE_HOURS", 12),
         # Every page shows the company's name and colours: each process keeps the settings row
@@ -95,9 +90,7 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         # Staff password links: an invite waits for a new colleague's first day, a reset does not.
         "STAFF_INVITE_MAX_AGE_HOURS": _int("STAFF_INVITE_MAX_AGE_HOURS", 72),
         "PASSWORD_RESET_MAX_AGE_MINUTES": _int("PASSWORD_RESET_MAX_AGE_MINUTES", 60),
-        "SESSION_COOKIE_SECURE": _bool(
-            os.environ.get("SESSION_COOKIE_SECURE"), default=env == "production"
-        ),
+        "SESSION_COOKIE_SECURE": _bool(os.environ.get("SESSION_COOKIE_SECURE"), default=env == "production"),
         "TRUST_PROXY": _int("TRUST_PROXY", 0),
     }
 

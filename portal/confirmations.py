@@ -1,6 +1,7 @@
 """The customer's side of the loop: answers to each promise, the readiness checklist, contact
 preferences, signing, and change requests. Every answer is a service record entry; the current
 state is always derived from the record, so answering twice simply makes the later answer win."""
+
 from __future__ import annotations
 
 import hashlib
@@ -85,19 +86,23 @@ def progress(session: Session, account: Account) -> Progress:
     outcome is kept on them by record.append) and one query for the step events."""
     # Only the events that finish a step: probes of the (event, account) index, however long
     # the account's record grows (years of visits and invoices).
-    events = set(session.scalars(
-        select(RecordEntry.event).distinct()
-        .where(RecordEntry.event.in_(STEP_EVENTS), RecordEntry.account_id == account.id,
-               RecordEntry.actor == CUSTOMER)))
+    events = set(
+        session.scalars(
+            select(RecordEntry.event)
+            .distinct()
+            .where(
+                RecordEntry.event.in_(STEP_EVENTS),
+                RecordEntry.account_id == account.id,
+                RecordEntry.actor == CUSTOMER,
+            )
+        )
+    )
     steps: list[StepStatus] = []
     for step in STEPS:
         mine = [item for item in account.items if item.kind in step.kinds]
         if step.kinds and not mine:
             continue  # nothing promised of this kind: no step to show
-        if step.kinds:
-            done = all(item.current_outcome in ANSWERED for item in mine)
-        else:
-            done = step.event in events
+        done = all(item.current_outcome in ANSWERED for item in mine) if step.kinds else step.event in events
         steps.append(StepStatus(step, len(steps) + 1, done, mine))
     return Progress(steps, account.status == AccountStatus.SIGNED.value)
 
@@ -133,17 +138,44 @@ def _open_for_answers(session: Session, account: Account) -> None:
 
 def record_answers(session: Session, account: Account, answers: list[Answer]) -> None:
     _open_for_answers(session, account)
-    record.append_all(session, account, [
-        record.Change("answered", CUSTOMER, answer.item, answer.item.promised_value, answer.value,
-                      answer.outcome, answer.comment) for answer in answers])
+    record.append_all(
+        session,
+        account,
+        [
+            record.Change(
+                "answered",
+                CUSTOMER,
+                answer.item,
+                answer.item.promised_value,
+                answer.value,
+                answer.outcome,
+                answer.comment,
+            )
+            for answer in answers
+        ],
+    )
 
 
-def record_step_event(session: Session, account: Account, event: str, *,
-                      confirmed: str = "", note: str = "", details: dict[str, Any] | None = None) -> None:
+def record_step_event(
+    session: Session,
+    account: Account,
+    event: str,
+    *,
+    confirmed: str = "",
+    note: str = "",
+    details: dict[str, Any] | None = None,
+) -> None:
     """Answers that belong to no promise: started, readiness, contact preferences, notes."""
     _open_for_answers(session, account)
-    record.append(session, account, event=event, actor=CUSTOMER, confirmed_value=confirmed or None,
-                  note=note, details=details or {})
+    record.append(
+        session,
+        account,
+        event=event,
+        actor=CUSTOMER,
+        confirmed_value=confirmed or None,
+        note=note,
+        details=details or {},
+    )
 
 
 def record_opened(session: Session, account: Account) -> None:
@@ -169,14 +201,16 @@ def summary(session: Session, account: Account) -> list[SummaryLine]:
     lines = []
     for state in record.item_states(session, account):
         latest = state.latest
-        lines.append(SummaryLine(
-            label=state.item.label,
-            promised=display_value(state.item.promised_value, state.item.kind),
-            confirmed=display_value(state.current_value, state.item.kind),
-            outcome=state.outcome,
-            comment=latest.note if latest is not None and latest.actor == CUSTOMER else "",
-            kind=state.item.kind,
-        ))
+        lines.append(
+            SummaryLine(
+                label=state.item.label,
+                promised=display_value(state.item.promised_value, state.item.kind),
+                confirmed=display_value(state.current_value, state.item.kind),
+                outcome=state.outcome,
+                comment=latest.note if latest is not None and latest.actor == CUSTOMER else "",
+                kind=state.item.kind,
+            )
+        )
     return lines
 
 
@@ -184,16 +218,22 @@ def latest_step_details(session: Session, account: Account) -> dict[str, dict[st
     """The latest readiness, contact and technician-note answers, by event."""
     wanted = ("readiness", "contact_preferences", "technician_note", "sms_consent")
     found: dict[str, dict[str, Any]] = {}
-    for entry in session.scalars(select(RecordEntry).where(
-            RecordEntry.account_id == account.id, RecordEntry.event.in_(wanted))
-            .order_by(RecordEntry.seq)):
+    for entry in session.scalars(
+        select(RecordEntry)
+        .where(RecordEntry.account_id == account.id, RecordEntry.event.in_(wanted))
+        .order_by(RecordEntry.seq)
+    ):
         found[entry.event] = {**entry.details, "value": entry.confirmed_value, "note": entry.note}
     return found
 
 
 def summary_hash(lines: list[SummaryLine], extras: dict[str, dict[str, Any]]) -> str:
-    canonical = json.dumps({"lines": [line.__dict__ for line in lines], "extras": extras},
-                           sort_keys=True, separators=(",", ":"), default=str)
+    canonical = json.dumps(
+        {"lines": [line.__dict__ for line in lines], "extras": extras},
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -203,9 +243,15 @@ def sign(session: Session, account: Account, typed_name: str) -> RecordEntry:
     lines = summary(session, account)
     extras = latest_step_details(session, account)
     digest = summary_hash(lines, extras)
-    entry = record.append(session, account, event="signed", actor=CUSTOMER, confirmed_value=typed_name,
-                          note="signed the onboarding summary",
-                          details={"summary_sha256": digest, "promises": len(lines)})
+    entry = record.append(
+        session,
+        account,
+        event="signed",
+        actor=CUSTOMER,
+        confirmed_value=typed_name,
+        note="signed the onboarding summary",
+        details={"summary_sha256": digest, "promises": len(lines)},
+    )
     account.signed_at = utcnow()
     account.status = AccountStatus.SIGNED.value
     differences = [line for line in lines if line.outcome in ("changed", "disputed")]
@@ -213,37 +259,78 @@ def sign(session: Session, account: Account, typed_name: str) -> RecordEntry:
     return entry
 
 
-def _queue_signed_emails(session: Session, account: Account, lines: list[SummaryLine],
-                         differences: list[SummaryLine]) -> None:
+def _queue_signed_emails(
+    session: Session, account: Account, lines: list[SummaryLine], differences: list[SummaryLine]
+) -> None:
     company = get_company()
-    queue_email(session, template="signed_customer", to=account.customer.email,
-                subject=f"{company.name}: your confirmed service", account=account,
-                context={"account": account, "lines": lines, "differences": differences,
-                         "service_url": links.public_url("welcome.my_service")})
+    queue_email(
+        session,
+        template="signed_customer",
+        to=account.customer.email,
+        subject=f"{company.name}: your confirmed service",
+        account=account,
+        context={
+            "account": account,
+            "lines": lines,
+            "differences": differences,
+            "service_url": links.public_url("welcome.my_service"),
+        },
+    )
     if not differences:
         return
     recipients = {account.salesperson.email if account.salesperson else "", company.office_email}
     for address in sorted(r for r in recipients if r):
-        queue_email(session, template="differences_alert", to=address, account=account,
-                    subject=f"{account.customer.name} changed {len(differences)} promise(s)",
-                    context={"account": account, "differences": differences,
-                             "account_url": links.public_url("staff.account", account_id=account.id)})
+        queue_email(
+            session,
+            template="differences_alert",
+            to=address,
+            account=account,
+            subject=f"{account.customer.name} changed {len(differences)} promise(s)",
+            context={
+                "account": account,
+                "differences": differences,
+                "account_url": links.public_url("staff.account", account_id=account.id),
+            },
+        )
 
 
 def request_change(session: Session, account: Account, item: PromiseItem | None, details: str) -> None:
     """After signing, the only way to change something: an entry and a note to the office."""
-    record.append(session, account, event="change_requested", actor=CUSTOMER, item=item,
-                  promised_value=item.promised_value if item else None, note=details,
-                  outcome=None)
+    record.append(
+        session,
+        account,
+        event="change_requested",
+        actor=CUSTOMER,
+        item=item,
+        promised_value=item.promised_value if item else None,
+        note=details,
+        outcome=None,
+    )
     company = get_company()
     office = company.office_email or company.email
     if office:
-        now = next((state.current_value for state in record.item_states(session, account)
-                    if item is not None and state.item.id == item.id), None)
-        queue_email(session, template="change_request", to=office, account=account,
-                    subject=f"Change requested by {account.customer.name}",
-                    context={"account": account, "item": item, "now": now, "details": details,
-                             "account_url": links.public_url("staff.account", account_id=account.id)})
+        now = next(
+            (
+                state.current_value
+                for state in record.item_states(session, account)
+                if item is not None and state.item.id == item.id
+            ),
+            None,
+        )
+        queue_email(
+            session,
+            template="change_request",
+            to=office,
+            account=account,
+            subject=f"Change requested by {account.customer.name}",
+            context={
+                "account": account,
+                "item": item,
+                "now": now,
+                "details": details,
+                "account_url": links.public_url("staff.account", account_id=account.id),
+            },
+        )
 
 
 def agreed_days(session: Session, account: Account) -> list[str]:

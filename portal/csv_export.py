@@ -9,6 +9,7 @@ formula and are written as they are, so counts and percentages stay numbers. Any
 that starts with a dangerous character is prefixed, even one that looks like a negative amount
 ("-20.00"): text comes from people, and OWASP advises prefixing every such cell.
 """
+
 from __future__ import annotations
 
 import csv

@@ -3,11 +3,12 @@
 Not Flask-SQLAlchemy: plain SQLAlchemy 2.x keeps the session explicit, so services take a
 `Session` and can be tested without HTTP.
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from typing import Any
 
 from flask import Flask, current_app, g

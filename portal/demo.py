@@ -1,4 +1,5 @@
 """Demo data for `make run`: a company, one staff user per role, a few accounts."""
+
 from __future__ import annotations
 
 from datetime import date, timedelta
@@ -36,8 +37,9 @@ def seed_demo(session: Session) -> bool:
             readiness_checklist=list(DEFAULT_CHECKLIST),
         )
     )
-    staff = {role: create_staff(session, email, DEMO_PASSWORD, role, name)
-             for email, role, name in DEMO_STAFF}
+    staff = {
+        role: create_staff(session, email, DEMO_PASSWORD, role, name) for email, role, name in DEMO_STAFF
+    }
     create_handoff(session, demo_handoff(), staff["sales"])
     return True
 

@@ -3,13 +3,14 @@
 Lists read the items' latest-entry pointers (see PromiseItem.latest_entry_id) and page by keyset
 with a capped count (portal/keyset.py), so a page costs the same few queries, and about the same
 time, whether there are ten accounts or a hundred thousand, on the first page or the last."""
+
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cached_property
 from datetime import date
+from functools import cached_property
 from typing import Any
 
 from markupsafe import Markup, escape
@@ -85,8 +86,11 @@ def _conditions(user: StaffUser, flt: DifferenceFilter) -> tuple[list[Any], list
 def _base(user: StaffUser, flt: DifferenceFilter) -> Select:  # type: ignore[type-arg]
     """The matching item ids, joined to accounts so a page can walk them in first-visit order."""
     on_item, on_account = _conditions(user, flt)
-    return (select(PromiseItem.id).join(Account, Account.id == PromiseItem.account_id)
-            .where(*on_item, *on_account))
+    return (
+        select(PromiseItem.id)
+        .join(Account, Account.id == PromiseItem.account_id)
+        .where(*on_item, *on_account)
+    )
 
 
 def _counted(user: StaffUser, flt: DifferenceFilter) -> Select:  # type: ignore[type-arg]
@@ -102,18 +106,21 @@ ORDER = (Account.first_visit, Account.id, PromiseItem.position, PromiseItem.id)
 CURSOR = (keyset.as_date, keyset.as_int, keyset.as_int, keyset.as_int)
 
 
-def list_differences(session: Session, user: StaffUser,
-                     flt: DifferenceFilter) -> keyset.KeysetPage[DifferenceRow]:
+def list_differences(
+    session: Session, user: StaffUser, flt: DifferenceFilter
+) -> keyset.KeysetPage[DifferenceRow]:
     cursor = keyset.decode(flt.after, CURSOR)
     rows, last = _page(session, user, flt, PER_PAGE + 1, cursor)
     more = len(rows) > PER_PAGE
     count = keyset.capped_count(session, _counted(user, flt))
-    return keyset.KeysetPage(rows[:PER_PAGE], count, keyset.encode(last[PER_PAGE - 1]) if more else None,
-                             cursor is None)
+    return keyset.KeysetPage(
+        rows[:PER_PAGE], count, keyset.encode(last[PER_PAGE - 1]) if more else None, cursor is None
+    )
 
 
-def iter_differences(session: Session, user: StaffUser, flt: DifferenceFilter,
-                     batch: int = 1000) -> Iterator[DifferenceRow]:
+def iter_differences(
+    session: Session, user: StaffUser, flt: DifferenceFilter, batch: int = 1000
+) -> Iterator[DifferenceRow]:
     """Every matching row (for CSV export), a batch at a time: a few queries per batch."""
     cursor = None
     while True:
@@ -124,8 +131,9 @@ def iter_differences(session: Session, user: StaffUser, flt: DifferenceFilter,
         cursor = keys[-1]
 
 
-def _page(session: Session, user: StaffUser, flt: DifferenceFilter, limit: int,
-          cursor: tuple[object, ...] | None) -> tuple[list[DifferenceRow], list[tuple[object, ...]]]:
+def _page(
+    session: Session, user: StaffUser, flt: DifferenceFilter, limit: int, cursor: tuple[object, ...] | None
+) -> tuple[list[DifferenceRow], list[tuple[object, ...]]]:
     """Pick the page's item ids in order first (with their sort keys, for the next cursor), then
     load only those rows with their entries."""
     keyed = keyset.fetch(session, _base(user, flt), ORDER, cursor, limit, nullable_first=True)
@@ -134,7 +142,9 @@ def _page(session: Session, user: StaffUser, flt: DifferenceFilter, limit: int,
 
 def find_open(session: Session, user: StaffUser, item_id: int) -> DifferenceRow | None:
     """The open difference of this item, if the user may act on it."""
-    found = _load(session, list(session.scalars(_base(user, DifferenceFilter()).where(PromiseItem.id == item_id))))
+    found = _load(
+        session, list(session.scalars(_base(user, DifferenceFilter()).where(PromiseItem.id == item_id)))
+    )
     return found[0] if found else None
 
 
@@ -146,36 +156,53 @@ def _load(session: Session, ids: list[int]) -> list[DifferenceRow]:
         .join(Account, Account.id == PromiseItem.account_id)
         .join(RecordEntry, RecordEntry.id == PromiseItem.latest_entry_id)
         .where(PromiseItem.id.in_(ids))
-        .options(*ROW_ACCOUNT_COLUMNS)).all()
+        .options(*ROW_ACCOUNT_COLUMNS)
+    ).all()
     order = {item_id: position for position, item_id in enumerate(ids)}
     return _rows(session, sorted(found, key=lambda row: order[row[0].id]))
 
 
 # The account columns a row shows (page and CSV): the rest of a wide row is not read, and
 # the salesperson comes from the identity map (the staff read below) rather than a join.
-ROW_ACCOUNT_COLUMNS = (load_only(Account.id, Account.customer_id, Account.salesperson_id,
-                                 Account.service_address, Account.first_visit, Account.deleted_at),
-                       lazyload(Account.salesperson))
+ROW_ACCOUNT_COLUMNS = (
+    load_only(
+        Account.id,
+        Account.customer_id,
+        Account.salesperson_id,
+        Account.service_address,
+        Account.first_visit,
+        Account.deleted_at,
+    ),
+    lazyload(Account.salesperson),
+)
 
 
 def _rows(session: Session, found: list) -> list[DifferenceRow]:  # type: ignore[type-arg]
     items = [item for item, _, _ in found]
     assigned = _assignees(session, [item.id for item in items])
     staff_ids = {item.promised_by_id for item in items if item.promised_by_id} | set(assigned.values())
-    staff = {user.id: user for user in session.scalars(select(StaffUser).where(StaffUser.id.in_(staff_ids)))} \
-        if staff_ids else {}
-    return [DifferenceRow(item, account, latest, staff.get(item.promised_by_id or 0),
-                          staff.get(assigned.get(item.id, 0)))
-            for item, account, latest in found]
+    staff = (
+        {user.id: user for user in session.scalars(select(StaffUser).where(StaffUser.id.in_(staff_ids)))}
+        if staff_ids
+        else {}
+    )
+    return [
+        DifferenceRow(
+            item, account, latest, staff.get(item.promised_by_id or 0), staff.get(assigned.get(item.id, 0))
+        )
+        for item, account, latest in found
+    ]
 
 
 def _assignees(session: Session, item_ids: list[int]) -> dict[int, int]:
     """Who each item is assigned to: the latest 'assigned' entry per item, in one query."""
     if not item_ids:
         return {}
-    latest = (select(func.max(RecordEntry.id)).where(RecordEntry.item_id.in_(item_ids),
-                                                    RecordEntry.event == "assigned")
-              .group_by(RecordEntry.item_id))
+    latest = (
+        select(func.max(RecordEntry.id))
+        .where(RecordEntry.item_id.in_(item_ids), RecordEntry.event == "assigned")
+        .group_by(RecordEntry.item_id)
+    )
     entries = session.scalars(select(RecordEntry).where(RecordEntry.id.in_(latest)))
     return {e.item_id: int(e.details["assignee_id"]) for e in entries if e.item_id is not None}
 
@@ -193,15 +220,33 @@ def open_difference(session: Session, item_id: int, user: StaffUser) -> tuple[Pr
     return item, latest
 
 
-def _resolve(session: Session, item: PromiseItem, customer: RecordEntry, staff: StaffUser,
-             agreed: str, resolution: str, note: str) -> RecordEntry:
+def _resolve(
+    session: Session,
+    item: PromiseItem,
+    customer: RecordEntry,
+    staff: StaffUser,
+    agreed: str,
+    resolution: str,
+    note: str,
+) -> RecordEntry:
     account = session.get(Account, item.account_id)
     assert account is not None
     return record.append(
-        session, account, event="resolved", actor=f"staff:{staff.id}", item=item,
-        promised_value=item.promised_value, confirmed_value=agreed, outcome="resolved", note=note,
-        details={"resolution": resolution, "customer_value": customer.confirmed_value,
-                 "customer_outcome": customer.outcome, "customer_comment": customer.note},
+        session,
+        account,
+        event="resolved",
+        actor=f"staff:{staff.id}",
+        item=item,
+        promised_value=item.promised_value,
+        confirmed_value=agreed,
+        outcome="resolved",
+        note=note,
+        details={
+            "resolution": resolution,
+            "customer_value": customer.confirmed_value,
+            "customer_outcome": customer.outcome,
+            "customer_comment": customer.note,
+        },
     )
 
 
@@ -209,8 +254,10 @@ def accept_customer_version(session: Session, item_id: int, staff: StaffUser, no
     """The customer's value becomes the agreed value (a new visit date moves the first visit)."""
     item, customer = open_difference(session, item_id, staff)
     if customer.outcome == "disputed" or not customer.confirmed_value:
-        raise ResolutionError("The customer disputed this without a new value; contact them and keep "
-                              "or edit the promise instead.")
+        raise ResolutionError(
+            "The customer disputed this without a new value; contact them and keep "
+            "or edit the promise instead."
+        )
     if item.kind == "start_date":
         account = session.get(Account, item.account_id)
         assert account is not None
@@ -226,14 +273,23 @@ def keep_promise(session: Session, item_id: int, staff: StaffUser, note: str) ->
     return _resolve(session, item, customer, staff, item.promised_value, "kept", note.strip())
 
 
-def assign(session: Session, item_id: int, staff: StaffUser, assignee: StaffUser, note: str = "") -> RecordEntry:
+def assign(
+    session: Session, item_id: int, staff: StaffUser, assignee: StaffUser, note: str = ""
+) -> RecordEntry:
     if not assignee.active or assignee.role == Role.TECHNICIAN.value:
         raise ResolutionError("Assign it to an active sales, office or admin colleague.")
     item, _ = open_difference(session, item_id, staff)
     account = session.get(Account, item.account_id)
     assert account is not None
-    return record.append(session, account, event="assigned", actor=f"staff:{staff.id}", item=item,
-                         note=note, details={"assignee_id": assignee.id, "assignee": assignee.display_name})
+    return record.append(
+        session,
+        account,
+        event="assigned",
+        actor=f"staff:{staff.id}",
+        item=item,
+        note=note,
+        details={"assignee_id": assignee.id, "assignee": assignee.display_name},
+    )
 
 
 def highlight(before: str, after: str) -> tuple[Markup, Markup]:

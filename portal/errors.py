@@ -1,4 +1,5 @@
 """Error pages that fit the layout and say nothing about the internals; JSON for the API."""
+
 from __future__ import annotations
 
 import logging
@@ -36,8 +37,9 @@ def error_response(status: int, message: str | None = None) -> tuple[Response | 
     title, default = MESSAGES.get(status, MESSAGES[500])
     if wants_json():
         return jsonify({"error": message or title}), status
-    return render_template("errors/error.html", status=status, title=title,
-                           message=message or default), status
+    return render_template(
+        "errors/error.html", status=status, title=title, message=message or default
+    ), status
 
 
 def register(app: Flask) -> None:
@@ -72,8 +74,7 @@ def register(app: Flask) -> None:
     @app.errorhandler(InternalServerError)
     def server_error(error: InternalServerError) -> tuple[Response | str, int]:
         _rollback()
-        log.error("unhandled error (request %s)", g.get("request_id"),
-                  exc_info=error.original_exception)
+        log.error("unhandled error (request %s)", g.get("request_id"), exc_info=error.original_exception)
         return error_response(500)
 
 

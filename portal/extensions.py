@@ -1,4 +1,5 @@
 """Extensions, created unbound here and initialised in the app factory."""
+
 from __future__ import annotations
 
 from flask import Flask

@@ -1,4 +1,5 @@
 """Files the portal writes under the instance folder (emails in file mode, uploaded logos)."""
+
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,5 @@
 """Handoffs: an account, its promise items and one record entry per promise, in one transaction."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -79,12 +80,16 @@ def with_derived_promises(data: HandoffData, currency: str | None = None) -> lis
 def new_customer(data: HandoffData) -> Customer:
     """Every account gets its own contact row. Never a lookup by name and email: a shared row
     let whoever created a look-alike handoff edit another account's address and take its link."""
-    return Customer(name=data.customer_name, email=data.customer_email.strip().lower(),
-                    phone=data.customer_phone)
+    return Customer(
+        name=data.customer_name, email=data.customer_email.strip().lower(), phone=data.customer_phone
+    )
 
 
 def create_handoff(
-    session: Session, data: HandoffData, salesperson: StaffUser | None, currency: str | None = None,
+    session: Session,
+    data: HandoffData,
+    salesperson: StaffUser | None,
+    currency: str | None = None,
     actor: str | None = None,
 ) -> Account:
     """Write the account, its items and their 'promised' entries. The caller commits. The
@@ -170,38 +175,79 @@ def update_handoff(
         if (item.kind, item.label, item.promised_value) != edited:
             old = item.promised_value
             item.kind, item.label, item.promised_value = edited
-            record.append(session, account, event="promise_edited", actor=actor, item=item,
-                          promised_value=item.promised_value, outcome="promised", note=f"was: {old}")
+            record.append(
+                session,
+                account,
+                event="promise_edited",
+                actor=actor,
+                item=item,
+                promised_value=item.promised_value,
+                outcome="promised",
+                note=f"was: {old}",
+            )
             changes.append(f"changed {item.label.lower()}")
     for item in current.values():
         if item.id not in kept:
             item.withdrawn_at = utcnow()
-            record.append(session, account, event="promise_withdrawn", actor=actor, item=item,
-                          promised_value=item.promised_value, outcome="withdrawn")
+            record.append(
+                session,
+                account,
+                event="promise_withdrawn",
+                actor=actor,
+                item=item,
+                promised_value=item.promised_value,
+                outcome="withdrawn",
+            )
             changes.append(f"withdrew {item.label.lower()}")
     session.flush()
     session.refresh(account, ["all_items"])
     return changes
 
 
-def _add_item(session: Session, account: Account, promise: Promise, position: int,
-              salesperson: StaffUser | None, actor: str) -> PromiseItem:
-    item = PromiseItem(account_id=account.id, kind=promise.kind,
-                       label=promise.label or KIND_LABELS[promise.kind], promised_value=promise.value,
-                       promised_by_id=salesperson.id if salesperson else None, position=position)
+def _add_item(
+    session: Session,
+    account: Account,
+    promise: Promise,
+    position: int,
+    salesperson: StaffUser | None,
+    actor: str,
+) -> PromiseItem:
+    item = PromiseItem(
+        account_id=account.id,
+        kind=promise.kind,
+        label=promise.label or KIND_LABELS[promise.kind],
+        promised_value=promise.value,
+        promised_by_id=salesperson.id if salesperson else None,
+        position=position,
+    )
     session.add(item)
     session.flush()
-    record.append(session, account, event="promised", actor=actor, item=item,
-                  promised_value=item.promised_value, outcome="promised",
-                  note=f"promised by {salesperson.display_name if salesperson else 'sales'}")
+    record.append(
+        session,
+        account,
+        event="promised",
+        actor=actor,
+        item=item,
+        promised_value=item.promised_value,
+        outcome="promised",
+        note=f"promised by {salesperson.display_name if salesperson else 'sales'}",
+    )
     return item
 
 
-def _update_account_fields(session: Session, account: Account, data: HandoffData,
-                           salesperson: StaffUser | None, actor: str) -> list[str]:
+def _update_account_fields(
+    session: Session, account: Account, data: HandoffData, salesperson: StaffUser | None, actor: str
+) -> list[str]:
     changes = _update_contact(session, account, data, actor)
-    for name in ("service_address", "plan", "price_cents", "first_visit", "why_chose_us",
-                 "concerns", "contact_preference"):
+    for name in (
+        "service_address",
+        "plan",
+        "price_cents",
+        "first_visit",
+        "why_chose_us",
+        "concerns",
+        "contact_preference",
+    ):
         setattr(account, name, getattr(data, name))
     account.salesperson = salesperson
     return changes
@@ -215,8 +261,13 @@ def _update_contact(session: Session, account: Account, data: HandoffData, actor
     if new_email != customer.email:
         # The same event the customer's own confirmed change writes, so it also closes any
         # change the customer asked for from the old address.
-        record.append(session, account, event="email_changed", actor=actor,
-                      details={"from": customer.email, "to": new_email})
+        record.append(
+            session,
+            account,
+            event="email_changed",
+            actor=actor,
+            details={"from": customer.email, "to": new_email},
+        )
         if account.link_sent_at is not None:
             # The old address holds a working link; revoke it so only the new address gets in.
             links.rotate_nonce(account)
@@ -224,8 +275,11 @@ def _update_contact(session: Session, account: Account, data: HandoffData, actor
         else:
             changes.append("changed the email address")
         customer.email = new_email
-    moved = {name: {"from": getattr(customer, name), "to": getattr(data, f"customer_{name}")}
-             for name in ("name", "phone") if getattr(customer, name) != getattr(data, f"customer_{name}")}
+    moved = {
+        name: {"from": getattr(customer, name), "to": getattr(data, f"customer_{name}")}
+        for name in ("name", "phone")
+        if getattr(customer, name) != getattr(data, f"customer_{name}")
+    }
     if moved:
         record.append(session, account, event="contact_changed", actor=actor, details=moved)
         changes += [f"changed the customer's {name}" for name in moved]

@@ -5,18 +5,19 @@ and column, and only a file without errors is imported, in one transaction. Rows
 the same validator as the staff form and the API (`parse_handoff`, via `parse_incoming`); the
 format is documented in docs/csv-format.md.
 """
+
 from __future__ import annotations
 
 import csv
 import io
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date
 from itertools import chain
 from pathlib import Path
-from typing import Any, ContextManager
+from typing import Any
 
 import click
 from flask.cli import with_appcontext
@@ -29,24 +30,34 @@ from portal.company import get_company
 from portal.db import unit_of_work, utcnow
 from portal.handoffs import KIND_LABELS, create_handoff, new_customer, staff_actor, with_derived_promises
 from portal.mail import queue_email
-from portal.models import (Account, AccountStatus, Customer, Outcome, OutboxEmail, PromiseItem,
-                           RecordEntry)
+from portal.models import Account, AccountStatus, Customer, OutboxEmail, Outcome, PromiseItem, RecordEntry
 from portal.money import parse_money
 from portal.onboarding import WelcomeSent, send_welcome
 from portal.salespeople import IncomingHandoff, active_salespeople, parse_incoming
 from portal.validation import HandoffInvalid
 
-PROMISE_COLUMNS = ("visit_day", "start_date", "gate_access", "safety", "equipment", "billing",
-                   "custom")
+PROMISE_COLUMNS = ("visit_day", "start_date", "gate_access", "safety", "equipment", "billing", "custom")
 REQUIRED_COLUMNS = ("customer_name", "customer_email", "service_address", "plan", "first_visit")
 PRICE_COLUMNS = ("price", "price_cents")
-COLUMNS = (*REQUIRED_COLUMNS[:2], "customer_phone", *REQUIRED_COLUMNS[2:4], *PRICE_COLUMNS,
-           "first_visit", "salesperson_email", *PROMISE_COLUMNS, "why_chose_us", "concerns",
-           "contact_preference")
+COLUMNS = (
+    *REQUIRED_COLUMNS[:2],
+    "customer_phone",
+    *REQUIRED_COLUMNS[2:4],
+    *PRICE_COLUMNS,
+    "first_visit",
+    "salesperson_email",
+    *PROMISE_COLUMNS,
+    "why_chose_us",
+    "concerns",
+    "contact_preference",
+)
 CUSTOM_SEPARATOR = "|"
 # The validator's field paths, as the CSV columns people see.
-COLUMN_FOR_PATH = {"customer.name": "customer_name", "customer.email": "customer_email",
-                   "customer.phone": "customer_phone"}
+COLUMN_FOR_PATH = {
+    "customer.name": "customer_name",
+    "customer.email": "customer_email",
+    "customer.phone": "customer_phone",
+}
 SHOW_PROGRESS_ABOVE = 200
 BATCH_SIZE = 500
 # A database answers a long IN (...) list slowly or not at all; ask in slices.
@@ -56,6 +67,7 @@ Progress = Callable[[int], None]
 
 
 # ---------------------------------------------------------------- one handoff (the API)
+
 
 def create_and_welcome(
     session: Session, incoming: IncomingHandoff, actor: str
@@ -67,6 +79,7 @@ def create_and_welcome(
 
 
 # ---------------------------------------------------------------- reading a CSV file
+
 
 @dataclass(frozen=True)
 class RowError:
@@ -106,11 +119,25 @@ def read_csv(content: bytes) -> tuple[list[str], list[tuple[int, list[str]]]]:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = content[: error.start].count(b"\n") + 1
-        raise ImportInvalid([RowError(line, "encoding", "This line is not UTF-8 text. Save the "
-                                      "file as 'CSV UTF-8' and try again.")]) from error
+        raise ImportInvalid(
+            [
+                RowError(
+                    line,
+                    "encoding",
+                    "This line is not UTF-8 text. Save the file as 'CSV UTF-8' and try again.",
+                )
+            ]
+        ) from error
     if not text.strip():
-        raise ImportInvalid([RowError(None, "file", "The file is empty. The first line must name "
-                                      "the columns (see docs/csv-format.md).")])
+        raise ImportInvalid(
+            [
+                RowError(
+                    None,
+                    "file",
+                    "The file is empty. The first line must name the columns (see docs/csv-format.md).",
+                )
+            ]
+        )
     records = list(_records(text))
     header = [name.strip().lower() for name in records[0][1]]
     _check_header(header)
@@ -128,26 +155,44 @@ def _records(text: str) -> Iterator[tuple[int, list[str]]]:
                 yield start, values
             start = reader.line_num + 1
     except csv.Error as error:
-        raise ImportInvalid([RowError(start, "file", f"The CSV cannot be read here: {error}. "
-                                      "A value with commas, quotes or line breaks needs "
-                                      "double quotes around it.")]) from error
+        raise ImportInvalid(
+            [
+                RowError(
+                    start,
+                    "file",
+                    f"The CSV cannot be read here: {error}. "
+                    "A value with commas, quotes or line breaks needs "
+                    "double quotes around it.",
+                )
+            ]
+        ) from error
 
 
 def _check_header(header: list[str]) -> None:
-    errors = [RowError(1, name or f"column {index + 1}", "Unknown column.")
-              for index, name in enumerate(header) if name not in COLUMNS]
-    errors += [RowError(1, name, "This column appears more than once.")
-               for name in sorted({n for n in header if header.count(n) > 1 and n in COLUMNS})]
-    errors += [RowError(1, name, "This required column is missing.")
-               for name in REQUIRED_COLUMNS if name not in header]
+    errors = [
+        RowError(1, name or f"column {index + 1}", "Unknown column.")
+        for index, name in enumerate(header)
+        if name not in COLUMNS
+    ]
+    errors += [
+        RowError(1, name, "This column appears more than once.")
+        for name in sorted({n for n in header if header.count(n) > 1 and n in COLUMNS})
+    ]
+    errors += [
+        RowError(1, name, "This required column is missing.")
+        for name in REQUIRED_COLUMNS
+        if name not in header
+    ]
     if not any(name in header for name in PRICE_COLUMNS):
-        errors.append(RowError(1, "price", "Add a price column (dollars, e.g. 165.00) or a "
-                               "price_cents column."))
+        errors.append(
+            RowError(1, "price", "Add a price column (dollars, e.g. 165.00) or a price_cents column.")
+        )
     if errors:
         raise ImportInvalid(errors)
 
 
 # ---------------------------------------------------------------- checking the rows
+
 
 @dataclass
 class _RowPayload:
@@ -171,8 +216,11 @@ def row_payload(values: dict[str, str]) -> _RowPayload:
                 promise_columns.append(column)
     price_cents, price_column = _price(values, errors)
     payload = {
-        "customer": {"name": values.get("customer_name"), "email": values.get("customer_email"),
-                     "phone": values.get("customer_phone")},
+        "customer": {
+            "name": values.get("customer_name"),
+            "email": values.get("customer_email"),
+            "phone": values.get("customer_phone"),
+        },
         "service_address": values.get("service_address"),
         "plan": values.get("plan"),
         "price_cents": price_cents,
@@ -242,8 +290,12 @@ def parse_file(session: Session, content: bytes, *, today: date | None = None) -
 
 
 def check_records(
-    session: Session, header: list[str], records: list[tuple[int, list[str]]], *,
-    today: date | None = None, progress: Progress | None = None,
+    session: Session,
+    header: list[str],
+    records: list[tuple[int, list[str]]],
+    *,
+    today: date | None = None,
+    progress: Progress | None = None,
 ) -> list[ParsedRow]:
     salespeople = active_salespeople(session)  # one query for the whole file
     parsed: list[ParsedRow] = []
@@ -252,7 +304,7 @@ def check_records(
     for line, values in records:
         row_errors = _shape_errors(line, header, values)
         if not row_errors:
-            named = dict(zip(header, values))
+            named = dict(zip(header, values, strict=True))
             row, row_errors = check_row(line, named, salespeople.get, today)
             row_errors += _duplicate_in_file(line, named, seen)
             if row is not None and not row_errors:
@@ -267,11 +319,17 @@ def check_records(
 
 
 def _shape_errors(line: int, header: list[str], values: list[str]) -> list[RowError]:
-    extra = values[len(header):]
+    extra = values[len(header) :]
     if len(values) < len(header) or any(value.strip() for value in extra):
-        return [RowError(line, "columns", f"{len(values)} values, but the header has "
-                         f"{len(header)} columns. A value with a comma or line break needs "
-                         "double quotes around it.")]
+        return [
+            RowError(
+                line,
+                "columns",
+                f"{len(values)} values, but the header has "
+                f"{len(header)} columns. A value with a comma or line break needs "
+                "double quotes around it.",
+            )
+        ]
     return []
 
 
@@ -279,8 +337,7 @@ def _address_key(address: str) -> str:
     return " ".join(address.lower().split())
 
 
-def _duplicate_in_file(line: int, values: dict[str, str],
-                       seen: dict[tuple[str, str], int]) -> list[RowError]:
+def _duplicate_in_file(line: int, values: dict[str, str], seen: dict[tuple[str, str], int]) -> list[RowError]:
     email = (values.get("customer_email") or "").strip().lower()
     address = _address_key(values.get("service_address") or "")
     if not email or not address:
@@ -299,8 +356,7 @@ def _duplicates_in_database(session: Session, rows: list[ParsedRow]) -> list[Row
         found = session.execute(
             select(Customer.email, Account.service_address, Account.id)
             .join(Account, Account.customer_id == Customer.id)
-            .where(Customer.email.in_(emails[start:start + LOOKUP_SLICE]),
-                   Account.deleted_at.is_(None))
+            .where(Customer.email.in_(emails[start : start + LOOKUP_SLICE]), Account.deleted_at.is_(None))
         )
         for email, address, account_id in found:
             existing.setdefault((email, _address_key(address)), account_id)
@@ -309,24 +365,35 @@ def _duplicates_in_database(session: Session, rows: list[ParsedRow]) -> list[Row
         data = row.handoff.data
         account_id = existing.get((data.customer_email, _address_key(data.service_address)))
         if account_id is not None:
-            errors.append(RowError(row.line, "customer_email", "This customer already has an "
-                                   f"account at this address (account {account_id})."))
+            errors.append(
+                RowError(
+                    row.line,
+                    "customer_email",
+                    f"This customer already has an account at this address (account {account_id}).",
+                )
+            )
     return errors
 
 
 # ---------------------------------------------------------------- importing checked rows
 
+
 def import_rows(
-    session: Session, rows: list[ParsedRow], *, send: bool, actor: str,
+    session: Session,
+    rows: list[ParsedRow],
+    *,
+    send: bool,
+    actor: str,
     progress: Progress | None = None,
 ) -> ImportResult:
     """Write checked rows in batches inside the caller's transaction. The caller commits."""
     result = ImportResult()
     currency = get_company().currency
     for start in range(0, len(rows), BATCH_SIZE):
-        batch = [row.handoff for row in rows[start:start + BATCH_SIZE]]
-        accounts, emails = write_batch(session, batch, currency=currency,
-                                       welcome_actor=actor if send else None)
+        batch = [row.handoff for row in rows[start : start + BATCH_SIZE]]
+        accounts, emails = write_batch(
+            session, batch, currency=currency, welcome_actor=actor if send else None
+        )
         result.handoffs += len(accounts)
         result.emails += emails
         result.account_ids += [account.id for account in accounts]
@@ -351,10 +418,17 @@ class WrittenItem:
     @property
     def row(self) -> dict[str, Any]:
         # Spelled out: dataclasses.asdict deep-copies, and showed up in the profile.
-        return {"id": self.id, "account_id": self.account_id, "kind": self.kind,
-                "label": self.label, "promised_value": self.promised_value,
-                "promised_by_id": self.promised_by_id, "position": self.position,
-                "current_outcome": Outcome.PROMISED.value, "created_at": utcnow()}
+        return {
+            "id": self.id,
+            "account_id": self.account_id,
+            "kind": self.kind,
+            "label": self.label,
+            "promised_value": self.promised_value,
+            "promised_by_id": self.promised_by_id,
+            "position": self.position,
+            "current_outcome": Outcome.PROMISED.value,
+            "created_at": utcnow(),
+        }
 
 
 def write_batch(
@@ -371,8 +445,10 @@ def write_batch(
     with session.no_autoflush:  # everything gets its id first, then one flush
         customers = _customers_for(session, batch)
         account_ids = reserve_ids(session, Account, len(batch))
-        accounts = [_new_account(incoming, customer, account_id)
-                    for incoming, customer, account_id in zip(batch, customers, account_ids)]
+        accounts = [
+            _new_account(incoming, customer, account_id)
+            for incoming, customer, account_id in zip(batch, customers, account_ids, strict=True)
+        ]
         # The link goes into the INSERT; setting it after would cost an UPDATE per account.
         urls = [_issue_link(account) if welcome_actor else "" for account in accounts]
         session.add_all(accounts)
@@ -383,14 +459,18 @@ def write_batch(
         emails: list[OutboxEmail | None] = [None] * len(accounts)
         if welcome_actor:
             email_ids = reserve_ids(session, OutboxEmail, len(accounts))
-            emails = [_queue_welcome(session, *args)
-                      for args in zip(accounts, items, urls, email_ids)]
+            emails = [
+                _queue_welcome(session, *args) for args in zip(accounts, items, urls, email_ids, strict=True)
+            ]
         entries, heads = [], []
         keys = record.record_keys()
-        for account, incoming, account_items, email in zip(accounts, batch, items, emails):
+        for account, incoming, account_items, email in zip(accounts, batch, items, emails, strict=True):
             rows, head = record.chain_rows(
-                account.id, record.ChainHead(),
-                _entry_contents(account, incoming, account_items, email, welcome_actor), keys)
+                account.id,
+                record.ChainHead(),
+                _entry_contents(account, incoming, account_items, email, welcome_actor),
+                keys,
+            )
             entries += rows
             heads.append({"b_id": account.id, "record_seq": head.seq, "record_head": head.hash})
     session.flush()  # the emails, as one executemany
@@ -415,8 +495,12 @@ def _point_items_at_latest_entries(session: Session, account_ids: list[int]) -> 
     items, entries = PromiseItem.__table__, RecordEntry.__table__
     session.execute(
         update(items)
-        .where(items.c.account_id.in_(account_ids), entries.c.account_id.in_(account_ids),
-               entries.c.item_id == items.c.id, entries.c.outcome.is_not(None))
+        .where(
+            items.c.account_id.in_(account_ids),
+            entries.c.account_id.in_(account_ids),
+            entries.c.item_id == items.c.id,
+            entries.c.outcome.is_not(None),
+        )
         .values(latest_entry_id=entries.c.id)
     )
 
@@ -428,10 +512,12 @@ def reserve_ids(session: Session, model: type[Any], count: int) -> list[int]:
     table = model.__table__
     if session.get_bind().dialect.name == "postgresql":
         # nextval is safe with concurrent writers and advances the serial sequence.
-        return list(session.scalars(
-            text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) "
-                 "FROM generate_series(1, :count)"),
-            {"table": table.name, "count": count}))
+        return list(
+            session.scalars(
+                text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :count)"),
+                {"table": table.name, "count": count},
+            )
+        )
     # SQLite: imports run in a unit of work (the write lock taken at BEGIN), so no other
     # writer can take these ids before we commit; max + 1 is what SQLite itself would use.
     top = session.scalar(select(func.max(table.c.id))) or 0
@@ -441,7 +527,7 @@ def reserve_ids(session: Session, model: type[Any], count: int) -> list[int]:
 def _customers_for(session: Session, batch: list[IncomingHandoff]) -> list[Customer]:
     """`new_customer` for a whole batch: one contact row per account, ids reserved at once."""
     customers = [new_customer(incoming.data) for incoming in batch]
-    for customer, customer_id in zip(customers, reserve_ids(session, Customer, len(customers))):
+    for customer, customer_id in zip(customers, reserve_ids(session, Customer, len(customers)), strict=True):
         customer.id = customer_id
     return customers
 
@@ -449,26 +535,40 @@ def _customers_for(session: Session, batch: list[IncomingHandoff]) -> list[Custo
 def _new_account(incoming: IncomingHandoff, customer: Customer, account_id: int) -> Account:
     data = incoming.data
     return Account(
-        id=account_id, customer=customer,
-        service_address=data.service_address, plan=data.plan, price_cents=data.price_cents,
-        first_visit=data.first_visit, salesperson=incoming.salesperson,
-        status=AccountStatus.DRAFT.value, why_chose_us=data.why_chose_us, concerns=data.concerns,
+        id=account_id,
+        customer=customer,
+        service_address=data.service_address,
+        plan=data.plan,
+        price_cents=data.price_cents,
+        first_visit=data.first_visit,
+        salesperson=incoming.salesperson,
+        status=AccountStatus.DRAFT.value,
+        why_chose_us=data.why_chose_us,
+        concerns=data.concerns,
         contact_preference=data.contact_preference,
     )
 
 
-def _items(session: Session, accounts: list[Account], batch: list[IncomingHandoff],
-           currency: str) -> list[list[WrittenItem]]:
+def _items(
+    session: Session, accounts: list[Account], batch: list[IncomingHandoff], currency: str
+) -> list[list[WrittenItem]]:
     """The items of each account, with their ids; written later with the batch."""
     promises = [with_derived_promises(incoming.data, currency) for incoming in batch]
     ids = iter(reserve_ids(session, PromiseItem, sum(len(p) for p in promises)))
     return [
-        [WrittenItem(id=next(ids), account_id=account.id, kind=promise.kind,
-                     label=promise.label or KIND_LABELS[promise.kind], promised_value=promise.value,
-                     promised_by_id=incoming.salesperson.id if incoming.salesperson else None,
-                     position=position)
-         for position, promise in enumerate(account_promises)]
-        for account, incoming, account_promises in zip(accounts, batch, promises)
+        [
+            WrittenItem(
+                id=next(ids),
+                account_id=account.id,
+                kind=promise.kind,
+                label=promise.label or KIND_LABELS[promise.kind],
+                promised_value=promise.value,
+                promised_by_id=incoming.salesperson.id if incoming.salesperson else None,
+                position=position,
+            )
+            for position, promise in enumerate(account_promises)
+        ]
+        for account, incoming, account_promises in zip(accounts, batch, promises, strict=True)
     ]
 
 
@@ -479,49 +579,74 @@ def _issue_link(account: Account) -> str:
     return url
 
 
-def _queue_welcome(session: Session, account: Account, items: list[WrittenItem], url: str,
-                   email_id: int) -> OutboxEmail:
+def _queue_welcome(
+    session: Session, account: Account, items: list[WrittenItem], url: str, email_id: int
+) -> OutboxEmail:
     """`send_welcome`'s email for a first send (its record entry comes with `_entries`)."""
     email = queue_email(
-        session, template="welcome", to=account.customer.email,
+        session,
+        template="welcome",
+        to=account.customer.email,
         subject=f"{get_company().name}: please confirm your pool service",
-        context={"account": account, "items": items, "url": url,
-                 "expires_days": links.max_age().days},
+        context={"account": account, "items": items, "url": url, "expires_days": links.max_age().days},
         account=account,
     )
     email.id = email_id
     return email
 
 
-def _entry_contents(account: Account, incoming: IncomingHandoff, items: list[WrittenItem],
-                    email: OutboxEmail | None, welcome_actor: str | None) -> list[dict[str, Any]]:
+def _entry_contents(
+    account: Account,
+    incoming: IncomingHandoff,
+    items: list[WrittenItem],
+    email: OutboxEmail | None,
+    welcome_actor: str | None,
+) -> list[dict[str, Any]]:
     """What `create_handoff` and `send_welcome` append for a new account; nobody else can
     see these accounts before we commit, so their chains start here, from the genesis."""
     salesperson = incoming.salesperson
     note = f"promised by {salesperson.display_name if salesperson else 'sales'}"
     contents: list[dict[str, Any]] = [
-        {"event": "promised", "actor": staff_actor(salesperson), "item_id": item.id,
-         "promised_value": item.promised_value, "outcome": "promised", "note": note}
-        for item in items]
+        {
+            "event": "promised",
+            "actor": staff_actor(salesperson),
+            "item_id": item.id,
+            "promised_value": item.promised_value,
+            "outcome": "promised",
+            "note": note,
+        }
+        for item in items
+    ]
     if email is not None and welcome_actor:
-        contents.append({"event": "link_sent", "actor": welcome_actor,
-                         "details": {"to": account.customer.email, "email_id": email.id}})
+        contents.append(
+            {
+                "event": "link_sent",
+                "actor": welcome_actor,
+                "details": {"to": account.customer.email, "email_id": email.id},
+            }
+        )
     return contents
 
 
 # Executemany over the new accounts: not through the ORM, which would move their versions.
-_SET_HEADS = (update(Account.__table__).where(Account.__table__.c.id == bindparam("b_id"))
-              .values(record_seq=bindparam("record_seq"), record_head=bindparam("record_head")))
+_SET_HEADS = (
+    update(Account.__table__)
+    .where(Account.__table__.c.id == bindparam("b_id"))
+    .values(record_seq=bindparam("record_seq"), record_head=bindparam("record_head"))
+)
 
 
 # ---------------------------------------------------------------- the command
 
+
 @click.command("import-handoffs")
 @with_appcontext
-@click.argument("csv_file", metavar="FILE.csv",
-                type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--no-send", is_flag=True,
-              help="Import without queueing welcome emails (send them later from the account page).")
+@click.argument("csv_file", metavar="FILE.csv", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--no-send",
+    is_flag=True,
+    help="Import without queueing welcome emails (send them later from the account page).",
+)
 def import_handoffs_command(csv_file: Path, no_send: bool) -> None:
     """Import handoffs from FILE.csv (format: docs/csv-format.md), all or nothing.
 
@@ -542,15 +667,17 @@ def import_handoffs_command(csv_file: Path, no_send: bool) -> None:
         for error in invalid.errors:
             click.echo(str(error), err=True)
         raise click.ClickException(
-            f"{len(invalid.errors)} error(s) in {csv_file.name}; nothing was imported.") from None
+            f"{len(invalid.errors)} error(s) in {csv_file.name}; nothing was imported."
+        ) from None
     except SQLAlchemyError as error:
         raise click.ClickException(
             f"The import failed and was rolled back; nothing was imported ({error.__class__.__name__}: "
-            f"{getattr(error, 'orig', error)}).") from error
+            f"{getattr(error, 'orig', error)})."
+        ) from error
     click.echo(f"Imported {result.handoffs} handoffs; {result.emails} welcome emails queued.")
 
 
-def _progress(total: int, label: str) -> ContextManager[Progress | None]:
+def _progress(total: int, label: str) -> AbstractContextManager[Progress | None]:
     """A progress bar on stderr for files big enough to wait for; nothing for small ones."""
     if total <= SHOW_PROGRESS_ABOVE:
         return nullcontext(None)

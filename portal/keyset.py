@@ -6,6 +6,7 @@ the "next" link (an opaque token). Rows added or removed meanwhile never make a 
 or go missing, which OFFSET does; and no earlier row is read and thrown away. Counts stop at
 a cap: "1,000+" is as useful to a person as 37,664 and costs a bounded read.
 """
+
 from __future__ import annotations
 
 import base64
@@ -52,15 +53,22 @@ def after(columns: Sequence[Any], values: Sequence[Any], descending: bool = Fals
     return and_(bound, or_(strictly, after(columns[1:], values[1:], descending)))
 
 
-def fetch(session: Session, query: Select, columns: Sequence[Any],  # type: ignore[type-arg]
-          cursor: Sequence[Any] | None, limit: int, descending: bool = False,
-          nullable_first: bool = False) -> list[tuple[Any, ...]]:
+def fetch(
+    session: Session,
+    query: Select,
+    columns: Sequence[Any],  # type: ignore[type-arg]
+    cursor: Sequence[Any] | None,
+    limit: int,
+    descending: bool = False,
+    nullable_first: bool = False,
+) -> list[tuple[Any, ...]]:
     """The values of `columns` (the sort key, ending in a unique id) of up to `limit` rows of
     `query`, in that order, after `cursor` (a previous row's values): one query.
 
     With `nullable_first`, rows whose first column is NULL come last on both databases (they
     disagree on where NULLs sort): the rows with a value and those without are read as two
     arms of one UNION ALL, each walking its index in order and stopping at `limit`."""
+
     def ordered(q: Select, cols: Sequence[Any]) -> Select:  # type: ignore[type-arg]
         return q.order_by(*(c.desc() if descending else c.asc() for c in cols)).limit(limit)
 
@@ -72,16 +80,21 @@ def fetch(session: Session, query: Select, columns: Sequence[Any],  # type: igno
     first, rest = columns[0], columns[1:]
     empty = keys.where(first.is_(None))
     if cursor is not None and cursor[0] is None:  # already past every row with a value
-        return [tuple(row) for row in session.execute(
-            ordered(empty.where(after(rest, cursor[1:], descending)), rest))]
+        return [
+            tuple(row)
+            for row in session.execute(ordered(empty.where(after(rest, cursor[1:], descending)), rest))
+        ]
     valued = keys.where(first.is_not(None))
     if cursor is not None:
         valued = valued.where(after(columns, cursor, descending))
-    arms = [ordered(arm, cols).add_columns(literal(phase).label("keyset_phase")).subquery()
-            for phase, (arm, cols) in enumerate(((valued, columns), (empty, rest)))]
+    arms = [
+        ordered(arm, cols).add_columns(literal(phase).label("keyset_phase")).subquery()
+        for phase, (arm, cols) in enumerate(((valued, columns), (empty, rest)))
+    ]
     both = union_all(*(select(arm) for arm in arms)).subquery()
-    outer = select(*list(both.c)[:len(columns)]).order_by(
-        both.c.keyset_phase, *(c.desc() if descending else c.asc() for c in list(both.c)[:len(columns)]))
+    outer = select(*list(both.c)[: len(columns)]).order_by(
+        both.c.keyset_phase, *(c.desc() if descending else c.asc() for c in list(both.c)[: len(columns)])
+    )
     return [tuple(row) for row in session.execute(outer.limit(limit))]
 
 
@@ -108,8 +121,9 @@ def decode(token: str | None, parsers: Sequence[Parser]) -> tuple[Any, ...] | No
         raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         if not isinstance(raw, list) or len(raw) != len(parsers):
             return None
-        return tuple(None if value is None else parse(value)
-                     for parse, value in zip(parsers, raw, strict=True))
+        return tuple(
+            None if value is None else parse(value) for parse, value in zip(parsers, raw, strict=True)
+        )
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, OverflowError):
         return None
 

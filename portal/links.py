@@ -3,6 +3,7 @@
 A link carries the account id and a random per-account nonce, nothing personal; the database
 keeps only the nonce's hash, and issuing a new link replaces it, so older links stop working.
 """
+
 from __future__ import annotations
 
 import enum
@@ -75,8 +76,9 @@ def welcome_url(token: str) -> str:
 def public_url(endpoint: str, **values: Any) -> str:
     """An absolute address on PUBLIC_BASE_URL, for emails (built outside any request too)."""
     base = urlsplit(current_app.config["PUBLIC_BASE_URL"])
-    adapter = current_app.url_map.bind(base.netloc, script_name=base.path.rstrip("/") or "/",
-                                       url_scheme=base.scheme or "https")
+    adapter = current_app.url_map.bind(
+        base.netloc, script_name=base.path.rstrip("/") or "/", url_scheme=base.scheme or "https"
+    )
     return adapter.build(endpoint, values, force_external=True)
 
 
@@ -93,12 +95,19 @@ def check_token(session: Session, token: str, purpose: str = "welcome") -> LinkC
         return LinkCheck(LinkStatus.EXPIRED)
     except BadSignature:
         return LinkCheck(LinkStatus.INVALID)
-    if not isinstance(payload, dict) or not isinstance(payload.get("a"), int) \
-            or not isinstance(payload.get("n"), str):
+    if (
+        not isinstance(payload, dict)
+        or not isinstance(payload.get("a"), int)
+        or not isinstance(payload.get("n"), str)
+    ):
         return LinkCheck(LinkStatus.INVALID)
     account = session.get(Account, payload["a"])
     nonce_hash = hash_nonce(payload["n"])
-    if account is None or account.deleted_at is not None or account.link_nonce_hash is None \
-            or not secrets.compare_digest(account.link_nonce_hash, nonce_hash):
+    if (
+        account is None
+        or account.deleted_at is not None
+        or account.link_nonce_hash is None
+        or not secrets.compare_digest(account.link_nonce_hash, nonce_hash)
+    ):
         return LinkCheck(LinkStatus.INVALID)
     return LinkCheck(LinkStatus.OK, account, nonce_hash)

@@ -4,6 +4,7 @@ stored under the instance folder by the hash of its bytes and served by the app 
 
 Never SVG: it is a document that can carry script, not a picture. Nothing is written before the
 whole settings form is valid (`clean` only reads; `store` writes)."""
+
 from __future__ import annotations
 
 import re
@@ -36,11 +37,14 @@ def clean(data: bytes) -> bytes:
     if not data:
         raise LogoProblem("That file is empty. Choose a PNG, JPEG or WebP image.")
     if len(data) > MAX_BYTES:
-        raise LogoProblem(f"That file is {len(data) / 1024 / 1024:.1f} MB; the logo can be at most "
-                          "2 MB. Save it smaller (600 × 200 pixels is plenty) and try again.")
+        raise LogoProblem(
+            f"That file is {len(data) / 1024 / 1024:.1f} MB; the logo can be at most "
+            "2 MB. Save it smaller (600 × 200 pixels is plenty) and try again."
+        )
     if _looks_like_svg(data):
-        raise LogoProblem("SVG logos are not accepted (an SVG can carry scripts). "
-                          "Export the logo as PNG and upload that.")
+        raise LogoProblem(
+            "SVG logos are not accepted (an SVG can carry scripts). Export the logo as PNG and upload that."
+        )
     image = _decode(data)
     image = ImageOps.exif_transpose(image)  # a phone photo's rotation, before EXIF goes
     image.thumbnail(BOX, Image.Resampling.LANCZOS)
@@ -59,28 +63,40 @@ def _looks_like_svg(data: bytes) -> bool:
 
 
 def _decode(data: bytes) -> Image.Image:
-    not_an_image = LogoProblem("That file is not a PNG, JPEG or WebP image we can read. "
-                               "Export the logo as PNG and upload that.")
+    not_an_image = LogoProblem(
+        "That file is not a PNG, JPEG or WebP image we can read. Export the logo as PNG and upload that."
+    )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(BytesIO(data), formats=FORMATS) as probe:
                 width, height = probe.size
                 if width * height > MAX_PIXELS:
-                    raise LogoProblem("That image is too large to process. Save it at about "
-                                      "600 × 200 pixels and upload it again.")
+                    raise LogoProblem(
+                        "That image is too large to process. Save it at about "
+                        "600 × 200 pixels and upload it again."
+                    )
                 kind = probe.format or ""
                 probe.verify()
             image = Image.open(BytesIO(data), formats=FORMATS)  # verify() used up the first
             image.load()  # decodes every pixel: a cut or corrupt file fails here
     except LogoProblem:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError,
-            Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+    except (
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        EOFError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as error:
         raise not_an_image from error
     if not _ends_with_the_image(data, kind):
-        raise LogoProblem("That file has something else appended after the image, so it is not "
-                          "accepted. Export the logo again as a plain PNG and upload that.")
+        raise LogoProblem(
+            "That file has something else appended after the image, so it is not "
+            "accepted. Export the logo again as a plain PNG and upload that."
+        )
     return image
 
 

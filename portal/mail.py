@@ -1,6 +1,7 @@
 """Every email is a `.txt` + `.html` pair from `emails/`, written to the outbox table in the
 caller's transaction; `outbox send` (portal.outbox) delivers it later. Nothing is sent from a
 request thread."""
+
 from __future__ import annotations
 
 import base64
@@ -27,12 +28,19 @@ def email_environment() -> Environment:
     env = current_app.extensions.get("portal.email_env")
     if env is None:
         # HTML parts autoescape (customer text in them must not become markup); text parts not.
-        env = Environment(loader=FileSystemLoader(EMAILS),
-                          autoescape=select_autoescape(enabled_extensions=("html",),
-                                                       default_for_string=False),
-                          trim_blocks=True, lstrip_blocks=True)
-        env.globals.update(money=format_money, ink_for=ink_for, brand=readable_brand,
-                           promise_lines=promise_lines, summary_lines=summary_lines)
+        env = Environment(
+            loader=FileSystemLoader(EMAILS),
+            autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        env.globals.update(
+            money=format_money,
+            ink_for=ink_for,
+            brand=readable_brand,
+            promise_lines=promise_lines,
+            summary_lines=summary_lines,
+        )
         env.filters["shown"] = display_value
         env.filters["local"] = local_time
         env.filters["blank_codes"] = blank_codes
@@ -75,8 +83,14 @@ def queue_email(
         subject=" ".join(subject.split()),
         text_body=text_body,
         html_body=html_body,
-        attachments=[{"filename": item.filename, "content_type": item.content_type,
-                      "data": base64.b64encode(item.data).decode()} for item in attachments],
+        attachments=[
+            {
+                "filename": item.filename,
+                "content_type": item.content_type,
+                "data": base64.b64encode(item.data).decode(),
+            }
+            for item in attachments
+        ],
     )
     session.add(email)
     return email

@@ -1,4 +1,5 @@
 """Alembic, driven from the app so `flask --app wsgi db upgrade` uses the app's DATABASE_URL."""
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,9 @@ MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 VERSIONS = MIGRATIONS / "versions"
 
 
-def alembic_config(database_url: str, record_key: str | None = None,
-                   versions_dir: Path | None = None) -> Config:
+def alembic_config(
+    database_url: str, record_key: str | None = None, versions_dir: Path | None = None
+) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     # Files are named like the committed ones: 0004_add_customer_nickname.py
@@ -40,8 +42,9 @@ def downgrade(app: Flask, revision: str) -> None:
     command.downgrade(alembic_config(app.config["DATABASE_URL"], app.config.get("RECORD_KEY")), revision)
 
 
-def revision(app: Flask, message: str, *, empty: bool = False,
-             versions_dir: Path | None = None) -> Path | None:
+def revision(
+    app: Flask, message: str, *, empty: bool = False, versions_dir: Path | None = None
+) -> Path | None:
     """Write a migration for what the models have and the database (at head) has not.
 
     Returns the new file, or None when the models and the database agree and `empty` is not
@@ -49,9 +52,13 @@ def revision(app: Flask, message: str, *, empty: bool = False,
     """
     cfg = alembic_config(app.config["DATABASE_URL"], app.config.get("RECORD_KEY"), versions_dir)
     written = command.revision(
-        cfg, message=message, autogenerate=not empty, version_path=versions_dir,
+        cfg,
+        message=message,
+        autogenerate=not empty,
+        version_path=versions_dir,
         rev_id=_next_rev_id(ScriptDirectory.from_config(cfg).get_heads()),
-        process_revision_directives=None if empty else _skip_when_unchanged)
+        process_revision_directives=None if empty else _skip_when_unchanged,
+    )
     script = written[0] if isinstance(written, list) and written else written
     return Path(script.path) if isinstance(script, Script) else None
 
@@ -63,8 +70,7 @@ def _next_rev_id(heads: Sequence[str]) -> str | None:
     return f"{max(numbers, default=0) + 1:04d}" if len(numbers) == len(heads) else None
 
 
-def _skip_when_unchanged(context: MigrationContext, revision: Any,
-                         directives: list[MigrationScript]) -> None:
+def _skip_when_unchanged(context: MigrationContext, revision: Any, directives: list[MigrationScript]) -> None:
     upgrade_ops = directives[0].upgrade_ops
     if upgrade_ops is not None and upgrade_ops.is_empty():
         directives.clear()

@@ -1,4 +1,5 @@
 """The data model. Business rules live in the service modules, not here."""
+
 from __future__ import annotations
 
 import enum
@@ -181,8 +182,9 @@ class Account(Base):
     # in the same transaction: a cut tail or an emptied record no longer matches it. Only the
     # record reads them (deferred).
     record_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0", deferred=True)
-    record_head: Mapped[str] = mapped_column(String(64), default="0" * 64,
-                                             server_default="0" * 64, deferred=True)
+    record_head: Mapped[str] = mapped_column(
+        String(64), default="0" * 64, server_default="0" * 64, deferred=True
+    )
 
     __mapper_args__ = {"version_id_col": version}
 
@@ -234,7 +236,8 @@ class PromiseItem(Base):
     # the item's latest state, and its outcome. Lists over a million entries filter on these
     # instead of recomputing "latest per item"; verify-record checks they match the record.
     latest_entry_id: Mapped[int | None] = mapped_column(
-        ForeignKey("record_entries.id", use_alter=True, name="fk_promise_items_latest_entry"))
+        ForeignKey("record_entries.id", use_alter=True, name="fk_promise_items_latest_entry")
+    )
     current_outcome: Mapped[str] = mapped_column(String(20), default=Outcome.PROMISED.value)
 
     account: Mapped[Account] = relationship(back_populates="all_items")

@@ -1,4 +1,5 @@
 """Money is integer cents everywhere; babel formats it in the company's currency."""
+
 from __future__ import annotations
 
 from decimal import Decimal

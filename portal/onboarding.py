@@ -1,4 +1,5 @@
 """Sending and re-sending the welcome link; each send is a record entry and an outbox email."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,16 +32,25 @@ def send_welcome(session: Session, account: Account, actor: str) -> WelcomeSent:
         template="welcome" if first_send else "welcome_resent",
         to=account.customer.email,
         subject=f"{get_company().name}: please confirm your pool service",
-        context={"account": account, "items": account.items, "url": url,
-                 "expires_days": links.max_age().days},
+        context={
+            "account": account,
+            "items": account.items,
+            "url": url,
+            "expires_days": links.max_age().days,
+        },
         account=account,
     )
     account.link_sent_at = utcnow()
     if account.status == AccountStatus.DRAFT.value:
         account.status = AccountStatus.LINK_SENT.value
     session.flush()
-    record.append(session, account, event="link_sent" if first_send else "link_resent",
-                  actor=actor, details={"to": account.customer.email, "email_id": email.id})
+    record.append(
+        session,
+        account,
+        event="link_sent" if first_send else "link_resent",
+        actor=actor,
+        details={"to": account.customer.email, "email_id": email.id},
+    )
     return WelcomeSent(email, url)
 
 
@@ -54,8 +64,13 @@ def send_new_link(session: Session, account: Account, actor: str) -> WelcomeSent
     email = _queue_replacement(session, account, url)
     account.link_sent_at = utcnow()
     session.flush()
-    record.append(session, account, event="link_resent", actor=actor,
-                  details={"to": account.customer.email, "email_id": email.id})
+    record.append(
+        session,
+        account,
+        event="link_resent",
+        actor=actor,
+        details={"to": account.customer.email, "email_id": email.id},
+    )
     return WelcomeSent(email, url)
 
 
@@ -63,31 +78,54 @@ def _queue_replacement(session: Session, account: Account, url: str) -> OutboxEm
     """The email carrying a replacement link. A signed customer gets the service text: it lists
     none of the promises (gate codes among them), which their service page shows."""
     if account.status == AccountStatus.SIGNED.value:
-        return queue_email(session, template="service_link", to=account.customer.email,
-                           subject=f"{get_company().name}: your new link to your service page",
-                           context={"account": account, "url": url,
-                                    "expires_days": links.max_age().days},
-                           account=account)
-    return queue_email(session, template="welcome_resent", to=account.customer.email,
-                       subject=f"{get_company().name}: your new link", account=account,
-                       context={"account": account, "items": account.items, "url": url,
-                                "expires_days": links.max_age().days})
+        return queue_email(
+            session,
+            template="service_link",
+            to=account.customer.email,
+            subject=f"{get_company().name}: your new link to your service page",
+            context={"account": account, "url": url, "expires_days": links.max_age().days},
+            account=account,
+        )
+    return queue_email(
+        session,
+        template="welcome_resent",
+        to=account.customer.email,
+        subject=f"{get_company().name}: your new link",
+        account=account,
+        context={
+            "account": account,
+            "items": account.items,
+            "url": url,
+            "expires_days": links.max_age().days,
+        },
+    )
 
 
 def send_link_on_request(session: Session, email: str) -> int:
     """'Email me a new link': a fresh link for each of this address's accounts. Returns how many
     were sent; the caller answers the same whatever the number (no enumeration)."""
     accounts = session.scalars(
-        select(Account).join(Customer).where(Customer.email == email.strip().lower(),
-                                             Account.deleted_at.is_(None),
-                                             # Any link issued, emailed or not: the demo link
-                                             # `make run` prints is never "sent", and its
-                                             # customer was told a link went out but got none.
-                                             Account.link_nonce_hash.is_not(None))).all()
+        select(Account)
+        .join(Customer)
+        .where(
+            Customer.email == email.strip().lower(),
+            Account.deleted_at.is_(None),
+            # Any link issued, emailed or not: the demo link
+            # `make run` prints is never "sent", and its
+            # customer was told a link went out but got none.
+            Account.link_nonce_hash.is_not(None),
+        )
+    ).all()
     for account in accounts:
         url = links.issue_welcome_link(account)
         email_row = _queue_replacement(session, account, url)
         session.flush()
-        record.append(session, account, event="link_resent", actor="customer",
-                      note="requested a new link", details={"email_id": email_row.id})
+        record.append(
+            session,
+            account,
+            event="link_resent",
+            actor="customer",
+            note="requested a new link",
+            details={"email_id": email_row.id},
+        )
     return len(accounts)

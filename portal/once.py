@@ -1,6 +1,7 @@
 """One-time form ids: every rendered form carries a fresh id; the first post claims it in the
 same transaction as its effect, so a double click or a retry takes effect once. The id doubles
 as the Stripe idempotency key where a form calls Stripe."""
+
 from __future__ import annotations
 
 import secrets
@@ -21,10 +22,13 @@ BAD_FORM_ID = "This form's id is not valid; reload the page and try again."
 
 
 class OnceForm(FlaskForm):
-    form_id = HiddenField(validators=[
-        DataRequired("This form is missing its id; reload the page and try again."),
-        Length(min=16, max=64, message=BAD_FORM_ID), Regexp(r"^[A-Za-z0-9_-]+$", message=BAD_FORM_ID),
-    ])
+    form_id = HiddenField(
+        validators=[
+            DataRequired("This form is missing its id; reload the page and try again."),
+            Length(min=16, max=64, message=BAD_FORM_ID),
+            Regexp(r"^[A-Za-z0-9_-]+$", message=BAD_FORM_ID),
+        ]
+    )
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
@@ -42,11 +46,17 @@ def new_form_id() -> str:
 
 
 def _claim_statement(insert: Any) -> Any:
-    return (insert(FormSubmission)
-            .values(token=bindparam("token"), purpose=bindparam("purpose"), result_url="",
-                    created_at=bindparam("created_at", type_=FormSubmission.created_at.type))
-            .on_conflict_do_nothing(index_elements=[FormSubmission.token])
-            .returning(FormSubmission.token))
+    return (
+        insert(FormSubmission)
+        .values(
+            token=bindparam("token"),
+            purpose=bindparam("purpose"),
+            result_url="",
+            created_at=bindparam("created_at", type_=FormSubmission.created_at.type),
+        )
+        .on_conflict_do_nothing(index_elements=[FormSubmission.token])
+        .returning(FormSubmission.token)
+    )
 
 
 # Built once per dialect: every customer answer claims an id.
@@ -61,7 +71,8 @@ def claim(session: Session, form_id: str, purpose: str) -> str | None:
     (SQLite), so exactly one of them gets the row."""
     statement = _CLAIM_SQL[session.get_bind().dialect.name]
     claimed: str | None = session.connection().scalar(
-        statement, {"token": form_id, "purpose": purpose, "created_at": utcnow()})
+        statement, {"token": form_id, "purpose": purpose, "created_at": utcnow()}
+    )
     return claimed
 
 

@@ -24,6 +24,7 @@ Delivery is at least once, and exactly once unless a worker dies at the wrong mo
   Leases are read on the workers' own clocks: hosts running workers must keep their clocks in
   sync (skew far below half of OUTBOX_LEASE_SECONDS, which must itself be far above SMTP_TIMEOUT).
 """
+
 from __future__ import annotations
 
 import base64
@@ -109,8 +110,12 @@ def build_message(email: OutboxEmail, sender: str, reply_to: str = "") -> EmailM
     message.add_alternative(email.html_body, subtype="html")
     for attachment in email.attachments or ():
         maintype, _, subtype = attachment["content_type"].partition("/")
-        message.add_attachment(base64.b64decode(attachment["data"]), maintype=maintype,
-                               subtype=subtype, filename=attachment["filename"])
+        message.add_attachment(
+            base64.b64decode(attachment["data"]),
+            maintype=maintype,
+            subtype=subtype,
+            filename=attachment["filename"],
+        )
     return message
 
 
@@ -163,8 +168,7 @@ class SmtpTransport:
     def _connection(self) -> smtplib.SMTP:
         if self._smtp is None:
             config = self.config
-            smtp = smtplib.SMTP(config["SMTP_HOST"], config["SMTP_PORT"],
-                                timeout=config["SMTP_TIMEOUT"])
+            smtp = smtplib.SMTP(config["SMTP_HOST"], config["SMTP_PORT"], timeout=config["SMTP_TIMEOUT"])
             try:
                 if config["SMTP_STARTTLS"]:
                     smtp.starttls(context=ssl.create_default_context())
@@ -199,11 +203,11 @@ def classify_smtp_error(error: OSError) -> DeliveryError:
         code, text = next(iter(error.recipients.values()))
         return DeliveryError(f"recipient refused: {code} {_text(text)}", permanent=code >= 500)
     if isinstance(error, smtplib.SMTPDataError):
-        return DeliveryError(f"message refused: {error.smtp_code} {_text(error.smtp_error)}",
-                             permanent=error.smtp_code >= 500)
+        return DeliveryError(
+            f"message refused: {error.smtp_code} {_text(error.smtp_error)}", permanent=error.smtp_code >= 500
+        )
     if isinstance(error, smtplib.SMTPResponseException):  # sender, HELO or login refused
-        return DeliveryError(f"server refused: {error.smtp_code} {_text(error.smtp_error)}",
-                             server=True)
+        return DeliveryError(f"server refused: {error.smtp_code} {_text(error.smtp_error)}", server=True)
     return DeliveryError(f"server unreachable: {error or type(error).__name__}", server=True)
 
 
@@ -244,8 +248,7 @@ def backoff(attempts: int) -> timedelta:
     return BACKOFF[min(attempts, len(BACKOFF)) - 1]
 
 
-def claim(session: Session, *, now: datetime, limit: int, lease: timedelta,
-          sender: str) -> list[OutboxEmail]:
+def claim(session: Session, *, now: datetime, limit: int, lease: timedelta, sender: str) -> list[OutboxEmail]:
     """Take up to `limit` due emails for this worker and commit, so the claim is visible."""
     due = or_(
         and_(OutboxEmail.status == PENDING, OutboxEmail.next_attempt_at <= now),
@@ -253,8 +256,10 @@ def claim(session: Session, *, now: datetime, limit: int, lease: timedelta,
     )
     with unit_of_work(session):
         emails = session.scalars(
-            select(OutboxEmail).where(due)
-            .order_by(OutboxEmail.next_attempt_at, OutboxEmail.id).limit(limit)
+            select(OutboxEmail)
+            .where(due)
+            .order_by(OutboxEmail.next_attempt_at, OutboxEmail.id)
+            .limit(limit)
             .with_for_update(skip_locked=True)  # PostgreSQL; SQLite renders nothing and needs nothing
             .execution_options(populate_existing=True)
         ).all()
@@ -280,23 +285,30 @@ def _reload_if_ours(session: Session, email: OutboxEmail) -> OutboxEmail | None:
     """The row, locked and fresh, while this worker's lease on it holds; else None."""
     return session.scalars(
         select(OutboxEmail)
-        .where(OutboxEmail.id == email.id, OutboxEmail.status == SENDING,
-               OutboxEmail.locked_until == email.locked_until)
+        .where(
+            OutboxEmail.id == email.id,
+            OutboxEmail.status == SENDING,
+            OutboxEmail.locked_until == email.locked_until,
+        )
         .with_for_update()
         .execution_options(populate_existing=True)
     ).first()
 
 
-def _finish(session: Session, email: OutboxEmail,
-            change: Callable[[OutboxEmail], Delivery]) -> Delivery:
+def _finish(session: Session, email: OutboxEmail, change: Callable[[OutboxEmail], Delivery]) -> Delivery:
     """Apply `change` in its own transaction if the lease still holds."""
     with unit_of_work(session):
         ours = _reload_if_ours(session, email)
         if ours is not None:
             return change(ours)
     log.warning("outbox email %s was taken over by another worker; it may go out twice", email.id)
-    return Delivery(email.id, email.kind, email.to_address, "lost",
-                    "lease expired and another worker took it over; it may go out twice")
+    return Delivery(
+        email.id,
+        email.kind,
+        email.to_address,
+        "lost",
+        "lease expired and another worker took it over; it may go out twice",
+    )
 
 
 def _mark_sent(now: datetime, file_name: str) -> Callable[[OutboxEmail], Delivery]:
@@ -316,16 +328,16 @@ def _mark_failed(session: Session, reason: str) -> Callable[[OutboxEmail], Deliv
     return change
 
 
-def _mark_failed_try(session: Session, error: DeliveryError, now: datetime,
-                     max_attempts: int) -> Callable[[OutboxEmail], Delivery]:
+def _mark_failed_try(
+    session: Session, error: DeliveryError, now: datetime, max_attempts: int
+) -> Callable[[OutboxEmail], Delivery]:
     def change(email: OutboxEmail) -> Delivery:
         email.attempts += 1
         if error.permanent or email.attempts >= max_attempts:
             return _mark_failed(session, error.reason)(email)
         email.status, email.locked_until, email.last_error = PENDING, None, error.reason[:2000]
         email.next_attempt_at = now + backoff(email.attempts)
-        return Delivery(email.id, email.kind, email.to_address, "retry", error.reason,
-                        email.next_attempt_at)
+        return Delivery(email.id, email.kind, email.to_address, "retry", error.reason, email.next_attempt_at)
 
     return change
 
@@ -338,9 +350,12 @@ def fail(session: Session, email: OutboxEmail, reason: str) -> None:
         return
     tries = "attempt" if email.attempts == 1 else "attempts"
     record.append(
-        session, account, event="email_failed", actor="system",
+        session,
+        account,
+        event="email_failed",
+        actor="system",
         note=f"The {email.kind} email to {email.to_address} could not be delivered "
-             f"after {email.attempts} {tries}: {reason}",
+        f"after {email.attempts} {tries}: {reason}",
         details={"email_id": email.id, "kind": email.kind, "attempts": email.attempts},
     )
 
@@ -356,8 +371,9 @@ class _Run:
     max_attempts: int
 
 
-def deliver_pending(session: Session, *, limit: int = 100, now: datetime | None = None,
-                    batch_size: int = CLAIM_BATCH) -> DeliveryReport:
+def deliver_pending(
+    session: Session, *, limit: int = 100, now: datetime | None = None, batch_size: int = CLAIM_BATCH
+) -> DeliveryReport:
     """Deliver up to `limit` due emails and report each outcome.
 
     Runs its own short transactions (claim, then one per email): call it with none open.
@@ -369,9 +385,15 @@ def deliver_pending(session: Session, *, limit: int = 100, now: datetime | None 
     sender, reply_to = email_sender(config["MAIL_FROM"]), email_reply_to()
     report = DeliveryReport()
     with contextlib.closing(make_transport(config)) as transport:
-        run = _Run(session, transport, (lambda: now) if now is not None else utcnow, sender,
-                   reply_to, timedelta(seconds=config["OUTBOX_LEASE_SECONDS"]),
-                   config["OUTBOX_MAX_ATTEMPTS"])
+        run = _Run(
+            session,
+            transport,
+            (lambda: now) if now is not None else utcnow,
+            sender,
+            reply_to,
+            timedelta(seconds=config["OUTBOX_LEASE_SECONDS"]),
+            config["OUTBOX_MAX_ATTEMPTS"],
+        )
         while len(report.deliveries) < limit and not report.stopped:
             size = min(batch_size, limit - len(report.deliveries))
             batch = claim(session, now=run.clock(), limit=size, lease=run.lease, sender=run.sender)
@@ -393,7 +415,7 @@ def _deliver_batch(run: _Run, batch: list[OutboxEmail], report: DeliveryReport) 
         delivery, error = _deliver_one(run, email)
         report.deliveries.append(delivery)
         if error is not None and error.server:
-            release(run.session, batch[position + 1:])
+            release(run.session, batch[position + 1 :])
             report.stopped = error.reason
             return
 
@@ -405,8 +427,9 @@ def _deliver_one(run: _Run, email: OutboxEmail) -> tuple[Delivery, DeliveryError
     try:
         file_name = run.transport.send(email, build_message(email, run.sender, run.reply_to))
     except DeliveryError as error:
-        return _finish(run.session, email, _mark_failed_try(
-            run.session, error, run.clock(), run.max_attempts)), error
+        return _finish(
+            run.session, email, _mark_failed_try(run.session, error, run.clock(), run.max_attempts)
+        ), error
     return _finish(run.session, email, _mark_sent(run.clock(), file_name)), None
 
 
@@ -418,16 +441,14 @@ class IsoDateTime(click.ParamType[datetime, Any]):
 
     name = "datetime"
 
-    def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> datetime:
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
         if isinstance(value, datetime):
             parsed = value
         else:
             try:
                 parsed = datetime.fromisoformat(str(value))
             except ValueError:
-                self.fail(f"{value!r} is not an ISO date and time, e.g. 2026-05-01T09:00:00Z",
-                          param, ctx)
+                self.fail(f"{value!r} is not an ISO date and time, e.g. 2026-05-01T09:00:00Z", param, ctx)
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
@@ -440,10 +461,19 @@ def outbox_group() -> None:
 
 
 @outbox_group.command("send")
-@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True,
-              help="Deliver at most this many emails in this run.")
-@click.option("--now", type=ISO_DATETIME, default=None,
-              help="Pretend it is this time (ISO 8601, UTC without an offset); for testing.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Deliver at most this many emails in this run.",
+)
+@click.option(
+    "--now",
+    type=ISO_DATETIME,
+    default=None,
+    help="Pretend it is this time (ISO 8601, UTC without an offset); for testing.",
+)
 @with_appcontext
 def send_command(limit: int, now: datetime | None) -> None:
     """Deliver pending emails by SMTP (or as .eml files with MAIL_BACKEND=file).
@@ -460,8 +490,9 @@ def send_command(limit: int, now: datetime | None) -> None:
         _echo_delivery(delivery)
     if report.stopped:
         click.echo(f"Stopped early: {report.stopped}. The rest stay queued.", err=True)
-    summary = (f"Delivered {report.count(SENT)}, to retry {report.count('retry')}, "
-               f"failed {report.count(FAILED)}")
+    summary = (
+        f"Delivered {report.count(SENT)}, to retry {report.count('retry')}, failed {report.count(FAILED)}"
+    )
     if report.count("lost"):
         summary += f", lost {report.count('lost')}"
     click.echo(summary + ".")

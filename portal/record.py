@@ -8,6 +8,7 @@ transaction, so a cut tail or an emptied record shows too. A seal (`record-seal`
 account's head at a moment; kept outside the database, it shows what was cut or rewritten
 since, even by someone who also reset the heads.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,8 +30,20 @@ from portal.models import Account, PromiseItem, RecordEntry
 GENESIS = "0" * 64
 
 # What an entry's hash covers, besides the previous hash.
-HASHED_FIELDS = ("account_id", "seq", "item_id", "event", "promised_value", "confirmed_value",
-                 "outcome", "actor", "note", "details", "created_at", "request_id")
+HASHED_FIELDS = (
+    "account_id",
+    "seq",
+    "item_id",
+    "event",
+    "promised_value",
+    "confirmed_value",
+    "outcome",
+    "actor",
+    "note",
+    "details",
+    "created_at",
+    "request_id",
+)
 
 
 def key_id(key: str) -> str:
@@ -62,9 +75,15 @@ def entry_digest(fields: Mapping[str, Any], prev_hash: str, key: str) -> str:
     """The HMAC-SHA256 of an entry's fields (a mapping, or read off an entry) and the hash
     before it."""
     created_at: datetime = fields["created_at"]
-    canonical = json.dumps({**{name: fields[name] for name in HASHED_FIELDS},
-                            "created_at": created_at.isoformat(timespec="microseconds")},
-                           sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    canonical = json.dumps(
+        {
+            **{name: fields[name] for name in HASHED_FIELDS},
+            "created_at": created_at.isoformat(timespec="microseconds"),
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
     return hmac.new(key.encode(), f"{prev_hash}|{canonical}".encode(), hashlib.sha256).hexdigest()
 
 
@@ -80,8 +99,9 @@ class ChainHead:
     hash: str = GENESIS
 
 
-def chain_rows(account_id: int, head: ChainHead, contents: Iterable[Mapping[str, Any]],
-               keys: RecordKeys) -> tuple[list[dict[str, Any]], ChainHead]:
+def chain_rows(
+    account_id: int, head: ChainHead, contents: Iterable[Mapping[str, Any]], keys: RecordKeys
+) -> tuple[list[dict[str, Any]], ChainHead]:
     """Every entry of the record is built here, by `append_all` and by the bulk import: each
     content (event, actor, item_id and the optional values) becomes a whole row, numbered and
     signed after the one before (`created_at` is now unless given: the benchmark seeds history).
@@ -90,10 +110,19 @@ def chain_rows(account_id: int, head: ChainHead, contents: Iterable[Mapping[str,
     signing = keys.current_id
     for content in contents:
         row: dict[str, Any] = {
-            "item_id": None, "promised_value": None, "confirmed_value": None, "outcome": None,
-            "note": "", "request_id": current_request_id(), "created_at": utcnow(), **content,
+            "item_id": None,
+            "promised_value": None,
+            "confirmed_value": None,
+            "outcome": None,
+            "note": "",
+            "request_id": current_request_id(),
+            "created_at": utcnow(),
+            **content,
             "details": dict(content.get("details") or {}),
-            "account_id": account_id, "seq": head.seq + 1, "prev_hash": head.hash, "key_id": signing,
+            "account_id": account_id,
+            "seq": head.seq + 1,
+            "prev_hash": head.hash,
+            "key_id": signing,
         }
         row["hash"] = entry_digest(row, head.hash, keys.current)
         rows.append(row)
@@ -119,17 +148,28 @@ class Change:
     details: dict[str, Any] | None = None
 
 
-def append(session: Session, account: Account, *, event: str, actor: str,
-           item: PromiseItem | None = None, promised_value: str | None = None,
-           confirmed_value: str | None = None, outcome: str | None = None, note: str = "",
-           details: dict[str, Any] | None = None) -> RecordEntry:
+def append(
+    session: Session,
+    account: Account,
+    *,
+    event: str,
+    actor: str,
+    item: PromiseItem | None = None,
+    promised_value: str | None = None,
+    confirmed_value: str | None = None,
+    outcome: str | None = None,
+    note: str = "",
+    details: dict[str, Any] | None = None,
+) -> RecordEntry:
     """Add one entry to the account's chain. The caller commits (one transaction per action)."""
-    return append_all(session, account, [Change(event, actor, item, promised_value, confirmed_value,
-                                                outcome, note, details)])[0]
+    return append_all(
+        session,
+        account,
+        [Change(event, actor, item, promised_value, confirmed_value, outcome, note, details)],
+    )[0]
 
 
-def append_all(session: Session, account: Account,
-               changes: Sequence[Change]) -> list[RecordEntry]:
+def append_all(session: Session, account: Account, changes: Sequence[Change]) -> list[RecordEntry]:
     """Add entries to the account's chain, in order, and move the account's chain head in
     the same transaction; each item an entry decides points at it. The caller commits."""
     if not changes:
@@ -137,8 +177,7 @@ def append_all(session: Session, account: Account,
     if any(change.item is not None and change.item.id is None for change in changes):
         session.flush()  # a promise added in this transaction: it needs its id first
     head = _chain_head(session, account.id)
-    rows, new_head = chain_rows(account.id, head, [_content(change) for change in changes],
-                                record_keys())
+    rows, new_head = chain_rows(account.id, head, [_content(change) for change in changes], record_keys())
     ids: dict[int, int] = dict(session.connection().execute(_INSERT_ENTRIES, rows).all())  # type: ignore[arg-type]
     entries = []
     for row in rows:
@@ -146,27 +185,42 @@ def append_all(session: Session, account: Account,
         make_transient_to_detached(entry)
         session.add(entry)
         entries.append(entry)
-    session.connection().execute(_SET_HEAD, {"account_id": account.id, "record_seq": new_head.seq,
-                                             "record_head": new_head.hash})
+    session.connection().execute(
+        _SET_HEAD, {"account_id": account.id, "record_seq": new_head.seq, "record_head": new_head.hash}
+    )
     session.info[HEADS][account.id] = new_head
-    _set_item_states(session, [(change.item, entry) for change, entry in zip(changes, entries)
-                               if change.item is not None and change.outcome is not None])
+    _set_item_states(
+        session,
+        [
+            (change.item, entry)
+            for change, entry in zip(changes, entries, strict=True)
+            if change.item is not None and change.outcome is not None
+        ],
+    )
     return entries
 
 
 def _content(change: Change) -> dict[str, Any]:
-    return {"event": change.event, "actor": change.actor,
-            "item_id": change.item.id if change.item is not None else None,
-            "promised_value": change.promised_value, "confirmed_value": change.confirmed_value,
-            "outcome": change.outcome, "note": change.note, "details": change.details or {}}
+    return {
+        "event": change.event,
+        "actor": change.actor,
+        "item_id": change.item.id if change.item is not None else None,
+        "promised_value": change.promised_value,
+        "confirmed_value": change.confirmed_value,
+        "outcome": change.outcome,
+        "note": change.note,
+        "details": change.details or {},
+    }
 
 
 def _set_item_states(session: Session, changed: list[tuple[PromiseItem, RecordEntry]]) -> None:
     """Entries with an outcome carry their item's state; notes like 'assigned' leave it alone."""
     if not changed:
         return
-    session.connection().execute(_SET_ITEM_STATE, [
-        {"item_id": item.id, "entry_id": entry.id, "outcome": entry.outcome} for item, entry in changed])
+    session.connection().execute(
+        _SET_ITEM_STATE,
+        [{"item_id": item.id, "entry_id": entry.id, "outcome": entry.outcome} for item, entry in changed],
+    )
     for item, entry in changed:
         set_committed_value(item, "latest_entry_id", entry.id)
         set_committed_value(item, "current_outcome", entry.outcome)
@@ -176,19 +230,27 @@ _ENTRIES = RecordEntry.__table__
 # Rows come back in no set order: each id is matched to its entry by seq (unique within the
 # account).
 _INSERT_ENTRIES = _ENTRIES.insert().returning(_ENTRIES.c.seq, _ENTRIES.c.id)
-_SET_ITEM_STATE = (PromiseItem.__table__.update()
-                   .where(PromiseItem.__table__.c.id == bindparam("item_id"))
-                   .values(latest_entry_id=bindparam("entry_id"), current_outcome=bindparam("outcome")))
+_SET_ITEM_STATE = (
+    PromiseItem.__table__.update()
+    .where(PromiseItem.__table__.c.id == bindparam("item_id"))
+    .values(latest_entry_id=bindparam("entry_id"), current_outcome=bindparam("outcome"))
+)
 # Not through the ORM: the head is the record's, and moving it must not move the account's
 # version (a staff edit open meanwhile is not stale because a customer answered).
-_SET_HEAD = (update(Account.__table__).where(Account.__table__.c.id == bindparam("account_id"))
-             .values(record_seq=bindparam("record_seq"), record_head=bindparam("record_head")))
+_SET_HEAD = (
+    update(Account.__table__)
+    .where(Account.__table__.c.id == bindparam("account_id"))
+    .values(record_seq=bindparam("record_seq"), record_head=bindparam("record_head"))
+)
 
 
 HEADS = "record.chain_heads"
 
-_LOCK_SQL = (select(Account.status, Account.record_seq, Account.record_head)
-             .where(Account.id == bindparam("account_id")).with_for_update())
+_LOCK_SQL = (
+    select(Account.status, Account.record_seq, Account.record_head)
+    .where(Account.id == bindparam("account_id"))
+    .with_for_update()
+)
 
 
 def lock_account(session: Session, account_id: int) -> str | None:
@@ -258,8 +320,11 @@ def _latest_state_seq(session: Session, account_id: int) -> dict[int, int]:
     """Recomputed from the entries themselves, to check the items' pointers against."""
     rows = session.execute(
         select(RecordEntry.item_id, func.max(RecordEntry.id))
-        .where(RecordEntry.account_id == account_id, RecordEntry.item_id.is_not(None),
-               RecordEntry.outcome.is_not(None))
+        .where(
+            RecordEntry.account_id == account_id,
+            RecordEntry.item_id.is_not(None),
+            RecordEntry.outcome.is_not(None),
+        )
         .group_by(RecordEntry.item_id)
     )
     return {item_id: entry_id for item_id, entry_id in rows}
@@ -289,8 +354,9 @@ class BrokenLink:
 def verify_chain(session: Session, account_id: int, keys: RecordKeys | None = None) -> BrokenLink | None:
     """Walk one account's chain against its head; return the first link that does not hold."""
     keys = keys or record_keys()
-    head = session.execute(select(Account.record_seq, Account.record_head)
-                           .where(Account.id == account_id)).first()
+    head = session.execute(
+        select(Account.record_seq, Account.record_head).where(Account.id == account_id)
+    ).first()
     if head is None:
         return BrokenLink(account_id, 0, 0, "the account is gone")
     entries = session.scalars(
@@ -308,13 +374,15 @@ def _stale_pointer(session: Session, account_id: int) -> BrokenLink | None:
     expected = _latest_state_seq(session, account_id)
     for item in session.scalars(select(PromiseItem).where(PromiseItem.account_id == account_id)):
         if item.latest_entry_id != expected.get(item.id):
-            return BrokenLink(account_id, 0, item.latest_entry_id or 0,
-                              f"item {item.id} does not point at its latest entry")
+            return BrokenLink(
+                account_id, 0, item.latest_entry_id or 0, f"item {item.id} does not point at its latest entry"
+            )
     return None
 
 
-def _first_broken(account_id: int, entries: Iterable[RecordEntry], head: ChainHead,
-                  keys: RecordKeys) -> BrokenLink | None:
+def _first_broken(
+    account_id: int, entries: Iterable[RecordEntry], head: ChainHead, keys: RecordKeys
+) -> BrokenLink | None:
     last = ChainHead()
     for expected_seq, entry in enumerate(entries, start=1):
         if entry.seq != expected_seq:
@@ -329,9 +397,12 @@ def _first_broken(account_id: int, entries: Iterable[RecordEntry], head: ChainHe
         last = ChainHead(entry.seq, entry.hash)
     if last != head:
         missing = "entries" if last.seq < head.seq else "the chain head"
-        return BrokenLink(account_id, last.seq, 0,
-                          f"the record ends at entry {last.seq} but its head says {head.seq}: "
-                          f"{missing} missing or altered")
+        return BrokenLink(
+            account_id,
+            last.seq,
+            0,
+            f"the record ends at entry {last.seq} but its head says {head.seq}: {missing} missing or altered",
+        )
     return None
 
 
@@ -352,17 +423,28 @@ class SealError(ValueError):
 def make_seal(session: Session, keys: RecordKeys | None = None) -> dict[str, Any]:
     """Every account's chain head at this moment, signed with the current record key."""
     keys = keys or record_keys()
-    heads = [[row.id, row.record_seq, row.record_head] for row in session.execute(
-        select(Account.id, Account.record_seq, Account.record_head).order_by(Account.id))]
-    seal: dict[str, Any] = {"format": SEAL_FORMAT, "sealed_at": utcnow().isoformat(),
-                            "key_id": keys.current_id, "accounts": heads}
+    heads = [
+        [row.id, row.record_seq, row.record_head]
+        for row in session.execute(
+            select(Account.id, Account.record_seq, Account.record_head).order_by(Account.id)
+        )
+    ]
+    seal: dict[str, Any] = {
+        "format": SEAL_FORMAT,
+        "sealed_at": utcnow().isoformat(),
+        "key_id": keys.current_id,
+        "accounts": heads,
+    }
     seal["signature"] = _seal_signature(seal, keys.current)
     return seal
 
 
 def _seal_signature(seal: Mapping[str, Any], key: str) -> str:
-    body = json.dumps({name: seal[name] for name in ("format", "sealed_at", "key_id", "accounts")},
-                      sort_keys=True, separators=(",", ":"))
+    body = json.dumps(
+        {name: seal[name] for name in ("format", "sealed_at", "key_id", "accounts")},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
     return hmac.new(key.encode(), f"seal|{body}".encode(), hashlib.sha256).hexdigest()
 
 
@@ -379,8 +461,9 @@ def read_seal(text: str, keys: RecordKeys | None = None) -> dict[str, Any]:
     return seal
 
 
-def changed_since_seal(session: Session, seal: Mapping[str, Any],
-                       keys: RecordKeys | None = None) -> list[BrokenLink]:
+def changed_since_seal(
+    session: Session, seal: Mapping[str, Any], keys: RecordKeys | None = None
+) -> list[BrokenLink]:
     """The accounts whose history up to the seal is no longer there as it was sealed: gone,
     cut back, or rewritten (each sealed head must still be an entry of an intact chain)."""
     keys = keys or record_keys()
@@ -388,8 +471,9 @@ def changed_since_seal(session: Session, seal: Mapping[str, Any],
     for account_id, seq, head_hash in seal["accounts"]:
         broken = verify_chain(session, account_id, keys)
         if broken is None and seq > 0:
-            sealed = session.scalar(select(RecordEntry.hash).where(
-                RecordEntry.account_id == account_id, RecordEntry.seq == seq))
+            sealed = session.scalar(
+                select(RecordEntry.hash).where(RecordEntry.account_id == account_id, RecordEntry.seq == seq)
+            )
             if sealed is None:
                 broken = BrokenLink(account_id, seq, 0, f"entry {seq} was sealed and is gone")
             elif sealed != head_hash:

@@ -5,6 +5,7 @@ returns those). This module only says them in words, for every page that shows t
 which promise ("Gate access: Side gate, code 4412 -> customer changed to ..."), who by name
 and role ("Alex Admin, office"; "Dana Reyes, customer"; "Stripe"; "the portal"), when in the
 company's time zone, and who entered a handoff for whom."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -70,15 +71,24 @@ class _Cast:
 
 def story(session: Session, account: Account, entries: Sequence[RecordEntry]) -> list[StoryLine]:
     """The entries in words, in the order given (two queries whatever their number)."""
-    items = {item.id: item for item in session.scalars(
-        select(PromiseItem).where(PromiseItem.account_id == account.id))}
+    items = {
+        item.id: item
+        for item in session.scalars(select(PromiseItem).where(PromiseItem.account_id == account.id))
+    }
     staff_ids = {_staff_id(entry.actor) for entry in entries} | {
-        item.promised_by_id for item in items.values()}
-    staff_ids |= {int(entry.details["assignee_id"]) for entry in entries
-                  if isinstance((entry.details or {}).get("assignee_id"), int)}
+        item.promised_by_id for item in items.values()
+    }
+    staff_ids |= {
+        int(entry.details["assignee_id"])
+        for entry in entries
+        if isinstance((entry.details or {}).get("assignee_id"), int)
+    }
     wanted = {i for i in staff_ids if i is not None}
-    staff = {user.id: user for user in session.scalars(
-        select(StaffUser).where(StaffUser.id.in_(wanted)))} if wanted else {}
+    staff = (
+        {user.id: user for user in session.scalars(select(StaffUser).where(StaffUser.id.in_(wanted)))}
+        if wanted
+        else {}
+    )
     cast = _Cast(items, staff, account.customer.name)
     return [_line(entry, cast) for entry in entries]
 
@@ -112,8 +122,14 @@ def _staff_name(user: StaffUser) -> str:
 def _line(entry: RecordEntry, cast: _Cast) -> StoryLine:
     item = cast.items.get(entry.item_id) if entry.item_id is not None else None
     what, note = _what(entry, item, cast)
-    return StoryLine(what=what, who=_who(entry, item, cast), when=local_time(entry.created_at),
-                     when_iso=entry.created_at.isoformat(), note=note, outcome=entry.outcome)
+    return StoryLine(
+        what=what,
+        who=_who(entry, item, cast),
+        when=local_time(entry.created_at),
+        when_iso=entry.created_at.isoformat(),
+        note=note,
+        outcome=entry.outcome,
+    )
 
 
 def _who(entry: RecordEntry, item: PromiseItem | None, cast: _Cast) -> str:
@@ -150,8 +166,11 @@ def _what(entry: RecordEntry, item: PromiseItem | None, cast: _Cast) -> tuple[st
             return f"Asked to use {details.get('new_email', 'a new address')} for emails", ""
         return f"Email address changed from {details.get('from', '?')} to {details.get('to', '?')}", ""
     if event == "contact_changed":
-        moved = "; ".join(f"{name} from {change.get('from') or '—'} to {change.get('to') or '—'}"
-                          for name, change in details.items() if isinstance(change, dict))
+        moved = "; ".join(
+            f"{name} from {change.get('from') or '—'} to {change.get('to') or '—'}"
+            for name, change in details.items()
+            if isinstance(change, dict)
+        )
         return f"Contact changed: {moved}", ""
     if event == "note":
         return "Note", entry.note
@@ -163,8 +182,9 @@ def _what(entry: RecordEntry, item: PromiseItem | None, cast: _Cast) -> tuple[st
     return (f"{words}: {value}" if value else words), entry.note
 
 
-def _about_promise(entry: RecordEntry, item: PromiseItem, details: dict[str, Any],
-                   cast: _Cast) -> tuple[str, str]:
+def _about_promise(
+    entry: RecordEntry, item: PromiseItem, details: dict[str, Any], cast: _Cast
+) -> tuple[str, str]:
     label = item.label
     promised = display_value(entry.promised_value or item.promised_value, item.kind)
     confirmed = display_value(entry.confirmed_value, item.kind)
@@ -172,7 +192,7 @@ def _about_promise(entry: RecordEntry, item: PromiseItem, details: dict[str, Any
     if event == "promised":
         return f"{label}: {promised} (promised)", ""
     if event == "promise_edited":
-        was = entry.note[len("was: "):] if entry.note.startswith("was: ") else ""
+        was = entry.note[len("was: ") :] if entry.note.startswith("was: ") else ""
         before = f"{display_value(was, item.kind)} {ARROW} " if was else ""
         return f"{label}: {before}{promised} (edited before signing)", ""
     if event == "promise_withdrawn":

@@ -4,6 +4,7 @@ A reminder is a fresh link (which revokes the previous one), an outbox email and
 entry, written together in one transaction per account; `outbox send` delivers the email. An
 account gets at most REMINDER_MAX reminders; signed, draft and deleted accounts get none.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -36,9 +37,11 @@ class ReminderPolicy:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> ReminderPolicy:
-        return cls(timedelta(days=config["REMINDER_NOT_OPENED_DAYS"]),
-                   timedelta(days=config["REMINDER_NOT_FINISHED_DAYS"]),
-                   config["REMINDER_MAX"])
+        return cls(
+            timedelta(days=config["REMINDER_NOT_OPENED_DAYS"]),
+            timedelta(days=config["REMINDER_NOT_FINISHED_DAYS"]),
+            config["REMINDER_MAX"],
+        )
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,11 @@ class ReminderSent:
 
 def reminder_due(account: Account, now: datetime, policy: ReminderPolicy) -> str | None:
     """Why `account` should be reminded at `now` (not_opened / not_finished), or None."""
-    if account.deleted_at is not None or account.link_sent_at is None \
-            or account.reminders_sent >= policy.max_reminders:
+    if (
+        account.deleted_at is not None
+        or account.link_sent_at is None
+        or account.reminders_sent >= policy.max_reminders
+    ):
         return None
     if account.status == AccountStatus.LINK_SENT.value and account.link_opened_at is None:
         reason, wait = NOT_OPENED, policy.not_opened_after
@@ -62,8 +68,15 @@ def reminder_due(account: Account, now: datetime, policy: ReminderPolicy) -> str
     else:
         return None
     # Counted from the latest nudge: a link (re-)sent, a reminder, or the customer opening it.
-    since = max(t for t in (account.link_sent_at, account.last_reminder_at,
-                            account.link_opened_at if reason == NOT_FINISHED else None) if t)
+    since = max(
+        t
+        for t in (
+            account.link_sent_at,
+            account.last_reminder_at,
+            account.link_opened_at if reason == NOT_FINISHED else None,
+        )
+        if t
+    )
     return reason if now - since >= wait else None
 
 
@@ -71,15 +84,19 @@ def candidate_ids(session: Session, now: datetime, policy: ReminderPolicy) -> li
     """Accounts that might be due; `reminder_due` decides. Narrowed in SQL so a daily run reads
     only the few accounts still onboarding whose last nudge is older than the shorter wait."""
     cutoff = now - min(policy.not_opened_after, policy.not_finished_after)
-    return list(session.scalars(
-        select(Account.id)
-        .where(Account.deleted_at.is_(None),
-               Account.status.in_([AccountStatus.LINK_SENT.value, *UNFINISHED]),
-               Account.reminders_sent < policy.max_reminders,
-               Account.link_sent_at <= cutoff,
-               or_(Account.last_reminder_at.is_(None), Account.last_reminder_at <= cutoff))
-        .order_by(Account.id)
-    ))
+    return list(
+        session.scalars(
+            select(Account.id)
+            .where(
+                Account.deleted_at.is_(None),
+                Account.status.in_([AccountStatus.LINK_SENT.value, *UNFINISHED]),
+                Account.reminders_sent < policy.max_reminders,
+                Account.link_sent_at <= cutoff,
+                or_(Account.last_reminder_at.is_(None), Account.last_reminder_at <= cutoff),
+            )
+            .order_by(Account.id)
+        )
+    )
 
 
 def send_reminder(session: Session, account: Account, reason: str, now: datetime) -> ReminderSent:
@@ -91,15 +108,19 @@ def send_reminder(session: Session, account: Account, reason: str, now: datetime
         template="reminder",
         to=account.customer.email,
         subject=_subject(reason),
-        context={"account": account, "url": url, "reason": reason,
-                 "expires_days": links.max_age().days},
+        context={"account": account, "url": url, "reason": reason, "expires_days": links.max_age().days},
         account=account,
     )
     account.reminders_sent = number
     account.last_reminder_at = now
     session.flush()
-    record.append(session, account, event="reminder_sent", actor="system",
-                  details={"number": number, "reason": reason, "email_id": email.id})
+    record.append(
+        session,
+        account,
+        event="reminder_sent",
+        actor="system",
+        details={"number": number, "reason": reason, "email_id": email.id},
+    )
     return ReminderSent(account.id, email.to_address, number, reason, email.id)
 
 
@@ -135,8 +156,12 @@ def _locked_account(session: Session, account_id: int) -> Account | None:
 
 
 @click.command("send-reminders")
-@click.option("--now", type=ISO_DATETIME, default=None,
-              help="Pretend it is this time (ISO 8601, UTC without an offset); for testing.")
+@click.option(
+    "--now",
+    type=ISO_DATETIME,
+    default=None,
+    help="Pretend it is this time (ISO 8601, UTC without an offset); for testing.",
+)
 @with_appcontext
 def send_reminders_command(now: datetime | None) -> None:
     """Queue reminder emails for customers who have not opened their link after
@@ -145,8 +170,10 @@ def send_reminders_command(now: datetime | None) -> None:
     Run it daily; `outbox send` delivers the emails."""
     sent = send_due_reminders(get_db(), now=now)
     for reminder in sent:
-        click.echo(f"reminder {reminder.number} ({reminder.reason}) for account "
-                   f"{reminder.account_id} to {reminder.to}")
+        click.echo(
+            f"reminder {reminder.number} ({reminder.reason}) for account "
+            f"{reminder.account_id} to {reminder.to}"
+        )
     click.echo(f"Queued {len(sent)} reminder(s).")
 
 

@@ -2,6 +2,7 @@
 email when it arrives by API or CSV. One rule for every door: an active staff user with a
 selling role, or no salesperson at all.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping

@@ -7,6 +7,7 @@ typed must be found somewhere in the account. The database does the matching fro
 a word in the account; PostgreSQL pg_trgm indexes over the unaccented columns, where each
 word matches anywhere in a field (at least three characters are needed for the index to help).
 """
+
 from __future__ import annotations
 
 import re
@@ -26,8 +27,10 @@ WORD = re.compile(r"\w+")
 # What migration 0009 makes for search that the models do not describe (SQLite's FTS5 table
 # and the shadow tables FTS5 keeps beside it; PostgreSQL's expression indexes): Alembic's
 # comparison with the models leaves them alone (migrations/env.py, tests/test_migrations.py).
-DATABASE_ONLY = re.compile(r"account_search(_(data|idx|content|docsize|config))?|"
-                           r"ix_customers_search|ix_accounts_address_search|ix_invoices_number_search")
+DATABASE_ONLY = re.compile(
+    r"account_search(_(data|idx|content|docsize|config))?|"
+    r"ix_customers_search|ix_accounts_address_search|ix_invoices_number_search"
+)
 
 _fts = table("account_search", column("rowid"), column("body"))
 
@@ -64,12 +67,17 @@ def _trigram_matching(words: list[str]) -> Any:
         escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         # Inlined as a literal so the planner sees the pattern and can use the trigram index
         # (a bound parameter may get a generic plan that cannot).
-        pattern = literal("%") + func.portal_fold(
-            bindparam(None, escaped, literal_execute=True)) + literal("%")
+        pattern = (
+            literal("%") + func.portal_fold(bindparam(None, escaped, literal_execute=True)) + literal("%")
+        )
         found = union(
-            select(Account.id).join(Customer, Customer.id == Account.customer_id).where(
-                func.portal_customer_search(Customer.name, Customer.email, Customer.phone)
-                .like(pattern, escape="\\")),
+            select(Account.id)
+            .join(Customer, Customer.id == Account.customer_id)
+            .where(
+                func.portal_customer_search(Customer.name, Customer.email, Customer.phone).like(
+                    pattern, escape="\\"
+                )
+            ),
             select(Account.id).where(func.portal_fold(Account.service_address).like(pattern, escape="\\")),
             select(Invoice.account_id).where(func.lower(Invoice.number).like(pattern, escape="\\")),
         )

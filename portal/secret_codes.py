@@ -4,6 +4,7 @@ Every email template shows promises through `promise_lines` / `summary_lines` an
 through `blank_codes`: an access promise, or any promise whose value looks like a code, becomes
 one "Access details: noted" line, and the value is shown only behind the link (the portal pages,
 which need the customer's session or a staff login)."""
+
 from __future__ import annotations
 
 import re
@@ -21,8 +22,11 @@ BLANKED = "\N{BULLET}" * 4
 SECRET_KINDS = frozenset({PromiseKind.GATE_ACCESS.value})
 # A code is a run of 3 to 8 digits (a keypad's # or * around it) in text that speaks of one;
 # "Salt cell check before summer" or a price stays as it is.
-_CODE_WORDS = re.compile(r"\b(code|codes|pin|combo|combination|pass ?code|password|alarm|lock|"
-                         r"padlock|keypad|key ?box|lockbox|gate)\b", re.IGNORECASE)
+_CODE_WORDS = re.compile(
+    r"\b(code|codes|pin|combo|combination|pass ?code|password|alarm|lock|"
+    r"padlock|keypad|key ?box|lockbox|gate)\b",
+    re.IGNORECASE,
+)
 _DIGITS = re.compile(r"[#*]?(?<!\d)\d{3,8}(?!\d)[#*]?")
 
 
@@ -60,9 +64,12 @@ class MailedLine:
 
 def promise_lines(items: Iterable[Any]) -> list[MailedLine]:
     """Promise items (anything with kind, label, promised_value) for a welcome email."""
-    return _folded(MailedLine(item.label, display_value(item.promised_value, item.kind))
-                   if not is_secret(item.kind, item.promised_value)
-                   else MailedLine(ACCESS_LABEL, ACCESS_NOTED, secret=True) for item in items)
+    return _folded(
+        MailedLine(item.label, display_value(item.promised_value, item.kind))
+        if not is_secret(item.kind, item.promised_value)
+        else MailedLine(ACCESS_LABEL, ACCESS_NOTED, secret=True)
+        for item in items
+    )
 
 
 def summary_lines(lines: Iterable[Any]) -> list[MailedLine]:
@@ -70,11 +77,20 @@ def summary_lines(lines: Iterable[Any]) -> list[MailedLine]:
     shown = []
     for line in lines:
         if is_secret(line.kind, line.promised) or is_secret(line.kind, line.confirmed):
-            shown.append(MailedLine(ACCESS_LABEL, ACCESS_NOTED, ACCESS_NOTED, line.outcome,
-                                    blank_codes(line.comment), secret=True))
+            shown.append(
+                MailedLine(
+                    ACCESS_LABEL,
+                    ACCESS_NOTED,
+                    ACCESS_NOTED,
+                    line.outcome,
+                    blank_codes(line.comment),
+                    secret=True,
+                )
+            )
         else:
-            shown.append(MailedLine(line.label, line.confirmed, line.promised, line.outcome,
-                                    blank_codes(line.comment)))
+            shown.append(
+                MailedLine(line.label, line.confirmed, line.promised, line.outcome, blank_codes(line.comment))
+            )
     return _folded(shown)
 
 
@@ -96,6 +112,12 @@ def _folded(lines: Iterable[MailedLine]) -> list[MailedLine]:
             kept = result[at]
             worse = _OUTCOME_WEIGHT.get(line.outcome, 0) > _OUTCOME_WEIGHT.get(kept.outcome, 0)
             comments = " ".join(c for c in (kept.comment, line.comment) if c)
-            result[at] = MailedLine(kept.label, kept.value, kept.promised,
-                                    line.outcome if worse else kept.outcome, comments, secret=True)
+            result[at] = MailedLine(
+                kept.label,
+                kept.value,
+                kept.promised,
+                line.outcome if worse else kept.outcome,
+                comments,
+                secret=True,
+            )
     return result

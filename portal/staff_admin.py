@@ -6,6 +6,7 @@ serializers of portal.links) carrying the user id and a fingerprint of the user'
 Setting a password changes the hash, so every link issued before it dies at once: a link works
 once, and a reset link mailed last week stops working when the password is changed anyway.
 """
+
 from __future__ import annotations
 
 import enum
@@ -67,21 +68,30 @@ class StaffError(ValueError):
     """A staff change refused, with a message for the page."""
 
 
-def audit(session: Session, action: Audit, *, actor: StaffUser | None, target: StaffUser,
-          **details: object) -> StaffAudit:
-    entry = StaffAudit(actor_id=actor.id if actor else None, action=action.value,
-                       target_id=target.id, details=details, created_at=utcnow(),
-                       request_id=current_request_id())
+def audit(
+    session: Session, action: Audit, *, actor: StaffUser | None, target: StaffUser, **details: object
+) -> StaffAudit:
+    entry = StaffAudit(
+        actor_id=actor.id if actor else None,
+        action=action.value,
+        target_id=target.id,
+        details=details,
+        created_at=utcnow(),
+        request_id=current_request_id(),
+    )
     session.add(entry)
     return entry
 
 
 # -- the list and the audit --------------------------------------------------------------------
 
+
 def staff_list(session: Session) -> list[StaffUser]:
-    return list(session.scalars(select(StaffUser).order_by(StaffUser.active.desc(),
-                                                           func.lower(StaffUser.name),
-                                                           StaffUser.email)))
+    return list(
+        session.scalars(
+            select(StaffUser).order_by(StaffUser.active.desc(), func.lower(StaffUser.name), StaffUser.email)
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -94,13 +104,20 @@ class AuditPage:
 def audit_page(session: Session, page: int = 1, per_page: int = 20) -> AuditPage:
     """Latest first. One row more than shown says whether there is a next page (no count)."""
     page = max(page, 1)
-    rows = list(session.scalars(
-        select(StaffAudit).options(selectinload(StaffAudit.actor), selectinload(StaffAudit.target))
-        .order_by(StaffAudit.id.desc()).offset((page - 1) * per_page).limit(per_page + 1)))
+    rows = list(
+        session.scalars(
+            select(StaffAudit)
+            .options(selectinload(StaffAudit.actor), selectinload(StaffAudit.target))
+            .order_by(StaffAudit.id.desc())
+            .offset((page - 1) * per_page)
+            .limit(per_page + 1)
+        )
+    )
     return AuditPage(rows[:per_page], page, len(rows) > per_page)
 
 
 # -- admin actions -----------------------------------------------------------------------------
+
 
 def invite(session: Session, actor: StaffUser, *, email: str, name: str, role: str) -> StaffUser:
     """A new colleague without a usable password, and an email with a link to choose one."""
@@ -108,17 +125,30 @@ def invite(session: Session, actor: StaffUser, *, email: str, name: str, role: s
         raise StaffError("Choose a role.")
     if find_staff(session, email) is not None:
         raise StaffError("Someone on the staff already has this email address.")
-    user = StaffUser(email=email.strip().lower(), name=name.strip(), role=role, active=True,
-                     # Nobody knows this password: the invited person chooses theirs.
-                     password_hash=hash_password(secrets.token_urlsafe(32)),
-                     session_token=new_session_token())
+    user = StaffUser(
+        email=email.strip().lower(),
+        name=name.strip(),
+        role=role,
+        active=True,
+        # Nobody knows this password: the invited person chooses theirs.
+        password_hash=hash_password(secrets.token_urlsafe(32)),
+        session_token=new_session_token(),
+    )
     session.add(user)
     session.flush()
     audit(session, Audit.INVITED, actor=actor, target=user, role=role)
-    queue_email(session, template="staff_invite", to=user.email,
-                subject=f"{get_company().name}: you are invited to the staff portal",
-                context={"user": user, "inviter": actor, "url": link_url(user, INVITE),
-                         "expires_hours": int(max_age(INVITE).total_seconds() // 3600)})
+    queue_email(
+        session,
+        template="staff_invite",
+        to=user.email,
+        subject=f"{get_company().name}: you are invited to the staff portal",
+        context={
+            "user": user,
+            "inviter": actor,
+            "url": link_url(user, INVITE),
+            "expires_hours": int(max_age(INVITE).total_seconds() // 3600),
+        },
+    )
     return user
 
 
@@ -151,14 +181,18 @@ def _keep_an_admin(session: Session, leaving: StaffUser) -> None:
     """Refuse a change that would leave no active admin. The active admins' rows are locked
     in id order (PostgreSQL; SQLite posts hold the write lock already), so two admins demoting
     each other at once cannot both pass: the second re-reads after the first commits."""
-    admins = session.scalars(select(StaffUser.id).where(StaffUser.role == Role.ADMIN.value,
-                                                        StaffUser.active.is_(True))
-                             .order_by(StaffUser.id).with_for_update()).all()
+    admins = session.scalars(
+        select(StaffUser.id)
+        .where(StaffUser.role == Role.ADMIN.value, StaffUser.active.is_(True))
+        .order_by(StaffUser.id)
+        .with_for_update()
+    ).all()
     if not [admin for admin in admins if admin != leaving.id]:
         raise StaffError(LAST_ADMIN)
 
 
 # -- passwords -------------------------------------------------------------------------------
+
 
 def max_age(purpose: str) -> timedelta:
     if purpose == INVITE:
@@ -201,8 +235,11 @@ def check_link(session: Session, token: str, purpose: str) -> LinkCheck:
         return LinkCheck(LinkStatus.EXPIRED)
     except BadSignature:
         return LinkCheck(LinkStatus.INVALID)
-    if not isinstance(payload, dict) or not isinstance(payload.get("u"), int) \
-            or not isinstance(payload.get("s"), str):
+    if (
+        not isinstance(payload, dict)
+        or not isinstance(payload.get("u"), int)
+        or not isinstance(payload.get("s"), str)
+    ):
         return LinkCheck(LinkStatus.INVALID)
     user = session.get(StaffUser, payload["u"])
     if user is None or not user.active or not secrets.compare_digest(_fingerprint(user), payload["s"]):
@@ -217,10 +254,17 @@ def request_reset(session: Session, email: str) -> None:
     if user is None or not user.active:
         return
     audit(session, Audit.RESET_REQUESTED, actor=None, target=user)
-    queue_email(session, template="password_reset", to=user.email,
-                subject=f"{get_company().name}: reset your staff password",
-                context={"user": user, "url": link_url(user, RESET),
-                         "expires_minutes": int(max_age(RESET).total_seconds() // 60)})
+    queue_email(
+        session,
+        template="password_reset",
+        to=user.email,
+        subject=f"{get_company().name}: reset your staff password",
+        context={
+            "user": user,
+            "url": link_url(user, RESET),
+            "expires_minutes": int(max_age(RESET).total_seconds() // 60),
+        },
+    )
 
 
 def use_link(session: Session, token: str, purpose: str, password: str) -> StaffUser | None:
@@ -231,8 +275,12 @@ def use_link(session: Session, token: str, purpose: str, password: str) -> Staff
         return None
     _check_new_password(password)
     _set(check.user, password)
-    audit(session, Audit.INVITE_ACCEPTED if purpose == INVITE else Audit.RESET_USED,
-          actor=check.user, target=check.user)
+    audit(
+        session,
+        Audit.INVITE_ACCEPTED if purpose == INVITE else Audit.RESET_USED,
+        actor=check.user,
+        target=check.user,
+    )
     return check.user
 
 

@@ -3,6 +3,7 @@
 Input is the API's JSON shape (a mapping); the result is a `HandoffData` or a dict of errors
 keyed by field path ("customer.email", "promises.2.value"), each a sentence for people.
 """
+
 from __future__ import annotations
 
 import re
@@ -21,9 +22,17 @@ WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", 
 PHONE = re.compile(r"^\+?[0-9 ().\-]{7,25}$")
 MAX_PRICE_CENTS = 10_000_000
 MAX_PROMISES = 40
-LIMITS = {"customer.name": 120, "customer.phone": 40, "service_address": 300, "plan": 120,
-          "why_chose_us": 2000, "concerns": 2000, "contact_preference": 2000,
-          "promise.value": 1000, "promise.label": 120}
+LIMITS = {
+    "customer.name": 120,
+    "customer.phone": 40,
+    "service_address": 300,
+    "plan": 120,
+    "why_chose_us": 2000,
+    "concerns": 2000,
+    "contact_preference": 2000,
+    "promise.value": 1000,
+    "promise.label": 120,
+}
 
 
 # A single-line value (a name, a phone number, anything that may end up in an email header or
@@ -97,15 +106,22 @@ def parse_handoff(payload: Any, today: date | None = None) -> HandoffData:
     if not isinstance(customer, Mapping):
         check.errors["customer"] = "Give the customer's name, email and phone."
         customer = {}
-    name = check.text("customer.name", customer.get("name"), required=True, what="The customer's name",
-                      single_line=True)
+    name = check.text(
+        "customer.name", customer.get("name"), required=True, what="The customer's name", single_line=True
+    )
     email = _email(check, customer.get("email"))
-    phone = check.text("customer.phone", customer.get("phone"), required=False, what="The phone number",
-                       single_line=True)
+    phone = check.text(
+        "customer.phone", customer.get("phone"), required=False, what="The phone number", single_line=True
+    )
     if phone and "customer.phone" not in check.errors and not PHONE.match(phone):
         check.errors["customer.phone"] = "Enter a phone number like +1 480 555 0134."
-    address = check.text("service_address", payload.get("service_address"), required=True,
-                         what="The service address", single_line=True)
+    address = check.text(
+        "service_address",
+        payload.get("service_address"),
+        required=True,
+        what="The service address",
+        single_line=True,
+    )
     plan = check.text("plan", payload.get("plan"), required=True, what="The plan", single_line=True)
     data = HandoffData(
         customer_name=name,
@@ -116,11 +132,13 @@ def parse_handoff(payload: Any, today: date | None = None) -> HandoffData:
         price_cents=_price(check, payload.get("price_cents")),
         first_visit=_first_visit(check, payload.get("first_visit"), today),
         promises=_promises(check, payload.get("promises", [])),
-        why_chose_us=check.text("why_chose_us", payload.get("why_chose_us"), required=False,
-                                what="Why they chose us"),
+        why_chose_us=check.text(
+            "why_chose_us", payload.get("why_chose_us"), required=False, what="Why they chose us"
+        ),
         concerns=check.text("concerns", payload.get("concerns"), required=False, what="Concerns"),
-        contact_preference=check.text("contact_preference", payload.get("contact_preference"),
-                                      required=False, what="Contact preference"),
+        contact_preference=check.text(
+            "contact_preference", payload.get("contact_preference"), required=False, what="Contact preference"
+        ),
     )
     if check.errors:
         raise HandoffInvalid(check.errors)
@@ -128,8 +146,9 @@ def parse_handoff(payload: Any, today: date | None = None) -> HandoffData:
 
 
 def _email(check: _Checker, value: Any) -> str:
-    raw = check.text("customer.email", value, required=True, what="The customer's email address",
-                     single_line=True)
+    raw = check.text(
+        "customer.email", value, required=True, what="The customer's email address", single_line=True
+    )
     if not raw or "customer.email" in check.errors:
         return raw
     try:
@@ -203,8 +222,9 @@ def _promises(check: _Checker, value: Any) -> list[Promise]:
             check.errors[f"{key}.kind"] = f"Choose a kind: {', '.join(sorted(kinds))}."
             continue
         text = check.text(f"{key}.value", entry.get("value"), required=True, what="The promise")
-        label = check.text(f"{key}.label", entry.get("label"), required=False, what="The label",
-                           single_line=True)
+        label = check.text(
+            f"{key}.label", entry.get("label"), required=False, what="The label", single_line=True
+        )
         if kind == PromiseKind.VISIT_DAY.value and text:
             days = normalise_weekdays(text)
             if days is None:

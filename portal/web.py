@@ -1,4 +1,5 @@
 """Per-request plumbing shared by every blueprint: request ids, headers, the company in templates."""
+
 from __future__ import annotations
 
 import re
@@ -72,6 +73,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 def body_limit(limit: int) -> Callable[[F], F]:
     """A larger MAX_CONTENT_LENGTH for one view (an upload form): place it right under the
     route decorator."""
+
     def decorator(view: F) -> F:
         view.max_content_length = limit  # type: ignore[attr-defined]
         return view
@@ -86,16 +88,13 @@ def _apply_body_limit(endpoint: str | None, _values: dict[str, Any] | None) -> N
         request.max_content_length = limit
 
 
-
-
 def _assign_request_id() -> None:
     """Keep a well-formed id from the proxy so logs line up; otherwise make one."""
     incoming = request.headers.get("X-Request-Id", "")
     g.request_id = incoming if REQUEST_ID_PATTERN.match(incoming) else secrets.token_hex(8)
 
 
-NUL_MESSAGE = ("That contained a character that cannot be saved (NUL, U+0000). "
-               "Remove it and try again.")
+NUL_MESSAGE = "That contained a character that cannot be saved (NUL, U+0000). Remove it and try again."
 
 
 def _refuse_nul_characters() -> Response | tuple[Response | str, int] | None:

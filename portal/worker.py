@@ -18,6 +18,7 @@ each invoice, so nothing is done twice. A task that fails (database or mail serv
 logged and tried again after `--retry-after` seconds, doubling while it keeps failing (never
 later than its next regular turn); the worker itself keeps running.
 """
+
 from __future__ import annotations
 
 import calendar
@@ -76,8 +77,7 @@ class DailyAt(Schedule):
         local = moment.astimezone(self.zone)
         candidate = datetime.combine(local.date(), self.at, tzinfo=self.zone)
         if candidate <= local:
-            candidate = datetime.combine(local.date() + timedelta(days=1), self.at,
-                                         tzinfo=self.zone)
+            candidate = datetime.combine(local.date() + timedelta(days=1), self.at, tzinfo=self.zone)
         return candidate.astimezone(timezone.utc)
 
     def __str__(self) -> str:
@@ -119,9 +119,15 @@ class Task:
 class Worker:
     """Runs each task when it is due until `stop` is set; one task at a time."""
 
-    def __init__(self, app: Flask, tasks: list[Task], *, retry_after: float = 60.0,
-                 clock: Callable[[], datetime] = utcnow,
-                 echo: Callable[[str], None] = click.echo) -> None:
+    def __init__(
+        self,
+        app: Flask,
+        tasks: list[Task],
+        *,
+        retry_after: float = 60.0,
+        clock: Callable[[], datetime] = utcnow,
+        echo: Callable[[str], None] = click.echo,
+    ) -> None:
         self.app = app
         self.tasks = tasks
         self.retry_after = timedelta(seconds=retry_after)
@@ -152,11 +158,16 @@ class Worker:
         except Exception:  # noqa: BLE001 - logged; the task is tried again later
             task.failures += 1
             now = self.clock()
-            wait = min(self.retry_after * 2 ** min(task.failures - 1, 10),
-                       task.schedule.next_after(now) - now)
+            wait = min(
+                self.retry_after * 2 ** min(task.failures - 1, 10), task.schedule.next_after(now) - now
+            )
             task.due = now + wait
-            self.app.logger.exception("worker: %s failed (%d in a row); trying again in %s s",
-                                      task.name, task.failures, f"{wait.total_seconds():g}")
+            self.app.logger.exception(
+                "worker: %s failed (%d in a row); trying again in %s s",
+                task.name,
+                task.failures,
+                f"{wait.total_seconds():g}",
+            )
             return
         finally:
             self.current = None
@@ -229,8 +240,7 @@ class TimeOfDay(click.ParamType[time | None, Any]):
 
     name = "time"
 
-    def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> time | None:
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> time | None:
         if value is None or isinstance(value, time):
             return value
         text = str(value).strip().lower()
@@ -245,8 +255,7 @@ class TimeOfDay(click.ParamType[time | None, Any]):
 class TimeZoneName(click.ParamType[ZoneInfo, Any]):
     name = "zone"
 
-    def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> ZoneInfo:
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> ZoneInfo:
         if isinstance(value, ZoneInfo):
             return value
         try:
@@ -255,8 +264,14 @@ class TimeZoneName(click.ParamType[ZoneInfo, Any]):
             self.fail(f"{value!r} is not a time zone name like UTC or America/Phoenix", param, ctx)
 
 
-def build_tasks(now: datetime, outbox_every: float, reminders_at: time | None,
-                autopay_at: time | None, zone: ZoneInfo, seal_at: time | None = None) -> list[Task]:
+def build_tasks(
+    now: datetime,
+    outbox_every: float,
+    reminders_at: time | None,
+    autopay_at: time | None,
+    zone: ZoneInfo,
+    seal_at: time | None = None,
+) -> list[Task]:
     tasks = [Task("outbox", deliver_outbox, Every(outbox_every), now)]  # at once on start
     schedules: list[tuple[str, Callable[[threading.Event], Outcome], Schedule | None]] = [
         ("reminders", queue_reminders, DailyAt(reminders_at, zone) if reminders_at else None),
@@ -273,31 +288,72 @@ SEAL_WEEKDAY = 0  # Monday: the seal of the week before reaches the admins as th
 
 
 @click.command("worker")
-@click.option("--outbox-every", type=click.FloatRange(min=0.05), default=10.0, show_default=True,
-              envvar="WORKER_OUTBOX_EVERY", help="Seconds between outbox deliveries.")
-@click.option("--reminders-at", type=TimeOfDay(), default="09:00", show_default=True,
-              envvar="WORKER_REMINDERS_AT", help="Time of day to queue reminders, or 'off'.")
-@click.option("--autopay-at", type=TimeOfDay(), default="10:00", show_default=True,
-              envvar="WORKER_AUTOPAY_AT", help="Time of day to charge autopay, or 'off'.")
-@click.option("--seal-at", type=TimeOfDay(), default="06:00", show_default=True,
-              envvar="WORKER_SEAL_AT",
-              help="Time on Mondays to email the admins the service record seal, or 'off'.")
-@click.option("--timezone", "zone", type=TimeZoneName(), default="UTC", show_default=True,
-              envvar="WORKER_TIMEZONE", help="The zone of those times of day.")
-@click.option("--retry-after", type=click.FloatRange(min=0.05), default=60.0, show_default=True,
-              envvar="WORKER_RETRY_AFTER", help="Seconds before a failed task is tried again.")
+@click.option(
+    "--outbox-every",
+    type=click.FloatRange(min=0.05),
+    default=10.0,
+    show_default=True,
+    envvar="WORKER_OUTBOX_EVERY",
+    help="Seconds between outbox deliveries.",
+)
+@click.option(
+    "--reminders-at",
+    type=TimeOfDay(),
+    default="09:00",
+    show_default=True,
+    envvar="WORKER_REMINDERS_AT",
+    help="Time of day to queue reminders, or 'off'.",
+)
+@click.option(
+    "--autopay-at",
+    type=TimeOfDay(),
+    default="10:00",
+    show_default=True,
+    envvar="WORKER_AUTOPAY_AT",
+    help="Time of day to charge autopay, or 'off'.",
+)
+@click.option(
+    "--seal-at",
+    type=TimeOfDay(),
+    default="06:00",
+    show_default=True,
+    envvar="WORKER_SEAL_AT",
+    help="Time on Mondays to email the admins the service record seal, or 'off'.",
+)
+@click.option(
+    "--timezone",
+    "zone",
+    type=TimeZoneName(),
+    default="UTC",
+    show_default=True,
+    envvar="WORKER_TIMEZONE",
+    help="The zone of those times of day.",
+)
+@click.option(
+    "--retry-after",
+    type=click.FloatRange(min=0.05),
+    default=60.0,
+    show_default=True,
+    envvar="WORKER_RETRY_AFTER",
+    help="Seconds before a failed task is tried again.",
+)
 @with_appcontext
-def worker_command(outbox_every: float, reminders_at: time | None, autopay_at: time | None,
-                   seal_at: time | None, zone: ZoneInfo, retry_after: float) -> None:
+def worker_command(
+    outbox_every: float,
+    reminders_at: time | None,
+    autopay_at: time | None,
+    seal_at: time | None,
+    zone: ZoneInfo,
+    retry_after: float,
+) -> None:
     """Run the background work until stopped: deliver the outbox every few seconds, queue
-    reminders and charge autopay once a day, email the admins the record seal once a week. SIGTERM or Ctrl-C stops it cleanly (exit 0)
-    after the task under way; several workers may run at once."""
+    reminders and charge autopay once a day, email the admins the record seal once a week.
+    SIGTERM or Ctrl-C stops it cleanly (exit 0) after the task under way; several workers may run at once."""
     # Flask types current_app as Flask; it is a LocalProxy, and the worker needs the app itself.
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     tasks = build_tasks(utcnow(), outbox_every, reminders_at, autopay_at, zone, seal_at)
     worker = Worker(app, tasks, retry_after=retry_after)
-    previous = {sig: signal.signal(sig, worker.request_stop)
-                for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.signal(sig, worker.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         click.echo("Worker started: " + "; ".join(f"{t.name} {t.schedule}" for t in tasks))
         worker.run()

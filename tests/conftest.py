@@ -1,5 +1,6 @@
 """Fixtures: a migrated database per test (SQLite, or PostgreSQL with TEST_DATABASE_URL),
 the app, its client and CLI runner, factories for staff and accounts, and a sign-in helper."""
+
 from __future__ import annotations
 
 import contextvars
@@ -167,8 +168,13 @@ def runner(app: Flask, db: Session) -> FlaskCliRunner:
 @pytest.fixture
 def make_staff(db: Session):  # type: ignore[no-untyped-def]
     def factory(role: str = "office", email: str | None = None, **kwargs: Any) -> StaffUser:
-        user = create_staff(db, email or f"{role}-{uuid.uuid4().hex[:8]}@example.com",
-                            PASSWORD, role, kwargs.get("name", role.title()))
+        user = create_staff(
+            db,
+            email or f"{role}-{uuid.uuid4().hex[:8]}@example.com",
+            PASSWORD,
+            role,
+            kwargs.get("name", role.title()),
+        )
         db.commit()
         return user
 

@@ -3,6 +3,7 @@ message it accepts and can be told to refuse the next few, or to answer slowly.
 
 Use the `smtp_server` fixture: `from tests.smtp_server import smtp_server` in a test module.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -30,8 +31,9 @@ class RecordingHandler:
         with self._lock:
             self._refusals.extend([f"{code} {text}"] * count)
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
         with self._lock:
             refusal = self._refusals.pop(0) if self._refusals else None
         if refusal is not None:
@@ -62,8 +64,9 @@ class _Controller(Controller):
 class SmtpServer:
     def __init__(self) -> None:
         self.handler = RecordingHandler()
-        self._controller = _Controller(self.handler, hostname="127.0.0.1", port=0,
-                                       server_hostname="smtp.test")
+        self._controller = _Controller(
+            self.handler, hostname="127.0.0.1", port=0, server_hostname="smtp.test"
+        )
 
     @property
     def host(self) -> str:

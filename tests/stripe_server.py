@@ -65,9 +65,7 @@ def fixtures_path() -> Path:
     env = os.environ.get("STRIPE_FIXTURES")
     if env:
         return Path(env)
-    raise FileNotFoundError(
-        f"Stripe fixtures not found at {_DEFAULT_FIXTURES}; set STRIPE_FIXTURES"
-    )
+    raise FileNotFoundError(f"Stripe fixtures not found at {_DEFAULT_FIXTURES}; set STRIPE_FIXTURES")
 
 
 @cache
@@ -190,8 +188,7 @@ def _merge_metadata(current: Any, value: Any, *, merge: bool) -> JSON:
     return {k: v for k, v in base.items() if v != ""}
 
 
-def _overlay(obj: JSON, params: Mapping[str, Any], *, merge: bool = False,
-             top: bool = True) -> JSON:
+def _overlay(obj: JSON, params: Mapping[str, Any], *, merge: bool = False, top: bool = True) -> JSON:
     """Copy request params onto an object, Stripe style.
 
     At the top level only keys that are fields of the object are copied
@@ -230,74 +227,129 @@ class CardDetails:
     country: str = "US"
 
 
-def card_payment_method(*, pm_id: str | None = None, customer: str | None = None,
-                        card: CardDetails | None = None, **overrides: Any) -> JSON:
+def card_payment_method(
+    *,
+    pm_id: str | None = None,
+    customer: str | None = None,
+    card: CardDetails | None = None,
+    **overrides: Any,
+) -> JSON:
     """A card PaymentMethod from the fixture with the given card details."""
     card = card or CardDetails()
     pm = fixture("payment_method")
-    pm.update(id=pm_id or new_id("pm_"), created=_now(), customer=customer,
-              metadata={})
-    pm["card"].update(brand=card.brand, display_brand=card.brand, last4=card.last4,
-                      exp_month=card.exp_month, exp_year=card.exp_year,
-                      funding=card.funding, country=card.country)
+    pm.update(id=pm_id or new_id("pm_"), created=_now(), customer=customer, metadata={})
+    pm["card"].update(
+        brand=card.brand,
+        display_brand=card.brand,
+        last4=card.last4,
+        exp_month=card.exp_month,
+        exp_year=card.exp_year,
+        funding=card.funding,
+        country=card.country,
+    )
     pm["card"]["networks"] = {"available": [card.brand], "preferred": None}
     pm["card"]["wallet"] = None
     pm.update(overrides)
     return pm
 
 
-def _fresh_payment_intent(*, amount: int, currency: str, customer: str | None,
-                          payment_method: str | None, metadata: Mapping[str, str] | None,
-                          intent_id: str | None) -> JSON:
+def _fresh_payment_intent(
+    *,
+    amount: int,
+    currency: str,
+    customer: str | None,
+    payment_method: str | None,
+    metadata: Mapping[str, str] | None,
+    intent_id: str | None,
+) -> JSON:
     """The fixture PaymentIntent with its example noise removed."""
     pi = fixture("payment_intent")
     pid = intent_id or new_id("pi_")
-    pi.update(id=pid, client_secret=f"{pid}_secret_{new_id('', 25)}", created=_now(),
-              amount=amount, currency=currency, customer=customer,
-              payment_method=payment_method, metadata=dict(metadata or {}),
-              canceled_at=None, last_payment_error=None, next_action=None,
-              processing=None, transfer_data=None, latest_charge=None,
-              amount_received=0, status="requires_payment_method")
+    pi.update(
+        id=pid,
+        client_secret=f"{pid}_secret_{new_id('', 25)}",
+        created=_now(),
+        amount=amount,
+        currency=currency,
+        customer=customer,
+        payment_method=payment_method,
+        metadata=dict(metadata or {}),
+        canceled_at=None,
+        last_payment_error=None,
+        next_action=None,
+        processing=None,
+        transfer_data=None,
+        latest_charge=None,
+        amount_received=0,
+        status="requires_payment_method",
+    )
     return pi
 
 
-def succeeded_payment_intent(*, amount: int, currency: str = "usd",
-                             customer: str | None = None,
-                             payment_method: str | None = None,
-                             metadata: Mapping[str, str] | None = None,
-                             latest_charge: str | None = None,
-                             intent_id: str | None = None, **overrides: Any) -> JSON:
+def succeeded_payment_intent(
+    *,
+    amount: int,
+    currency: str = "usd",
+    customer: str | None = None,
+    payment_method: str | None = None,
+    metadata: Mapping[str, str] | None = None,
+    latest_charge: str | None = None,
+    intent_id: str | None = None,
+    **overrides: Any,
+) -> JSON:
     """A PaymentIntent as Stripe shows it after the money moved."""
-    pi = _fresh_payment_intent(amount=amount, currency=currency, customer=customer,
-                               payment_method=payment_method or new_id("pm_"),
-                               metadata=metadata, intent_id=intent_id)
-    pi.update(status="succeeded", amount_received=amount,
-              latest_charge=latest_charge or new_id("ch_"))
+    pi = _fresh_payment_intent(
+        amount=amount,
+        currency=currency,
+        customer=customer,
+        payment_method=payment_method or new_id("pm_"),
+        metadata=metadata,
+        intent_id=intent_id,
+    )
+    pi.update(status="succeeded", amount_received=amount, latest_charge=latest_charge or new_id("ch_"))
     pi.update(overrides)
     return pi
 
 
-def _fresh_setup_intent(*, customer: str | None, payment_method: str | None,
-                        metadata: Mapping[str, str] | None,
-                        intent_id: str | None) -> JSON:
+def _fresh_setup_intent(
+    *,
+    customer: str | None,
+    payment_method: str | None,
+    metadata: Mapping[str, str] | None,
+    intent_id: str | None,
+) -> JSON:
     si = fixture("setup_intent")
     sid = intent_id or new_id("seti_")
-    si.update(id=sid, client_secret=f"{sid}_secret_{new_id('', 25)}", created=_now(),
-              customer=customer, payment_method=payment_method,
-              metadata=dict(metadata or {}), last_setup_error=None, next_action=None,
-              payment_method_configuration_details=None,
-              status="requires_payment_method")
+    si.update(
+        id=sid,
+        client_secret=f"{sid}_secret_{new_id('', 25)}",
+        created=_now(),
+        customer=customer,
+        payment_method=payment_method,
+        metadata=dict(metadata or {}),
+        last_setup_error=None,
+        next_action=None,
+        payment_method_configuration_details=None,
+        status="requires_payment_method",
+    )
     return si
 
 
-def succeeded_setup_intent(*, customer: str | None = None,
-                           payment_method: str | None = None,
-                           metadata: Mapping[str, str] | None = None,
-                           intent_id: str | None = None, **overrides: Any) -> JSON:
+def succeeded_setup_intent(
+    *,
+    customer: str | None = None,
+    payment_method: str | None = None,
+    metadata: Mapping[str, str] | None = None,
+    intent_id: str | None = None,
+    **overrides: Any,
+) -> JSON:
     """A SetupIntent after the customer saved a card for off-session use."""
-    si = _fresh_setup_intent(customer=customer,
-                             payment_method=payment_method or new_id("pm_"),
-                             metadata=metadata, intent_id=intent_id)
+    si = _fresh_setup_intent(
+        customer=customer,
+        payment_method=payment_method or new_id("pm_"),
+        metadata=metadata,
+        intent_id=intent_id,
+    )
     si.update(status="succeeded", usage="off_session")
     si.update(overrides)
     return si
@@ -307,16 +359,31 @@ def _succeeded_charge(pi: JSON, card: CardDetails) -> JSON:
     """The Charge behind a succeeded PaymentIntent (what latest_charge points at)."""
     ch = fixture("charge")
     cid = pi.get("latest_charge") or new_id("ch_")
-    ch.update(id=cid, created=_now(), amount=pi["amount"], amount_captured=pi["amount"],
-              captured=True, paid=True, status="succeeded", currency=pi["currency"],
-              customer=pi["customer"], payment_intent=pi["id"],
-              payment_method=pi["payment_method"], metadata=dict(pi["metadata"]),
-              description=None, balance_transaction=new_id("txn_"), receipt_url=None)
-    ch["refunds"] = {"object": "list", "data": [], "has_more": False,
-                     "url": f"/v1/charges/{cid}/refunds"}
+    ch.update(
+        id=cid,
+        created=_now(),
+        amount=pi["amount"],
+        amount_captured=pi["amount"],
+        captured=True,
+        paid=True,
+        status="succeeded",
+        currency=pi["currency"],
+        customer=pi["customer"],
+        payment_intent=pi["id"],
+        payment_method=pi["payment_method"],
+        metadata=dict(pi["metadata"]),
+        description=None,
+        balance_transaction=new_id("txn_"),
+        receipt_url=None,
+    )
+    ch["refunds"] = {"object": "list", "data": [], "has_more": False, "url": f"/v1/charges/{cid}/refunds"}
     ch["payment_method_details"]["card"].update(
-        brand=card.brand, last4=card.last4, exp_month=card.exp_month,
-        exp_year=card.exp_year, network=card.brand)
+        brand=card.brand,
+        last4=card.last4,
+        exp_month=card.exp_month,
+        exp_year=card.exp_year,
+        network=card.brand,
+    )
     return ch
 
 
@@ -324,66 +391,99 @@ def _checkout_session_base(*, mode: str, session_id: str | None = None) -> JSON:
     """The fixture session with its example amounts, ids and timestamps cleared."""
     cs = fixture("checkout.session")
     now = _now()
-    cs.update(id=session_id or new_id("cs_test_", 58), created=now,
-              expires_at=now + 24 * 3600, mode=mode, customer=None,
-              customer_details=None, payment_intent=None, setup_intent=None,
-              subscription=None, invoice=None, amount_total=None,
-              amount_subtotal=None, currency=None, shipping_cost=None,
-              currency_conversion=None, shipping_address_collection=None,
-              after_expiration=None, collected_information=None, recovered_from=None,
-              payment_method_configuration_details=None, total_details=None,
-              ui_mode="hosted", url=None, status="open",
-              payment_status="unpaid" if mode == "payment" else "no_payment_required")
+    cs.update(
+        id=session_id or new_id("cs_test_", 58),
+        created=now,
+        expires_at=now + 24 * 3600,
+        mode=mode,
+        customer=None,
+        customer_details=None,
+        payment_intent=None,
+        setup_intent=None,
+        subscription=None,
+        invoice=None,
+        amount_total=None,
+        amount_subtotal=None,
+        currency=None,
+        shipping_cost=None,
+        currency_conversion=None,
+        shipping_address_collection=None,
+        after_expiration=None,
+        collected_information=None,
+        recovered_from=None,
+        payment_method_configuration_details=None,
+        total_details=None,
+        ui_mode="hosted",
+        url=None,
+        status="open",
+        payment_status="unpaid" if mode == "payment" else "no_payment_required",
+    )
     cs["custom_text"] = dict.fromkeys(cs["custom_text"])
-    cs["invoice_creation"] = None if mode != "payment" else {
-        **cs["invoice_creation"], "enabled": False}
+    cs["invoice_creation"] = None if mode != "payment" else {**cs["invoice_creation"], "enabled": False}
     return cs
 
 
 def _set_amount(cs: JSON, amount: int | None, currency: str | None) -> None:
     cs.update(amount_total=amount, amount_subtotal=amount, currency=currency)
     if amount is not None:
-        cs["total_details"] = {"amount_discount": 0, "amount_shipping": 0,
-                               "amount_tax": 0}
+        cs["total_details"] = {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0}
 
 
 def _mark_complete(cs: JSON, *, email: str) -> None:
     """Turn an open session into what checkout.session.completed carries."""
-    cs.update(status="complete", url=None,
-              payment_status="paid" if cs["mode"] == "payment" else "no_payment_required")
+    cs.update(
+        status="complete",
+        url=None,
+        payment_status="paid" if cs["mode"] == "payment" else "no_payment_required",
+    )
     details = fixture("checkout.session")["customer_details"]
     details["email"] = email
     cs["customer_details"] = details
 
 
-def completed_setup_session(*, customer: str | None = None,
-                            setup_intent: str | None = None,
-                            metadata: Mapping[str, str] | None = None,
-                            client_reference_id: str | None = None,
-                            session_id: str | None = None,
-                            email: str = "customer@example.com",
-                            **overrides: Any) -> JSON:
+def completed_setup_session(
+    *,
+    customer: str | None = None,
+    setup_intent: str | None = None,
+    metadata: Mapping[str, str] | None = None,
+    client_reference_id: str | None = None,
+    session_id: str | None = None,
+    email: str = "customer@example.com",
+    **overrides: Any,
+) -> JSON:
     """A completed mode=setup Checkout Session (card saved, nothing charged)."""
     cs = _checkout_session_base(mode="setup", session_id=session_id)
-    cs.update(customer=customer, setup_intent=setup_intent or new_id("seti_"),
-              metadata=dict(metadata or {}), client_reference_id=client_reference_id)
+    cs.update(
+        customer=customer,
+        setup_intent=setup_intent or new_id("seti_"),
+        metadata=dict(metadata or {}),
+        client_reference_id=client_reference_id,
+    )
     _mark_complete(cs, email=email)
     cs.update(overrides)
     return cs
 
 
-def completed_payment_session(*, amount_total: int, currency: str = "usd",
-                              customer: str | None = None,
-                              payment_intent: str | None = None,
-                              metadata: Mapping[str, str] | None = None,
-                              client_reference_id: str | None = None,
-                              session_id: str | None = None,
-                              email: str = "customer@example.com",
-                              **overrides: Any) -> JSON:
+def completed_payment_session(
+    *,
+    amount_total: int,
+    currency: str = "usd",
+    customer: str | None = None,
+    payment_intent: str | None = None,
+    metadata: Mapping[str, str] | None = None,
+    client_reference_id: str | None = None,
+    session_id: str | None = None,
+    email: str = "customer@example.com",
+    **overrides: Any,
+) -> JSON:
     """A completed, paid mode=payment Checkout Session."""
     cs = _checkout_session_base(mode="payment", session_id=session_id)
-    cs.update(customer=customer, payment_intent=payment_intent or new_id("pi_"),
-              metadata=dict(metadata or {}), client_reference_id=client_reference_id)
+    cs.update(
+        customer=customer,
+        payment_intent=payment_intent or new_id("pi_"),
+        metadata=dict(metadata or {}),
+        client_reference_id=client_reference_id,
+    )
     _set_amount(cs, amount_total, currency)
     _mark_complete(cs, email=email)
     cs.update(overrides)
@@ -395,15 +495,20 @@ def completed_payment_session(*, amount_total: int, currency: str = "usd",
 # --------------------------------------------------------------------------
 
 
-def make_event(type: str, obj: Mapping[str, Any], event_id: str | None = None,
-               created: int | None = None) -> JSON:
+def make_event(
+    type: str, obj: Mapping[str, Any], event_id: str | None = None, created: int | None = None
+) -> JSON:
     """A webhook Event from the fixture with ``data.object = obj``."""
     event = fixture("event")
-    event.update(id=event_id or new_id("evt_"), type=type,
-                 created=_now() if created is None else created,
-                 api_version=stripe.api_version, pending_webhooks=1,
-                 data={"object": copy.deepcopy(dict(obj))},
-                 request={"id": None, "idempotency_key": None})
+    event.update(
+        id=event_id or new_id("evt_"),
+        type=type,
+        created=_now() if created is None else created,
+        api_version=stripe.api_version,
+        pending_webhooks=1,
+        data={"object": copy.deepcopy(dict(obj))},
+        request={"id": None, "idempotency_key": None},
+    )
     return event
 
 
@@ -477,9 +582,15 @@ class StripeHTTPError(Exception):
         self.headers = dict(headers or {})
 
 
-def stripe_error(type: str, message: str | None = None, *, code: str | None = None,
-                 decline_code: str | None = None, param: str | None = None,
-                 **extra: Any) -> JSON:
+def stripe_error(
+    type: str,
+    message: str | None = None,
+    *,
+    code: str | None = None,
+    decline_code: str | None = None,
+    param: str | None = None,
+    **extra: Any,
+) -> JSON:
     """Stripe's error hash; like Stripe, null attributes are left out."""
     error: JSON = {"type": type, "message": message or _DEFAULT_MESSAGES.get(type, type)}
     optional = {"code": code, "decline_code": decline_code, "param": param, **extra}
@@ -490,9 +601,12 @@ def stripe_error(type: str, message: str | None = None, *, code: str | None = No
 
 
 def _missing(kind: str, obj_id: str) -> StripeHTTPError:
-    return StripeHTTPError(404, stripe_error(
-        "invalid_request_error", f"No such {kind}: '{obj_id}'",
-        code="resource_missing", param="id"))
+    return StripeHTTPError(
+        404,
+        stripe_error(
+            "invalid_request_error", f"No such {kind}: '{obj_id}'", code="resource_missing", param="id"
+        ),
+    )
 
 
 @dataclass
@@ -617,9 +731,12 @@ class StripeServer:
             raise RuntimeError("StripeServer already started")
         self._stopping.clear()
         self._httpd = _HTTPServer(self)
-        self._thread = threading.Thread(target=self._httpd.serve_forever,
-                                        kwargs={"poll_interval": 0.05},
-                                        name="stripe-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="stripe-server",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -677,12 +794,20 @@ class StripeServer:
             raise ValueError(f"payment_outcome must be one of {_PAYMENT_OUTCOMES}")
         self._payment_outcome = value
 
-    def fail_next(self, status: int = 402, error_type: str | None = None,
-                  code: str | None = None, decline_code: str | None = None,
-                  message: str | None = None, path_prefix: str | None = None,
-                  times: int = 1, *, param: str | None = None,
-                  payment_intent: JSON | None = None,
-                  should_retry: bool | None = None) -> None:
+    def fail_next(
+        self,
+        status: int = 402,
+        error_type: str | None = None,
+        code: str | None = None,
+        decline_code: str | None = None,
+        message: str | None = None,
+        path_prefix: str | None = None,
+        times: int = 1,
+        *,
+        param: str | None = None,
+        payment_intent: JSON | None = None,
+        should_retry: bool | None = None,
+    ) -> None:
         """Answer the next ``times`` matching API requests with a Stripe error.
 
         ``error_type`` defaults from the status (402 card_error, 5xx api_error,
@@ -694,16 +819,14 @@ class StripeServer:
         etype = error_type or _default_error_type(status)
         if etype == "card_error" and code is None:
             code = "card_declined"
-        error = stripe_error(etype, message, code=code, decline_code=decline_code,
-                             param=param, payment_intent=payment_intent)
-        headers = {} if should_retry is None else {
-            "Stripe-Should-Retry": "true" if should_retry else "false"}
+        error = stripe_error(
+            etype, message, code=code, decline_code=decline_code, param=param, payment_intent=payment_intent
+        )
+        headers = {} if should_retry is None else {"Stripe-Should-Retry": "true" if should_retry else "false"}
         with self._lock:
-            self._faults.append(_Fault(path_prefix, times, status=status,
-                                       error=error, headers=headers))
+            self._faults.append(_Fault(path_prefix, times, status=status, error=error, headers=headers))
 
-    def hang_next(self, seconds: float, path_prefix: str | None = None,
-                  times: int = 1) -> None:
+    def hang_next(self, seconds: float, path_prefix: str | None = None, times: int = 1) -> None:
         """Delay the next matching API request(s) so a client timeout fires.
 
         The request is still processed after the delay (or when the server
@@ -727,11 +850,9 @@ class StripeServer:
             obj = self._objects.get(obj_id)
             return copy.deepcopy(obj) if obj is not None else None
 
-    def add_payment_method(self, customer: str | None = None,
-                           card: CardDetails | None = None) -> JSON:
+    def add_payment_method(self, customer: str | None = None, card: CardDetails | None = None) -> JSON:
         """Seed a saved card, e.g. for off-session charge tests."""
-        return self.add_object(card_payment_method(customer=customer,
-                                                   card=card or self.card))
+        return self.add_object(card_payment_method(customer=customer, card=card or self.card))
 
     def add_event(self, event: Mapping[str, Any], delivered: bool = True) -> JSON:
         """Seed an event; undelivered ones show up under delivery_success=false."""
@@ -754,11 +875,11 @@ class StripeServer:
     def requests_to(self, method: str, path_prefix: str) -> list[RecordedRequest]:
         """Recorded requests with this method whose path starts with the prefix."""
         with self._lock:
-            return [r for r in self.requests
-                    if r.method == method.upper() and r.path.startswith(path_prefix)]
+            return [r for r in self.requests if r.method == method.upper() and r.path.startswith(path_prefix)]
 
-    def complete_session(self, session_id: str, *, delivered: bool = True,
-                         email: str = "customer@example.com") -> JSON:
+    def complete_session(
+        self, session_id: str, *, delivered: bool = True, email: str = "customer@example.com"
+    ) -> JSON:
         """Act out the customer finishing Checkout; return the completed event.
 
         Creates the card, the succeeded SetupIntent (setup mode) or
@@ -782,8 +903,7 @@ class StripeServer:
     def _complete_setup(self, cs: JSON, extra: JSON) -> None:
         pm = self.add_payment_method(customer=cs["customer"])
         meta = (extra.get("setup_intent_data") or {}).get("metadata")
-        si = succeeded_setup_intent(customer=cs["customer"], payment_method=pm["id"],
-                                    metadata=meta)
+        si = succeeded_setup_intent(customer=cs["customer"], payment_method=pm["id"], metadata=meta)
         self.add_object(si)
         cs["setup_intent"] = si["id"]
 
@@ -791,18 +911,20 @@ class StripeServer:
         pi_data = extra.get("payment_intent_data") or {}
         keep = cs["customer"] if pi_data.get("setup_future_usage") else None
         pm = self.add_payment_method(customer=keep)
-        pi = succeeded_payment_intent(amount=cs["amount_total"] or 0,
-                                      currency=cs["currency"] or "usd",
-                                      customer=cs["customer"], payment_method=pm["id"],
-                                      metadata=pi_data.get("metadata"))
+        pi = succeeded_payment_intent(
+            amount=cs["amount_total"] or 0,
+            currency=cs["currency"] or "usd",
+            customer=cs["customer"],
+            payment_method=pm["id"],
+            metadata=pi_data.get("metadata"),
+        )
         self.add_object(pi)
         self.add_object(_succeeded_charge(pi, self.card))
         cs["payment_intent"] = pi["id"]
 
     # ---- request handling ----------------------------------------------
 
-    def handle(self, method: str, raw_path: str, headers: Iterable[tuple[str, str]],
-               body: str) -> _Response:
+    def handle(self, method: str, raw_path: str, headers: Iterable[tuple[str, str]], body: str) -> _Response:
         """Record, then answer one request (called from handler threads)."""
         req = self._record(method, raw_path, headers, body)
         try:
@@ -815,15 +937,20 @@ class StripeServer:
             self.errors.append(traceback.format_exc())
             return self._json(req, 500, {"error": stripe_error("api_error")})
 
-    def _record(self, method: str, raw_path: str,
-                headers: Iterable[tuple[str, str]], body: str) -> RecordedRequest:
+    def _record(
+        self, method: str, raw_path: str, headers: Iterable[tuple[str, str]], body: str
+    ) -> RecordedRequest:
         parts = urlsplit(raw_path)
         hdrs = Headers(headers)
-        req = RecordedRequest(method=method, path=parts.path,
-                              query=decode_query(parts.query),
-                              form=_parse_body(body, hdrs.get("content-type", "")),
-                              headers=hdrs, idempotency_key=hdrs.get("idempotency-key"),
-                              body=body)
+        req = RecordedRequest(
+            method=method,
+            path=parts.path,
+            query=decode_query(parts.query),
+            form=_parse_body(body, hdrs.get("content-type", "")),
+            headers=hdrs,
+            idempotency_key=hdrs.get("idempotency-key"),
+            body=body,
+        )
         with self._lock:
             self.requests.append(req)
         return req
@@ -846,8 +973,7 @@ class StripeServer:
     def _answer_api(self, req: RecordedRequest) -> _Response:
         fault = self._take(self._faults, req.path)
         if fault is not None:
-            return self._json(req, fault.status, {"error": copy.deepcopy(fault.error)},
-                              fault.headers)
+            return self._json(req, fault.status, {"error": copy.deepcopy(fault.error)}, fault.headers)
         saved = self._saved.get(req.idempotency_key or "") if req.method == "POST" else None
         if saved is not None:
             return self._replay(req, saved)
@@ -860,58 +986,97 @@ class StripeServer:
         resp = self._json(req, status, payload)
         if req.method == "POST" and req.idempotency_key and (status < 400 or status == 402):
             self._saved[req.idempotency_key] = _Saved(
-                req.method, req.path, json.dumps(req.form, sort_keys=True), status,
-                resp.body, resp.headers["Request-Id"])
+                req.method,
+                req.path,
+                json.dumps(req.form, sort_keys=True),
+                status,
+                resp.body,
+                resp.headers["Request-Id"],
+            )
         return resp
 
     def _replay(self, req: RecordedRequest, saved: _Saved) -> _Response:
         """Stripe replays the first result; different params are an error."""
         same = (saved.method, saved.path, saved.form_json) == (
-            req.method, req.path, json.dumps(req.form, sort_keys=True))
+            req.method,
+            req.path,
+            json.dumps(req.form, sort_keys=True),
+        )
         if not same:
-            return self._json(req, 400, {"error": stripe_error(
-                "idempotency_error",
-                "Keys for idempotent requests can only be used with the same "
-                "parameters they were first used with. Try using a key other than "
-                f"'{req.idempotency_key}' if you meant to execute a different request.")})
+            return self._json(
+                req,
+                400,
+                {
+                    "error": stripe_error(
+                        "idempotency_error",
+                        "Keys for idempotent requests can only be used with the same "
+                        "parameters they were first used with. Try using a key other than "
+                        f"'{req.idempotency_key}' if you meant to execute a different request.",
+                    )
+                },
+            )
         req.replayed = True
         req.status, req.response = saved.status, json.loads(saved.body)
-        return _Response(saved.status, saved.body, {
-            "Content-Type": "application/json", "Request-Id": new_id("req_", 14),
-            "Idempotent-Replayed": "true", "Original-Request": saved.request_id,
-            "Idempotency-Key": req.idempotency_key or ""})
+        return _Response(
+            saved.status,
+            saved.body,
+            {
+                "Content-Type": "application/json",
+                "Request-Id": new_id("req_", 14),
+                "Idempotent-Replayed": "true",
+                "Original-Request": saved.request_id,
+                "Idempotency-Key": req.idempotency_key or "",
+            },
+        )
 
     def _check_auth(self, req: RecordedRequest) -> None:
         auth = req.headers.get("authorization", "")
         key = auth.removeprefix("Bearer ").strip()
         if not key:
-            raise StripeHTTPError(401, stripe_error(
-                "invalid_request_error",
-                "You did not provide an API key. You need to provide your API key "
-                "in the Authorization header, using Bearer auth."))
+            raise StripeHTTPError(
+                401,
+                stripe_error(
+                    "invalid_request_error",
+                    "You did not provide an API key. You need to provide your API key "
+                    "in the Authorization header, using Bearer auth.",
+                ),
+            )
         if self.api_key is not None and key != self.api_key:
-            raise StripeHTTPError(401, stripe_error(
-                "invalid_request_error", f"Invalid API Key provided: {key[:8]}****",
-                code="api_key_invalid"))
+            raise StripeHTTPError(
+                401,
+                stripe_error(
+                    "invalid_request_error",
+                    f"Invalid API Key provided: {key[:8]}****",
+                    code="api_key_invalid",
+                ),
+            )
 
     def _route(self, req: RecordedRequest) -> tuple[Handler, dict[str, str]]:
         for method, pattern, handler in self._routes:
             match = pattern.fullmatch(req.path)
             if match and method == req.method:
                 return handler, match.groupdict()
-        raise StripeHTTPError(404, stripe_error(
-            "invalid_request_error",
-            f"Unrecognized request URL ({req.method}: {req.path}). Please see "
-            "https://stripe.com/docs or we can help at https://support.stripe.com/."))
+        raise StripeHTTPError(
+            404,
+            stripe_error(
+                "invalid_request_error",
+                f"Unrecognized request URL ({req.method}: {req.path}). Please see "
+                "https://stripe.com/docs or we can help at https://support.stripe.com/.",
+            ),
+        )
 
-    def _json(self, req: RecordedRequest, status: int, payload: Any,
-              headers: Mapping[str, str] | None = None) -> _Response:
+    def _json(
+        self, req: RecordedRequest, status: int, payload: Any, headers: Mapping[str, str] | None = None
+    ) -> _Response:
         req.response = payload
-        return self._finish(req, status, json.dumps(payload).encode("utf-8"),
-                            {"Content-Type": "application/json", **(headers or {})})
+        return self._finish(
+            req,
+            status,
+            json.dumps(payload).encode("utf-8"),
+            {"Content-Type": "application/json", **(headers or {})},
+        )
 
-    def _finish(self, req: RecordedRequest, status: int, body: bytes,
-                headers: dict[str, str]) -> _Response:
+    def _finish(self, req: RecordedRequest, status: int, body: bytes, headers: dict[str, str]) -> _Response:
         req.status = status
         headers = {"Request-Id": new_id("req_", 14), **headers}
         if req.idempotency_key:
@@ -971,6 +1136,7 @@ class StripeServer:
     def _retriever(self, kind: str) -> Handler:
         def retrieve(req: RecordedRequest, m: dict[str, str]) -> tuple[int, Any]:
             return 200, self._render(self._require(m["id"], kind), req)
+
         return retrieve
 
     def _list(self, items: list[JSON], req: RecordedRequest, url: str) -> tuple[int, JSON]:
@@ -979,19 +1145,17 @@ class StripeServer:
         limit = max(1, min(100, _as_int(q.get("limit"), 10)))
         ids = [i["id"] for i in items]
         if q.get("starting_after") in ids:
-            items = items[ids.index(q["starting_after"]) + 1:]
+            items = items[ids.index(q["starting_after"]) + 1 :]
         elif q.get("ending_before") in ids:
-            items = items[:ids.index(q["ending_before"])][-limit:]
+            items = items[: ids.index(q["ending_before"])][-limit:]
         data = [self._render(i, req) for i in items[:limit]]
-        return 200, {"object": "list", "data": data,
-                     "has_more": len(items) > limit, "url": url}
+        return 200, {"object": "list", "data": data, "has_more": len(items) > limit, "url": url}
 
     # customers
 
     def _create_customer(self, req: RecordedRequest, m: dict[str, str]) -> tuple[int, Any]:
         cus = fixture("customer")
-        cus.update(id=new_id("cus_", 14), created=_now(), discount=None,
-                   invoice_prefix=new_id("", 8).upper())
+        cus.update(id=new_id("cus_", 14), created=_now(), discount=None, invoice_prefix=new_id("", 8).upper())
         _overlay(cus, req.form)
         return 200, self._render(self._store(cus), req)
 
@@ -1011,20 +1175,29 @@ class StripeServer:
     def _pms_of(self, customer: str, req: RecordedRequest) -> list[JSON]:
         self._require(customer, "customer")
         wanted = req.query.get("type")
-        return [o for o in reversed(self._objects.values())
-                if o.get("object") == "payment_method" and o.get("customer") == customer
-                and (not wanted or o.get("type") == wanted)]
+        return [
+            o
+            for o in reversed(self._objects.values())
+            if o.get("object") == "payment_method"
+            and o.get("customer") == customer
+            and (not wanted or o.get("type") == wanted)
+        ]
 
     def _customer_pms(self, req: RecordedRequest, m: dict[str, str]) -> tuple[int, Any]:
-        return self._list(self._pms_of(m["id"], req), req,
-                          f"/v1/customers/{m['id']}/payment_methods")
+        return self._list(self._pms_of(m["id"], req), req, f"/v1/customers/{m['id']}/payment_methods")
 
     def _list_pms(self, req: RecordedRequest, m: dict[str, str]) -> tuple[int, Any]:
         customer = req.query.get("customer")
         if not customer:
-            raise StripeHTTPError(400, stripe_error(
-                "invalid_request_error", "Missing required param: customer.",
-                code="parameter_missing", param="customer"))
+            raise StripeHTTPError(
+                400,
+                stripe_error(
+                    "invalid_request_error",
+                    "Missing required param: customer.",
+                    code="parameter_missing",
+                    param="customer",
+                ),
+            )
         return self._list(self._pms_of(customer, req), req, "/v1/payment_methods")
 
     # checkout sessions
@@ -1038,16 +1211,15 @@ class StripeServer:
             _set_amount(cs, amount, p.get("currency") or currency)
         cs["url"] = f"{self.url}/checkout/{cs['id']}"
         self._session_params[cs["id"]] = {
-            k: p[k] for k in ("payment_intent_data", "setup_intent_data", "line_items")
-            if k in p}
+            k: p[k] for k in ("payment_intent_data", "setup_intent_data", "line_items") if k in p
+        }
         return 200, self._render(self._store(cs), req)
 
     # setup intents
 
     def _create_setup_intent(self, req: RecordedRequest, m: dict[str, str]) -> tuple[int, Any]:
         p = req.form
-        si = _fresh_setup_intent(customer=None, payment_method=None, metadata=None,
-                                 intent_id=None)
+        si = _fresh_setup_intent(customer=None, payment_method=None, metadata=None, intent_id=None)
         _overlay(si, p)
         if si["payment_method"]:
             si["status"] = "succeeded" if _truthy(p.get("confirm")) else "requires_confirmation"
@@ -1059,29 +1231,44 @@ class StripeServer:
         p = req.form
         for name in ("amount", "currency"):
             if not p.get(name):
-                raise StripeHTTPError(400, stripe_error(
-                    "invalid_request_error", f"Missing required param: {name}.",
-                    code="parameter_missing", param=name))
-        pi = _fresh_payment_intent(amount=_as_int(p["amount"]), currency=p["currency"],
-                                   customer=None, payment_method=None, metadata=None,
-                                   intent_id=None)
+                raise StripeHTTPError(
+                    400,
+                    stripe_error(
+                        "invalid_request_error",
+                        f"Missing required param: {name}.",
+                        code="parameter_missing",
+                        param=name,
+                    ),
+                )
+        pi = _fresh_payment_intent(
+            amount=_as_int(p["amount"]),
+            currency=p["currency"],
+            customer=None,
+            payment_method=None,
+            metadata=None,
+            intent_id=None,
+        )
         _overlay(pi, p)
         if not _truthy(p.get("confirm")):
             pi["status"] = "requires_confirmation" if pi["payment_method"] else pi["status"]
             return 200, self._render(self._store(pi), req)
         if not pi["payment_method"]:
-            raise StripeHTTPError(400, stripe_error(
-                "invalid_request_error",
-                "You cannot confirm this PaymentIntent because it's missing a payment "
-                "method.", code="payment_intent_unexpected_state", param="payment_method"))
+            raise StripeHTTPError(
+                400,
+                stripe_error(
+                    "invalid_request_error",
+                    "You cannot confirm this PaymentIntent because it's missing a payment method.",
+                    code="payment_intent_unexpected_state",
+                    param="payment_method",
+                ),
+            )
         outcome = self._payment_outcome if _truthy(p.get("off_session")) else "succeeded"
         if outcome == "succeeded":
             return 200, self._render(self._succeed(pi), req)
         return 402, {"error": self._decline(pi, outcome)}
 
     def _succeed(self, pi: JSON) -> JSON:
-        pi.update(status="succeeded", amount_received=pi["amount"],
-                  latest_charge=new_id("ch_"))
+        pi.update(status="succeeded", amount_received=pi["amount"], latest_charge=new_id("ch_"))
         self._store(_succeeded_charge(pi, self.card))
         return self._store(pi)
 
@@ -1089,23 +1276,34 @@ class StripeServer:
         """Stripe's 402 for an off-session failure, carrying the PaymentIntent."""
         if outcome == "card_declined":
             charge = _succeeded_charge({**pi, "latest_charge": new_id("ch_")}, self.card)
-            charge.update(status="failed", paid=False, captured=False, amount_captured=0,
-                          failure_code="card_declined",
-                          failure_message="Your card was declined.")
+            charge.update(
+                status="failed",
+                paid=False,
+                captured=False,
+                amount_captured=0,
+                failure_code="card_declined",
+                failure_message="Your card was declined.",
+            )
             self._store(charge)
-            error = stripe_error("card_error", "Your card was declined.",
-                                 code="card_declined",
-                                 decline_code=self.payment_decline_code,
-                                 charge=charge["id"])
+            error = stripe_error(
+                "card_error",
+                "Your card was declined.",
+                code="card_declined",
+                decline_code=self.payment_decline_code,
+                charge=charge["id"],
+            )
             pi.update(status="requires_payment_method", latest_charge=charge["id"])
         else:
             error = stripe_error(
                 "card_error",
                 "Your card was declined. This transaction requires authentication.",
-                code="authentication_required", decline_code="authentication_required")
-            pi.update(status="requires_action", next_action={
-                "type": "use_stripe_sdk",
-                "use_stripe_sdk": {"type": "three_d_secure_redirect"}})
+                code="authentication_required",
+                decline_code="authentication_required",
+            )
+            pi.update(
+                status="requires_action",
+                next_action={"type": "use_stripe_sdk", "use_stripe_sdk": {"type": "three_d_secure_redirect"}},
+            )
         pm = self._objects.get(pi["payment_method"])
         if pm is not None:
             error["payment_method"] = copy.deepcopy(pm)
@@ -1118,8 +1316,11 @@ class StripeServer:
     def _list_events(self, req: RecordedRequest, m: dict[str, str]) -> tuple[int, Any]:
         q = req.query
         seq = {eid: n for n, eid in enumerate(self._events)}
-        events = sorted((self._objects[e] for e in self._events),
-                        key=lambda e: (e.get("created", 0), seq[e["id"]]), reverse=True)
+        events = sorted(
+            (self._objects[e] for e in self._events),
+            key=lambda e: (e.get("created", 0), seq[e["id"]]),
+            reverse=True,
+        )
         events = [e for e in events if _event_matches(e, q)]
         return self._list(events, req, "/v1/events")
 
@@ -1134,8 +1335,7 @@ class StripeServer:
                 return 404, b"No such checkout session", {"Content-Type": "text/plain"}
             if len(parts) == 3 and parts[2] in ("complete", "cancel"):
                 return self._leave_checkout(cs, parts[2])
-        return 200, _checkout_html(cs).encode("utf-8"), {
-            "Content-Type": "text/html; charset=utf-8"}
+        return 200, _checkout_html(cs).encode("utf-8"), {"Content-Type": "text/html; charset=utf-8"}
 
     def _leave_checkout(self, cs: JSON, action: str) -> tuple[int, bytes, dict[str, str]]:
         if action == "complete" and cs["status"] == "open":
@@ -1186,9 +1386,14 @@ def _event_matches(event: JSON, q: JSON) -> bool:
 def _checkout_html(cs: JSON) -> str:
     sid = html.escape(cs["id"])
     amount = cs.get("amount_total")
-    what = (f"Pay {amount} {html.escape(cs.get('currency') or '')}"
-            if cs["mode"] == "payment" and amount is not None else "Save card")
-    return (f"<!doctype html><title>Stripe Checkout (test)</title>"
-            f"<h1>Checkout {sid}</h1><p>Test card {html.escape(cs['mode'])} flow</p>"
-            f'<a id="complete" href="/checkout/{sid}/complete">{what}</a> '
-            f'<a id="cancel" href="/checkout/{sid}/cancel">Cancel</a>')
+    what = (
+        f"Pay {amount} {html.escape(cs.get('currency') or '')}"
+        if cs["mode"] == "payment" and amount is not None
+        else "Save card"
+    )
+    return (
+        f"<!doctype html><title>Stripe Checkout (test)</title>"
+        f"<h1>Checkout {sid}</h1><p>Test card {html.escape(cs['mode'])} flow</p>"
+        f'<a id="complete" href="/checkout/{sid}/complete">{what}</a> '
+        f'<a id="cancel" href="/checkout/{sid}/cancel">Cancel</a>'
+    )

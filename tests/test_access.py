@@ -1,5 +1,6 @@
 """Data and access: each account owns its customer contact, and one policy decides what each
 staff role sees and may do on someone else's account, on every page, list, count and export."""
+
 from __future__ import annotations
 
 import re
@@ -24,24 +25,40 @@ def _links_in(email: OutboxEmail) -> list[str]:
 
 # ---------------------------------------------------------------- each account owns its contact
 
+
 def test_a_look_alike_handoff_cannot_take_over_another_accounts_contact_or_link(
-        app, client, db, staff, make_staff, make_account):
+    app, client, db, staff, make_staff, make_account
+):
     """The attack from issue 14, end to end: a salesperson creates a handoff with another
     salesperson's customer's name and email, moves its email to an address they control, and
     asks for a new link there. The other account must not move at all."""
     kim, sam = make_staff("sales", name="Kim"), make_staff("sales", name="Sam")
-    victim = make_account(kim, customer_name="Vera Victim", customer_email="vera@example.com",
-                          customer_phone="+1 602 555 0101")
+    victim = make_account(
+        kim, customer_name="Vera Victim", customer_email="vera@example.com", customer_phone="+1 602 555 0101"
+    )
     send_welcome(db, victim, "system")
     db.commit()
-    victim_before = (victim.customer_id, victim.customer.name, victim.customer.email,
-                     victim.customer.phone, victim.link_nonce_hash,
-                     [e.id for e in record.entries_for(db, victim.id)])
+    victim_before = (
+        victim.customer_id,
+        victim.customer.name,
+        victim.customer.email,
+        victim.customer.phone,
+        victim.link_nonce_hash,
+        [e.id for e in record.entries_for(db, victim.id)],
+    )
     victim_link = _links_in(db.scalars(select(OutboxEmail)).one())[0]
 
     staff.login(sam)
-    assert post_new(client, customer_name="Vera Victim", customer_email="Vera@Example.com",
-                    customer_phone="+1 602 555 0101", gate_code="Back gate, code 1111").status_code == 302
+    assert (
+        post_new(
+            client,
+            customer_name="Vera Victim",
+            customer_email="Vera@Example.com",
+            customer_phone="+1 602 555 0101",
+            gate_code="Back gate, code 1111",
+        ).status_code
+        == 302
+    )
     mine = db.scalars(select(Account).where(Account.salesperson_id == sam.id)).one()
     form = _edit_form(client, mine.id)
     form.update(customer_email="mallory@evil.example", customer_phone="+1 999 555 0000")
@@ -53,15 +70,27 @@ def test_a_look_alike_handoff_cannot_take_over_another_accounts_contact_or_link(
 
     # "Email me a new link" for the attacker's address, as a customer would ask.
     ended = client.get("/welcome/session-ended").get_data(as_text=True)
-    assert client.post("/welcome/new-link",
-                       data={**form_fields(ended), "email": "mallory@evil.example"}).status_code == 200
+    assert (
+        client.post(
+            "/welcome/new-link", data={**form_fields(ended), "email": "mallory@evil.example"}
+        ).status_code
+        == 200
+    )
 
     db.expire_all()
     victim = db.get(Account, victim.id)
-    assert (victim.customer_id, victim.customer.name, victim.customer.email, victim.customer.phone,
-            victim.link_nonce_hash, [e.id for e in record.entries_for(db, victim.id)]) == victim_before
+    assert (
+        victim.customer_id,
+        victim.customer.name,
+        victim.customer.email,
+        victim.customer.phone,
+        victim.link_nonce_hash,
+        [e.id for e in record.entries_for(db, victim.id)],
+    ) == victim_before
     assert links.check_token(db, victim_link).account.id == victim.id  # the victim's link still works
-    to_attacker = db.scalars(select(OutboxEmail).where(OutboxEmail.to_address == "mallory@evil.example")).all()
+    to_attacker = db.scalars(
+        select(OutboxEmail).where(OutboxEmail.to_address == "mallory@evil.example")
+    ).all()
     assert len(to_attacker) == 2 and {e.account_id for e in to_attacker} == {mine.id}
     newest = _links_in(to_attacker[-1])[0]
     assert links.check_token(db, newest).account.id == mine.id
@@ -69,20 +98,25 @@ def test_a_look_alike_handoff_cannot_take_over_another_accounts_contact_or_link(
     assert client.get(f"/welcome/t/{newest}").status_code == 302
     access_step = client.get("/welcome/step/access").get_data(as_text=True)
     assert "1111" in access_step and "4412" not in access_step
-    assert db.scalar(select(func.count()).select_from(OutboxEmail)
-                     .where(OutboxEmail.account_id == victim.id)) == 1  # only its own welcome
+    assert (
+        db.scalar(select(func.count()).select_from(OutboxEmail).where(OutboxEmail.account_id == victim.id))
+        == 1
+    )  # only its own welcome
     assert db.get(Account, mine.id).customer_id != victim.customer_id
 
 
 def test_every_contact_change_is_a_record_entry_and_an_email_change_rotates_a_sent_link(
-        client, db, staff, make_staff):
+    client, db, staff, make_staff
+):
     seller = make_staff("sales")
     staff.login(seller)
     post_new(client)
     account = db.scalars(select(Account)).one()
     page = client.get(f"/staff/accounts/{account.id}").get_data(as_text=True)
-    client.post(f"/staff/accounts/{account.id}/send",
-                data=form_fields(page.split(f'action="/staff/accounts/{account.id}/send"', 1)[1]))
+    client.post(
+        f"/staff/accounts/{account.id}/send",
+        data=form_fields(page.split(f'action="/staff/accounts/{account.id}/send"', 1)[1]),
+    )
     old_link = _links_in(db.scalars(select(OutboxEmail)).one())[0]
 
     form = _edit_form(client, account.id)
@@ -90,9 +124,12 @@ def test_every_contact_change_is_a_record_entry_and_an_email_change_rotates_a_se
     assert client.post(f"/staff/accounts/{account.id}/edit", data=form).status_code == 302
     db.expire_all()
     changed = [e for e in record.entries_for(db, account.id) if e.event == "contact_changed"]
-    assert [e.details for e in changed] == [{
-        "name": {"from": "Dana Reyes", "to": "Dana R. Reyes"},
-        "phone": {"from": "+1 480 555 0134", "to": "+1 480 555 9999"}}]
+    assert [e.details for e in changed] == [
+        {
+            "name": {"from": "Dana Reyes", "to": "Dana R. Reyes"},
+            "phone": {"from": "+1 480 555 0134", "to": "+1 480 555 9999"},
+        }
+    ]
     assert changed[0].actor == f"staff:{seller.id}"
     assert links.check_token(db, old_link).status is links.LinkStatus.OK  # name and phone: link kept
 
@@ -112,15 +149,26 @@ def test_every_contact_change_is_a_record_entry_and_an_email_change_rotates_a_se
 
 # ---------------------------------------------------------------- one access policy
 
+
 @pytest.fixture
 def world(db, make_staff, make_account):
     """Sam (sales) with his own account, and Kim's account with an open difference: both have
     their first visit on VISIT_DAY."""
     sam, kim = make_staff("sales", name="Sam"), make_staff("sales", name="Kim")
-    mine = make_account(sam, customer_name="Molly Mine", customer_email="molly@example.com",
-                        service_address="12 Mine St", first_visit=VISIT_DAY)
-    theirs = make_account(kim, customer_name="Theo Theirs", customer_email="theo@example.com",
-                          service_address="77 Theirs Rd", first_visit=VISIT_DAY)
+    mine = make_account(
+        sam,
+        customer_name="Molly Mine",
+        customer_email="molly@example.com",
+        service_address="12 Mine St",
+        first_visit=VISIT_DAY,
+    )
+    theirs = make_account(
+        kim,
+        customer_name="Theo Theirs",
+        customer_email="theo@example.com",
+        service_address="77 Theirs Rd",
+        first_visit=VISIT_DAY,
+    )
     for account in (mine, theirs):
         send_welcome(db, account, "system")
     db.commit()
@@ -160,7 +208,8 @@ def _shows(body: str, *words: str) -> bool:
 
 @pytest.mark.parametrize("role", ROLES)
 def test_each_role_reads_someone_elses_account_only_where_the_policy_allows(
-        client, staff, make_staff, world, role):
+    client, staff, make_staff, world, role
+):
     staff.login(_user(world, make_staff, role))
     for route, expected in READS.items():
         url = route.format(theirs=world["theirs"].id, day=VISIT_DAY.isoformat())
@@ -182,7 +231,9 @@ def test_dashboard_counts_only_what_the_user_may_see(client, staff, make_staff, 
     staff.login(_user(world, make_staff, role))
     page = client.get("/staff/").get_data(as_text=True)
     in_progress = 1 if role == "sales" else 2  # both accounts have an answer
-    assert f'<span class="tile-number">{in_progress}</span> <span class="tile-label">In progress</span>' in page
+    assert (
+        f'<span class="tile-number">{in_progress}</span> <span class="tile-label">In progress</span>' in page
+    )
 
 
 # route, the form posted: expected for admin, office, sales (not the seller), technician;
@@ -199,7 +250,8 @@ WRITES = [
 
 @pytest.mark.parametrize("role", ROLES)
 def test_each_role_acts_on_someone_elses_account_only_where_the_policy_allows(
-        client, db, staff, make_staff, world, role):
+    client, db, staff, make_staff, world, role
+):
     staff.login(_user(world, make_staff, role))
     theirs = world["theirs"]
     for route, data, expected in WRITES:
@@ -226,11 +278,15 @@ def test_sales_cannot_resolve_even_their_own_difference_but_can_add_a_note(clien
     assert "/resolve" not in page and f'action="/staff/accounts/{mine.id}/notes"' in page
 
     before = count_rows(db, RecordEntry)
-    refused = client.post(f"/staff/differences/{item.id}/resolve",
-                          data={"form_id": secrets.token_urlsafe(18), "action": "accept"})
+    refused = client.post(
+        f"/staff/differences/{item.id}/resolve",
+        data={"form_id": secrets.token_urlsafe(18), "action": "accept"},
+    )
     assert refused.status_code == 403 and count_rows(db, RecordEntry) == before
     db.expire_all()
-    assert db.get(Account, mine.id).items[[i.id for i in mine.items].index(item.id)].current_outcome == "changed"
+    assert (
+        db.get(Account, mine.id).items[[i.id for i in mine.items].index(item.id)].current_outcome == "changed"
+    )
 
     fields = form_fields(page.split(f'action="/staff/accounts/{mine.id}/notes"', 1)[1])
     note = {**fields, "item": str(item.id), "note": "Molly says the old code was changed by her HOA"}
@@ -238,22 +294,33 @@ def test_sales_cannot_resolve_even_their_own_difference_but_can_add_a_note(clien
     assert client.post(f"/staff/accounts/{mine.id}/notes", data=note).status_code == 302  # double click
     entry = db.scalars(select(RecordEntry).where(RecordEntry.event == "note")).one()
     assert (entry.account_id, entry.item_id, entry.actor, entry.note, entry.outcome) == (
-        mine.id, item.id, f"staff:{world['sam'].id}", "Molly says the old code was changed by her HOA", None)
+        mine.id,
+        item.id,
+        f"staff:{world['sam'].id}",
+        "Molly says the old code was changed by her HOA",
+        None,
+    )
     db.expire_all()
     assert next(i for i in db.get(Account, mine.id).items if i.id == item.id).current_outcome == "changed"
     assert "Molly says the old code" in client.get(f"/staff/accounts/{mine.id}").get_data(as_text=True)
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"item": "0", "note": "  "}, "Write the note first."),
-    ({"item": "0", "note": "x" * 1001}, "under 1,000 characters"),
-    ({"item": "999999", "note": "About another account's promise"}, "Not a valid choice"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"item": "0", "note": "  "}, "Write the note first."),
+        ({"item": "0", "note": "x" * 1001}, "under 1,000 characters"),
+        ({"item": "999999", "note": "About another account's promise"}, "Not a valid choice"),
+    ],
+)
 def test_a_bad_note_is_refused_with_a_message_and_writes_nothing(client, db, staff, world, data, message):
     staff.login(world["sam"])
     before = count_rows(db, RecordEntry)
-    response = client.post(f"/staff/accounts/{world['mine'].id}/notes",
-                           data={"form_id": secrets.token_urlsafe(18), **data}, follow_redirects=True)
+    response = client.post(
+        f"/staff/accounts/{world['mine'].id}/notes",
+        data={"form_id": secrets.token_urlsafe(18), **data},
+        follow_redirects=True,
+    )
     assert message in response.get_data(as_text=True)
     assert count_rows(db, RecordEntry) == before
 
@@ -267,8 +334,15 @@ def test_the_policys_query_and_its_per_account_answer_agree(db, make_staff, worl
     world["mine"].deleted_at = utcnow()
     db.commit()
     accounts = [world["mine"], world["theirs"]]
-    for user in (world["sam"], world["kim"], *(make_staff(role) for role in ("admin", "office", "technician"))):
+    for user in (
+        world["sam"],
+        world["kim"],
+        *(make_staff(role) for role in ("admin", "office", "technician")),
+    ):
         listed = set(db.scalars(access.visible_accounts(user).with_only_columns(Account.id)))
         for account in accounts:
-            assert (account.id in listed) == access.may(user, access.Action.BRIEF, account), (user.role, account.id)
+            assert (account.id in listed) == access.may(user, access.Action.BRIEF, account), (
+                user.role,
+                account.id,
+            )
     assert listed == {world["theirs"].id}

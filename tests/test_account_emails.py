@@ -1,5 +1,6 @@
 """The account page says where each email stands: queued for the worker, waiting to retry after
 an error, failed with the error, or sent (and in file mode, the .eml it became)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,7 +25,8 @@ def emails_section(client, account_id: int) -> str:
 
 
 def test_a_queued_email_says_it_waits_for_the_worker_and_a_sent_one_names_its_file(
-        app, client, db, office, make_account):
+    app, client, db, office, make_account
+):
     account = make_account()
     send_welcome(db, account, "system")
     db.commit()
@@ -39,8 +41,7 @@ def test_a_queued_email_says_it_waits_for_the_worker_and_a_sent_one_names_its_fi
     assert "queued" not in shown
 
 
-def test_a_retry_and_a_failure_show_the_error(app, client, db, office, make_account,
-                                              smtp_server):  # noqa: F811
+def test_a_retry_and_a_failure_show_the_error(app, client, db, office, make_account, smtp_server):
     app.config.update(MAIL_BACKEND="smtp", SMTP_HOST=smtp_server.host, SMTP_PORT=smtp_server.port)
     account = make_account()
     send_welcome(db, account, "system")

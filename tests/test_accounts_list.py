@@ -1,5 +1,6 @@
 """The accounts list: search, filters, order, keyset pages, the capped count, the access policy,
 and the dashboard's pipeline counts that the database keeps."""
+
 from __future__ import annotations
 
 import re
@@ -36,6 +37,7 @@ def office(staff, make_staff):
 
 # --- Search -------------------------------------------------------------------------------
 
+
 def test_search_ignores_case_and_accents(client, office, make_account):
     make_account(customer_name="José Núñez", customer_email="jn@example.com")
     make_account(customer_name="Dana Reyes", customer_email="dana@example.com")
@@ -44,20 +46,28 @@ def test_search_ignores_case_and_accents(client, office, make_account):
     assert listed(client, q="jose reyes") == []  # every word must be found
 
 
-@pytest.mark.parametrize("typed", ["480-555-0134", "(480) 555 0134", "4805550134", "+1 480 555 0134",
-                                   "+14805550134", "555-0134"])
+@pytest.mark.parametrize(
+    "typed", ["480-555-0134", "(480) 555 0134", "4805550134", "+1 480 555 0134", "+14805550134", "555-0134"]
+)
 def test_phone_search_ignores_formatting(client, office, make_account, typed):
     make_account(customer_name="Dana Reyes", customer_phone="+1 480 555 0134")
-    make_account(customer_name="Pat Other", customer_email="pat@example.com",
-                 customer_phone="+1 602 555 0199")
+    make_account(
+        customer_name="Pat Other", customer_email="pat@example.com", customer_phone="+1 602 555 0199"
+    )
     assert listed(client, q=typed) == ["Dana Reyes"]
 
 
 def test_search_by_email_address_and_invoice_number(client, db, office, make_account):
-    dana = make_account(customer_name="Dana Reyes", customer_email="dana.reyes@example.com",
-                        service_address="1820 W Palm Ln, Phoenix, AZ 85007")
-    make_account(customer_name="Pat Other", customer_email="pat@example.org",
-                 service_address="77 E Cactus Rd, Tempe, AZ 85281")
+    dana = make_account(
+        customer_name="Dana Reyes",
+        customer_email="dana.reyes@example.com",
+        service_address="1820 W Palm Ln, Phoenix, AZ 85007",
+    )
+    make_account(
+        customer_name="Pat Other",
+        customer_email="pat@example.org",
+        service_address="77 E Cactus Rd, Tempe, AZ 85281",
+    )
     invoice, _ = create_invoice(db, dana, [Line("Weekly service", 16500)], TODAY, "staff:1")
     db.commit()
     assert listed(client, q="dana.reyes@example.com") == ["Dana Reyes"]
@@ -94,15 +104,25 @@ def test_search_text_is_never_query_syntax(client, office, make_account):
 
 # --- Filters and order ----------------------------------------------------------------------
 
+
 @pytest.fixture
 def three(db, make_staff, make_account):
     sam, kim = make_staff("sales", name="Sam"), make_staff("sales", name="Kim")
-    ann = make_account(sam, customer_name="Ann Early", customer_email="ann@example.com",
-                       first_visit=TODAY + timedelta(days=2))
-    bob = make_account(kim, customer_name="Bob Middle", customer_email="bob@example.com",
-                       first_visit=TODAY + timedelta(days=10))
-    cy = make_account(sam, customer_name="Cy Late", customer_email="cy@example.com",
-                      first_visit=TODAY + timedelta(days=30))
+    ann = make_account(
+        sam,
+        customer_name="Ann Early",
+        customer_email="ann@example.com",
+        first_visit=TODAY + timedelta(days=2),
+    )
+    bob = make_account(
+        kim,
+        customer_name="Bob Middle",
+        customer_email="bob@example.com",
+        first_visit=TODAY + timedelta(days=10),
+    )
+    cy = make_account(
+        sam, customer_name="Cy Late", customer_email="cy@example.com", first_visit=TODAY + timedelta(days=30)
+    )
     send_welcome(db, bob, "system")
     db.commit()
     return {"sam": sam, "kim": kim, "ann": ann, "bob": bob, "cy": cy}
@@ -112,10 +132,14 @@ def test_filters_by_status_salesperson_and_first_visit_window(client, office, th
     assert listed(client, status="link_sent") == ["Bob Middle"]
     assert listed(client, status="draft") == ["Ann Early", "Cy Late"]
     assert listed(client, salesperson=three["sam"].id) == ["Ann Early", "Cy Late"]
-    assert listed(client, visit_from=(TODAY + timedelta(days=5)).isoformat(),
-                  visit_to=(TODAY + timedelta(days=20)).isoformat()) == ["Bob Middle"]
-    assert listed(client, visit_from=(TODAY + timedelta(days=5)).isoformat(),
-                  salesperson=three["sam"].id) == ["Cy Late"]
+    assert listed(
+        client,
+        visit_from=(TODAY + timedelta(days=5)).isoformat(),
+        visit_to=(TODAY + timedelta(days=20)).isoformat(),
+    ) == ["Bob Middle"]
+    assert listed(
+        client, visit_from=(TODAY + timedelta(days=5)).isoformat(), salesperson=three["sam"].id
+    ) == ["Cy Late"]
     # Nonsense is ignored, with a message for the date, rather than failing the page.
     response = client.get("/staff/accounts?status=nope&salesperson=x&visit_from=31-31-2026&sort=zzz")
     assert response.status_code == 200
@@ -134,12 +158,14 @@ def test_sort_orders(client, db, office, three):
 
 # --- Keyset pages ----------------------------------------------------------------------------
 
+
 def _walk(db, user, per_page, sort="name", between=None):
     """Every page from the first, as a reader clicking "Next" would; `between(n)` runs after page n."""
     seen, cursor, pages = [], None, 0
     while True:
-        page = account_list.list_accounts(db, user, account_list.AccountFilter(sort=sort, after=cursor),
-                                          per_page=per_page)
+        page = account_list.list_accounts(
+            db, user, account_list.AccountFilter(sort=sort, after=cursor), per_page=per_page
+        )
         seen += [account.customer.name for account in page.rows]
         pages += 1
         if between:
@@ -149,8 +175,7 @@ def _walk(db, user, per_page, sort="name", between=None):
         cursor = page.next_cursor
 
 
-def test_keyset_pages_show_no_row_twice_and_none_missing_when_rows_are_added(
-        db, make_staff, make_account):
+def test_keyset_pages_show_no_row_twice_and_none_missing_when_rows_are_added(db, make_staff, make_account):
     office = make_staff("office")
     seller = make_staff("sales")
     for name in ("Ada", "Ben", "Cat", "Dan", "Eve", "Fay", "Gus"):
@@ -171,8 +196,12 @@ def test_walking_the_pages_gives_every_account_once_in_order(db, make_staff, mak
     seller = make_staff("sales")
     made = []
     for n, name in enumerate(["Kay", "Al", "Bo", "Jo", "Ed", "Di", "Cy"]):
-        account = make_account(seller, customer_name=name, customer_email=f"{name.lower()}@example.com",
-                               first_visit=TODAY + timedelta(days=n % 3))
+        account = make_account(
+            seller,
+            customer_name=name,
+            customer_email=f"{name.lower()}@example.com",
+            first_visit=TODAY + timedelta(days=n % 3),
+        )
         account.created_at = datetime.now(timezone.utc) - timedelta(hours=n % 2)  # ties on purpose
         made.append(account)
     made[1].first_visit = made[4].first_visit = None  # no first visit: these come last
@@ -186,7 +215,8 @@ def test_walking_the_pages_gives_every_account_once_in_order(db, make_staff, mak
 
 
 def test_next_link_carries_the_last_rows_key_and_a_bad_cursor_shows_the_first_page(
-        client, db, office, make_staff, make_account):
+    client, db, office, make_staff, make_account
+):
     seller = make_staff("sales")
     for n in range(account_list.PER_PAGE + 2):
         make_account(seller, customer_name=f"Customer {n:03}", customer_email=f"c{n}@example.com")
@@ -198,21 +228,39 @@ def test_next_link_carries_the_last_rows_key_and_a_bad_cursor_shows_the_first_pa
     assert names(second) == ["Customer 050", "Customer 051"]
     assert 'rel="next"' not in second and "First page" in second
     for bad in ("garbage", "W10", keyset.encode(["x"]), keyset.encode([1, 2]), "%" * 50):
-        assert names(client.get("/staff/accounts", query_string={"after": bad}).get_data(as_text=True)) \
-            == names(first), bad
+        assert names(
+            client.get("/staff/accounts", query_string={"after": bad}).get_data(as_text=True)
+        ) == names(first), bad
 
 
 # --- The capped count --------------------------------------------------------------------------
+
 
 def test_count_says_1000_plus_past_the_cap(client, db, office, make_account):
     make_account(customer_name="Dana Reyes")
     assert "(1 in all)" in client.get("/staff/accounts").get_data(as_text=True)
     # 1,000 more accounts, inserted in bulk (a handoff each would take minutes).
     first = (db.scalar(select(func.max(Customer.id))) or 0) + 1
-    db.execute(insert(Customer), [{"id": first + n, "name": f"Bulk {n:04}", "email": f"b{n}@example.com",
-                                   "phone": ""} for n in range(1000)])
-    db.execute(insert(Account), [{"customer_id": first + n, "service_address": "1 Bulk St", "plan": "Weekly",
-                                  "price_cents": 100, "status": "draft"} for n in range(1000)])
+    db.execute(
+        insert(Customer),
+        [
+            {"id": first + n, "name": f"Bulk {n:04}", "email": f"b{n}@example.com", "phone": ""}
+            for n in range(1000)
+        ],
+    )
+    db.execute(
+        insert(Account),
+        [
+            {
+                "customer_id": first + n,
+                "service_address": "1 Bulk St",
+                "plan": "Weekly",
+                "price_cents": 100,
+                "status": "draft",
+            }
+            for n in range(1000)
+        ],
+    )
     db.commit()
     page = client.get("/staff/accounts").get_data(as_text=True)
     assert "(1,000+ in all)" in page
@@ -221,6 +269,7 @@ def test_count_says_1000_plus_past_the_cap(client, db, office, make_account):
 
 
 # --- Access -----------------------------------------------------------------------------------
+
 
 def test_sales_see_only_their_own_accounts_in_list_search_and_filters(client, staff, three):
     staff.login(three["sam"])
@@ -246,6 +295,7 @@ def test_technicians_may_not_list_accounts(client, staff, make_staff):
 
 # --- Bounded work ------------------------------------------------------------------------------
 
+
 def _count_queries(app, client, url):
     statements: list[str] = []
     engine = app.extensions["portal.engine"]
@@ -258,16 +308,23 @@ def _count_queries(app, client, url):
     return len(statements)
 
 
-def test_the_list_takes_the_same_queries_at_2_and_14_accounts(app, client, db, office, make_staff,
-                                                              make_account):
+def test_the_list_takes_the_same_queries_at_2_and_14_accounts(
+    app, client, db, office, make_staff, make_account
+):
     sellers = [make_staff("sales", name=f"S{n}") for n in range(3)]
-    urls = ("/staff/accounts", "/staff/accounts?q=customer", "/staff/accounts?sort=first_visit",
-            "/staff/accounts?sort=created&status=link_sent", "/staff/")
+    urls = (
+        "/staff/accounts",
+        "/staff/accounts?q=customer",
+        "/staff/accounts?sort=first_visit",
+        "/staff/accounts?sort=created&status=link_sent",
+        "/staff/",
+    )
 
     def add(start, n):
         for i in range(start, start + n):
-            account = make_account(sellers[i % 3], customer_name=f"Customer {i}",
-                                   customer_email=f"c{i}@example.com")
+            account = make_account(
+                sellers[i % 3], customer_name=f"Customer {i}", customer_email=f"c{i}@example.com"
+            )
             send_welcome(db, account, "system")
         db.commit()
 
@@ -279,6 +336,7 @@ def test_the_list_takes_the_same_queries_at_2_and_14_accounts(app, client, db, o
 
 
 # --- The pipeline counts the database keeps ------------------------------------------------------
+
 
 def _plain_counts(db, salesperson_id=None):
     query = select(Account.status, func.count()).where(Account.deleted_at.is_(None)).group_by(Account.status)
@@ -312,12 +370,18 @@ def test_pipeline_counts_follow_every_change_like_a_plain_count(db, make_staff, 
     accounts[3].deleted_at = None
     accounts[4].status, accounts[4].salesperson_id = "opened", kim.id
     check()
-    before = set(db.execute(select(AccountCount.salesperson_id, AccountCount.status, AccountCount.accounts)
-                            .where(AccountCount.accounts > 0)).all())
+    before = set(
+        db.execute(
+            select(AccountCount.salesperson_id, AccountCount.status, AccountCount.accounts).where(
+                AccountCount.accounts > 0
+            )
+        ).all()
+    )
     pipeline.recount(db)
     db.commit()
-    after = set(db.execute(select(AccountCount.salesperson_id, AccountCount.status,
-                                  AccountCount.accounts)).all())
+    after = set(
+        db.execute(select(AccountCount.salesperson_id, AccountCount.status, AccountCount.accounts)).all()
+    )
     assert after == before
 
 

@@ -1,4 +1,5 @@
 """The JSON API: bearer tokens, creating handoffs, reading the service record, every error."""
+
 from __future__ import annotations
 
 import copy
@@ -28,14 +29,17 @@ def handoff_body(**changes: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "customer": {"name": "Dana Reyes", "email": "dana@example.com", "phone": "+1 480 555 0134"},
         "service_address": "1820 W Palm Ln, Phoenix, AZ 85007",
-        "plan": "Weekly full service", "price_cents": 16500,
+        "plan": "Weekly full service",
+        "price_cents": 16500,
         "first_visit": (date.today() + timedelta(days=7)).isoformat(),
         "salesperson_email": SALES_EMAIL,
-        "promises": [{"kind": "visit_day", "value": "Friday"},
-                     {"kind": "gate_access", "value": "Side gate, code 4412"},
-                     {"kind": "safety", "value": "Toddler at home: always re-latch the gate"},
-                     {"kind": "equipment", "value": "Salt cell check before summer"},
-                     {"kind": "billing", "value": "Card autopay"}],
+        "promises": [
+            {"kind": "visit_day", "value": "Friday"},
+            {"kind": "gate_access", "value": "Side gate, code 4412"},
+            {"kind": "safety", "value": "Toddler at home: always re-latch the gate"},
+            {"kind": "equipment", "value": "Salt cell check before summer"},
+            {"kind": "billing", "value": "Card autopay"},
+        ],
     }
     body.update(changes)
     return body
@@ -70,6 +74,7 @@ def post_handoff(client, token: str | None, body: Any = None, **kwargs: Any):  #
 
 # ---------------------------------------------------------------- creating a handoff
 
+
 def test_a_handoff_is_created_with_its_record_and_welcome_email(client, db, sales, token):
     response = post_handoff(client, token)
 
@@ -84,8 +89,9 @@ def test_a_handoff_is_created_with_its_record_and_welcome_email(client, db, sale
     assert account.status == "link_sent"
     # Five promises as sent, plus the price and first visit the customer confirms too.
     kinds = sorted(item.kind for item in account.items)
-    assert kinds == sorted(["visit_day", "gate_access", "safety", "equipment", "billing",
-                            "price", "start_date"])
+    assert kinds == sorted(
+        ["visit_day", "gate_access", "safety", "equipment", "billing", "price", "start_date"]
+    )
     entries = record.entries_for(db, account.id)
     promised = [e for e in entries if e.event == "promised"]
     assert sorted(e.item_id for e in promised) == sorted(item.id for item in account.items)
@@ -95,7 +101,8 @@ def test_a_handoff_is_created_with_its_record_and_welcome_email(client, db, sale
     assert record.verify_chain(db, account.id) is None
     emails = db.scalars(select(OutboxEmail)).all()
     assert [(e.account_id, e.to_address, e.kind) for e in emails] == [
-        (account.id, "dana@example.com", "welcome")]
+        (account.id, "dana@example.com", "welcome")
+    ]
     assert body["welcome_url"] in emails[0].text_body
     check = links.check_token(db, body["welcome_url"].rsplit("/", 1)[1])
     assert check.status is links.LinkStatus.OK and check.account.id == account.id
@@ -132,20 +139,24 @@ def _set(path: str, value: Any):  # type: ignore[no-untyped-def]
             target[int(last)] = value
         else:
             target[last] = value
+
     return change
 
 
-@pytest.mark.parametrize("change, field", [
-    (_drop_customer_email, "customer.email"),
-    (_set("customer.email", "dana@"), "customer.email"),
-    (_set("price_cents", -100), "price_cents"),
-    (_set("promises.0.kind", "pony"), "promises.0.kind"),
-    (_set("promises.0.value", "Someday"), "promises.0.value"),
-    (_set("salesperson_email", "nobody@example.com"), "salesperson_email"),
-    (_set("first_visit", (date.today() - timedelta(days=1)).isoformat()), "first_visit"),
-    (_set("first_visit", "next friday"), "first_visit"),
-    (_set("promises.0", {"kind": ["visit_day"], "value": "Friday"}), "promises.0.kind"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (_drop_customer_email, "customer.email"),
+        (_set("customer.email", "dana@"), "customer.email"),
+        (_set("price_cents", -100), "price_cents"),
+        (_set("promises.0.kind", "pony"), "promises.0.kind"),
+        (_set("promises.0.value", "Someday"), "promises.0.value"),
+        (_set("salesperson_email", "nobody@example.com"), "salesperson_email"),
+        (_set("first_visit", (date.today() - timedelta(days=1)).isoformat()), "first_visit"),
+        (_set("first_visit", "next friday"), "first_visit"),
+        (_set("promises.0", {"kind": ["visit_day"], "value": "Friday"}), "promises.0.kind"),
+    ],
+)
 def test_bad_input_is_400_with_the_field_and_changes_nothing(client, db, sales, token, change, field):
     body = handoff_body()
     change(body)
@@ -185,12 +196,15 @@ def test_office_and_admin_may_be_named_case_insensitively(client, db, make_staff
     assert db.get(Account, response.get_json()["id"]).salesperson_id == office.id
 
 
-@pytest.mark.parametrize("data, message", [
-    (b'{"customer": ', "not valid JSON"),
-    (b"\xff\xfe{}", "not valid JSON"),
-    (b"[" * 100_000, "not valid JSON"),
-    (b'["a list"]', "JSON object"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b'{"customer": ', "not valid JSON"),
+        (b"\xff\xfe{}", "not valid JSON"),
+        (b"[" * 100_000, "not valid JSON"),
+        (b'["a list"]', "JSON object"),
+    ],
+)
 def test_malformed_json_is_400_on_the_body(client, db, token, data, message):
     response = post_handoff(client, token, data=data, content_type="application/json")
     assert response.status_code == 400
@@ -247,13 +261,17 @@ def test_a_failure_after_the_first_write_leaves_nothing(
 
 # ---------------------------------------------------------------- tokens
 
-@pytest.mark.parametrize("headers", [
-    {},
-    {"Authorization": "Bearer "},
-    {"Authorization": "Basic c2FtOnB3"},
-    {"Authorization": "Bearer hp_not-a-real-token"},
-    {"Authorization": "Bearer " + "x" * 500},
-])
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer "},
+        {"Authorization": "Basic c2FtOnB3"},
+        {"Authorization": "Bearer hp_not-a-real-token"},
+        {"Authorization": "Bearer " + "x" * 500},
+    ],
+)
 def test_missing_or_unknown_tokens_are_401(client, db, sales, token, headers):
     response = client.post("/api/v1/handoffs", json=handoff_body(), headers=headers)
     assert response.status_code == 401
@@ -320,8 +338,9 @@ def low_rate_limit(settings: dict[str, Any]) -> None:
 
 
 def test_requests_are_rate_limited_per_token(low_rate_limit, client, db, sales, token):
-    statuses = [post_handoff(client, token, handoff_body(service_address=f"{n} Elm St")).status_code
-                for n in range(3)]
+    statuses = [
+        post_handoff(client, token, handoff_body(service_address=f"{n} Elm St")).status_code for n in range(3)
+    ]
     assert statuses == [201, 201, 429]
     assert client.get("/api/v1/accounts/1/record", headers=bearer(token)).status_code == 429
     other = api_tokens.create_token(db, "other crm").plaintext
@@ -331,6 +350,7 @@ def test_requests_are_rate_limited_per_token(low_rate_limit, client, db, sales, 
 
 
 # ---------------------------------------------------------------- the service record
+
 
 def test_the_record_lists_every_entry_in_order(client, db, sales, token):
     account_id = post_handoff(client, token).get_json()["id"]
@@ -346,9 +366,21 @@ def test_the_record_lists_every_entry_in_order(client, db, sales, token):
     assert [e["hash"] for e in entries] == [e.hash for e in stored]
     assert entries[0]["prev_hash"] == record.GENESIS
     first = entries[0]
-    assert set(first) == {"seq", "event", "item_id", "item", "promised_value", "confirmed_value",
-                          "outcome", "actor", "note", "created_at", "request_id", "hash",
-                          "prev_hash"}
+    assert set(first) == {
+        "seq",
+        "event",
+        "item_id",
+        "item",
+        "promised_value",
+        "confirmed_value",
+        "outcome",
+        "actor",
+        "note",
+        "created_at",
+        "request_id",
+        "hash",
+        "prev_hash",
+    }
     item = db.get(PromiseItem, first["item_id"])
     assert first["item"] == {"kind": item.kind, "label": item.label}
     assert first["promised_value"] == item.promised_value and first["outcome"] == "promised"
@@ -377,17 +409,33 @@ def test_unknown_and_deleted_accounts_are_404(client, db, make_account, token):
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
-    lambda children: (st.lists(children, max_size=4)
-                      | st.dictionaries(st.text(max_size=8), children, max_size=4)),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=8,
 )
-FIELDS = ["customer", "customer.name", "customer.email", "customer.phone", "service_address",
-          "plan", "price_cents", "first_visit", "salesperson_email", "promises", "promises.0",
-          "promises.0.kind", "promises.0.value", "promises.0.label", "why_chose_us"]
+FIELDS = [
+    "customer",
+    "customer.name",
+    "customer.email",
+    "customer.phone",
+    "service_address",
+    "plan",
+    "price_cents",
+    "first_visit",
+    "salesperson_email",
+    "promises",
+    "promises.0",
+    "promises.0.kind",
+    "promises.0.value",
+    "promises.0.label",
+    "why_chose_us",
+]
 
 
-@hypothesis_settings(max_examples=60, deadline=None,
-                     suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hypothesis_settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(field=st.sampled_from(FIELDS), value=JSON_VALUES)
 def test_any_value_in_any_field_gets_201_or_400(client, sales, token, field, value):
     body = copy.deepcopy(handoff_body(service_address=f"{abs(hash(repr(value)))} Elm St"))

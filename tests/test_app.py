@@ -1,4 +1,5 @@
 """The app factory, configuration, health check, error pages and headers."""
+
 from __future__ import annotations
 
 import pytest
@@ -65,7 +66,8 @@ def test_healthz_reports_the_database(client):
 def test_healthz_is_503_when_the_database_is_unreachable(settings, tmp_path, monkeypatch):
     monkeypatch.setenv("PORTAL_INSTANCE_PATH", str(tmp_path / "instance"))
     unreachable = (
-        "postgresql://postgres@127.0.0.1:1/nothing" if BACKEND == "postgres"
+        "postgresql://postgres@127.0.0.1:1/nothing"
+        if BACKEND == "postgres"
         else f"sqlite:///{tmp_path}/missing-dir/nothing.sqlite3"
     )
     app = create_app({**settings, "DATABASE_URL": unreachable})

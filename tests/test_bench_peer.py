@@ -1,5 +1,6 @@
 """The load benchmark's reference pages (bench/bench_app.py) work against the test app's
 database, so the ratios bench/load.py prints are against a peer that does its job."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -32,7 +33,8 @@ def bench(app: Flask) -> Iterator[Flask]:
 
 
 def test_the_peer_page_shows_an_account_and_records_its_answers(  # type: ignore[no-untyped-def]
-        bench, client, db: Session, make_account) -> None:
+    bench, client, db: Session, make_account
+) -> None:
     account = make_account(customer_name="Petra Peer")
     url = f"/bench/peer/accounts/{account.id}"
     assert client.get("/bench/hello").get_data(as_text=True) == HELLO
@@ -43,8 +45,9 @@ def test_the_peer_page_shows_an_account_and_records_its_answers(  # type: ignore
     assert all(item.promised_value in body for item in account.items)
 
     before = count_rows(db, PeerAnswer)
-    posted = client.post(url, data={**form_fields(body), "answer": "no",
-                                    "comment": "Thursdays suit us better"})
+    posted = client.post(
+        url, data={**form_fields(body), "answer": "no", "comment": "Thursdays suit us better"}
+    )
     assert posted.status_code == 302 and posted.headers["Location"].endswith(url)
     assert count_rows(db, PeerAnswer) == before + len(account.items)
 
@@ -54,7 +57,8 @@ def test_the_peer_page_shows_an_account_and_records_its_answers(  # type: ignore
 
 
 def test_a_refused_peer_post_shows_why_and_inserts_nothing(  # type: ignore[no-untyped-def]
-        bench, client, db: Session, make_account) -> None:
+    bench, client, db: Session, make_account
+) -> None:
     account = make_account()
     url = f"/bench/peer/accounts/{account.id}"
     hidden = form_fields(client.get(url).get_data(as_text=True))

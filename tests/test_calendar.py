@@ -1,4 +1,5 @@
 """The visit calendar file: what a calendar application reads back from it."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -8,8 +9,9 @@ from icalendar import Calendar, Event
 from portal.models import Account
 from portal.welcome.calendar import weekly_visit
 
-ADDRESS = ("1820 W Palm Ln, Unit 4; Gate B\r\n"
-           "Phoenix, AZ 85007 \\ behind the big mesquite tree by the side gate")
+ADDRESS = (
+    "1820 W Palm Ln, Unit 4; Gate B\r\nPhoenix, AZ 85007 \\ behind the big mesquite tree by the side gate"
+)
 
 
 def _event(ics: str) -> Event:
@@ -18,8 +20,12 @@ def _event(ics: str) -> Event:
 
 
 def test_the_visit_file_reads_back_as_a_weekly_all_day_event():
-    ics = weekly_visit(Account(id=7, service_address=ADDRESS), "Blue Lagoon, Pool Care", date(2026, 12, 4),
-                       ["Friday", "Tuesday"])
+    ics = weekly_visit(
+        Account(id=7, service_address=ADDRESS),
+        "Blue Lagoon, Pool Care",
+        date(2026, 12, 4),
+        ["Friday", "Tuesday"],
+    )
     calendar = Calendar.from_ical(ics)
     assert str(calendar["VERSION"]) == "2.0"
     event = _event(ics)

@@ -1,5 +1,6 @@
 """CSV exports neutralise spreadsheet formulas (OWASP CSV injection): a text cell that starts
 with `=`, `+`, `-`, `@`, tab or CR is written with a leading `'`; numbers stay numbers."""
+
 from __future__ import annotations
 
 import csv
@@ -68,7 +69,10 @@ def test_harmless_text_and_dates_are_written_unchanged(client, db, make_account,
     _dispute(db, account, "I was told 1 + 1 = 2 visits")
     row = _differences(client)[0]
     assert (row["customer"], row["customer_comment"], row["first_visit"]) == (
-        "Dana = Reyes", "I was told 1 + 1 = 2 visits", visit.isoformat())
+        "Dana = Reyes",
+        "I was told 1 + 1 = 2 visits",
+        visit.isoformat(),
+    )
 
 
 def test_reports_export_prefixes_text_but_keeps_numbers(client, db, make_staff, make_account, staff):

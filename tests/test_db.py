@@ -1,5 +1,6 @@
 """The unit of work: the one way a view or command writes. It takes SQLite's write lock at its
 start, commits at its end and rolls back on an error; reads outside it leave the lock free."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -14,14 +15,14 @@ from portal.db import get_db, unit_of_work
 from portal.models import Account, RecordEntry
 from tests.conftest import BACKEND, count_rows
 
-sqlite_only = pytest.mark.skipif(BACKEND == "postgres",
-                                 reason="SQLite's one write lock; PostgreSQL writers lock rows")
+sqlite_only = pytest.mark.skipif(
+    BACKEND == "postgres", reason="SQLite's one write lock; PostgreSQL writers lock rows"
+)
 
 
 def write_lock_free(app: Flask) -> bool:
     """Whether another connection could start writing now."""
-    other = sqlite3.connect(app.extensions["portal.engine"].url.database, timeout=0,
-                            isolation_level=None)
+    other = sqlite3.connect(app.extensions["portal.engine"].url.database, timeout=0, isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")
         other.execute("ROLLBACK")

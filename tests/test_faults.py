@@ -5,6 +5,7 @@ Each leaves the customer a friendly page (never a traceback), loses nothing alre
 and writes nothing half-way. (Stripe answering 402/500 or hanging is in test_payments.py; SMTP
 refusals and retries of single emails are in test_outbox.py.)
 """
+
 from __future__ import annotations
 
 import re
@@ -33,8 +34,7 @@ from tests.test_payments_support import (  # noqa: F401  (fixtures)
 from tests.test_welcome import answer_all, invited, open_link  # noqa: F401  (a fixture)
 
 FRIENDLY_503 = ("We are briefly unavailable", "Nothing you saved was lost")
-INTERNALS = ("Traceback", "OperationalError", "sqlalchemy", "psycopg", "sqlite3", "SELECT ",
-             "INSERT ")
+INTERNALS = ("Traceback", "OperationalError", "sqlalchemy", "psycopg", "sqlite3", "SELECT ", "INSERT ")
 
 
 def closed_port() -> int:
@@ -46,8 +46,11 @@ def closed_port() -> int:
 @contextmanager
 def database_away(app: Flask, tmp_path: Path) -> Iterator[None]:
     """Point the app at a database that cannot be reached (as after a failover or a crash)."""
-    url = (f"postgresql://postgres@127.0.0.1:{closed_port()}/gone" if BACKEND == "postgres"
-           else f"sqlite:///{tmp_path}/no-such-dir/gone.sqlite3")
+    url = (
+        f"postgresql://postgres@127.0.0.1:{closed_port()}/gone"
+        if BACKEND == "postgres"
+        else f"sqlite:///{tmp_path}/no-such-dir/gone.sqlite3"
+    )
     saved = app.extensions["portal.engine"], app.extensions["portal.sessionmaker"]
     dead = make_engine(url)
     app.extensions["portal.engine"] = dead
@@ -101,15 +104,19 @@ def assert_friendly_503(response) -> None:  # type: ignore[no-untyped-def]
 
 def answered(db, account: Account) -> list[RecordEntry]:  # type: ignore[no-untyped-def]
     db.commit()
-    return list(db.scalars(select(RecordEntry).where(RecordEntry.account_id == account.id,
-                                                     RecordEntry.event == "answered")))
+    return list(
+        db.scalars(
+            select(RecordEntry).where(RecordEntry.account_id == account.id, RecordEntry.event == "answered")
+        )
+    )
 
 
 # -- the database ---------------------------------------------------------------------------
 
 
 def test_database_away_gives_the_customer_a_friendly_503_and_loses_no_acknowledged_answer(
-        app, client, db, invited, tmp_path):  # noqa: F811  (the imported fixture)
+    app, client, db, invited, tmp_path
+):
     account, path = invited
     open_link(client, path)
     schedule = client.get("/welcome/step/schedule").get_data(as_text=True)
@@ -128,7 +135,7 @@ def test_database_away_gives_the_customer_a_friendly_503_and_loses_no_acknowledg
 
     # Back: the earlier answer is there, the session still works, and the refused post can be
     # sent again (it was never claimed) and counts once.
-    assert [(e.id, e.item_id, e.outcome) for e in answered(db, account)][:len(before)] == before
+    assert [(e.id, e.item_id, e.outcome) for e in answered(db, account)][: len(before)] == before
     assert client.get("/welcome/step/access").status_code == 200
     assert client.post("/welcome/step/access", data=access_answers).status_code == 302
     assert client.post("/welcome/step/access", data=access_answers).status_code == 302
@@ -138,7 +145,8 @@ def test_database_away_gives_the_customer_a_friendly_503_and_loses_no_acknowledg
 
 
 def test_connection_lost_in_the_middle_of_an_answer_writes_nothing_and_the_retry_counts_once(
-        app, client, db, invited):  # noqa: F811  (the imported fixture)
+    app, client, db, invited
+):
     account, path = invited
     open_link(client, path)
     form = answer_all(client.get("/welcome/step/schedule").get_data(as_text=True))
@@ -155,8 +163,7 @@ def test_connection_lost_in_the_middle_of_an_answer_writes_nothing_and_the_retry
     db.commit()
     db.expire_all()
     # Nothing half-written: not the answer, not the one-time form id claimed before it.
-    assert {m.__name__: count_rows(db, m) for m in (RecordEntry, FormSubmission, OutboxEmail)} \
-        == before
+    assert {m.__name__: count_rows(db, m) for m in (RecordEntry, FormSubmission, OutboxEmail)} == before
     assert db.get(Account, account.id).status == status
     # The customer presses the button again: it takes effect, once.
     assert client.post("/welcome/step/schedule", data=form).status_code == 302
@@ -167,7 +174,8 @@ def test_connection_lost_in_the_middle_of_an_answer_writes_nothing_and_the_retry
 
 
 def test_healthz_and_staff_pages_answer_503_too_while_the_database_is_away(
-        app, client, db, make_staff, staff, tmp_path):
+    app, client, db, make_staff, staff, tmp_path
+):
     staff.login(make_staff("office"))
     with database_away(app, tmp_path):
         assert_friendly_503(client.get("/staff/differences"))
@@ -181,14 +189,15 @@ def test_healthz_and_staff_pages_answer_503_too_while_the_database_is_away(
 
 
 def test_smtp_down_the_customer_is_served_the_email_waits_and_goes_out_once_when_it_is_back(
-        app, client, db, invited, runner, smtp_server):  # noqa: F811
+    app, client, db, invited, runner, smtp_server
+):
     account, _path = invited
     db.execute(OutboxEmail.__table__.delete())  # only the email this test asks for
     db.commit()
     app.config.update(MAIL_BACKEND="smtp", SMTP_HOST="127.0.0.1", SMTP_PORT=closed_port())
 
     page = client.get("/welcome/session-ended").get_data(as_text=True)
-    fields = form_fields(page[page.index('action="/welcome/new-link"'):])
+    fields = form_fields(page[page.index('action="/welcome/new-link"') :])
     response = client.post("/welcome/new-link", data={**fields, "email": account.customer.email})
     assert response.status_code == 200  # the same answer as always: mail is the worker's job
     [email] = db.scalars(select(OutboxEmail)).all()
@@ -209,8 +218,9 @@ def test_smtp_down_the_customer_is_served_the_email_waits_and_goes_out_once_when
     [message] = smtp_server.messages
     db.refresh(email)
     assert email.status == "sent" and message["Message-ID"] == email.message_id
-    link = re.search(r"http://localhost(/welcome/t/[\w.-]+)",
-                     message.get_body(("plain",)).get_content()).group(1)
+    link = re.search(
+        r"http://localhost(/welcome/t/[\w.-]+)", message.get_body(("plain",)).get_content()
+    ).group(1)
     assert client.get(link).status_code == 302  # the emailed link works
 
 
@@ -218,7 +228,8 @@ def test_smtp_down_the_customer_is_served_the_email_waits_and_goes_out_once_when
 
 
 def test_stripe_unreachable_gives_a_clear_message_a_way_back_and_charges_nothing(
-        live_settings, stripe_server, app, client, db, make_account):  # noqa: F811
+    live_settings, stripe_server, app, client, db, make_account
+):
     account = make_account()
     invoice, url = make_invoice(db, account)
     assert client.get(pay_path(url)).status_code in (302, 303)
@@ -244,8 +255,7 @@ def test_stripe_unreachable_gives_a_clear_message_a_way_back_and_charges_nothing
 
 
 @pytest.mark.csrf
-def test_a_customer_step_body_over_the_limit_gets_413_and_changes_nothing(
-        app, client, db, invited):  # noqa: F811  (the imported fixture)
+def test_a_customer_step_body_over_the_limit_gets_413_and_changes_nothing(app, client, db, invited):
     account, path = invited
     open_link(client, path)
     html = client.get("/welcome/step/access").get_data(as_text=True)

@@ -7,6 +7,7 @@ unicode text, control characters, strings of up to 120,000 characters, repeated 
 numbers and dates out of range, markup; sometimes it adds a field nobody asked for. Starting
 from a valid submission lets the generated inputs reach the checks behind the first validator.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -38,28 +39,82 @@ from tests.test_api import handoff_body
 from tests.test_handoff_form import _edit_form, valid_form
 from tests.test_welcome import answer_all, complete, token_of
 
-TABLES = (Account, Customer, PromiseItem, RecordEntry, OutboxEmail, FormSubmission, StaffUser,
-          CompanySettings, Invoice, StaffAudit)
+TABLES = (
+    Account,
+    Customer,
+    PromiseItem,
+    RecordEntry,
+    OutboxEmail,
+    FormSubmission,
+    StaffUser,
+    CompanySettings,
+    Invoice,
+    StaffAudit,
+)
 FRESH = "<fresh one-time form id>"
-FUZZ = settings(max_examples=30, deadline=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                       HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
 
-NASTY = ["", " ", "\t\n", "0", "-1", "1e309", "NaN", "Infinity", "-0.001", "99999999999999999999",
-         "2026-02-30", "0000-00-00", "9999-12-31", "1969-12-31", "<script>alert(1)</script>",
-         "' OR 1=1 --", "%00", "\x00", "\ufeff", "\u202e", "null", "[]", "{}", "a@b", "@", "x@",
-         "Friday", "Funday", "Card autopay", "yes", "no", "on", "accept", "keep", "assign"]
+NASTY = [
+    "",
+    " ",
+    "\t\n",
+    "0",
+    "-1",
+    "1e309",
+    "NaN",
+    "Infinity",
+    "-0.001",
+    "99999999999999999999",
+    "2026-02-30",
+    "0000-00-00",
+    "9999-12-31",
+    "1969-12-31",
+    "<script>alert(1)</script>",
+    "' OR 1=1 --",
+    "%00",
+    "\x00",
+    "\ufeff",
+    "\u202e",
+    "null",
+    "[]",
+    "{}",
+    "a@b",
+    "@",
+    "x@",
+    "Friday",
+    "Funday",
+    "Card autopay",
+    "yes",
+    "no",
+    "on",
+    "accept",
+    "keep",
+    "assign",
+]
 odd_text = st.one_of(
     st.text(max_size=40),
-    st.text(st.characters(codec="utf-8", categories=["Cc", "Cf", "Zl", "Zp", "Co"]),
-            min_size=1, max_size=12),
+    st.text(st.characters(codec="utf-8", categories=["Cc", "Cf", "Zl", "Zp", "Co"]), min_size=1, max_size=12),
     st.sampled_from(NASTY),
-    st.builds(lambda before, odd, after: before + odd + after, st.text(max_size=10),
-              st.sampled_from(["\x00", "\x1b", "\x7f", "\u2028", "\ufffe", "\U0010ffff"]),
-              st.text(max_size=10)),
+    st.builds(
+        lambda before, odd, after: before + odd + after,
+        st.text(max_size=10),
+        st.sampled_from(["\x00", "\x1b", "\x7f", "\u2028", "\ufffe", "\U0010ffff"]),
+        st.text(max_size=10),
+    ),
     st.integers(min_value=-(10**30), max_value=10**30).map(str),
-    st.builds(lambda chunk, n: chunk * n, st.sampled_from(["x", "é", "💧", "\x00", " ", "<b>"]),
-              st.integers(min_value=1000, max_value=120_000)),
+    st.builds(
+        lambda chunk, n: chunk * n,
+        st.sampled_from(["x", "é", "💧", "\x00", " ", "<b>"]),
+        st.integers(min_value=1000, max_value=120_000),
+    ),
 )
 
 
@@ -72,8 +127,7 @@ def mutations(draw: st.DrawFn, names: tuple[str, ...]) -> list[tuple[str, Any]]:
     """Up to four fields dropped or given odd values, and now and then a stray field. Drawn
     from a fixed list of names (not from the page, which earlier examples may have changed),
     so that hypothesis can replay and shrink what it found."""
-    chosen = sorted(draw(st.sets(st.sampled_from(names), max_size=min(4, len(names))))) \
-        if names else []
+    chosen = sorted(draw(st.sets(st.sampled_from(names), max_size=min(4, len(names))))) if names else []
     plan = [(name, draw(change)) for name in chosen]
     if draw(st.integers(min_value=0, max_value=4)) == 0:
         plan.append((draw(st.text(min_size=1, max_size=12)), draw(odd_text)))
@@ -109,8 +163,9 @@ def fresh_ids(data: dict[str, Any]) -> dict[str, Any]:
     return {k: (secrets.token_urlsafe(18) if v == FRESH else v) for k, v in data.items()}
 
 
-def post_and_check(client: Any, db: Session, path: str, data: dict[str, Any] | None = None,
-                   **kwargs: Any) -> Any:
+def post_and_check(
+    client: Any, db: Session, path: str, data: dict[str, Any] | None = None, **kwargs: Any
+) -> Any:
     before = snapshot(db)
     response = client.post(path, data=fresh_ids(data) if data is not None else None, **kwargs)
     assert response.status_code < 500, (path, response.status_code)
@@ -152,8 +207,7 @@ class _Forms(HTMLParser):
             self._textarea = [a["name"], ""]
         elif tag == "select":
             self._select = [a["name"], None]
-        elif (tag == "option" and self._select is not None
-              and (self._select[1] is None or "selected" in a)):
+        elif tag == "option" and self._select is not None and (self._select[1] is None or "selected" in a):
             self._select[1] = a.get("value", "")
 
     def handle_data(self, data: str) -> None:
@@ -178,8 +232,11 @@ def page_form(html: str, action: str) -> dict[str, Any]:
         if form_action.split("?")[0] == action:
             data: dict[str, Any] = {}
             for name, value in fields:
-                data[name] = [*data[name], value] if isinstance(data.get(name), list) else (
-                    [data[name], value] if name in data else value)
+                data[name] = (
+                    [*data[name], value]
+                    if isinstance(data.get(name), list)
+                    else ([data[name], value] if name in data else value)
+                )
             return {k: (FRESH if k == "form_id" else v) for k, v in data.items()}
     raise AssertionError(f"no form posts to {action}")
 
@@ -191,10 +248,12 @@ def page_form(html: str, action: str) -> dict[str, Any]:
 @pytest.fixture
 def unlimited(app):  # type: ignore[no-untyped-def]
     """Rate limits out of the way: the properties are about input, not about counting."""
-    app.config.update(LOGIN_LIMIT_PER_ACCOUNT="10000 per minute",
-                      LOGIN_LIMIT_PER_CLIENT="10000 per minute",
-                      NEW_LINK_LIMIT_PER_ADDRESS="10000 per minute",
-                      NEW_LINK_LIMIT_PER_CLIENT="10000 per minute")
+    app.config.update(
+        LOGIN_LIMIT_PER_ACCOUNT="10000 per minute",
+        LOGIN_LIMIT_PER_CLIENT="10000 per minute",
+        NEW_LINK_LIMIT_PER_ADDRESS="10000 per minute",
+        NEW_LINK_LIMIT_PER_CLIENT="10000 per minute",
+    )
     return app
 
 
@@ -212,8 +271,7 @@ def test_staff_login(unlimited, db, make_staff, data):
         user = unlimited.fuzz_user = make_staff("office")
     baseline = {"email": user.email, "password": PASSWORD, "remember": "y", "next": "/staff/"}
     # A new browser each time: a signed-in one is sent on to the dashboard before any check.
-    post_and_check(unlimited.test_client(), db, "/staff/login",
-                   fuzz(unlimited, data, "login", baseline))
+    post_and_check(unlimited.test_client(), db, "/staff/login", fuzz(unlimited, data, "login", baseline))
 
 
 @pytest.fixture
@@ -237,8 +295,11 @@ def seller(client, staff, make_staff):  # type: ignore[no-untyped-def]
 @FUZZ
 @given(data=st.data())
 def test_new_handoff(client, db, seller, data):
-    baseline = {**form_fields(client.get("/staff/handoffs/new").get_data(as_text=True)),
-                **valid_form(), "form_id": FRESH}
+    baseline = {
+        **form_fields(client.get("/staff/handoffs/new").get_data(as_text=True)),
+        **valid_form(),
+        "form_id": FRESH,
+    }
     post_and_check(client, db, "/staff/handoffs/new", fuzz(client.application, data, "new", baseline))
 
 
@@ -251,8 +312,9 @@ def draft(seller, make_account):  # type: ignore[no-untyped-def]
 @given(data=st.data())
 def test_edit_handoff(client, db, draft, data):
     baseline = _edit_form(client, draft)  # the current version each time
-    post_and_check(client, db, f"/staff/accounts/{draft}/edit",
-                   fuzz(client.application, data, "edit", baseline))
+    post_and_check(
+        client, db, f"/staff/accounts/{draft}/edit", fuzz(client.application, data, "edit", baseline)
+    )
 
 
 @pytest.fixture
@@ -274,10 +336,19 @@ def differences(client, db, staff, make_staff, make_account):  # type: ignore[no
 def test_resolve_a_difference(client, db, differences, data, action):
     items, office_id = differences
     item_id = data.draw(st.sampled_from(items))
-    baseline = {"form_id": FRESH, "action": action, "note": "Called the customer",
-                "assignee": str(office_id), "back": "/staff/differences"}
-    post_and_check(client, db, f"/staff/differences/{item_id}/resolve",
-                   fuzz(client.application, data, "resolve", baseline))
+    baseline = {
+        "form_id": FRESH,
+        "action": action,
+        "note": "Called the customer",
+        "assignee": str(office_id),
+        "back": "/staff/differences",
+    }
+    post_and_check(
+        client,
+        db,
+        f"/staff/differences/{item_id}/resolve",
+        fuzz(client.application, data, "resolve", baseline),
+    )
 
 
 # -- customers ----------------------------------------------------------------------------------
@@ -296,8 +367,9 @@ def customer(client, db, make_account):  # type: ignore[no-untyped-def]
     return open_portal(client, db, make_account)
 
 
-@pytest.mark.parametrize("step", ["welcome", "schedule", "access", "readiness", "contact",
-                                  "promises", "billing", "review"])
+@pytest.mark.parametrize(
+    "step", ["welcome", "schedule", "access", "readiness", "contact", "promises", "billing", "review"]
+)
 @FUZZ
 @given(data=st.data())
 def test_each_customer_step(client, db, make_account, customer, step, data):
@@ -312,8 +384,7 @@ def test_each_customer_step(client, db, make_account, customer, step, data):
         page = client.get(f"/welcome/step/{step}")
     assert page.status_code == 200
     baseline = {**answer_all(page.get_data(as_text=True)), "form_id": FRESH}
-    post_and_check(client, db, f"/welcome/step/{step}",
-                   fuzz(client.application, data, step, baseline))
+    post_and_check(client, db, f"/welcome/step/{step}", fuzz(client.application, data, step, baseline))
 
 
 @FUZZ
@@ -321,8 +392,7 @@ def test_each_customer_step(client, db, make_account, customer, step, data):
 def test_new_link_request(unlimited, client, db, make_account, data):
     email = getattr(unlimited, "fuzz_email", None)
     if email is None:
-        email = unlimited.fuzz_email = open_portal(unlimited.test_client(), db,
-                                                   make_account).customer.email
+        email = unlimited.fuzz_email = open_portal(unlimited.test_client(), db, make_account).customer.email
     page = client.get("/welcome/session-ended").get_data(as_text=True)
     baseline = {**page_form(page, "/welcome/new-link"), "email": email}
     post_and_check(client, db, "/welcome/new-link", fuzz(unlimited, data, "new-link", baseline))
@@ -338,19 +408,21 @@ def signed_customer(client, customer):  # type: ignore[no-untyped-def]
 @given(data=st.data())
 def test_change_request(client, db, signed_customer, data):
     page = client.get("/welcome/service").get_data(as_text=True)
-    baseline = {**page_form(page, "/welcome/service/change"),
-                "details": "Please come on Mondays instead"}
-    post_and_check(client, db, "/welcome/service/change",
-                   fuzz(client.application, data, "change", baseline))
+    baseline = {**page_form(page, "/welcome/service/change"), "details": "Please come on Mondays instead"}
+    post_and_check(client, db, "/welcome/service/change", fuzz(client.application, data, "change", baseline))
 
 
 # -- the JSON API -----------------------------------------------------------------------------
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=False) | odd_text,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10),
-                                                                      children, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
+    | odd_text,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -360,13 +432,22 @@ def api_bodies(draw: st.DrawFn) -> Any:
     body = handoff_body()
     if draw(st.integers(min_value=0, max_value=5)) == 0:
         return draw(json_values)  # not even the right shape
-    paths = [("customer", "name"), ("customer", "email"), ("customer", "phone"),
-             ("service_address",), ("plan",), ("price_cents",), ("first_visit",),
-             ("salesperson_email",), ("promises",), ("promises", 0, "kind"),
-             ("promises", 0, "value"), ("promises", 1)]
+    paths = [
+        ("customer", "name"),
+        ("customer", "email"),
+        ("customer", "phone"),
+        ("service_address",),
+        ("plan",),
+        ("price_cents",),
+        ("first_visit",),
+        ("salesperson_email",),
+        ("promises",),
+        ("promises", 0, "kind"),
+        ("promises", 0, "value"),
+        ("promises", 1),
+    ]
     # Deepest first, so that replacing a list does not pull a later path out from under it.
-    for path in sorted(draw(st.sets(st.sampled_from(paths), max_size=3)),
-                       key=lambda p: (-len(p), repr(p))):
+    for path in sorted(draw(st.sets(st.sampled_from(paths), max_size=3)), key=lambda p: (-len(p), repr(p))):
         drop, value = draw(st.booleans()), draw(json_values)
         parent = body
         for key in path[:-1]:
@@ -389,8 +470,9 @@ def api_token(db, make_staff):  # type: ignore[no-untyped-def]
 @FUZZ
 @given(body=api_bodies())
 def test_api_create_handoff(client, db, api_token, body):
-    response = post_and_check(client, db, "/api/v1/handoffs", json=body,
-                              headers={"Authorization": f"Bearer {api_token}"})
+    response = post_and_check(
+        client, db, "/api/v1/handoffs", json=body, headers={"Authorization": f"Bearer {api_token}"}
+    )
     assert response.is_json
     if response.status_code == 400:
         assert isinstance(response.get_json().get("errors"), dict)
@@ -399,20 +481,26 @@ def test_api_create_handoff(client, db, api_token, body):
 # -- NUL, which PostgreSQL cannot store in text: refused alike on both databases ------------------
 
 
-def test_nul_is_refused_in_a_form_field_a_json_body_and_a_query_parameter(
-        client, db, customer, api_token):
+def test_nul_is_refused_in_a_form_field_a_json_body_and_a_query_parameter(client, db, customer, api_token):
     html = client.get("/welcome/step/access").get_data(as_text=True)
     form = {**answer_all(html), "technician_note": "gate\x00code"}
     response = post_and_check(client, db, "/welcome/step/access", form)
     assert response.status_code == 400 and "cannot be saved (NUL" in response.get_data(as_text=True)
 
-    response = post_and_check(client, db, "/api/v1/handoffs", json=handoff_body(plan="Weekly\x00"),
-                              headers={"Authorization": f"Bearer {api_token}"})
+    response = post_and_check(
+        client,
+        db,
+        "/api/v1/handoffs",
+        json=handoff_body(plan="Weekly\x00"),
+        headers={"Authorization": f"Bearer {api_token}"},
+    )
     assert response.status_code == 400 and "NUL" in response.get_json()["errors"]["body"]
 
     assert client.get("/welcome/step/access?x=%00").status_code == 400
-    assert post_and_check(client, db, "/welcome/step/access", {**form, "technician_note": "ok"}) \
-        .status_code == 302  # without it, the same answer goes through
+    assert (
+        post_and_check(client, db, "/welcome/step/access", {**form, "technician_note": "ok"}).status_code
+        == 302
+    )  # without it, the same answer goes through
 
 
 # -- forms exactly as a browser sends them -------------------------------------------------------

@@ -1,4 +1,5 @@
 """Staff handoff form: create, validate, edit before sending, preview, send and re-send."""
+
 from __future__ import annotations
 
 from datetime import date, timedelta
@@ -15,14 +16,26 @@ IN_A_WEEK = (date.today() + timedelta(days=7)).isoformat()
 
 def valid_form(**changes: object) -> dict[str, object]:
     data: dict[str, object] = {
-        "customer_name": "Dana Reyes", "customer_email": "Dana@Example.com",
-        "customer_phone": "+1 480 555 0134", "service_address": "1820 W Palm Ln, Phoenix, AZ 85007",
-        "plan": "Weekly full service", "price": "165.00", "first_visit": IN_A_WEEK,
-        "visit_days": ["Friday"], "gate_code": "Side gate, code 4412", "gate_lock": "Padlock",
-        "safety_children": "Toddler at home: always re-latch the gate", "safety_pets": "",
-        "equipment-0": "Salt cell check before summer", "equipment-1": "",
-        "billing": "Card autopay", "custom-0-title": "Leaf net", "custom-0-value": "Free leaf net",
-        "why_chose_us": "Previous company missed visits", "concerns": "", "contact_preference": "Text",
+        "customer_name": "Dana Reyes",
+        "customer_email": "Dana@Example.com",
+        "customer_phone": "+1 480 555 0134",
+        "service_address": "1820 W Palm Ln, Phoenix, AZ 85007",
+        "plan": "Weekly full service",
+        "price": "165.00",
+        "first_visit": IN_A_WEEK,
+        "visit_days": ["Friday"],
+        "gate_code": "Side gate, code 4412",
+        "gate_lock": "Padlock",
+        "safety_children": "Toddler at home: always re-latch the gate",
+        "safety_pets": "",
+        "equipment-0": "Salt cell check before summer",
+        "equipment-1": "",
+        "billing": "Card autopay",
+        "custom-0-title": "Leaf net",
+        "custom-0-value": "Free leaf net",
+        "why_chose_us": "Previous company missed visits",
+        "concerns": "",
+        "contact_preference": "Text",
     }
     data.update(changes)
     return data
@@ -61,23 +74,27 @@ def test_valid_handoff_writes_account_items_and_one_entry_per_promise(client, db
     assert all(e.actor == f"staff:{seller.id}" for e in entries)
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("customer_name", "", "Enter the customer&#39;s name."),
-    ("customer_email", "not-an-email", "Enter a valid email address"),
-    ("customer_phone", "call me", "Enter a phone number like"),
-    ("service_address", "", "Enter the service address."),
-    ("plan", "", "Enter the plan."),
-    ("price", "lots", "Enter an amount in dollars and cents"),
-    ("price", "0", "The price must be more than 0"),
-    ("price", "12.345", "at most two decimal places"),
-    ("first_visit", "", "Enter the first visit date."),
-    ("first_visit", "2020-01-01", "cannot be in the past"),
-    ("first_visit", "tomorrow", "Enter the first visit as a date"),
-    ("custom-0-value", "", "Enter the promise."),
-    ("gate_code", "x" * 1001, "at most 1000 characters"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("customer_name", "", "Enter the customer&#39;s name."),
+        ("customer_email", "not-an-email", "Enter a valid email address"),
+        ("customer_phone", "call me", "Enter a phone number like"),
+        ("service_address", "", "Enter the service address."),
+        ("plan", "", "Enter the plan."),
+        ("price", "lots", "Enter an amount in dollars and cents"),
+        ("price", "0", "The price must be more than 0"),
+        ("price", "12.345", "at most two decimal places"),
+        ("first_visit", "", "Enter the first visit date."),
+        ("first_visit", "2020-01-01", "cannot be in the past"),
+        ("first_visit", "tomorrow", "Enter the first visit as a date"),
+        ("custom-0-value", "", "Enter the promise."),
+        ("gate_code", "x" * 1001, "at most 1000 characters"),
+    ],
+)
 def test_each_invalid_field_is_refused_next_to_the_field_and_nothing_is_written(
-        client, db, seller, field, value, message):
+    client, db, seller, field, value, message
+):
     response = post_new(client, **{field: value})
     assert response.status_code == 400
     page = response.get_data(as_text=True)
@@ -192,12 +209,15 @@ def test_resending_rotates_the_link_so_the_old_one_stops_working(client, db, sel
     assert links.check_token(db, second_link).status is links.LinkStatus.OK
     assert "earlier link we sent no longer works" in emails[1].text_body
     assert [e.event for e in record.entries_for(db, account.id) if e.event.startswith("link_")] == [
-        "link_sent", "link_resent"]
+        "link_sent",
+        "link_resent",
+    ]
 
 
 def _edit_form(client, account_id):
     page = client.get(f"/staff/accounts/{account_id}/edit").get_data(as_text=True)
     import re
+
     values = dict(re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', page))
     values.update(dict(re.findall(r'<input[^>]*value="([^"]*)"[^>]*name="([^"]+)"', page)[::-1]))
     selects = re.findall(r'<select[^>]*name="([^"]+)"[^>]*>(.*?)</select>', page, re.S)
@@ -218,8 +238,13 @@ def test_edit_before_sending_changes_withdraws_and_adds_promises(client, db, sel
     form[f"rows-{rows['Gate code']}-value"] = "Side gate, code 9999"
     form[f"rows-{rows['Leaf net']}-remove"] = "remove"
     blank = max(rows.values()) + 1
-    form.update({f"rows-{blank}-kind": "equipment", f"rows-{blank}-title": "Pump",
-                 f"rows-{blank}-value": "Pump timer set to night"})
+    form.update(
+        {
+            f"rows-{blank}-kind": "equipment",
+            f"rows-{blank}-title": "Pump",
+            f"rows-{blank}-value": "Pump timer set to night",
+        }
+    )
     form["price"] = "180.00"
     response = client.post(f"/staff/accounts/{account.id}/edit", data=form)
     assert response.status_code == 302, response.get_data(as_text=True)

@@ -3,6 +3,7 @@ a signed-in staff page, error pages (404, 413, 429, 503) — and the cookies' fl
 
 (tests/test_app.py checks the front page, the sign-in page and a 404 the same way.)
 """
+
 from __future__ import annotations
 
 from http.cookies import SimpleCookie
@@ -38,16 +39,17 @@ def cookies(response) -> dict[str, dict[str, str | bool]]:  # type: ignore[no-un
     found: dict[str, dict[str, str | bool]] = {}
     for header in response.headers.getlist("Set-Cookie"):
         name = header.split("=", 1)[0]
-        attributes = {part.split("=", 1)[0].strip().lower(): (part.split("=", 1)[1] if "=" in part
-                                                               else True)
-                      for part in header.split(";")[1:]}
+        attributes = {
+            part.split("=", 1)[0].strip().lower(): (part.split("=", 1)[1] if "=" in part else True)
+            for part in header.split(";")[1:]
+        }
         found[name] = attributes
     assert all(SimpleCookie(h) for h in response.headers.getlist("Set-Cookie"))
     return found
 
 
 @pytest.mark.parametrize("https", [False, True])
-def test_a_customer_step_page_carries_the_headers(client, invited, https):  # noqa: F811  (the imported fixture)
+def test_a_customer_step_page_carries_the_headers(client, invited, https):
     _account, path = invited
     base = HTTPS if https else "http://localhost"
     client.get(path, base_url=base)
@@ -66,7 +68,7 @@ def test_a_signed_in_staff_page_carries_the_headers(client, staff, make_staff, h
     assert response.headers["Cache-Control"] == "no-store"
 
 
-def test_error_pages_carry_the_headers(app, client, invited, tmp_path):  # noqa: F811  (the imported fixture)
+def test_error_pages_carry_the_headers(app, client, invited, tmp_path):
     _account, path = invited
     open_link(client, path)
     not_found = client.get("/welcome/no-such-page", base_url=HTTPS)
@@ -91,7 +93,7 @@ def test_error_pages_carry_the_headers(app, client, invited, tmp_path):  # noqa:
     assert_security_headers(unavailable, https=True)
 
 
-def test_customer_session_cookie_is_secure_httponly_and_lax_over_https(settings, app, invited):  # noqa: F811  (the imported fixture)
+def test_customer_session_cookie_is_secure_httponly_and_lax_over_https(settings, app, invited):
     app.config.update(SESSION_COOKIE_SECURE=True)  # as in production (PORTAL_ENV=production)
     _account, path = invited
     response = app.test_client().get(path, base_url=HTTPS)
@@ -108,8 +110,11 @@ def test_staff_session_and_remember_cookies_are_secure_httponly_and_lax(app, mak
     user = make_staff("office")
     client = app.test_client()
     page = client.get("/staff/login", base_url=HTTPS).get_data(as_text=True)
-    response = client.post("/staff/login", base_url=HTTPS, data={
-        **form_fields(page), "email": user.email, "password": PASSWORD, "remember": "y"})
+    response = client.post(
+        "/staff/login",
+        base_url=HTTPS,
+        data={**form_fields(page), "email": user.email, "password": PASSWORD, "remember": "y"},
+    )
     assert response.status_code == 302
     found = cookies(response)
     assert {"session", "remember_token"} <= set(found)

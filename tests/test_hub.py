@@ -1,6 +1,7 @@
 """Issue 16, as a customer and an office manager meet it: emails that carry the way back and
 no codes, one customer hub (My service <-> Invoices, sign-out, pay links), "Email me a new
 link" for the demo customer, and a service record that reads like a story."""
+
 from __future__ import annotations
 
 import re
@@ -46,8 +47,14 @@ def _staff_browser(app, db, user):  # type: ignore[no-untyped-def]
 
 
 def _company(db, **values):  # type: ignore[no-untyped-def]
-    db.add(CompanySettings(name="Blue Lagoon Pool Care", email="hello@bluelagoon.example",
-                           office_email="office@bluelagoon.example", **values))
+    db.add(
+        CompanySettings(
+            name="Blue Lagoon Pool Care",
+            email="hello@bluelagoon.example",
+            office_email="office@bluelagoon.example",
+            **values,
+        )
+    )
     db.commit()
 
 
@@ -55,9 +62,19 @@ def _answer_access(client, account, gate_value, safety_value):  # type: ignore[n
     gate, safety = item_id(account, "gate_access"), item_id(account, "safety")
     location = complete(client, stop_before="/step/access")
     html = client.get(location).get_data(as_text=True)
-    response = client.post(location, data=answer_all(html, **{
-        f"i{gate}_answer": "no", f"i{gate}_value": gate_value, f"i{gate}_comment": "new keypad",
-        f"i{safety}_answer": "no", f"i{safety}_value": safety_value}))
+    response = client.post(
+        location,
+        data=answer_all(
+            html,
+            **{
+                f"i{gate}_answer": "no",
+                f"i{gate}_value": gate_value,
+                f"i{gate}_comment": "new keypad",
+                f"i{safety}_answer": "no",
+                f"i{safety}_value": safety_value,
+            },
+        ),
+    )
     assert response.status_code == 302, response.get_data(as_text=True)
 
 
@@ -66,6 +83,7 @@ def _emails(db, kind):  # type: ignore[no-untyped-def]
 
 
 # --- Emails carry the way back, and no codes -----------------------------------------------
+
 
 def test_no_email_carries_a_gate_lock_or_alarm_code(app, client, db, runner, make_account, make_staff):
     """Every email kind a customer account causes, rendered through its real flow with the
@@ -88,18 +106,32 @@ def test_no_email_carries_a_gate_lock_or_alarm_code(app, client, db, runner, mak
     assert complete(client) == "/welcome/thanks"
     page = client.get("/welcome/service").get_data(as_text=True)
     fields = form_fields(page.split('action="/welcome/service/change"', 1)[1])
-    client.post("/welcome/service/change", data={
-        **fields, "item": str(item_id(account, "gate_access")),
-        "details": f"The gate code changes to {LATER_GATE} on Dec 10"})
+    client.post(
+        "/welcome/service/change",
+        data={
+            **fields,
+            "item": str(item_id(account, "gate_access")),
+            "details": f"The gate code changes to {LATER_GATE} on Dec 10",
+        },
+    )
     ask_page = client.get("/welcome/session-ended").get_data(as_text=True)
-    new_link = client.post("/welcome/new-link",
-                           data={**form_fields(ask_page), "email": account.customer.email})
+    new_link = client.post(
+        "/welcome/new-link", data={**form_fields(ask_page), "email": account.customer.email}
+    )
     assert new_link.status_code == 200
     make_invoice(db, db.get(Account, account.id))
 
     kinds = {email.kind for email in db.scalars(select(OutboxEmail))}
-    assert kinds >= {"welcome", "welcome_resent", "reminder", "signed_customer", "differences_alert",
-                     "change_request", "service_link", "invoice"}
+    assert kinds >= {
+        "welcome",
+        "welcome_resent",
+        "reminder",
+        "signed_customer",
+        "differences_alert",
+        "change_request",
+        "service_link",
+        "invoice",
+    }
     result = runner.invoke(args=["outbox", "send"])
     assert result.exit_code == 0, result.output
     files = list(Path(app.config["MAIL_OUTBOX_DIR"]).glob("*.eml"))
@@ -121,8 +153,7 @@ def test_no_email_carries_a_gate_lock_or_alarm_code(app, client, db, runner, mak
     assert "The gate code changes to \N{BULLET}" in change.text_body and "Dec 10" in change.text_body
 
 
-def test_the_confirmation_links_to_my_service_and_office_alerts_to_the_account_page(
-        client, db, invited):
+def test_the_confirmation_links_to_my_service_and_office_alerts_to_the_account_page(client, db, invited):
     _company(db)
     account, path = invited
     open_link(client, path)
@@ -144,6 +175,7 @@ def test_the_confirmation_links_to_my_service_and_office_alerts_to_the_account_p
 
 
 # --- One customer hub ------------------------------------------------------------------------
+
 
 def test_my_service_and_invoices_link_to_each_other_and_sign_out_ends_the_session(client, db, invited):
     account, path = invited
@@ -179,8 +211,7 @@ def test_a_pay_link_reaches_my_service_of_its_own_account_only(app, client, db, 
     assert phone.get("/welcome/step/welcome").headers["Location"] == "/welcome/session-ended"
 
 
-def test_ask_for_a_change_lists_the_agreed_values_not_the_old_promise(
-        client, db, invited, make_staff):
+def test_ask_for_a_change_lists_the_agreed_values_not_the_old_promise(client, db, invited, make_staff):
     account, path = invited
     open_link(client, path)
     _answer_access(client, account, f"Side gate, code {NEW_GATE}", "Toddler at home")
@@ -230,6 +261,7 @@ def test_email_me_a_new_link_reaches_the_demo_customer_before_and_after_signing(
 
 # --- The service record reads like a story ---------------------------------------------------
 
+
 def test_the_account_page_tells_the_record_as_a_story(app, client, db, make_staff):
     _company(db, timezone="America/New_York")
     admin = make_staff("admin", name="Alex Admin")
@@ -237,8 +269,9 @@ def test_the_account_page_tells_the_record_as_a_story(app, client, db, make_staf
     office = _staff_browser(app, db, admin)
     page = office.get("/staff/handoffs/new").get_data(as_text=True)
     sam_id = re.search(r'<option value="(\d+)">Sam Sales</option>', page).group(1)
-    response = office.post("/staff/handoffs/new", data={**form_fields(page), **valid_form(
-        salesperson_id=sam_id, gate_lock="")})
+    response = office.post(
+        "/staff/handoffs/new", data={**form_fields(page), **valid_form(salesperson_id=sam_id, gate_lock="")}
+    )
     assert response.status_code == 302, response.get_data(as_text=True)
     account = db.scalars(select(Account)).one()
     send_welcome(db, account, f"staff:{admin.id}")
@@ -248,8 +281,9 @@ def test_the_account_page_tells_the_record_as_a_story(app, client, db, make_staf
     open_link(customer, "/welcome/t/" + welcome.text_body.split("/welcome/t/")[1].split()[0])
     _answer_access(customer, account, f"Side gate, code {NEW_GATE}", "Toddler at home")
     complete(customer)
-    differences.keep_promise(db, item_id(account, "gate_access"), admin,
-                             "Called Dana: keypad not installed yet")
+    differences.keep_promise(
+        db, item_id(account, "gate_access"), admin, "Called Dana: keypad not installed yet"
+    )
     db.commit()
 
     page = office.get(f"/staff/accounts/{account.id}").get_data(as_text=True)
@@ -272,8 +306,9 @@ def test_the_account_page_tells_the_record_as_a_story(app, client, db, make_staf
     # Stored entries keep their machine fields, and the record API returns those.
     token = api_tokens.create_token(db, "crm").plaintext
     db.commit()
-    body = client.get(f"/api/v1/accounts/{account.id}/record",
-                      headers={"Authorization": f"Bearer {token}"}).get_json()
+    body = client.get(
+        f"/api/v1/accounts/{account.id}/record", headers={"Authorization": f"Bearer {token}"}
+    ).get_json()
     actors = {entry["actor"] for entry in body["entries"]}
     assert f"staff:{admin.id}" in actors and "customer" in actors
     promised = [entry for entry in body["entries"] if entry["event"] == "promised"]

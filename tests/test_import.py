@@ -1,4 +1,5 @@
 """CSV import: the command, every row and file error (nothing imported), the bulk path."""
+
 from __future__ import annotations
 
 import csv
@@ -20,18 +21,35 @@ from tests.conftest import count_rows
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = (Customer, Account, PromiseItem, RecordEntry, OutboxEmail)
 SALES_EMAIL = "sam@example.com"
-HEADER = ["customer_name", "customer_email", "customer_phone", "service_address", "plan", "price",
-          "first_visit", "salesperson_email", "visit_day", "gate_access", "billing", "custom"]
+HEADER = [
+    "customer_name",
+    "customer_email",
+    "customer_phone",
+    "service_address",
+    "plan",
+    "price",
+    "first_visit",
+    "salesperson_email",
+    "visit_day",
+    "gate_access",
+    "billing",
+    "custom",
+]
 
 
 def row(n: int = 0, **changes: str) -> dict[str, str]:
     values = {
-        "customer_name": f"Customer {n}", "customer_email": f"customer{n}@example.com",
-        "customer_phone": "+1 480 555 0134", "service_address": f"{100 + n} W Palm Ln, Phoenix, AZ",
-        "plan": "Weekly full service", "price": "165.00",
+        "customer_name": f"Customer {n}",
+        "customer_email": f"customer{n}@example.com",
+        "customer_phone": "+1 480 555 0134",
+        "service_address": f"{100 + n} W Palm Ln, Phoenix, AZ",
+        "plan": "Weekly full service",
+        "price": "165.00",
         "first_visit": (date.today() + timedelta(days=10)).isoformat(),
-        "salesperson_email": SALES_EMAIL, "visit_day": "Friday",
-        "gate_access": "Side gate, code 4412", "billing": "Card autopay",
+        "salesperson_email": SALES_EMAIL,
+        "visit_day": "Friday",
+        "gate_access": "Side gate, code 4412",
+        "billing": "Card autopay",
         "custom": "Skim the spa | Text before arriving",
     }
     values.update(changes)
@@ -66,6 +84,7 @@ def run_import(runner, path: Path, *args: str):  # type: ignore[no-untyped-def]
 
 # ---------------------------------------------------------------- the happy path
 
+
 def test_a_file_is_imported_with_records_and_welcome_emails(runner, db, sales, tmp_path):
     path = write_csv(tmp_path / "handoffs.csv", [row(1), row(2, price="89.50"), row(3)])
 
@@ -79,12 +98,17 @@ def test_a_file_is_imported_with_records_and_welcome_emails(runner, db, sales, t
     assert {a.salesperson_id for a in accounts} == {sales.id}
     assert {a.status for a in accounts} == {"link_sent"}
     first = accounts[0]
-    assert sorted((i.kind, i.promised_value) for i in first.items) == sorted([
-        ("visit_day", "Friday"), ("gate_access", "Side gate, code 4412"),
-        ("billing", "Card autopay"), ("custom", "Skim the spa"), ("custom", "Text before arriving"),
-        ("price", "Weekly full service, $165.00 per month"),
-        ("start_date", (date.today() + timedelta(days=10)).isoformat()),
-    ])
+    assert sorted((i.kind, i.promised_value) for i in first.items) == sorted(
+        [
+            ("visit_day", "Friday"),
+            ("gate_access", "Side gate, code 4412"),
+            ("billing", "Card autopay"),
+            ("custom", "Skim the spa"),
+            ("custom", "Text before arriving"),
+            ("price", "Weekly full service, $165.00 per month"),
+            ("start_date", (date.today() + timedelta(days=10)).isoformat()),
+        ]
+    )
     for account in accounts:
         entries = record.entries_for(db, account.id)
         assert [e.event for e in entries] == ["promised"] * len(account.items) + ["link_sent"]
@@ -136,25 +160,35 @@ def test_large_files_show_progress_on_stderr(runner, db, sales, tmp_path):
 
 # ---------------------------------------------------------------- errors in rows
 
+
 def test_errors_in_several_rows_are_all_listed_and_nothing_is_imported(runner, db, sales, tmp_path):
-    path = write_csv(tmp_path / "handoffs.csv", [
-        row(1),
-        row(2, customer_email="dana@"),
-        row(3, salesperson_email="ghost@example.com", visit_day="Someday"),
-        row(4),
-        row(5, price="-5"),
-        row(6, first_visit=(date.today() - timedelta(days=1)).isoformat()),
-        row(7, customer_name="", custom="ok | "),
-        row(8, price="12.345"),
-    ])
+    path = write_csv(
+        tmp_path / "handoffs.csv",
+        [
+            row(1),
+            row(2, customer_email="dana@"),
+            row(3, salesperson_email="ghost@example.com", visit_day="Someday"),
+            row(4),
+            row(5, price="-5"),
+            row(6, first_visit=(date.today() - timedelta(days=1)).isoformat()),
+            row(7, customer_name="", custom="ok | "),
+            row(8, price="12.345"),
+        ],
+    )
 
     result = run_import(runner, path)
 
     assert result.exit_code == 1
     lines = result.stderr.splitlines()
-    for expected in ("row 3, customer_email:", "row 4, salesperson_email:", "row 4, visit_day:",
-                     "row 6, price:", "row 7, first_visit:", "row 8, customer_name:",
-                     "row 9, price:"):
+    for expected in (
+        "row 3, customer_email:",
+        "row 4, salesperson_email:",
+        "row 4, visit_day:",
+        "row 6, price:",
+        "row 7, first_visit:",
+        "row 8, customer_name:",
+        "row 9, price:",
+    ):
         assert any(line.startswith(expected) for line in lines), (expected, result.stderr)
     assert not any(line.startswith(("row 2,", "row 5,")) for line in lines)
     assert "7 error(s) in handoffs.csv; nothing was imported." in result.stderr
@@ -163,8 +197,7 @@ def test_errors_in_several_rows_are_all_listed_and_nothing_is_imported(runner, d
 
 def test_price_cents_column_and_its_errors(runner, db, sales, tmp_path):
     header = [c if c != "price" else "price_cents" for c in HEADER]
-    path = write_csv(tmp_path / "cents.csv", [row(1, price_cents="16500"), row(2, price_cents="1.5")],
-                     header)
+    path = write_csv(tmp_path / "cents.csv", [row(1, price_cents="16500"), row(2, price_cents="1.5")], header)
     result = run_import(runner, path)
     assert result.exit_code == 1
     assert "row 3, price_cents: Give the price as a whole number of cents" in result.stderr
@@ -177,8 +210,9 @@ def test_price_cents_column_and_its_errors(runner, db, sales, tmp_path):
 
 
 def test_a_row_with_a_multiline_value_is_one_row(runner, db, sales, tmp_path):
-    path = write_csv(tmp_path / "handoffs.csv", [row(1, gate_access="Side gate\ncode 4412"),
-                                                 row(2, customer_email="bad")])
+    path = write_csv(
+        tmp_path / "handoffs.csv", [row(1, gate_access="Side gate\ncode 4412"), row(2, customer_email="bad")]
+    )
     result = run_import(runner, path)
     # Row 2 starts on line 2 and ends on line 3; the next row starts on line 4.
     assert "row 4, customer_email:" in result.stderr
@@ -186,7 +220,9 @@ def test_a_row_with_a_multiline_value_is_one_row(runner, db, sales, tmp_path):
 
 
 def test_the_same_customer_and_address_twice_in_a_file(runner, db, sales, tmp_path):
-    duplicate = row(1, service_address=" 101  w palm ln, phoenix, az ", customer_email="CUSTOMER1@example.com")
+    duplicate = row(
+        1, service_address=" 101  w palm ln, phoenix, az ", customer_email="CUSTOMER1@example.com"
+    )
     path = write_csv(tmp_path / "handoffs.csv", [row(1), row(2), duplicate])
     result = run_import(runner, path)
     assert result.exit_code == 1
@@ -217,6 +253,7 @@ def test_one_customer_with_two_pools_gets_two_accounts_each_owning_its_contact(r
 
 # ---------------------------------------------------------------- errors in the file
 
+
 def _csv_text(rows: list[list[str]]) -> bytes:
     return "".join(",".join(r) + "\r\n" for r in rows).encode()
 
@@ -224,23 +261,37 @@ def _csv_text(rows: list[list[str]]) -> bytes:
 VALID = [row(1)[c] if "," not in row(1)[c] else f'"{row(1)[c]}"' for c in HEADER]
 
 
-@pytest.mark.parametrize("content, expected", [
-    (b"", "file, file: The file is empty"),
-    (b"  \r\n\r\n", "file, file: The file is empty"),
-    (_csv_text([HEADER]), "file, file: The file has a header but no handoffs."),
-    (_csv_text([HEADER + ["colour"], VALID + ["blue"]]), "row 1, colour: Unknown column."),
-    (_csv_text([[c for c in HEADER if c != "plan"], VALID[:4] + VALID[5:]]),
-     "row 1, plan: This required column is missing."),
-    (_csv_text([[c for c in HEADER if c != "price"], VALID[:5] + VALID[6:]]),
-     "row 1, price: Add a price column"),
-    (_csv_text([HEADER + ["plan"], VALID + ["Weekly"]]), "row 1, plan: This column appears more than once."),
-    (_csv_text([HEADER, VALID]).replace(b"Customer 1", "Zoë".encode("latin-1")),
-     "row 2, encoding: This line is not UTF-8"),
-    (_csv_text([HEADER, VALID + ["extra"]]), "row 2, columns: 13 values, but the header has 12"),
-    (_csv_text([HEADER, VALID[:5]]), "row 2, columns: 5 values, but the header has 12"),
-    (_csv_text([HEADER, VALID, ['"unclosed', *VALID[1:]]]).replace(b'"unclosed,', b'"unclosed"x,'),
-     "row 3, file: The CSV cannot be read here"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"", "file, file: The file is empty"),
+        (b"  \r\n\r\n", "file, file: The file is empty"),
+        (_csv_text([HEADER]), "file, file: The file has a header but no handoffs."),
+        (_csv_text([HEADER + ["colour"], VALID + ["blue"]]), "row 1, colour: Unknown column."),
+        (
+            _csv_text([[c for c in HEADER if c != "plan"], VALID[:4] + VALID[5:]]),
+            "row 1, plan: This required column is missing.",
+        ),
+        (
+            _csv_text([[c for c in HEADER if c != "price"], VALID[:5] + VALID[6:]]),
+            "row 1, price: Add a price column",
+        ),
+        (
+            _csv_text([HEADER + ["plan"], VALID + ["Weekly"]]),
+            "row 1, plan: This column appears more than once.",
+        ),
+        (
+            _csv_text([HEADER, VALID]).replace(b"Customer 1", "Zoë".encode("latin-1")),
+            "row 2, encoding: This line is not UTF-8",
+        ),
+        (_csv_text([HEADER, VALID + ["extra"]]), "row 2, columns: 13 values, but the header has 12"),
+        (_csv_text([HEADER, VALID[:5]]), "row 2, columns: 5 values, but the header has 12"),
+        (
+            _csv_text([HEADER, VALID, ['"unclosed', *VALID[1:]]]).replace(b'"unclosed,', b'"unclosed"x,'),
+            "row 3, file: The CSV cannot be read here",
+        ),
+    ],
+)
 def test_file_level_errors_import_nothing(runner, db, sales, tmp_path, content, expected):
     path = tmp_path / "handoffs.csv"
     path.write_bytes(content)
@@ -284,6 +335,7 @@ def test_a_database_failure_midway_rolls_back_every_batch(runner, db, sales, tmp
 
 # ---------------------------------------------------------------- the bulk path
 
+
 def _snapshot(db: Session) -> list[dict[str, Any]]:
     """Everything a handoff wrote, without ids and times, in account order. (Not the
     optimistic-lock version: one path inserts the account whole, the other updates it.)"""
@@ -291,8 +343,9 @@ def _snapshot(db: Session) -> list[dict[str, Any]]:
     accounts = db.scalars(select(Account).order_by(Account.id)).all()
     snapshot = []
     for account in accounts:
-        items = db.scalars(select(PromiseItem).where(PromiseItem.account_id == account.id)
-                           .order_by(PromiseItem.position)).all()
+        items = db.scalars(
+            select(PromiseItem).where(PromiseItem.account_id == account.id).order_by(PromiseItem.position)
+        ).all()
         position = {item.id: item.position for item in items}
         emails = db.scalars(select(OutboxEmail).where(OutboxEmail.account_id == account.id)).all()
         email_ids = {email.id: n for n, email in enumerate(emails)}
@@ -302,47 +355,114 @@ def _snapshot(db: Session) -> list[dict[str, Any]]:
         url = re.search(r"https?://\S+/welcome/t/(\S+)", emails[0].text_body) if emails else None
         if url:
             assert links.check_token(db, url.group(1)).account.id == account.id
-        snapshot.append({
-            "account": {name: getattr(account, name) for name in (
-                "service_address", "plan", "price_cents", "first_visit", "salesperson_id", "status",
-                "why_chose_us", "concerns", "contact_preference")},
-            "link": (account.link_nonce_hash is not None, account.link_sent_at is not None),
-            "customer": (account.customer.name, account.customer.email, account.customer.phone,
-                         account.customer_id == accounts[0].customer_id),
-            "items": [(i.kind, i.label, i.promised_value, i.promised_by_id, i.position,
-                       i.current_outcome, seq_of.get(i.latest_entry_id)) for i in items],
-            "entries": [(e.seq, e.event, position.get(e.item_id), e.promised_value, e.confirmed_value,
-                         e.outcome, e.actor, e.note, e.request_id,
-                         {**e.details, "email_id": email_ids.get(e.details.get("email_id"))})
-                        for e in entries],
-            "states": [(s.item.kind, s.outcome, s.current_value) for s in record.item_states(db, account)],
-            "emails": [(e.kind, e.to_address, e.subject, e.status,
+        snapshot.append(
+            {
+                "account": {
+                    name: getattr(account, name)
+                    for name in (
+                        "service_address",
+                        "plan",
+                        "price_cents",
+                        "first_visit",
+                        "salesperson_id",
+                        "status",
+                        "why_chose_us",
+                        "concerns",
+                        "contact_preference",
+                    )
+                },
+                "link": (account.link_nonce_hash is not None, account.link_sent_at is not None),
+                "customer": (
+                    account.customer.name,
+                    account.customer.email,
+                    account.customer.phone,
+                    account.customer_id == accounts[0].customer_id,
+                ),
+                "items": [
+                    (
+                        i.kind,
+                        i.label,
+                        i.promised_value,
+                        i.promised_by_id,
+                        i.position,
+                        i.current_outcome,
+                        seq_of.get(i.latest_entry_id),
+                    )
+                    for i in items
+                ],
+                "entries": [
+                    (
+                        e.seq,
+                        e.event,
+                        position.get(e.item_id),
+                        e.promised_value,
+                        e.confirmed_value,
+                        e.outcome,
+                        e.actor,
+                        e.note,
+                        e.request_id,
+                        {**e.details, "email_id": email_ids.get(e.details.get("email_id"))},
+                    )
+                    for e in entries
+                ],
+                "states": [
+                    (s.item.kind, s.outcome, s.current_value) for s in record.item_states(db, account)
+                ],
+                "emails": [
+                    (
+                        e.kind,
+                        e.to_address,
+                        e.subject,
+                        e.status,
                         re.sub(r"/welcome/t/\S+", "/welcome/t/TOKEN", e.text_body),
-                        re.sub(r"/welcome/t/[^\"\s]+", "/welcome/t/TOKEN", e.html_body))
-                       for e in emails],
-        })
+                        re.sub(r"/welcome/t/[^\"\s]+", "/welcome/t/TOKEN", e.html_body),
+                    )
+                    for e in emails
+                ],
+            }
+        )
     return snapshot
 
 
 def _incoming(db: Session, sales) -> list[Any]:  # type: ignore[no-untyped-def]
     today = date.today()
     bodies = [
-        {"customer": {"name": "Dana Reyes", "email": "dana@example.com", "phone": "+1 480 555 0134"},
-         "service_address": "1820 W Palm Ln", "plan": "Weekly", "price_cents": 16500,
-         "first_visit": (today + timedelta(days=5)).isoformat(), "salesperson_email": SALES_EMAIL,
-         "promises": [{"kind": "visit_day", "value": "fri"}, {"kind": "custom", "value": "Spa",
-                                                              "label": "Spa care"}],
-         "why_chose_us": "Reviews", "concerns": "Skipped weeks", "contact_preference": "Text"},
+        {
+            "customer": {"name": "Dana Reyes", "email": "dana@example.com", "phone": "+1 480 555 0134"},
+            "service_address": "1820 W Palm Ln",
+            "plan": "Weekly",
+            "price_cents": 16500,
+            "first_visit": (today + timedelta(days=5)).isoformat(),
+            "salesperson_email": SALES_EMAIL,
+            "promises": [
+                {"kind": "visit_day", "value": "fri"},
+                {"kind": "custom", "value": "Spa", "label": "Spa care"},
+            ],
+            "why_chose_us": "Reviews",
+            "concerns": "Skipped weeks",
+            "contact_preference": "Text",
+        },
         # The same customer again, at a second address: two accounts, each with its own contact.
-        {"customer": {"name": "Dana Reyes", "email": "dana@example.com", "phone": ""},
-         "service_address": "9 Lake Dr", "plan": "Bi-weekly", "price_cents": 8950,
-         "first_visit": (today + timedelta(days=9)).isoformat(),
-         "promises": [{"kind": "start_date", "value": "After the holidays"},
-                      {"kind": "price", "value": "First month free"}]},
-        {"customer": {"name": "Marcus Lee", "email": "marcus@example.com"},
-         "service_address": "77 E Camelback Rd", "plan": "Weekly", "price_cents": 18900,
-         "first_visit": (today + timedelta(days=30)).isoformat(), "salesperson_email": SALES_EMAIL,
-         "promises": []},
+        {
+            "customer": {"name": "Dana Reyes", "email": "dana@example.com", "phone": ""},
+            "service_address": "9 Lake Dr",
+            "plan": "Bi-weekly",
+            "price_cents": 8950,
+            "first_visit": (today + timedelta(days=9)).isoformat(),
+            "promises": [
+                {"kind": "start_date", "value": "After the holidays"},
+                {"kind": "price", "value": "First month free"},
+            ],
+        },
+        {
+            "customer": {"name": "Marcus Lee", "email": "marcus@example.com"},
+            "service_address": "77 E Camelback Rd",
+            "plan": "Weekly",
+            "price_cents": 18900,
+            "first_visit": (today + timedelta(days=30)).isoformat(),
+            "salesperson_email": SALES_EMAIL,
+            "promises": [],
+        },
     ]
     salespeople = {SALES_EMAIL: sales}
     return [parse_incoming(body, salespeople.get) for body in bodies]
@@ -352,8 +472,9 @@ def _incoming(db: Session, sales) -> list[Any]:  # type: ignore[no-untyped-def]
 def test_the_bulk_path_writes_what_the_one_by_one_path_writes(db, sales, monkeypatch, send):
     monkeypatch.setattr(imports, "BATCH_SIZE", 2)  # a customer seen again across batches too
     incoming = _incoming(db, sales)
-    imports.import_rows(db, [imports.ParsedRow(n, h) for n, h in enumerate(incoming)],
-                        send=send, actor="import:test")
+    imports.import_rows(
+        db, [imports.ParsedRow(n, h) for n, h in enumerate(incoming)], send=send, actor="import:test"
+    )
     bulk = _snapshot(db)
     db.rollback()
     assert count_rows(db, Account) == 0
@@ -365,7 +486,7 @@ def test_the_bulk_path_writes_what_the_one_by_one_path_writes(db, sales, monkeyp
     one_by_one = _snapshot(db)
 
     assert len(bulk) == 3
-    for bulk_account, reference in zip(bulk, one_by_one):
+    for bulk_account, reference in zip(bulk, one_by_one, strict=True):
         for key, value in bulk_account.items():
             assert value == reference[key], key  # names the part that drifted
     assert bulk == one_by_one

@@ -1,5 +1,6 @@
 """Logos saved as a path inside static/ (before uploads, tests/test_settings.py) keep showing;
 migration 0007 moved saved site paths inside static/ and dropped the rest."""
+
 from __future__ import annotations
 
 import pytest
@@ -19,8 +20,9 @@ def admin(staff, make_staff):
 
 
 def test_a_logo_saved_as_a_path_inside_static_still_shows_until_an_upload_replaces_it(client, db, admin):
-    db.add(CompanySettings(name="Blue Lagoon", brand_color="#123456", currency="USD",
-                           logo_url="img/logo.png"))
+    db.add(
+        CompanySettings(name="Blue Lagoon", brand_color="#123456", currency="USD", logo_url="img/logo.png")
+    )
     db.commit()
     page = client.get("/staff/").get_data(as_text=True)
     assert '<img src="/static/img/logo.png"' in page.split("</header>")[0]
@@ -31,7 +33,8 @@ def test_a_logo_saved_as_a_path_inside_static_still_shows_until_an_upload_replac
 
 
 def test_the_migration_moves_saved_site_paths_inside_static_and_drops_the_rest(
-        empty_database_url, tmp_path, monkeypatch):  # noqa: F811
+    empty_database_url, tmp_path, monkeypatch
+):
     monkeypatch.setenv("PORTAL_INSTANCE_PATH", str(tmp_path / "instance"))
     app = create_app({**TEST_SETTINGS, "DATABASE_URL": empty_database_url})
     engine = app.extensions["portal.engine"]
@@ -40,10 +43,14 @@ def test_the_migration_moves_saved_site_paths_inside_static_and_drops_the_rest(
         migrate.downgrade(app, "base")
         migrate.upgrade(app, "0006")
         with engine.begin() as conn:
-            conn.execute(text("INSERT INTO company_settings (id, name, phone, email, office_email, "
-                              "logo_url, brand_color, currency, timezone, readiness_checklist) "
-                              "VALUES (1, 'Co', '', '', '', :logo, '#000000', 'USD', 'UTC', '[]')"),
-                         {"logo": logo})
+            conn.execute(
+                text(
+                    "INSERT INTO company_settings (id, name, phone, email, office_email, "
+                    "logo_url, brand_color, currency, timezone, readiness_checklist) "
+                    "VALUES (1, 'Co', '', '', '', :logo, '#000000', 'USD', 'UTC', '[]')"
+                ),
+                {"logo": logo},
+            )
         migrate.upgrade(app, revision)
         with engine.connect() as conn:
             return conn.execute(text("SELECT logo_url FROM company_settings")).scalar_one()
@@ -56,7 +63,8 @@ def test_the_migration_moves_saved_site_paths_inside_static_and_drops_the_rest(
         assert saved_logo_after("/static/logo.png", "head") == "logo.png"
         migrate.downgrade(app, "0006")
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT logo_url FROM company_settings")).scalar_one() == \
-                "/static/logo.png"
+            assert (
+                conn.execute(text("SELECT logo_url FROM company_settings")).scalar_one() == "/static/logo.png"
+            )
     finally:
         engine.dispose()

@@ -2,6 +2,7 @@
 demo login and a link on the port asked for, serves the demo with a working login, and its worker
 delivers a welcome email to instance/outbox/ within seconds, which the account page then shows.
 Ctrl-C stops the web server and the worker both."""
+
 from __future__ import annotations
 
 import http.cookiejar
@@ -34,8 +35,14 @@ def _free_port() -> int:
 
 
 def _flask(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=ROOT,
-                            env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -64,8 +71,14 @@ class MakeRun:
     def __init__(self, env: dict[str, str]) -> None:
         # -o install: the venv this suite runs in is installed; make run would only check it.
         self.process = subprocess.Popen(
-            ["make", "--no-print-directory", "-o", "install", "run"], cwd=ROOT, env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+            ["make", "--no-print-directory", "-o", "install", "run"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -99,16 +112,27 @@ class MakeRun:
 def test_make_run_serves_the_demo_and_its_worker_delivers_the_welcome_email(tmp_path):
     instance = tmp_path / "instance"
     port = _free_port()
-    env = {**os.environ, "PORTAL_INSTANCE_PATH": str(instance), "PORTAL_ENV": "development",
-           "PORT": str(port), "MAIL_BACKEND": "file"}
-    for name in ("SECRET_KEY", "DATABASE_URL", "TEST_DATABASE_URL", "PUBLIC_BASE_URL",
-                 "MAIL_OUTBOX_DIR", "MAKEFLAGS", "MAKELEVEL"):
+    env = {
+        **os.environ,
+        "PORTAL_INSTANCE_PATH": str(instance),
+        "PORTAL_ENV": "development",
+        "PORT": str(port),
+        "MAIL_BACKEND": "file",
+    }
+    for name in (
+        "SECRET_KEY",
+        "DATABASE_URL",
+        "TEST_DATABASE_URL",
+        "PUBLIC_BASE_URL",
+        "MAIL_OUTBOX_DIR",
+        "MAKEFLAGS",
+        "MAKELEVEL",
+    ):
         env.pop(name, None)
     run = MakeRun(env)
     try:
         base = f"http://127.0.0.1:{port}"
-        opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
 
         def login_page() -> str | None:
             if run.process.poll() is not None:
@@ -125,16 +149,18 @@ def test_make_run_serves_the_demo_and_its_worker_delivers_the_welcome_email(tmp_
         assert "Blue Lagoon Pool Care" in page
 
         token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
-        body = urllib.parse.urlencode({"csrf_token": token, "email": "admin@example.com",
-                                       "password": "demo-password"}).encode()
+        body = urllib.parse.urlencode(
+            {"csrf_token": token, "email": "admin@example.com", "password": "demo-password"}
+        ).encode()
         dashboard = opener.open(f"{base}/staff/login", data=body, timeout=5).read().decode()
         assert "Dana Reyes" in dashboard
 
         account = opener.open(f"{base}/staff/accounts/1", timeout=5).read().decode()
         send = re.search(r'action="/staff/accounts/1/send".*?</form>', account, re.S).group(0)
         fields = dict(re.findall(r'name="(csrf_token|form_id)" type="hidden" value="([^"]+)"', send))
-        opener.open(f"{base}/staff/accounts/1/send", data=urllib.parse.urlencode(fields).encode(),
-                    timeout=5).read()
+        opener.open(
+            f"{base}/staff/accounts/1/send", data=urllib.parse.urlencode(fields).encode(), timeout=5
+        ).read()
 
         # Nobody runs `outbox send`: the worker make run started delivers it.
         outbox = instance / "outbox"
@@ -145,11 +171,15 @@ def test_make_run_serves_the_demo_and_its_worker_delivers_the_welcome_email(tmp_
         assert message["Reply-To"] == "hello@bluelagoon.example"
         assert f"{base}/welcome/t/" in message.get_body(("plain",)).get_content()
 
-        shown = _until(lambda: (lambda html: html if eml.name in html else None)(
-            opener.open(f"{base}/staff/accounts/1", timeout=5).read().decode()),
-            "the account page naming the .eml")
-        assert re.search(r"welcome to dana@example\.com.*?status-sent\">sent</span>.*?"
-                         + re.escape(eml.name), shown, re.S)
+        shown = _until(
+            lambda: (lambda html: html if eml.name in html else None)(
+                opener.open(f"{base}/staff/accounts/1", timeout=5).read().decode()
+            ),
+            "the account page naming the .eml",
+        )
+        assert re.search(
+            r"welcome to dana@example\.com.*?status-sent\">sent</span>.*?" + re.escape(eml.name), shown, re.S
+        )
 
         pids = dict(re.findall(r"(web|worker)\.1 started \(pid=(\d+)\)", run.output))
         assert set(pids) == {"web", "worker"}
@@ -166,8 +196,14 @@ def test_make_run_serves_the_demo_and_its_worker_delivers_the_welcome_email(tmp_
 
 def _make_dry_run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """`make -n`: the commands a target would run, printed and not run."""
-    return subprocess.run(["make", "--no-print-directory", "-n", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60, env=env)
+    return subprocess.run(
+        ["make", "--no-print-directory", "-n", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
 
 
 def _phony_targets() -> list[str]:
@@ -177,8 +213,17 @@ def _phony_targets() -> list[str]:
 
 def test_every_target_the_makefile_names_has_a_rule_and_the_readme_lists_them_all():
     targets = _phony_targets()
-    assert {"install", "lock", "run", "test", "test-sqlite", "test-postgres", "lint", "worker",
-            "bench"} <= set(targets)
+    assert {
+        "install",
+        "lock",
+        "run",
+        "test",
+        "test-sqlite",
+        "test-postgres",
+        "lint",
+        "worker",
+        "bench",
+    } <= set(targets)
     for target in targets:
         result = _make_dry_run(target)
         assert result.returncode == 0, f"make {target}: {result.stderr}"
@@ -200,6 +245,6 @@ def test_install_takes_the_versions_from_the_lockfile():
     assert {"flask", "sqlalchemy", "icalendar", "pytest", "ruff", "mypy", "uv"} <= set(pins)
     assert "--hash=sha256:" in lock
     commands = _make_dry_run("-W", "pyproject.toml", "install").stdout
-    assert f'uv=={pins["uv"]}' in commands
+    assert f"uv=={pins['uv']}" in commands
     assert "--require-hashes requirements.lock" in commands
     assert "--no-deps -e ." in commands

@@ -1,4 +1,5 @@
 """Migrations build the schema from empty on the database under test, and take it down again."""
+
 from __future__ import annotations
 
 import os
@@ -52,7 +53,8 @@ def _tables(url: str) -> set[str]:
 
 
 def test_migrations_build_every_model_table_from_empty_and_tear_it_down(
-        empty_database_url, tmp_path, monkeypatch):
+    empty_database_url, tmp_path, monkeypatch
+):
     monkeypatch.setenv("PORTAL_INSTANCE_PATH", str(tmp_path / "instance"))
     app = create_app({**TEST_SETTINGS, "DATABASE_URL": empty_database_url})
     assert _tables(empty_database_url) == set()
@@ -67,12 +69,20 @@ def test_migrations_build_every_model_table_from_empty_and_tear_it_down(
     engine = make_engine(empty_database_url)
     with engine.connect() as conn:
         if BACKEND == "postgres":
-            triggers = conn.execute(text(
-                "SELECT tgname FROM pg_trigger WHERE tgrelid = 'record_entries'::regclass "
-                "AND NOT tgisinternal")).scalars().all()
+            triggers = (
+                conn.execute(
+                    text(
+                        "SELECT tgname FROM pg_trigger WHERE tgrelid = 'record_entries'::regclass "
+                        "AND NOT tgisinternal"
+                    )
+                )
+                .scalars()
+                .all()
+            )
         else:
-            triggers = conn.execute(text(
-                "SELECT name FROM sqlite_master WHERE type = 'trigger'")).scalars().all()
+            triggers = (
+                conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger'")).scalars().all()
+            )
     engine.dispose()
     app.extensions["portal.engine"].dispose()
     assert triggers
@@ -86,9 +96,16 @@ def test_models_and_migrations_agree(database_template, tmp_path, monkeypatch):
     url = database_template if BACKEND == "postgres" else f"sqlite:///{database_template}"
     engine = make_engine(url)
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={
-            "compare_type": True,
-            "include_name": lambda name, _type, _parents: not is_database_only(name)}), Base.metadata)
+        diff = compare_metadata(
+            MigrationContext.configure(
+                conn,
+                opts={
+                    "compare_type": True,
+                    "include_name": lambda name, _type, _parents: not is_database_only(name),
+                },
+            ),
+            Base.metadata,
+        )
     engine.dispose()
     assert diff == []
 
@@ -101,7 +118,8 @@ def _lift_update_guard(conn) -> None:
 
 
 def test_0004_re_signs_an_existing_record_with_the_record_key_and_refuses_a_broken_one(
-        empty_database_url, tmp_path, monkeypatch):
+    empty_database_url, tmp_path, monkeypatch
+):
     from portal import record
     from portal.demo import demo_handoff
     from portal.handoffs import create_handoff
@@ -132,8 +150,10 @@ def test_0004_re_signs_an_existing_record_with_the_record_key_and_refuses_a_brok
     with engine.begin() as conn:
         _lift_update_guard(conn)
         sha256_chain(conn, ids[1])
-        conn.execute(text("UPDATE record_entries SET note = 'rewritten' WHERE account_id = :a AND seq = 2"),
-                     {"a": ids[1]})
+        conn.execute(
+            text("UPDATE record_entries SET note = 'rewritten' WHERE account_id = :a AND seq = 2"),
+            {"a": ids[1]},
+        )
     engine.dispose()
     with pytest.raises(RuntimeError, match=f"Account {ids[1]}: the service record is broken at entry 2"):
         migrate.upgrade(app)
@@ -141,22 +161,33 @@ def test_0004_re_signs_an_existing_record_with_the_record_key_and_refuses_a_brok
 
 
 def test_the_upgrade_gives_each_account_of_a_shared_customer_its_own_copy(
-        empty_database_url, tmp_path, monkeypatch):
+    empty_database_url, tmp_path, monkeypatch
+):
     """Before 0006 two handoffs could share a customer row; the upgrade splits it, data copied."""
     monkeypatch.setenv("PORTAL_INSTANCE_PATH", str(tmp_path / "instance"))
     app = create_app({**TEST_SETTINGS, "DATABASE_URL": empty_database_url})
     migrate.upgrade(app, "0005")
     engine = make_engine(empty_database_url)
-    account = ("INSERT INTO accounts (id, customer_id, service_address, plan, price_cents, status, "
-               "why_chose_us, concerns, contact_preference, reminders_sent, created_at, updated_at, "
-               "version) VALUES (:id, :customer, :address, 'Weekly', 16500, 'draft', '', '', '', 0, "
-               "'2026-01-02 03:04:05', '2026-01-02 03:04:05', 1)")
+    account = (
+        "INSERT INTO accounts (id, customer_id, service_address, plan, price_cents, status, "
+        "why_chose_us, concerns, contact_preference, reminders_sent, created_at, updated_at, "
+        "version) VALUES (:id, :customer, :address, 'Weekly', 16500, 'draft', '', '', '', 0, "
+        "'2026-01-02 03:04:05', '2026-01-02 03:04:05', 1)"
+    )
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO customers (id, name, email, phone, created_at) VALUES "
-                          "(1, 'Dana Reyes', 'dana@example.com', '+1 480 555 0134', '2026-01-02 03:04:05'), "
-                          "(2, 'Lee Alone', 'lee@example.com', '', '2026-01-02 03:04:05')"))
-        for account_id, customer_id, address in ((10, 1, "1 Palm Ln"), (11, 1, "9 Lake Dr"),
-                                                 (12, 1, "4 Elm St"), (13, 2, "7 Oak Ave")):
+        conn.execute(
+            text(
+                "INSERT INTO customers (id, name, email, phone, created_at) VALUES "
+                "(1, 'Dana Reyes', 'dana@example.com', '+1 480 555 0134', '2026-01-02 03:04:05'), "
+                "(2, 'Lee Alone', 'lee@example.com', '', '2026-01-02 03:04:05')"
+            )
+        )
+        for account_id, customer_id, address in (
+            (10, 1, "1 Palm Ln"),
+            (11, 1, "9 Lake Dr"),
+            (12, 1, "4 Elm St"),
+            (13, 2, "7 Oak Ave"),
+        ):
             conn.execute(text(account), {"id": account_id, "customer": customer_id, "address": address})
     if BACKEND == "postgres":
         with engine.begin() as conn:  # the rows above took their ids by hand
@@ -165,9 +196,12 @@ def test_the_upgrade_gives_each_account_of_a_shared_customer_its_own_copy(
     migrate.upgrade(app)
 
     with engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT a.id, c.id, c.name, c.email, c.phone, c.created_at FROM accounts a "
-            "JOIN customers c ON c.id = a.customer_id ORDER BY a.id")).all()
+        rows = conn.execute(
+            text(
+                "SELECT a.id, c.id, c.name, c.email, c.phone, c.created_at FROM accounts a "
+                "JOIN customers c ON c.id = a.customer_id ORDER BY a.id"
+            )
+        ).all()
         customer_count = conn.execute(text("SELECT count(*) FROM customers")).scalar_one()
     engine.dispose()
     app.extensions["portal.engine"].dispose()
@@ -193,17 +227,27 @@ app = create_app()
 
 
 def _flask(app: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "flask", "--app", app, *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "flask", "--app", app, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_db_revision_writes_what_the_models_have_and_the_database_lacks(empty_database_url, tmp_path):
     (tmp_path / "changed_app.py").write_text(CHANGED_APP)
     versions = tmp_path / "versions"
     versions.mkdir()
-    env = {**os.environ, "DATABASE_URL": empty_database_url, "PORTAL_ENV": "development",
-           "PORTAL_INSTANCE_PATH": str(tmp_path / "instance"),
-           "PYTHONPATH": os.pathsep.join((str(tmp_path), str(ROOT)))}
+    env = {
+        **os.environ,
+        "DATABASE_URL": empty_database_url,
+        "PORTAL_ENV": "development",
+        "PORTAL_INSTANCE_PATH": str(tmp_path / "instance"),
+        "PYTHONPATH": os.pathsep.join((str(tmp_path), str(ROOT))),
+    }
     env.pop("SECRET_KEY", None)
     assert _flask("wsgi", env, "db", "upgrade").returncode == 0
     head = ScriptDirectory.from_config(migrate.alembic_config(empty_database_url)).get_heads()
@@ -213,8 +257,9 @@ def test_db_revision_writes_what_the_models_have_and_the_database_lacks(empty_da
     assert "No changes" in unchanged.stdout
     assert list(versions.iterdir()) == []
 
-    changed = _flask("changed_app", env, "db", "revision", "-m", "add customer nickname",
-                     "--versions-dir", str(versions))
+    changed = _flask(
+        "changed_app", env, "db", "revision", "-m", "add customer nickname", "--versions-dir", str(versions)
+    )
     assert changed.returncode == 0, changed.stderr
     [written] = versions.glob("*.py")
     assert written.name.endswith("_add_customer_nickname.py")
@@ -222,9 +267,22 @@ def test_db_revision_writes_what_the_models_have_and_the_database_lacks(empty_da
     source = written.read_text()
     assert "nickname" in source and "customers" in source
     assert f"down_revision = {head[0]!r}" in source
-    lint = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--stdin-filename",
-                           f"migrations/versions/{written.name}", "-"],
-                          input=source, cwd=ROOT, capture_output=True, text=True)
+    lint = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ruff",
+            "check",
+            "--no-cache",
+            "--stdin-filename",
+            f"migrations/versions/{written.name}",
+            "-",
+        ],
+        input=source,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert lint.returncode == 0, lint.stdout
 
     # The file is a working migration: it adds the column, and takes it away again.
@@ -242,15 +300,21 @@ def test_db_revision_writes_what_the_models_have_and_the_database_lacks(empty_da
 def test_db_revision_refuses_a_database_behind_the_latest_migration(empty_database_url, tmp_path):
     versions = tmp_path / "versions"
     versions.mkdir()
-    env = {**os.environ, "DATABASE_URL": empty_database_url, "PORTAL_ENV": "development",
-           "PORTAL_INSTANCE_PATH": str(tmp_path / "instance")}
+    env = {
+        **os.environ,
+        "DATABASE_URL": empty_database_url,
+        "PORTAL_ENV": "development",
+        "PORTAL_INSTANCE_PATH": str(tmp_path / "instance"),
+    }
     result = _flask("wsgi", env, "db", "revision", "-m", "too early", "--versions-dir", str(versions))
     assert result.returncode != 0
     assert "not up to date" in result.stderr
     assert list(versions.iterdir()) == []
     [empty] = [
-        _flask("wsgi", env, "db", "revision", "-m", "fill by hand", "--empty", "--versions-dir",
-               str(versions)).returncode]
+        _flask(
+            "wsgi", env, "db", "revision", "-m", "fill by hand", "--empty", "--versions-dir", str(versions)
+        ).returncode
+    ]
     assert empty == 0
     [blank] = versions.glob("*_fill_by_hand.py")
     assert "def upgrade() -> None:\n    pass" in blank.read_text()
@@ -269,12 +333,20 @@ def test_0009_makes_existing_accounts_searchable_and_counted(empty_database_url,
         session = app.extensions["portal.sessionmaker"]()
         # Today's model has staff columns that later migrations add: the seller is written
         # as 0008 knew it and read with only those columns.
-        seller_id = session.execute(text(
-            "INSERT INTO staff_users (email, name, password_hash, role, active, session_token, "
-            "created_at) VALUES ('sam@example.com', 'Sam', 'x', 'sales', true, 'token-sam', "
-            "'2026-01-02 03:04:05') RETURNING id")).scalar_one()
-        seller = session.get(StaffUser, seller_id, options=[load_only(
-            StaffUser.id, StaffUser.email, StaffUser.name, StaffUser.role, StaffUser.active)])
+        seller_id = session.execute(
+            text(
+                "INSERT INTO staff_users (email, name, password_hash, role, active, session_token, "
+                "created_at) VALUES ('sam@example.com', 'Sam', 'x', 'sales', true, 'token-sam', "
+                "'2026-01-02 03:04:05') RETURNING id"
+            )
+        ).scalar_one()
+        seller = session.get(
+            StaffUser,
+            seller_id,
+            options=[
+                load_only(StaffUser.id, StaffUser.email, StaffUser.name, StaffUser.role, StaffUser.active)
+            ],
+        )
         for name in ("José Núñez", "Dana Reyes"):
             data = demo_handoff()
             data.customer_name, data.customer_email = name, f"{name.split()[0].lower()}@example.com"

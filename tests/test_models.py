@@ -1,4 +1,5 @@
 """Model-level guarantees other features lean on."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,6 @@
 """The staff navigation shows each role exactly what it may use, and whatever it leaves out is
 refused when asked for directly."""
+
 from __future__ import annotations
 
 import re
@@ -39,11 +40,13 @@ def test_each_role_sees_exactly_its_entries_and_each_one_opens(app, client, staf
 
 
 @pytest.mark.parametrize("role", sorted(EXPECTED))
-def test_every_entry_a_role_does_not_see_is_refused_when_asked_for_directly(app, client, staff,
-                                                                          make_staff, role):
+def test_every_entry_a_role_does_not_see_is_refused_when_asked_for_directly(
+    app, client, staff, make_staff, role
+):
     staff.login(make_staff(role))
-    hidden = [entry for entry in NAV if entry.endpoint in app.view_functions
-              and entry.label not in EXPECTED[role]]
+    hidden = [
+        entry for entry in NAV if entry.endpoint in app.view_functions and entry.label not in EXPECTED[role]
+    ]
     assert hidden or role == "admin"
     with app.test_request_context():
         from flask import url_for

@@ -1,5 +1,6 @@
 """Outbox delivery against a real SMTP server (aiosmtpd) and the file backend: every email once,
 also with two senders; failures retried with backoff; permanent failures on the record."""
+
 from __future__ import annotations
 
 import os
@@ -33,7 +34,7 @@ LINK = re.compile(r"http://localhost/welcome/t/([\w.-]+)")
 
 
 @pytest.fixture
-def smtp(app: Flask, smtp_server: SmtpServer) -> SmtpServer:  # noqa: F811
+def smtp(app: Flask, smtp_server: SmtpServer) -> SmtpServer:
     """The app's outbox pointed at the test SMTP server (settings are read at each send)."""
     app.config.update(MAIL_BACKEND="smtp", SMTP_HOST=smtp_server.host, SMTP_PORT=smtp_server.port)
     return smtp_server
@@ -41,9 +42,14 @@ def smtp(app: Flask, smtp_server: SmtpServer) -> SmtpServer:  # noqa: F811
 
 def _queue(db: Session, count: int, account: Account | None = None) -> list[OutboxEmail]:
     emails = [
-        OutboxEmail(account_id=account.id if account else None, kind="test",
-                    to_address=f"customer{n}@example.com", subject=f"Test {n}",
-                    text_body=f"Text {n}", html_body=f"<p>HTML {n}</p>")
+        OutboxEmail(
+            account_id=account.id if account else None,
+            kind="test",
+            to_address=f"customer{n}@example.com",
+            subject=f"Test {n}",
+            text_body=f"Text {n}",
+            html_body=f"<p>HTML {n}</p>",
+        )
         for n in range(count)
     ]
     db.add_all(emails)
@@ -67,9 +73,13 @@ def _failed_entries(db: Session, account: Account) -> list[RecordEntry]:
 
 
 def test_welcome_email_reaches_smtp_with_both_parts_branding_and_a_working_link(
-        smtp, app, db, make_account, runner):
-    db.add(CompanySettings(name="Blue Lagoon Pool Care", phone="+1 602 555 0100",
-                           email="hello@bluelagoon.example"))
+    smtp, app, db, make_account, runner
+):
+    db.add(
+        CompanySettings(
+            name="Blue Lagoon Pool Care", phone="+1 602 555 0100", email="hello@bluelagoon.example"
+        )
+    )
     db.commit()
     account = make_account()
     send_welcome(db, account, "system")
@@ -124,8 +134,7 @@ def test_file_backend_writes_one_eml_per_email_and_nothing_twice(app, db, make_a
     assert sorted(outbox_dir.iterdir()) == files
 
 
-def test_a_refusing_server_is_retried_with_backoff_then_delivered_once(smtp, app, db, make_account,
-                                                                        runner):
+def test_a_refusing_server_is_retried_with_backoff_then_delivered_once(smtp, app, db, make_account, runner):
     account = make_account()
     send_welcome(db, account, "system")
     smtp.refuse_next(1, 451, "Greylisted, try again later")
@@ -152,8 +161,7 @@ def test_a_refusing_server_is_retried_with_backoff_then_delivered_once(smtp, app
     assert _failed_entries(db, account) == []
 
 
-def test_a_permanent_refusal_fails_at_once_and_shows_on_the_record(smtp, app, db, make_account,
-                                                                   runner):
+def test_a_permanent_refusal_fails_at_once_and_shows_on_the_record(smtp, app, db, make_account, runner):
     account = make_account()
     send_welcome(db, account, "system")
     db.commit()
@@ -244,16 +252,25 @@ def test_two_senders_at_once_deliver_each_email_exactly_once(smtp, app, db):
     assert sum(r.count("sent") for r in reports) == 20
 
 
-def test_two_outbox_send_processes_at_once_deliver_each_email_exactly_once(smtp, app, db, settings,
-                                                                           tmp_path):
+def test_two_outbox_send_processes_at_once_deliver_each_email_exactly_once(smtp, app, db, settings, tmp_path):
     _queue(db, 20)
     smtp.handler.delay = 0.05
-    env = {**os.environ, "DATABASE_URL": settings["DATABASE_URL"], "MAIL_BACKEND": "smtp",
-           "SMTP_HOST": smtp.host, "SMTP_PORT": str(smtp.port), "PORTAL_ENV": "development",
-           "PORTAL_INSTANCE_PATH": str(tmp_path / "cli-instance")}
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings["DATABASE_URL"],
+        "MAIL_BACKEND": "smtp",
+        "SMTP_HOST": smtp.host,
+        "SMTP_PORT": str(smtp.port),
+        "PORTAL_ENV": "development",
+        "PORTAL_INSTANCE_PATH": str(tmp_path / "cli-instance"),
+    }
     command = [sys.executable, "-m", "flask", "--app", "wsgi", "outbox", "send"]
-    workers = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    workers = [
+        subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     outputs = [worker.communicate(timeout=120) for worker in workers]
 
     assert [worker.returncode for worker in workers] == [0, 0], outputs
@@ -298,8 +315,7 @@ def test_a_stalled_worker_cannot_touch_an_email_another_worker_took_over(app, db
     current.close()
 
 
-def test_an_email_interrupted_on_every_attempt_ends_failed_without_another_try(smtp, app, db,
-                                                                              make_account):
+def test_an_email_interrupted_on_every_attempt_ends_failed_without_another_try(smtp, app, db, make_account):
     app.config["OUTBOX_MAX_ATTEMPTS"] = 2
     account = make_account()
     [row] = _queue(db, 1, account)
@@ -348,8 +364,7 @@ def test_the_state_change_and_its_email_are_one_transaction(db, make_account, ma
     assert runner.invoke(args=["outbox", "send"]).output.startswith("Delivered 0")
 
 
-def test_customer_text_is_escaped_in_the_html_part_and_plain_in_the_text_part(smtp, app, db,
-                                                                              make_account):
+def test_customer_text_is_escaped_in_the_html_part_and_plain_in_the_text_part(smtp, app, db, make_account):
     account = make_account(customer_name="<script>alert(1)</script> Reyes")
     send_welcome(db, account, "system")
 
@@ -360,10 +375,13 @@ def test_customer_text_is_escaped_in_the_html_part_and_plain_in_the_text_part(sm
     assert "<script" not in html
 
 
-@pytest.mark.parametrize("args, message", [
-    (["outbox", "send", "--now", "next tuesday"], "is not an ISO date"),
-    (["outbox", "send", "--limit", "0"], "0 is not in the range"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["outbox", "send", "--now", "next tuesday"], "is not an ISO date"),
+        (["outbox", "send", "--limit", "0"], "0 is not in the range"),
+    ],
+)
 def test_bad_options_are_refused_and_change_nothing(app, db, runner, args, message):
     emails = _queue(db, 1)
     result = runner.invoke(args=args)

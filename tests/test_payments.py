@@ -1,6 +1,7 @@
 """Payments against a local Stripe (the real `stripe` library, Stripe's own objects): saving a
 card in the welcome portal, invoices from staff to receipt, autopay, Stripe failures, and one
 customer never reaching another's invoices."""
+
 from __future__ import annotations
 
 import re
@@ -34,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
-def live(live_settings, stripe_server):  # noqa: F811
+def live(live_settings, stripe_server):
     """Every test here runs with Stripe keys set, against the local Stripe."""
     return stripe_server
 
@@ -57,6 +58,7 @@ def autopay_account(client, db, make_account, server):
 
 
 # --- Card on file -------------------------------------------------------------------------
+
 
 def test_card_is_saved_only_by_the_verified_event_and_then_shown(client, db, make_account, live):
     account = make_account()
@@ -125,20 +127,28 @@ def test_invoice_billing_gets_no_card_offer_but_may_save_one(client, db, make_ac
 
 # --- Invoices: staff create, customer pays, receipt -------------------------------------
 
+
 def staff_invoice_form(client, account_id: int) -> dict[str, str]:
     return form_fields(client.get(f"/pay/staff/accounts/{account_id}/invoices/new").get_data(as_text=True))
 
 
 def test_invoice_created_emailed_paid_through_checkout_and_receipted(
-        app, client, db, make_account, make_staff, staff, live):
+    app, client, db, make_account, make_staff, staff, live
+):
     account = make_account()
     office = make_staff("office")
     staff.login(office)
     due = (date.today() + timedelta(days=10)).isoformat()
-    data = {**staff_invoice_form(client, account.id), "due_date": due,
-            "lines-0-detail": "Weekly service, March", "lines-0-amount": "165.00",
-            "lines-1-detail": "Salt cell clean", "lines-1-amount": "$45.5",
-            "lines-2-detail": "", "lines-2-amount": ""}
+    data = {
+        **staff_invoice_form(client, account.id),
+        "due_date": due,
+        "lines-0-detail": "Weekly service, March",
+        "lines-0-amount": "165.00",
+        "lines-1-detail": "Salt cell clean",
+        "lines-1-amount": "$45.5",
+        "lines-2-detail": "",
+        "lines-2-amount": "",
+    }
     created = client.post(f"/pay/staff/accounts/{account.id}/invoices/new", data=data)
     assert created.status_code == 302 and created.headers["Location"] == f"/staff/accounts/{account.id}"
     page = client.get(f"/staff/accounts/{account.id}").get_data(as_text=True)
@@ -146,7 +156,9 @@ def test_invoice_created_emailed_paid_through_checkout_and_receipted(
     invoice = db.scalars(select(Invoice)).one()
     assert (invoice.total_cents, invoice.currency, invoice.status) == (21050, "USD", "open")
     assert [(line.description, line.amount_cents) for line in invoice.lines] == [
-        ("Weekly service, March", 16500), ("Salt cell clean", 4550)]
+        ("Weekly service, March", 16500),
+        ("Salt cell clean", 4550),
+    ]
     [created_entry] = entries(db, account.id, "invoice_created")
     assert created_entry.actor == f"staff:{office.id}"
     [email] = emails(db, "invoice")
@@ -169,8 +181,11 @@ def test_invoice_created_emailed_paid_through_checkout_and_receipted(
     assert request.form["mode"] == "payment"
     assert [item["price_data"]["unit_amount"] for item in request.form["line_items"]] == ["16500", "4550"]
     assert {item["price_data"]["currency"] for item in request.form["line_items"]} == {"usd"}
-    expected = {"invoice_id": str(invoice.id), "account_id": str(account.id),
-                "invoice_number": invoice.number}
+    expected = {
+        "invoice_id": str(invoice.id),
+        "account_id": str(account.id),
+        "invoice_number": invoice.number,
+    }
     assert request.form["metadata"] == expected
     assert request.form["payment_intent_data"]["metadata"] == expected
     assert request.form["customer_email"] == "dana@example.com"
@@ -189,7 +204,8 @@ def test_invoice_created_emailed_paid_through_checkout_and_receipted(
     [paid_entry] = entries(db, account.id, "invoice_paid")
     assert paid_entry.actor == "stripe" and paid_entry.details["stripe_event"] == event["id"]
     assert "Thank you, your payment is confirmed" in customer.get(
-        f"/pay/invoices/{invoice.id}/done").get_data(as_text=True)
+        f"/pay/invoices/{invoice.id}/done"
+    ).get_data(as_text=True)
     listing = customer.get("/pay/invoices").get_data(as_text=True)
     assert "Nothing to pay right now" in listing and invoice.number in listing
 
@@ -207,19 +223,23 @@ def test_paying_a_paid_invoice_is_refused_without_a_stripe_call(app, client, db,
     assert live.requests_to("POST", "/v1/checkout/sessions") == []
 
 
-@pytest.mark.parametrize("fields, message", [
-    ({}, "Add at least one line"),
-    ({"lines-0-detail": "Service", "lines-0-amount": "abc"}, "Enter an amount in dollars and cents"),
-    ({"lines-0-detail": "Service", "lines-0-amount": "0"}, "Enter an amount above zero"),
-    ({"lines-0-detail": "Service", "lines-0-amount": "-5"}, "cannot be negative"),
-    ({"lines-0-detail": "Service", "lines-0-amount": "1.234"}, "at most two decimal places"),
-    ({"lines-0-detail": "", "lines-0-amount": "20"}, "Describe this line"),
-    ({"lines-0-detail": "Service", "lines-0-amount": "0.20"}, "at least 0.50"),
-    ({"lines-0-detail": "Service", "lines-0-amount": "20", "due_date": "2020-01-01"}, "from today on"),
-    ({"lines-0-detail": "Service", "lines-0-amount": "20", "due_date": "soon"}, "Choose a due date"),
-])
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({}, "Add at least one line"),
+        ({"lines-0-detail": "Service", "lines-0-amount": "abc"}, "Enter an amount in dollars and cents"),
+        ({"lines-0-detail": "Service", "lines-0-amount": "0"}, "Enter an amount above zero"),
+        ({"lines-0-detail": "Service", "lines-0-amount": "-5"}, "cannot be negative"),
+        ({"lines-0-detail": "Service", "lines-0-amount": "1.234"}, "at most two decimal places"),
+        ({"lines-0-detail": "", "lines-0-amount": "20"}, "Describe this line"),
+        ({"lines-0-detail": "Service", "lines-0-amount": "0.20"}, "at least 0.50"),
+        ({"lines-0-detail": "Service", "lines-0-amount": "20", "due_date": "2020-01-01"}, "from today on"),
+        ({"lines-0-detail": "Service", "lines-0-amount": "20", "due_date": "soon"}, "Choose a due date"),
+    ],
+)
 def test_bad_invoice_input_is_refused_next_to_the_field_and_changes_nothing(
-        client, db, make_account, make_staff, staff, fields, message):
+    client, db, make_account, make_staff, staff, fields, message
+):
     account = make_account()
     staff.login(make_staff("office"))
     before = snapshot(db)
@@ -234,8 +254,12 @@ def test_bad_invoice_input_is_refused_next_to_the_field_and_changes_nothing(
 def test_an_invoice_form_posted_twice_creates_one_invoice(client, db, make_account, make_staff, staff):
     account = make_account()
     staff.login(make_staff("admin"))
-    data = {**staff_invoice_form(client, account.id), "due_date": date.today().isoformat(),
-            "lines-0-detail": "Service", "lines-0-amount": "20"}
+    data = {
+        **staff_invoice_form(client, account.id),
+        "due_date": date.today().isoformat(),
+        "lines-0-detail": "Service",
+        "lines-0-amount": "20",
+    }
     for _ in range(2):
         assert client.post(f"/pay/staff/accounts/{account.id}/invoices/new", data=data).status_code == 302
     assert count_rows(db, Invoice) == 1 and len(emails(db, "invoice")) == 1
@@ -244,15 +268,20 @@ def test_an_invoice_form_posted_twice_creates_one_invoice(client, db, make_accou
 def test_add_line_without_javascript_keeps_what_was_typed(client, db, make_account, make_staff, staff):
     account = make_account()
     staff.login(make_staff("office"))
-    data = {**staff_invoice_form(client, account.id), "lines-0-detail": "Kept", "lines-0-amount": "9",
-            "add_line": "1"}
+    data = {
+        **staff_invoice_form(client, account.id),
+        "lines-0-detail": "Kept",
+        "lines-0-amount": "9",
+        "add_line": "1",
+    }
     page = client.post(f"/pay/staff/accounts/{account.id}/invoices/new", data=data).get_data(as_text=True)
     assert 'value="Kept"' in page and 'name="lines-3-detail"' in page
     assert count_rows(db, Invoice) == 0
 
 
-@pytest.mark.parametrize("role, status",
-                         [("office", 200), ("admin", 200), ("sales", 403), ("technician", 403)])
+@pytest.mark.parametrize(
+    "role, status", [("office", 200), ("admin", 200), ("sales", 403), ("technician", 403)]
+)
 def test_only_office_and_admin_create_invoices(client, db, make_account, make_staff, staff, role, status):
     account = make_account()
     user = make_staff(role)
@@ -260,9 +289,15 @@ def test_only_office_and_admin_create_invoices(client, db, make_account, make_st
         account = make_account(salesperson=user)
     staff.login(user)
     assert client.get(f"/pay/staff/accounts/{account.id}/invoices/new").status_code == status
-    response = client.post(f"/pay/staff/accounts/{account.id}/invoices/new", data={
-        "form_id": "x" * 24, "due_date": date.today().isoformat(),
-        "lines-0-detail": "Service", "lines-0-amount": "20"})
+    response = client.post(
+        f"/pay/staff/accounts/{account.id}/invoices/new",
+        data={
+            "form_id": "x" * 24,
+            "due_date": date.today().isoformat(),
+            "lines-0-detail": "Service",
+            "lines-0-amount": "20",
+        },
+    )
     assert response.status_code == (302 if status == 200 else 403)
     page = client.get(f"/staff/accounts/{account.id}").get_data(as_text=True)
     if role != "technician":
@@ -304,8 +339,10 @@ def test_open_overdue_and_paid_invoices_are_listed_apart(client, db, make_accoun
 
 # --- Pay links ----------------------------------------------------------------------------
 
+
 def test_pay_link_carries_nothing_personal_leaves_the_address_bar_and_reaches_payments_only(
-        client, db, make_account):
+    client, db, make_account
+):
     import base64
     import json
 
@@ -324,8 +361,9 @@ def test_pay_link_carries_nothing_personal_leaves_the_address_bar_and_reaches_pa
     assert entries(db, account.id, "pay_link_opened")
 
 
-def test_tampered_replaced_expired_and_welcome_tokens_are_refused_alike(app, client, db, make_account,
-                                                                         monkeypatch):
+def test_tampered_replaced_expired_and_welcome_tokens_are_refused_alike(
+    app, client, db, make_account, monkeypatch
+):
     import time as real_time
 
     account = make_account()
@@ -334,6 +372,7 @@ def test_tampered_replaced_expired_and_welcome_tokens_are_refused_alike(app, cli
     tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
     with app.test_request_context():
         from portal import links
+
         welcome_token = links.make_token(account, "nonce", purpose="welcome")
     from portal.payments.invoices import issue_pay_link
 
@@ -369,6 +408,7 @@ def test_reissuing_the_pay_link_ends_the_session_it_started(client, db, make_acc
 
 # --- Autopay ------------------------------------------------------------------------------
 
+
 def test_autopay_charges_the_saved_card_and_the_event_marks_it_paid(client, db, make_account, runner, live):
     account = autopay_account(client, db, make_account, live)
     invoice, _ = make_invoice(db, account)
@@ -394,12 +434,16 @@ def test_autopay_charges_the_saved_card_and_the_event_marks_it_paid(client, db, 
     assert again.exit_code == 0 and len(live.requests_to("POST", "/v1/payment_intents")) == 1
 
 
-@pytest.mark.parametrize("outcome, words", [
-    ("card_declined", "Nothing was charged"),
-    ("authentication_required", "confirm this payment yourself"),
-])
+@pytest.mark.parametrize(
+    "outcome, words",
+    [
+        ("card_declined", "Nothing was charged"),
+        ("authentication_required", "confirm this payment yourself"),
+    ],
+)
 def test_autopay_decline_or_authentication_emails_a_pay_link_and_is_recorded(
-        app, client, db, make_account, runner, live, outcome, words):
+    app, client, db, make_account, runner, live, outcome, words
+):
     account = autopay_account(client, db, make_account, live)
     invoice, _ = make_invoice(db, account)
     live.payment_outcome = outcome
@@ -441,7 +485,8 @@ def test_a_new_card_lets_autopay_try_again(client, db, make_account, runner, liv
 
 
 def test_autopay_timeout_records_it_and_the_next_run_reuses_the_key_so_nothing_is_charged_twice(
-        client, db, make_account, runner, live):
+    client, db, make_account, runner, live
+):
     account = autopay_account(client, db, make_account, live)
     invoice, _ = make_invoice(db, account)
     live.hang_next(3, path_prefix="/v1/payment_intents")
@@ -476,13 +521,18 @@ def test_invoice_billing_accounts_are_not_charged(client, db, make_account, runn
 
 # --- Stripe failing -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("fault, status, words", [
-    ("402", 402, "declined"),
-    ("500", 502, "had a problem"),
-    ("hang", 504, "could not reach"),
-])
-def test_stripe_errors_become_clear_messages_and_change_nothing(client, db, make_account, live, fault,
-                                                                 status, words):
+
+@pytest.mark.parametrize(
+    "fault, status, words",
+    [
+        ("402", 402, "declined"),
+        ("500", 502, "had a problem"),
+        ("hang", 504, "could not reach"),
+    ],
+)
+def test_stripe_errors_become_clear_messages_and_change_nothing(
+    client, db, make_account, live, fault, status, words
+):
     account = make_account()
     invoice, url = make_invoice(db, account)
     client.get(pay_path(url))
@@ -504,7 +554,7 @@ def test_stripe_errors_become_clear_messages_and_change_nothing(client, db, make
     assert error.actor == "system" and error.details["operation"] == "create Checkout Session"
     assert error.details["invoice_id"] == invoice.id
     # The page offers a fresh button; pressing it works once Stripe is back.
-    fresh_form = form_fields(body[body.index("<main"):])
+    fresh_form = form_fields(body[body.index("<main") :])
     assert fresh_form["form_id"] != form["form_id"]  # a new key: Stripe replays a 402 to the old one
     retry = client.post(f"/pay/invoices/{invoice.id}/checkout", data=fresh_form)
     assert retry.status_code == 303
@@ -538,10 +588,12 @@ def test_checkout_failure_after_the_customer_keeps_only_the_customer(client, db,
 
 # --- One customer, another's invoices ---------------------------------------------------
 
+
 def test_two_customers_times_every_payment_url(app, db, make_account, live):
     ann = make_account(customer_name="Ann First", customer_email="ann@example.com")
-    bob = make_account(customer_name="Bob Second", customer_email="bob@example.com",
-                       service_address="9 Elm St, Mesa, AZ")
+    bob = make_account(
+        customer_name="Bob Second", customer_email="bob@example.com", service_address="9 Elm St, Mesa, AZ"
+    )
     ann_invoice, ann_url = make_invoice(db, ann, lines=[("Ann's service", 1000)])
     bob_invoice, bob_url = make_invoice(db, bob, lines=[("Bob's service", 2000)])
     clients = {}
@@ -577,6 +629,7 @@ def test_every_payment_customer_view_takes_its_account_from_the_session(app):
 
 
 # --- Forms, headers, templates ------------------------------------------------------------
+
 
 @pytest.mark.csrf
 def test_payment_buttons_need_the_csrf_token(client, db, make_account, live):
@@ -622,8 +675,12 @@ def test_payment_pages_are_plain_html_that_works_without_javascript(client, db, 
     account = make_account()
     invoice, url = make_invoice(db, account)
     client.get(pay_path(url))
-    for path in ("/pay/invoices", f"/pay/invoices/{invoice.id}", "/pay/card",
-                 f"/pay/invoices/{invoice.id}/done"):
+    for path in (
+        "/pay/invoices",
+        f"/pay/invoices/{invoice.id}",
+        "/pay/card",
+        f"/pay/invoices/{invoice.id}/done",
+    ):
         page = client.get(path).get_data(as_text=True)
         assert "<script" not in page and 'name="viewport"' in page, path
         assert "https://" not in page and "http://" not in page.replace("http://localhost", ""), path

@@ -4,6 +4,7 @@ link in an invoice email, through the demo Checkout, to the confirmation; then s
 Each page must fit the screen, label its fields, offer 44 px targets, show keyboard focus, pass
 axe-core (WCAG 2.x A/AA) and load nothing from another host (the checks of tests/browser/a11y.py).
 """
+
 from __future__ import annotations
 
 import re
@@ -21,8 +22,7 @@ from tests.browser.a11y import Auditor, audit
 from tests.browser.conftest import artifacts, chromium, live_server, skip_reason  # noqa: F401  (fixtures)
 from tests.test_payments_support import emails, entries, fresh, make_invoice, sign_up
 
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(skip_reason() is not None, reason=str(skip_reason()))]
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(skip_reason() is not None, reason=str(skip_reason()))]
 
 WIDTH, HEIGHT = 375, 812
 
@@ -32,8 +32,9 @@ class Tab:
 
     def __init__(self, browser: Browser, origin: str) -> None:
         self.origin = origin
-        self.context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT},
-                                           java_script_enabled=False, device_scale_factor=1)
+        self.context = browser.new_context(
+            viewport={"width": WIDTH, "height": HEIGHT}, java_script_enabled=False, device_scale_factor=1
+        )
         self.context.set_default_timeout(10_000)
         self.audit_context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
         self.auditor = Auditor(self.audit_context)
@@ -56,7 +57,9 @@ class Tab:
         """`inputs`: a page with a form of its own (a welcome step), not a payment page."""
         report = audit(self.page, WIDTH, self.auditor)
         assert report.ok(), f"{name} ({report.url}):\n  " + "\n  ".join(report.problems)
-        assert self.page.locator("input:not([type=hidden])").count() == 0 or inputs or name.startswith("staff")
+        assert (
+            self.page.locator("input:not([type=hidden])").count() == 0 or inputs or name.startswith("staff")
+        )
         foreign = [u for u in self.requests if urlsplit(u).netloc != urlsplit(self.origin).netloc]
         assert not foreign, f"{name}: requests to another host: {foreign}"
 
@@ -66,17 +69,22 @@ class Tab:
 
 
 @pytest.fixture
-def tab(chromium: Browser, live_server: str) -> Iterator[Tab]:  # noqa: F811
+def tab(chromium: Browser, live_server: str) -> Iterator[Tab]:
     opened = Tab(chromium, live_server)
     yield opened
     opened.close()
 
 
-def test_paying_an_invoice_from_its_email_link_at_375px_without_javascript(tab: Tab, live_server: str,  # noqa: F811  (the imported fixture)
-                                                                          db: Any, make_account: Any) -> None:
+def test_paying_an_invoice_from_its_email_link_at_375px_without_javascript(
+    tab: Tab,
+    live_server: str,
+    db: Any,
+    make_account: Any,
+) -> None:
     account = make_account()
-    invoice, url = make_invoice(db, account,
-                                lines=[("Weekly service, March", 16500), ("Salt cell clean", 4550)])
+    invoice, url = make_invoice(
+        db, account, lines=[("Weekly service, March", 16500), ("Salt cell clean", 4550)]
+    )
     assert url.startswith(live_server + "/pay/t/")
     tab.open(url)
     assert tab.page.url == f"{live_server}/pay/invoices/{invoice.id}"
@@ -94,8 +102,13 @@ def test_paying_an_invoice_from_its_email_link_at_375px_without_javascript(tab: 
     tab.check("invoices")
 
 
-def test_saving_a_card_after_signing_at_375px_without_javascript(tab: Tab, live_server: str, client: Any,  # noqa: F811  (the imported fixture)
-                                                                db: Any, make_account: Any) -> None:
+def test_saving_a_card_after_signing_at_375px_without_javascript(
+    tab: Tab,
+    live_server: str,
+    client: Any,
+    db: Any,
+    make_account: Any,
+) -> None:
     account = make_account()
     sign_up(client, db, account, billing="Card autopay")  # the steps have their own browser test
     _, url = make_invoice(db, fresh(db, Account, account.id))  # its pay link starts the browser's session
@@ -113,15 +126,20 @@ def test_saving_a_card_after_signing_at_375px_without_javascript(tab: Tab, live_
     assert entries(db, account.id, "card_saved")[0].actor == "stripe"
 
 
-
 def test_online_payment_off_pages_at_375px_in_production_without_stripe_keys(
-        tab: Tab, live_server: str, artifacts: Path, app: Any, client: Any, db: Any,
-        make_account: Any) -> None:
+    tab: Tab, live_server: str, artifacts: Path, app: Any, client: Any, db: Any, make_account: Any
+) -> None:
     """Production, no keys: each page that would offer a payment says plainly that online
     payment is off and how to reach the company instead (screenshots in tests/artifacts/)."""
     app.config.update(ENV_NAME="production", STRIPE_SECRET_KEY=None, STRIPE_WEBHOOK_SECRET=None)
-    db.add(CompanySettings(name="Blue Lagoon Pool Care", phone="+1 602 555 0100",
-                           email="billing@bluelagoon.example", readiness_checklist=[]))
+    db.add(
+        CompanySettings(
+            name="Blue Lagoon Pool Care",
+            phone="+1 602 555 0100",
+            email="billing@bluelagoon.example",
+            readiness_checklist=[],
+        )
+    )
     db.commit()
     account = make_account()
     seen: list[str] = []
@@ -130,7 +148,10 @@ def test_online_payment_off_pages_at_375px_in_production_without_stripe_keys(
         main = tab.page.inner_text("main")
         assert "Online payment is not available" in main and "+1 602 555 0100" in main, name
         assert tab.page.get_by_role("link", name="Email billing@bluelagoon.example").count() >= 1, name
-        assert tab.page.get_by_role("button", name=re.compile("^(Pay |Save my card|Replace my card)")).count() == 0, name
+        assert (
+            tab.page.get_by_role("button", name=re.compile("^(Pay |Save my card|Replace my card)")).count()
+            == 0
+        ), name
         tab.page.screenshot(path=str(artifacts / f"payments-off-{name}.png"), full_page=True)
         tab.check(f"payments-off-{name}", inputs=name in ("billing-step", "my-service"))
         seen.append(name)

@@ -1,5 +1,6 @@
 """Demo mode (no STRIPE_SECRET_KEY): saving a card, paying an invoice and autopay work end to end
 through clearly labelled demo pages, whose signed events go through the real webhook handler."""
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,9 @@ def test_demo_card_setup_end_to_end(client, db, make_account):
     sign_up(client, db, account, billing="Card autopay")
     thanks = client.get("/welcome/thanks").get_data(as_text=True)
     assert "Demo mode:" in thanks and "no real payment" in thanks
-    location, page = demo_page(client, client.post("/pay/card/setup",
-                                                   data=button_form(thanks, "/pay/card/setup")))
+    location, page = demo_page(
+        client, client.post("/pay/card/setup", data=button_form(thanks, "/pay/card/setup"))
+    )
     assert "Demo mode — no real payment" in page and "Simulate a successful card setup" in page
     assert not re.search(r'<input(?![^>]*type="hidden")', page)  # buttons only: no card form
 
@@ -68,9 +70,15 @@ def test_demo_invoice_payment_end_to_end(app, client, db, make_account, make_sta
     staff.login(make_staff("office"))
     form_page = client.get(f"/pay/staff/accounts/{account.id}/invoices/new").get_data(as_text=True)
     due = re.search(r'name="due_date"[^>]*value="([^"]+)"', form_page).group(1)  # today + 14 days
-    created = client.post(f"/pay/staff/accounts/{account.id}/invoices/new", data={
-        **form_fields(form_page), "due_date": due, "lines-0-detail": "Weekly service",
-        "lines-0-amount": "165"})
+    created = client.post(
+        f"/pay/staff/accounts/{account.id}/invoices/new",
+        data={
+            **form_fields(form_page),
+            "due_date": due,
+            "lines-0-detail": "Weekly service",
+            "lines-0-amount": "165",
+        },
+    )
     assert created.status_code == 302
     [email] = emails(db, "invoice")
     link = re.search(r"http://localhost(/pay/t/\S+)", email.text_body).group(1)
@@ -80,13 +88,15 @@ def test_demo_invoice_payment_end_to_end(app, client, db, make_account, make_sta
     page = customer.get(f"/pay/invoices/{invoice.id}").get_data(as_text=True)
     assert "Demo mode:" in page
     checkout_path = f"/pay/invoices/{invoice.id}/checkout"
-    location, checkout = demo_page(customer, customer.post(
-        checkout_path, data=button_form(page, checkout_path)))
+    location, checkout = demo_page(
+        customer, customer.post(checkout_path, data=button_form(page, checkout_path))
+    )
     assert "Simulate a successful payment" in checkout and "$165.00" in checkout
 
     # The success page without the event says "confirming" and pays nothing.
-    assert "We're confirming your payment" in customer.get(
-        f"/pay/invoices/{invoice.id}/done").get_data(as_text=True)
+    assert "We're confirming your payment" in customer.get(f"/pay/invoices/{invoice.id}/done").get_data(
+        as_text=True
+    )
     assert press(customer, location, checkout, "decline").status_code == 303
     assert fresh(db, Invoice, invoice.id).status == "open"
     assert entries(db, account.id, "payment_failed")[0].actor == "stripe"
@@ -103,8 +113,9 @@ def test_demo_autopay_is_paid_through_the_event(client, db, make_account, runner
     account = make_account()
     sign_up(client, db, account, billing="Card autopay")
     card_page = client.get("/pay/card").get_data(as_text=True)
-    location, page = demo_page(client, client.post(
-        "/pay/card/setup", data=button_form(card_page, "/pay/card/setup")))
+    location, page = demo_page(
+        client, client.post("/pay/card/setup", data=button_form(card_page, "/pay/card/setup"))
+    )
     press(client, location, page, "succeed")
     invoice, _ = make_invoice(db, fresh(db, Account, account.id))
     result = runner.invoke(args=["charge-autopay"])
@@ -117,12 +128,24 @@ def test_demo_autopay_is_paid_through_the_event(client, db, make_account, runner
 def test_the_webhook_in_demo_mode_checks_the_derived_secret(client, db, make_account):
     account = make_account()
     invoice, _ = make_invoice(db, account)
-    event = make_event("payment_intent.succeeded", {
-        "id": "pi_forged", "object": "payment_intent", "amount": 16500, "amount_received": 16500,
-        "currency": "usd", "metadata": {"invoice_id": str(invoice.id), "account_id": str(account.id)}})
+    event = make_event(
+        "payment_intent.succeeded",
+        {
+            "id": "pi_forged",
+            "object": "payment_intent",
+            "amount": 16500,
+            "amount_received": 16500,
+            "currency": "usd",
+            "metadata": {"invoice_id": str(invoice.id), "account_id": str(account.id)},
+        },
+    )
     body = json.dumps(event)
-    response = client.post("/stripe/webhook", data=body, content_type="application/json",
-                           headers={"Stripe-Signature": sign_payload(body, "whsec_guessed")})
+    response = client.post(
+        "/stripe/webhook",
+        data=body,
+        content_type="application/json",
+        headers={"Stripe-Signature": sign_payload(body, "whsec_guessed")},
+    )
     assert response.status_code == 400 and fresh(db, Invoice, invoice.id).status == "open"
     assert count_rows(db, StripeEvent) == 0
 
@@ -135,8 +158,7 @@ def test_demo_pages_are_only_for_their_own_account_and_only_in_demo_mode(app, cl
     client.get(pay_path(ann_url))
     page = client.get(f"/pay/invoices/{ann_invoice.id}").get_data(as_text=True)
     checkout_path = f"/pay/invoices/{ann_invoice.id}/checkout"
-    location, checkout = demo_page(client, client.post(
-        checkout_path, data=button_form(page, checkout_path)))
+    location, checkout = demo_page(client, client.post(checkout_path, data=button_form(page, checkout_path)))
     other = app.test_client()
     other.get(pay_path(bob_url))
     assert other.get(location).status_code == 404

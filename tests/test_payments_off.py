@@ -2,10 +2,12 @@
 online payment is off: the pay pages say so and give the company's contact, nothing can be paid
 or saved, the demo Checkout answers 404 and start-up logs a warning. (Demo mode itself, outside
 production, is tested in test_payments_demo.py.)"""
+
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import re
@@ -50,12 +52,17 @@ def company(db):
 
 
 def shows_contact(page: str) -> bool:
-    return (OFF in page and "Blue Lagoon Pool Care" in page
-            and f'href="tel:{PHONE.replace(" ", "")}">Call {PHONE}<' in page and f'href="mailto:{EMAIL}"' in page)
+    return (
+        OFF in page
+        and "Blue Lagoon Pool Care" in page
+        and f'href="tel:{PHONE.replace(" ", "")}">Call {PHONE}<' in page
+        and f'href="mailto:{EMAIL}"' in page
+    )
 
 
-def test_production_invoice_page_shows_the_contact_and_cannot_be_paid(production, client, db, company,
-                                                                     make_account):
+def test_production_invoice_page_shows_the_contact_and_cannot_be_paid(
+    production, client, db, company, make_account
+):
     account = make_account()
     invoice, url = make_invoice(db, account)
     assert client.get(pay_path(url)).status_code == 302
@@ -75,8 +82,9 @@ def test_production_invoice_page_shows_the_contact_and_cannot_be_paid(production
     assert fresh(db, Account, account.id).stripe_customer_id is None
 
 
-def test_production_card_and_welcome_pages_show_the_contact_and_save_nothing(production, client, db, company,
-                                                                            make_account):
+def test_production_card_and_welcome_pages_show_the_contact_and_save_nothing(
+    production, client, db, company, make_account
+):
     account = make_account()
     open_welcome(client, db, account)
     location = client.get("/welcome/").headers["Location"]
@@ -108,8 +116,9 @@ def test_demo_checkout_routes_are_404_in_production(app, client, db, company, ma
     invoice, url = make_invoice(db, account)
     client.get(pay_path(url))
     page = client.get(f"/pay/invoices/{invoice.id}").get_data(as_text=True)
-    started = client.post(f"/pay/invoices/{invoice.id}/checkout",
-                          data=button_form(page, f"/pay/invoices/{invoice.id}/checkout"))
+    started = client.post(
+        f"/pay/invoices/{invoice.id}/checkout", data=button_form(page, f"/pay/invoices/{invoice.id}/checkout")
+    )
     location = started.headers["Location"]
     checkout = client.get(location).get_data(as_text=True)
     assert "Demo mode" in checkout  # development: the demo Checkout works as before
@@ -124,19 +133,29 @@ def test_demo_checkout_routes_are_404_in_production(app, client, db, company, ma
     assert fresh(db, Invoice, invoice.id).status == "open" and emails(db, "receipt") == []
 
 
-def test_in_production_events_signed_with_the_demo_secret_are_not_accepted(production, app, client, db,
-                                                                         make_account):
+def test_in_production_events_signed_with_the_demo_secret_are_not_accepted(
+    production, app, client, db, make_account
+):
     account = make_account()
     invoice, _ = make_invoice(db, account)
-    event = make_event("payment_intent.succeeded", {
-        "id": "pi_demo_forged", "object": "payment_intent", "amount": 16500, "amount_received": 16500,
-        "currency": "usd", "metadata": {"invoice_id": str(invoice.id), "account_id": str(account.id)}})
+    event = make_event(
+        "payment_intent.succeeded",
+        {
+            "id": "pi_demo_forged",
+            "object": "payment_intent",
+            "amount": 16500,
+            "amount_received": 16500,
+            "currency": "usd",
+            "metadata": {"invoice_id": str(invoice.id), "account_id": str(account.id)},
+        },
+    )
     body = json.dumps(event)
     with app.app_context():
         header = sign_payload(body, demo_webhook_secret())
     before = snapshot(db)
-    response = client.post("/stripe/webhook", data=body, content_type="application/json",
-                           headers={"Stripe-Signature": header})
+    response = client.post(
+        "/stripe/webhook", data=body, content_type="application/json", headers={"Stripe-Signature": header}
+    )
     assert response.status_code != 200
     assert snapshot(db) == before and fresh(db, Invoice, invoice.id).status == "open"
 
@@ -157,26 +176,35 @@ def test_autopay_in_production_without_keys_charges_nothing(production, client, 
     assert fresh(db, Invoice, invoice.id).status == "open" and entries(db, account.id, "invoice_paid") == []
 
 
-@pytest.mark.parametrize("env, key, warned", [
-    ("production", None, True),
-    ("production", "sk_live_x", False),
-    ("development", None, False),
-])
-def test_start_up_warns_when_production_has_no_stripe_key(database_url, tmp_path, monkeypatch, caplog,
-                                                         env, key, warned):
+@pytest.mark.parametrize(
+    "env, key, warned",
+    [
+        ("production", None, True),
+        ("production", "sk_live_x", False),
+        ("development", None, False),
+    ],
+)
+def test_start_up_warns_when_production_has_no_stripe_key(
+    database_url, tmp_path, monkeypatch, caplog, env, key, warned
+):
     monkeypatch.setenv("PORTAL_INSTANCE_PATH", str(tmp_path / "instance"))
     with caplog.at_level(logging.WARNING, logger="portal.payments"):
-        app = create_app({**TEST_SETTINGS, "DATABASE_URL": database_url, "ENV_NAME": env,
-                          "STRIPE_SECRET_KEY": key})
+        app = create_app(
+            {**TEST_SETTINGS, "DATABASE_URL": database_url, "ENV_NAME": env, "STRIPE_SECRET_KEY": key}
+        )
     app.extensions["portal.engine"].dispose()
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
-                and "STRIPE_SECRET_KEY" in r.getMessage()]
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "STRIPE_SECRET_KEY" in r.getMessage()
+    ]
     assert bool(warnings) is warned
     if warned:
         assert "online payment is OFF" in warnings[0]
 
 
 # --- The demo Checkout's address (development) ---------------------------------------------
+
 
 def readable(url: str) -> Iterator[str]:
     """The URL and whatever its parts decode to (base64, itsdangerous' zlib'd payloads)."""
@@ -186,11 +214,9 @@ def readable(url: str) -> Iterator[str]:
             raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
         except (binascii.Error, ValueError):
             continue
-        for attempt in (lambda: raw, lambda: zlib.decompress(raw)):
-            try:
-                yield attempt().decode("utf-8", "replace")
-            except zlib.error:
-                pass
+        yield raw.decode("utf-8", "replace")
+        with contextlib.suppress(zlib.error):
+            yield zlib.decompress(raw).decode("utf-8", "replace")
 
 
 def test_the_demo_checkout_address_carries_no_personal_data(client, db, make_account):
@@ -198,8 +224,9 @@ def test_the_demo_checkout_address_carries_no_personal_data(client, db, make_acc
     invoice, url = make_invoice(db, account)
     client.get(pay_path(url))
     page = client.get(f"/pay/invoices/{invoice.id}").get_data(as_text=True)
-    started = client.post(f"/pay/invoices/{invoice.id}/checkout",
-                          data=button_form(page, f"/pay/invoices/{invoice.id}/checkout"))
+    started = client.post(
+        f"/pay/invoices/{invoice.id}/checkout", data=button_form(page, f"/pay/invoices/{invoice.id}/checkout")
+    )
     location = started.headers["Location"]
     assert location.startswith("/pay/demo/checkout/")
     for text in readable(location):

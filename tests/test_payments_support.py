@@ -3,6 +3,7 @@
 The portal talks to `tests.stripe_server.StripeServer` through the real `stripe` library
 (`STRIPE_API_BASE`), and webhook events are signed exactly as Stripe signs them.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,16 +36,30 @@ def stripe_server() -> Iterator[StripeServer]:
 @pytest.fixture
 def live_settings(settings: dict[str, Any], stripe_server: StripeServer) -> dict[str, Any]:
     """Settings pointing the app at the local Stripe (ask for this before `app`/`client`)."""
-    settings.update(STRIPE_SECRET_KEY=API_KEY, STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
-                    STRIPE_API_BASE=stripe_server.url, STRIPE_TIMEOUT=1, STRIPE_MAX_NETWORK_RETRIES=0)
+    settings.update(
+        STRIPE_SECRET_KEY=API_KEY,
+        STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        STRIPE_API_BASE=stripe_server.url,
+        STRIPE_TIMEOUT=1,
+        STRIPE_MAX_NETWORK_RETRIES=0,
+    )
     return settings
 
 
-def post_event(client: Any, event: dict[str, Any], secret: str = WEBHOOK_SECRET,
-               timestamp: int | None = None, payload: str | None = None) -> Any:
+def post_event(
+    client: Any,
+    event: dict[str, Any],
+    secret: str = WEBHOOK_SECRET,
+    timestamp: int | None = None,
+    payload: str | None = None,
+) -> Any:
     body = payload if payload is not None else json.dumps(event)
-    return client.post("/stripe/webhook", data=body, content_type="application/json",
-                       headers={"Stripe-Signature": sign_payload(body, secret, timestamp)})
+    return client.post(
+        "/stripe/webhook",
+        data=body,
+        content_type="application/json",
+        headers={"Stripe-Signature": sign_payload(body, secret, timestamp)},
+    )
 
 
 def deliver(client: Any, event_type: str, obj: dict[str, Any], **kwargs: Any) -> Any:
@@ -53,12 +68,17 @@ def deliver(client: Any, event_type: str, obj: dict[str, Any], **kwargs: Any) ->
     return response
 
 
-def make_invoice(db: Any, account: Account, lines: list[tuple[str, int]] | None = None,
-                 due: date | None = None) -> tuple[Invoice, str]:
+def make_invoice(
+    db: Any, account: Account, lines: list[tuple[str, int]] | None = None, due: date | None = None
+) -> tuple[Invoice, str]:
     """An invoice created through the service (as the staff form does); returns it and its link."""
     invoice, url = invoice_service.create_invoice(
-        db, account, [invoice_service.Line(d, c) for d, c in (lines or [("Weekly service, March", 16500)])],
-        due or date.today(), "staff:1")
+        db,
+        account,
+        [invoice_service.Line(d, c) for d, c in (lines or [("Weekly service, March", 16500)])],
+        due or date.today(),
+        "staff:1",
+    )
     db.commit()
     return invoice, url
 
@@ -93,7 +113,7 @@ def sign_up(client: Any, db: Any, account: Account, billing: str = "Card autopay
 def button_form(page: str, action: str) -> dict[str, str]:
     """The hidden fields of the form posting to `action` on the page."""
     start = page.index(f'action="{action}"')
-    return form_fields(page[start:page.index("</form>", start)])
+    return form_fields(page[start : page.index("</form>", start)])
 
 
 def refresh(db: Any) -> None:
@@ -105,14 +125,20 @@ def refresh(db: Any) -> None:
 def snapshot(db: Any) -> dict[str, int]:
     """Row counts that a refused request must leave alone."""
     refresh(db)
-    return {model.__name__: count_rows(db, model)
-            for model in (Invoice, OutboxEmail, RecordEntry, StripeEvent)}
+    return {
+        model.__name__: count_rows(db, model) for model in (Invoice, OutboxEmail, RecordEntry, StripeEvent)
+    }
 
 
 def entries(db: Any, account_id: int, event: str) -> list[RecordEntry]:
     refresh(db)
-    return list(db.scalars(select(RecordEntry).where(RecordEntry.account_id == account_id,
-                                                     RecordEntry.event == event).order_by(RecordEntry.seq)))
+    return list(
+        db.scalars(
+            select(RecordEntry)
+            .where(RecordEntry.account_id == account_id, RecordEntry.event == event)
+            .order_by(RecordEntry.seq)
+        )
+    )
 
 
 def emails(db: Any, kind: str) -> list[OutboxEmail]:

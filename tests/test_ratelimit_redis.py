@@ -13,6 +13,7 @@ The Redis test needs a server at TEST_REDIS_URL (default redis://127.0.0.1:6379/
 without one. Its keys carry a prefix unique to the run (RATELIMIT_KEY_PREFIX) and are deleted
 afterwards, so runs never see each other's counts.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,8 +52,10 @@ def redis_prefix() -> Iterator[str]:
     try:
         client.ping()
     except redis.exceptions.RedisError as error:
-        pytest.skip(f"Redis is not reachable at {REDIS_URL} ({error}); set TEST_REDIS_URL "
-                    "or start redis-server to run this test")
+        pytest.skip(
+            f"Redis is not reachable at {REDIS_URL} ({error}); set TEST_REDIS_URL "
+            "or start redis-server to run this test"
+        )
     prefix = f"portal-test-{uuid.uuid4().hex}"
     yield prefix
     keys = list(client.scan_iter(match=f"*{prefix}*"))
@@ -63,16 +66,26 @@ def redis_prefix() -> Iterator[str]:
 
 def _app_server(settings: dict[str, object], tmp_path: Path, name: str, attempts: int) -> list[int]:
     env = {**os.environ, "PORTAL_INSTANCE_PATH": str(tmp_path / name)}
-    done = subprocess.run([sys.executable, "-c", APP_SERVER, json.dumps(settings), str(attempts)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", APP_SERVER, json.dumps(settings), str(attempts)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 def _settings(settings: dict[str, object], storage: str, prefix: str) -> dict[str, object]:
-    return {**settings, "RATELIMIT_STORAGE_URI": storage, "RATELIMIT_KEY_PREFIX": prefix,
-            "LOGIN_LIMIT_PER_ACCOUNT": "5 per 15 minutes",
-            "LOGIN_LIMIT_PER_CLIENT": "100 per 15 minutes"}
+    return {
+        **settings,
+        "RATELIMIT_STORAGE_URI": storage,
+        "RATELIMIT_KEY_PREFIX": prefix,
+        "LOGIN_LIMIT_PER_ACCOUNT": "5 per 15 minutes",
+        "LOGIN_LIMIT_PER_CLIENT": "100 per 15 minutes",
+    }
 
 
 def test_two_app_processes_share_the_sign_in_limit_through_redis(settings, tmp_path, redis_prefix):

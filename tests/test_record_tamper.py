@@ -1,6 +1,7 @@
 """Tampering with the service record behind the application's back is found: a cut tail, an
 emptied record, a rewritten entry whose chain was recomputed without the record key, and, with
 a seal kept outside the database, a history cut back together with its head."""
+
 from __future__ import annotations
 
 import contextvars
@@ -37,9 +38,12 @@ def _restore_append_only(db: Session) -> None:
         db.execute(text("ALTER TABLE record_entries ENABLE TRIGGER record_entries_append_only"))
     else:
         for action in ("UPDATE", "DELETE"):
-            db.execute(text(
-                f"CREATE TRIGGER record_entries_no_{action.lower()} BEFORE {action} ON record_entries "
-                "BEGIN SELECT RAISE(ABORT, 'service record entries are append-only'); END"))
+            db.execute(
+                text(
+                    f"CREATE TRIGGER record_entries_no_{action.lower()} BEFORE {action} ON record_entries "
+                    "BEGIN SELECT RAISE(ABORT, 'service record entries are append-only'); END"
+                )
+            )
 
 
 def _tamper(db: Session, sql: str, **params: object) -> None:
@@ -55,8 +59,9 @@ def paid_account(db, make_account):
     make_account()
     account = make_account()
     record.append(db, account, event="invoice_created", actor="staff:1", details={"invoice": 7})
-    record.append(db, account, event="invoice_paid", actor="stripe",
-                  details={"invoice": 7, "amount_cents": 16500})
+    record.append(
+        db, account, event="invoice_paid", actor="stripe", details={"invoice": 7, "amount_cents": 16500}
+    )
     db.commit()
     return account
 
@@ -81,8 +86,9 @@ def test_a_cut_tail_is_found(db, runner, paid_account):
 def test_an_emptied_record_is_found(db, runner, paid_account):
     # Items point at their entries: those links go first, as an attacker would do.
     _lift_append_only(db)
-    db.execute(text("UPDATE promise_items SET latest_entry_id = NULL WHERE account_id = :a"),
-               {"a": paid_account.id})
+    db.execute(
+        text("UPDATE promise_items SET latest_entry_id = NULL WHERE account_id = :a"), {"a": paid_account.id}
+    )
     db.execute(text("DELETE FROM record_entries WHERE account_id = :a"), {"a": paid_account.id})
     _restore_append_only(db)
     db.commit()
@@ -110,10 +116,12 @@ def test_a_rewritten_entry_with_a_recomputed_chain_is_found(db, runner, paid_acc
 
 
 def test_a_rotated_record_key_still_verifies_older_entries_and_an_unknown_key_does_not(
-        app, db, runner, paid_account, settings):
+    app, db, runner, paid_account, settings
+):
     old_entries = len(record.entries_for(db, paid_account.id))
-    rotated = create_app({**settings, "RECORD_KEY": "the-new-record-key",
-                          "RECORD_KEY_FALLBACKS": [settings["RECORD_KEY"]]})
+    rotated = create_app(
+        {**settings, "RECORD_KEY": "the-new-record-key", "RECORD_KEY_FALLBACKS": [settings["RECORD_KEY"]]}
+    )
     with rotated.app_context():
         session = rotated.extensions["portal.sessionmaker"]()
         account = session.get(Account, paid_account.id)
@@ -127,8 +135,9 @@ def test_a_rotated_record_key_still_verifies_older_entries_and_an_unknown_key_do
 
     forgotten = create_app({**settings, "RECORD_KEY": "the-new-record-key"})
     # A context of its own, as from a shell: the test's app context would serve the command otherwise.
-    result = contextvars.Context().run(forgotten.test_cli_runner().invoke,
-                                       args=["verify-record", str(paid_account.id)])
+    result = contextvars.Context().run(
+        forgotten.test_cli_runner().invoke, args=["verify-record", str(paid_account.id)]
+    )
     forgotten.extensions["portal.engine"].dispose()
     assert result.exit_code == 1, result.output
     assert "broken at entry 1: signed with an unknown record key" in result.output
@@ -148,7 +157,8 @@ def test_production_refuses_to_start_without_a_record_key(tmp_path, monkeypatch)
 
 
 def test_a_seal_names_every_account_cut_since_even_with_its_head_reset(
-        db, runner, paid_account, make_account, tmp_path):
+    db, runner, paid_account, make_account, tmp_path
+):
     untouched = make_account()
     seal_file = tmp_path / "seal.json"
     result = runner.invoke(args=["record-seal", "--output", str(seal_file)])
@@ -162,8 +172,10 @@ def test_a_seal_names_every_account_cut_since_even_with_its_head_reset(
     entries = record.entries_for(db, paid_account.id)
     _lift_append_only(db)
     db.execute(text("DELETE FROM record_entries WHERE id = :id"), {"id": entries[-1].id})
-    db.execute(text("UPDATE accounts SET record_seq = :s, record_head = :h WHERE id = :a"),
-               {"s": entries[-2].seq, "h": entries[-2].hash, "a": paid_account.id})
+    db.execute(
+        text("UPDATE accounts SET record_seq = :s, record_head = :h WHERE id = :a"),
+        {"s": entries[-2].seq, "h": entries[-2].hash, "a": paid_account.id},
+    )
     _restore_append_only(db)
     db.commit()
     assert _verify(runner).exit_code == 0
@@ -196,23 +208,30 @@ def test_a_forged_seal_is_refused(db, runner, paid_account, tmp_path):
 
 
 def test_the_weekly_seal_reaches_every_active_admin_as_a_file_that_verifies(
-        app, db, runner, paid_account, make_staff, tmp_path):
+    app, db, runner, paid_account, make_staff, tmp_path
+):
     admins = [make_staff("admin"), make_staff("admin")]
     gone = make_staff("admin")
     gone.active = False
     make_staff("office")
     db.commit()
     monday = datetime(2026, 12, 7, 6, 0, tzinfo=timezone.utc)
-    tasks = {task.name: task for task in build_tasks(monday - timedelta(hours=1), 10, None, None,
-                                                     ZoneInfo("UTC"), clock_time(6, 0))}
+    tasks = {
+        task.name: task
+        for task in build_tasks(
+            monday - timedelta(hours=1), 10, None, None, ZoneInfo("UTC"), clock_time(6, 0)
+        )
+    }
     assert tasks["record seal"].due == monday
     assert tasks["record seal"].schedule.next_after(monday) == monday + timedelta(days=7)
 
     with app.app_context():
         assert seal_record(threading.Event()).summary == "record seal emailed to 2 admin(s)"
     assert runner.invoke(args=["outbox", "send"]).exit_code == 0
-    messages = [message_from_bytes(path.read_bytes(), policy=policy.default)
-                for path in sorted(Path(app.config["MAIL_OUTBOX_DIR"]).iterdir())]
+    messages = [
+        message_from_bytes(path.read_bytes(), policy=policy.default)
+        for path in sorted(Path(app.config["MAIL_OUTBOX_DIR"]).iterdir())
+    ]
     assert sorted(message["To"] for message in messages) == sorted(admin.email for admin in admins)
     attachment = next(messages[0].iter_attachments())
     assert attachment.get_filename().startswith("record-seal-")

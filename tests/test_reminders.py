@@ -1,4 +1,5 @@
 """Reminders: who gets one and when, the cap, the rotated link, and the record entry."""
+
 from __future__ import annotations
 
 import re
@@ -37,9 +38,13 @@ def _welcomed(db: Session, make_account, **changes) -> Account:  # type: ignore[
 
 
 def _emails(db: Session, account: Account, kind: str) -> list[OutboxEmail]:
-    return list(db.scalars(select(OutboxEmail).where(OutboxEmail.account_id == account.id,
-                                                     OutboxEmail.kind == kind)
-                           .order_by(OutboxEmail.id)))
+    return list(
+        db.scalars(
+            select(OutboxEmail)
+            .where(OutboxEmail.account_id == account.id, OutboxEmail.kind == kind)
+            .order_by(OutboxEmail.id)
+        )
+    )
 
 
 def _reminder_entries(db: Session, account: Account) -> list[dict]:
@@ -63,7 +68,8 @@ def test_not_opened_after_n_days_gets_one_reminder_with_a_new_link(app, db, make
     db.refresh(account)
     assert (account.reminders_sent, account.last_reminder_at) == (1, due)
     assert _reminder_entries(db, account) == [
-        {"number": 1, "reason": "not_opened", "email_id": _emails(db, account, "reminder")[0].id}]
+        {"number": 1, "reason": "not_opened", "email_id": _emails(db, account, "reminder")[0].id}
+    ]
     [reminder] = _emails(db, account, "reminder")
     assert reminder.to_address == account.customer.email
     assert "a reminder to confirm" in reminder.subject
@@ -72,8 +78,7 @@ def test_not_opened_after_n_days_gets_one_reminder_with_a_new_link(app, db, make
     assert record.verify_chain(db, account.id) is None
 
 
-def test_a_reminder_is_delivered_with_both_parts_saying_the_old_link_is_gone(app, db, make_account,
-                                                                             runner):
+def test_a_reminder_is_delivered_with_both_parts_saying_the_old_link_is_gone(app, db, make_account, runner):
     account = _welcomed(db, make_account)
     _remind(runner, account.link_sent_at + 3 * DAY)
     assert runner.invoke(args=["outbox", "send"]).exit_code == 0
@@ -97,8 +102,7 @@ def test_not_finished_after_m_days_counted_from_the_latest_nudge(app, db, make_a
     wait = timedelta(days=app.config["REMINDER_NOT_FINISHED_DAYS"])
 
     assert "Queued 0" in _remind(runner, sent + wait)  # opened a day later: not yet
-    assert f"reminder 1 (not_finished) for account {account.id}" in _remind(runner,
-                                                                           sent + DAY + wait)
+    assert f"reminder 1 (not_finished) for account {account.id}" in _remind(runner, sent + DAY + wait)
     [reminder] = _emails(db, account, "reminder")
     assert "finish confirming" in reminder.subject
     assert "have not finished yet" in reminder.text_body
@@ -136,8 +140,7 @@ def test_signed_deleted_draft_and_just_sent_accounts_get_none(app, db, make_acco
     for account in quiet:
         db.refresh(account)
         assert (account.reminders_sent, account.last_reminder_at) == (0, None)
-        assert (account.link_nonce_hash, len(record.entries_for(db, account.id))) \
-            == before[account.id]
+        assert (account.link_nonce_hash, len(record.entries_for(db, account.id))) == before[account.id]
         assert _emails(db, account, "reminder") == []
 
 
@@ -169,8 +172,9 @@ def test_a_bad_now_is_refused_and_changes_nothing(app, db, make_account, runner)
     assert _emails(db, account, "reminder") == []
 
 
-@pytest.mark.parametrize("value", ["2030-01-01T09:00:00", "2030-01-01T09:00:00+00:00",
-                                   "2030-01-01T02:00:00-07:00"])
+@pytest.mark.parametrize(
+    "value", ["2030-01-01T09:00:00", "2030-01-01T09:00:00+00:00", "2030-01-01T02:00:00-07:00"]
+)
 def test_now_is_an_aware_time_and_utc_without_an_offset(value):
     parsed = ISO_DATETIME.convert(value, None, None)
     assert parsed.tzinfo is not None

@@ -1,6 +1,7 @@
 """Reports count the same signed accounts as the dashboard and the funnel. An account whose link
 went out without a `link_sent` entry (the demo link `make run` prints) used to drop out of the
 median: "0.0 days over 1 signed account" beside a funnel of 2 signed."""
+
 from __future__ import annotations
 
 import csv
@@ -13,7 +14,8 @@ from portal.onboarding import send_welcome
 
 
 def test_time_to_sign_covers_every_signed_account_the_dashboard_counts(
-        client, db, staff, make_staff, make_account):
+    client, db, staff, make_staff, make_account
+):
     emailed = make_account(customer_name="Ann Emailed", customer_email="ann@example.com")
     demo_link = make_account(customer_name="Dana Demo", customer_email="dana@example.com")
     waiting = make_account(customer_name="Will Waiting", customer_email="will@example.com")

@@ -1,5 +1,6 @@
 """Staff can replace a signed customer's link: the "your service" email (not the welcome text,
 no gate codes), and the old link and the sessions it started stop working."""
+
 from __future__ import annotations
 
 from sqlalchemy import select
@@ -94,7 +95,9 @@ def test_a_signed_customer_asking_for_a_new_link_gets_the_service_text(client, d
     account, path = invited
     _sign(client, path)
     fields = form_fields(client.get("/welcome/session-ended").get_data(as_text=True))
-    assert client.post("/welcome/new-link", data={**fields, "email": account.customer.email}).status_code == 200
+    assert (
+        client.post("/welcome/new-link", data={**fields, "email": account.customer.email}).status_code == 200
+    )
     email = db.scalars(select(OutboxEmail).order_by(OutboxEmail.id.desc())).first()
     assert email.kind == "service_link" and GATE_CODE not in email.text_body
     db.expire_all()

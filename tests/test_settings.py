@@ -2,6 +2,7 @@
 under the instance folder, served by the app), the brand colour must stay readable, the time zone
 is a real IANA zone and every time shown uses it, and emails carry the company's sending name
 and Reply-To."""
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,7 @@ from portal.onboarding import send_welcome
 from portal.outbox import deliver_pending
 from tests.conftest import count_rows
 
-GOOD = {"name": "Blue Lagoon", "brand_color": "#123456", "currency": "USD",
-        "timezone": "America/Phoenix"}
+GOOD = {"name": "Blue Lagoon", "brand_color": "#123456", "currency": "USD", "timezone": "America/Phoenix"}
 
 
 @pytest.fixture
@@ -36,8 +36,14 @@ def admin(staff, make_staff):
 @pytest.fixture
 def saved(db):
     """Settings saved before the test, with an uploaded-looking logo name to compare against."""
-    company = CompanySettings(name="Blue Lagoon", brand_color="#123456", currency="USD",
-                              timezone="America/Phoenix", logo_file="", reply_to="")
+    company = CompanySettings(
+        name="Blue Lagoon",
+        brand_color="#123456",
+        currency="USD",
+        timezone="America/Phoenix",
+        logo_file="",
+        reply_to="",
+    )
     db.add(company)
     db.commit()
     return company
@@ -50,10 +56,16 @@ def uploads(app) -> list[str]:
 
 def upload(client, data: bytes, filename: str, **fields):
     # The body encoded here, in memory: the test client spools large bodies to a file it leaves open.
-    boundary, body = encode_multipart(MultiDict({**GOOD, **fields, "logo": FileStorage(
-        BytesIO(data), filename, content_type="application/octet-stream")}))
-    return client.post("/staff/settings", data=body,
-                       content_type=f"multipart/form-data; boundary={boundary}")
+    boundary, body = encode_multipart(
+        MultiDict(
+            {
+                **GOOD,
+                **fields,
+                "logo": FileStorage(BytesIO(data), filename, content_type="application/octet-stream"),
+            }
+        )
+    )
+    return client.post("/staff/settings", data=body, content_type=f"multipart/form-data; boundary={boundary}")
 
 
 def png(size=(1200, 400), colour=(11, 92, 171), **save) -> bytes:
@@ -78,10 +90,11 @@ def with_exif(fmt: str) -> bytes:
 
 # -- logo upload: refusals store nothing ---------------------------------------------------------
 
-GIF_JS = (b"GIF89a/*\x01\x00\x01\x00\x00\x00\x00;\x00\x00\x00\x00\x00\x00*/"
-          b"=1;alert(document.domain);//")
-SVG = (b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
-       b'<script>alert(1)</script><rect width="10" height="10"/></svg>')
+GIF_JS = b"GIF89a/*\x01\x00\x01\x00\x00\x00\x00;\x00\x00\x00\x00\x00\x00*/=1;alert(document.domain);//"
+SVG = (
+    b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
+    b'<script>alert(1)</script><rect width="10" height="10"/></svg>'
+)
 
 
 def noise_png(megabytes: float) -> bytes:
@@ -93,19 +106,24 @@ def noise_png(megabytes: float) -> bytes:
     return out.getvalue()
 
 
-@pytest.mark.parametrize("data, filename, message", [
-    (b"this is a text file, not a picture", "logo.png", "not a PNG, JPEG or WebP image"),
-    (png()[:300], "cut.png", "not a PNG, JPEG or WebP image"),
-    (GIF_JS, "logo.gif", "not a PNG, JPEG or WebP image"),
-    (png() + b"<html><script>alert(document.cookie)</script></html>", "logo.png",
-     "something else appended after the image"),
-    (SVG, "logo.svg", "SVG logos are not accepted"),
-    (SVG, "logo.png", "SVG logos are not accepted"),
-    (b"", "empty.png", "That file is empty"),
-], ids=["text", "truncated-png", "gif-js-polyglot", "png-html-polyglot", "svg", "svg-named-png",
-        "empty"])
-def test_a_refused_upload_says_why_and_stores_nothing(app, client, db, admin, saved, data, filename,
-                                                       message):
+@pytest.mark.parametrize(
+    "data, filename, message",
+    [
+        (b"this is a text file, not a picture", "logo.png", "not a PNG, JPEG or WebP image"),
+        (png()[:300], "cut.png", "not a PNG, JPEG or WebP image"),
+        (GIF_JS, "logo.gif", "not a PNG, JPEG or WebP image"),
+        (
+            png() + b"<html><script>alert(document.cookie)</script></html>",
+            "logo.png",
+            "something else appended after the image",
+        ),
+        (SVG, "logo.svg", "SVG logos are not accepted"),
+        (SVG, "logo.png", "SVG logos are not accepted"),
+        (b"", "empty.png", "That file is empty"),
+    ],
+    ids=["text", "truncated-png", "gif-js-polyglot", "png-html-polyglot", "svg", "svg-named-png", "empty"],
+)
+def test_a_refused_upload_says_why_and_stores_nothing(app, client, db, admin, saved, data, filename, message):
     rows = count_rows(db, CompanySettings)
     response = upload(client, data, filename, name="Renamed Pools")
     assert response.status_code == 400
@@ -141,10 +159,11 @@ def test_a_valid_logo_is_refused_too_when_another_field_is_wrong(app, client, db
 
 # -- logo upload: what is stored and served ------------------------------------------------------
 
-@pytest.mark.parametrize("fmt, filename", [("PNG", "logo.png"), ("JPEG", "logo.jpg"),
-                                           ("WEBP", "logo.webp")])
+
+@pytest.mark.parametrize("fmt, filename", [("PNG", "logo.png"), ("JPEG", "logo.jpg"), ("WEBP", "logo.webp")])
 def test_an_uploaded_logo_is_resized_stripped_of_metadata_and_served_as_png(
-        app, client, db, admin, saved, fmt, filename):
+    app, client, db, admin, saved, fmt, filename
+):
     original = with_exif(fmt)
     with Image.open(BytesIO(original)) as check:  # the upload really carries EXIF
         assert check.getexif().get(0x010F) == "SpyCam Inc"
@@ -199,8 +218,10 @@ def test_removing_the_logo_clears_it_from_every_page(app, client, db, admin, sav
 
 # -- brand colour: the contrast guard -----------------------------------------------------------
 
+
 def test_a_colour_too_light_for_links_on_white_is_refused_with_a_darker_shade_offered(
-        client, db, admin, saved):
+    client, db, admin, saved
+):
     response = client.post("/staff/settings", data={**GOOD, "brand_color": "#f5c518"})
     assert response.status_code == 400
     page = response.get_data(as_text=True)
@@ -225,7 +246,7 @@ def test_a_colour_too_light_for_links_on_white_is_refused_with_a_darker_shade_of
 def _hue(colour: str) -> float:
     import colorsys
 
-    return colorsys.rgb_to_hls(*(int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)))[0]
+    return colorsys.rgb_to_hls(*(int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)))[0]
 
 
 @pytest.mark.parametrize("colour", ["#ffffff", "#777777", "#ff0000", "#00ff00", "#F5C518"])
@@ -256,6 +277,7 @@ def test_a_light_colour_saved_before_the_guard_is_drawn_in_its_readable_shade(cl
 
 
 # -- time zone ---------------------------------------------------------------------------------
+
 
 def test_the_time_zone_is_chosen_from_iana_zones_and_checked(client, db, admin, saved):
     page = client.get("/staff/settings").get_data(as_text=True)
@@ -306,12 +328,23 @@ def _zone(name: str):  # type: ignore[no-untyped-def]
 
 # -- emails: sending name and Reply-To ---------------------------------------------------------
 
+
 def test_emails_come_from_the_company_name_on_the_portal_address_with_its_reply_to(
-        app, client, db, admin, saved, make_account):
+    app, client, db, admin, saved, make_account
+):
     app.config["MAIL_FROM"] = "Handoff Portal <portal@mail.example>"
-    assert client.post("/staff/settings", data={
-        **GOOD, "email": "hello@bluelagoon.example", "sender_name": "Blue Lagoon Service Team",
-        "reply_to": "office@bluelagoon.example"}).status_code == 302
+    assert (
+        client.post(
+            "/staff/settings",
+            data={
+                **GOOD,
+                "email": "hello@bluelagoon.example",
+                "sender_name": "Blue Lagoon Service Team",
+                "reply_to": "office@bluelagoon.example",
+            },
+        ).status_code
+        == 302
+    )
     account = make_account()
     send_welcome(db, account, "system")
     db.commit()
@@ -326,9 +359,14 @@ def test_emails_come_from_the_company_name_on_the_portal_address_with_its_reply_
 
 
 def test_without_a_sending_name_or_reply_to_the_company_name_and_email_are_used(
-        app, client, db, admin, saved, make_account):
-    assert client.post("/staff/settings", data={
-        **GOOD, "name": "Coral Reef Pools, Inc.", "email": "hello@coral.example"}).status_code == 302
+    app, client, db, admin, saved, make_account
+):
+    assert (
+        client.post(
+            "/staff/settings", data={**GOOD, "name": "Coral Reef Pools, Inc.", "email": "hello@coral.example"}
+        ).status_code
+        == 302
+    )
     send_welcome(db, make_account(), "system")
     db.commit()
     deliver_pending(db)

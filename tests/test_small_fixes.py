@@ -1,5 +1,6 @@
 """Small things staff met on every page: the new-invoice form starts from the plan's price, and
 there is a favicon (no 404 for /favicon.ico, a <link rel=icon> in every layout)."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -14,8 +15,7 @@ from tests.conftest import count_rows
 from tests.test_fuzz import fresh_ids, page_form
 
 
-def test_the_new_invoice_form_starts_with_the_plan_and_its_price(client, db, staff, make_staff,
-                                                                 make_account):
+def test_the_new_invoice_form_starts_with_the_plan_and_its_price(client, db, staff, make_staff, make_account):
     account = make_account(plan="Weekly full service", price_cents=16550)
     staff.login(make_staff("office"))
     page = client.get(f"/pay/staff/accounts/{account.id}/invoices/new").get_data(as_text=True)
@@ -26,8 +26,9 @@ def test_the_new_invoice_form_starts_with_the_plan_and_its_price(client, db, sta
 
     # Submitted as it comes, it bills the plan's price.
     assert count_rows(db, Invoice) == 0
-    response = client.post(f"/pay/staff/accounts/{account.id}/invoices/new",
-                           data=fresh_ids(page_form(page, "")))
+    response = client.post(
+        f"/pay/staff/accounts/{account.id}/invoices/new", data=fresh_ids(page_form(page, ""))
+    )
     assert response.status_code == 302
     invoice = db.scalars(select(Invoice)).one()
     assert invoice.total_cents == 16550

@@ -1,6 +1,7 @@
 """Staff run from the browser: an admin invites, changes roles, deactivates and reactivates;
 anyone resets a forgotten password by emailed link or changes their own. Each is a staff audit
 entry; links work once and expire; bad input and other roles change nothing."""
+
 from __future__ import annotations
 
 import email.policy
@@ -24,6 +25,7 @@ NEW_PASSWORD = "a-brand-new-password"
 
 # -- helpers ---------------------------------------------------------------------------------
 
+
 def _emails(db: Session, kind: str) -> list[OutboxEmail]:
     return list(db.scalars(select(OutboxEmail).where(OutboxEmail.kind == kind).order_by(OutboxEmail.id)))
 
@@ -41,8 +43,10 @@ def _link_path(db: Session, kind: str, to: str) -> str:
 def _audit(db: Session) -> list[tuple[str, str | None, str | None]]:
     """(action, target email, actor email), oldest first."""
     rows = db.scalars(select(StaffAudit).order_by(StaffAudit.id)).all()
-    return [(row.action, row.target.email if row.target else None, row.actor.email if row.actor else None)
-            for row in rows]
+    return [
+        (row.action, row.target.email if row.target else None, row.actor.email if row.actor else None)
+        for row in rows
+    ]
 
 
 def _page_fields(client, url: str = "/staff/staff") -> dict[str, str]:  # type: ignore[no-untyped-def]
@@ -51,8 +55,10 @@ def _page_fields(client, url: str = "/staff/staff") -> dict[str, str]:  # type: 
 
 def _invite(client, **data: str):  # type: ignore[no-untyped-def]
     fields = {k: v for k, v in _page_fields(client).items() if not k.startswith(("role-", "active-"))}
-    return client.post("/staff/staff/invite", data={**fields, "name": "Nia Park",
-                                                    "email": "nia@example.com", "role": "sales", **data})
+    return client.post(
+        "/staff/staff/invite",
+        data={**fields, "name": "Nia Park", "email": "nia@example.com", "role": "sales", **data},
+    )
 
 
 def _row_post(client, user: StaffUser, what: str, value: str):  # type: ignore[no-untyped-def]
@@ -74,9 +80,14 @@ def _open_link(client, path: str):  # type: ignore[no-untyped-def]
 
 
 def _choose(client, page, password: str = NEW_PASSWORD, confirm: str | None = None):  # type: ignore[no-untyped-def]
-    return client.post("/staff/password/new", data={**form_fields(page.get_data(as_text=True)),
-                                                   "password": password,
-                                                   "confirm": password if confirm is None else confirm})
+    return client.post(
+        "/staff/password/new",
+        data={
+            **form_fields(page.get_data(as_text=True)),
+            "password": password,
+            "confirm": password if confirm is None else confirm,
+        },
+    )
 
 
 def _browser(app: Flask):  # type: ignore[no-untyped-def]
@@ -100,8 +111,10 @@ def admin(make_staff, staff) -> StaffUser:  # type: ignore[no-untyped-def]
 
 # -- invite ----------------------------------------------------------------------------------
 
+
 def test_an_invite_is_emailed_and_its_link_lets_the_colleague_choose_a_password_and_sign_in(
-        app, client, db, admin, runner):
+    app, client, db, admin, runner
+):
     response = _invite(client)
     assert response.status_code == 302
     nia = db.scalars(select(StaffUser).where(StaffUser.email == "nia@example.com")).one()
@@ -128,8 +141,10 @@ def test_an_invite_is_emailed_and_its_link_lets_the_colleague_choose_a_password_
     assert nia_browser.login(_reload(db, nia), NEW_PASSWORD).status_code == 302
     assert nia_browser.client.get("/staff/").status_code == 200
 
-    assert _audit(db) == [("invited", "nia@example.com", "ada@example.com"),
-                          ("invite_accepted", "nia@example.com", "nia@example.com")]
+    assert _audit(db) == [
+        ("invited", "nia@example.com", "ada@example.com"),
+        ("invite_accepted", "nia@example.com", "nia@example.com"),
+    ]
     listed = client.get("/staff/staff").get_data(as_text=True).split("<tbody>")[1].split("</tbody>")[0]
     assert "invited" not in listed
 
@@ -141,13 +156,16 @@ def test_an_invited_colleague_cannot_sign_in_before_choosing_a_password(app, cli
         assert _browser(app).login(nia, guess).status_code in (400, 429)
 
 
-@pytest.mark.parametrize(("data", "field_message"), [
-    ({"name": ""}, "Enter their name"),
-    ({"name": "Nia\nPark"}, "line break"),
-    ({"email": "not-an-email"}, "valid email"),
-    ({"email": "ADA@example.com"}, "already has this email"),
-    ({"role": "owner"}, "Choose a role"),
-])
+@pytest.mark.parametrize(
+    ("data", "field_message"),
+    [
+        ({"name": ""}, "Enter their name"),
+        ({"name": "Nia\nPark"}, "line break"),
+        ({"email": "not-an-email"}, "valid email"),
+        ({"email": "ADA@example.com"}, "already has this email"),
+        ({"role": "owner"}, "Choose a role"),
+    ],
+)
 def test_a_bad_invite_is_refused_with_a_message_and_changes_nothing(client, db, admin, data, field_message):
     before = (count_rows(db, StaffUser), count_rows(db, OutboxEmail), count_rows(db, StaffAudit))
     response = _invite(client, **data)
@@ -165,6 +183,7 @@ def test_an_invite_posted_twice_invites_once(client, db, admin):
 
 
 # -- links: once, expiry, tampering ----------------------------------------------------------
+
 
 def test_a_link_used_once_is_refused_the_second_time_and_changes_nothing(app, client, db, admin):
     _invite(client)
@@ -225,15 +244,22 @@ def test_tampered_and_wrong_purpose_links_are_refused(app, client, db, admin):
     path = _link_path(db, "password_reset", admin.email)
     token = path.rsplit("/", 1)[1]
     tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
-    for bad in (f"/staff/password/reset/{tampered}", f"/staff/password/invite/{token}",
-                f"/welcome/t/{token}"):
+    for bad in (
+        f"/staff/password/reset/{tampered}",
+        f"/staff/password/invite/{token}",
+        f"/welcome/t/{token}",
+    ):
         assert _browser(app).client.get(bad).status_code == 400, bad
     assert _browser(app).client.get(f"/staff/password/other/{token}").status_code == 404
     # Without an opened link the form is not there at all.
     fresh = _browser(app).client
     assert fresh.get("/staff/password/new").status_code == 400
-    assert fresh.post("/staff/password/new", data={"password": NEW_PASSWORD,
-                                                   "confirm": NEW_PASSWORD}).status_code == 400
+    assert (
+        fresh.post(
+            "/staff/password/new", data={"password": NEW_PASSWORD, "confirm": NEW_PASSWORD}
+        ).status_code
+        == 400
+    )
     assert count_rows(db, StaffAudit) == 1  # the request only
 
 
@@ -246,12 +272,16 @@ def test_a_deactivated_users_links_stop_working(app, client, db, admin, make_sta
     assert _open_link(_browser(app).client, path).status_code == 400
 
 
-@pytest.mark.parametrize(("password", "confirm", "message"), [
-    ("short", "short", "between 10 and 200"),
-    (NEW_PASSWORD, NEW_PASSWORD + "x", "differ"),
-])
-def test_a_bad_new_password_is_refused_and_the_link_still_works(app, client, db, admin, password,
-                                                               confirm, message):
+@pytest.mark.parametrize(
+    ("password", "confirm", "message"),
+    [
+        ("short", "short", "between 10 and 200"),
+        (NEW_PASSWORD, NEW_PASSWORD + "x", "differ"),
+    ],
+)
+def test_a_bad_new_password_is_refused_and_the_link_still_works(
+    app, client, db, admin, password, confirm, message
+):
     staff_admin.request_reset(db, admin.email)
     db.commit()
     browser = _browser(app).client
@@ -264,6 +294,7 @@ def test_a_bad_new_password_is_refused_and_the_link_still_works(app, client, db,
 
 
 # -- forgotten password ----------------------------------------------------------------------
+
 
 def _ask_reset(client, address: str):  # type: ignore[no-untyped-def]
     fields = _page_fields(client, "/staff/password/forgot")
@@ -284,8 +315,10 @@ def test_forgotten_password_end_to_end_ends_the_other_sessions(app, client, db, 
     assert elsewhere.client.get("/staff/").status_code == 302  # signed out there
     assert _browser(app).login(_reload(db, user), PASSWORD).status_code == 400
     assert _browser(app).login(_reload(db, user), NEW_PASSWORD).status_code == 302
-    assert _audit(db) == [("password_reset_requested", "olu@example.com", None),
-                          ("password_reset_used", "olu@example.com", "olu@example.com")]
+    assert _audit(db) == [
+        ("password_reset_requested", "olu@example.com", None),
+        ("password_reset_used", "olu@example.com", "olu@example.com"),
+    ]
 
 
 def test_forgotten_password_answers_the_same_for_known_and_unknown_addresses(client, db, make_staff):
@@ -323,14 +356,22 @@ def test_a_bad_reset_request_is_refused_and_sends_nothing(client, db, make_staff
 
 # -- own password ----------------------------------------------------------------------------
 
+
 def _change(client, current: str, new: str = NEW_PASSWORD, confirm: str | None = None):  # type: ignore[no-untyped-def]
-    return client.post("/staff/password", data={**_page_fields(client, "/staff/password"),
-                                                "current": current, "password": new,
-                                                "confirm": new if confirm is None else confirm})
+    return client.post(
+        "/staff/password",
+        data={
+            **_page_fields(client, "/staff/password"),
+            "current": current,
+            "password": new,
+            "confirm": new if confirm is None else confirm,
+        },
+    )
 
 
-def test_changing_ones_password_needs_the_current_one_and_ends_other_sessions(app, client, db, staff,
-                                                                              make_staff):
+def test_changing_ones_password_needs_the_current_one_and_ends_other_sessions(
+    app, client, db, staff, make_staff
+):
     user = make_staff("technician", email="tia@example.com", name="Tia")
     staff.login(user)
     elsewhere = _browser(app)
@@ -358,6 +399,7 @@ def test_changing_a_password_needs_a_sign_in(client):
 
 # -- role and deactivation -------------------------------------------------------------------
 
+
 def test_an_admin_changes_a_role_and_the_new_role_applies_at_once(app, client, db, admin, make_staff):
     sam = make_staff("sales", email="sam@example.com", name="Sam")
     sams = _browser(app)
@@ -377,7 +419,8 @@ def test_an_admin_changes_a_role_and_the_new_role_applies_at_once(app, client, d
 
 
 def test_deactivation_signs_out_everywhere_keeps_the_record_and_reactivation_lets_back_in(
-        app, client, db, admin, make_staff, make_account):
+    app, client, db, admin, make_staff, make_account
+):
     sam = make_staff("sales", email="sam@example.com", name="Sam Seller")
     account = make_account(salesperson=sam)
     entries = count_rows(db, RecordEntry)
@@ -398,8 +441,10 @@ def test_deactivation_signs_out_everywhere_keeps_the_record_and_reactivation_let
 
     assert _row_post(client, sam, "active", "1").status_code == 302
     assert _browser(app).login(_reload(db, sam)).status_code == 302
-    assert _audit(db) == [("deactivated", "sam@example.com", "ada@example.com"),
-                          ("reactivated", "sam@example.com", "ada@example.com")]
+    assert _audit(db) == [
+        ("deactivated", "sam@example.com", "ada@example.com"),
+        ("reactivated", "sam@example.com", "ada@example.com"),
+    ]
 
 
 def test_the_last_active_admin_cannot_demote_or_deactivate_themself(app, client, db, admin, make_staff):
@@ -435,8 +480,9 @@ def test_the_last_admin_rule_holds_when_two_admins_demote_each_other_at_once(app
             actor_id, target_id = next(ids)
         try:
             with unit_of_work() as session:
-                staff_admin.change_role(session, session.get(StaffUser, actor_id),
-                                        session.get(StaffUser, target_id), "office")
+                staff_admin.change_role(
+                    session, session.get(StaffUser, actor_id), session.get(StaffUser, target_id), "office"
+                )
         except staff_admin.StaffError:
             return "refused"
         return "done"
@@ -453,12 +499,20 @@ def test_other_roles_cannot_reach_staff_admin(app, client, db, staff, make_staff
     staff.login(make_staff(role))
     before = (count_rows(db, StaffUser), count_rows(db, StaffAudit), count_rows(db, OutboxEmail))
     assert client.get("/staff/staff").status_code == 403
-    assert client.post("/staff/staff/invite", data={"name": "X", "email": "x@example.com",
-                                                    "role": "admin"}).status_code == 403
-    assert client.post(f"/staff/staff/{target.id}/role",
-                       data={f"role-{target.id}-role": "admin"}).status_code == 403
-    assert client.post(f"/staff/staff/{target.id}/active",
-                       data={f"active-{target.id}-active": "0"}).status_code == 403
+    assert (
+        client.post(
+            "/staff/staff/invite", data={"name": "X", "email": "x@example.com", "role": "admin"}
+        ).status_code
+        == 403
+    )
+    assert (
+        client.post(f"/staff/staff/{target.id}/role", data={f"role-{target.id}-role": "admin"}).status_code
+        == 403
+    )
+    assert (
+        client.post(f"/staff/staff/{target.id}/active", data={f"active-{target.id}-active": "0"}).status_code
+        == 403
+    )
     assert (count_rows(db, StaffUser), count_rows(db, StaffAudit), count_rows(db, OutboxEmail)) == before
     assert _reload(db, target).role == "sales" and _reload(db, target).active
 
@@ -469,9 +523,11 @@ def test_an_unknown_colleague_is_404(client, admin):
 
 # -- CSRF ------------------------------------------------------------------------------------
 
+
 @pytest.mark.csrf
-def test_staff_forms_without_the_csrf_token_are_refused_and_change_nothing(app, client, db, admin,
-                                                                          make_staff):
+def test_staff_forms_without_the_csrf_token_are_refused_and_change_nothing(
+    app, client, db, admin, make_staff
+):
     sam = make_staff("sales", email="sam@example.com")
     before = (count_rows(db, StaffUser), count_rows(db, StaffAudit), count_rows(db, OutboxEmail))
     fields = {k: v for k, v in _page_fields(client).items() if k != "csrf_token" and "csrf" not in k}
@@ -499,13 +555,18 @@ def test_setting_a_password_without_the_csrf_token_is_refused(app, client, db, a
     browser = _browser(app).client
     form = _open_link(browser, _link_path(db, "password_reset", admin.email))
     before = _reload(db, admin).password_hash
-    assert browser.post("/staff/password/new", data={"password": NEW_PASSWORD,
-                                                     "confirm": NEW_PASSWORD}).status_code == 400
+    assert (
+        browser.post(
+            "/staff/password/new", data={"password": NEW_PASSWORD, "confirm": NEW_PASSWORD}
+        ).status_code
+        == 400
+    )
     assert _reload(db, admin).password_hash == before
     assert _choose(browser, form).status_code == 302
 
 
 # -- the audit -------------------------------------------------------------------------------
+
 
 def test_staff_audit_entries_are_never_changed_or_deleted(client, db, admin, make_staff):
     sam = make_staff("sales", email="sam@example.com")
@@ -564,8 +625,9 @@ def test_the_header_shows_the_display_name_not_the_email(client, staff, make_sta
 def test_the_service_record_names_colleagues_by_display_name(client, db, staff, make_staff, make_account):
     sam = make_staff("sales", email="sam@example.com", name="Sam Seller")
     account = make_account(salesperson=sam)
-    actors = {entry.actor for entry in db.scalars(select(RecordEntry)
-                                                  .where(RecordEntry.account_id == account.id))}
+    actors = {
+        entry.actor for entry in db.scalars(select(RecordEntry).where(RecordEntry.account_id == account.id))
+    }
     assert f"staff:{sam.id}" in actors  # the record keeps the id; the page shows the name
     staff.login(make_staff("office"))
     record = client.get(f"/staff/accounts/{account.id}").get_data(as_text=True).split("<time", 1)[1]

@@ -1,6 +1,7 @@
 """The staff forms under hypothesis (see tests/test_fuzz.py): whatever is posted to invite,
 change a role, deactivate, ask for a reset, choose or change a password, the answer is never a
 500 and a refusal changes no row count."""
+
 from __future__ import annotations
 
 import re
@@ -36,8 +37,12 @@ def colleague(make_staff):  # type: ignore[no-untyped-def]
 @given(data=st.data())
 def test_invite(client, db, admin, data):
     page = client.get("/staff/staff").get_data(as_text=True)
-    baseline = {**page_form(page, "/staff/staff/invite"), "name": "Nia Park",
-                "email": "nia@example.com", "role": "sales"}
+    baseline = {
+        **page_form(page, "/staff/staff/invite"),
+        "name": "Nia Park",
+        "email": "nia@example.com",
+        "role": "sales",
+    }
     post_and_check(client, db, "/staff/staff/invite", fuzz(client.application, data, "invite", baseline))
 
 
@@ -60,8 +65,7 @@ def unlimited_resets(app):  # type: ignore[no-untyped-def]
 def test_forgotten_password(unlimited_resets, client, db, colleague, data):
     page = client.get("/staff/password/forgot").get_data(as_text=True)
     baseline = {**page_form(page, "/staff/password/forgot"), "email": colleague.email}
-    post_and_check(client, db, "/staff/password/forgot",
-                   fuzz(unlimited_resets, data, "forgot", baseline))
+    post_and_check(client, db, "/staff/password/forgot", fuzz(unlimited_resets, data, "forgot", baseline))
 
 
 @FUZZ
@@ -73,8 +77,7 @@ def test_choose_a_password_from_a_link(client, db, colleague, data):
     path = re.search(r"/staff/password/reset/\S+", body).group(0)
     assert client.get(path).status_code == 302
     page = client.get("/staff/password/new").get_data(as_text=True)
-    baseline = {**page_form(page, ""), "password": "pool-days-all-summer",
-                "confirm": "pool-days-all-summer"}
+    baseline = {**page_form(page, ""), "password": "pool-days-all-summer", "confirm": "pool-days-all-summer"}
     post_and_check(client, db, "/staff/password/new", fuzz(client.application, data, "set", baseline))
 
 
@@ -87,6 +90,5 @@ def test_change_own_password(client, db, staff, make_staff, data):
     user = db.get(StaffUser, user.id)
     staff.login(user, PASSWORD)  # signed in again if an earlier example changed the password
     page = client.get("/staff/password").get_data(as_text=True)
-    baseline = {**page_form(page, ""), "current": PASSWORD, "password": PASSWORD,
-                "confirm": PASSWORD}
+    baseline = {**page_form(page, ""), "current": PASSWORD, "password": PASSWORD, "confirm": PASSWORD}
     post_and_check(client, db, "/staff/password", fuzz(client.application, data, "change", baseline))

@@ -1,4 +1,5 @@
 """Staff sign-in: passwords, sessions, cookies, roles, CSRF and rate limits."""
+
 from __future__ import annotations
 
 import logging
@@ -32,8 +33,9 @@ def test_wrong_password_is_refused_with_a_clear_message(client, staff, make_staf
 def test_unknown_email_gets_the_same_answer(client, staff, make_staff):
     user = make_staff("office")
     wrong_password = staff.login(user, password="not-the-password").get_data(as_text=True)
-    unknown = client.post("/staff/login", data={"email": "nobody@example.com",
-                                                 "password": PASSWORD}).get_data(as_text=True)
+    unknown = client.post(
+        "/staff/login", data={"email": "nobody@example.com", "password": PASSWORD}
+    ).get_data(as_text=True)
     assert "do not match an active account" in unknown
     assert wrong_password.count("field-errors") == unknown.count("field-errors")
 
@@ -64,36 +66,53 @@ def test_staff_pages_need_a_login(client):
 
 def test_role_refused_gets_403(client, staff, make_staff, db):
     staff.login(make_staff("technician"))
-    response = client.post("/staff/settings", data={"name": "Hacked", "brand_color": "#000000",
-                                                    "currency": "USD"})
+    response = client.post(
+        "/staff/settings", data={"name": "Hacked", "brand_color": "#000000", "currency": "USD"}
+    )
     assert response.status_code == 403
     assert count_rows(db, CompanySettings) == 0
 
 
 def test_admin_saves_company_settings_and_bad_input_changes_nothing(client, staff, make_staff, db):
     staff.login(make_staff("admin"))
-    bad = client.post("/staff/settings", data={"name": "", "brand_color": "red", "currency": "XXX1",
-                                               "timezone": "Mars/Olympus_Mons"})
+    bad = client.post(
+        "/staff/settings",
+        data={"name": "", "brand_color": "red", "currency": "XXX1", "timezone": "Mars/Olympus_Mons"},
+    )
     assert bad.status_code == 400
     page = bad.get_data(as_text=True)
     assert "Enter the company name." in page and "Use a colour like #0b5cab" in page
     assert "Choose a time zone from the list" in page
     assert count_rows(db, CompanySettings) == 0
 
-    good = client.post("/staff/settings", data={
-        "name": "Blue Lagoon", "brand_color": "#123456", "currency": "usd",
-        "readiness_checklist": "Dog inside\n\nGate unlocked\n"})
+    good = client.post(
+        "/staff/settings",
+        data={
+            "name": "Blue Lagoon",
+            "brand_color": "#123456",
+            "currency": "usd",
+            "readiness_checklist": "Dog inside\n\nGate unlocked\n",
+        },
+    )
     assert good.status_code == 302
     company = db.scalars(select(CompanySettings)).one()
     assert (company.name, company.currency, company.readiness_checklist) == (
-        "Blue Lagoon", "USD", ["Dog inside", "Gate unlocked"])
+        "Blue Lagoon",
+        "USD",
+        ["Dog inside", "Gate unlocked"],
+    )
 
 
 def test_saved_company_settings_show_at_once_here_and_within_the_cache_time_elsewhere(
-        app, client, staff, make_staff, db, monkeypatch):
+    app, client, staff, make_staff, db, monkeypatch
+):
     staff.login(make_staff("admin"))
-    assert client.post("/staff/settings", data={"name": "Blue Lagoon", "brand_color": "#123456",
-                                                "currency": "USD"}).status_code == 302
+    assert (
+        client.post(
+            "/staff/settings", data={"name": "Blue Lagoon", "brand_color": "#123456", "currency": "USD"}
+        ).status_code
+        == 302
+    )
     assert "<title>Dashboard · Blue Lagoon</title>" in client.get("/staff/").get_data(as_text=True)
     # Another process saves (a plain UPDATE this process's ORM never sees).
     with app.extensions["portal.engine"].begin() as conn:
@@ -131,8 +150,9 @@ def test_login_with_csrf_token_works(client, make_staff):
     user = make_staff("office")
     page = client.get("/staff/login").get_data(as_text=True)
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
-    response = client.post("/staff/login", data={"email": user.email, "password": PASSWORD,
-                                                 "csrf_token": token})
+    response = client.post(
+        "/staff/login", data={"email": user.email, "password": PASSWORD, "csrf_token": token}
+    )
     assert response.status_code == 302
 
 
@@ -155,18 +175,24 @@ def test_login_attempts_are_limited_per_client_address(app, client, make_staff):
     user = make_staff("office")
     assert client.post("/staff/login", data={"email": user.email, "password": PASSWORD}).status_code == 429
     elsewhere = app.test_client()
-    response = elsewhere.post("/staff/login", data={"email": user.email, "password": PASSWORD},
-                              environ_base={"REMOTE_ADDR": "10.9.9.9"})
+    response = elsewhere.post(
+        "/staff/login",
+        data={"email": user.email, "password": PASSWORD},
+        environ_base={"REMOTE_ADDR": "10.9.9.9"},
+    )
     assert response.status_code == 302
 
 
-@pytest.mark.parametrize("target, expected", [
-    ("/staff/settings", "/staff/settings"),
-    ("https://evil.example/phish", "/staff/"),
-    ("//evil.example/phish", "/staff/"),
-    ("/\\evil.example", "/staff/"),
-    ("javascript:alert(1)", "/staff/"),
-])
+@pytest.mark.parametrize(
+    "target, expected",
+    [
+        ("/staff/settings", "/staff/settings"),
+        ("https://evil.example/phish", "/staff/"),
+        ("//evil.example/phish", "/staff/"),
+        ("/\\evil.example", "/staff/"),
+        ("javascript:alert(1)", "/staff/"),
+    ],
+)
 def test_next_is_followed_only_to_paths_on_this_site(staff, make_staff, target, expected):
     response = staff.login(make_staff("admin"), next=target)
     assert response.headers["Location"] == expected
@@ -201,8 +227,7 @@ def test_changed_user_agent_drops_the_staff_session(client, staff, make_staff):
 def test_passwords_are_hashed_and_never_logged(runner, db, caplog, client):
     caplog.set_level(logging.DEBUG)
     secret = "a-very-secret-password-123"
-    result = runner.invoke(args=["create-staff", "new@example.com", "--role", "sales",
-                                 "--password", secret])
+    result = runner.invoke(args=["create-staff", "new@example.com", "--role", "sales", "--password", secret])
     assert result.exit_code == 0, result.output
     user = db.scalars(select(StaffUser).where(StaffUser.email == "new@example.com")).one()
     assert user.password_hash.startswith(("pbkdf2:", "scrypt:")) and secret not in user.password_hash
@@ -212,16 +237,17 @@ def test_passwords_are_hashed_and_never_logged(runner, db, caplog, client):
 
 
 def test_create_staff_refuses_bad_input_and_changes_nothing(runner, db):
-    bad_role = runner.invoke(args=["create-staff", "x@example.com", "--role", "boss",
-                                   "--password", "long-enough-pw"])
-    short = runner.invoke(args=["create-staff", "x@example.com", "--role", "sales",
-                                "--password", "short"])
+    bad_role = runner.invoke(
+        args=["create-staff", "x@example.com", "--role", "boss", "--password", "long-enough-pw"]
+    )
+    short = runner.invoke(args=["create-staff", "x@example.com", "--role", "sales", "--password", "short"])
     assert bad_role.exit_code != 0 and short.exit_code != 0
     assert "at least 10 characters" in short.output
     assert count_rows(db, StaffUser) == 0
     runner.invoke(args=["create-staff", "x@example.com", "--role", "sales", "--password", "long-enough-pw"])
-    again = runner.invoke(args=["create-staff", "X@example.com", "--role", "sales",
-                                "--password", "long-enough-pw"])
+    again = runner.invoke(
+        args=["create-staff", "X@example.com", "--role", "sales", "--password", "long-enough-pw"]
+    )
     assert "already exists" in again.output and count_rows(db, StaffUser) == 1
 
 

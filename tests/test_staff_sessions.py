@@ -1,5 +1,6 @@
 """Staff sessions end for real: sign-out deletes the remember-me cookie and makes every copy of
 it useless; the per-account sign-in limit counts failures only and a success resets it."""
+
 from __future__ import annotations
 
 from http.cookies import SimpleCookie
@@ -71,6 +72,7 @@ def test_a_password_change_ends_remembered_sessions(app, db, staff, make_staff):
 
 
 # --- The sign-in limit per account --------------------------------------------------------
+
 
 def _attempt(client, user, password):  # type: ignore[no-untyped-def]
     return client.post("/staff/login", data={"email": user.email, "password": password}).status_code

@@ -45,9 +45,12 @@ except ImportError:  # pragma: no cover - depends on how pytest set sys.path
     )
 
 API_KEY = "sk_test_local"
-LINE_ITEMS = [{"price_data": {"currency": "usd", "unit_amount": 1500,
-                              "product_data": {"name": "Pool opening"}},
-               "quantity": 2}]
+LINE_ITEMS = [
+    {
+        "price_data": {"currency": "usd", "unit_amount": 1500, "product_data": {"name": "Pool opening"}},
+        "quantity": 2,
+    }
+]
 _GLOBALS = ("api_base", "api_key", "default_http_client", "max_network_retries")
 
 
@@ -75,12 +78,14 @@ def global_stripe(server: StripeServer) -> Iterator[StripeServer]:
             setattr(stripe, name, value)
 
 
-def make_client(server: StripeServer, *, timeout: float = 5, retries: int = 0,
-                api_key: str = API_KEY) -> tuple[stripe.StripeClient, Any]:
+def make_client(
+    server: StripeServer, *, timeout: float = 5, retries: int = 0, api_key: str = API_KEY
+) -> tuple[stripe.StripeClient, Any]:
     """A StripeClient aimed at the server plus its HTTP client (to close)."""
     http_client = stripe.new_default_http_client(timeout=timeout)
-    client = stripe.StripeClient(api_key, base_addresses={"api": server.url},
-                                 http_client=http_client, max_network_retries=retries)
+    client = stripe.StripeClient(
+        api_key, base_addresses={"api": server.url}, http_client=http_client, max_network_retries=retries
+    )
     return client, http_client
 
 
@@ -93,9 +98,12 @@ def client(server: StripeServer) -> Iterator[stripe.StripeClient]:
 
 def create_session(client: stripe.StripeClient, **extra: Any) -> stripe.checkout.Session:
     params: dict[str, Any] = {
-        "mode": "payment", "line_items": LINE_ITEMS,
+        "mode": "payment",
+        "line_items": LINE_ITEMS,
         "success_url": "https://portal.test/done?s={CHECKOUT_SESSION_ID}",
-        "cancel_url": "https://portal.test/cancel", **extra}
+        "cancel_url": "https://portal.test/cancel",
+        **extra,
+    }
     return client.v1.checkout.sessions.create(params=params)  # type: ignore[arg-type]
 
 
@@ -103,21 +111,26 @@ def create_session(client: stripe.StripeClient, **extra: Any) -> stripe.checkout
 
 
 def test_form_decoding_rebuilds_nested_params() -> None:
-    body = ("metadata[account_id]=5&line_items[0][price_data][unit_amount]=100"
-            "&line_items[1][quantity]=2&expand[]=a&expand[]=b&off_session=true&empty=")
+    body = (
+        "metadata[account_id]=5&line_items[0][price_data][unit_amount]=100"
+        "&line_items[1][quantity]=2&expand[]=a&expand[]=b&off_session=true&empty="
+    )
     assert decode_query(body) == {
         "metadata": {"account_id": "5"},
         "line_items": [{"price_data": {"unit_amount": "100"}}, {"quantity": "2"}],
-        "expand": ["a", "b"], "off_session": "true", "empty": ""}
+        "expand": ["a", "b"],
+        "off_session": "true",
+        "empty": "",
+    }
 
 
 # ---- objects ----------------------------------------------------------------
 
 
-def test_global_style_customer_is_typed_fixture_with_overlay(
-        global_stripe: StripeServer) -> None:
-    customer = stripe.Customer.create(api_key=API_KEY, email="ann@pool.test",
-                                      name="Ann", metadata={"account_id": 5})
+def test_global_style_customer_is_typed_fixture_with_overlay(global_stripe: StripeServer) -> None:
+    customer = stripe.Customer.create(
+        api_key=API_KEY, email="ann@pool.test", name="Ann", metadata={"account_id": 5}
+    )
     assert isinstance(customer, stripe.Customer)
     assert customer.id.startswith("cus_")
     assert (customer.email, customer.name) == ("ann@pool.test", "Ann")
@@ -128,14 +141,21 @@ def test_global_style_customer_is_typed_fixture_with_overlay(
 
 
 def test_client_style_checkout_session_overlay_and_record(
-        client: stripe.StripeClient, server: StripeServer) -> None:
+    client: stripe.StripeClient, server: StripeServer
+) -> None:
     session = client.v1.checkout.sessions.create(
-        params={"mode": "payment", "line_items": LINE_ITEMS,  # type: ignore[typeddict-item]
-                "success_url": "https://portal.test/ok", "cancel_url": "https://portal.test/no",
-                "client_reference_id": "handoff-7", "metadata": {"handoff_id": 7},
-                "payment_intent_data": {"metadata": {"handoff_id": 7}},
-                "expand": ["payment_intent"]},
-        options={"idempotency_key": "idem-cs-1"})
+        params={
+            "mode": "payment",
+            "line_items": LINE_ITEMS,  # type: ignore[typeddict-item]
+            "success_url": "https://portal.test/ok",
+            "cancel_url": "https://portal.test/no",
+            "client_reference_id": "handoff-7",
+            "metadata": {"handoff_id": 7},
+            "payment_intent_data": {"metadata": {"handoff_id": 7}},
+            "expand": ["payment_intent"],
+        },
+        options={"idempotency_key": "idem-cs-1"},
+    )
     assert isinstance(session, stripe.checkout.Session)
     assert session.id.startswith("cs_test_")
     assert session.url == f"{server.url}/checkout/{session.id}"
@@ -149,9 +169,9 @@ def test_client_style_checkout_session_overlay_and_record(
     assert req.headers["authorization"] == f"Bearer {API_KEY}"
     assert req.headers["Content-Type"] == "application/x-www-form-urlencoded"
     assert req.form["line_items"][0] == {
-        "price_data": {"currency": "usd", "unit_amount": "1500",
-                       "product_data": {"name": "Pool opening"}},
-        "quantity": "2"}
+        "price_data": {"currency": "usd", "unit_amount": "1500", "product_data": {"name": "Pool opening"}},
+        "quantity": "2",
+    }
     assert req.form["metadata"] == {"handoff_id": "7"}
     assert req.form["payment_intent_data"] == {"metadata": {"handoff_id": "7"}}
     assert req.form["expand"] == ["payment_intent"]
@@ -163,22 +183,28 @@ def test_client_style_checkout_session_overlay_and_record(
 
 
 def test_setup_session_completion_creates_intent_and_card(
-        client: stripe.StripeClient, server: StripeServer) -> None:
+    client: stripe.StripeClient, server: StripeServer
+) -> None:
     customer = client.v1.customers.create(params={"email": "bob@pool.test"})
-    session = create_session(client, mode="setup", customer=customer.id,
-                             line_items=None, setup_intent_data={"metadata": {"h": "3"}})
+    session = create_session(
+        client,
+        mode="setup",
+        customer=customer.id,
+        line_items=None,
+        setup_intent_data={"metadata": {"h": "3"}},
+    )
     assert session.payment_status == "no_payment_required"
     assert session.amount_total is None
 
     event = server.complete_session(session.id)
     assert event["type"] == "checkout.session.completed"
     done = client.v1.checkout.sessions.retrieve(
-        session.id, params={"expand": ["setup_intent.payment_method"]})
+        session.id, params={"expand": ["setup_intent.payment_method"]}
+    )
     assert done.status == "complete"
     intent = done.setup_intent
     assert isinstance(intent, stripe.SetupIntent)
-    assert (intent.status, intent.customer, intent.metadata["h"]) == (
-        "succeeded", customer.id, "3")
+    assert (intent.status, intent.customer, intent.metadata["h"]) == ("succeeded", customer.id, "3")
     assert isinstance(intent.payment_method, stripe.PaymentMethod)
 
     by_customer = client.v1.customers.payment_methods.list(customer.id)
@@ -188,18 +214,16 @@ def test_setup_session_completion_creates_intent_and_card(
 
 
 def test_payment_method_defaults_and_configured_card(
-        client: stripe.StripeClient, server: StripeServer) -> None:
+    client: stripe.StripeClient, server: StripeServer
+) -> None:
     card = client.v1.payment_methods.retrieve("pm_fromhostedcheckout").card
-    assert (card.brand, card.last4, card.exp_month, card.exp_year) == (
-        "visa", "4242", 12, 2028)
+    assert (card.brand, card.last4, card.exp_month, card.exp_year) == ("visa", "4242", 12, 2028)
     server.card = CardDetails(brand="mastercard", last4="4444", exp_month=1, exp_year=2031)
     card = client.v1.payment_methods.retrieve("pm_other").card
-    assert (card.brand, card.last4, card.exp_month, card.exp_year) == (
-        "mastercard", "4444", 1, 2031)
+    assert (card.brand, card.last4, card.exp_month, card.exp_year) == ("mastercard", "4444", 1, 2031)
 
 
-def test_idempotent_replay_returns_stored_response(
-        client: stripe.StripeClient, server: StripeServer) -> None:
+def test_idempotent_replay_returns_stored_response(client: stripe.StripeClient, server: StripeServer) -> None:
     opts: Any = {"idempotency_key": "same-key"}
     first = client.v1.customers.create(params={"email": "c@pool.test"}, options=opts)
     second = client.v1.customers.create(params={"email": "c@pool.test"}, options=opts)
@@ -236,20 +260,30 @@ def test_wrong_api_key_is_401(server: StripeServer) -> None:
 # ---- payment intents and faults ---------------------------------------------
 
 
-@pytest.mark.parametrize(("outcome", "status"), [
-    ("card_declined", "requires_payment_method"),
-    ("authentication_required", "requires_action"),
-])
+@pytest.mark.parametrize(
+    ("outcome", "status"),
+    [
+        ("card_declined", "requires_payment_method"),
+        ("authentication_required", "requires_action"),
+    ],
+)
 def test_off_session_failures_are_card_errors_with_intent(
-        client: stripe.StripeClient, server: StripeServer, outcome: str,
-        status: str) -> None:
+    client: stripe.StripeClient, server: StripeServer, outcome: str, status: str
+) -> None:
     customer = client.v1.customers.create()
     pm = server.add_payment_method(customer=customer.id)
     server.payment_outcome = outcome
     with pytest.raises(stripe.CardError) as exc:
-        client.v1.payment_intents.create(params={
-            "amount": 4200, "currency": "usd", "customer": customer.id,
-            "payment_method": pm["id"], "off_session": True, "confirm": True})
+        client.v1.payment_intents.create(
+            params={
+                "amount": 4200,
+                "currency": "usd",
+                "customer": customer.id,
+                "payment_method": pm["id"],
+                "off_session": True,
+                "confirm": True,
+            }
+        )
     err = exc.value
     assert (err.http_status, err.code) == (402, outcome)
     assert err.error is not None and err.error.payment_intent is not None
@@ -261,14 +295,21 @@ def test_off_session_failures_are_card_errors_with_intent(
     assert (req.form["off_session"], req.form["confirm"]) == ("true", "true")
 
 
-def test_off_session_success_has_charge(client: stripe.StripeClient,
-                                        server: StripeServer) -> None:
+def test_off_session_success_has_charge(client: stripe.StripeClient, server: StripeServer) -> None:
     customer = client.v1.customers.create()
     pm = server.add_payment_method(customer=customer.id)
-    intent = client.v1.payment_intents.create(params={
-        "amount": 4200, "currency": "usd", "customer": customer.id,
-        "payment_method": pm["id"], "off_session": True, "confirm": True,
-        "metadata": {"handoff_id": "9"}, "expand": ["latest_charge"]})
+    intent = client.v1.payment_intents.create(
+        params={
+            "amount": 4200,
+            "currency": "usd",
+            "customer": customer.id,
+            "payment_method": pm["id"],
+            "off_session": True,
+            "confirm": True,
+            "metadata": {"handoff_id": "9"},
+            "expand": ["latest_charge"],
+        }
+    )
     assert (intent.status, intent.amount_received) == ("succeeded", 4200)
     assert intent.metadata["handoff_id"] == "9"
     assert isinstance(intent.latest_charge, stripe.Charge)
@@ -276,9 +317,14 @@ def test_off_session_success_has_charge(client: stripe.StripeClient,
 
 
 def test_injected_402_becomes_card_error_with_decline_code(
-        client: stripe.StripeClient, server: StripeServer) -> None:
-    server.fail_next(402, decline_code="insufficient_funds",
-                     message="Your card has insufficient funds.", path_prefix="/v1/payment")
+    client: stripe.StripeClient, server: StripeServer
+) -> None:
+    server.fail_next(
+        402,
+        decline_code="insufficient_funds",
+        message="Your card has insufficient funds.",
+        path_prefix="/v1/payment",
+    )
     client.v1.customers.create()  # prefix does not match: not consumed
     with pytest.raises(stripe.CardError) as exc:
         client.v1.payment_intents.create(params={"amount": 100, "currency": "usd"})
@@ -287,12 +333,15 @@ def test_injected_402_becomes_card_error_with_decline_code(
     assert exc.value.error.decline_code == "insufficient_funds"
     assert exc.value.user_message == "Your card has insufficient funds."
     assert str(exc.value.request_id).startswith("req_")
-    assert client.v1.payment_intents.create(
-        params={"amount": 100, "currency": "usd"}).status == "requires_payment_method"
+    assert (
+        client.v1.payment_intents.create(params={"amount": 100, "currency": "usd"}).status
+        == "requires_payment_method"
+    )
 
 
 def test_injected_500_becomes_api_error_and_retry_reuses_key(
-        client: stripe.StripeClient, server: StripeServer) -> None:
+    client: stripe.StripeClient, server: StripeServer
+) -> None:
     server.fail_next(500)
     with pytest.raises(stripe.APIError) as exc:
         client.v1.customers.create()
@@ -338,13 +387,18 @@ def test_hang_with_global_client_timeout(global_stripe: StripeServer) -> None:
 
 
 def test_events_listing_filters_on_delivery_success(
-        global_stripe: StripeServer, client: stripe.StripeClient) -> None:
+    global_stripe: StripeServer, client: stripe.StripeClient
+) -> None:
     server = global_stripe
-    ok = server.add_event(make_event("customer.created", {"id": "cus_1", "object": "customer"},
-                                     created=100), delivered=True)
-    missed = [server.add_event(make_event("checkout.session.completed",
-                                          completed_setup_session(), created=t),
-                               delivered=False) for t in (200, 300)]
+    ok = server.add_event(
+        make_event("customer.created", {"id": "cus_1", "object": "customer"}, created=100), delivered=True
+    )
+    missed = [
+        server.add_event(
+            make_event("checkout.session.completed", completed_setup_session(), created=t), delivered=False
+        )
+        for t in (200, 300)
+    ]
     listed = stripe.Event.list(api_key=API_KEY, delivery_success=False)
     assert [e.id for e in listed.data] == [missed[1]["id"], missed[0]["id"]]  # newest first
     assert isinstance(listed.data[0].data.object, stripe.checkout.Session)
@@ -354,15 +408,13 @@ def test_events_listing_filters_on_delivery_success(
     assert [e.id for e in delivered.data] == [ok["id"]]
     page = client.v1.events.list(params={"limit": 1})
     assert page.has_more and len(page.data) == 1
-    assert [e.id for e in page.auto_paging_iter()] == [
-        missed[1]["id"], missed[0]["id"], ok["id"]]
+    assert [e.id for e in page.auto_paging_iter()] == [missed[1]["id"], missed[0]["id"], ok["id"]]
     assert client.v1.events.retrieve(ok["id"]).type == "customer.created"
 
 
 def test_signed_payload_verifies_and_tampering_fails() -> None:
     secret = "whsec_test_secret"
-    session = completed_payment_session(amount_total=5000, customer="cus_9",
-                                        metadata={"handoff_id": "12"})
+    session = completed_payment_session(amount_total=5000, customer="cus_9", metadata={"handoff_id": "12"})
     payload = json.dumps(make_event("checkout.session.completed", session))
     header = sign_payload(payload, secret)
 
@@ -381,15 +433,16 @@ def test_signed_payload_verifies_and_tampering_fails() -> None:
 
 def test_signature_matches_stripe_scheme() -> None:
     expected = hmac.new(b"whsec_x", b"1700000000.{}", hashlib.sha256).hexdigest()
-    assert sign_payload("{}", "whsec_x", timestamp=1700000000) == (
-        f"t=1700000000,v1={expected}")
+    assert sign_payload("{}", "whsec_x", timestamp=1700000000) == (f"t=1700000000,v1={expected}")
 
 
 def test_intent_builders_parse_as_typed_objects() -> None:
     pi = stripe.PaymentIntent.construct_from(
-        succeeded_payment_intent(amount=700, customer="cus_1", metadata={"k": "v"}), API_KEY)
+        succeeded_payment_intent(amount=700, customer="cus_1", metadata={"k": "v"}), API_KEY
+    )
     si = stripe.SetupIntent.construct_from(
-        succeeded_setup_intent(customer="cus_1", payment_method="pm_1"), API_KEY)
+        succeeded_setup_intent(customer="cus_1", payment_method="pm_1"), API_KEY
+    )
     assert (pi.status, pi.amount_received, pi.metadata["k"]) == ("succeeded", 700, "v")
     assert pi.latest_charge.startswith("ch_") and pi.last_payment_error is None
     assert (si.status, si.payment_method, si.usage) == ("succeeded", "pm_1", "off_session")
@@ -400,7 +453,8 @@ def test_intent_builders_parse_as_typed_objects() -> None:
 
 
 def test_checkout_page_completion_redirects_to_success(
-        client: stripe.StripeClient, server: StripeServer) -> None:
+    client: stripe.StripeClient, server: StripeServer
+) -> None:
     session = create_session(client)
     host, port = server.url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=5)

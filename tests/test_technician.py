@@ -1,6 +1,7 @@
 """The technician's day list and brief as a technician (and the policy) meets them: which day the
 list lands on, the days around it, what each row says, the tap links, and who sees what.
 The one-page print is proven in tests/browser/test_technician.py."""
+
 from __future__ import annotations
 
 import re
@@ -42,17 +43,42 @@ def days(db, make_staff, make_account):
     """Visits on BASE, BASE+3 (two) and BASE+10, sold by Sam; one of Kim's on BASE+1."""
     sam, kim = make_staff("sales", name="Sam"), make_staff("sales", name="Kim")
     made = {
-        "first": make_account(sam, customer_name="Ann First", customer_email="ann@example.com",
-                              service_address="1 Alpha Rd", first_visit=BASE),
-        "mid_a": make_account(sam, customer_name="Bo Mid", customer_email="bo@example.com",
-                              service_address="2 Beta Rd", first_visit=BASE + timedelta(days=3),
-                              customer_phone="(480) 555-0111"),
-        "mid_b": make_account(sam, customer_name="Cy Mid", customer_email="cy@example.com",
-                              service_address="3 Gamma Rd", first_visit=BASE + timedelta(days=3)),
-        "last": make_account(sam, customer_name="Di Last", customer_email="di@example.com",
-                             service_address="4 Delta Rd", first_visit=BASE + timedelta(days=10)),
-        "kims": make_account(kim, customer_name="Kay Kims", customer_email="kay@example.com",
-                             service_address="5 Kim Rd", first_visit=BASE + timedelta(days=1)),
+        "first": make_account(
+            sam,
+            customer_name="Ann First",
+            customer_email="ann@example.com",
+            service_address="1 Alpha Rd",
+            first_visit=BASE,
+        ),
+        "mid_a": make_account(
+            sam,
+            customer_name="Bo Mid",
+            customer_email="bo@example.com",
+            service_address="2 Beta Rd",
+            first_visit=BASE + timedelta(days=3),
+            customer_phone="(480) 555-0111",
+        ),
+        "mid_b": make_account(
+            sam,
+            customer_name="Cy Mid",
+            customer_email="cy@example.com",
+            service_address="3 Gamma Rd",
+            first_visit=BASE + timedelta(days=3),
+        ),
+        "last": make_account(
+            sam,
+            customer_name="Di Last",
+            customer_email="di@example.com",
+            service_address="4 Delta Rd",
+            first_visit=BASE + timedelta(days=10),
+        ),
+        "kims": make_account(
+            kim,
+            customer_name="Kay Kims",
+            customer_email="kay@example.com",
+            service_address="5 Kim Rd",
+            first_visit=BASE + timedelta(days=1),
+        ),
     }
     for account in made.values():
         send_welcome(db, account, "system")
@@ -88,11 +114,13 @@ def test_with_no_visits_ahead_the_list_stays_on_today_and_says_so(client, staff,
 
 
 def test_the_page_without_a_date_lands_on_the_companys_today_or_the_next_visit(
-        app, client, staff, db, make_staff, make_account):
+    app, client, staff, db, make_staff, make_account
+):
     with app.test_request_context():
         today = company_today()
-    soon = make_account(customer_name="Sue Soon", customer_email="sue@example.com",
-                        first_visit=today + timedelta(days=2))
+    soon = make_account(
+        customer_name="Sue Soon", customer_email="sue@example.com", first_visit=today + timedelta(days=2)
+    )
     staff.login(make_staff("technician"))
     page = client.get("/staff/day").get_data(as_text=True)
     assert "Sue Soon" in page and "(today)" not in page
@@ -177,10 +205,14 @@ def test_each_row_shows_safety_gate_and_what_is_undecided(client, staff, make_st
     assert list(rows) == ["Bo Mid", "Cy Mid"]  # by address
     bo, cy = _text(rows["Bo Mid"]), _text(rows["Cy Mid"])
     assert "⚠ 2 undecided" in bo
-    assert ("Gate access Undecided promised “Side gate, code 4412”, customer says "
-            "“Front gate, code 7788” (new code)") in bo
-    assert ("Also not decided yet Equipment Undecided promised “Salt cell check before summer”, "
-            "the customer disputes it (I was promised a new salt cell)") in bo
+    assert (
+        "Gate access Undecided promised “Side gate, code 4412”, customer says "
+        "“Front gate, code 7788” (new code)"
+    ) in bo
+    assert (
+        "Also not decided yet Equipment Undecided promised “Salt cell check before summer”, "
+        "the customer disputes it (I was promised a new salt cell)"
+    ) in bo
     assert "Safety Toddler at home: always re-latch the gate" in bo
     assert "undecided" not in cy.lower()
     assert "Safety Toddler at home: always re-latch the gate Gate access Side gate, code 4412" in cy
@@ -210,33 +242,42 @@ def test_rows_link_to_the_phone_the_map_and_the_brief(client, staff, make_staff,
 
 
 def test_a_row_without_a_phone_has_no_call_link(client, staff, make_staff, make_account, db):
-    make_account(customer_name="No Phone", customer_email="np@example.com", customer_phone="",
-                 first_visit=BASE)
+    make_account(
+        customer_name="No Phone", customer_email="np@example.com", customer_phone="", first_visit=BASE
+    )
     staff.login(make_staff("technician"))
     row = _rows(client.get(f"/staff/day?date={BASE}").get_data(as_text=True))["No Phone"]
     assert "tel:" not in row and "Call" not in row
 
 
-@pytest.mark.parametrize("phone, uri", [
-    ("+1 480 555 0134", "tel:+14805550134"),
-    ("(480) 555-0134", "tel:4805550134"),
-    ("480.555.0134", "tel:4805550134"),
-    (" +44 20 7946 0958 ", "tel:+442079460958"),
-    ("call the office", ""),
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    "phone, uri",
+    [
+        ("+1 480 555 0134", "tel:+14805550134"),
+        ("(480) 555-0134", "tel:4805550134"),
+        ("480.555.0134", "tel:4805550134"),
+        (" +44 20 7946 0958 ", "tel:+442079460958"),
+        ("call the office", ""),
+        ("", ""),
+    ],
+)
 def test_tel_links_keep_only_what_a_dialler_needs(phone, uri):
     assert brief.tel_uri(phone) == uri
 
 
 def test_map_links_carry_the_whole_address_encoded():
     assert brief.map_url("12 Elm St #4, Mesa & Co, AZ") == (
-        "https://www.google.com/maps/search/?api=1&query=12%20Elm%20St%20%234%2C%20Mesa%20%26%20Co%2C%20AZ")
+        "https://www.google.com/maps/search/?api=1&query=12%20Elm%20St%20%234%2C%20Mesa%20%26%20Co%2C%20AZ"
+    )
 
 
 def test_customer_text_is_escaped_on_the_row_and_in_the_links(client, staff, make_staff, make_account, db):
-    account = make_account(customer_name="<b>Bold</b>", customer_email="b@example.com",
-                           service_address='9 "Quote" <script>alert(1)</script> Rd', first_visit=BASE)
+    account = make_account(
+        customer_name="<b>Bold</b>",
+        customer_email="b@example.com",
+        service_address='9 "Quote" <script>alert(1)</script> Rd',
+        first_visit=BASE,
+    )
     answer(db, account, "safety", "changed", "<img src=x onerror=alert(1)>", "")
     staff.login(make_staff("technician"))
     body = client.get(f"/staff/day?date={BASE}").get_data(as_text=True)
@@ -246,11 +287,13 @@ def test_customer_text_is_escaped_on_the_row_and_in_the_links(client, staff, mak
 
 
 def test_the_day_list_takes_the_same_number_of_queries_for_2_and_12_visits(
-        app, client, staff, make_staff, make_account, db):
+    app, client, staff, make_staff, make_account, db
+):
     def add(n):
         for i in range(n):
-            account = make_account(customer_name=f"C{i}", customer_email=f"c{i}-{n}@example.com",
-                                   first_visit=BASE)
+            account = make_account(
+                customer_name=f"C{i}", customer_email=f"c{i}-{n}@example.com", first_visit=BASE
+            )
             answer(db, account, "gate_access", "changed", "Other gate", "x")
 
     def count():

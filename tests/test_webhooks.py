@@ -1,6 +1,7 @@
 """POST /stripe/webhook: signatures on the raw body, each event once (also when two deliveries
 race), out-of-order events, unknown types, delayed payment methods, failures that Stripe must
 retry, and `reconcile-stripe` for deliveries that never arrived."""
+
 from __future__ import annotations
 
 import json
@@ -36,7 +37,7 @@ from tests.test_payments_support import (  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(autouse=True)
-def live(live_settings, stripe_server):  # noqa: F811
+def live(live_settings, stripe_server):
     return stripe_server
 
 
@@ -56,17 +57,22 @@ def paid_session(account, invoice, **overrides):
 
 def paid_intent(account, invoice, intent_id=None, **overrides):
     meta = {"invoice_id": str(invoice.id), "account_id": str(account.id)}
-    return succeeded_payment_intent(amount=invoice.total_cents, metadata=meta, intent_id=intent_id,
-                                    **overrides)
+    return succeeded_payment_intent(
+        amount=invoice.total_cents, metadata=meta, intent_id=intent_id, **overrides
+    )
 
 
 def effects(db, account, invoice):
     """What paying changes: (invoice status, receipts, invoice_paid entries)."""
-    return (fresh(db, Invoice, invoice.id).status, len(emails(db, "receipt")),
-            len(entries(db, account.id, "invoice_paid")))
+    return (
+        fresh(db, Invoice, invoice.id).status,
+        len(emails(db, "receipt")),
+        len(entries(db, account.id, "invoice_paid")),
+    )
 
 
 # --- Signatures -------------------------------------------------------------------------
+
 
 def test_bad_signature_is_400_and_changes_nothing(client, db, billed):
     account, invoice = billed
@@ -107,34 +113,47 @@ def test_one_changed_byte_or_a_reserialised_body_fails_verification(client, db, 
     assert tampered != payload
     reserialised = json.dumps(event, indent=1)
     for body in (tampered, reserialised):
-        response = client.post("/stripe/webhook", data=body, content_type="application/json",
-                               headers={"Stripe-Signature": header})
+        response = client.post(
+            "/stripe/webhook",
+            data=body,
+            content_type="application/json",
+            headers={"Stripe-Signature": header},
+        )
         assert response.status_code == 400
     assert snapshot(db) == before
-    ok = client.post("/stripe/webhook", data=payload, content_type="application/json",
-                     headers={"Stripe-Signature": header})
+    ok = client.post(
+        "/stripe/webhook", data=payload, content_type="application/json", headers={"Stripe-Signature": header}
+    )
     assert ok.status_code == 200
 
 
-@pytest.mark.parametrize("headers, body", [
-    ({}, None),
-    ({"Stripe-Signature": "nonsense"}, None),
-    ({"Stripe-Signature": "t=1,v1=abc"}, None),
-    (None, b"\xff\xfe not utf-8"),
-    (None, b"[1, 2, 3]"),
-])
+@pytest.mark.parametrize(
+    "headers, body",
+    [
+        ({}, None),
+        ({"Stripe-Signature": "nonsense"}, None),
+        ({"Stripe-Signature": "t=1,v1=abc"}, None),
+        (None, b"\xff\xfe not utf-8"),
+        (None, b"[1, 2, 3]"),
+    ],
+)
 def test_missing_or_garbled_signatures_and_bodies_are_400(client, db, billed, headers, body):
     account, invoice = billed
     before = snapshot(db)
     if body is None:
         payload = json.dumps(make_event("checkout.session.completed", paid_session(account, invoice)))
-        response = client.post("/stripe/webhook", data=payload, content_type="application/json",
-                               headers=headers)
+        response = client.post(
+            "/stripe/webhook", data=payload, content_type="application/json", headers=headers
+        )
     else:
         text = body.decode("latin-1")
         header = sign_payload(text, WEBHOOK_SECRET) if body.isascii() else "t=1,v1=0"
-        response = client.post("/stripe/webhook", data=body, content_type="application/json",
-                               headers={"Stripe-Signature": header})
+        response = client.post(
+            "/stripe/webhook",
+            data=body,
+            content_type="application/json",
+            headers={"Stripe-Signature": header},
+        )
     assert response.status_code == 400 and snapshot(db) == before
 
 
@@ -156,6 +175,7 @@ def test_without_a_webhook_secret_events_are_refused_with_500_so_stripe_retries(
 
 
 # --- Exactly once -----------------------------------------------------------------------
+
 
 def test_an_event_delivered_twice_takes_effect_once(client, db, billed):
     account, invoice = billed
@@ -197,8 +217,9 @@ def test_two_concurrent_deliveries_of_one_event_take_effect_once(app, db, billed
     assert effects(db, account, invoice) == ("paid", 1, 1)
 
 
-def test_a_failure_while_applying_rolls_back_answers_500_and_the_retry_applies_it(client, db, billed,
-                                                                                  monkeypatch):
+def test_a_failure_while_applying_rolls_back_answers_500_and_the_retry_applies_it(
+    client, db, billed, monkeypatch
+):
     account, invoice = billed
     event = make_event("checkout.session.completed", paid_session(account, invoice))
     real_mark_paid = invoice_service.mark_paid
@@ -221,6 +242,7 @@ def test_a_failure_while_applying_rolls_back_answers_500_and_the_retry_applies_i
 
 # --- Order ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("order", ["intent_first", "session_first"])
 def test_out_of_order_events_mark_paid_once_and_never_go_back(client, db, billed, order):
     account, invoice = billed
@@ -237,11 +259,17 @@ def test_out_of_order_events_mark_paid_once_and_never_go_back(client, db, billed
     assert effects(db, account, invoice) == ("paid", 1, 1)
     assert fresh(db, Invoice, invoice.id).paid_at == paid_at
     # A late "processing" or failure about the same payment does not un-pay it.
-    deliver(client, "checkout.session.completed", {**session, "payment_status": "unpaid",
-                                                   "id": session["id"] + "x"})
+    deliver(
+        client,
+        "checkout.session.completed",
+        {**session, "payment_status": "unpaid", "id": session["id"] + "x"},
+    )
     deliver(client, "checkout.session.async_payment_failed", session)
-    failed_intent = {**intent, "status": "requires_payment_method",
-                     "last_payment_error": {"message": "declined", "code": "card_declined"}}
+    failed_intent = {
+        **intent,
+        "status": "requires_payment_method",
+        "last_payment_error": {"message": "declined", "code": "card_declined"},
+    }
     deliver(client, "payment_intent.payment_failed", failed_intent)
     assert effects(db, account, invoice) == ("paid", 1, 1)
     assert emails(db, "payment_failed") == []
@@ -263,18 +291,36 @@ def test_an_amount_below_the_total_leaves_the_invoice_open_for_staff(client, db,
     assert entries(db, account.id, "payment_mismatch")
 
 
-@pytest.mark.parametrize("event_type, build", [
-    ("checkout.session.completed", lambda a, i: paid_session(a, i, amount_total=None)),
-    ("checkout.session.completed", lambda a, i: paid_session(a, i, currency=None)),
-    ("checkout.session.async_payment_succeeded", lambda a, i: paid_session(a, i, amount_total=None)),
-    ("payment_intent.succeeded", lambda a, i: {**paid_intent(a, i), "amount": None, "amount_received": None}),
-    ("payment_intent.succeeded", lambda a, i: {
-        k: v for k, v in paid_intent(a, i).items() if k not in ("amount", "amount_received")}),
-    ("payment_intent.succeeded", lambda a, i: paid_intent(a, i, amount_received="16500")),
-], ids=["session-null-amount", "session-null-currency", "async-null-amount", "intent-null-amounts",
-        "intent-no-amount-keys", "intent-amount-as-text"])
-def test_a_signed_event_without_an_amount_and_currency_never_marks_paid(client, db, billed,
-                                                                        event_type, build):
+@pytest.mark.parametrize(
+    "event_type, build",
+    [
+        ("checkout.session.completed", lambda a, i: paid_session(a, i, amount_total=None)),
+        ("checkout.session.completed", lambda a, i: paid_session(a, i, currency=None)),
+        ("checkout.session.async_payment_succeeded", lambda a, i: paid_session(a, i, amount_total=None)),
+        (
+            "payment_intent.succeeded",
+            lambda a, i: {**paid_intent(a, i), "amount": None, "amount_received": None},
+        ),
+        (
+            "payment_intent.succeeded",
+            lambda a, i: {
+                k: v for k, v in paid_intent(a, i).items() if k not in ("amount", "amount_received")
+            },
+        ),
+        ("payment_intent.succeeded", lambda a, i: paid_intent(a, i, amount_received="16500")),
+    ],
+    ids=[
+        "session-null-amount",
+        "session-null-currency",
+        "async-null-amount",
+        "intent-null-amounts",
+        "intent-no-amount-keys",
+        "intent-amount-as-text",
+    ],
+)
+def test_a_signed_event_without_an_amount_and_currency_never_marks_paid(
+    client, db, billed, event_type, build
+):
     account, invoice = billed
     response = deliver(client, event_type, build(account, invoice))  # acknowledged: not retried
     assert response.status_code == 200
@@ -287,8 +333,9 @@ def test_events_naming_another_accounts_invoice_are_ignored(client, db, billed, 
     account, invoice = billed
     other = make_account(customer_email="other@example.com")
     wrong = {"invoice_id": str(invoice.id), "account_id": str(other.id)}
-    deliver(client, "checkout.session.completed",
-            completed_payment_session(amount_total=16500, metadata=wrong))
+    deliver(
+        client, "checkout.session.completed", completed_payment_session(amount_total=16500, metadata=wrong)
+    )
     deliver(client, "payment_intent.succeeded", succeeded_payment_intent(amount=16500, metadata=wrong))
     assert effects(db, account, invoice) == ("open", 0, 0)
 
@@ -296,16 +343,21 @@ def test_events_naming_another_accounts_invoice_are_ignored(client, db, billed, 
 def test_unknown_event_types_are_acknowledged_and_ignored(client, db, billed):
     account, invoice = billed
     before = snapshot(db)
-    response = deliver(client, "customer.subscription.updated", {"id": "sub_1", "object": "subscription",
-                                                                 "metadata": {"invoice_id": str(invoice.id)}})
+    response = deliver(
+        client,
+        "customer.subscription.updated",
+        {"id": "sub_1", "object": "subscription", "metadata": {"invoice_id": str(invoice.id)}},
+    )
     assert response.get_json()["result"] == "ignored"
     after = snapshot(db)
     assert after["StripeEvent"] == before["StripeEvent"] + 1
     assert {k: v for k, v in after.items() if k != "StripeEvent"} == {
-        k: v for k, v in before.items() if k != "StripeEvent"}
+        k: v for k, v in before.items() if k != "StripeEvent"
+    }
 
 
 # --- Delayed payment methods --------------------------------------------------------------
+
 
 def test_delayed_payment_processing_then_succeeded(client, db, billed):
     account, invoice = billed
@@ -328,13 +380,20 @@ def test_delayed_payment_failed_reopens_the_invoice_and_emails_a_pay_link(client
     [failed] = entries(db, account.id, "payment_failed")
     assert failed.actor == "stripe"
     # A decline inside Checkout (customer still there) is recorded, with no email.
-    deliver(client, "payment_intent.payment_failed", {
-        **paid_intent(account, invoice), "status": "requires_payment_method",
-        "last_payment_error": {"message": "Your card was declined.", "code": "card_declined"}})
+    deliver(
+        client,
+        "payment_intent.payment_failed",
+        {
+            **paid_intent(account, invoice),
+            "status": "requires_payment_method",
+            "last_payment_error": {"message": "Your card was declined.", "code": "card_declined"},
+        },
+    )
     assert len(entries(db, account.id, "payment_failed")) == 2 and len(emails(db, "payment_failed")) == 1
 
 
 # --- Cards --------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def customer_account(db, make_account, live):
@@ -346,8 +405,9 @@ def customer_account(db, make_account, live):
 
 def test_setup_intent_succeeded_saves_the_card_it_names(client, db, customer_account, live):
     pm = live.add_payment_method(customer="cus_known")
-    intent = succeeded_setup_intent(customer="cus_known", payment_method=pm["id"],
-                                    metadata={"account_id": str(customer_account.id)})
+    intent = succeeded_setup_intent(
+        customer="cus_known", payment_method=pm["id"], metadata={"account_id": str(customer_account.id)}
+    )
     deliver(client, "setup_intent.succeeded", intent)
     account = fresh(db, Account, customer_account.id)
     assert account.stripe_payment_method_id == pm["id"] and account.card_last4 == "4242"
@@ -361,10 +421,12 @@ def test_a_late_event_about_an_older_card_keeps_the_newer_one(client, db, custom
     new_pm = live.add_payment_method(customer="cus_known", card=CardDetails(last4="4444", exp_year=2031))
     meta = {"account_id": str(customer_account.id)}
     now = int(time.time())
-    newer = succeeded_setup_intent(customer="cus_known", payment_method=new_pm["id"], metadata=meta,
-                                   created=now)
-    older = succeeded_setup_intent(customer="cus_known", payment_method=old_pm["id"], metadata=meta,
-                                   created=now - 600)
+    newer = succeeded_setup_intent(
+        customer="cus_known", payment_method=new_pm["id"], metadata=meta, created=now
+    )
+    older = succeeded_setup_intent(
+        customer="cus_known", payment_method=old_pm["id"], metadata=meta, created=now - 600
+    )
     deliver(client, "setup_intent.succeeded", newer)
     deliver(client, "setup_intent.succeeded", older)
     account = fresh(db, Account, customer_account.id)
@@ -374,18 +436,21 @@ def test_a_late_event_about_an_older_card_keeps_the_newer_one(client, db, custom
 
 def test_a_setup_event_for_another_stripe_customer_is_ignored(client, db, customer_account, live):
     pm = live.add_payment_method(customer="cus_stranger")
-    intent = succeeded_setup_intent(customer="cus_stranger", payment_method=pm["id"],
-                                    metadata={"account_id": str(customer_account.id)})
+    intent = succeeded_setup_intent(
+        customer="cus_stranger", payment_method=pm["id"], metadata={"account_id": str(customer_account.id)}
+    )
     deliver(client, "setup_intent.succeeded", intent)
     assert fresh(db, Account, customer_account.id).stripe_payment_method_id is None
 
 
-def test_stripe_down_while_fetching_the_card_answers_500_and_the_retry_saves_it(client, db,
-                                                                               customer_account, live):
+def test_stripe_down_while_fetching_the_card_answers_500_and_the_retry_saves_it(
+    client, db, customer_account, live
+):
     pm = live.add_payment_method(customer="cus_known")
     intent = live.add_object(succeeded_setup_intent(customer="cus_known", payment_method=pm["id"]))
-    session = completed_setup_session(customer="cus_known", setup_intent=intent["id"],
-                                      metadata={"account_id": str(customer_account.id)})
+    session = completed_setup_session(
+        customer="cus_known", setup_intent=intent["id"], metadata={"account_id": str(customer_account.id)}
+    )
     event = make_event("checkout.session.completed", session)
     live.fail_next(500, path_prefix="/v1/setup_intents")
     before = snapshot(db)
@@ -397,9 +462,11 @@ def test_stripe_down_while_fetching_the_card_answers_500_and_the_retry_saves_it(
 
 def test_a_failed_card_setup_is_recorded(client, db, customer_account):
     meta = {"account_id": str(customer_account.id)}
-    intent = {**succeeded_setup_intent(customer="cus_known", metadata=meta),
-              "status": "requires_payment_method",
-              "last_setup_error": {"code": "card_declined", "message": "Your card was declined."}}
+    intent = {
+        **succeeded_setup_intent(customer="cus_known", metadata=meta),
+        "status": "requires_payment_method",
+        "last_setup_error": {"code": "card_declined", "message": "Your card was declined."},
+    }
     deliver(client, "setup_intent.setup_failed", intent)
     [failed] = entries(db, customer_account.id, "card_setup_failed")
     assert failed.actor == "stripe" and failed.note == "Your card was declined."
@@ -408,14 +475,21 @@ def test_a_failed_card_setup_is_recorded(client, db, customer_account):
 
 # --- Missed deliveries ----------------------------------------------------------------------
 
+
 def test_reconcile_applies_events_stripe_never_delivered_once(client, db, billed, runner, live):
     account, invoice = billed
-    delivered = live.add_event(make_event("checkout.session.completed", paid_session(account, invoice)),
-                               delivered=True)
-    missed = live.add_event(make_event("payment_intent.succeeded", paid_intent(account, invoice)),
-                            delivered=False)
-    ancient = live.add_event(make_event("payment_intent.succeeded", paid_intent(account, invoice),
-                                        created=int(time.time()) - 40 * 86400), delivered=False)
+    delivered = live.add_event(
+        make_event("checkout.session.completed", paid_session(account, invoice)), delivered=True
+    )
+    missed = live.add_event(
+        make_event("payment_intent.succeeded", paid_intent(account, invoice)), delivered=False
+    )
+    ancient = live.add_event(
+        make_event(
+            "payment_intent.succeeded", paid_intent(account, invoice), created=int(time.time()) - 40 * 86400
+        ),
+        delivered=False,
+    )
 
     dry = runner.invoke(args=["reconcile-stripe", "--dry-run"])
     assert dry.exit_code == 0 and f"{missed['id']} payment_intent.succeeded: missing" in dry.output

@@ -1,4 +1,5 @@
 """The welcome portal through the test client: links, customer sessions, every step, signing."""
+
 from __future__ import annotations
 
 import base64
@@ -72,6 +73,7 @@ def complete(client, stop_before: str | None = None) -> str:
 
 
 # --- Links -----------------------------------------------------------------------------
+
 
 def test_opening_the_link_starts_a_session_and_drops_the_token_from_the_address(client, db, invited):
     account, path = invited
@@ -198,9 +200,14 @@ def test_the_welcome_step_shows_the_account_and_progress(client, invited):
 
 
 def test_each_customers_welcome_page_shows_only_their_own_values_escaped(app, db, make_account):
-    first, second = make_account(), make_account(customer_name='<b>O\'Brien & "Co"</b>',
-                                                 service_address="12 <i>Elm</i> St",
-                                                 first_visit=date(2027, 3, 4))
+    first, second = (
+        make_account(),
+        make_account(
+            customer_name='<b>O\'Brien & "Co"</b>',
+            service_address="12 <i>Elm</i> St",
+            first_visit=date(2027, 3, 4),
+        ),
+    )
     pages = {}
     for account in (first, second):
         visitor = app.test_client()
@@ -217,7 +224,8 @@ def test_each_customers_welcome_page_shows_only_their_own_values_escaped(app, db
 
 
 def test_a_refused_welcome_post_shows_the_page_again_with_its_message_and_records_nothing(
-        client, db, invited):
+    client, db, invited
+):
     account, path = invited
     open_link(client, path)
     fields = form_fields(client.get("/welcome/step/welcome").get_data(as_text=True))
@@ -253,7 +261,9 @@ def test_the_welcome_page_follows_progress_flashes_and_the_company(app, client, 
         session["_flashes"] = [("info", "A message for this customer alone")]
     flashed = client.get("/welcome/step/welcome").get_data(as_text=True)
     assert "A message for this customer alone" in flashed
-    assert "A message for this customer alone" not in client.get("/welcome/step/welcome").get_data(as_text=True)
+    assert "A message for this customer alone" not in client.get("/welcome/step/welcome").get_data(
+        as_text=True
+    )
 
 
 def test_a_promise_step_shows_a_question_for_each_of_its_promises(client, invited):
@@ -273,8 +283,10 @@ def test_a_refused_schedule_answer_shows_each_message_once_and_records_nothing(c
     account, path = invited
     open_link(client, path)
     visit = item_id(account, "visit_day")
-    form = answer_all(client.get("/welcome/step/schedule").get_data(as_text=True),
-                      **{f"i{visit}_answer": "no", f"i{visit}_comment": ""})
+    form = answer_all(
+        client.get("/welcome/step/schedule").get_data(as_text=True),
+        **{f"i{visit}_answer": "no", f"i{visit}_comment": ""},
+    )
     before = count_rows(db, RecordEntry), count_rows(db, FormSubmission)
     response = client.post("/welcome/step/schedule", data=form)
     page = response.get_data(as_text=True)
@@ -318,12 +330,23 @@ def test_customer_session_never_reaches_staff_pages(client, invited):
 
 # --- Email me a new link ----------------------------------------------------------------
 
+
 def test_new_link_answers_the_same_for_known_and_unknown_addresses(client, db, invited):
     account, path = invited
-    known = client.post("/welcome/new-link", data={**form_fields(client.get("/welcome/session-ended")
-                                                                 .get_data(as_text=True)), "email": "DANA@example.com"})
-    unknown = client.post("/welcome/new-link", data={**form_fields(client.get("/welcome/session-ended")
-                                                                   .get_data(as_text=True)), "email": "who@example.com"})
+    known = client.post(
+        "/welcome/new-link",
+        data={
+            **form_fields(client.get("/welcome/session-ended").get_data(as_text=True)),
+            "email": "DANA@example.com",
+        },
+    )
+    unknown = client.post(
+        "/welcome/new-link",
+        data={
+            **form_fields(client.get("/welcome/session-ended").get_data(as_text=True)),
+            "email": "who@example.com",
+        },
+    )
     assert known.status_code == unknown.status_code == 200
     assert known.get_data(as_text=True) == unknown.get_data(as_text=True)
     emails = db.scalars(select(OutboxEmail).order_by(OutboxEmail.id)).all()
@@ -337,7 +360,10 @@ def test_new_link_is_rate_limited_per_address_and_per_client(app, client, db, in
     app.config.update(NEW_LINK_LIMIT_PER_ADDRESS="2 per hour", NEW_LINK_LIMIT_PER_CLIENT="4 per hour")
     fields = lambda: form_fields(client.get("/welcome/session-ended").get_data(as_text=True))  # noqa: E731
     for _ in range(2):
-        assert client.post("/welcome/new-link", data={**fields(), "email": "dana@example.com"}).status_code == 200
+        assert (
+            client.post("/welcome/new-link", data={**fields(), "email": "dana@example.com"}).status_code
+            == 200
+        )
     assert client.post("/welcome/new-link", data={**fields(), "email": "dana@example.com"}).status_code == 429
     for n in range(2):
         client.post("/welcome/new-link", data={**fields(), "email": f"x{n}@example.com"})
@@ -346,13 +372,16 @@ def test_new_link_is_rate_limited_per_address_and_per_client(app, client, db, in
 
 
 def test_new_link_with_a_bad_address_is_refused_and_sends_nothing(client, db, invited):
-    response = client.post("/welcome/new-link", data={**form_fields(client.get("/welcome/session-ended")
-                                                                     .get_data(as_text=True)), "email": "nope"})
+    response = client.post(
+        "/welcome/new-link",
+        data={**form_fields(client.get("/welcome/session-ended").get_data(as_text=True)), "email": "nope"},
+    )
     assert response.status_code == 400 and "Enter a valid email address" in response.get_data(as_text=True)
     assert count_rows(db, OutboxEmail) == 1
 
 
 # --- Steps ------------------------------------------------------------------------------
+
 
 def test_every_step_records_answers_and_signing_freezes_the_onboarding(client, db, invited):
     account, path = invited
@@ -361,8 +390,14 @@ def test_every_step_records_answers_and_signing_freezes_the_onboarding(client, d
     location = complete(client, stop_before="/step/schedule")
     html = client.get(location).get_data(as_text=True)
     assert "Step 2 of 8" in html
-    changed = answer_all(html, **{f"i{visit}_answer": "no", f"i{visit}_days": ["Monday", "Thursday"],
-                                  f"i{visit}_comment": "Fridays we travel"})
+    changed = answer_all(
+        html,
+        **{
+            f"i{visit}_answer": "no",
+            f"i{visit}_days": ["Monday", "Thursday"],
+            f"i{visit}_comment": "Fridays we travel",
+        },
+    )
     assert client.post(location, data=changed).status_code == 302
     assert complete(client) == "/welcome/thanks"
     page = client.get("/welcome/thanks").get_data(as_text=True)
@@ -398,8 +433,10 @@ def test_the_confirmation_email_lists_what_was_confirmed_and_changed(client, db,
     gate = item_id(account, "gate_access")
     location = complete(client, stop_before="/step/access")
     html = client.get(location).get_data(as_text=True)
-    client.post(location, data=answer_all(html, **{f"i{gate}_answer": "no",
-                                                   f"i{gate}_value": "Front gate, code 7788"}))
+    client.post(
+        location,
+        data=answer_all(html, **{f"i{gate}_answer": "no", f"i{gate}_value": "Front gate, code 7788"}),
+    )
     complete(client)
     email = db.scalars(select(OutboxEmail).where(OutboxEmail.kind == "signed_customer")).one()
     assert "Access details: noted" in email.text_body and "changed" in email.text_body
@@ -415,15 +452,19 @@ def test_the_confirmation_email_lists_what_was_confirmed_and_changed(client, db,
     assert f"http://localhost/staff/accounts/{account.id}" in alert.text_body
 
 
-@pytest.mark.parametrize("kind, fields, message", [
-    ("visit_day", {"answer": "no"}, "Choose at least one day"),
-    ("visit_day", {"answer": "no", "days": ["Monday"]}, "Tell us briefly why"),
-    ("visit_day", {"answer": ""}, "Choose \u201cThat&#39;s right\u201d"),
-    ("start_date", {"answer": "no", "date": "2020-01-01", "comment": "x"}, "Choose a date from today on"),
-    ("start_date", {"answer": "no", "date": "soon", "comment": "x"}, "Choose a date, e.g."),
-])
+@pytest.mark.parametrize(
+    "kind, fields, message",
+    [
+        ("visit_day", {"answer": "no"}, "Choose at least one day"),
+        ("visit_day", {"answer": "no", "days": ["Monday"]}, "Tell us briefly why"),
+        ("visit_day", {"answer": ""}, "Choose \u201cThat&#39;s right\u201d"),
+        ("start_date", {"answer": "no", "date": "2020-01-01", "comment": "x"}, "Choose a date from today on"),
+        ("start_date", {"answer": "no", "date": "soon", "comment": "x"}, "Choose a date, e.g."),
+    ],
+)
 def test_bad_schedule_answers_are_refused_next_to_the_field_and_write_nothing(
-        client, db, invited, kind, fields, message):
+    client, db, invited, kind, fields, message
+):
     account, path = invited
     open_link(client, path)
     target = item_id(account, kind)
@@ -448,8 +489,13 @@ def test_disputing_a_promise_needs_a_comment(client, db, invited):
     refused = client.post(location, data=answer_all(html, **{f"i{equipment}_answer": "no"}))
     assert refused.status_code == 400 and "Tell us what you were told" in refused.get_data(as_text=True)
     assert count_rows(db, RecordEntry) == before
-    accepted = client.post(location, data=answer_all(html, **{
-        f"i{equipment}_answer": "no", f"i{equipment}_comment": "Salt cell replacement, not a check"}))
+    accepted = client.post(
+        location,
+        data=answer_all(
+            html,
+            **{f"i{equipment}_answer": "no", f"i{equipment}_comment": "Salt cell replacement, not a check"},
+        ),
+    )
     assert accepted.status_code == 302
     state = {s.item.id: s for s in record.item_states(db, db.get(Account, account.id))}[equipment]
     assert state.outcome == "disputed" and state.latest.note == "Salt cell replacement, not a check"
@@ -461,13 +507,23 @@ def test_contact_step_records_text_consent_explicitly(client, db, invited):
     location = complete(client, stop_before="/step/contact")
     html = client.get(location).get_data(as_text=True)
     before = count_rows(db, RecordEntry)
-    no_consent = client.post(location, data=answer_all(html, channels=["email", "text"], phone="+1 480 555 0134"))
+    no_consent = client.post(
+        location, data=answer_all(html, channels=["email", "text"], phone="+1 480 555 0134")
+    )
     assert no_consent.status_code == 400 and "Tick the box to agree" in no_consent.get_data(as_text=True)
     nothing = client.post(location, data={**form_fields(html)})
     assert nothing.status_code == 400 and "Choose at least one way" in nothing.get_data(as_text=True)
     assert count_rows(db, RecordEntry) == before
-    ok = client.post(location, data=answer_all(html, channels=["email", "text"], phone="+1 480 555 0134",
-                                               sms_consent="y", preferred_times="evenings"))
+    ok = client.post(
+        location,
+        data=answer_all(
+            html,
+            channels=["email", "text"],
+            phone="+1 480 555 0134",
+            sms_consent="y",
+            preferred_times="evenings",
+        ),
+    )
     assert ok.status_code == 302
     consent = db.scalars(select(RecordEntry).where(RecordEntry.event == "sms_consent")).one()
     assert consent.confirmed_value == "+1 480 555 0134" and "text messages" in consent.details["consent_text"]
@@ -508,8 +564,9 @@ def test_double_submit_takes_effect_once_and_two_tabs_leave_the_latest_answer(cl
     location = complete(client, stop_before="/step/schedule")
     tab_one = client.get(location).get_data(as_text=True)
     tab_two = client.get(location).get_data(as_text=True)
-    first = answer_all(tab_one, **{f"i{visit}_answer": "no", f"i{visit}_days": ["Monday"],
-                                   f"i{visit}_comment": "work"})
+    first = answer_all(
+        tab_one, **{f"i{visit}_answer": "no", f"i{visit}_days": ["Monday"], f"i{visit}_comment": "work"}
+    )
     client.post(location, data=first)
     client.post(location, data=first)  # the double click
     answered = [e for e in record.entries_for(db, account.id) if e.item_id == visit and e.event == "answered"]
@@ -539,8 +596,10 @@ def test_technician_note_and_corrections_are_escaped_in_pages_and_email(client, 
     location = complete(client, stop_before="/step/access")
     html = client.get(location).get_data(as_text=True)
     evil = "<script>alert(1)</script>"
-    client.post(location, data=answer_all(html, technician_note=evil, **{
-        f"i{safety}_answer": "no", f"i{safety}_value": evil}))
+    client.post(
+        location,
+        data=answer_all(html, technician_note=evil, **{f"i{safety}_answer": "no", f"i{safety}_value": evil}),
+    )
     review = client.get("/welcome/step/review").get_data(as_text=True)
     assert evil not in review and "&lt;script&gt;alert(1)&lt;/script&gt;" in review
     complete(client)
@@ -550,6 +609,7 @@ def test_technician_note_and_corrections_are_escaped_in_pages_and_email(client, 
 
 
 # --- After signing ----------------------------------------------------------------------
+
 
 def test_my_service_shows_the_next_visit_calendar_and_takes_change_requests(client, db, invited, app):
     account, path = invited
@@ -568,8 +628,10 @@ def test_my_service_shows_the_next_visit_calendar_and_takes_change_requests(clie
     before = count_rows(db, RecordEntry)
     bad = client.post("/welcome/service/change", data={**form, "item": "other", "details": ""})
     assert bad.status_code == 400 and count_rows(db, RecordEntry) == before
-    ok = client.post("/welcome/service/change", data={**form, "item": str(item_id(account, "visit_day")),
-                                                       "details": "Tuesdays from March"})
+    ok = client.post(
+        "/welcome/service/change",
+        data={**form, "item": str(item_id(account, "visit_day")), "details": "Tuesdays from March"},
+    )
     assert ok.status_code == 302
     change = db.scalars(select(RecordEntry).where(RecordEntry.event == "change_requested")).one()
     assert change.note == "Tuesdays from March" and change.actor == "customer"
@@ -578,29 +640,44 @@ def test_my_service_shows_the_next_visit_calendar_and_takes_change_requests(clie
 def test_change_request_emails_the_office(client, db, invited):
     from portal.models import CompanySettings
 
-    db.add(CompanySettings(name="Blue Lagoon", office_email="office@example.com", readiness_checklist=["Dog in"]))
+    db.add(
+        CompanySettings(name="Blue Lagoon", office_email="office@example.com", readiness_checklist=["Dog in"])
+    )
     db.commit()
     account, path = invited
     open_link(client, path)
     complete(client)
     page = client.get("/welcome/service").get_data(as_text=True)
-    client.post("/welcome/service/change", data={**form_fields(page.split('id="change"', 1)[1]),
-                                                  "item": "other", "details": "New gate code soon"})
+    client.post(
+        "/welcome/service/change",
+        data={
+            **form_fields(page.split('id="change"', 1)[1]),
+            "item": "other",
+            "details": "New gate code soon",
+        },
+    )
     note = db.scalars(select(OutboxEmail).where(OutboxEmail.kind == "change_request")).one()
     assert note.to_address == "office@example.com" and "New gate code soon" in note.text_body
 
 
 # --- One customer, another's pages --------------------------------------------------------
 
-CUSTOMER_GET_ROUTES = ["/welcome/", "/welcome/step/welcome", "/welcome/step/schedule",
-                       "/welcome/step/review", "/welcome/thanks", "/welcome/service",
-                       "/welcome/service/visit.ics"]
+CUSTOMER_GET_ROUTES = [
+    "/welcome/",
+    "/welcome/step/welcome",
+    "/welcome/step/schedule",
+    "/welcome/step/review",
+    "/welcome/thanks",
+    "/welcome/service",
+    "/welcome/service/visit.ics",
+]
 
 
 def test_a_customer_session_shows_only_its_own_account(client, db, make_account, app):
     first = make_account(customer_name="Ann First", customer_email="ann@example.com")
-    second = make_account(customer_name="Bob Second", customer_email="bob@example.com",
-                          service_address="9 Elm St, Mesa, AZ")
+    second = make_account(
+        customer_name="Bob Second", customer_email="bob@example.com", service_address="9 Elm St, Mesa, AZ"
+    )
     links_by_account = {}
     for account in (first, second):
         links_by_account[account.id] = "/welcome/t/" + token_of(send_welcome(db, account, "system").url)
@@ -620,14 +697,20 @@ def test_a_customer_session_shows_only_its_own_account(client, db, make_account,
 
 def test_every_customer_view_takes_its_account_from_the_session(app):
     """A new customer page without the session decorator fails here."""
-    public = {"welcome.open_link", "welcome.session_ended", "welcome.new_link", "welcome.sign_out",
-              "welcome.confirm_email_change"}
+    public = {
+        "welcome.open_link",
+        "welcome.session_ended",
+        "welcome.new_link",
+        "welcome.sign_out",
+        "welcome.confirm_email_change",
+    }
     for rule in app.url_map.iter_rules():
         if rule.endpoint.startswith("welcome.") and rule.endpoint not in public:
             assert getattr(app.view_functions[rule.endpoint], "customer_only", False), rule.endpoint
 
 
 # --- Changing the email address on file ---------------------------------------------------
+
 
 def test_changing_the_email_needs_a_link_sent_to_the_old_address(client, db, invited):
     account, path = invited
@@ -658,7 +741,8 @@ def test_changing_the_email_needs_a_link_sent_to_the_old_address(client, db, inv
 
 
 def test_the_first_answer_moves_the_onboarding_to_in_progress_and_the_account_version(
-        client, db, invited, app):
+    client, db, invited, app
+):
     account, path = invited
     open_link(client, path)
     db.expire_all()
@@ -686,8 +770,10 @@ def test_an_answer_keeps_a_loaded_account_current(db, make_account, app):
     account.service_address = "2 New Rd"  # a later change through the same object saves
     db.commit()
     db.expire_all()
-    assert (db.get(Account, account.id).service_address, db.get(Account, account.id).version) == \
-        ("2 New Rd", version + 2)
+    assert (db.get(Account, account.id).service_address, db.get(Account, account.id).version) == (
+        "2 New Rd",
+        version + 2,
+    )
 
 
 def test_a_second_tab_answering_after_signing_is_refused_not_recorded(client, db, invited, app):

@@ -1,5 +1,6 @@
 """`flask --app wsgi worker`: delivers the outbox on a schedule, runs the daily tasks, survives a
 failing task, and stops cleanly on SIGTERM (exit 0, nothing sent twice, nothing left claimed)."""
+
 from __future__ import annotations
 
 import os
@@ -27,23 +28,49 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _queue(db, count: int, start: int = 0) -> list[OutboxEmail]:
-    emails = [OutboxEmail(kind="test", to_address=f"customer{n}@example.com", subject=f"Test {n}",
-                          text_body=f"Text {n}", html_body=f"<p>HTML {n}</p>")
-              for n in range(start, start + count)]
+    emails = [
+        OutboxEmail(
+            kind="test",
+            to_address=f"customer{n}@example.com",
+            subject=f"Test {n}",
+            text_body=f"Text {n}",
+            html_body=f"<p>HTML {n}</p>",
+        )
+        for n in range(start, start + count)
+    ]
     db.add_all(emails)
     db.commit()
     return emails
 
 
 def _start_worker(settings, tmp_path: Path, *args: str, **env: str) -> subprocess.Popen[str]:
-    environment = {**os.environ, "DATABASE_URL": settings["DATABASE_URL"],
-                   "PORTAL_ENV": "development", "MAIL_BACKEND": "file",
-                   "MAIL_OUTBOX_DIR": settings["MAIL_OUTBOX_DIR"],
-                   "PORTAL_INSTANCE_PATH": str(tmp_path / "worker-instance"), **env}
-    command = [sys.executable, "-m", "flask", "--app", "wsgi", "worker", "--outbox-every", "0.2",
-               "--reminders-at", "off", "--autopay-at", "off", *args]
-    return subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    environment = {
+        **os.environ,
+        "DATABASE_URL": settings["DATABASE_URL"],
+        "PORTAL_ENV": "development",
+        "MAIL_BACKEND": "file",
+        "MAIL_OUTBOX_DIR": settings["MAIL_OUTBOX_DIR"],
+        "PORTAL_INSTANCE_PATH": str(tmp_path / "worker-instance"),
+        **env,
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "flask",
+        "--app",
+        "wsgi",
+        "worker",
+        "--outbox-every",
+        "0.2",
+        "--reminders-at",
+        "off",
+        "--autopay-at",
+        "off",
+        *args,
+    ]
+    return subprocess.Popen(
+        command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _wait_for(condition, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
@@ -68,8 +95,7 @@ def _stop(process: subprocess.Popen[str], signum: int = signal.SIGTERM) -> tuple
     return process.returncode, out, err
 
 
-def test_the_worker_delivers_the_outbox_keeps_going_and_stops_cleanly_on_sigterm(
-        app, db, settings, tmp_path):
+def test_the_worker_delivers_the_outbox_keeps_going_and_stops_cleanly_on_sigterm(app, db, settings, tmp_path):
     first = _queue(db, 12)
     outbox_dir = Path(settings["MAIL_OUTBOX_DIR"])
     process = _start_worker(settings, tmp_path)
@@ -93,11 +119,13 @@ def test_the_worker_delivers_the_outbox_keeps_going_and_stops_cleanly_on_sigterm
 
 
 def test_sigterm_in_the_middle_of_a_burst_finishes_the_batch_and_leaves_nothing_claimed(
-        app, db, settings, tmp_path, smtp_server):  # noqa: F811
+    app, db, settings, tmp_path, smtp_server
+):
     _queue(db, 40)
     smtp_server.handler.delay = 0.1  # a slow server: SIGTERM lands while emails are going out
-    process = _start_worker(settings, tmp_path, MAIL_BACKEND="smtp", SMTP_HOST=smtp_server.host,
-                            SMTP_PORT=str(smtp_server.port))
+    process = _start_worker(
+        settings, tmp_path, MAIL_BACKEND="smtp", SMTP_HOST=smtp_server.host, SMTP_PORT=str(smtp_server.port)
+    )
     try:
         _wait_for(lambda: len(smtp_server.messages) >= 3)
     finally:
@@ -114,8 +142,9 @@ def test_sigterm_in_the_middle_of_a_burst_finishes_the_batch_and_leaves_nothing_
     assert set(received) == {row.message_id for row in rows if row.status == "sent"}
 
     # What was left is delivered by the next worker, still once each.
-    again = _start_worker(settings, tmp_path, MAIL_BACKEND="smtp", SMTP_HOST=smtp_server.host,
-                          SMTP_PORT=str(smtp_server.port))
+    again = _start_worker(
+        settings, tmp_path, MAIL_BACKEND="smtp", SMTP_HOST=smtp_server.host, SMTP_PORT=str(smtp_server.port)
+    )
     try:
         _wait_for(lambda: len(smtp_server.messages) >= 40)
     finally:
@@ -124,11 +153,14 @@ def test_sigterm_in_the_middle_of_a_burst_finishes_the_batch_and_leaves_nothing_
     assert len(smtp_server.messages) == 40
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--reminders-at", "25:00"], "is not a time of day"),
-    (["--timezone", "Mars/Olympus_Mons"], "is not a time zone name"),
-    (["--outbox-every", "0"], "0 is not in the range"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--reminders-at", "25:00"], "is not a time of day"),
+        (["--timezone", "Mars/Olympus_Mons"], "is not a time zone name"),
+        (["--outbox-every", "0"], "0 is not in the range"),
+    ],
+)
 def test_bad_options_are_refused(runner, args, message):
     result = runner.invoke(args=["worker", *args])
     assert result.exit_code == 2 and message in result.output
@@ -141,11 +173,13 @@ def test_daily_times_are_the_next_occurrence_in_the_chosen_zone():
     phoenix = DailyAt(clock_time(9, 0), ZoneInfo("America/Phoenix"))  # UTC-7, no DST
     morning = datetime(2026, 3, 2, 15, 0, tzinfo=timezone.utc)  # 08:00 in Phoenix
     assert phoenix.next_after(morning) == datetime(2026, 3, 2, 16, 0, tzinfo=timezone.utc)
-    assert phoenix.next_after(morning + timedelta(hours=1)) == \
-        datetime(2026, 3, 3, 16, 0, tzinfo=timezone.utc)  # 09:00 exactly: tomorrow's
+    assert phoenix.next_after(morning + timedelta(hours=1)) == datetime(
+        2026, 3, 3, 16, 0, tzinfo=timezone.utc
+    )  # 09:00 exactly: tomorrow's
     berlin = DailyAt(clock_time(9, 0), ZoneInfo("Europe/Berlin"))  # DST starts 2026-03-29
-    assert berlin.next_after(datetime(2026, 3, 28, 9, 0, tzinfo=timezone.utc)) == \
-        datetime(2026, 3, 29, 7, 0, tzinfo=timezone.utc)
+    assert berlin.next_after(datetime(2026, 3, 28, 9, 0, tzinfo=timezone.utc)) == datetime(
+        2026, 3, 29, 7, 0, tzinfo=timezone.utc
+    )
     assert Every(2.5).next_after(morning) == morning + timedelta(seconds=2.5)
 
 
@@ -153,7 +187,9 @@ def test_build_tasks_starts_the_outbox_at_once_and_the_daily_tasks_at_their_time
     now = datetime(2026, 3, 2, 8, 30, tzinfo=timezone.utc)
     tasks = build_tasks(now, 10, clock_time(9, 0), None, ZoneInfo("UTC"))
     assert [(t.name, t.due) for t in tasks] == [
-        ("outbox", now), ("reminders", datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc))]
+        ("outbox", now),
+        ("reminders", datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)),
+    ]
 
 
 def test_a_failing_task_is_logged_retried_and_does_not_stop_the_worker(app, caplog):
@@ -199,11 +235,13 @@ def test_more_work_waiting_runs_the_task_again_at_once(app):
 def test_the_autopay_task_charges_open_invoices_like_the_command(app, client, db, make_account, capsys):
     account = make_account()
     sign_up(client, db, account, billing="Card autopay")
-    setup = client.post("/pay/card/setup", data=button_form(client.get("/pay/card").get_data(as_text=True),
-                                                             "/pay/card/setup"))
+    setup = client.post(
+        "/pay/card/setup", data=button_form(client.get("/pay/card").get_data(as_text=True), "/pay/card/setup")
+    )
     demo = setup.headers["Location"]  # demo mode: the card is saved through a signed demo event
-    client.post(f"{demo}/succeed", data=button_form(client.get(demo).get_data(as_text=True),
-                                                    f"{demo}/succeed"))
+    client.post(
+        f"{demo}/succeed", data=button_form(client.get(demo).get_data(as_text=True), f"{demo}/succeed")
+    )
     invoice, _ = make_invoice(db, fresh(db, Account, account.id))
     with app.app_context():
         assert charge_autopay(threading.Event()).summary == "done"

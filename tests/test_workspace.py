@@ -1,4 +1,5 @@
 """Staff workspace: dashboard, differences and their resolution, brief, day list, reports."""
+
 from __future__ import annotations
 
 import csv
@@ -29,12 +30,21 @@ def answer(db, account, kind, outcome, value=None, comment=""):
 def seeded(db, make_staff, make_account):
     """Three accounts: one with a change and a dispute, one clean, one another seller's change."""
     sam, kim = make_staff("sales", name="Sam"), make_staff("sales", name="Kim")
-    soon = make_account(sam, customer_name="Ann Soon", customer_email="ann@example.com",
-                        first_visit=TODAY + timedelta(days=2))
-    clean = make_account(sam, customer_name="Carl Clean", customer_email="carl@example.com",
-                         first_visit=TODAY + timedelta(days=3))
-    later = make_account(kim, customer_name="Lee Later", customer_email="lee@example.com",
-                         first_visit=TODAY + timedelta(days=20))
+    soon = make_account(
+        sam, customer_name="Ann Soon", customer_email="ann@example.com", first_visit=TODAY + timedelta(days=2)
+    )
+    clean = make_account(
+        sam,
+        customer_name="Carl Clean",
+        customer_email="carl@example.com",
+        first_visit=TODAY + timedelta(days=3),
+    )
+    later = make_account(
+        kim,
+        customer_name="Lee Later",
+        customer_email="lee@example.com",
+        first_visit=TODAY + timedelta(days=20),
+    )
     for account in (soon, clean, later):
         send_welcome(db, account, "system")
     db.commit()
@@ -42,8 +52,16 @@ def seeded(db, make_staff, make_account):
     salt = answer(db, soon, "equipment", "disputed", None, "I was promised a new salt cell")
     answer(db, clean, "gate_access", "confirmed", clean.items[2].promised_value)
     visit = answer(db, later, "visit_day", "changed", "Monday", "work travel")
-    return {"sam": sam, "kim": kim, "soon": soon, "clean": clean, "later": later,
-            "gate": gate, "salt": salt, "visit": visit}
+    return {
+        "sam": sam,
+        "kim": kim,
+        "soon": soon,
+        "clean": clean,
+        "later": later,
+        "gate": gate,
+        "salt": salt,
+        "visit": visit,
+    }
 
 
 def login(staff, make_staff, role="office"):
@@ -69,28 +87,32 @@ def test_dashboard_counts_expired_and_unopened_links(app, client, staff, make_st
     login(staff, make_staff)
     page = client.get("/staff/").get_data(as_text=True)
     assert '<span class="tile-number">1</span> <span class="tile-label">Link expired</span>' in page
-    assert ('<span class="tile-number">1</span> <span class="tile-label">Not opened after 3 days</span>'
-            in page)
+    assert (
+        '<span class="tile-number">1</span> <span class="tile-label">Not opened after 3 days</span>' in page
+    )
 
 
 def test_differences_show_promised_and_confirmed_side_by_side(client, staff, make_staff, seeded):
     login(staff, make_staff)
     page = client.get("/staff/differences").get_data(as_text=True)
-    assert "Open differences <span class=\"muted\">(3 in all)</span>" in page
+    assert 'Open differences <span class="muted">(3 in all)</span>' in page
     assert "<del>Side</del>" in page and "<ins>Front</ins>" in page and "<ins>7788</ins>" in page
     assert "I was promised a new salt cell" in page and "Promised by Sam" in page
     assert page.index("Ann Soon") < page.index("Lee Later")  # soonest first visit on top
     assert "Carl Clean" not in page
 
 
-@pytest.mark.parametrize("query, present, absent", [
-    ("kind=equipment", ["salt cell"], ["Lee Later", "7788"]),
-    ("kind=visit_day", ["Lee Later"], ["Ann Soon"]),
-    ("salesperson={kim}", ["Lee Later"], ["Ann Soon"]),
-    ("visit_to={in_a_week}", ["Ann Soon"], ["Lee Later"]),
-    ("visit_from={in_a_week}", ["Lee Later"], ["Ann Soon"]),
-    ("status=resolved", ["No resolved differences match"], ["Ann Soon", "Lee Later"]),
-])
+@pytest.mark.parametrize(
+    "query, present, absent",
+    [
+        ("kind=equipment", ["salt cell"], ["Lee Later", "7788"]),
+        ("kind=visit_day", ["Lee Later"], ["Ann Soon"]),
+        ("salesperson={kim}", ["Lee Later"], ["Ann Soon"]),
+        ("visit_to={in_a_week}", ["Ann Soon"], ["Lee Later"]),
+        ("visit_from={in_a_week}", ["Lee Later"], ["Ann Soon"]),
+        ("status=resolved", ["No resolved differences match"], ["Ann Soon", "Lee Later"]),
+    ],
+)
 def test_each_filter(client, staff, make_staff, seeded, query, present, absent):
     login(staff, make_staff)
     query = query.format(kim=seeded["kim"].id, in_a_week=(TODAY + timedelta(days=7)).isoformat())
@@ -107,18 +129,20 @@ def _resolve(client, item_id, action, **extra):
     link = re.search(rf'href="(/staff/differences/{item_id}/resolve\?[^"]*)"', page)
     assert link is not None, page
     fields = form_fields(client.get(html.unescape(link.group(1))).get_data(as_text=True))
-    return client.post(f"/staff/differences/{item_id}/resolve",
-                       data={**fields, "action": action, **extra})
+    return client.post(f"/staff/differences/{item_id}/resolve", data={**fields, "action": action, **extra})
 
 
 def test_each_row_opens_its_own_resolve_page_and_links_its_account(client, staff, make_staff, seeded):
     login(staff, make_staff)
     page = client.get("/staff/differences").get_data(as_text=True)
-    assert "/resolve\"" not in page  # no form on the list posts a resolution: they open per row
+    assert '/resolve"' not in page  # no form on the list posts a resolution: they open per row
     for key in ("gate", "salt", "visit"):
         item = seeded[key]
-        whole_row = next(chunk for chunk in page.split('<li class="card difference">')
-                         if f'/staff/differences/{item.id}/resolve' in chunk)
+        whole_row = next(
+            chunk
+            for chunk in page.split('<li class="card difference">')
+            if f"/staff/differences/{item.id}/resolve" in chunk
+        )
         assert f'href="/staff/accounts/{item.account_id}"' in whole_row
         resolve = client.get(f"/staff/differences/{item.id}/resolve").get_data(as_text=True)
         assert item.label in resolve and 'name="note"' in resolve and 'name="assignee"' in resolve
@@ -127,7 +151,8 @@ def test_each_row_opens_its_own_resolve_page_and_links_its_account(client, staff
 
 
 def test_accepting_the_customers_version_writes_an_entry_and_leaves_the_open_list(
-        client, staff, make_staff, seeded, db):
+    client, staff, make_staff, seeded, db
+):
     user = login(staff, make_staff)
     response = _resolve(client, seeded["gate"].id, "accept")
     assert response.status_code == 302
@@ -174,11 +199,12 @@ def test_assigning_writes_an_entry_but_keeps_the_difference_open(client, staff, 
 
 
 def test_assigning_to_someone_not_offered_is_refused_and_writes_nothing(
-        client, staff, make_staff, seeded, db):
+    client, staff, make_staff, seeded, db
+):
     login(staff, make_staff)
     technician = make_staff("technician", name="Tech")
     before = count_rows(db, RecordEntry)
-    for assignee in (str(2 ** 63), str(technician.id), "-1"):  # too big for the column; not offered
+    for assignee in (str(2**63), str(technician.id), "-1"):  # too big for the column; not offered
         response = _resolve(client, seeded["gate"].id, "assign", assignee=assignee)
         assert response.status_code == 400
         assert "Choose who should handle it." in response.get_data(as_text=True)
@@ -205,8 +231,11 @@ def test_csv_export_has_the_filtered_rows(client, staff, make_staff, seeded):
     assert rows[0]["customer"] == "Ann Soon" and rows[0]["customer_value"] == "Front gate, code 7788"
     assert rows[0]["status"] == "open" and rows[0]["promised_by"] == "Sam"
     soon = seeded["soon"]
-    assert (rows[0]["salesperson"], rows[0]["service_address"], rows[0]["first_visit"]) == \
-        ("Sam", soon.service_address, soon.first_visit.isoformat())
+    assert (rows[0]["salesperson"], rows[0]["service_address"], rows[0]["first_visit"]) == (
+        "Sam",
+        soon.service_address,
+        soon.first_visit.isoformat(),
+    )
     every = list(csv.DictReader(io.StringIO(client.get("/staff/differences.csv").get_data(as_text=True))))
     assert sorted(r["customer"] for r in every) == ["Ann Soon", "Ann Soon", "Lee Later"]
     assert sorted(r["salesperson"] for r in every) == ["Kim", "Sam", "Sam"]
@@ -222,8 +251,11 @@ def _next_link(page):
 def test_pagination_by_keyset(client, staff, make_staff, db, make_account):
     accounts = []
     for n in range(27):
-        account = make_account(customer_name=f"Customer {n:02}", customer_email=f"c{n}@example.com",
-                               first_visit=TODAY + timedelta(days=1 + n))
+        account = make_account(
+            customer_name=f"Customer {n:02}",
+            customer_email=f"c{n}@example.com",
+            first_visit=TODAY + timedelta(days=1 + n),
+        )
         answer(db, account, "visit_day", "changed", "Monday", "x")
         accounts.append(account)
     login(staff, make_staff)
@@ -234,8 +266,7 @@ def test_pagination_by_keyset(client, staff, make_staff, db, make_account):
     assert "status=open" in link
     # Meanwhile a more urgent difference arrives: it belongs on page 1 and does not push
     # page 1's last row onto page 2 (as an OFFSET would).
-    urgent = make_account(customer_name="Urgent Ursula", customer_email="u@example.com",
-                          first_visit=TODAY)
+    urgent = make_account(customer_name="Urgent Ursula", customer_email="u@example.com", first_visit=TODAY)
     answer(db, urgent, "visit_day", "changed", "Monday", "x")
     second = client.get(link).get_data(as_text=True)
     assert second.count('class="card difference"') == 2
@@ -260,9 +291,16 @@ def test_day_list_links_each_first_visit_to_its_brief(client, staff, make_staff,
     assert client.get("/staff/day?date=not-a-date").status_code == 200
 
 
-TECHNICIAN_REFUSED = ["/staff/differences", "/staff/differences.csv", "/staff/handoffs/new",
-                      "/staff/accounts/{soon}", "/staff/accounts/{soon}/edit", "/staff/reports",
-                      "/staff/reports.csv", "/staff/settings"]
+TECHNICIAN_REFUSED = [
+    "/staff/differences",
+    "/staff/differences.csv",
+    "/staff/handoffs/new",
+    "/staff/accounts/{soon}",
+    "/staff/accounts/{soon}/edit",
+    "/staff/reports",
+    "/staff/reports.csv",
+    "/staff/settings",
+]
 
 
 def test_technicians_read_briefs_and_day_lists_and_nothing_else(client, staff, make_staff, seeded, db):
@@ -294,8 +332,10 @@ def test_sales_cannot_resolve_differences_their_own_or_another_sellers(client, s
     assert "Ann Soon" in page and "/resolve" not in page  # their own rows, no resolve forms
     before = count_rows(db, RecordEntry)
     for key in ("gate", "visit"):  # Sam's own difference, then Kim's
-        response = client.post(f"/staff/differences/{seeded[key].id}/resolve",
-                               data={"form_id": f"sales-tries-{key}-0123456789", "action": "accept"})
+        response = client.post(
+            f"/staff/differences/{seeded[key].id}/resolve",
+            data={"form_id": f"sales-tries-{key}-0123456789", "action": "accept"},
+        )
         assert response.status_code == 403
     assert count_rows(db, RecordEntry) == before
 
@@ -337,8 +377,10 @@ def test_list_pages_take_a_bounded_number_of_queries(app, client, staff, make_st
 
     add(2)
     first = db.scalars(select(Account)).first()
-    small = {url: _count_queries(app, client, url) for url in
-             ("/staff/", "/staff/differences", "/staff/differences.csv", f"/staff/accounts/{first.id}")}
+    small = {
+        url: _count_queries(app, client, url)
+        for url in ("/staff/", "/staff/differences", "/staff/differences.csv", f"/staff/accounts/{first.id}")
+    }
     add(12)
     large = {url: _count_queries(app, client, url) for url in small}
     assert large == small, (small, large)
@@ -349,8 +391,10 @@ def test_two_rows_opened_together_both_take_effect(client, staff, make_staff, se
     login(staff, make_staff)
     forms = {}
     for item in (seeded["gate"], seeded["visit"]):
-        forms[item.id] = {**form_fields(client.get(f"/staff/differences/{item.id}/resolve")
-                                        .get_data(as_text=True)), "action": "accept"}
+        forms[item.id] = {
+            **form_fields(client.get(f"/staff/differences/{item.id}/resolve").get_data(as_text=True)),
+            "action": "accept",
+        }
     assert forms[seeded["gate"].id]["form_id"] != forms[seeded["visit"].id]["form_id"]
     for item_id, fields in forms.items():
         assert client.post(f"/staff/differences/{item_id}/resolve", data=fields).status_code == 302

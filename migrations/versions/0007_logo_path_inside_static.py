@@ -9,19 +9,23 @@ path inside static/ ("logo.png"), checked when saved. Saved values move to the n
 that does not name a plain image file under static/ is cleared (the logo then simply does not
 show) rather than kept where the page would no longer check it.
 """
+
 import re
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0007'
-down_revision = '0006'
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
 # The rule of portal.company.clean_logo_path, as it stood when this was written.
-LOGO_PATH = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*"
-                       r"\.(png|jpe?g|gif|webp)", re.IGNORECASE)
+LOGO_PATH = re.compile(
+    r"[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*"
+    r"\.(png|jpe?g|gif|webp)",
+    re.IGNORECASE,
+)
 company = sa.table("company_settings", sa.column("id", sa.Integer), sa.column("logo_url", sa.String))
 
 

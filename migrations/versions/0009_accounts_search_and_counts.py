@@ -20,11 +20,12 @@ Create Date: 2026-12-03
 - Indexes for the list's sort orders: customers by name, accounts by (first visit, id); the
   dashboard's link counts covered by one index (scope columns added).
 """
+
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0009'
-down_revision = '0008'
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
@@ -48,37 +49,42 @@ FROM accounts a JOIN customers c ON c.id = a.customer_id
 
 
 def _refresh(account_ids: str) -> str:
-    return (f"DELETE FROM account_search WHERE rowid IN ({account_ids}); "
-            "INSERT INTO account_search (rowid, body) SELECT account_id, body "
-            f"FROM account_search_source WHERE account_id IN ({account_ids});")
+    return (
+        f"DELETE FROM account_search WHERE rowid IN ({account_ids}); "
+        "INSERT INTO account_search (rowid, body) SELECT account_id, body "
+        f"FROM account_search_source WHERE account_id IN ({account_ids});"
+    )
 
 
 SQLITE_SEARCH_TRIGGERS = {
     "account_search_account_insert": "AFTER INSERT ON accounts BEGIN " + _refresh("NEW.id") + " END",
     "account_search_account_update": "AFTER UPDATE OF service_address, customer_id ON accounts "
-                                     "BEGIN " + _refresh("NEW.id") + " END",
+    "BEGIN " + _refresh("NEW.id") + " END",
     "account_search_account_delete": "AFTER DELETE ON accounts "
-                                     "BEGIN DELETE FROM account_search WHERE rowid = OLD.id; END",
+    "BEGIN DELETE FROM account_search WHERE rowid = OLD.id; END",
     "account_search_customer_update": "AFTER UPDATE OF name, email, phone ON customers BEGIN "
-                                      + _refresh("SELECT id FROM accounts WHERE customer_id = NEW.id")
-                                      + " END",
-    "account_search_invoice_insert": "AFTER INSERT ON invoices BEGIN " + _refresh("NEW.account_id")
-                                     + " END",
+    + _refresh("SELECT id FROM accounts WHERE customer_id = NEW.id")
+    + " END",
+    "account_search_invoice_insert": "AFTER INSERT ON invoices BEGIN " + _refresh("NEW.account_id") + " END",
     "account_search_invoice_update": "AFTER UPDATE OF number, account_id ON invoices BEGIN "
-                                     + _refresh("OLD.account_id, NEW.account_id") + " END",
-    "account_search_invoice_delete": "AFTER DELETE ON invoices BEGIN " + _refresh("OLD.account_id")
-                                     + " END",
+    + _refresh("OLD.account_id, NEW.account_id")
+    + " END",
+    "account_search_invoice_delete": "AFTER DELETE ON invoices BEGIN " + _refresh("OLD.account_id") + " END",
 }
 
-_SQLITE_ADD = ("INSERT INTO account_counts (salesperson_id, status, accounts) "
-               "SELECT coalesce(NEW.salesperson_id, 0), NEW.status, 1 WHERE NEW.deleted_at IS NULL "
-               "ON CONFLICT (salesperson_id, status) DO UPDATE SET accounts = accounts + 1;")
-_SQLITE_REMOVE = ("UPDATE account_counts SET accounts = accounts - 1 WHERE OLD.deleted_at IS NULL "
-                  "AND salesperson_id = coalesce(OLD.salesperson_id, 0) AND status = OLD.status;")
+_SQLITE_ADD = (
+    "INSERT INTO account_counts (salesperson_id, status, accounts) "
+    "SELECT coalesce(NEW.salesperson_id, 0), NEW.status, 1 WHERE NEW.deleted_at IS NULL "
+    "ON CONFLICT (salesperson_id, status) DO UPDATE SET accounts = accounts + 1;"
+)
+_SQLITE_REMOVE = (
+    "UPDATE account_counts SET accounts = accounts - 1 WHERE OLD.deleted_at IS NULL "
+    "AND salesperson_id = coalesce(OLD.salesperson_id, 0) AND status = OLD.status;"
+)
 SQLITE_COUNT_TRIGGERS = {
     "account_counts_insert": f"AFTER INSERT ON accounts BEGIN {_SQLITE_ADD} END",
     "account_counts_update": "AFTER UPDATE OF status, salesperson_id, deleted_at ON accounts "
-                             f"BEGIN {_SQLITE_REMOVE} {_SQLITE_ADD} END",
+    f"BEGIN {_SQLITE_REMOVE} {_SQLITE_ADD} END",
     "account_counts_delete": f"AFTER DELETE ON accounts BEGIN {_SQLITE_REMOVE} END",
 }
 
@@ -121,9 +127,11 @@ CREATE TRIGGER account_counts_follow AFTER INSERT OR DELETE OR UPDATE OF status,
 ON accounts FOR EACH ROW EXECUTE FUNCTION account_counts_follow();
 """
 
-COUNT_BACKFILL = ("INSERT INTO account_counts (salesperson_id, status, accounts) "
-                  "SELECT coalesce(salesperson_id, 0), status, count(*) FROM accounts "
-                  "WHERE deleted_at IS NULL GROUP BY coalesce(salesperson_id, 0), status")
+COUNT_BACKFILL = (
+    "INSERT INTO account_counts (salesperson_id, status, accounts) "
+    "SELECT coalesce(salesperson_id, 0), status, count(*) FROM accounts "
+    "WHERE deleted_at IS NULL GROUP BY coalesce(salesperson_id, 0), status"
+)
 
 # unaccent() with one argument is only STABLE (it reads the search path), so indexes need this
 # IMMUTABLE wrapper naming the dictionary. portal_customer_search is the customer's document:
@@ -147,19 +155,20 @@ CREATE INDEX ix_invoices_number_search ON invoices USING gin (lower(number) gin_
 def upgrade() -> None:
     postgres = op.get_bind().dialect.name == "postgresql"
     op.create_table(
-        'account_counts',
-        sa.Column('salesperson_id', sa.Integer(), nullable=False),
-        sa.Column('status', sa.String(length=20), nullable=False),
-        sa.Column('accounts', sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint('salesperson_id', 'status', name=op.f('pk_account_counts')),
+        "account_counts",
+        sa.Column("salesperson_id", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("accounts", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("salesperson_id", "status", name=op.f("pk_account_counts")),
     )
     # Plain CREATE/DROP INDEX (no batch copy of the tables: that would drop SQLite's triggers).
-    op.create_index('ix_customers_name', 'customers', ['name'])
-    op.drop_index('ix_accounts_first_visit', table_name='accounts')
-    op.create_index('ix_accounts_first_visit_id', 'accounts', ['first_visit', 'id'])
-    op.drop_index('ix_accounts_status_link_sent', table_name='accounts')
-    op.create_index('ix_accounts_status_link_sent', 'accounts',
-                    ['status', 'link_sent_at', 'deleted_at', 'salesperson_id'])
+    op.create_index("ix_customers_name", "customers", ["name"])
+    op.drop_index("ix_accounts_first_visit", table_name="accounts")
+    op.create_index("ix_accounts_first_visit_id", "accounts", ["first_visit", "id"])
+    op.drop_index("ix_accounts_status_link_sent", table_name="accounts")
+    op.create_index(
+        "ix_accounts_status_link_sent", "accounts", ["status", "link_sent_at", "deleted_at", "salesperson_id"]
+    )
     op.execute(COUNT_BACKFILL)
     if postgres:
         op.execute(POSTGRES_COUNTS)
@@ -167,7 +176,9 @@ def upgrade() -> None:
         return
     for name, body in SQLITE_COUNT_TRIGGERS.items():
         op.execute(f"CREATE TRIGGER {name} {body}")
-    op.execute("CREATE VIRTUAL TABLE account_search USING fts5(body, tokenize = 'unicode61 remove_diacritics 2')")
+    op.execute(
+        "CREATE VIRTUAL TABLE account_search USING fts5(body, tokenize = 'unicode61 remove_diacritics 2')"
+    )
     op.execute(SQLITE_SOURCE)
     for name, body in SQLITE_SEARCH_TRIGGERS.items():
         op.execute(f"CREATE TRIGGER {name} {body}")
@@ -188,9 +199,9 @@ def downgrade() -> None:
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
         op.execute("DROP VIEW IF EXISTS account_search_source")
         op.execute("DROP TABLE IF EXISTS account_search")
-    op.drop_index('ix_accounts_status_link_sent', table_name='accounts')
-    op.create_index('ix_accounts_status_link_sent', 'accounts', ['status', 'link_sent_at'])
-    op.drop_index('ix_accounts_first_visit_id', table_name='accounts')
-    op.create_index('ix_accounts_first_visit', 'accounts', ['first_visit'])
-    op.drop_index('ix_customers_name', table_name='customers')
-    op.drop_table('account_counts')
+    op.drop_index("ix_accounts_status_link_sent", table_name="accounts")
+    op.create_index("ix_accounts_status_link_sent", "accounts", ["status", "link_sent_at"])
+    op.drop_index("ix_accounts_first_visit_id", table_name="accounts")
+    op.create_index("ix_accounts_first_visit", "accounts", ["first_visit"])
+    op.drop_index("ix_customers_name", table_name="customers")
+    op.drop_table("account_counts")

@@ -1,4 +1,5 @@
 """JSON API for other systems (CRMs), authenticated by bearer tokens."""
+
 from flask import Blueprint
 
 bp = Blueprint("api", __name__)

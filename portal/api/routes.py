@@ -1,4 +1,5 @@
 """The JSON API: bearer-token requests from other systems, JSON errors, no cookies."""
+
 from __future__ import annotations
 
 import hashlib
@@ -60,7 +61,8 @@ def token_required(view: F) -> F:
 # One budget per token across every API endpoint.
 api_limit = limiter.shared_limit(
     lambda: current_app.config.get("API_RATE_LIMIT") or DEFAULT_RATE_LIMIT,
-    scope="api", key_func=_rate_limit_key,
+    scope="api",
+    key_func=_rate_limit_key,
 )
 
 
@@ -84,8 +86,9 @@ def _json_body() -> Any:
     except (ValueError, RecursionError) as error:
         message = "The body is not valid JSON."
         if isinstance(error, json.JSONDecodeError):
-            message = (f"The body is not valid JSON ({error.msg} at line {error.lineno}, "
-                       f"column {error.colno}).")
+            message = (
+                f"The body is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})."
+            )
         raise HandoffInvalid({"body": message}) from None
 
 
@@ -97,10 +100,12 @@ def create_handoff() -> tuple[Response, int, dict[str, str]]:
     body = _json_body()
     with unit_of_work() as session:
         incoming = parse_incoming(body, lambda email: find_salesperson(session, email))
-        account, sent = imports.create_and_welcome(session, incoming,
-                                                   actor=f"api:{g.api_token.name}"[:40])
-    return (jsonify({"id": account.id, "welcome_url": sent.url}), 201,
-            {"Location": url_for("api.account_record", account_id=account.id)})
+        account, sent = imports.create_and_welcome(session, incoming, actor=f"api:{g.api_token.name}"[:40])
+    return (
+        jsonify({"id": account.id, "welcome_url": sent.url}),
+        201,
+        {"Location": url_for("api.account_record", account_id=account.id)},
+    )
 
 
 @bp.get("/accounts/<int:account_id>/record")
@@ -112,11 +117,16 @@ def account_record(account_id: int) -> tuple[Response, int]:
     if account is None or account.deleted_at is not None:
         return jsonify({"error": "No account with this id."}), 404
     # Withdrawn promises too: their entries stay in the record.
-    items: dict[int | None, PromiseItem] = {item.id: item for item in
-             session.scalars(select(PromiseItem).where(PromiseItem.account_id == account.id))}
-    body = {"account_id": account.id,
-            "entries": [_entry_json(entry, items.get(entry.item_id))
-                        for entry in entries_for(session, account.id)]}
+    items: dict[int | None, PromiseItem] = {
+        item.id: item
+        for item in session.scalars(select(PromiseItem).where(PromiseItem.account_id == account.id))
+    }
+    body = {
+        "account_id": account.id,
+        "entries": [
+            _entry_json(entry, items.get(entry.item_id)) for entry in entries_for(session, account.id)
+        ],
+    }
     return jsonify(body), 200
 
 

@@ -41,7 +41,6 @@ def brand_css() -> Response:
     return response
 
 
-
 @bp.get("/logo/<name>")
 def logo_file(name: str) -> Response:
     """An uploaded logo: always a PNG the portal wrote itself (portal/logo.py); named by its

@@ -1,4 +1,5 @@
 """Stripe Checkout, invoices and the Stripe webhook."""
+
 from flask import Blueprint
 
 bp = Blueprint("payments", __name__)

@@ -11,6 +11,7 @@ customer's authentication -> an email with a pay link and a record entry, and au
 invoice alone until the customer pays or saves a new card; a Stripe error or timeout -> a
 `stripe_error` entry, the invoice untouched, and a non-zero exit so the scheduler notices.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,11 +42,17 @@ class Charged:
 def candidates(session: Session) -> list[int]:
     """Open invoices of accounts with a saved card whose billing choice is card autopay."""
     rows = session.execute(
-        select(Invoice.id, Invoice.account_id).join(Account, Account.id == Invoice.account_id).where(
-            Invoice.status == OPEN, Invoice.autopay_failed_at.is_(None),
-            Account.deleted_at.is_(None), Account.stripe_customer_id.is_not(None),
-            Account.stripe_payment_method_id.is_not(None))
-        .order_by(Invoice.due_date, Invoice.id)).all()
+        select(Invoice.id, Invoice.account_id)
+        .join(Account, Account.id == Invoice.account_id)
+        .where(
+            Invoice.status == OPEN,
+            Invoice.autopay_failed_at.is_(None),
+            Account.deleted_at.is_(None),
+            Account.stripe_customer_id.is_not(None),
+            Account.stripe_payment_method_id.is_not(None),
+        )
+        .order_by(Invoice.due_date, Invoice.id)
+    ).all()
     autopay: dict[int, bool] = {}
     chosen = []
     for invoice_id, account_id in rows:
@@ -90,15 +97,26 @@ def _charge(session: Session, invoice_id: int, gateway: Gateway, now: datetime) 
     account = lock_account(session, invoice.account_id)
     assert account is not None
     attempt = invoice.autopay_attempts + 1
-    metadata = {"invoice_id": str(invoice.id), "account_id": str(account.id),
-                "invoice_number": invoice.number, "autopay_attempt": str(attempt)}
+    metadata = {
+        "invoice_id": str(invoice.id),
+        "account_id": str(account.id),
+        "invoice_number": invoice.number,
+        "autopay_attempt": str(attempt),
+    }
     try:
-        intent = gateway.charge_off_session({
-            "amount": invoice.total_cents, "currency": invoice.currency.lower(),
-            "customer": account.stripe_customer_id, "payment_method": account.stripe_payment_method_id,
-            "off_session": True, "confirm": True, "description": f"Invoice {invoice.number}",
-            "metadata": metadata,
-        }, idempotency_key(invoice, attempt))
+        intent = gateway.charge_off_session(
+            {
+                "amount": invoice.total_cents,
+                "currency": invoice.currency.lower(),
+                "customer": account.stripe_customer_id,
+                "payment_method": account.stripe_payment_method_id,
+                "off_session": True,
+                "confirm": True,
+                "description": f"Invoice {invoice.number}",
+                "metadata": metadata,
+            },
+            idempotency_key(invoice, attempt),
+        )
     except CardDeclined as declined:
         return _declined(session, account, invoice, attempt, declined, now)
     except PaymentProviderError as error:
@@ -108,29 +126,57 @@ def _charge(session: Session, invoice_id: int, gateway: Gateway, now: datetime) 
     status = intent.get("status")
     if status in ("succeeded", "processing"):
         invoice.status = PROCESSING  # paid only when the verified event says so
-    record.append(session, account, event="autopay_submitted", actor="system",
-                  confirmed_value=f"{invoice.number}: {format_money(invoice.total_cents, invoice.currency)}",
-                  note=f"Charged {card_text(account) or 'the saved card'}; Stripe says {status}.",
-                  details={"invoice_id": invoice.id, "number": invoice.number, "payment_intent": intent["id"],
-                           "status": status, "attempt": attempt})
+    record.append(
+        session,
+        account,
+        event="autopay_submitted",
+        actor="system",
+        confirmed_value=f"{invoice.number}: {format_money(invoice.total_cents, invoice.currency)}",
+        note=f"Charged {card_text(account) or 'the saved card'}; Stripe says {status}.",
+        details={
+            "invoice_id": invoice.id,
+            "number": invoice.number,
+            "payment_intent": intent["id"],
+            "status": status,
+            "attempt": attempt,
+        },
+    )
     return Charged(invoice.number, "submitted", f"Stripe says {status}", intent)
 
 
-def _declined(session: Session, account: Account, invoice: Invoice, attempt: int,
-              declined: CardDeclined, now: datetime) -> Charged:
+def _declined(
+    session: Session, account: Account, invoice: Invoice, attempt: int, declined: CardDeclined, now: datetime
+) -> Charged:
     """Stripe answered: the card was declined or needs the customer. Tell them, never silently."""
     outcome = "authentication_required" if declined.needs_authentication else "declined"
     invoice.autopay_attempts = attempt
     invoice.autopay_failed_at = now
     if declined.payment_intent_id:
         invoice.stripe_payment_intent_id = declined.payment_intent_id
-    reason = ("Your bank asked for you to confirm this payment yourself."
-              if declined.needs_authentication else "Your card was declined.")
-    email = invoice_service.send_payment_failed(session, account, invoice, reason=reason,
-                                                code="authentication_required" if declined.needs_authentication
-                                                else declined.code)
-    record.append(session, account, event="autopay_failed", actor="system",
-                  note=f"{invoice.number}: {reason} The customer was emailed a pay link.",
-                  details={"invoice_id": invoice.id, "number": invoice.number, "attempt": attempt,
-                           "email_id": email.id, **declined.details})
+    reason = (
+        "Your bank asked for you to confirm this payment yourself."
+        if declined.needs_authentication
+        else "Your card was declined."
+    )
+    email = invoice_service.send_payment_failed(
+        session,
+        account,
+        invoice,
+        reason=reason,
+        code="authentication_required" if declined.needs_authentication else declined.code,
+    )
+    record.append(
+        session,
+        account,
+        event="autopay_failed",
+        actor="system",
+        note=f"{invoice.number}: {reason} The customer was emailed a pay link.",
+        details={
+            "invoice_id": invoice.id,
+            "number": invoice.number,
+            "attempt": attempt,
+            "email_id": email.id,
+            **declined.details,
+        },
+    )
     return Charged(invoice.number, outcome, declined.details.get("message") or reason)

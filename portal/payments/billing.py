@@ -4,6 +4,7 @@ The billing choice is not a column: like every promise, it is the billing item's
 the service record (the customer's answer, or a later staff resolution). The card on file is what
 the last verified Stripe event said (`Account.card_*`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -58,8 +59,13 @@ STATUS_WORDS = {"open": "Due", "overdue": "Overdue", "processing": "Payment proc
 
 
 def invoices_of(session: Session, account_id: int) -> list[Invoice]:
-    return list(session.scalars(select(Invoice).where(Invoice.account_id == account_id)
-                                .order_by(Invoice.due_date.desc(), Invoice.id.desc())))
+    return list(
+        session.scalars(
+            select(Invoice)
+            .where(Invoice.account_id == account_id)
+            .order_by(Invoice.due_date.desc(), Invoice.id.desc())
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,12 @@ class PaymentsPanel:
 
 
 def panel(session: Session, account: Account, mode: str) -> PaymentsPanel:
-    unpaid = session.scalar(select(func.count()).select_from(Invoice).where(
-        Invoice.account_id == account.id, Invoice.status.in_(UNPAID))) or 0
+    unpaid = (
+        session.scalar(
+            select(func.count())
+            .select_from(Invoice)
+            .where(Invoice.account_id == account.id, Invoice.status.in_(UNPAID))
+        )
+        or 0
+    )
     return PaymentsPanel(billing_choice(session, account), card_text(account), unpaid, mode)

@@ -4,6 +4,7 @@ Both `checkout.session.completed` (setup mode) and `setup_intent.succeeded` repo
 card; whichever comes first saves it and the other changes nothing. A late event about an older
 card never replaces a newer one: each saved card's entry keeps the Stripe timestamp it came from.
 """
+
 from __future__ import annotations
 
 import logging
@@ -49,20 +50,35 @@ def account_for(session: Session, metadata: Any, customer: Any) -> Account | Non
     if account is None or account.deleted_at is not None:
         return None
     if customer_id and account.stripe_customer_id and customer_id != account.stripe_customer_id:
-        log.warning("event for account %s names customer %s, not %s; ignored", account.id,
-                    customer_id, account.stripe_customer_id)
+        log.warning(
+            "event for account %s names customer %s, not %s; ignored",
+            account.id,
+            customer_id,
+            account.stripe_customer_id,
+        )
         return None
     return account
 
 
 def _latest_card_entry(session: Session, account: Account) -> RecordEntry | None:
-    return session.scalars(select(RecordEntry).where(RecordEntry.account_id == account.id,
-                                                     RecordEntry.event == "card_saved")
-                           .order_by(RecordEntry.seq.desc()).limit(1)).first()
+    return session.scalars(
+        select(RecordEntry)
+        .where(RecordEntry.account_id == account.id, RecordEntry.event == "card_saved")
+        .order_by(RecordEntry.seq.desc())
+        .limit(1)
+    ).first()
 
 
-def save_card(session: Session, account: Account, method: dict[str, Any], *, event_id: str,
-              setup_intent: str | None, checkout_session: str | None, source_created: int) -> str:
+def save_card(
+    session: Session,
+    account: Account,
+    method: dict[str, Any],
+    *,
+    event_id: str,
+    setup_intent: str | None,
+    checkout_session: str | None,
+    source_created: int,
+) -> str:
     """Store the card Stripe confirmed; record it once (actor stripe)."""
     method_id = object_id(method)
     card = method.get("card") or {}
@@ -75,29 +91,52 @@ def save_card(session: Session, account: Account, method: dict[str, Any], *, eve
             return "card already saved"
         if int(latest.details.get("source_created") or 0) > source_created:
             return "older card; newer one kept"
-    if customer := method.get("customer"):
-        if account.stripe_customer_id is None:
-            account.stripe_customer_id = object_id(customer)
+    if (customer := method.get("customer")) and account.stripe_customer_id is None:
+        account.stripe_customer_id = object_id(customer)
     account.stripe_payment_method_id = method_id
     account.card_brand = str(card.get("brand") or "card")[:20]
     account.card_last4 = str(card["last4"])[:4]
     month, year = as_int(card.get("exp_month")), as_int(card.get("exp_year"))
     account.card_exp = f"{month:02d}/{year}" if month and year else None
     # A new card gives autopay another go at invoices it could not charge.
-    session.execute(update(Invoice).where(Invoice.account_id == account.id, Invoice.status == OPEN,
-                                          Invoice.autopay_failed_at.is_not(None))
-                    .values(autopay_failed_at=None))
-    record.append(session, account, event="card_saved", actor="stripe", confirmed_value=card_text(account),
-                  details={"payment_method": method_id, "setup_intent": setup_intent,
-                           "checkout_session": checkout_session, "stripe_event": event_id,
-                           "source_created": source_created})
+    session.execute(
+        update(Invoice)
+        .where(
+            Invoice.account_id == account.id, Invoice.status == OPEN, Invoice.autopay_failed_at.is_not(None)
+        )
+        .values(autopay_failed_at=None)
+    )
+    record.append(
+        session,
+        account,
+        event="card_saved",
+        actor="stripe",
+        confirmed_value=card_text(account),
+        details={
+            "payment_method": method_id,
+            "setup_intent": setup_intent,
+            "checkout_session": checkout_session,
+            "stripe_event": event_id,
+            "source_created": source_created,
+        },
+    )
     return "card saved"
 
 
 def setup_failed(session: Session, account: Account, intent: dict[str, Any], *, event_id: str) -> str:
     error = intent.get("last_setup_error") or {}
     message = str(error.get("message") or "The card could not be saved.")[:300]
-    record.append(session, account, event="card_setup_failed", actor="stripe", note=message,
-                  details={"setup_intent": object_id(intent), "code": error.get("code"),
-                           "decline_code": error.get("decline_code"), "stripe_event": event_id})
+    record.append(
+        session,
+        account,
+        event="card_setup_failed",
+        actor="stripe",
+        note=message,
+        details={
+            "setup_intent": object_id(intent),
+            "code": error.get("code"),
+            "decline_code": error.get("decline_code"),
+            "stripe_event": event_id,
+        },
+    )
     return "setup failed"

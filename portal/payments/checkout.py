@@ -6,6 +6,7 @@ A Stripe failure rolls everything back (the caller records a `stripe_error` entr
 the one step kept on its own is creating the account's Stripe customer, which is complete in
 itself and reused by every later attempt.
 """
+
 from __future__ import annotations
 
 import time
@@ -50,8 +51,10 @@ def return_paths(invoice_id: int | None = None) -> tuple[str, str]:
     invoice."""
     if invoice_id is None:
         return url_for("payments.card_done"), url_for("payments.card")
-    return (url_for("payments.invoice_done", invoice_id=invoice_id),
-            url_for("payments.invoice", invoice_id=invoice_id))
+    return (
+        url_for("payments.invoice_done", invoice_id=invoice_id),
+        url_for("payments.invoice", invoice_id=invoice_id),
+    )
 
 
 def _absolute(path: str) -> str:
@@ -71,11 +74,21 @@ def ensure_customer(session: Session, account: Account, form_id: str, gateway: G
         if locked.stripe_customer_id:
             return locked
         customer_id = gateway.create_customer(
-            {"email": locked.customer.email, "name": locked.customer.name,
-             "metadata": {"account_id": str(locked.id)}}, f"{form_id}-customer")
+            {
+                "email": locked.customer.email,
+                "name": locked.customer.name,
+                "metadata": {"account_id": str(locked.id)},
+            },
+            f"{form_id}-customer",
+        )
         locked.stripe_customer_id = customer_id
-        record.append(session, locked, event="stripe_customer_created", actor="system",
-                      details={"customer": customer_id})
+        record.append(
+            session,
+            locked,
+            event="stripe_customer_created",
+            actor="system",
+            details={"customer": customer_id},
+        )
     return locked
 
 
@@ -95,25 +108,37 @@ def _start_card_setup(session: Session, account_id: int, form_id: str, gateway: 
         return _repeat(session, form_id)
     metadata = card_setup_metadata(account)
     success, cancel = return_paths()
-    started = gateway.create_checkout_session({
-        "mode": "setup",
-        "customer": account.stripe_customer_id,
-        "payment_method_types": ["card"],
-        "client_reference_id": f"account-{account.id}",
-        "metadata": metadata,
-        "setup_intent_data": {"metadata": metadata, "description": f"Autopay card for account {account.id}"},
-        "success_url": _absolute(success),
-        "cancel_url": _absolute(cancel),
-    }, form_id)
+    started = gateway.create_checkout_session(
+        {
+            "mode": "setup",
+            "customer": account.stripe_customer_id,
+            "payment_method_types": ["card"],
+            "client_reference_id": f"account-{account.id}",
+            "metadata": metadata,
+            "setup_intent_data": {
+                "metadata": metadata,
+                "description": f"Autopay card for account {account.id}",
+            },
+            "success_url": _absolute(success),
+            "cancel_url": _absolute(cancel),
+        },
+        form_id,
+    )
     back = started.url if len(started.url) <= MAX_RESULT_URL else url_for("payments.card")
     once.keep_result(session, claim, back)
-    record.append(session, account, event="card_setup_started", actor="customer",
-                  details={"checkout_session": started.id})
+    record.append(
+        session,
+        account,
+        event="card_setup_started",
+        actor="customer",
+        details={"checkout_session": started.id},
+    )
     return Started(started.url)
 
 
-def start_invoice_payment(session: Session, account: Account, invoice_id: int, form_id: str,
-                          gateway: Gateway) -> Started:
+def start_invoice_payment(
+    session: Session, account: Account, invoice_id: int, form_id: str, gateway: Gateway
+) -> Started:
     """Raises NotPayable, or PaymentProviderError, after rolling back."""
     if once.earlier_result(session, form_id):
         return _repeat(session, form_id)
@@ -121,8 +146,9 @@ def start_invoice_payment(session: Session, account: Account, invoice_id: int, f
         return _start_invoice_payment(session, account, invoice_id, form_id, gateway)
 
 
-def _start_invoice_payment(session: Session, account: Account, invoice_id: int, form_id: str,
-                           gateway: Gateway) -> Started:
+def _start_invoice_payment(
+    session: Session, account: Account, invoice_id: int, form_id: str, gateway: Gateway
+) -> Started:
     invoice = lock_invoice(session, invoice_id)
     assert invoice is not None and invoice.account_id == account.id
     if invoice.status == PAID:
@@ -136,9 +162,17 @@ def _start_invoice_payment(session: Session, account: Account, invoice_id: int, 
     success, cancel = return_paths(invoice.id)
     params: dict[str, Any] = {
         "mode": "payment",
-        "line_items": [{"quantity": 1, "price_data": {
-            "currency": invoice.currency.lower(), "unit_amount": line.amount_cents,
-            "product_data": {"name": line.description[:250]}}} for line in invoice.lines],
+        "line_items": [
+            {
+                "quantity": 1,
+                "price_data": {
+                    "currency": invoice.currency.lower(),
+                    "unit_amount": line.amount_cents,
+                    "product_data": {"name": line.description[:250]},
+                },
+            }
+            for line in invoice.lines
+        ],
         "client_reference_id": f"invoice-{invoice.id}",
         "metadata": metadata,
         "payment_intent_data": {"metadata": metadata, "description": f"Invoice {invoice.number}"},
@@ -155,9 +189,13 @@ def _start_invoice_payment(session: Session, account: Account, invoice_id: int, 
     invoice.checkout_expires_at = started.expires_at
     fallback = url_for("payments.invoice", invoice_id=invoice.id)
     once.keep_result(session, claim, started.url if len(started.url) <= MAX_RESULT_URL else fallback)
-    record.append(session, account, event="payment_started", actor="customer",
-                  details={"invoice_id": invoice.id, "number": invoice.number,
-                           "checkout_session": started.id})
+    record.append(
+        session,
+        account,
+        event="payment_started",
+        actor="customer",
+        details={"invoice_id": invoice.id, "number": invoice.number, "checkout_session": started.id},
+    )
     return Started(started.url)
 
 

@@ -1,4 +1,5 @@
 """Payment commands, under `flask --app wsgi`: charge-autopay and reconcile-stripe."""
+
 from __future__ import annotations
 
 import sys
@@ -23,27 +24,39 @@ def charge_autopay_command() -> None:
     """
     gateway = get_gateway()
     if gateway.off:
-        raise click.ClickException("Online payment is off (production without STRIPE_SECRET_KEY): "
-                                   "nothing was charged.")
+        raise click.ClickException(
+            "Online payment is off (production without STRIPE_SECRET_KEY): nothing was charged."
+        )
     session = get_db()
     results = [autopay.charge(session, invoice_id, gateway) for invoice_id in autopay.candidates(session)]
     for result in results:
         if gateway.demo and result.payment_intent is not None:
             demo.deliver(demo.autopay_events(result.payment_intent))
-        click.echo(f"{result.invoice_number}: {result.outcome.replace('_', ' ')}"
-                   + (f" ({result.message})" if result.message else ""))
-    counts = {outcome: sum(1 for r in results if r.outcome == outcome)
-              for outcome in ("submitted", "declined", "authentication_required", "stripe_error", "skipped")}
-    click.echo(f"Autopay: {counts['submitted']} charged, {counts['declined']} declined, "
-               f"{counts['authentication_required']} need the customer, {counts['stripe_error']} Stripe "
-               f"errors, {counts['skipped']} skipped.")
+        click.echo(
+            f"{result.invoice_number}: {result.outcome.replace('_', ' ')}"
+            + (f" ({result.message})" if result.message else "")
+        )
+    counts = {
+        outcome: sum(1 for r in results if r.outcome == outcome)
+        for outcome in ("submitted", "declined", "authentication_required", "stripe_error", "skipped")
+    }
+    click.echo(
+        f"Autopay: {counts['submitted']} charged, {counts['declined']} declined, "
+        f"{counts['authentication_required']} need the customer, {counts['stripe_error']} Stripe "
+        f"errors, {counts['skipped']} skipped."
+    )
     if counts["stripe_error"]:
         sys.exit(1)
 
 
 @click.command("reconcile-stripe")
-@click.option("--days", type=click.IntRange(1, 30), default=30, show_default=True,
-              help="How far back to look (Stripe keeps events for 30 days).")
+@click.option(
+    "--days",
+    type=click.IntRange(1, 30),
+    default=30,
+    show_default=True,
+    help="How far back to look (Stripe keeps events for 30 days).",
+)
 @click.option("--dry-run", is_flag=True, help="Only list the events; apply nothing.")
 @with_appcontext
 def reconcile_stripe_command(days: int, dry_run: bool) -> None:
@@ -54,8 +67,10 @@ def reconcile_stripe_command(days: int, dry_run: bool) -> None:
     """
     gateway = get_gateway()
     if gateway.demo or gateway.off:
-        raise click.ClickException(f"{'Demo mode' if gateway.demo else 'Online payment is off'} "
-                                   "(no STRIPE_SECRET_KEY): there is no Stripe account to reconcile.")
+        raise click.ClickException(
+            f"{'Demo mode' if gateway.demo else 'Online payment is off'} "
+            "(no STRIPE_SECRET_KEY): there is no Stripe account to reconcile."
+        )
     session = get_db()
     since = int(time.time()) - days * 86400
     failed = applied = seen = 0
@@ -79,8 +94,11 @@ def reconcile_stripe_command(days: int, dry_run: bool) -> None:
             click.echo(f"{label}: {outcome}")
     except PaymentProviderError as error:
         raise click.ClickException(f"Stripe: {error.details.get('message') or error.message}") from error
-    click.echo(f"{seen} undelivered event(s) in the last {days} days; {applied} applied now"
-               + (f", {failed} failed" if failed else "") + ".")
+    click.echo(
+        f"{seen} undelivered event(s) in the last {days} days; {applied} applied now"
+        + (f", {failed} failed" if failed else "")
+        + "."
+    )
     if failed:
         sys.exit(1)
 

@@ -11,13 +11,15 @@ fails its insert once the first commits; either way it is answered "already proc
 applying fails, the whole transaction (the id included) rolls back and the delivery gets a 500,
 so Stripe retries it.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import stripe
 from sqlalchemy.exc import IntegrityError
@@ -66,9 +68,13 @@ def verify(payload: bytes, signature: str | None, secret: str) -> dict[str, Any]
     if timestamp is None or timestamp > time.time() + TOLERANCE:
         raise BadDelivery("invalid signature")
     data = event.get("data") if isinstance(event, dict) else None
-    if not isinstance(event, dict) or not isinstance(event.get("id"), str) \
-            or not isinstance(event.get("type"), str) or not isinstance(data, dict) \
-            or not isinstance(data.get("object"), dict):
+    if (
+        not isinstance(event, dict)
+        or not isinstance(event.get("id"), str)
+        or not isinstance(event.get("type"), str)
+        or not isinstance(data, dict)
+        or not isinstance(data.get("object"), dict)
+    ):
         raise BadDelivery("body is not a Stripe event")
     return event
 
@@ -120,15 +126,21 @@ def receive(session: Session, event: dict[str, Any], gateway: Gateway) -> str:
         with unit_of_work(session):
             if session.get(StripeEvent, event["id"]) is not None:
                 return DUPLICATE
-            row = StripeEvent(id=event["id"], type=event["type"][:100],
-                              created=int(event.get("created") or 0), payload=event)
+            row = StripeEvent(
+                id=event["id"],
+                type=event["type"][:100],
+                created=int(event.get("created") or 0),
+                payload=event,
+            )
             session.add(row)
             try:
                 session.flush()
             except IntegrityError:  # a concurrent delivery of the same event committed first
                 raise _Duplicate() from None
             handler = HANDLERS.get(event["type"])
-            outcome = handler(Context(session, event, gateway), event["data"]["object"]) if handler else IGNORED
+            outcome = (
+                handler(Context(session, event, gateway), event["data"]["object"]) if handler else IGNORED
+            )
             row.processed_at = utcnow()
             return outcome
     except _Duplicate:
@@ -140,6 +152,7 @@ class _Duplicate(Exception):
 
 
 # --- Handlers ------------------------------------------------------------------------------
+
 
 def _id(value: Any) -> str | None:
     return cards.object_id(value)
@@ -153,13 +166,20 @@ def _metadata(obj: dict[str, Any]) -> dict[str, Any]:
 def _invoice(ctx: Context, obj: dict[str, Any]) -> Invoice | None:
     """The invoice named in our metadata, locked, if the account matches too."""
     metadata = _metadata(obj)
-    invoice_id, account_id = cards.as_int(metadata.get("invoice_id")), cards.as_int(metadata.get("account_id"))
+    invoice_id, account_id = (
+        cards.as_int(metadata.get("invoice_id")),
+        cards.as_int(metadata.get("account_id")),
+    )
     if invoice_id is None:
         return None
     invoice = invoices.lock_invoice(ctx.session, invoice_id)
     if invoice is None or invoice.account_id != account_id:
-        log.warning("event %s names invoice %s of account %s: no such invoice; ignored",
-                    ctx.event["id"], invoice_id, account_id)
+        log.warning(
+            "event %s names invoice %s of account %s: no such invoice; ignored",
+            ctx.event["id"],
+            invoice_id,
+            account_id,
+        )
         return None
     return invoice
 
@@ -174,8 +194,14 @@ def checkout_completed(ctx: Context, obj: dict[str, Any]) -> str:
         return IGNORED
     intent = _id(obj.get("payment_intent"))
     if obj.get("payment_status") == "paid":
-        return invoices.mark_paid(ctx.session, invoice, ctx.facts, payment_intent=intent,
-                                  amount=obj.get("amount_total"), currency=obj.get("currency"))
+        return invoices.mark_paid(
+            ctx.session,
+            invoice,
+            ctx.facts,
+            payment_intent=intent,
+            amount=obj.get("amount_total"),
+            currency=obj.get("currency"),
+        )
     if obj.get("payment_status") == "unpaid":  # a delayed method: async_payment_* follows
         return invoices.mark_processing(ctx.session, invoice, ctx.facts, payment_intent=intent)
     return IGNORED
@@ -185,26 +211,42 @@ def checkout_async_succeeded(ctx: Context, obj: dict[str, Any]) -> str:
     invoice = _invoice(ctx, obj) if obj.get("mode") == "payment" else None
     if invoice is None:
         return IGNORED
-    return invoices.mark_paid(ctx.session, invoice, ctx.facts, payment_intent=_id(obj.get("payment_intent")),
-                              amount=obj.get("amount_total"), currency=obj.get("currency"))
+    return invoices.mark_paid(
+        ctx.session,
+        invoice,
+        ctx.facts,
+        payment_intent=_id(obj.get("payment_intent")),
+        amount=obj.get("amount_total"),
+        currency=obj.get("currency"),
+    )
 
 
 def checkout_async_failed(ctx: Context, obj: dict[str, Any]) -> str:
     invoice = _invoice(ctx, obj) if obj.get("mode") == "payment" else None
     if invoice is None:
         return IGNORED
-    return invoices.payment_failed(ctx.session, invoice, ctx.facts,
-                                   payment_intent=_id(obj.get("payment_intent")),
-                                   reason="Your bank did not complete the payment.", code="async_payment_failed")
+    return invoices.payment_failed(
+        ctx.session,
+        invoice,
+        ctx.facts,
+        payment_intent=_id(obj.get("payment_intent")),
+        reason="Your bank did not complete the payment.",
+        code="async_payment_failed",
+    )
 
 
 def payment_intent_succeeded(ctx: Context, obj: dict[str, Any]) -> str:
     invoice = _invoice(ctx, obj)
     if invoice is None:
         return IGNORED
-    return invoices.mark_paid(ctx.session, invoice, ctx.facts, payment_intent=_id(obj),
-                              amount=obj.get("amount_received", obj.get("amount")),
-                              currency=obj.get("currency"))
+    return invoices.mark_paid(
+        ctx.session,
+        invoice,
+        ctx.facts,
+        payment_intent=_id(obj),
+        amount=obj.get("amount_received", obj.get("amount")),
+        currency=obj.get("currency"),
+    )
 
 
 def payment_intent_failed(ctx: Context, obj: dict[str, Any]) -> str:
@@ -213,9 +255,14 @@ def payment_intent_failed(ctx: Context, obj: dict[str, Any]) -> str:
         return IGNORED
     error = obj.get("last_payment_error") or {}
     code = error.get("decline_code") or error.get("code")
-    return invoices.payment_failed(ctx.session, invoice, ctx.facts, payment_intent=_id(obj),
-                                   reason=str(error.get("message") or "The payment did not go through.")[:300],
-                                   code=code)
+    return invoices.payment_failed(
+        ctx.session,
+        invoice,
+        ctx.facts,
+        payment_intent=_id(obj),
+        reason=str(error.get("message") or "The payment did not go through.")[:300],
+        code=code,
+    )
 
 
 def _setup_completed(ctx: Context, obj: dict[str, Any]) -> str:
@@ -240,17 +287,24 @@ def setup_intent_succeeded(ctx: Context, obj: dict[str, Any]) -> str:
 def _save(ctx: Context, account: Any, intent: dict[str, Any], checkout_session: str | None) -> str:
     intent_customer = _id(intent.get("customer"))
     if intent_customer and account.stripe_customer_id and intent_customer != account.stripe_customer_id:
-        log.warning("SetupIntent %s is for %s, not account %s; ignored", _id(intent), intent_customer,
-                    account.id)
+        log.warning(
+            "SetupIntent %s is for %s, not account %s; ignored", _id(intent), intent_customer, account.id
+        )
         return IGNORED
     method = intent.get("payment_method")
     if isinstance(method, str):
         method = ctx.gateway.payment_method(method)
     if not isinstance(method, dict):
         return IGNORED
-    return cards.save_card(ctx.session, account, method, event_id=ctx.event["id"],
-                           setup_intent=_id(intent), checkout_session=checkout_session,
-                           source_created=int(intent.get("created") or ctx.created))
+    return cards.save_card(
+        ctx.session,
+        account,
+        method,
+        event_id=ctx.event["id"],
+        setup_intent=_id(intent),
+        checkout_session=checkout_session,
+        source_created=int(intent.get("created") or ctx.created),
+    )
 
 
 def setup_intent_failed(ctx: Context, obj: dict[str, Any]) -> str:

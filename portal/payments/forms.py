@@ -1,4 +1,5 @@
 """Payment forms: the staff invoice form (line items and a due date) and the button forms."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -30,8 +31,9 @@ class InvoiceForm(OnceForm):
     def prefilled(cls, first: Line, due: date) -> InvoiceForm:
         """A new form whose first line is `first` (the plan's price), due on `due`."""
         amount = f"{Decimal(first.amount_cents) / 100:.2f}"
-        return cls(data={"due_date": due.isoformat(),
-                         "lines": [{"detail": first.description, "amount": amount}]})
+        return cls(
+            data={"due_date": due.isoformat(), "lines": [{"detail": first.description, "amount": amount}]}
+        )
 
     def parse(self, today: date) -> tuple[list[Line], date] | None:
         """The lines (blank rows skipped) and due date, or None with a message on each field."""

@@ -8,29 +8,35 @@ Every Stripe call carries an idempotency key and the `STRIPE_TIMEOUT`; a Stripe 
 failure becomes a `PaymentProviderError` with a message for the customer and details for
 staff (never a logged-and-swallowed `None`).
 """
+
 from __future__ import annotations
 
 import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import stripe
 from flask import current_app
 
 T = TypeVar("T")
 
-UNREACHABLE = ("We could not reach our payment provider just now, so nothing was charged or saved. "
-               "Please try again in a few minutes.")
-PROVIDER_DOWN = ("Our payment provider had a problem, so nothing was charged or saved. "
-                 "Please try again in a few minutes.")
-REFUSED = ("We could not start the payment, so nothing was charged or saved. Our office has been "
-           "told and will be in touch.")
+UNREACHABLE = (
+    "We could not reach our payment provider just now, so nothing was charged or saved. "
+    "Please try again in a few minutes."
+)
+PROVIDER_DOWN = (
+    "Our payment provider had a problem, so nothing was charged or saved. Please try again in a few minutes."
+)
+REFUSED = (
+    "We could not start the payment, so nothing was charged or saved. Our office has been "
+    "told and will be in touch."
+)
 DECLINED = "Your card was declined, so nothing was charged."
 PAYMENTS_OFF = "Online payment is not available, so nothing was charged or saved."
 
@@ -138,41 +144,65 @@ class StripeGateway:
             raise translate(exc, operation) from exc
 
     def create_customer(self, params: dict[str, Any], idempotency_key: str) -> str:
-        customer = self._call("create customer", lambda c: c.v1.customers.create(
-            params=params, options={"idempotency_key": idempotency_key}))  # type: ignore[arg-type]
+        customer = self._call(
+            "create customer",
+            lambda c: c.v1.customers.create(params=params, options={"idempotency_key": idempotency_key}),
+        )  # type: ignore[arg-type]
         return customer.id
 
     def create_checkout_session(self, params: dict[str, Any], idempotency_key: str) -> CheckoutStarted:
-        created = self._call("create Checkout Session", lambda c: c.v1.checkout.sessions.create(
-            params=params, options={"idempotency_key": idempotency_key}))  # type: ignore[arg-type]
+        created = self._call(
+            "create Checkout Session",
+            lambda c: c.v1.checkout.sessions.create(
+                params=params, options={"idempotency_key": idempotency_key}
+            ),
+        )  # type: ignore[arg-type]
         if not created.url:
-            raise PaymentProviderError(REFUSED, http_status=502, details={
-                "operation": "create Checkout Session", "message": "Stripe returned no URL",
-                "checkout_session": created.id})
+            raise PaymentProviderError(
+                REFUSED,
+                http_status=502,
+                details={
+                    "operation": "create Checkout Session",
+                    "message": "Stripe returned no URL",
+                    "checkout_session": created.id,
+                },
+            )
         return CheckoutStarted(created.id, created.url, _timestamp(created.expires_at))
 
     def setup_intent(self, setup_intent_id: str) -> dict[str, Any]:
         """The SetupIntent with its PaymentMethod expanded (the card's brand, last 4, expiry)."""
-        intent = self._call("retrieve SetupIntent", lambda c: c.v1.setup_intents.retrieve(
-            setup_intent_id, params={"expand": ["payment_method"]}))
+        intent = self._call(
+            "retrieve SetupIntent",
+            lambda c: c.v1.setup_intents.retrieve(setup_intent_id, params={"expand": ["payment_method"]}),
+        )
         return intent.to_dict(for_json=True)
 
     def payment_method(self, payment_method_id: str) -> dict[str, Any]:
-        method = self._call("retrieve PaymentMethod",
-                            lambda c: c.v1.payment_methods.retrieve(payment_method_id))
+        method = self._call(
+            "retrieve PaymentMethod", lambda c: c.v1.payment_methods.retrieve(payment_method_id)
+        )
         return method.to_dict(for_json=True)
 
     def charge_off_session(self, params: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
-        intent = self._call("charge saved card", lambda c: c.v1.payment_intents.create(
-            params=params, options={"idempotency_key": idempotency_key}))  # type: ignore[arg-type]
+        intent = self._call(
+            "charge saved card",
+            lambda c: c.v1.payment_intents.create(
+                params=params, options={"idempotency_key": idempotency_key}
+            ),
+        )  # type: ignore[arg-type]
         return intent.to_dict(for_json=True)
 
     def undelivered_events(self, since: int) -> Iterator[dict[str, Any]]:
         """Events Stripe could not deliver to us since `since` (newest first, every page)."""
         try:
             with self._client() as client:
-                page = client.v1.events.list(params={  # type: ignore[arg-type]
-                    "delivery_success": False, "created": {"gte": since}, "limit": 100})
+                page = client.v1.events.list(
+                    params={  # type: ignore[arg-type]
+                        "delivery_success": False,
+                        "created": {"gte": since},
+                        "limit": 100,
+                    }
+                )
                 for event in page.auto_paging_iter():
                     yield event.to_dict(for_json=True)
         except stripe.StripeError as exc:
@@ -197,8 +227,11 @@ class DemoGateway:
         return demo.start_checkout(params)
 
     def setup_intent(self, setup_intent_id: str) -> dict[str, Any]:
-        raise PaymentProviderError(REFUSED, http_status=502, details={
-            "operation": "retrieve SetupIntent", "message": "demo events carry their card"})
+        raise PaymentProviderError(
+            REFUSED,
+            http_status=502,
+            details={"operation": "retrieve SetupIntent", "message": "demo events carry their card"},
+        )
 
     def payment_method(self, payment_method_id: str) -> dict[str, Any]:
         return self.setup_intent(payment_method_id)
@@ -220,8 +253,14 @@ class OffGateway:
     off = True
 
     def _refuse(self, operation: str) -> NoReturn:
-        raise PaymentProviderError(PAYMENTS_OFF, http_status=503, details={
-            "operation": operation, "message": "online payment is off: STRIPE_SECRET_KEY is not set"})
+        raise PaymentProviderError(
+            PAYMENTS_OFF,
+            http_status=503,
+            details={
+                "operation": operation,
+                "message": "online payment is off: STRIPE_SECRET_KEY is not set",
+            },
+        )
 
     def create_customer(self, params: dict[str, Any], idempotency_key: str) -> str:
         self._refuse("create customer")
@@ -278,13 +317,15 @@ def warn_if_payments_off(config: Mapping[str, Any]) -> None:
         logging.getLogger("portal.payments").warning(
             "STRIPE_SECRET_KEY is not set: online payment is OFF. Customers cannot pay invoices or "
             "save a card; pay pages show the company's phone and email instead. The demo checkout "
-            "never runs in production. Set STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET to take payments.")
+            "never runs in production. Set STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET to take payments."
+        )
 
 
 def demo_webhook_secret() -> str:
     """Demo events are signed like Stripe's, with a secret derived from SECRET_KEY (never shown)."""
-    digest = hmac.new(current_app.config["SECRET_KEY"].encode(), b"handoff-portal.demo-webhook.v1",
-                      hashlib.sha256).hexdigest()
+    digest = hmac.new(
+        current_app.config["SECRET_KEY"].encode(), b"handoff-portal.demo-webhook.v1", hashlib.sha256
+    ).hexdigest()
     return f"whsec_demo_{digest}"
 
 

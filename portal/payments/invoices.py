@@ -5,6 +5,7 @@ charge Stripe accepted) -> paid. Paid is set by a verified Stripe event and noth
 or repeated event never un-pays it or sends a second receipt. The functions that apply events lock
 the invoice row first, so two events about one invoice are applied one after the other.
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,6 +35,7 @@ STRIPE = "stripe"
 
 # --- Creating ------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Line:
     description: str
@@ -45,33 +47,75 @@ def plan_line(account: Account, today: date) -> Line:
     return Line(f"{account.plan}, {today:%B %Y}", account.price_cents)
 
 
-def create_invoice(session: Session, account: Account, lines: list[Line], due_date: date,
-                   actor: str, autopay_card: str | None = None) -> tuple[Invoice, str]:
+def create_invoice(
+    session: Session,
+    account: Account,
+    lines: list[Line],
+    due_date: date,
+    actor: str,
+    autopay_card: str | None = None,
+) -> tuple[Invoice, str]:
     """Write the invoice and its lines, queue its email with a fresh pay link, record it.
     Returns the invoice and the link; the caller commits (one transaction)."""
     currency = (get_company().currency or "USD").upper()
-    invoice = Invoice(account_id=account.id, number=f"pending-{secrets.token_hex(8)}", status=OPEN,
-                      currency=currency, total_cents=sum(line.amount_cents for line in lines),
-                      due_date=due_date, autopay_attempts=0)
+    invoice = Invoice(
+        account_id=account.id,
+        number=f"pending-{secrets.token_hex(8)}",
+        status=OPEN,
+        currency=currency,
+        total_cents=sum(line.amount_cents for line in lines),
+        due_date=due_date,
+        autopay_attempts=0,
+    )
     session.add(invoice)
     session.flush()
     invoice.number = f"INV-{invoice.id:06d}"
     for position, line in enumerate(lines):
-        session.add(InvoiceLine(invoice_id=invoice.id, description=line.description,
-                                amount_cents=line.amount_cents, position=position))
+        session.add(
+            InvoiceLine(
+                invoice_id=invoice.id,
+                description=line.description,
+                amount_cents=line.amount_cents,
+                position=position,
+            )
+        )
     session.flush()
     url = issue_pay_link(invoice)
     email = queue_email(
-        session, template="invoice", to=account.customer.email, account=account,
-        subject=f"{get_company().name}: invoice {invoice.number} for {format_money(invoice.total_cents, currency)}",
-        context={"account": account, "invoice": invoice, "lines": invoice.lines, "url": url,
-                 "autopay_card": autopay_card, "expires_days": pay_link_max_age().days})
+        session,
+        template="invoice",
+        to=account.customer.email,
+        account=account,
+        subject=(
+            f"{get_company().name}: invoice {invoice.number} "
+            f"for {format_money(invoice.total_cents, currency)}"
+        ),
+        context={
+            "account": account,
+            "invoice": invoice,
+            "lines": invoice.lines,
+            "url": url,
+            "autopay_card": autopay_card,
+            "expires_days": pay_link_max_age().days,
+        },
+    )
     session.flush()
-    record.append(session, account, event="invoice_created", actor=actor,
-                  confirmed_value=f"{invoice.number}: {format_money(invoice.total_cents, currency)}",
-                  details={"invoice_id": invoice.id, "number": invoice.number,
-                           "total_cents": invoice.total_cents, "currency": currency,
-                           "due_date": due_date.isoformat(), "lines": len(lines), "email_id": email.id})
+    record.append(
+        session,
+        account,
+        event="invoice_created",
+        actor=actor,
+        confirmed_value=f"{invoice.number}: {format_money(invoice.total_cents, currency)}",
+        details={
+            "invoice_id": invoice.id,
+            "number": invoice.number,
+            "total_cents": invoice.total_cents,
+            "currency": currency,
+            "due_date": due_date.isoformat(),
+            "lines": len(lines),
+            "email_id": email.id,
+        },
+    )
     return invoice, url
 
 
@@ -79,9 +123,11 @@ def create_invoice(session: Session, account: Account, lines: list[Line], due_da
 # The "pay" serializer of portal.links; the payload is {"a": account, "i": invoice, "n": nonce}
 # and only the nonce's hash is stored (Invoice.pay_nonce_hash). Issuing a new link replaces it.
 
+
 def pay_link_max_age() -> timedelta:
-    return timedelta(days=current_app.config.get("PAY_LINK_MAX_AGE_DAYS")
-                     or current_app.config["LINK_MAX_AGE_DAYS"])
+    return timedelta(
+        days=current_app.config.get("PAY_LINK_MAX_AGE_DAYS") or current_app.config["LINK_MAX_AGE_DAYS"]
+    )
 
 
 def issue_pay_link(invoice: Invoice) -> str:
@@ -105,13 +151,20 @@ def check_pay_token(session: Session, token: str) -> PayLinkCheck:
         payload = links.serializer("pay").loads(token, max_age=int(pay_link_max_age().total_seconds()))
     except (SignatureExpired, BadSignature):
         return PayLinkCheck(False)
-    if not isinstance(payload, dict) or not all(isinstance(payload.get(k), int) for k in ("a", "i")) \
-            or not isinstance(payload.get("n"), str):
+    if (
+        not isinstance(payload, dict)
+        or not all(isinstance(payload.get(k), int) for k in ("a", "i"))
+        or not isinstance(payload.get("n"), str)
+    ):
         return PayLinkCheck(False)
     invoice = session.get(Invoice, payload["i"])
     nonce_hash = links.hash_nonce(payload["n"])
-    if invoice is None or invoice.account_id != payload["a"] or invoice.pay_nonce_hash is None \
-            or not secrets.compare_digest(invoice.pay_nonce_hash, nonce_hash):
+    if (
+        invoice is None
+        or invoice.account_id != payload["a"]
+        or invoice.pay_nonce_hash is None
+        or not secrets.compare_digest(invoice.pay_nonce_hash, nonce_hash)
+    ):
         return PayLinkCheck(False)
     account = session.get(Account, invoice.account_id)
     if account is None or account.deleted_at is not None:
@@ -121,8 +174,9 @@ def check_pay_token(session: Session, token: str) -> PayLinkCheck:
 
 def customer_invoice(session: Session, account: Account, invoice_id: int) -> Invoice | None:
     """The invoice only if it is this account's: another customer's id looks like no invoice."""
-    return session.scalars(select(Invoice).where(Invoice.id == invoice_id,
-                                                 Invoice.account_id == account.id)).first()
+    return session.scalars(
+        select(Invoice).where(Invoice.id == invoice_id, Invoice.account_id == account.id)
+    ).first()
 
 
 def lock_invoice(session: Session, invoice_id: int) -> Invoice | None:
@@ -131,6 +185,7 @@ def lock_invoice(session: Session, invoice_id: int) -> Invoice | None:
 
 
 # --- Applying what Stripe told us ----------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class StripeFacts:
@@ -147,47 +202,86 @@ def _account(session: Session, invoice: Invoice) -> Account:
 
 
 def _details(invoice: Invoice, facts: StripeFacts, **extra: Any) -> dict[str, Any]:
-    return {"invoice_id": invoice.id, "number": invoice.number, "stripe_event": facts.event_id,
-            "event_type": facts.event_type, **{k: v for k, v in extra.items() if v is not None}}
+    return {
+        "invoice_id": invoice.id,
+        "number": invoice.number,
+        "stripe_event": facts.event_id,
+        "event_type": facts.event_type,
+        **{k: v for k, v in extra.items() if v is not None},
+    }
 
 
 def _known(amount: object, currency: object) -> bool:
-    return isinstance(amount, int) and not isinstance(amount, bool) and isinstance(currency, str) \
+    return (
+        isinstance(amount, int)
+        and not isinstance(amount, bool)
+        and isinstance(currency, str)
         and bool(currency)
+    )
 
 
 def _covers(invoice: Invoice, amount: object, currency: object) -> bool:
     """Whether Stripe's figures show the whole invoice paid. A missing amount or currency is not
     "the full amount": such an event never pays an invoice (it is acknowledged, so Stripe does
     not retry it, and staff see a payment_mismatch entry)."""
-    return _known(amount, currency) and int(amount) >= invoice.total_cents \
+    return (
+        _known(amount, currency)
+        and int(amount) >= invoice.total_cents
         and str(currency).lower() == invoice.currency.lower()
+    )
 
 
-def mark_paid(session: Session, invoice: Invoice, facts: StripeFacts, *, payment_intent: str | None,
-              amount: int | None, currency: str | None) -> str:
+def mark_paid(
+    session: Session,
+    invoice: Invoice,
+    facts: StripeFacts,
+    *,
+    payment_intent: str | None,
+    amount: int | None,
+    currency: str | None,
+) -> str:
     """Paid once: the first event that says so records it and queues the receipt."""
     account = _account(session, invoice)
     if invoice.status == PAID:
-        if payment_intent and invoice.stripe_payment_intent_id \
-                and payment_intent != invoice.stripe_payment_intent_id:
+        if (
+            payment_intent
+            and invoice.stripe_payment_intent_id
+            and payment_intent != invoice.stripe_payment_intent_id
+        ):
             # A second, different payment for a paid invoice: staff must refund one.
-            log.warning("invoice %s paid twice (%s and %s)", invoice.number,
-                        invoice.stripe_payment_intent_id, payment_intent)
-            record.append(session, account, event="duplicate_payment", actor=STRIPE,
-                          note=f"{invoice.number} was paid again; refund one payment in Stripe.",
-                          details=_details(invoice, facts, payment_intent=payment_intent, amount=amount))
+            log.warning(
+                "invoice %s paid twice (%s and %s)",
+                invoice.number,
+                invoice.stripe_payment_intent_id,
+                payment_intent,
+            )
+            record.append(
+                session,
+                account,
+                event="duplicate_payment",
+                actor=STRIPE,
+                note=f"{invoice.number} was paid again; refund one payment in Stripe.",
+                details=_details(invoice, facts, payment_intent=payment_intent, amount=amount),
+            )
             return "duplicate payment recorded"
         return "already paid"
     if not _covers(invoice, amount, currency):
         reported = f"{amount} {currency}" if _known(amount, currency) else "no amount or currency"
-        log.warning("event %s for invoice %s: Stripe reported %s; left unpaid", facts.event_id,
-                    invoice.number, reported)
-        record.append(session, account, event="payment_mismatch", actor=STRIPE,
-                      note=f"Stripe reported {reported} for {invoice.number} "
-                           f"({invoice.total_cents} {invoice.currency} due); left unpaid.",
-                      details=_details(invoice, facts, payment_intent=payment_intent, amount=amount,
-                                       currency=currency))
+        log.warning(
+            "event %s for invoice %s: Stripe reported %s; left unpaid",
+            facts.event_id,
+            invoice.number,
+            reported,
+        )
+        record.append(
+            session,
+            account,
+            event="payment_mismatch",
+            actor=STRIPE,
+            note=f"Stripe reported {reported} for {invoice.number} "
+            f"({invoice.total_cents} {invoice.currency} due); left unpaid.",
+            details=_details(invoice, facts, payment_intent=payment_intent, amount=amount, currency=currency),
+        )
         return "amount mismatch recorded"
     invoice.status = PAID
     invoice.paid_at = utcnow()
@@ -195,33 +289,55 @@ def mark_paid(session: Session, invoice: Invoice, facts: StripeFacts, *, payment
     if payment_intent:
         invoice.stripe_payment_intent_id = payment_intent
     amount_text = format_money(invoice.total_cents, invoice.currency)
-    email = queue_email(session, template="receipt", to=account.customer.email, account=account,
-                        subject=f"{get_company().name}: receipt for invoice {invoice.number}",
-                        context={"account": account, "invoice": invoice, "lines": invoice.lines})
+    email = queue_email(
+        session,
+        template="receipt",
+        to=account.customer.email,
+        account=account,
+        subject=f"{get_company().name}: receipt for invoice {invoice.number}",
+        context={"account": account, "invoice": invoice, "lines": invoice.lines},
+    )
     session.flush()
-    record.append(session, account, event="invoice_paid", actor=STRIPE,
-                  confirmed_value=f"{invoice.number}: {amount_text}",
-                  details=_details(invoice, facts, payment_intent=payment_intent, amount=amount,
-                                   email_id=email.id))
+    record.append(
+        session,
+        account,
+        event="invoice_paid",
+        actor=STRIPE,
+        confirmed_value=f"{invoice.number}: {amount_text}",
+        details=_details(invoice, facts, payment_intent=payment_intent, amount=amount, email_id=email.id),
+    )
     return "paid"
 
 
-def mark_processing(session: Session, invoice: Invoice, facts: StripeFacts, *,
-                    payment_intent: str | None) -> str:
+def mark_processing(
+    session: Session, invoice: Invoice, facts: StripeFacts, *, payment_intent: str | None
+) -> str:
     """A delayed payment method was accepted; Stripe tells later whether the money arrived."""
     if invoice.status != OPEN:
         return f"already {invoice.status}"
     invoice.status = PROCESSING
     if payment_intent:
         invoice.stripe_payment_intent_id = payment_intent
-    record.append(session, _account(session, invoice), event="payment_processing", actor=STRIPE,
-                  note=f"Payment for {invoice.number} submitted; waiting for it to clear.",
-                  details=_details(invoice, facts, payment_intent=payment_intent))
+    record.append(
+        session,
+        _account(session, invoice),
+        event="payment_processing",
+        actor=STRIPE,
+        note=f"Payment for {invoice.number} submitted; waiting for it to clear.",
+        details=_details(invoice, facts, payment_intent=payment_intent),
+    )
     return "processing"
 
 
-def payment_failed(session: Session, invoice: Invoice, facts: StripeFacts, *,
-                   payment_intent: str | None, reason: str, code: str | None) -> str:
+def payment_failed(
+    session: Session,
+    invoice: Invoice,
+    facts: StripeFacts,
+    *,
+    payment_intent: str | None,
+    reason: str,
+    code: str | None,
+) -> str:
     """A payment did not go through. A payment we were waiting on goes back to open and the
     customer gets an email with a pay link; a decline inside Checkout (the customer is there to
     see it) is only recorded. Never un-pays a paid invoice."""
@@ -229,42 +345,68 @@ def payment_failed(session: Session, invoice: Invoice, facts: StripeFacts, *,
         return "already paid"
     account = _account(session, invoice)
     waiting = invoice.status == PROCESSING and (
-        payment_intent is None or invoice.stripe_payment_intent_id in (None, payment_intent))
-    if not waiting and invoice.autopay_failed_at is not None \
-            and invoice.stripe_payment_intent_id == payment_intent:
+        payment_intent is None or invoice.stripe_payment_intent_id in (None, payment_intent)
+    )
+    if (
+        not waiting
+        and invoice.autopay_failed_at is not None
+        and invoice.stripe_payment_intent_id == payment_intent
+    ):
         return "already handled"  # the autopay run recorded and emailed this decline itself
     email_id = None
     if waiting:
         invoice.status = OPEN
         email_id = send_payment_failed(session, account, invoice, reason=reason, code=code).id
-    record.append(session, account, event="payment_failed", actor=STRIPE, note=reason,
-                  details=_details(invoice, facts, payment_intent=payment_intent, code=code,
-                                   email_id=email_id))
+    record.append(
+        session,
+        account,
+        event="payment_failed",
+        actor=STRIPE,
+        note=reason,
+        details=_details(invoice, facts, payment_intent=payment_intent, code=code, email_id=email_id),
+    )
     return "failed"
 
 
-def send_payment_failed(session: Session, account: Account, invoice: Invoice, *, reason: str,
-                        code: str | None) -> OutboxEmail:
+def send_payment_failed(
+    session: Session, account: Account, invoice: Invoice, *, reason: str, code: str | None
+) -> OutboxEmail:
     """The email that asks the customer to pay themselves, with a fresh pay link."""
     url = issue_pay_link(invoice)
     email = queue_email(
-        session, template="payment_failed", to=account.customer.email, account=account,
+        session,
+        template="payment_failed",
+        to=account.customer.email,
+        account=account,
         subject=f"{get_company().name}: payment for invoice {invoice.number} did not go through",
-        context={"account": account, "invoice": invoice, "url": url, "reason": reason,
-                 "needs_authentication": code == "authentication_required",
-                 "card": card_text(account), "expires_days": pay_link_max_age().days})
+        context={
+            "account": account,
+            "invoice": invoice,
+            "url": url,
+            "reason": reason,
+            "needs_authentication": code == "authentication_required",
+            "card": card_text(account),
+            "expires_days": pay_link_max_age().days,
+        },
+    )
     session.flush()
     return email
 
 
-def record_stripe_error(session: Session, account: Account, error: PaymentProviderError, *,
-                        invoice: Invoice | None = None) -> None:
+def record_stripe_error(
+    session: Session, account: Account, error: PaymentProviderError, *, invoice: Invoice | None = None
+) -> None:
     """After the failed work was rolled back: one entry for staff (actor system), in the
     caller's unit of work."""
     details = dict(error.details)
     if invoice is not None:
         details.update(invoice_id=invoice.id, number=invoice.number)
     log.warning("Stripe error for account %s: %s", account.id, details)
-    record.append(session, account, event="stripe_error", actor="system",
-                  note=f"{details.get('operation', 'Stripe call')} failed: {details.get('message', '')}",
-                  details=details)
+    record.append(
+        session,
+        account,
+        event="stripe_error",
+        actor="system",
+        note=f"{details.get('operation', 'Stripe call')} failed: {details.get('message', '')}",
+        details=details,
+    )

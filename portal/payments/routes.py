@@ -5,6 +5,7 @@ Customer views take the account from the session (`customer_pay_required`); an i
 URL that is not that account's is a 404. Paid and card-saved states are never set here: the
 return pages from Checkout only show the current state while the webhook confirms it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,8 +29,7 @@ from portal.payments import billing, bp, checkout, demo
 from portal.payments import events as stripe_events
 from portal.payments import invoices as invoice_service
 from portal.payments.forms import MAX_LINES, DemoForm, InvoiceForm
-from portal.payments.gateway import (PaymentProviderError, demo_mode, get_gateway, payments_mode,
-                                     payments_off)
+from portal.payments.gateway import PaymentProviderError, demo_mode, get_gateway, payments_mode, payments_off
 from portal.welcome.customer import customer_pay_required, start_pay
 from portal.welcome.forms import NewLinkForm
 
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 
 # --- Template helpers (welcome pages, staff account page) ---------------------------------
+
 
 @bp.app_template_global("payments_panel")
 def payments_panel(account: Account) -> billing.PaymentsPanel:
@@ -56,13 +57,18 @@ def payment_form() -> once.OnceForm:
 def staff_payments(account: Account) -> dict[str, object]:
     session = get_db()
     today = company_today()
-    return {"panel": billing.panel(session, account, payments_mode()),
-            "invoices": [(invoice, billing.shown_status(invoice, today))
-                         for invoice in billing.invoices_of(session, account.id)],
-            "can_invoice": current_user.is_authenticated and allows(current_user, Action.INVOICE)}
+    return {
+        "panel": billing.panel(session, account, payments_mode()),
+        "invoices": [
+            (invoice, billing.shown_status(invoice, today))
+            for invoice in billing.invoices_of(session, account.id)
+        ],
+        "can_invoice": current_user.is_authenticated and allows(current_user, Action.INVOICE),
+    }
 
 
 # --- Pay links -----------------------------------------------------------------------------
+
 
 @bp.get("/pay/t/<token>")
 def open_pay_link(token: str) -> Response | tuple[str, int]:
@@ -70,8 +76,13 @@ def open_pay_link(token: str) -> Response | tuple[str, int]:
     with unit_of_work() as session:
         check = invoice_service.check_pay_token(session, token)
         if check.ok and check.invoice is not None and check.account is not None:
-            record.append(session, check.account, event="pay_link_opened", actor="customer",
-                          details={"invoice_id": check.invoice.id, "number": check.invoice.number})
+            record.append(
+                session,
+                check.account,
+                event="pay_link_opened",
+                actor="customer",
+                details={"invoice_id": check.invoice.id, "number": check.invoice.number},
+            )
     if not check.ok or check.invoice is None or check.account is None:
         # Expired, tampered, replaced, other purpose, deleted: one answer for all.
         return render_template("welcome/link_problem.html", form=NewLinkForm()), 400
@@ -80,6 +91,7 @@ def open_pay_link(token: str) -> Response | tuple[str, int]:
 
 
 # --- Invoices ------------------------------------------------------------------------------
+
 
 def _invoice_or_404(account: Account, invoice_id: int) -> Invoice:
     invoice = invoice_service.customer_invoice(get_db(), account, invoice_id)
@@ -93,20 +105,39 @@ def _invoice_or_404(account: Account, invoice_id: int) -> Invoice:
 def invoices(account: Account) -> str:
     session = get_db()
     today = company_today()
-    rows = [(invoice, billing.shown_status(invoice, today)) for invoice in billing.invoices_of(session, account.id)]
-    return render_template("payments/invoices.html", account=account, rows=rows,
-                           to_pay=[r for r in rows if r[1] != "paid"], paid=[r for r in rows if r[1] == "paid"],
-                           panel=billing.panel(session, account, payments_mode()))
+    rows = [
+        (invoice, billing.shown_status(invoice, today))
+        for invoice in billing.invoices_of(session, account.id)
+    ]
+    return render_template(
+        "payments/invoices.html",
+        account=account,
+        rows=rows,
+        to_pay=[r for r in rows if r[1] != "paid"],
+        paid=[r for r in rows if r[1] == "paid"],
+        panel=billing.panel(session, account, payments_mode()),
+    )
 
 
-def _render_invoice(account: Account, invoice: Invoice, status: int = 200, error: str | None = None,
-                    form: once.OnceForm | None = None) -> tuple[str, int]:
+def _render_invoice(
+    account: Account,
+    invoice: Invoice,
+    status: int = 200,
+    error: str | None = None,
+    form: once.OnceForm | None = None,
+) -> tuple[str, int]:
     """The invoice page; after a failed press, with a new button (a new idempotency key: Stripe
     replays a declined request's answer to the same key)."""
     session = get_db()
-    return render_template("payments/invoice.html", account=account, invoice=invoice,
-                           shown=billing.shown_status(invoice), error=error, form=form or payment_form(),
-                           panel=billing.panel(session, account, payments_mode())), status
+    return render_template(
+        "payments/invoice.html",
+        account=account,
+        invoice=invoice,
+        shown=billing.shown_status(invoice),
+        error=error,
+        form=form or payment_form(),
+        panel=billing.panel(session, account, payments_mode()),
+    ), status
 
 
 @bp.get("/pay/invoices/<int:invoice_id>")
@@ -125,13 +156,17 @@ def pay_invoice(account: Account, invoice_id: int) -> Response | tuple[str, int]
     if not form.validate_on_submit():
         return _render_invoice(account, found, 400, "That button had expired. Please press it again.")
     try:
-        started = checkout.start_invoice_payment(get_db(), account, found.id, form.submitted_id, get_gateway())
+        started = checkout.start_invoice_payment(
+            get_db(), account, found.id, form.submitted_id, get_gateway()
+        )
     except checkout.NotPayable as refused:
         return _render_invoice(account, _invoice_or_404(account, invoice_id), 409, str(refused))
     except PaymentProviderError as error:
         with unit_of_work() as session:
             invoice_service.record_stripe_error(session, account, error, invoice=found)
-        return _render_invoice(account, _invoice_or_404(account, invoice_id), error.http_status, error.message)
+        return _render_invoice(
+            account, _invoice_or_404(account, invoice_id), error.http_status, error.message
+        )
     return redirect(started.url, 303)
 
 
@@ -140,15 +175,22 @@ def pay_invoice(account: Account, invoice_id: int) -> Response | tuple[str, int]
 def invoice_done(account: Account, invoice_id: int) -> str:
     """Back from Checkout. Only the verified webhook marks the invoice paid; this page says so."""
     found = _invoice_or_404(account, invoice_id)
-    return render_template("payments/invoice_done.html", account=account, invoice=found,
-                           shown=billing.shown_status(found))
+    return render_template(
+        "payments/invoice_done.html", account=account, invoice=found, shown=billing.shown_status(found)
+    )
 
 
 # --- Card on file --------------------------------------------------------------------------
 
+
 def _render_card(account: Account, status: int = 200, error: str | None = None) -> tuple[str, int]:
-    return render_template("payments/card.html", account=account, error=error, form=payment_form(),
-                           panel=billing.panel(get_db(), account, payments_mode())), status
+    return render_template(
+        "payments/card.html",
+        account=account,
+        error=error,
+        form=payment_form(),
+        panel=billing.panel(get_db(), account, payments_mode()),
+    ), status
 
 
 @bp.get("/pay/card")
@@ -178,11 +220,13 @@ def card_setup(account: Account) -> Response | tuple[str, int]:
 @customer_pay_required
 def card_done(account: Account) -> str:
     """Back from Checkout: the card shows once the verified webhook has saved it."""
-    return render_template("payments/card_done.html", account=account,
-                           panel=billing.panel(get_db(), account, payments_mode()))
+    return render_template(
+        "payments/card_done.html", account=account, panel=billing.panel(get_db(), account, payments_mode())
+    )
 
 
 # --- Demo mode Checkout --------------------------------------------------------------------
+
 
 def _demo_checkout(account: Account, checkout_id: str) -> dict[str, Any]:
     if not demo_mode():  # with Stripe keys, and always in production
@@ -197,9 +241,15 @@ def _demo_checkout(account: Account, checkout_id: str) -> dict[str, Any]:
 @customer_pay_required
 def demo_checkout(account: Account, checkout_id: str) -> str:
     data = _demo_checkout(account, checkout_id)
-    return render_template("payments/demo_checkout.html", account=account, checkout=data,
-                           invoice=data.get("invoice"), checkout_id=checkout_id, form=DemoForm(),
-                           cancel_url=data["cancel"])
+    return render_template(
+        "payments/demo_checkout.html",
+        account=account,
+        checkout=data,
+        invoice=data.get("invoice"),
+        checkout_id=checkout_id,
+        form=DemoForm(),
+        cancel_url=data["cancel"],
+    )
 
 
 @bp.post("/pay/demo/checkout/<checkout_id>/<any(succeed, decline):action>")
@@ -221,11 +271,18 @@ def demo_action(account: Account, checkout_id: str, action: str) -> Response:
 
 # --- Stripe webhook ------------------------------------------------------------------------
 
+
 @bp.post("/stripe/webhook")
 def stripe_webhook() -> tuple[Response, int]:
     """Stripe's events: the raw body, signature-verified; each event applied once."""
-    delivery = stripe_events.handle_delivery(request.get_data(cache=False), request.headers.get("Stripe-Signature"))
-    body = {"received": True, "result": delivery.message} if delivery.status == 200 else {"error": delivery.message}
+    delivery = stripe_events.handle_delivery(
+        request.get_data(cache=False), request.headers.get("Stripe-Signature")
+    )
+    body = (
+        {"received": True, "result": delivery.message}
+        if delivery.status == 200
+        else {"error": delivery.message}
+    )
     return jsonify(body), delivery.status
 
 
@@ -234,14 +291,18 @@ csrf.exempt(stripe_webhook)  # signed by Stripe instead; the only exempt view, a
 
 # --- Staff: create an invoice --------------------------------------------------------------
 
+
 @bp.route("/pay/staff/accounts/<int:account_id>/invoices/new", methods=["GET", "POST"])
 @roles_required(*roles_for(Action.INVOICE))
 def staff_new_invoice(account_id: int) -> str | Response | tuple[str, int]:
     session = get_db()
     found = account_or_404(session, account_id, current_user, Action.INVOICE)
     today = company_today()
-    form = InvoiceForm() if request.method == "POST" else InvoiceForm.prefilled(
-        invoice_service.plan_line(found, today), today + timedelta(days=14))
+    form = (
+        InvoiceForm()
+        if request.method == "POST"
+        else InvoiceForm.prefilled(invoice_service.plan_line(found, today), today + timedelta(days=14))
+    )
     if request.method == "POST" and "add_line" in request.form:
         if len(form.lines) < MAX_LINES:
             form.lines.append_entry()  # no JavaScript needed for more rows
@@ -255,13 +316,20 @@ def staff_new_invoice(account_id: int) -> str | Response | tuple[str, int]:
                     lines, due = parsed
                     panel = billing.panel(session, found, payments_mode())
                     invoice, _ = invoice_service.create_invoice(
-                        session, found, lines, due, staff_actor(current_user),
-                        autopay_card=panel.card if panel.autopay else None)
+                        session,
+                        found,
+                        lines,
+                        due,
+                        staff_actor(current_user),
+                        autopay_card=panel.card if panel.autopay else None,
+                    )
                     once.keep_result(session, claim, url_for("staff.account", account_id=found.id))
             if claim is None:
                 flash("That invoice was already created.", "info")
-                return redirect(once.earlier_result(session, form.submitted_id)
-                                or url_for("staff.account", account_id=found.id))
+                return redirect(
+                    once.earlier_result(session, form.submitted_id)
+                    or url_for("staff.account", account_id=found.id)
+                )
             flash(f"Invoice {invoice.number} created and emailed to {found.customer.email}.", "success")
             return redirect(url_for("staff.account", account_id=found.id))
     status = 400 if request.method == "POST" else 200

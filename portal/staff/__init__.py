@@ -1,4 +1,5 @@
 """Staff pages: sign-in, dashboard, accounts, differences, briefs, staff and passwords."""
+
 from flask import Blueprint
 
 bp = Blueprint("staff", __name__)

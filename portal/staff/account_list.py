@@ -1,4 +1,5 @@
 """The accounts list: find any account the signed-in user may see."""
+
 from __future__ import annotations
 
 from flask import render_template, request
@@ -37,8 +38,16 @@ def accounts() -> str:
         visit_from=form.visit_from.data if not form.visit_from.errors else None,
         visit_to=form.visit_to.data if not form.visit_to.errors else None,
         sort=form.sort.data if form.sort.data in account_list.SORTS else "name",
-        after=request.args.get("after"))
+        after=request.args.get("after"),
+    )
     page = account_list.list_accounts(session, me, flt)
     args = {k: v for k, v in request.args.items() if k != "after"}
-    return render_template("staff/accounts.html", form=form, flt=flt, page=page, args=args,
-                           show_salesperson=bool(people), status_labels=STATUS_LABELS)
+    return render_template(
+        "staff/accounts.html",
+        form=form,
+        flt=flt,
+        page=page,
+        args=args,
+        show_salesperson=bool(people),
+        status_labels=STATUS_LABELS,
+    )

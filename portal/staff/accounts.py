@@ -1,4 +1,5 @@
 """Handoffs and accounts: create, edit before signing, preview, send the welcome link."""
+
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
@@ -32,8 +33,9 @@ def onboarding_signed(error: OnboardingSigned) -> Response:
     # Raised inside a unit of work, which rolled back.
     flash(str(error), "error")
     account_id = (request.view_args or {}).get("account_id")
-    return redirect(url_for("staff.account", account_id=account_id) if account_id
-                    else url_for("staff.dashboard"))
+    return redirect(
+        url_for("staff.account", account_id=account_id) if account_id else url_for("staff.dashboard")
+    )
 
 
 def _salesperson_choices(form: HandoffForm | EditHandoffForm, default: StaffUser | None) -> None:
@@ -93,14 +95,18 @@ def new_handoff() -> str | Response | tuple[str, int]:
 def account(account_id: int) -> str:
     session = get_db()
     found = account_or_404(session, account_id, current_user, Action.SEE)
-    emails = session.scalars(select(OutboxEmail).where(OutboxEmail.account_id == found.id)
-                             .order_by(OutboxEmail.id.desc())).all()
-    return render_template("staff/account.html", account=found,
-                           states=record.item_states(session, found),
-                           story=record_story.story(session, found, record.entries_for(session, found.id)),
-                           emails=emails,
-                           send_form=once.OnceForm(),
-                           note_form=new_note_form(found) if allows(current_user, Action.NOTE) else None)
+    emails = session.scalars(
+        select(OutboxEmail).where(OutboxEmail.account_id == found.id).order_by(OutboxEmail.id.desc())
+    ).all()
+    return render_template(
+        "staff/account.html",
+        account=found,
+        states=record.item_states(session, found),
+        story=record_story.story(session, found, record.entries_for(session, found.id)),
+        emails=emails,
+        send_form=once.OnceForm(),
+        note_form=new_note_form(found) if allows(current_user, Action.NOTE) else None,
+    )
 
 
 @bp.post("/accounts/<int:account_id>/notes")
@@ -113,8 +119,11 @@ def add_note(account_id: int) -> Response:
     form = new_note_form(found)
     back = redirect(url_for("staff.account", account_id=found.id))
     if not form.validate_on_submit():
-        flash(" ".join(form.note.errors or form.item.errors) or "That note was not understood; please try again.",
-              "error")
+        flash(
+            " ".join(form.note.errors or form.item.errors)
+            or "That note was not understood; please try again.",
+            "error",
+        )
         return back
     with unit_of_work() as session:
         if once.claim(session, form.submitted_id, "note") is None:
@@ -150,7 +159,9 @@ def send_link(account_id: int) -> Response:
         send_new_link(session, found, staff_actor(current_user))
         once.keep_result(session, claim, url_for("staff.account", account_id=found.id))
     if signed:
-        message = "New link to their service page sent; the earlier link and pages opened with it no longer work."
+        message = (
+            "New link to their service page sent; the earlier link and pages opened with it no longer work."
+        )
     else:
         message = "New link sent; the earlier link no longer works." if resend else "Welcome email queued."
     flash(message + f" It goes to {found.customer.email}.", "success")
@@ -179,8 +190,9 @@ def edit_handoff(account_id: int) -> str | Response | tuple[str, int]:
                     claim = once.claim(session, form.submitted_id, "edit_handoff")
                     if claim is None:
                         return _already_done(form.submitted_id)
-                    changes = update_handoff(session, found, data, item_ids, salesperson,
-                                             staff_actor(current_user))
+                    changes = update_handoff(
+                        session, found, data, item_ids, salesperson, staff_actor(current_user)
+                    )
                     once.keep_result(session, claim, url_for("staff.account", account_id=found.id))
             except StaleDataError:  # another save landed between our read and our write
                 return _saved_meanwhile(form, found)
@@ -191,21 +203,32 @@ def edit_handoff(account_id: int) -> str | Response | tuple[str, int]:
 
 
 def _saved_meanwhile(form: EditHandoffForm, account: Account) -> tuple[str, int]:
-    form.form_errors.append("Someone else saved this account after you opened it. "
-                            "Reload the page to see their changes, then edit again.")
+    form.form_errors.append(
+        "Someone else saved this account after you opened it. "
+        "Reload the page to see their changes, then edit again."
+    )
     return render_template("staff/handoff_edit.html", form=form, account=account), 409
 
 
 def _edit_data(account: Account) -> dict[str, object]:
-    rows = [{"item_id": str(item.id), "kind": item.kind, "title": item.label, "value": item.promised_value}
-            for item in account.items if item.kind not in DERIVED_KINDS]
+    rows = [
+        {"item_id": str(item.id), "kind": item.kind, "title": item.label, "value": item.promised_value}
+        for item in account.items
+        if item.kind not in DERIVED_KINDS
+    ]
     rows += [{"kind": "custom", "title": "", "value": ""}] * 2
     return {
-        "customer_name": account.customer.name, "customer_email": account.customer.email,
-        "customer_phone": account.customer.phone, "service_address": account.service_address,
-        "plan": account.plan, "price": f"{account.price_cents / 100:.2f}",
+        "customer_name": account.customer.name,
+        "customer_email": account.customer.email,
+        "customer_phone": account.customer.phone,
+        "service_address": account.service_address,
+        "plan": account.plan,
+        "price": f"{account.price_cents / 100:.2f}",
         "first_visit": account.first_visit.isoformat() if account.first_visit else "",
-        "salesperson_id": account.salesperson_id, "why_chose_us": account.why_chose_us,
-        "concerns": account.concerns, "contact_preference": account.contact_preference,
-        "version": str(account.version), "rows": rows,
+        "salesperson_id": account.salesperson_id,
+        "why_chose_us": account.why_chose_us,
+        "concerns": account.concerns,
+        "contact_preference": account.contact_preference,
+        "version": str(account.version),
+        "rows": rows,
     }

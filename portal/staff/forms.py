@@ -39,42 +39,66 @@ from portal.validation import SingleLine
 
 
 class LoginForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired("Enter your email address."),
-                                            Email("Enter a valid email address."),
-                                            Length(max=254)])
-    password = PasswordField("Password", validators=[DataRequired("Enter your password."),
-                                                     Length(max=200)])
+    email = EmailField(
+        "Email",
+        validators=[
+            DataRequired("Enter your email address."),
+            Email("Enter a valid email address."),
+            Length(max=254),
+        ],
+    )
+    password = PasswordField("Password", validators=[DataRequired("Enter your password."), Length(max=200)])
     remember = BooleanField("Keep me signed in on this device")
     next = HiddenField()
 
 
-ROLE_CHOICES = options([("office", "Office"), ("sales", "Sales"), ("technician", "Technician"),
-                        ("admin", "Admin")])
+ROLE_CHOICES = options(
+    [("office", "Office"), ("sales", "Sales"), ("technician", "Technician"), ("admin", "Admin")]
+)
 _ROLE = [AnyOf([choice.value for choice in ROLE_CHOICES], message="Choose a role.")]
 
 
 def _email_field(label: str) -> EmailField:
-    return EmailField(label, validators=[DataRequired("Enter an email address."),
-                                         SingleLine("The email address"),
-                                         Email("Enter a valid email address."), Length(max=254)])
+    return EmailField(
+        label,
+        validators=[
+            DataRequired("Enter an email address."),
+            SingleLine("The email address"),
+            Email("Enter a valid email address."),
+            Length(max=254),
+        ],
+    )
 
 
 def _new_password(label: str) -> PasswordField:
-    return PasswordField(label, validators=[
-        DataRequired("Choose a password."),
-        Length(min=MIN_PASSWORD, max=200,
-               message=f"Use between {MIN_PASSWORD} and 200 characters."),
-    ])
+    return PasswordField(
+        label,
+        validators=[
+            DataRequired("Choose a password."),
+            Length(min=MIN_PASSWORD, max=200, message=f"Use between {MIN_PASSWORD} and 200 characters."),
+        ],
+    )
 
 
 def _repeat(label: str, of: str) -> PasswordField:
-    return PasswordField(label, validators=[DataRequired("Type the new password again."),
-                                            EqualTo(of, message="The two passwords differ.")])
+    return PasswordField(
+        label,
+        validators=[
+            DataRequired("Type the new password again."),
+            EqualTo(of, message="The two passwords differ."),
+        ],
+    )
 
 
 class InviteForm(OnceForm):
-    name = StringField("Name", validators=[DataRequired("Enter their name: colleagues see it."),
-                                           Length(max=120), SingleLine("The name")])
+    name = StringField(
+        "Name",
+        validators=[
+            DataRequired("Enter their name: colleagues see it."),
+            Length(max=120),
+            SingleLine("The name"),
+        ],
+    )
     email = _email_field("Email")
     role = SelectField("Role", choices=ROLE_CHOICES, validate_choice=False, validators=_ROLE)
 
@@ -97,38 +121,68 @@ class SetPasswordForm(FlaskForm):
 
 
 class ChangePasswordForm(FlaskForm):
-    current = PasswordField("Current password", validators=[DataRequired("Enter your current password."),
-                                                            Length(max=200)])
+    current = PasswordField(
+        "Current password", validators=[DataRequired("Enter your current password."), Length(max=200)]
+    )
     password = _new_password("New password")
     confirm = _repeat("New password again", "password")
 
 
 class CompanySettingsForm(FlaskForm):
-    name = StringField("Company name", validators=[DataRequired("Enter the company name."), Length(max=120),
-                                                   SingleLine("The company name")])
+    name = StringField(
+        "Company name",
+        validators=[DataRequired("Enter the company name."), Length(max=120), SingleLine("The company name")],
+    )
     phone = StringField("Phone", validators=[Optional(), Length(max=40), SingleLine("The phone number")])
-    email = EmailField("Customer-facing email", validators=[Optional(), SingleLine("The email address"),
-                                                            Email("Enter a valid email address."), Length(max=254)])
-    office_email = EmailField("Office email (gets difference alerts)",
-                              validators=[Optional(), SingleLine("The email address"),
-                                          Email("Enter a valid email address."), Length(max=254)])
-    logo = FileField("Logo (PNG, JPEG or WebP, at most 2 MB)",
-                     render_kw={"accept": "image/png,image/jpeg,image/webp"})
+    email = EmailField(
+        "Customer-facing email",
+        validators=[
+            Optional(),
+            SingleLine("The email address"),
+            Email("Enter a valid email address."),
+            Length(max=254),
+        ],
+    )
+    office_email = EmailField(
+        "Office email (gets difference alerts)",
+        validators=[
+            Optional(),
+            SingleLine("The email address"),
+            Email("Enter a valid email address."),
+            Length(max=254),
+        ],
+    )
+    logo = FileField(
+        "Logo (PNG, JPEG or WebP, at most 2 MB)", render_kw={"accept": "image/png,image/jpeg,image/webp"}
+    )
     remove_logo = BooleanField("Remove the logo")
-    brand_color = StringField("Brand colour", render_kw={"spellcheck": "false", "maxlength": 7}, validators=[
-        DataRequired("Enter a colour like #0b5cab."),
-        Regexp(brand.HEX_COLOUR.pattern, message="Use a colour like #0b5cab: # and six hex digits."),
-    ])
-    currency = StringField("Currency", validators=[
-        DataRequired("Enter a currency code like USD."), Length(min=3, max=3)])
+    brand_color = StringField(
+        "Brand colour",
+        render_kw={"spellcheck": "false", "maxlength": 7},
+        validators=[
+            DataRequired("Enter a colour like #0b5cab."),
+            Regexp(brand.HEX_COLOUR.pattern, message="Use a colour like #0b5cab: # and six hex digits."),
+        ],
+    )
+    currency = StringField(
+        "Currency", validators=[DataRequired("Enter a currency code like USD."), Length(min=3, max=3)]
+    )
     timezone = SelectField("Time zone", validate_choice=False)
-    sender_name = StringField("Name on emails", validators=[Optional(), Length(max=120),
-                                                            SingleLine("The name on emails")])
-    reply_to = EmailField("Replies go to",
-                          validators=[Optional(), SingleLine("The email address"),
-                                      Email("Enter a valid email address."), Length(max=254)])
-    readiness_checklist = TextAreaField("Before-the-first-visit checklist (one item per line)",
-                                        validators=[Length(max=2000)])
+    sender_name = StringField(
+        "Name on emails", validators=[Optional(), Length(max=120), SingleLine("The name on emails")]
+    )
+    reply_to = EmailField(
+        "Replies go to",
+        validators=[
+            Optional(),
+            SingleLine("The email address"),
+            Email("Enter a valid email address."),
+            Length(max=254),
+        ],
+    )
+    readiness_checklist = TextAreaField(
+        "Before-the-first-visit checklist (one item per line)", validators=[Length(max=2000)]
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -147,7 +201,8 @@ class CompanySettingsForm(FlaskForm):
             raise ValidationError(
                 f"Links and buttons in {colour} on the white page would be hard to read "
                 f"(contrast {brand.contrast_on_page(colour):.1f}:1; WCAG AA asks for 4.5:1). "
-                f"Try {brand.darker_shade(colour)}, a darker shade of the same colour.")
+                f"Try {brand.darker_shade(colour)}, a darker shade of the same colour."
+            )
 
     def validate_timezone(self, field: SelectField) -> None:
         # The list shown is the check: every name in it is a zone this server's zoneinfo knows.
@@ -172,12 +227,12 @@ class CompanySettingsForm(FlaskForm):
             raise ValidationError("Keep each checklist item under 120 characters.")
 
 
-
 class DifferenceFilterForm(Form):
     """Read from the query string (a GET form: filters are bookmarkable, need no CSRF)."""
 
-    status = SelectField("Status", validate_choice=False,
-                         choices=options([("open", "Open"), ("resolved", "Resolved")]))
+    status = SelectField(
+        "Status", validate_choice=False, choices=options([("open", "Open"), ("resolved", "Resolved")])
+    )
     kind = SelectField("Kind", validate_choice=False)
     salesperson = SelectField("Salesperson", validate_choice=False)
     visit_from = DateField("First visit from", validators=[Optional()])
@@ -192,10 +247,12 @@ RESOLUTIONS = {
 
 
 class ResolveForm(OnceForm):
-    action = RadioField("What do you decide?", validators=[InputRequired("Choose what to do.")],
-                        render_kw={"class": "plain"})
-    note = TextAreaField("Note (how was the customer contacted, and what did they agree?)",
-                         validators=[Length(max=1000)])
+    action = RadioField(
+        "What do you decide?", validators=[InputRequired("Choose what to do.")], render_kw={"class": "plain"}
+    )
+    note = TextAreaField(
+        "Note (how was the customer contacted, and what did they agree?)", validators=[Length(max=1000)]
+    )
     assignee = SelectField("Assign to", coerce=int, validate_choice=False)
     back = HiddenField()
 
@@ -203,23 +260,30 @@ class ResolveForm(OnceForm):
 def new_resolve_form(people: list[StaffUser], disputed: bool) -> ResolveForm:
     """A dispute without a new value cannot be accepted as it stands: no such choice."""
     form = ResolveForm()
-    form.action.choices = options([(key, label) for key, label in RESOLUTIONS.items()
-                                   if not (disputed and key == "accept")])
+    form.action.choices = options(
+        [(key, label) for key, label in RESOLUTIONS.items() if not (disputed and key == "accept")]
+    )
     form.assignee.choices = options([(p.id, p.display_name) for p in people])
     return form
 
 
 class NoteForm(OnceForm):
     item = SelectField("About", coerce=int)
-    note = TextAreaField("Note", validators=[DataRequired("Write the note first."),
-                                             Length(max=1000, message="Keep the note under 1,000 characters.")])
+    note = TextAreaField(
+        "Note",
+        validators=[
+            DataRequired("Write the note first."),
+            Length(max=1000, message="Keep the note under 1,000 characters."),
+        ],
+    )
 
 
 def new_note_form(account: Any) -> NoteForm:
     """Only this account's promises are offered (and accepted: the choice is validated)."""
     form = NoteForm()
-    form.item.choices = options([(0, "The account as a whole"),
-                                 *((item.id, item.label) for item in account.items)])
+    form.item.choices = options(
+        [(0, "The account as a whole"), *((item.id, item.label) for item in account.items)]
+    )
     return form
 
 
@@ -227,7 +291,9 @@ class AccountFilterForm(Form):
     """The accounts list's search, filters and order, read from the query string (a GET form:
     bookmarkable, no CSRF); choices are filled in by the view."""
 
-    q = StringField("Search", validators=[Optional(), Length(max=100, message="Keep the search under 100 characters.")])
+    q = StringField(
+        "Search", validators=[Optional(), Length(max=100, message="Keep the search under 100 characters.")]
+    )
     status = SelectField("Status", validate_choice=False)
     salesperson = SelectField("Salesperson", validate_choice=False)
     visit_from = DateField("First visit from", validators=[Optional()])

@@ -1,5 +1,6 @@
 """The handoff forms. They only collect and render; `portal.validation.parse_handoff` decides
 what is valid, the same as for the API and CSV import, and its errors are mapped back here."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -63,8 +64,9 @@ class AccountFieldsMixin:
 
 
 class HandoffForm(AccountFieldsMixin, OnceForm):
-    visit_days = CheckboxesField("Visit day(s)", choices=options([(d, d) for d in WEEKDAYS]),
-                                 validate_choice=False)
+    visit_days = CheckboxesField(
+        "Visit day(s)", choices=options([(d, d) for d in WEEKDAYS]), validate_choice=False
+    )
     gate_code = StringField("Gate code")
     gate_lock = StringField("Lock")
     gate_instructions = StringField("Access instructions")
@@ -73,9 +75,11 @@ class HandoffForm(AccountFieldsMixin, OnceForm):
     safety_alarm = StringField("Pool alarm")
     safety_other = TextAreaField("Anything else the technician must know")
     equipment = FieldList(StringField("Equipment promise"), min_entries=2)
-    billing = RadioField("Billing preference", choices=options([("Card autopay", "Card autopay"),
-                                                                ("Invoice", "Pay by invoice")]),
-                         validate_choice=False)
+    billing = RadioField(
+        "Billing preference",
+        choices=options([("Card autopay", "Card autopay"), ("Invoice", "Pay by invoice")]),
+        validate_choice=False,
+    )
     custom = FieldList(FormField(CustomPromiseForm), min_entries=1)
 
 
@@ -84,8 +88,9 @@ class PromiseRowForm(Form):
     kind = SelectField("Kind", choices=EDITABLE_KINDS, validate_choice=False)
     title = StringField("Label")
     value = StringField("Promise")
-    remove = SelectField("Keep", choices=options([("", "Keep"), ("remove", "Withdraw")]),
-                         validate_choice=False)
+    remove = SelectField(
+        "Keep", choices=options([("", "Keep"), ("remove", "Withdraw")]), validate_choice=False
+    )
 
 
 class EditHandoffForm(AccountFieldsMixin, OnceForm):
@@ -118,18 +123,28 @@ def validate(form: AccountFieldsMixin, promises: Promises) -> HandoffData | None
 def account_payload(form: AccountFieldsMixin, promises: Promises) -> tuple[dict[str, Any], dict[str, Field]]:
     """The API-shaped payload, and which form field each error path belongs to."""
     fields: dict[str, Field] = {
-        "customer.name": form.customer_name, "customer.email": form.customer_email,
-        "customer.phone": form.customer_phone, "service_address": form.service_address,
-        "plan": form.plan, "price_cents": form.price, "first_visit": form.first_visit,
-        "why_chose_us": form.why_chose_us, "concerns": form.concerns,
+        "customer.name": form.customer_name,
+        "customer.email": form.customer_email,
+        "customer.phone": form.customer_phone,
+        "service_address": form.service_address,
+        "plan": form.plan,
+        "price_cents": form.price,
+        "first_visit": form.first_visit,
+        "why_chose_us": form.why_chose_us,
+        "concerns": form.concerns,
         "contact_preference": form.contact_preference,
     }
     payload: dict[str, Any] = {
-        "customer": {"name": form.customer_name.data, "email": form.customer_email.data,
-                     "phone": form.customer_phone.data},
-        "service_address": form.service_address.data, "plan": form.plan.data,
+        "customer": {
+            "name": form.customer_name.data,
+            "email": form.customer_email.data,
+            "phone": form.customer_phone.data,
+        },
+        "service_address": form.service_address.data,
+        "plan": form.plan.data,
         "first_visit": form.first_visit.data,
-        "why_chose_us": form.why_chose_us.data, "concerns": form.concerns.data,
+        "why_chose_us": form.why_chose_us.data,
+        "concerns": form.concerns.data,
         "contact_preference": form.contact_preference.data,
         "promises": [promise for promise, _ in promises],
     }
@@ -143,10 +158,15 @@ def new_handoff_promises(form: HandoffForm) -> Promises:
     promises: Promises = []
     if form.visit_days.data:
         promises.append(({"kind": "visit_day", "value": ", ".join(form.visit_days.data)}, form.visit_days))
-    labelled = [("gate_access", "Gate code", form.gate_code), ("gate_access", "Lock", form.gate_lock),
-                ("gate_access", "Access instructions", form.gate_instructions),
-                ("safety", "Children", form.safety_children), ("safety", "Pets", form.safety_pets),
-                ("safety", "Pool alarm", form.safety_alarm), ("safety", "Safety note", form.safety_other)]
+    labelled = [
+        ("gate_access", "Gate code", form.gate_code),
+        ("gate_access", "Lock", form.gate_lock),
+        ("gate_access", "Access instructions", form.gate_instructions),
+        ("safety", "Children", form.safety_children),
+        ("safety", "Pets", form.safety_pets),
+        ("safety", "Pool alarm", form.safety_alarm),
+        ("safety", "Safety note", form.safety_other),
+    ]
     for kind, label, field in labelled:
         if field.data and field.data.strip():
             promises.append(({"kind": kind, "label": label, "value": field.data}, field))
@@ -168,8 +188,9 @@ def edit_promises(form: EditHandoffForm) -> tuple[Promises, list[int | None]]:
     for row in form.rows:
         if row.remove.data == "remove" or not ((row.value.data or "").strip() or row.item_id.data):
             continue
-        promises.append(({"kind": row.kind.data, "label": row.title.data or "", "value": row.value.data},
-                         row.value))
+        promises.append(
+            ({"kind": row.kind.data, "label": row.title.data or "", "value": row.value.data}, row.value)
+        )
         item_ids.append(int(row.item_id.data) if (row.item_id.data or "").isdigit() else None)
     return promises, item_ids
 

@@ -1,6 +1,7 @@
 """The staff navigation: one list of entries, each shown only to roles the access policy lets
 use it, and only when its page exists in this build (a page another change adds appears here
 once its endpoint is registered; url_for on a missing endpoint would fail every page)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,6 +45,8 @@ def staff_nav() -> list[NavLink]:
     if not current_user.is_authenticated:
         return []
     user = current_user._get_current_object()
-    return [NavLink(entry.label, url_for(entry.endpoint), request.endpoint == entry.endpoint)
-            for entry in NAV
-            if entry.endpoint in current_app.view_functions and allows(user, entry.action)]
+    return [
+        NavLink(entry.label, url_for(entry.endpoint), request.endpoint == entry.endpoint)
+        for entry in NAV
+        if entry.endpoint in current_app.view_functions and allows(user, entry.action)
+    ]

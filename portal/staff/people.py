@@ -1,5 +1,6 @@
 """Staff accounts in the browser: the admin's staff page (invite, role, deactivate, the audit),
 one's own password, and the forgotten-password and invite links."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -50,10 +51,15 @@ def _staff_page(invite_form: InviteForm, status: int = 200) -> tuple[str, int]:
     db = get_db()
     people = service.staff_list(db)
     page = request.args.get("page", "1")
-    return render_template("staff/staff.html", people=people, invite_form=invite_form,
-                           row_forms={user.id: _row_forms(user) for user in people},
-                           audit=service.audit_page(db, int(page) if page.isdigit() else 1),
-                           labels=service.AUDIT_LABELS, me=_me()), status
+    return render_template(
+        "staff/staff.html",
+        people=people,
+        invite_form=invite_form,
+        row_forms={user.id: _row_forms(user) for user in people},
+        audit=service.audit_page(db, int(page) if page.isdigit() else 1),
+        labels=service.AUDIT_LABELS,
+        me=_me(),
+    ), status
 
 
 @bp.get("/staff")
@@ -72,13 +78,17 @@ def invite_staff() -> tuple[str, int] | Response:
         with unit_of_work() as db:
             if once.claim(db, form.submitted_id, "invite_staff") is None:
                 return redirect(url_for("staff.staff_page"))
-            user = service.invite(db, _me(), email=form.email.data or "", name=form.name.data or "",
-                                  role=form.role.data or "")
+            user = service.invite(
+                db, _me(), email=form.email.data or "", name=form.name.data or "", role=form.role.data or ""
+            )
     except service.StaffError as error:
         form.email.errors = [str(error)]
         return _staff_page(form, 400)
-    flash(f"Invitation sent to {user.email}; the link works for "
-          f"{current_app.config['STAFF_INVITE_MAX_AGE_HOURS']} hours.", "success")
+    flash(
+        f"Invitation sent to {user.email}; the link works for "
+        f"{current_app.config['STAFF_INVITE_MAX_AGE_HOURS']} hours.",
+        "success",
+    )
     return redirect(url_for("staff.staff_page"))
 
 
@@ -89,8 +99,12 @@ def _colleague(db: Session, user_id: int) -> StaffUser:
     return user
 
 
-def _row_change(form: RoleForm | ActiveForm, user_id: int, purpose: str,
-                change: Callable[[Session, StaffUser], str | None]) -> Response:
+def _row_change(
+    form: RoleForm | ActiveForm,
+    user_id: int,
+    purpose: str,
+    change: Callable[[Session, StaffUser], str | None],
+) -> Response:
     """One row's form: the colleague read again inside the unit of work (what the change checks,
     like the last active admin, is read under the write lock), then the change, or its refusal
     as a message on the staff page."""
@@ -136,13 +150,17 @@ def set_active(user_id: int) -> Response:
     def change(db: Session, user: StaffUser) -> str | None:
         if not service.set_active(db, _me(), user, active):
             return None
-        return (f"{user.display_name} can sign in again." if active else
-                f"{user.display_name} is deactivated and signed out everywhere.")
+        return (
+            f"{user.display_name} can sign in again."
+            if active
+            else f"{user.display_name} is deactivated and signed out everywhere."
+        )
 
     return _row_change(form, user_id, "staff_active", change)
 
 
 # -- one's own password ------------------------------------------------------------------------
+
 
 @bp.route("/password", methods=["GET", "POST"])
 @roles_required()
@@ -166,15 +184,19 @@ def change_password() -> tuple[str, int] | Response:
 
 # -- forgotten password and invite links (no sign-in) ----------------------------------------
 
+
 def _reset_address_key() -> str:
     return "reset-address:" + (request.form.get("email") or "").strip().lower()[:254]
 
 
 @bp.route("/password/forgot", methods=["GET", "POST"])
-@limiter.limit(lambda: current_app.config["RESET_LIMIT_PER_CLIENT"], methods=["POST"],
-               scope="reset-client")
-@limiter.limit(lambda: current_app.config["RESET_LIMIT_PER_ADDRESS"], methods=["POST"],
-               key_func=_reset_address_key, scope="reset-address")
+@limiter.limit(lambda: current_app.config["RESET_LIMIT_PER_CLIENT"], methods=["POST"], scope="reset-client")
+@limiter.limit(
+    lambda: current_app.config["RESET_LIMIT_PER_ADDRESS"],
+    methods=["POST"],
+    key_func=_reset_address_key,
+    scope="reset-address",
+)
 def forgot_password() -> tuple[str, int] | str:
     form = ForgotPasswordForm()
     if not form.validate_on_submit():
@@ -201,15 +223,19 @@ def password_link(kind: str, token: str) -> Response | tuple[str, int]:
 
 def _link_problem(status: service.LinkStatus) -> tuple[str, int]:
     session.pop(PENDING_LINK, None)
-    return render_template("staff/password_link_problem.html",
-                           expired=status is service.LinkStatus.EXPIRED), 400
+    return render_template(
+        "staff/password_link_problem.html", expired=status is service.LinkStatus.EXPIRED
+    ), 400
 
 
 @bp.route("/password/new", methods=["GET", "POST"])
 def set_password() -> tuple[str, int] | Response:
     pending = session.get(PENDING_LINK)
-    if not isinstance(pending, dict) or pending.get("p") not in LINK_KINDS.values() \
-            or not isinstance(pending.get("t"), str):
+    if (
+        not isinstance(pending, dict)
+        or pending.get("p") not in LINK_KINDS.values()
+        or not isinstance(pending.get("t"), str)
+    ):
         return _link_problem(service.LinkStatus.INVALID)
     check = service.check_link(get_db(), pending["t"], pending["p"])
     if check.user is None:
@@ -225,5 +251,6 @@ def set_password() -> tuple[str, int] | Response:
         flash("Password saved. Sign in with it now.", "success")
         return redirect(url_for("staff.login"))
     status = 400 if request.method == "POST" else 200
-    return render_template("staff/password_set.html", form=form, user=check.user,
-                           invite=pending["p"] == service.INVITE), status
+    return render_template(
+        "staff/password_set.html", form=form, user=check.user, invite=pending["p"] == service.INVITE
+    ), status

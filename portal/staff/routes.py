@@ -36,12 +36,16 @@ def _forget_failed_sign_ins() -> None:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_CLIENT"], methods=["POST"],
-               scope="login-client")
+@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_CLIENT"], methods=["POST"], scope="login-client")
 # Per account, only refused attempts count (a success clears the count): counting successes
 # too locked an owner out after a few ordinary sign-ins.
-@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ACCOUNT"], methods=["POST"],
-               key_func=_login_email_key, scope="login-account", deduct_when=_sign_in_refused)
+@limiter.limit(
+    lambda: current_app.config["LOGIN_LIMIT_PER_ACCOUNT"],
+    methods=["POST"],
+    key_func=_login_email_key,
+    scope="login-account",
+    deduct_when=_sign_in_refused,
+)
 def login() -> str | Response | tuple[str, int]:
     if current_user.is_authenticated:
         return redirect(url_for("staff.dashboard"))
@@ -91,6 +95,11 @@ def company_settings() -> Response | tuple[str, int]:
         return redirect(url_for("staff.company_settings"))
     entered = brand.preview(form.brand_color.data) or brand.preview(company.brand_color)
     status = 400 if request.method == "POST" and not valid else 200
-    return render_template("staff/settings.html", form=form, saved=company, preview=entered,
-                           shade=brand.preview(entered.shade) if entered and entered.shade else None,
-                           sending_address=parseaddr(current_app.config["MAIL_FROM"])[1]), status
+    return render_template(
+        "staff/settings.html",
+        form=form,
+        saved=company,
+        preview=entered,
+        shade=brand.preview(entered.shade) if entered and entered.shade else None,
+        sending_address=parseaddr(current_app.config["MAIL_FROM"])[1],
+    ), status

@@ -1,4 +1,5 @@
 """The staff workspace: dashboard, differences, resolutions, briefs, day list and reports."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -43,25 +44,31 @@ def dashboard() -> str | BaseResponse:
         return redirect(url_for("staff.day_list"))
     session = get_db()
     now = datetime.now(timezone.utc)
-    return render_template("staff/dashboard.html", pipeline=pipeline.pipeline(session, _me(), now),
-                           attention=pipeline.needing_attention(session, _me()),
-                           undelivered=pipeline.undelivered(session, _me()),
-                           recent=pipeline.recent(session, _me()))
+    return render_template(
+        "staff/dashboard.html",
+        pipeline=pipeline.pipeline(session, _me(), now),
+        attention=pipeline.needing_attention(session, _me()),
+        undelivered=pipeline.undelivered(session, _me()),
+        recent=pipeline.recent(session, _me()),
+    )
 
 
 def _filter_form(people: list[StaffUser]) -> tuple[DifferenceFilterForm, diffs.DifferenceFilter]:
     form = DifferenceFilterForm(request.args)
     form.kind.choices = options([("", "All kinds"), *KIND_LABELS.items()])
-    form.salesperson.choices = options([("", "Everyone"), *((str(p.id), p.display_name)
-                                                            for p in people)])
+    form.salesperson.choices = options([("", "Everyone"), *((str(p.id), p.display_name) for p in people)])
     form.validate()
     status = form.status.data if form.status.data in diffs.STATUSES else "open"
     kind = form.kind.data if form.kind.data in KIND_LABELS else None
     person = int(form.salesperson.data) if (form.salesperson.data or "").isdigit() else None
-    flt = diffs.DifferenceFilter(status=status, kind=kind, salesperson_id=person,
-                                 visit_from=form.visit_from.data if not form.visit_from.errors else None,
-                                 visit_to=form.visit_to.data if not form.visit_to.errors else None,
-                                 after=request.args.get("after"))
+    flt = diffs.DifferenceFilter(
+        status=status,
+        kind=kind,
+        salesperson_id=person,
+        visit_from=form.visit_from.data if not form.visit_from.errors else None,
+        visit_to=form.visit_to.data if not form.visit_to.errors else None,
+        after=request.args.get("after"),
+    )
     return form, flt
 
 
@@ -72,25 +79,53 @@ def differences() -> str:
     form, flt = _filter_form(people)
     page = diffs.list_differences(get_db(), _me(), flt)
     args = {k: v for k, v in request.args.items() if k != "after"}
-    return render_template("staff/differences.html", form=form, flt=flt, page=page, args=args,
-                           per_page=diffs.PER_PAGE, highlight=diffs.highlight)
+    return render_template(
+        "staff/differences.html",
+        form=form,
+        flt=flt,
+        page=page,
+        args=args,
+        per_page=diffs.PER_PAGE,
+        highlight=diffs.highlight,
+    )
 
 
-CSV_HEADER = ["account_id", "customer", "service_address", "first_visit", "salesperson", "kind",
-              "promise", "promised", "customer_value", "outcome", "customer_comment", "answered_at",
-              "status", "assigned_to", "promised_by"]
+CSV_HEADER = [
+    "account_id",
+    "customer",
+    "service_address",
+    "first_visit",
+    "salesperson",
+    "kind",
+    "promise",
+    "promised",
+    "customer_value",
+    "outcome",
+    "customer_comment",
+    "answered_at",
+    "status",
+    "assigned_to",
+    "promised_by",
+]
 
 
 def _csv_rows(rows: Iterable[diffs.DifferenceRow]) -> Iterable[list[object]]:
     for row in rows:
         account = row.account
         yield [
-            account.id, account.customer.name, account.service_address,
+            account.id,
+            account.customer.name,
+            account.service_address,
             account.first_visit.isoformat() if account.first_visit else "",
-            account.salesperson.display_name if account.salesperson else "", row.item.kind,
-            row.item.label, row.promised_value, row.customer_value,
-            row.latest.details.get("customer_outcome", row.latest.outcome), row.comment,
-            row.latest.created_at.isoformat(), "resolved" if row.latest.outcome == "resolved" else "open",
+            account.salesperson.display_name if account.salesperson else "",
+            row.item.kind,
+            row.item.label,
+            row.promised_value,
+            row.customer_value,
+            row.latest.details.get("customer_outcome", row.latest.outcome),
+            row.comment,
+            row.latest.created_at.isoformat(),
+            "resolved" if row.latest.outcome == "resolved" else "open",
             row.assignee.display_name if row.assignee else "",
             row.promised_by.display_name if row.promised_by else "",
         ]
@@ -101,8 +136,9 @@ def _csv_rows(rows: Iterable[diffs.DifferenceRow]) -> Iterable[list[object]]:
 def differences_csv() -> Response:
     _, flt = _filter_form(salespeople(get_db()))
     # Built whole rather than streamed: a streamed body outlives the request's session.
-    response = Response(csv_text(CSV_HEADER, _csv_rows(diffs.iter_differences(get_db(), _me(), flt))),
-                        mimetype="text/csv")
+    response = Response(
+        csv_text(CSV_HEADER, _csv_rows(diffs.iter_differences(get_db(), _me(), flt))), mimetype="text/csv"
+    )
     response.headers["Content-Disposition"] = f'attachment; filename="differences-{flt.status}.csv"'
     return response
 
@@ -123,7 +159,9 @@ def resolve(item_id: int) -> str | BaseResponse | tuple[str, int]:
         flash("That difference is resolved already or is not yours to resolve.", "info")
         return redirect(_back(request.values.get("back")))
     people = salespeople(session)
-    form = new_resolve_form(people, disputed=row.latest.outcome == "disputed" or not row.latest.confirmed_value)
+    form = new_resolve_form(
+        people, disputed=row.latest.outcome == "disputed" or not row.latest.confirmed_value
+    )
     if request.method == "GET":
         form.back.data = _back(request.args.get("back"))
     elif form.validate_on_submit():
@@ -132,8 +170,9 @@ def resolve(item_id: int) -> str | BaseResponse | tuple[str, int]:
             flash(message, "success")
             return redirect(_back(form.back.data))
     code = 400 if request.method == "POST" else 200
-    return render_template("staff/resolve.html", row=row, form=form, highlight=diffs.highlight,
-                           back=_back(form.back.data)), code
+    return render_template(
+        "staff/resolve.html", row=row, form=form, highlight=diffs.highlight, back=_back(form.back.data)
+    ), code
 
 
 def _decide(form: ResolveForm, item_id: int, people: list[StaffUser]) -> str | None:
@@ -198,8 +237,13 @@ class ReportData(TypedDict):
 def _report_data() -> ReportData:
     session, me = get_db(), _me()
     median, signed = reports.median_days_to_sign(session, me)
-    return {"by_kind": reports.rates_by_kind(session, me), "by_person": reports.rates_by_salesperson(session, me),
-            "median_days": median, "signed_count": signed, "funnel": reports.funnel(session, me)}
+    return {
+        "by_kind": reports.rates_by_kind(session, me),
+        "by_person": reports.rates_by_salesperson(session, me),
+        "median_days": median,
+        "signed_count": signed,
+        "funnel": reports.funnel(session, me),
+    }
 
 
 @bp.get("/reports")

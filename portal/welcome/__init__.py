@@ -1,4 +1,5 @@
 """The customer's welcome portal, entered by a signed link."""
+
 from flask import Blueprint
 
 bp = Blueprint("welcome", __name__)

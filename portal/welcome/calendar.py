@@ -1,4 +1,5 @@
 """An .ics file for the agreed visit day: a weekly, all-day event (RFC 5545, written by icalendar)."""
+
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
@@ -7,8 +8,15 @@ from icalendar import Calendar, Event
 
 from portal.models import Account
 
-BYDAY = {"Monday": "MO", "Tuesday": "TU", "Wednesday": "WE", "Thursday": "TH", "Friday": "FR",
-         "Saturday": "SA", "Sunday": "SU"}
+BYDAY = {
+    "Monday": "MO",
+    "Tuesday": "TU",
+    "Wednesday": "WE",
+    "Thursday": "TH",
+    "Friday": "FR",
+    "Saturday": "SA",
+    "Sunday": "SU",
+}
 
 
 def weekly_visit(account: Account, company_name: str, first: date, days: list[str]) -> str:

@@ -3,6 +3,7 @@
 It lives in the signed session cookie beside (never instead of) staff sign-in: it carries the
 account id, the hash of the link nonce it came from (a re-sent link ends it) and when it was
 last used."""
+
 from __future__ import annotations
 
 import time
@@ -37,10 +38,15 @@ def end() -> None:
 # pages and My service, never the onboarding steps), and ends when the invoice's link is
 # re-issued. A welcome session for the same account is kept beside it.
 
+
 def start_pay(account: Account, invoice_id: int, nonce_hash: str) -> None:
     data = session.get(KEY)
-    if not (isinstance(data, dict) and data.get("a") == account.id and data.get("n")
-            and data.get("n") == account.link_nonce_hash):
+    if not (
+        isinstance(data, dict)
+        and data.get("a") == account.id
+        and data.get("n")
+        and data.get("n") == account.link_nonce_hash
+    ):
         session.clear()  # another account's, stale, or none: start fresh (fixation)
         data = {"a": account.id, "n": None}
     session[KEY] = {**data, "i": invoice_id, "p": nonce_hash, "t": int(time.time())}
@@ -51,8 +57,7 @@ def _pay_grant_holds(account_id: int, data: dict[str, Any]) -> bool:
     if not isinstance(invoice_id, int) or not isinstance(nonce_hash, str):
         return False
     invoice = get_db().get(Invoice, invoice_id)
-    return invoice is not None and invoice.account_id == account_id \
-        and invoice.pay_nonce_hash == nonce_hash
+    return invoice is not None and invoice.account_id == account_id and invoice.pay_nonce_hash == nonce_hash
 
 
 def _session_data() -> dict[str, Any] | None:

@@ -1,4 +1,5 @@
 """Customer forms. Step forms are built per account: one group of fields per promise."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -47,24 +48,37 @@ def item_form_class(items: list[PromiseItem], with_note: bool = False) -> type[O
     for item in items:
         p = _prefix(item)
         if item.kind == "billing":
-            fields[f"{p}_choice"] = RadioField("How would you like to pay?", validate_choice=False,
-                                               choices=options([(CARD, "Autopay by card (saved securely with Stripe)"),
-                                                                (INVOICE, "Pay each invoice from an email link")]))
+            fields[f"{p}_choice"] = RadioField(
+                "How would you like to pay?",
+                validate_choice=False,
+                choices=options(
+                    [
+                        (CARD, "Autopay by card (saved securely with Stripe)"),
+                        (INVOICE, "Pay each invoice from an email link"),
+                    ]
+                ),
+            )
             continue
-        fields[f"{p}_answer"] = RadioField(item.label, validate_choice=False, choices=options(
-            [("yes", "That's right"), ("no", NO_LABELS.get(item.kind, DISPUTE_LABEL))]))
+        fields[f"{p}_answer"] = RadioField(
+            item.label,
+            validate_choice=False,
+            choices=options([("yes", "That's right"), ("no", NO_LABELS.get(item.kind, DISPUTE_LABEL))]),
+        )
         if item.kind == "visit_day":
-            fields[f"{p}_days"] = CheckboxesField("Days that suit you better", validate_choice=False,
-                                                  choices=options([(d, d) for d in WEEKDAYS]))
+            fields[f"{p}_days"] = CheckboxesField(
+                "Days that suit you better",
+                validate_choice=False,
+                choices=options([(d, d) for d in WEEKDAYS]),
+            )
         elif item.kind == "start_date":
             fields[f"{p}_date"] = StringField("A date that suits you better", render_kw={"type": "date"})
         elif item.kind in ("gate_access", "safety"):
-            fields[f"{p}_value"] = StringField("What is correct?",
-                                               validators=[SingleLine("The correction")])
+            fields[f"{p}_value"] = StringField("What is correct?", validators=[SingleLine("The correction")])
         fields[f"{p}_comment"] = TextAreaField(COMMENT_LABELS.get(item.kind, DISPUTE_COMMENT))
     if with_note:
-        fields["technician_note"] = TextAreaField("Notes for the technician (optional)",
-                                                  validators=[Optional(), Length(max=MAX_TEXT)])
+        fields["technician_note"] = TextAreaField(
+            "Notes for the technician (optional)", validators=[Optional(), Length(max=MAX_TEXT)]
+        )
     return type("ItemAnswersForm", (OnceForm,), fields)
 
 
@@ -132,13 +146,14 @@ def _parse_item(form: OnceForm, item: PromiseItem, today: date) -> Answer | None
     if answer_field.data == "yes":
         return Answer(item, "confirmed", item.promised_value, comment)
     if answer_field.data != "no":
-        _error(answer_field, f"Choose \u201cThat's right\u201d or tell us what is different.")
+        _error(answer_field, "Choose \u201cThat's right\u201d or tell us what is different.")
         return None
     return _parse_change(form, item, comment, comment_field, today)
 
 
-def _parse_change(form: OnceForm, item: PromiseItem, comment: str, comment_field: Any,
-                  today: date) -> Answer | None:
+def _parse_change(
+    form: OnceForm, item: PromiseItem, comment: str, comment_field: Any, today: date
+) -> Answer | None:
     p = _prefix(item)
     if item.kind == "visit_day":
         days_field = getattr(form, f"{p}_days")
@@ -169,8 +184,10 @@ def _parse_change(form: OnceForm, item: PromiseItem, comment: str, comment_field
         value_field = getattr(form, f"{p}_value")
         value = _text(form, f"{p}_value")
         if not value or len(value) > MAX_TEXT:
-            _error(value_field, "Tell us what is correct." if not value else
-                   f"Please keep this under {MAX_TEXT} characters.")
+            _error(
+                value_field,
+                "Tell us what is correct." if not value else f"Please keep this under {MAX_TEXT} characters.",
+            )
             return None
         return Answer(item, "changed", value, comment)
     if not comment:
@@ -180,27 +197,44 @@ def _parse_change(form: OnceForm, item: PromiseItem, comment: str, comment_field
 
 
 def readiness_form_class(checklist: list[str]) -> type[OnceForm]:
-    fields = {f"r{index}": RadioField(label, validate_choice=False,
-                                      choices=options([("done", "Done"), ("not_yet", "Not yet")]))
-              for index, label in enumerate(checklist)}
+    fields = {
+        f"r{index}": RadioField(
+            label, validate_choice=False, choices=options([("done", "Done"), ("not_yet", "Not yet")])
+        )
+        for index, label in enumerate(checklist)
+    }
     return type("ReadinessForm", (OnceForm,), fields)
 
 
 class ContactForm(OnceForm):
-    channels = CheckboxesField("How may we reach you?", validate_choice=False,
-                               choices=options([("email", "Email"), ("text", "Text message"),
-                                                ("call", "Phone call")]))
-    phone = StringField("Mobile or phone number",
-                        validators=[Optional(), Length(max=40), SingleLine("The phone number")],
-                        render_kw={"type": "tel", "autocomplete": "tel"})
-    preferred_times = StringField("Best times to reach you (optional)",
-                                  validators=[Optional(), Length(max=200), SingleLine("The times")])
-    sms_consent = BooleanField("I agree to receive text messages about my pool service at this "
-                               "number. Message rates may apply; reply STOP to opt out.")
-    new_email = EmailField("Use a different email address (optional)", validators=[
-        Optional(), SingleLine("The email address"),
-        Email("Enter a valid email address, like dana@example.com."), Length(max=254)],
-        render_kw={"autocomplete": "email"})
+    channels = CheckboxesField(
+        "How may we reach you?",
+        validate_choice=False,
+        choices=options([("email", "Email"), ("text", "Text message"), ("call", "Phone call")]),
+    )
+    phone = StringField(
+        "Mobile or phone number",
+        validators=[Optional(), Length(max=40), SingleLine("The phone number")],
+        render_kw={"type": "tel", "autocomplete": "tel"},
+    )
+    preferred_times = StringField(
+        "Best times to reach you (optional)",
+        validators=[Optional(), Length(max=200), SingleLine("The times")],
+    )
+    sms_consent = BooleanField(
+        "I agree to receive text messages about my pool service at this "
+        "number. Message rates may apply; reply STOP to opt out."
+    )
+    new_email = EmailField(
+        "Use a different email address (optional)",
+        validators=[
+            Optional(),
+            SingleLine("The email address"),
+            Email("Enter a valid email address, like dana@example.com."),
+            Length(max=254),
+        ],
+        render_kw={"autocomplete": "email"},
+    )
 
     def validate_channels(self, field: CheckboxesField) -> None:
         allowed = {"email", "text", "call"}
@@ -220,31 +254,51 @@ class ContactForm(OnceForm):
 
 
 class SignForm(OnceForm):
-    full_name = StringField("Type your full name", validators=[
-        DataRequired("Type your full name to sign."), Length(max=120), SingleLine("Your name")],
-        render_kw={"autocomplete": "name"})
-    agree = BooleanField("I confirm these details are correct and agree to the service as described.",
-                         validators=[DataRequired("Tick the box to agree.")])
+    full_name = StringField(
+        "Type your full name",
+        validators=[DataRequired("Type your full name to sign."), Length(max=120), SingleLine("Your name")],
+        render_kw={"autocomplete": "name"},
+    )
+    agree = BooleanField(
+        "I confirm these details are correct and agree to the service as described.",
+        validators=[DataRequired("Tick the box to agree.")],
+    )
 
 
 class NewLinkForm(OnceForm):
-    email = EmailField("Your email address", validators=[
-        DataRequired("Enter the email address we wrote to."), SingleLine("The email address"),
-        Email("Enter a valid email address, like dana@example.com."), Length(max=254)],
-        render_kw={"autocomplete": "email"})
+    email = EmailField(
+        "Your email address",
+        validators=[
+            DataRequired("Enter the email address we wrote to."),
+            SingleLine("The email address"),
+            Email("Enter a valid email address, like dana@example.com."),
+            Length(max=254),
+        ],
+        render_kw={"autocomplete": "email"},
+    )
 
 
 def change_form_class(states: list[ItemState]) -> type[OnceForm]:
     """What a signed customer may ask to change: each promise as agreed now (the record's
     current value, not the sale's promise when a decision or answer changed it)."""
     choices: list[tuple[object, str]] = [
-        (str(state.item.id),
-         f"{state.item.label}: {display_value(state.current_value, state.item.kind)}"[:80])
-        for state in states]
+        (
+            str(state.item.id),
+            f"{state.item.label}: {display_value(state.current_value, state.item.kind)}"[:80],
+        )
+        for state in states
+    ]
     choices.append(("other", "Something else"))
-    return type("ChangeRequestForm", (OnceForm,), {
-        "item": RadioField("What would you like to change?", choices=options(choices),
-                           validate_choice=True),
-        "details": TextAreaField("Tell us what you need", validators=[
-            DataRequired("Tell us what you would like to change."), Length(max=MAX_TEXT)]),
-    })
+    return type(
+        "ChangeRequestForm",
+        (OnceForm,),
+        {
+            "item": RadioField(
+                "What would you like to change?", choices=options(choices), validate_choice=True
+            ),
+            "details": TextAreaField(
+                "Tell us what you need",
+                validators=[DataRequired("Tell us what you would like to change."), Length(max=MAX_TEXT)],
+            ),
+        },
+    )

@@ -1,4 +1,5 @@
 """Customer pages. The account always comes from the customer session, never from the URL."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -63,8 +64,9 @@ def _address_key() -> str:
 
 @bp.post("/new-link")
 @limiter.limit(lambda: current_app.config["NEW_LINK_LIMIT_PER_CLIENT"], scope="new-link-client")
-@limiter.limit(lambda: current_app.config["NEW_LINK_LIMIT_PER_ADDRESS"], key_func=_address_key,
-               scope="new-link-address")
+@limiter.limit(
+    lambda: current_app.config["NEW_LINK_LIMIT_PER_ADDRESS"], key_func=_address_key, scope="new-link-address"
+)
 def new_link() -> str | tuple[str, int]:
     form = NewLinkForm()
     if not form.validate_on_submit():
@@ -99,13 +101,15 @@ def step(account: Account, name: str) -> str | BaseResponse | tuple[str, int]:
     return STEP_HANDLERS[status.step.name](account, progress, status)
 
 
-def _render_step(template: str, progress: confirm.Progress, status: confirm.StepStatus,
-                 **context: object) -> tuple[str, int]:
+def _render_step(
+    template: str, progress: confirm.Progress, status: confirm.StepStatus, **context: object
+) -> tuple[str, int]:
     """A step's page: 200 when shown, 400 when a posted form comes back with its mistakes."""
     before, after = progress.neighbours(status.step.name)
     code = 400 if request.method == "POST" else 200
-    return render_template(template, progress=progress, current=status, previous=before,
-                           following=after, **context), code
+    return render_template(
+        template, progress=progress, current=status, previous=before, following=after, **context
+    ), code
 
 
 def _next(progress: confirm.Progress, status: confirm.StepStatus) -> BaseResponse:
@@ -118,8 +122,9 @@ def _claimed(session: Session, form: once.OnceForm, purpose: str) -> bool:
     return once.claim(session, form.submitted_id, purpose) is not None
 
 
-def welcome_step(account: Account, progress: confirm.Progress,
-                 status: confirm.StepStatus) -> str | BaseResponse | tuple[str, int]:
+def welcome_step(
+    account: Account, progress: confirm.Progress, status: confirm.StepStatus
+) -> str | BaseResponse | tuple[str, int]:
     form = once.OnceForm()
     if form.validate_on_submit():
         with unit_of_work() as session:
@@ -133,8 +138,9 @@ def _answers_form(status: confirm.StepStatus, data: dict[str, object] | None = N
     return item_form_class(status.items, with_note=status.step.name == "access")(data=data)
 
 
-def items_step(account: Account, progress: confirm.Progress,
-               status: confirm.StepStatus) -> str | BaseResponse | tuple[str, int]:
+def items_step(
+    account: Account, progress: confirm.Progress, status: confirm.StepStatus
+) -> str | BaseResponse | tuple[str, int]:
     """A promise step: one answer per promise, parsed once, recorded in one unit of work."""
     if request.method == "GET":
         latest = record.latest_entries_by_item(get_db(), [account.id])
@@ -151,12 +157,14 @@ def items_step(account: Account, progress: confirm.Progress,
                     if note:
                         confirm.record_step_event(session, account, "technician_note", confirmed=note)
             return _next(progress, status)
-    return _render_step("welcome/step_items.html", progress, status, form=form,
-                        items=status.items, account=account)
+    return _render_step(
+        "welcome/step_items.html", progress, status, form=form, items=status.items, account=account
+    )
 
 
-def readiness_step(account: Account, progress: confirm.Progress,
-                   status: confirm.StepStatus) -> str | BaseResponse | tuple[str, int]:
+def readiness_step(
+    account: Account, progress: confirm.Progress, status: confirm.StepStatus
+) -> str | BaseResponse | tuple[str, int]:
     checklist = get_company().readiness_checklist or []
     form = readiness_form_class(checklist)()
     if form.validate_on_submit():
@@ -168,18 +176,23 @@ def readiness_step(account: Account, progress: confirm.Progress,
             with unit_of_work() as session:
                 if _claimed(session, form, "step-readiness"):
                     ready = sum(1 for a in answers.values() if a == "done")
-                    confirm.record_step_event(session, account, "readiness",
-                                              confirmed=f"{ready} of {len(checklist)} ready",
-                                              details={"answers": answers})
+                    confirm.record_step_event(
+                        session,
+                        account,
+                        "readiness",
+                        confirmed=f"{ready} of {len(checklist)} ready",
+                        details={"answers": answers},
+                    )
             return _next(progress, status)
-    return _render_step("welcome/step_readiness.html", progress, status, form=form,
-                        checklist=checklist)
+    return _render_step("welcome/step_readiness.html", progress, status, form=form, checklist=checklist)
 
 
-def contact_step(account: Account, progress: confirm.Progress,
-                 status: confirm.StepStatus) -> str | BaseResponse | tuple[str, int]:
-    form = ContactForm(data={"phone": account.customer.phone, "channels": ["email"]}
-                       if request.method == "GET" else None)
+def contact_step(
+    account: Account, progress: confirm.Progress, status: confirm.StepStatus
+) -> str | BaseResponse | tuple[str, int]:
+    form = ContactForm(
+        data={"phone": account.customer.phone, "channels": ["email"]} if request.method == "GET" else None
+    )
     if form.validate_on_submit() and form.extra_checks():
         with unit_of_work() as session:
             if _claimed(session, form, "step-contact"):
@@ -195,19 +208,29 @@ def contact_step(account: Account, progress: confirm.Progress,
 def _record_contact(session: Session, account: Account, form: ContactForm) -> None:
     channels = list(form.channels.data or [])
     phone = (form.phone.data or "").strip()
-    details = {"channels": channels, "phone": phone,
-               "preferred_times": (form.preferred_times.data or "").strip(),
-               "sms_consent": bool(form.sms_consent.data)}
-    confirm.record_step_event(session, account, "contact_preferences",
-                              confirmed=", ".join(channels), details=details)
+    details = {
+        "channels": channels,
+        "phone": phone,
+        "preferred_times": (form.preferred_times.data or "").strip(),
+        "sms_consent": bool(form.sms_consent.data),
+    }
+    confirm.record_step_event(
+        session, account, "contact_preferences", confirmed=", ".join(channels), details=details
+    )
     if form.sms_consent.data:
         # Consent for texts is recorded on its own, with the exact words agreed to.
-        confirm.record_step_event(session, account, "sms_consent", confirmed=phone,
-                                  details={"consent_text": form.sms_consent.label.text})
+        confirm.record_step_event(
+            session,
+            account,
+            "sms_consent",
+            confirmed=phone,
+            details={"consent_text": form.sms_consent.label.text},
+        )
 
 
-def review_step(account: Account, progress: confirm.Progress,
-                status: confirm.StepStatus) -> str | BaseResponse | tuple[str, int]:
+def review_step(
+    account: Account, progress: confirm.Progress, status: confirm.StepStatus
+) -> str | BaseResponse | tuple[str, int]:
     form = SignForm()
     unfinished = progress.unfinished_before_review
     if form.validate_on_submit():
@@ -219,15 +242,26 @@ def review_step(account: Account, progress: confirm.Progress,
                     confirm.sign(session, account, (form.full_name.data or "").strip())
             return redirect(url_for("welcome.thanks"))
     session = get_db()
-    return _render_step("welcome/step_review.html", progress, status, form=form,
-                        lines=confirm.summary(session, account),
-                        extras=confirm.latest_step_details(session, account), unfinished=unfinished)
+    return _render_step(
+        "welcome/step_review.html",
+        progress,
+        status,
+        form=form,
+        lines=confirm.summary(session, account),
+        extras=confirm.latest_step_details(session, account),
+        unfinished=unfinished,
+    )
 
 
 STEP_HANDLERS = {
-    "welcome": welcome_step, "schedule": items_step, "access": items_step,
-    "readiness": readiness_step, "contact": contact_step, "promises": items_step,
-    "billing": items_step, "review": review_step,
+    "welcome": welcome_step,
+    "schedule": items_step,
+    "access": items_step,
+    "readiness": readiness_step,
+    "contact": contact_step,
+    "promises": items_step,
+    "billing": items_step,
+    "review": review_step,
 }
 
 
@@ -244,9 +278,13 @@ def thanks(account: Account) -> str | BaseResponse:
 def _service_context(account: Account) -> dict[str, object]:
     session = get_db()
     days = confirm.agreed_days(session, account)
-    return {"account": account, "lines": confirm.summary(session, account), "days": days,
-            "next_visit": confirm.next_visit(days, confirm.agreed_start(session, account), date.today()),
-            "extras": confirm.latest_step_details(session, account)}
+    return {
+        "account": account,
+        "lines": confirm.summary(session, account),
+        "days": days,
+        "next_visit": confirm.next_visit(days, confirm.agreed_start(session, account), date.today()),
+        "extras": confirm.latest_step_details(session, account),
+    }
 
 
 @bp.get("/service")

@@ -7,8 +7,12 @@ from werkzeug.exceptions import BadRequest
 _Exempt = TypeVar("_Exempt", bound=Callable[..., Any] | Blueprint | str)
 
 def generate_csrf(secret_key: str | None = None, token_key: str | None = None) -> str: ...
-def validate_csrf(data: str | None, secret_key: str | None = None, time_limit: int | None = None,
-                  token_key: str | None = None) -> None: ...
+def validate_csrf(
+    data: str | None,
+    secret_key: str | None = None,
+    time_limit: int | None = None,
+    token_key: str | None = None,
+) -> None: ...
 
 class CSRFProtect:
     def __init__(self, app: Flask | None = None) -> None: ...

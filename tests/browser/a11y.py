@@ -5,6 +5,7 @@ axe-core comes bundled in the PyPI package axe-playwright-python. It needs JavaS
 page loaded with JavaScript off is audited as a copy: its HTML is served, unchanged, to a page in a
 JavaScript-on context (the page's own stylesheets come from the live server as usual).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -141,10 +142,11 @@ def focus_problems(page: Page) -> list[str]:
         if button is None or not button["isButton"]:
             problems.append(f"Tab did not reach the first button, it reached {button}")
     for name, state in (("skip link", skip), ("first button", button)):
-        if state is not None and (state["outlineStyle"] == "none" or state["outlineWidth"] < 2
-                                  or not state["focusVisible"]):
+        if state is not None and (
+            state["outlineStyle"] == "none" or state["outlineWidth"] < 2 or not state["focusVisible"]
+        ):
             problems.append(f"{name} has no visible focus: {state}")
-    positive_tabindex = "[tabindex]:not([tabindex^=\"-\"]):not([tabindex=\"0\"])"
+    positive_tabindex = '[tabindex]:not([tabindex^="-"]):not([tabindex="0"])'
     if page.evaluate(f"() => document.querySelectorAll('{positive_tabindex}').length"):
         problems.append("positive tabindex: the Tab order differs from the reading order")
     page.evaluate("() => document.activeElement && document.activeElement.blur()")
@@ -182,8 +184,10 @@ def axe_findings(page: Page, auditor: Auditor | None) -> tuple[list[str], list[s
     result = auditor.axe(page) if auditor is not None else _axe_result(page)
     violations = []
     for v in result["violations"]:
-        nodes = "; ".join(" ".join(n["target"]) + " " + (n.get("failureSummary") or "").replace("\n", " ")
-                          for n in v["nodes"][:3])
+        nodes = "; ".join(
+            " ".join(n["target"]) + " " + (n.get("failureSummary") or "").replace("\n", " ")
+            for n in v["nodes"][:3]
+        )
         violations.append(f"axe {v['id']} ({v['impact']}): {v['help']} -> {nodes}")
     incomplete = [f"{i['id']} x{len(i['nodes'])}" for i in result.get("incomplete", [])]
     return violations, incomplete

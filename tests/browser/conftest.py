@@ -2,6 +2,7 @@
 
 The browser tests run once, on SQLite; without /usr/bin/chromium they skip and say why
 (`.ci/run` installs the Debian package `chromium`)."""
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,13 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 LAUNCH_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
 ]
 
 
@@ -95,8 +101,10 @@ def page_weights(artifacts: Path) -> Iterator[list[str]]:
     lines: list[str] = []
     yield lines
     if lines:
-        header = (f"{'page':<28} {'status':>6} {'document':>9} {'assets':>7} {'total':>8}  "
-                  "(bytes incl. headers, cache off; assets = app.css + brand.css)")
+        header = (
+            f"{'page':<28} {'status':>6} {'document':>9} {'assets':>7} {'total':>8}  "
+            "(bytes incl. headers, cache off; assets = app.css + brand.css)"
+        )
         text = "\n".join([header, *lines]) + "\n"
         (artifacts / "page-weights.txt").write_text(text)
         print("\n" + text)

@@ -2,6 +2,7 @@
 it in the header, try #f5c518 and get the darker shade offered with both swatches. Each state is
 screenshotted (tests/artifacts/settings-*.png) and audited: fits the width, labels, 44 px targets,
 keyboard focus, axe-core WCAG 2.x A/AA."""
+
 from __future__ import annotations
 
 import re
@@ -54,11 +55,26 @@ def save(page: Page, button: str = "Save settings") -> int:
 
 @pytest.mark.parametrize("width, height", [(1280, 900), (375, 812)])
 def test_settings_page_uploads_a_logo_and_guards_the_colour(
-        chromium: Browser, live_server: str, app: Flask, db: Session, make_staff, artifacts: Path,
-        tmp_path: Path, width: int, height: int):
-    db.add(CompanySettings(name="Blue Lagoon Pool Care", email="hello@bluelagoon.example",
-                           brand_color="#0b5cab", currency="USD", timezone="America/Phoenix",
-                           readiness_checklist=["Pets secured on visit day"]))
+    chromium: Browser,
+    live_server: str,
+    app: Flask,
+    db: Session,
+    make_staff,
+    artifacts: Path,
+    tmp_path: Path,
+    width: int,
+    height: int,
+):
+    db.add(
+        CompanySettings(
+            name="Blue Lagoon Pool Care",
+            email="hello@bluelagoon.example",
+            brand_color="#0b5cab",
+            currency="USD",
+            timezone="America/Phoenix",
+            readiness_checklist=["Pets secured on visit day"],
+        )
+    )
     db.commit()
     admin = make_staff("admin", name="Alex Admin")
     context = chromium.new_context(viewport={"width": width, "height": height}, device_scale_factor=1)
@@ -72,7 +88,8 @@ def test_settings_page_uploads_a_logo_and_guards_the_colour(
         page.screenshot(path=str(artifacts / f"settings-{width}.png"), full_page=True)
 
         page.get_by_label("Logo (PNG, JPEG or WebP, at most 2 MB)").set_input_files(
-            str(logo_with_exif(tmp_path / "logo.jpg")))
+            str(logo_with_exif(tmp_path / "logo.jpg"))
+        )
         page.get_by_label("Time zone").select_option("Europe/Berlin")
         assert save(page) == 200  # redirected back to the page
         assert "Company settings saved." in page.content()

@@ -1,6 +1,7 @@
 """The admin's staff page and the set-password page in real Chromium, at a desktop width and at
 375 px: they fit, pass axe-core and the layout checks, and work by keyboard and mouse.
 Screenshots land in tests/artifacts/ (ignored by git)."""
+
 from __future__ import annotations
 
 import re
@@ -55,8 +56,9 @@ def _sign_in(page: Page, origin: str, user: StaffUser, password: str = PASSWORD)
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-def test_the_staff_page_invites_and_reads_well(width: int, tab: Any, live_server: str, db: Session,
-                                               make_staff: Any, artifacts: Path) -> None:
+def test_the_staff_page_invites_and_reads_well(
+    width: int, tab: Any, live_server: str, db: Session, make_staff: Any, artifacts: Path
+) -> None:
     admin = make_staff("admin", email="ada@example.com", name="Ada Admin")
     sam = make_staff("sales", email="sam@example.com", name="Sam Seller")
     make_staff("technician", email="tia@example.com", name="Tia Tech")
@@ -83,8 +85,9 @@ def test_the_staff_page_invites_and_reads_well(width: int, tab: Any, live_server
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-def test_the_set_password_page_from_an_emailed_link(width: int, tab: Any, live_server: str, db: Session,
-                                                    make_staff: Any, artifacts: Path) -> None:
+def test_the_set_password_page_from_an_emailed_link(
+    width: int, tab: Any, live_server: str, db: Session, make_staff: Any, artifacts: Path
+) -> None:
     admin = make_staff("admin", email="ada@example.com", name="Ada Admin")
     staff_admin.invite(db, admin, email="nia@example.com", name="Nia Park", role="sales")
     db.commit()

@@ -3,6 +3,7 @@ screen, and the brief printed to PDF, which must be one Letter page for the demo
 
 Screenshots (and the PDF, and a PNG of it when poppler's pdftoppm is installed) land in
 tests/artifacts/."""
+
 from __future__ import annotations
 
 import io
@@ -33,30 +34,57 @@ def onboarded_demo(db: Session, make_account, make_staff) -> Account:  # type: i
     account = make_account(make_staff("sales", name="Sam Sales"))
     send_welcome(db, account, "system")
     items = {item.kind: item for item in account.items}
-    confirmations.record_answers(db, account, [
-        confirmations.Answer(items["visit_day"], "confirmed", "Friday", ""),
-        confirmations.Answer(items["gate_access"], "changed", "Side gate, code 7781",
-                             "We changed the code last week"),
-        confirmations.Answer(items["safety"], "confirmed", items["safety"].promised_value, ""),
-        confirmations.Answer(items["equipment"], "disputed", None,
-                             "I was told the salt cell would be replaced, not checked"),
-    ])
+    confirmations.record_answers(
+        db,
+        account,
+        [
+            confirmations.Answer(items["visit_day"], "confirmed", "Friday", ""),
+            confirmations.Answer(
+                items["gate_access"], "changed", "Side gate, code 7781", "We changed the code last week"
+            ),
+            confirmations.Answer(items["safety"], "confirmed", items["safety"].promised_value, ""),
+            confirmations.Answer(
+                items["equipment"],
+                "disputed",
+                None,
+                "I was told the salt cell would be replaced, not checked",
+            ),
+        ],
+    )
     confirmations.record_step_event(
-        db, account, "readiness", confirmed="2 of 3 ready",
-        details={"answers": {"Pets secured on visit day": "done", "Gate unlocked or code working": "done",
-                             "Pool equipment power switched on": "not_yet"}})
-    confirmations.record_step_event(db, account, "contact_preferences", confirmed="text, email",
-                                    details={"preferred_times": "mornings", "sms_consent": False})
+        db,
+        account,
+        "readiness",
+        confirmed="2 of 3 ready",
+        details={
+            "answers": {
+                "Pets secured on visit day": "done",
+                "Gate unlocked or code working": "done",
+                "Pool equipment power switched on": "not_yet",
+            }
+        },
+    )
     confirmations.record_step_event(
-        db, account, "technician_note",
-        confirmed="Biscuit (our dog) barks but is friendly; the pump is behind the shed.")
+        db,
+        account,
+        "contact_preferences",
+        confirmed="text, email",
+        details={"preferred_times": "mornings", "sms_consent": False},
+    )
+    confirmations.record_step_event(
+        db,
+        account,
+        "technician_note",
+        confirmed="Biscuit (our dog) barks but is friendly; the pump is behind the shed.",
+    )
     db.commit()
     return account
 
 
 def sign_in(browser: Browser, origin: str, email: str, width: int) -> Page:
-    context = browser.new_context(viewport={"width": width, "height": 900}, device_scale_factor=1,
-                                  locale="en-US")
+    context = browser.new_context(
+        viewport={"width": width, "height": 900}, device_scale_factor=1, locale="en-US"
+    )
     context.set_default_timeout(10_000)
     page = context.new_page()
     page.goto(f"{origin}/staff/login")
@@ -68,7 +96,8 @@ def sign_in(browser: Browser, origin: str, email: str, width: int) -> Page:
 
 
 def test_the_technicians_day_list_and_one_page_brief(
-        chromium, live_server, db, make_account, make_staff, artifacts):
+    chromium, live_server, db, make_account, make_staff, artifacts
+):
     account = onboarded_demo(db, make_account, make_staff)
     technician = make_staff("technician", name="Theo Tech")
     visit_day: date = account.first_visit  # type: ignore[assignment]
@@ -85,8 +114,11 @@ def test_the_technicians_day_list_and_one_page_brief(
     report = audit(phone, 375, None)
     phone.screenshot(path=str(artifacts / "technician-day-375.png"), full_page=True)
     assert report.ok(), report.problems
-    assert not [r for r in (phone.evaluate("() => performance.getEntriesByType('resource').map(e => e.name)"))
-                if not r.startswith(live_server)]
+    assert not [
+        r
+        for r in (phone.evaluate("() => performance.getEntriesByType('resource').map(e => e.name)"))
+        if not r.startswith(live_server)
+    ]
 
     # The screen: the brief, safety and access before the rest of the service.
     desk = sign_in(chromium, live_server, technician.email, 1280)
@@ -106,12 +138,28 @@ def test_the_technicians_day_list_and_one_page_brief(
     page = reader.pages[0]
     assert (round(float(page.mediabox.width)), round(float(page.mediabox.height))) == LETTER
     printed = " ".join(page.extract_text().split())  # lines wrap where the layout wraps them
-    for words in ("Toddler at home", "code 7781", "+1 480 555 0134", "1820 W Palm Ln",
-                  "Not decided yet (2)", "Biscuit"):
+    for words in (
+        "Toddler at home",
+        "code 7781",
+        "+1 480 555 0134",
+        "1820 W Palm Ln",
+        "Not decided yet (2)",
+        "Biscuit",
+    ):
         assert words in printed, words
     assert "Sign out" not in printed and "Back to the day list" not in printed
     if shutil.which("pdftoppm"):
         out = artifacts / "technician-brief-print"
-        subprocess.run(["pdftoppm", "-png", "-r", "80", "-singlefile",
-                        str(artifacts / "technician-brief.pdf"), str(out)], check=True, timeout=60)
-
+        subprocess.run(
+            [
+                "pdftoppm",
+                "-png",
+                "-r",
+                "80",
+                "-singlefile",
+                str(artifacts / "technician-brief.pdf"),
+                str(out),
+            ],
+            check=True,
+            timeout=60,
+        )

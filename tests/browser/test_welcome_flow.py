@@ -4,6 +4,7 @@ from the link in the delivered .eml to the thank-you page, like a person taps th
 Every page on the way must fit the screen, label its fields, group its radios, offer 44 px
 targets, show keyboard focus, pass axe-core (WCAG 2.x A/AA), load nothing from another host, and
 weigh under 100 KB with its CSS. Screenshots land in tests/artifacts/ (ignored by git)."""
+
 from __future__ import annotations
 
 import email.policy
@@ -64,13 +65,17 @@ class Visit:
     """One customer's browser tab: JS on or off, no cache (so every page weight counts its CSS),
     every request recorded, and a check plus a screenshot at each page."""
 
-    def __init__(self, browser: Browser, origin: str, label: str, js: bool, artifacts: Path,
-                 weights: list[str]) -> None:
+    def __init__(
+        self, browser: Browser, origin: str, label: str, js: bool, artifacts: Path, weights: list[str]
+    ) -> None:
         self.origin, self.label, self.js = origin, label, js
         self.artifacts, self.weights = artifacts, weights
         self.context: BrowserContext = browser.new_context(
-            viewport={"width": WIDTH, "height": HEIGHT}, java_script_enabled=js,
-            device_scale_factor=1, locale="en-US")
+            viewport={"width": WIDTH, "height": HEIGHT},
+            java_script_enabled=js,
+            device_scale_factor=1,
+            locale="en-US",
+        )
         self.context.set_default_timeout(10_000)
         self.requests: list[str] = []
         self.documents: list[list[Request]] = []  # per main-frame navigation: the page and its assets
@@ -80,8 +85,11 @@ class Visit:
         cdp.send("Network.enable")
         cdp.send("Network.setCacheDisabled", {"cacheDisabled": True})
         # axe-core needs JavaScript; with it off here, it audits a copy in a JS-on context.
-        self.audit_context = None if js else browser.new_context(
-            viewport={"width": WIDTH, "height": HEIGHT}, device_scale_factor=1)
+        self.audit_context = (
+            None
+            if js
+            else browser.new_context(viewport={"width": WIDTH, "height": HEIGHT}, device_scale_factor=1)
+        )
         self.auditor = Auditor(self.audit_context) if self.audit_context else None
         if self.audit_context is not None:
             self.audit_context.on("request", lambda r: self.requests.append(r.url))
@@ -152,8 +160,7 @@ class Visit:
 
 
 @pytest.fixture
-def visit(chromium: Browser, live_server: str, artifacts: Path,
-          page_weights: list[str]) -> Iterator[Any]:
+def visit(chromium: Browser, live_server: str, artifacts: Path, page_weights: list[str]) -> Iterator[Any]:
     """Open customer tabs with visit(label, js); all closed (contexts included) afterwards."""
     opened: list[Visit] = []
 
@@ -172,7 +179,12 @@ def visit(chromium: Browser, live_server: str, artifacts: Path,
 
 @pytest.mark.parametrize("js", [True, False], ids=["js", "nojs"])
 def test_whole_flow_from_email_to_thanks_at_375px(
-    js: bool, visit: Any, live_server: str, app: Flask, db: Session, runner: FlaskCliRunner,
+    js: bool,
+    visit: Any,
+    live_server: str,
+    app: Flask,
+    db: Session,
+    runner: FlaskCliRunner,
     make_account: Any,
 ) -> None:
     account = make_account()
@@ -275,15 +287,22 @@ def test_whole_flow_from_email_to_thanks_at_375px(
     signed = db.get(Account, account_id)
     assert signed is not None and signed.signed_at is not None
     assert signed.status == "signed"
-    changed = db.scalars(select(RecordEntry).join(PromiseItem, RecordEntry.item_id == PromiseItem.id)
-                         .where(RecordEntry.account_id == account_id,
-                                PromiseItem.kind == "visit_day", RecordEntry.outcome == "changed")).all()
+    changed = db.scalars(
+        select(RecordEntry)
+        .join(PromiseItem, RecordEntry.item_id == PromiseItem.id)
+        .where(
+            RecordEntry.account_id == account_id,
+            PromiseItem.kind == "visit_day",
+            RecordEntry.outcome == "changed",
+        )
+    ).all()
     assert [(e.confirmed_value, e.note, e.actor) for e in changed] == [("Thursday", REASON, "customer")]
     tab.assert_local()
 
 
-def test_link_token_leaves_the_address_bar(visit: Any, live_server: str, app: Flask, db: Session,
-                                           runner: FlaskCliRunner, make_account: Any) -> None:
+def test_link_token_leaves_the_address_bar(
+    visit: Any, live_server: str, app: Flask, db: Session, runner: FlaskCliRunner, make_account: Any
+) -> None:
     link = welcome_link(db, runner, app, make_account())
     token = link.rsplit("/", 1)[1]
     tab: Visit = visit("token", True)
