@@ -40,7 +40,8 @@ run: install
 	$(FLASK) demo-info
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PUBLIC_BASE_URL="$${PUBLIC_BASE_URL:-http://127.0.0.1:$(PORT)}" $(VENV)/bin/honcho start --procfile Procfile --port $(PORT)
 
-test: test-sqlite
+# Lint first (seconds), then the suite on SQLite, then on PostgreSQL when TEST_DATABASE_URL is set.
+test: lint test-sqlite
 	@if [ -n "$$TEST_DATABASE_URL" ]; then \
 		$(MAKE) --no-print-directory test-postgres; \
 	fi
@@ -57,8 +58,10 @@ test-postgres: install
 	@echo "== the same suite on PostgreSQL ($$TEST_DATABASE_URL) =="
 	PORTAL_TEST_BACKEND=postgres $(PY) -m pytest -m "not browser"
 
+# ruff (lint and the format check) over the whole tree; mypy, strict, over portal/.
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy portal
 
 # Production-style: migrate, then gunicorn with gunicorn.conf.py against DATABASE_URL

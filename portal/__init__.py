@@ -30,11 +30,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if app.config["TRUST_PROXY"]:
         hops = app.config["TRUST_PROXY"]
         # Flask's documented way to add WSGI middleware; mypy sees a method being replaced.
-        app.wsgi_app = ProxyFix(
-            app.wsgi_app,
-            x_for=hops,
-            x_proto=hops,  # type: ignore[method-assign]
-            x_host=hops,
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops
         )
 
     register_extensions(app)

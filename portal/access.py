@@ -13,7 +13,7 @@ no hint that it exists).
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, TypeVarTuple
 
 from flask import abort
 from sqlalchemy import Select, select
@@ -73,11 +73,14 @@ def conditions(user: StaffUser) -> list[Any]:
     return found
 
 
-def scoped(query: Select, user: StaffUser) -> Select:  # type: ignore[type-arg]
+Columns = TypeVarTuple("Columns")
+
+
+def scoped(query: Select[*Columns], user: StaffUser) -> Select[*Columns]:
     return query.where(*conditions(user))
 
 
-def visible_accounts(user: StaffUser) -> Select[tuple[Account]]:
+def visible_accounts(user: StaffUser) -> Select[Account]:
     return scoped(select(Account), user)
 
 

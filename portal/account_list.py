@@ -52,7 +52,7 @@ class AccountFilter:
     after: str | None = None  # the cursor: the previous page's last row
 
 
-def _matching(session: Session, user: StaffUser, flt: AccountFilter) -> Select:  # type: ignore[type-arg]
+def _matching(session: Session, user: StaffUser, flt: AccountFilter) -> Select[Any]:
     query = select(Account).join(Customer, Customer.id == Account.customer_id).where(*access.conditions(user))
     if flt.status in STATUSES:
         query = query.where(Account.status == flt.status)

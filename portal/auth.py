@@ -111,11 +111,14 @@ def roles_required(*roles: str) -> Callable[[F], F]:
         @wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             if not current_user.is_authenticated:
+                # Flask-Login sets app.login_manager at init; Flask's type doesn't declare it.
                 return current_app.login_manager.unauthorized()  # type: ignore[attr-defined]
             if current_user.role not in allowed:
                 abort(403)
             return view(*args, **kwargs)
 
+        # The roles ride on the view for the navigation and the access tests; wraps() keeps the
+        # signature, which mypy cannot see through a decorator typed by F.
         wrapped.allowed_roles = allowed  # type: ignore[attr-defined]
         return wrapped  # type: ignore[return-value]
 

@@ -83,7 +83,7 @@ def _conditions(user: StaffUser, flt: DifferenceFilter) -> tuple[list[Any], list
     return on_item, on_account
 
 
-def _base(user: StaffUser, flt: DifferenceFilter) -> Select:  # type: ignore[type-arg]
+def _base(user: StaffUser, flt: DifferenceFilter) -> Select[Any]:
     """The matching item ids, joined to accounts so a page can walk them in first-visit order."""
     on_item, on_account = _conditions(user, flt)
     return (
@@ -93,7 +93,7 @@ def _base(user: StaffUser, flt: DifferenceFilter) -> Select:  # type: ignore[typ
     )
 
 
-def _counted(user: StaffUser, flt: DifferenceFilter) -> Select:  # type: ignore[type-arg]
+def _counted(user: StaffUser, flt: DifferenceFilter) -> Select[Any]:
     """Driven from the items' outcome index with a per-item account check, so counting reads
     the open differences rather than every account (measured at 100,000 accounts)."""
     on_item, on_account = _conditions(user, flt)
@@ -177,7 +177,7 @@ ROW_ACCOUNT_COLUMNS = (
 )
 
 
-def _rows(session: Session, found: list) -> list[DifferenceRow]:  # type: ignore[type-arg]
+def _rows(session: Session, found: list[Any]) -> list[DifferenceRow]:
     items = [item for item, _, _ in found]
     assigned = _assignees(session, [item.id for item in items])
     staff_ids = {item.promised_by_id for item in items if item.promised_by_id} | set(assigned.values())

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from portal import links, record
 from portal.company import get_company
-from portal.db import unit_of_work, utcnow
+from portal.db import table_of, unit_of_work, utcnow
 from portal.handoffs import KIND_LABELS, create_handoff, new_customer, staff_actor, with_derived_promises
 from portal.mail import queue_email
 from portal.models import Account, AccountStatus, Customer, OutboxEmail, Outcome, PromiseItem, RecordEntry
@@ -304,7 +304,9 @@ def check_records(
     for line, values in records:
         row_errors = _shape_errors(line, header, values)
         if not row_errors:
-            named = dict(zip(header, values, strict=True))
+            named = dict(
+                zip(header, values, strict=False)
+            )  # trailing empty cells beyond the header are allowed
             row, row_errors = check_row(line, named, salespeople.get, today)
             row_errors += _duplicate_in_file(line, named, seen)
             if row is not None and not row_errors:
@@ -363,13 +365,13 @@ def _duplicates_in_database(session: Session, rows: list[ParsedRow]) -> list[Row
     errors = []
     for row in rows:
         data = row.handoff.data
-        account_id = existing.get((data.customer_email, _address_key(data.service_address)))
-        if account_id is not None:
+        duplicate_of = existing.get((data.customer_email, _address_key(data.service_address)))
+        if duplicate_of is not None:
             errors.append(
                 RowError(
                     row.line,
                     "customer_email",
-                    f"This customer already has an account at this address (account {account_id}).",
+                    f"This customer already has an account at this address (account {duplicate_of}).",
                 )
             )
     return errors
@@ -492,7 +494,7 @@ def _point_items_at_latest_entries(session: Session, account_ids: list[int]) -> 
     one of them is written first and pointed afterwards. Each new item has exactly one
     entry with an outcome (its 'promised'), so the join is one to one; on PostgreSQL it ran
     twice as fast as a correlated max() per item."""
-    items, entries = PromiseItem.__table__, RecordEntry.__table__
+    items, entries = table_of(PromiseItem), table_of(RecordEntry)
     session.execute(
         update(items)
         .where(
@@ -630,8 +632,8 @@ def _entry_contents(
 
 # Executemany over the new accounts: not through the ORM, which would move their versions.
 _SET_HEADS = (
-    update(Account.__table__)
-    .where(Account.__table__.c.id == bindparam("b_id"))
+    update(table_of(Account))
+    .where(table_of(Account).c.id == bindparam("b_id"))
     .values(record_seq=bindparam("record_seq"), record_head=bindparam("record_head"))
 )
 
@@ -693,6 +695,7 @@ class _Bar:
         return self._bar.update
 
     def __exit__(self, *exc: object) -> None:
+        # click's ProgressBar.__exit__ names its three arguments; this passes them through as given.
         self._bar.__exit__(*exc)  # type: ignore[arg-type]
 
 

@@ -55,8 +55,8 @@ def after(columns: Sequence[Any], values: Sequence[Any], descending: bool = Fals
 
 def fetch(
     session: Session,
-    query: Select,
-    columns: Sequence[Any],  # type: ignore[type-arg]
+    query: Select[Any],
+    columns: Sequence[Any],
     cursor: Sequence[Any] | None,
     limit: int,
     descending: bool = False,
@@ -69,7 +69,7 @@ def fetch(
     disagree on where NULLs sort): the rows with a value and those without are read as two
     arms of one UNION ALL, each walking its index in order and stopping at `limit`."""
 
-    def ordered(q: Select, cols: Sequence[Any]) -> Select:  # type: ignore[type-arg]
+    def ordered(q: Select[Any], cols: Sequence[Any]) -> Select[Any]:
         return q.order_by(*(c.desc() if descending else c.asc() for c in cols)).limit(limit)
 
     keys = query.with_only_columns(*columns)
@@ -98,7 +98,7 @@ def fetch(
     return [tuple(row) for row in session.execute(outer.limit(limit))]
 
 
-def capped_count(session: Session, query: Select, cap: int | None = None) -> int:  # type: ignore[type-arg]
+def capped_count(session: Session, query: Select[Any], cap: int | None = None) -> int:
     """How many rows `query` has, reading at most cap + 1 of them (COUNT_CAP unless given):
     above the cap means "cap+"."""
     cap = COUNT_CAP if cap is None else cap

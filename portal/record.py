@@ -24,7 +24,7 @@ from sqlalchemy import bindparam, event, func, select, update
 from sqlalchemy.orm import Session, SessionTransaction, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
-from portal.db import utcnow
+from portal.db import table_of, utcnow
 from portal.models import Account, PromiseItem, RecordEntry
 
 GENESIS = "0" * 64
@@ -178,7 +178,7 @@ def append_all(session: Session, account: Account, changes: Sequence[Change]) ->
         session.flush()  # a promise added in this transaction: it needs its id first
     head = _chain_head(session, account.id)
     rows, new_head = chain_rows(account.id, head, [_content(change) for change in changes], record_keys())
-    ids: dict[int, int] = dict(session.connection().execute(_INSERT_ENTRIES, rows).all())  # type: ignore[arg-type]
+    ids: dict[int, int] = dict(session.connection().execute(_INSERT_ENTRIES, rows).all())
     entries = []
     for row in rows:
         entry = RecordEntry(id=ids[row["seq"]], **row)
@@ -226,20 +226,21 @@ def _set_item_states(session: Session, changed: list[tuple[PromiseItem, RecordEn
         set_committed_value(item, "current_outcome", entry.outcome)
 
 
-_ENTRIES = RecordEntry.__table__
+_ENTRIES = table_of(RecordEntry)
 # Rows come back in no set order: each id is matched to its entry by seq (unique within the
 # account).
 _INSERT_ENTRIES = _ENTRIES.insert().returning(_ENTRIES.c.seq, _ENTRIES.c.id)
 _SET_ITEM_STATE = (
-    PromiseItem.__table__.update()
-    .where(PromiseItem.__table__.c.id == bindparam("item_id"))
+    table_of(PromiseItem)
+    .update()
+    .where(table_of(PromiseItem).c.id == bindparam("item_id"))
     .values(latest_entry_id=bindparam("entry_id"), current_outcome=bindparam("outcome"))
 )
 # Not through the ORM: the head is the record's, and moving it must not move the account's
 # version (a staff edit open meanwhile is not stale because a customer answered).
 _SET_HEAD = (
-    update(Account.__table__)
-    .where(Account.__table__.c.id == bindparam("account_id"))
+    update(table_of(Account))
+    .where(table_of(Account).c.id == bindparam("account_id"))
     .values(record_seq=bindparam("record_seq"), record_head=bindparam("record_head"))
 )
 
@@ -262,7 +263,8 @@ def lock_account(session: Session, account_id: int) -> str | None:
     if row is None:
         return None
     session.info.setdefault(HEADS, {})[account_id] = ChainHead(row.record_seq, row.record_head)
-    return row.status
+    status: str = row.status
+    return status
 
 
 def _chain_head(session: Session, account_id: int) -> ChainHead:
@@ -327,7 +329,7 @@ def _latest_state_seq(session: Session, account_id: int) -> dict[int, int]:
         )
         .group_by(RecordEntry.item_id)
     )
-    return {item_id: entry_id for item_id, entry_id in rows}
+    return {item_id: entry_id for item_id, entry_id in rows if item_id is not None}
 
 
 def item_states(session: Session, account: Account) -> list[ItemState]:
@@ -451,7 +453,7 @@ def _seal_signature(seal: Mapping[str, Any], key: str) -> str:
 def read_seal(text: str, keys: RecordKeys | None = None) -> dict[str, Any]:
     keys = keys or record_keys()
     try:
-        seal = json.loads(text)
+        seal: dict[str, Any] = json.loads(text)
         key = keys.by_id(seal["key_id"]) if seal.get("format") == SEAL_FORMAT else None
         signed = key is not None and hmac.compare_digest(_seal_signature(seal, key), seal["signature"])
     except (ValueError, KeyError, TypeError, AttributeError) as error:

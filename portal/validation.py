@@ -168,7 +168,7 @@ def _price(check: _Checker, value: Any) -> int:
     if value <= 0 or value > MAX_PRICE_CENTS:
         check.errors["price_cents"] = "The price must be more than 0 and at most 100,000.00."
         return 0
-    return value
+    return int(value)
 
 
 def _first_visit(check: _Checker, value: Any, today: date) -> date | None:

@@ -75,6 +75,7 @@ def body_limit(limit: int) -> Callable[[F], F]:
     route decorator."""
 
     def decorator(view: F) -> F:
+        # Read per request by the body-size check; functions take attributes, mypy doesn't know it.
         view.max_content_length = limit  # type: ignore[attr-defined]
         return view
 

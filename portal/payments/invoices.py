@@ -226,7 +226,8 @@ def _covers(invoice: Invoice, amount: object, currency: object) -> bool:
     not retry it, and staff see a payment_mismatch entry)."""
     return (
         _known(amount, currency)
-        and int(amount) >= invoice.total_cents
+        and isinstance(amount, int)
+        and amount >= invoice.total_cents
         and str(currency).lower() == invoice.currency.lower()
     )
 

@@ -34,6 +34,7 @@ PENDING_LINK = "password_link"
 
 
 def _me() -> StaffUser:
+    # current_user is a LocalProxy typed Any by Flask-Login's stub; the user loader returns StaffUser.
     return current_user._get_current_object()  # type: ignore[no-any-return]
 
 

@@ -107,6 +107,7 @@ def _customer_view(view: F, load: Callable[[], Any]) -> F:
             return redirect(url_for("welcome.session_ended"))
         return view(account, *args, **kwargs)
 
+    # A marker the access tests read off the view; wraps() keeps the signature mypy cannot see.
     wrapped.customer_only = True  # type: ignore[attr-defined]
     return wrapped  # type: ignore[return-value]
 
