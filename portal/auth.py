@@ -8,7 +8,7 @@ from functools import wraps
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from flask import abort, current_app
+from flask import abort, current_app, g
 from flask_login import LoginManager, current_user
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
@@ -35,6 +35,8 @@ _BY_SESSION_TOKEN = select(StaffUser).where(StaffUser.session_token == bindparam
 def register_user_loader(manager: LoginManager) -> None:
     @manager.user_loader
     def load_user(session_token: str) -> StaffUser | None:
+        if g.get("database_unavailable"):
+            return None  # the 503 page, drawn signed out (portal.errors)
         user = get_db().scalars(_BY_SESSION_TOKEN, {"token": session_token}).first()
         return user if user is not None and user.active else None
 

@@ -10,8 +10,6 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
-from portal.extensions import login_manager
-
 log = logging.getLogger(__name__)
 
 MESSAGES = {
@@ -66,8 +64,9 @@ def register(app: Flask) -> None:
     @app.errorhandler(OperationalError)
     def database_down(error: OperationalError) -> tuple[Response | str, int]:
         _rollback()
-        # Draw the page as signed out: loading the staff user for the layout needs the database.
-        g._login_user = login_manager.anonymous_user()
+        # Draw the page as signed out: loading the staff user for the layout needs the database
+        # (Flask-Login's template context asks the user loader, which reads this).
+        g.database_unavailable = True
         log.error("database error (request %s): %s", g.get("request_id"), error.orig)
         return error_response(ServiceUnavailable.code)
 
