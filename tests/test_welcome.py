@@ -159,7 +159,7 @@ def test_customer_session_idles_out(app, client, invited, monkeypatch):
     _, path = invited
     open_link(client, path)
     real_time = time.time
-    monkeypatch.setattr("portal.welcome.customer.time.time", lambda: real_time() + 13 * 3600)
+    monkeypatch.setattr("portal.customer_session.time.time", lambda: real_time() + 13 * 3600)
     response = client.get("/welcome/step/welcome")
     assert response.headers["Location"] == "/welcome/session-ended"
 
@@ -169,9 +169,9 @@ def test_customer_session_stays_alive_while_used(app, client, invited, monkeypat
     open_link(client, path)
     real_time = time.time
     for hours in (11, 22, 33):  # each visit within the 12 idle hours of the one before
-        monkeypatch.setattr("portal.welcome.customer.time.time", lambda h=hours: real_time() + h * 3600)
+        monkeypatch.setattr("portal.customer_session.time.time", lambda h=hours: real_time() + h * 3600)
         assert client.get("/welcome/step/welcome").status_code == 200
-    monkeypatch.setattr("portal.welcome.customer.time.time", lambda: real_time() + 46 * 3600)
+    monkeypatch.setattr("portal.customer_session.time.time", lambda: real_time() + 46 * 3600)
     assert client.get("/welcome/step/welcome").headers["Location"] == "/welcome/session-ended"
 
 

@@ -21,8 +21,10 @@ from portal import once, record
 from portal.access import Action, account_or_404, allows, roles_for
 from portal.auth import roles_required
 from portal.company import company_today
+from portal.customer_session import customer_pay_required, start_pay
 from portal.db import get_db, unit_of_work
 from portal.extensions import csrf
+from portal.forms import NewLinkForm
 from portal.handoffs import staff_actor
 from portal.models import Account, Invoice
 from portal.payments import billing, bp, checkout, demo
@@ -30,8 +32,6 @@ from portal.payments import events as stripe_events
 from portal.payments import invoices as invoice_service
 from portal.payments.forms import MAX_LINES, DemoForm, InvoiceForm
 from portal.payments.gateway import PaymentProviderError, demo_mode, get_gateway, payments_mode, payments_off
-from portal.welcome.customer import customer_pay_required, start_pay
-from portal.welcome.forms import NewLinkForm
 
 log = logging.getLogger(__name__)
 

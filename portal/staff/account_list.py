@@ -9,11 +9,11 @@ from portal import access, account_list
 from portal.access import Action, roles_for
 from portal.auth import roles_required
 from portal.db import get_db
+from portal.forms import options
 from portal.models import StaffUser
 from portal.salespeople import salespeople
 from portal.staff import bp
 from portal.staff.forms import AccountFilterForm
-from portal.staff.handoff_forms import options
 
 STATUS_LABELS = {status: status.replace("_", " ").capitalize() for status in account_list.STATUSES}
 

@@ -12,6 +12,7 @@ from portal import notes, once, record, record_story
 from portal.access import Action, account_or_404, allows, roles_for
 from portal.auth import roles_required
 from portal.db import get_db, unit_of_work
+from portal.forms import options
 from portal.handoffs import DERIVED_KINDS, OnboardingSigned, create_handoff, staff_actor, update_handoff
 from portal.models import Account, OutboxEmail, StaffUser
 from portal.onboarding import send_new_link
@@ -23,7 +24,6 @@ from portal.staff.handoff_forms import (
     HandoffForm,
     edit_promises,
     new_handoff_promises,
-    options,
     validate,
 )
 

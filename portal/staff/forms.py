@@ -32,9 +32,9 @@ from wtforms.validators import (
 from portal import brand, logo
 from portal.auth import MIN_PASSWORD
 from portal.company import checklist_lines, zone_names
+from portal.forms import options
 from portal.models import StaffUser
 from portal.once import OnceForm
-from portal.staff.handoff_forms import options
 from portal.validation import SingleLine
 
 

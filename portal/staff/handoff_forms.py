@@ -13,32 +13,18 @@ from wtforms import (
     HiddenField,
     RadioField,
     SelectField,
-    SelectMultipleField,
     StringField,
     TextAreaField,
-    widgets,
 )
 from wtforms.validators import Optional
 
-# WTForms 3.3 wants SelectChoice (choice tuples are deprecated); types-WTForms 3.2 predates it.
-from wtforms import SelectChoice  # type: ignore[attr-defined]  # isort: skip
-
+from portal.forms import CheckboxesField, options
 from portal.handoffs import DERIVED_KINDS, KIND_LABELS, HandoffData
 from portal.money import parse_money
 from portal.once import OnceForm
 from portal.validation import WEEKDAYS, HandoffInvalid, parse_handoff
 
-
-def options(pairs: list[tuple[object, str]]) -> list[SelectChoice]:
-    return [SelectChoice(value, label) for value, label in pairs]
-
-
 EDITABLE_KINDS = options([(kind, label) for kind, label in KIND_LABELS.items() if kind not in DERIVED_KINDS])
-
-
-class CheckboxesField(SelectMultipleField):
-    widget = widgets.ListWidget(prefix_label=False)
-    option_widget = widgets.CheckboxInput()
 
 
 class CustomPromiseForm(Form):

@@ -18,12 +18,12 @@ from portal.auth import ALL_STAFF, is_safe_next, roles_required
 from portal.company import company_today
 from portal.csv_export import csv_text
 from portal.db import get_db, unit_of_work
+from portal.forms import options
 from portal.handoffs import KIND_LABELS
 from portal.models import StaffUser
 from portal.salespeople import salespeople
 from portal.staff import bp
 from portal.staff.forms import DifferenceFilterForm, ResolveForm, new_resolve_form
-from portal.staff.handoff_forms import options
 
 
 def _me() -> StaffUser:

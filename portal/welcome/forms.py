@@ -9,11 +9,11 @@ from wtforms import BooleanField, EmailField, RadioField, StringField, TextAreaF
 from wtforms.validators import DataRequired, Email, Length, Optional, ValidationError
 
 from portal.confirmations import Answer
+from portal.forms import CheckboxesField, options
 from portal.handoffs import display_value
 from portal.models import PromiseItem, RecordEntry
 from portal.once import OnceForm
 from portal.record import ItemState
-from portal.staff.handoff_forms import CheckboxesField, options
 from portal.validation import WEEKDAYS, SingleLine, normalise_weekdays
 
 CARD, INVOICE = "Card autopay", "Invoice"
@@ -262,19 +262,6 @@ class SignForm(OnceForm):
     agree = BooleanField(
         "I confirm these details are correct and agree to the service as described.",
         validators=[DataRequired("Tick the box to agree.")],
-    )
-
-
-class NewLinkForm(OnceForm):
-    email = EmailField(
-        "Your email address",
-        validators=[
-            DataRequired("Enter the email address we wrote to."),
-            SingleLine("The email address"),
-            Email("Enter a valid email address, like dana@example.com."),
-            Length(max=254),
-        ],
-        render_kw={"autocomplete": "email"},
     )
 
 

@@ -9,18 +9,18 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
 from portal import confirmations as confirm
-from portal import email_change, links, once, record
+from portal import customer_session, email_change, links, once, record
 from portal.company import get_company
+from portal.customer_session import customer_pay_required, customer_required
 from portal.db import get_db, unit_of_work
 from portal.extensions import limiter
+from portal.forms import NewLinkForm
 from portal.handoffs import OnboardingSigned
 from portal.models import Account
 from portal.onboarding import send_link_on_request
-from portal.welcome import bp, calendar, customer
-from portal.welcome.customer import customer_pay_required, customer_required
+from portal.welcome import bp, calendar
 from portal.welcome.forms import (
     ContactForm,
-    NewLinkForm,
     SignForm,
     change_form_class,
     item_form_class,
@@ -49,7 +49,7 @@ def open_link(token: str) -> str | BaseResponse | tuple[str, int]:
     if check.status is not links.LinkStatus.OK or check.account is None:
         # Expired, tampered, revoked, other purpose, deleted account: one answer for all.
         return render_template(LINK_PROBLEM, form=NewLinkForm()), 400
-    customer.start(check.account, check.nonce_hash)
+    customer_session.start(check.account, check.nonce_hash)
     return redirect(url_for("welcome.resume"))
 
 
@@ -333,12 +333,12 @@ def confirm_email_change(token: str) -> tuple[str, int] | str:
         account = email_change.confirm_change(session, token)
     if account is None:
         return render_template(LINK_PROBLEM, form=NewLinkForm()), 400
-    customer.end()  # the session came from the old link, which no longer works
+    customer_session.end()  # the session came from the old link, which no longer works
     return render_template("welcome/email_changed.html", email=account.customer.email)
 
 
 @bp.post("/sign-out")
 def sign_out() -> BaseResponse:
-    customer.end()
+    customer_session.end()
     flash("You are signed out. To come back, open the link from your latest email.", "info")
     return redirect(url_for("welcome.session_ended"))
