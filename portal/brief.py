@@ -2,6 +2,9 @@
 
 Both are built from the same lines (`lines_by_kind`), so a gate code or an undecided answer reads
 the same on the day list as on the brief, and both ask the one access policy for their accounts.
+Both show the value agreed for the visit's day: a change the office accepted from a later date
+(the customer's "from Dec 10") is not in force yet on an earlier visit. An open change request
+shows beside the agreed value, marked "customer asked to change".
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from portal import access, confirmations, record
 from portal.handoffs import display_value
-from portal.models import DIFFERENT, Account, Outcome, StaffUser
+from portal.models import DIFFERENT, Account, ChangeRequest, ChangeRequestStatus, Outcome, StaffUser
 
 # Safety and access lead: they are what goes wrong at the gate on a first visit.
 FIRST = (("safety", "Safety"), ("gate_access", "Gate access"))
@@ -42,6 +45,13 @@ class BriefLine:
     promised: str
     note: str
     disputed: bool = False  # the customer said the promise is wrong without giving a new value
+    asked: str = ""  # an open change request's value: "customer asked to change"
+    asked_from: str = ""  # the date the customer gave for it, shown
+
+    @property
+    def flagged(self) -> bool:
+        """Undecided: a difference nobody resolved, or a change request nobody answered."""
+        return self.unresolved or bool(self.asked)
 
 
 @dataclass
@@ -52,7 +62,7 @@ class Brief:
 
     @property
     def unresolved(self) -> list[BriefLine]:
-        return [line for _, lines in self.sections for line in lines if line.unresolved]
+        return [line for _, lines in self.sections for line in lines if line.flagged]
 
     @property
     def first(self) -> list[BriefLine]:
@@ -64,12 +74,18 @@ class Brief:
         return [line for _, lines in self.sections for line in lines if line.kind not in FIRST_KINDS]
 
 
-def _line(state: record.ItemState) -> BriefLine:
+def _line(state: record.ItemState, day: date, asked: ChangeRequest | None) -> BriefLine:
+    """The value agreed for the visit on `day` (a change agreed from a later date is not yet
+    in force), and an open change request beside it."""
     latest, item = state.latest, state.item
     return BriefLine(
         kind=item.kind,
         label=item.label,
-        value=display_value(state.current_value, item.kind),
+        value=display_value(state.value_on(day), item.kind),
+        asked=asked.requested_value if asked is not None else "",
+        asked_from=display_value(asked.effective_date.isoformat(), "start_date")
+        if asked is not None and asked.effective_date
+        else "",
         unresolved=state.outcome in DIFFERENT,
         promised=display_value(item.promised_value, item.kind),
         note=latest.note
@@ -79,18 +95,41 @@ def _line(state: record.ItemState) -> BriefLine:
     )
 
 
-def lines_by_kind(states: Iterable[record.ItemState]) -> list[tuple[str, list[BriefLine]]]:
-    """The account's promises as (section title, lines), in SECTIONS order, empty ones left out."""
+def lines_by_kind(
+    states: Iterable[record.ItemState], day: date, asked: dict[int, ChangeRequest] | None = None
+) -> list[tuple[str, list[BriefLine]]]:
+    """The account's promises as (section title, lines), in SECTIONS order, empty ones left out:
+    values as agreed for a visit on `day`, open change requests (by item id) beside them."""
     lines: dict[str, list[BriefLine]] = {kind: [] for kind, _ in SECTIONS}
     for state in states:
-        lines.setdefault(state.item.kind, []).append(_line(state))
+        lines.setdefault(state.item.kind, []).append(_line(state, day, (asked or {}).get(state.item.id)))
     return [(title, lines[kind]) for kind, title in SECTIONS if lines[kind]]
 
 
-def brief_for(session: Session, account: Account) -> Brief:
+def open_requests_by_item(session: Session, account_ids: list[int]) -> dict[int, ChangeRequest]:
+    """The latest open change request of each promise of these accounts, in one query."""
+    if not account_ids:
+        return {}
+    found = session.scalars(
+        select(ChangeRequest)
+        .where(
+            ChangeRequest.account_id.in_(account_ids),
+            ChangeRequest.status == ChangeRequestStatus.OPEN.value,
+            ChangeRequest.item_id.is_not(None),
+        )
+        .order_by(ChangeRequest.id)
+    )
+    return {change.item_id: change for change in found if change.item_id is not None}
+
+
+def brief_for(session: Session, account: Account, today: date) -> Brief:
+    """The first-visit brief: values as agreed for the first visit (today once it has passed)."""
+    day = max(account.first_visit, today) if account.first_visit else today
     return Brief(
         account,
-        lines_by_kind(record.item_states(session, account)),
+        lines_by_kind(
+            record.item_states(session, account), day, open_requests_by_item(session, [account.id])
+        ),
         confirmations.latest_step_details(session, account),
     )
 
@@ -110,7 +149,7 @@ class DayVisit:
 
     @property
     def warnings(self) -> list[BriefLine]:
-        return [line for _, lines in self.sections for line in lines if line.unresolved]
+        return [line for _, lines in self.sections for line in lines if line.flagged]
 
     @property
     def safety(self) -> list[BriefLine]:
@@ -143,10 +182,15 @@ def visits_on(session: Session, day: date, user: StaffUser) -> list[DayVisit]:
             .order_by(Account.service_address, Account.id)
         )
     )
-    latest = record.latest_entries_by_item(session, [account.id for account in accounts])
+    ids = [account.id for account in accounts]
+    latest = record.latest_entries_by_item(session, ids)
+    asked = open_requests_by_item(session, ids)
     return [
         DayVisit(
-            account, lines_by_kind(record.ItemState(item, latest.get(item.id)) for item in account.items)
+            account,
+            lines_by_kind(
+                (record.ItemState(item, latest.get(item.id)) for item in account.items), day, asked
+            ),
         )
         for account in accounts
     ]

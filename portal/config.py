@@ -78,6 +78,8 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "REMINDER_NOT_OPENED_DAYS": _int("REMINDER_NOT_OPENED_DAYS", 3),
         "REMINDER_NOT_FINISHED_DAYS": _int("REMINDER_NOT_FINISHED_DAYS", 5),
         "REMINDER_MAX": _int("REMINDER_MAX", 2),
+        # Decisions wait this long for others on the same account, then go as one email.
+        "DECISION_EMAIL_DELAY_SECONDS": _int("DECISION_EMAIL_DELAY_SECONDS", 300),
         "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", 1024 * 1024),
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
         "LOGIN_LIMIT_PER_ACCOUNT": os.environ.get("LOGIN_LIMIT_PER_ACCOUNT", "5 per 15 minutes"),

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from portal import links, record
+from portal import decisions, links, record
 from portal.company import get_company
 from portal.db import utcnow
 from portal.handoffs import OnboardingSigned, display_value
@@ -294,18 +294,16 @@ def _queue_signed_emails(
         )
 
 
-def request_change(session: Session, account: Account, item: PromiseItem | None, details: str) -> None:
-    """After signing, the only way to change something: an entry and a note to the office."""
-    record.append(
-        session,
-        account,
-        event="change_requested",
-        actor=CUSTOMER,
-        item=item,
-        promised_value=item.promised_value if item else None,
-        note=details,
-        outcome=None,
-    )
+def request_change(
+    session: Session,
+    account: Account,
+    item: PromiseItem | None,
+    details: str,
+    effective: date | None = None,
+) -> None:
+    """After signing, the only way to change something: an open change request in the office
+    inbox (with its record entry) and a note to the office."""
+    decisions.open_request(session, account, item, details, effective)
     company = get_company()
     office = company.office_email or company.email
     if office:

@@ -17,7 +17,7 @@ from markupsafe import Markup, escape
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, lazyload, load_only
 
-from portal import access, keyset, record
+from portal import access, decisions, keyset, record
 from portal.handoffs import display_value
 from portal.models import DIFFERENT, Account, PromiseItem, RecordEntry, Role, StaffUser
 
@@ -67,7 +67,7 @@ class DifferenceRow:
         return self.latest.note
 
 
-def _conditions(user: StaffUser, flt: DifferenceFilter) -> tuple[list[Any], list[Any]]:
+def conditions(user: StaffUser, flt: DifferenceFilter) -> tuple[list[Any], list[Any]]:
     """The filter as conditions on items and on their accounts."""
     outcomes = DIFFERENT if flt.status == "open" else ("resolved",)
     on_item: list[Any] = [PromiseItem.current_outcome.in_(outcomes), PromiseItem.withdrawn_at.is_(None)]
@@ -85,7 +85,7 @@ def _conditions(user: StaffUser, flt: DifferenceFilter) -> tuple[list[Any], list
 
 def _base(user: StaffUser, flt: DifferenceFilter) -> Select[Any]:
     """The matching item ids, joined to accounts so a page can walk them in first-visit order."""
-    on_item, on_account = _conditions(user, flt)
+    on_item, on_account = conditions(user, flt)
     return (
         select(PromiseItem.id)
         .join(Account, Account.id == PromiseItem.account_id)
@@ -93,10 +93,10 @@ def _base(user: StaffUser, flt: DifferenceFilter) -> Select[Any]:
     )
 
 
-def _counted(user: StaffUser, flt: DifferenceFilter) -> Select[Any]:
+def counted(user: StaffUser, flt: DifferenceFilter) -> Select[Any]:
     """Driven from the items' outcome index with a per-item account check, so counting reads
     the open differences rather than every account (measured at 100,000 accounts)."""
-    on_item, on_account = _conditions(user, flt)
+    on_item, on_account = conditions(user, flt)
     account_ok = select(Account.id).where(Account.id == PromiseItem.account_id, *on_account).exists()
     return select(PromiseItem.id).where(*on_item, account_ok)
 
@@ -112,7 +112,7 @@ def list_differences(
     cursor = keyset.decode(flt.after, CURSOR)
     rows, last = _page(session, user, flt, PER_PAGE + 1, cursor)
     more = len(rows) > PER_PAGE
-    count = keyset.capped_count(session, _counted(user, flt))
+    count = keyset.capped_count(session, counted(user, flt))
     return keyset.KeysetPage(
         rows[:PER_PAGE], count, keyset.encode(last[PER_PAGE - 1]) if more else None, cursor is None
     )
@@ -137,18 +137,18 @@ def _page(
     """Pick the page's item ids in order first (with their sort keys, for the next cursor), then
     load only those rows with their entries."""
     keyed = keyset.fetch(session, _base(user, flt), ORDER, cursor, limit, nullable_first=True)
-    return _load(session, [row[-1] for row in keyed]), keyed
+    return load_rows(session, [row[-1] for row in keyed]), keyed
 
 
 def find_open(session: Session, user: StaffUser, item_id: int) -> DifferenceRow | None:
     """The open difference of this item, if the user may act on it."""
-    found = _load(
+    found = load_rows(
         session, list(session.scalars(_base(user, DifferenceFilter()).where(PromiseItem.id == item_id)))
     )
     return found[0] if found else None
 
 
-def _load(session: Session, ids: list[int]) -> list[DifferenceRow]:
+def load_rows(session: Session, ids: list[int]) -> list[DifferenceRow]:
     if not ids:
         return []
     found = session.execute(
@@ -231,7 +231,7 @@ def _resolve(
 ) -> RecordEntry:
     account = session.get(Account, item.account_id)
     assert account is not None
-    return record.append(
+    entry = record.append(
         session,
         account,
         event="resolved",
@@ -248,6 +248,8 @@ def _resolve(
             "customer_comment": customer.note,
         },
     )
+    decisions.notify(session, account, entry)  # the customer hears of it in the next batch email
+    return entry
 
 
 def accept_customer_version(session: Session, item_id: int, staff: StaffUser, note: str = "") -> RecordEntry:

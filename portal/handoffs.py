@@ -154,7 +154,9 @@ def update_handoff(
     (None for a new promise); items not named are withdrawn. Every change is a record entry.
     Returns what changed, in words, for the flash message."""
     if account.status == AccountStatus.SIGNED.value:
-        raise OnboardingSigned("The customer has signed; changes now go through their change requests.")
+        raise OnboardingSigned(
+            "The customer has signed: change an agreed value on the account page (the customer is told)."
+        )
     changes = _update_account_fields(session, account, data, salesperson, actor)
     current = {item.id: item for item in account.items}
     pairs = list(zip(item_ids, data.promises, strict=True))  # one id per promise, None for new

@@ -56,6 +56,8 @@ class Outcome(str, enum.Enum):
     DISPUTED = "disputed"
     RESOLVED = "resolved"
     WITHDRAWN = "withdrawn"
+    # After signing: the office accepted a change request or changed the value itself.
+    AGREED = "agreed"
 
 
 DIFFERENT = (Outcome.CHANGED.value, Outcome.DISPUTED.value)
@@ -325,6 +327,51 @@ def _refuse_bulk_changes(state: ORMExecuteState) -> None:
         mapper.class_ in APPEND_ONLY for mapper in state.all_mappers
     ):
         raise AppendOnlyError("bulk UPDATE/DELETE of append-only entries is refused")
+
+
+class ChangeRequestStatus(str, enum.Enum):
+    OPEN = "open"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+
+
+class ChangeRequest(Base):
+    """A signed customer's "ask for a change": one per promise it changes, open until the office
+    accepts it (the requested value becomes the agreed value from `effective_date`, or at once)
+    or declines it with a note. The record holds every step; this row is what the inbox lists."""
+
+    __tablename__ = "change_requests"
+    __table_args__ = (Index("ix_change_requests_status_account", "status", "account_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    # None for "something else": no promise to change, only a note to act on.
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("promise_items.id"))
+    requested_value: Mapped[str] = mapped_column(Text)
+    effective_date: Mapped[date | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(20), default=ChangeRequestStatus.OPEN.value)
+    staff_note: Mapped[str] = mapped_column(Text, default="")
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    account: Mapped[Account] = relationship(lazy="joined")
+    item: Mapped[PromiseItem | None] = relationship(lazy="joined")
+    decided_by: Mapped[StaffUser | None] = relationship()
+
+
+class DecisionNotice(Base):
+    """A decision the customer has not been emailed about yet: the worker sends every waiting
+    notice of an account as one email once the oldest is DECISION_EMAIL_DELAY_SECONDS old."""
+
+    __tablename__ = "decision_notices"
+    __table_args__ = (Index("ix_decision_notices_emailed_created", "emailed_at", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("record_entries.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    emailed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class OutboxEmail(Base):

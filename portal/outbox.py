@@ -47,7 +47,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from portal import record
+from portal import decisions, record
 from portal.company import email_reply_to, email_sender
 from portal.config import ConfigError
 from portal.db import get_db, unit_of_work, utcnow
@@ -482,6 +482,8 @@ def send_command(limit: int, now: datetime | None) -> None:
     the server refuses the recipient for good, the email is marked failed and the account's
     service record says so. Safe to run from cron, and as several processes at once.
     """
+    with unit_of_work() as session:  # decisions waiting long enough become one email per account
+        decisions.send_due_decision_emails(session, now)
     try:
         report = deliver_pending(get_db(), limit=limit, now=now)
     except ConfigError as error:

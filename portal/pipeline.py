@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import TypeVarTuple
 
 from flask import current_app
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from portal.access import own_accounts_only, scoped
@@ -17,6 +17,8 @@ from portal.models import (
     Account,
     AccountCount,
     AccountStatus,
+    ChangeRequest,
+    ChangeRequestStatus,
     OutboxEmail,
     PromiseItem,
     StaffUser,
@@ -24,6 +26,7 @@ from portal.models import (
 
 Columns = TypeVarTuple("Columns")
 
+OPEN_CHANGE = ChangeRequestStatus.OPEN.value
 WAITING = (AccountStatus.LINK_SENT.value, AccountStatus.OPENED.value, AccountStatus.IN_PROGRESS.value)
 
 
@@ -68,21 +71,31 @@ def pipeline(session: Session, user: StaffUser, now: datetime) -> Pipeline:
 @dataclass(frozen=True)
 class Attention:
     account: Account
-    open_differences: int
+    open_differences: int  # open differences and open change requests: the inbox's rows
 
 
 def needing_attention(session: Session, user: StaffUser, limit: int = 20) -> list[Attention]:
-    """Accounts with unresolved differences, the soonest first visit first: one query that walks
+    """Accounts with open decisions (unresolved differences, open change requests), the soonest
+    first visit first: one query that walks
     accounts in first-visit order and stops at `limit`, rather than counting every difference."""
     open_items = (
         (PromiseItem.account_id == Account.id)
         & PromiseItem.current_outcome.in_(DIFFERENT)
         & PromiseItem.withdrawn_at.is_(None)
     )
-    count = select(func.count()).where(open_items).correlate(Account).scalar_subquery()
+    open_changes = (ChangeRequest.account_id == Account.id) & (ChangeRequest.status == OPEN_CHANGE)
+    count = (
+        select(func.count()).where(open_items).correlate(Account).scalar_subquery()
+        + select(func.count()).where(open_changes).correlate(Account).scalar_subquery()
+    )
     query = (
         scoped(select(Account, count), user)
-        .where(select(PromiseItem.id).where(open_items).exists())
+        .where(
+            or_(
+                select(PromiseItem.id).where(open_items).exists(),
+                select(ChangeRequest.id).where(open_changes).exists(),
+            )
+        )
         .order_by(Account.first_visit.asc().nulls_last(), Account.id)
         .limit(limit)
     )

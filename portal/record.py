@@ -16,7 +16,7 @@ import hmac
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from flask import current_app, g, has_request_context
@@ -303,6 +303,23 @@ class ItemState:
         if self.latest and self.latest.confirmed_value is not None:
             return self.latest.confirmed_value
         return self.item.promised_value
+
+    @property
+    def effective_from(self) -> date | None:
+        """When the latest agreed value starts, if a decision set it from a date (a change the
+        customer asked for "from Dec 10"); before it, the previous value holds."""
+        starts = (self.latest.details or {}).get("effective_from") if self.latest else None
+        try:
+            return date.fromisoformat(starts) if isinstance(starts, str) else None
+        except ValueError:
+            return None
+
+    def value_on(self, day: date) -> str:
+        """The value agreed for `day` (a visit): the previous one until a dated change starts."""
+        starts = self.effective_from
+        if starts is not None and day < starts and self.latest is not None:
+            return str(self.latest.details.get("previous_value", self.item.promised_value))
+        return self.current_value
 
 
 def latest_entries_by_item(session: Session, account_ids: Iterable[int]) -> dict[int, RecordEntry]:

@@ -8,7 +8,7 @@ company's time zone, and who entered a handoff for whom."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,10 +176,91 @@ def _what(entry: RecordEntry, item: PromiseItem | None, cast: _Cast) -> tuple[st
         return "Note", entry.note
     if event == "change_requested":
         return "Asked for a change", entry.note
+    if event == "change_accepted":
+        return "Office agreed to the customer's request", entry.note
+    if event == "change_declined":
+        return "Office declined the customer's request", entry.note
     if event in PLAIN_EVENTS:
         return PLAIN_EVENTS[event].format(value=value).rstrip(": "), entry.note
     words = event.replace("_", " ").capitalize()
     return (f"{words}: {value}" if value else words), entry.note
+
+
+def _from(day: object, kind: str) -> str:
+    """' from Thursday, December 10, 2026' for a dated change, else nothing."""
+    return f" from {display_value(day, 'start_date')}" if isinstance(day, str) and day else ""
+
+
+# Entries that decide what is agreed (the first is a difference's resolution).
+DECISION_EVENTS = ("resolved", "change_accepted", "change_declined", "staff_changed")
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if not text or text[-1] in ".!?" else text + "."
+
+
+def told_customer(
+    entry: RecordEntry,
+    kind: str,
+    shown: Callable[[str | None, str], str] = display_value,
+    quoted: Callable[[str | None], str] = lambda text: text or "",
+    secret: bool = False,
+) -> str:
+    """A decision (or the customer's own answer) as the customer reads it, in plain words:
+    "You asked for Tuesday. We kept Friday: the Tuesday route is full." Emails pass `shown`
+    and `quoted` that keep codes out, and `secret` for an access detail (no value at all)."""
+    details: dict[str, Any] = entry.details or {}
+    note = quoted(entry.note).strip()
+    because = f": {note}" if note else ""
+    agreed = shown(entry.confirmed_value, kind)
+    when = _from(details.get("effective_from"), kind)
+    event = entry.event
+    if event == "answered":
+        if entry.outcome == "confirmed":
+            return "You confirmed this."
+        if entry.outcome == "changed":
+            return (
+                "You asked for a change here. The office will decide."
+                if secret
+                else _sentence(f"You asked for {agreed}. The office will decide")
+            )
+        if entry.outcome == "disputed":
+            return "You told us this is not what you were told. The office will decide."
+        return ""
+    if event == "resolved":
+        asked = shown(details.get("customer_value"), kind)
+        if details.get("resolution") == "accepted":
+            head = "We accepted your change" if secret else f"You asked for {asked}. We agreed: {agreed}"
+        elif secret or not asked:
+            head = (
+                "We kept the details we had"
+                if secret
+                else f"You told us this was not what you were told. We kept {agreed}"
+            )
+        else:
+            head = f"You asked for {asked}. We kept {agreed}"
+        return _sentence(head + because)
+    if event in ("change_accepted", "change_declined") and not kind:  # "something else"
+        asked = quoted(details.get("requested"))
+        verb = "We agreed" if event == "change_accepted" else "We could not do this"
+        return _sentence(f"You asked: {QUOTE[0]}{asked}{QUOTE[1]}. {verb}{because}")
+    if event in ("change_accepted", "change_declined"):
+        asked = shown(details.get("requested"), kind)
+        before = shown(details.get("previous_value"), kind)
+        if event == "change_accepted":
+            head = (
+                f"We accepted your change{when}"
+                if secret
+                else f"You asked for {asked}. We agreed: {agreed}{when}"
+            )
+        else:
+            head = "We kept the details we had" if secret else f"You asked for {asked}. We kept {before}"
+        return _sentence(head + because)
+    if event == "staff_changed":
+        head = f"We updated these details{when}" if secret else f"We changed this to {agreed}{when}"
+        return _sentence(head + because)
+    return ""
 
 
 def _about_promise(
@@ -218,7 +299,21 @@ def _about_promise(
     if event == "note":
         return f"Note on {label}", entry.note
     if event == "change_requested":
+        requested = details.get("requested")
+        when = _from(details.get("effective_date"), item.kind)
+        if isinstance(requested, str) and requested:  # the request is the sentence: no note repeats it
+            return f"{label}: asked to change it to {display_value(requested, item.kind)}{when}", ""
         return f"{label}: asked for a change", entry.note
+    if event in DECISION_EVENTS[1:]:
+        before = display_value(details.get("previous_value"), item.kind)
+        moved = f"{before} {ARROW} " if before else ""
+        when = _from(details.get("effective_from"), item.kind)
+        asked = display_value(details.get("requested"), item.kind)
+        if event == "change_accepted":
+            return f"{label}: {moved}office accepted the customer's change to {confirmed}{when}", entry.note
+        if event == "change_declined":
+            return f"{label}: office declined the customer's change to {asked}, kept {before}", entry.note
+        return f"{label}: {moved}office changed it to {confirmed}{when}", entry.note
     words = event.replace("_", " ").capitalize()
     value = confirmed or promised
     return f"{label}: {value} ({words.lower()})", entry.note

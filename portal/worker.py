@@ -36,6 +36,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 
 from portal.db import get_db, unit_of_work, utcnow
+from portal.decisions import send_due_decision_emails
 from portal.outbox import FAILED, SENT, deliver_pending
 from portal.payments.cli import charge_autopay_command
 from portal.record_seal import email_seal_to_admins
@@ -190,6 +191,8 @@ class Worker:
 
 def deliver_outbox(stop: threading.Event) -> Outcome:
     """Deliver due emails a small batch at a time until none is left or a stop is asked for."""
+    with unit_of_work() as batch:  # decisions waiting long enough become one email per account
+        send_due_decision_emails(batch)
     session = get_db()
     sent = retry = failed = 0
     while True:  # until the queue is empty, a stop is asked for, or OUTBOX_RUN emails

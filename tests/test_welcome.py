@@ -401,7 +401,8 @@ def test_every_step_records_answers_and_signing_freezes_the_onboarding(client, d
     assert client.post(location, data=changed).status_code == 302
     assert complete(client) == "/welcome/thanks"
     page = client.get("/welcome/thanks").get_data(as_text=True)
-    assert "Thank you, Dana Reyes!" in page and "1 thing differed" in page
+    assert "Thank you, Dana Reyes!" in page and "This answer waits for our office" in page
+    assert "Your service is confirmed" not in page  # not while an answer waits for the office
 
     db.expire_all()
     account = db.get(Account, account.id)

@@ -95,7 +95,7 @@ def test_dashboard_counts_expired_and_unopened_links(app, client, staff, make_st
 def test_differences_show_promised_and_confirmed_side_by_side(client, staff, make_staff, seeded):
     login(staff, make_staff)
     page = client.get("/staff/differences").get_data(as_text=True)
-    assert 'Open differences <span class="muted">(3 in all)</span>' in page
+    assert 'Inbox: open <span class="muted">(3 in all)</span>' in page
     assert "<del>Side</del>" in page and "<ins>Front</ins>" in page and "<ins>7788</ins>" in page
     assert "I was promised a new salt cell" in page and "Promised by Sam" in page
     assert page.index("Ann Soon") < page.index("Lee Later")  # soonest first visit on top
@@ -110,7 +110,7 @@ def test_differences_show_promised_and_confirmed_side_by_side(client, staff, mak
         ("salesperson={kim}", ["Lee Later"], ["Ann Soon"]),
         ("visit_to={in_a_week}", ["Ann Soon"], ["Lee Later"]),
         ("visit_from={in_a_week}", ["Lee Later"], ["Ann Soon"]),
-        ("status=resolved", ["No resolved differences match"], ["Ann Soon", "Lee Later"]),
+        ("status=resolved", ["No resolved differences or change requests match"], ["Ann Soon", "Lee Later"]),
     ],
 )
 def test_each_filter(client, staff, make_staff, seeded, query, present, absent):

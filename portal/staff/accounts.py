@@ -174,7 +174,11 @@ def edit_handoff(account_id: int) -> str | Response | tuple[str, int]:
     session = get_db()
     found = account_or_404(session, account_id, current_user, Action.EDIT)
     if found.signed_at is not None:
-        flash("The customer has signed; changes now go through their change requests.", "error")
+        flash(
+            "The customer has signed: change an agreed value with its Change link below "
+            "(the customer is emailed the new value and your note).",
+            "info",
+        )
         return redirect(url_for("staff.account", account_id=found.id))
     form = EditHandoffForm() if request.method == "POST" else EditHandoffForm(data=_edit_data(found))
     _salesperson_choices(form, found.salesperson)

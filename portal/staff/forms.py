@@ -267,6 +267,48 @@ def new_resolve_form(people: list[StaffUser], disputed: bool) -> ResolveForm:
     return form
 
 
+class ChangeDecisionForm(OnceForm):
+    """The office's answer to a change request (accept or decline, with a note)."""
+
+    action = RadioField(
+        "What do you decide?",
+        validators=[InputRequired("Choose what to do.")],
+        choices=options(
+            [
+                (
+                    "accept",
+                    "Accept: it becomes the agreed value (from the customer's date, if they gave one)",
+                ),
+                ("decline", "Decline: keep what is agreed, and say why"),
+            ]
+        ),
+        render_kw={"class": "plain"},
+    )
+    value = StringField(
+        "Agreed value (when accepting)",
+        validators=[SingleLine("The agreed value"), Length(max=500)],
+    )
+    note = TextAreaField(
+        "Note for the customer (they read it in their email and on My service)",
+        validators=[Length(max=1000)],
+    )
+    back = HiddenField()
+
+
+class AgreedChangeForm(OnceForm):
+    """The office changes an agreed value after signing; the customer is told."""
+
+    value = StringField(
+        "New agreed value",
+        validators=[DataRequired("Enter the new value."), SingleLine("The new value"), Length(max=500)],
+    )
+    effective = DateField("From (optional; empty means now)", validators=[Optional()])
+    note = TextAreaField(
+        "Why (the customer reads this)",
+        validators=[DataRequired("Say why, in words the customer will read."), Length(max=1000)],
+    )
+
+
 class NoteForm(OnceForm):
     item = SelectField("About", coerce=int)
     note = TextAreaField(

@@ -6,13 +6,13 @@ from collections.abc import Iterable
 from datetime import date, datetime, timezone
 from typing import TypedDict
 
-from flask import Response, flash, redirect, render_template, request, url_for
+from flask import Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from werkzeug.wrappers import Response as BaseResponse
 
 from portal import brief as brief_service
+from portal import decisions, inbox, once, pipeline, record, reports
 from portal import differences as diffs
-from portal import once, pipeline, reports
 from portal.access import Action, account_or_404, allows, roles_for
 from portal.auth import ALL_STAFF, is_safe_next, roles_required
 from portal.company import company_today
@@ -20,10 +20,16 @@ from portal.csv_export import csv_text
 from portal.db import get_db, unit_of_work
 from portal.forms import options
 from portal.handoffs import KIND_LABELS
-from portal.models import StaffUser
+from portal.models import ChangeRequestStatus, StaffUser
 from portal.salespeople import salespeople
 from portal.staff import bp
-from portal.staff.forms import DifferenceFilterForm, ResolveForm, new_resolve_form
+from portal.staff.forms import (
+    AgreedChangeForm,
+    ChangeDecisionForm,
+    DifferenceFilterForm,
+    ResolveForm,
+    new_resolve_form,
+)
 
 
 def _me() -> StaffUser:
@@ -77,7 +83,7 @@ def _filter_form(people: list[StaffUser]) -> tuple[DifferenceFilterForm, diffs.D
 def differences() -> str:
     people = salespeople(get_db())
     form, flt = _filter_form(people)
-    page = diffs.list_differences(get_db(), _me(), flt)
+    page = inbox.list_inbox(get_db(), _me(), flt, company_today())
     args = {k: v for k, v in request.args.items() if k != "after"}
     return render_template(
         "staff/differences.html",
@@ -85,8 +91,9 @@ def differences() -> str:
         flt=flt,
         page=page,
         args=args,
-        per_page=diffs.PER_PAGE,
+        per_page=inbox.PER_PAGE,
         highlight=diffs.highlight,
+        now=datetime.now(timezone.utc),
     )
 
 
@@ -204,12 +211,97 @@ def _decide(form: ResolveForm, item_id: int, people: list[StaffUser]) -> str | N
         return None
 
 
+@bp.route("/changes/<int:change_id>", methods=["GET", "POST"])
+@roles_required(*roles_for(Action.RESOLVE))
+def decide_change(change_id: int) -> str | BaseResponse | tuple[str, int]:
+    """One change request and the office's answer to it, on a page of its own."""
+    session = get_db()
+    change = decisions.find_request(session, _me(), change_id)
+    if change is None:
+        abort(404)
+    if change.status != ChangeRequestStatus.OPEN.value:
+        flash("That change request was decided already.", "info")
+        return redirect(_back(request.values.get("back")))
+    form = ChangeDecisionForm()
+    if request.method == "GET":
+        form.back.data = _back(request.args.get("back"))
+        form.value.data = change.requested_value
+    elif form.validate_on_submit():
+        message = _decide_change(form, change_id)
+        if message is not None:
+            flash(message, "success")
+            return redirect(_back(form.back.data))
+    states = {state.item.id: state for state in record.item_states(session, change.account)}
+    current = states.get(change.item_id) if change.item_id is not None else None
+    code = 400 if request.method == "POST" else 200
+    return render_template(
+        "staff/change.html", change=change, current=current, form=form, back=_back(form.back.data)
+    ), code
+
+
+def _decide_change(form: ChangeDecisionForm, change_id: int) -> str | None:
+    """Accept or decline in one unit of work: what to tell the user, or None with the form's
+    errors set (nothing written)."""
+    note = (form.note.data or "").strip()
+    try:
+        with unit_of_work() as session:
+            if once.claim(session, form.submitted_id, "decide-change") is None:
+                return "That was saved already."
+            if form.action.data == "accept":
+                decisions.accept_request(session, change_id, _me(), form.value.data or "", note)
+                return "Accepted; the customer will be emailed what is agreed now."
+            decisions.decline_request(session, change_id, _me(), note)
+            return "Declined; the customer will be emailed your note."
+    except decisions.DecisionError as error:
+        target = form.note if form.action.data == "decline" and "why" in str(error) else form.value
+        target.errors = [*target.errors, str(error)]
+        return None
+
+
+@bp.route("/accounts/<int:account_id>/agreed/<int:item_id>", methods=["GET", "POST"])
+@roles_required(*roles_for(Action.RESOLVE))
+def change_agreed(account_id: int, item_id: int) -> str | BaseResponse | tuple[str, int]:
+    """After signing, the office changes an agreed value itself; the customer is told."""
+    session = get_db()
+    account = account_or_404(session, account_id, _me(), Action.RESOLVE)
+    state = next((s for s in record.item_states(session, account) if s.item.id == item_id), None)
+    if state is None:
+        abort(404)
+    if account.signed_at is None:
+        flash("Before signing, edit the handoff instead.", "info")
+        return redirect(url_for("staff.account", account_id=account.id))
+    form = AgreedChangeForm()
+    if request.method == "GET":
+        form.value.data = state.current_value
+    elif form.validate_on_submit():
+        try:
+            with unit_of_work() as db:
+                if once.claim(db, form.submitted_id, "change-agreed") is not None:
+                    decisions.change_agreed(
+                        db,
+                        account,
+                        item_id,
+                        _me(),
+                        form.value.data or "",
+                        form.note.data or "",
+                        form.effective.data,
+                    )
+            flash("Changed; the customer will be emailed what is agreed now.", "success")
+            return redirect(url_for("staff.account", account_id=account.id))
+        except decisions.DecisionError as error:
+            form.value.errors = [*form.value.errors, str(error)]
+    code = 400 if request.method == "POST" else 200
+    return render_template("staff/agreed_change.html", account=account, state=state, form=form), code
+
+
 @bp.get("/accounts/<int:account_id>/brief")
 @roles_required(*roles_for(Action.BRIEF))
 def brief(account_id: int) -> str:
     session = get_db()
     account = account_or_404(session, account_id, _me(), Action.BRIEF)
-    return render_template("staff/brief.html", brief=brief_service.brief_for(session, account))
+    return render_template(
+        "staff/brief.html", brief=brief_service.brief_for(session, account, company_today())
+    )
 
 
 @bp.get("/day")

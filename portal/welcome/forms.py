@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from wtforms import BooleanField, EmailField, RadioField, StringField, TextAreaField
+from wtforms import BooleanField, DateField, EmailField, RadioField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Email, Length, Optional, ValidationError
 
 from portal.confirmations import Answer
@@ -284,8 +284,13 @@ def change_form_class(states: list[ItemState]) -> type[OnceForm]:
                 "What would you like to change?", choices=options(choices), validate_choice=True
             ),
             "details": TextAreaField(
-                "Tell us what you need",
+                "What should it be instead?",
                 validators=[DataRequired("Tell us what you would like to change."), Length(max=MAX_TEXT)],
+            ),
+            "effective": DateField(
+                "From which date? (optional)",
+                validators=[Optional()],
+                description="Leave it empty for as soon as the office agrees.",
             ),
         },
     )

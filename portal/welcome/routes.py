@@ -9,8 +9,8 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
 from portal import confirmations as confirm
-from portal import customer_session, email_change, links, once, record
-from portal.company import get_company
+from portal import customer_session, decisions, email_change, links, once, record
+from portal.company import company_today, get_company
 from portal.customer_session import customer_pay_required, customer_required
 from portal.db import get_db, unit_of_work
 from portal.extensions import limiter
@@ -280,7 +280,8 @@ def _service_context(account: Account) -> dict[str, object]:
     days = confirm.agreed_days(session, account)
     return {
         "account": account,
-        "lines": confirm.summary(session, account),
+        "agreed": decisions.agreed_lines(session, account, company_today()),
+        "requests": decisions.open_requests(session, account),
         "days": days,
         "next_visit": confirm.next_visit(days, confirm.agreed_start(session, account), date.today()),
         "extras": confirm.latest_step_details(session, account),
@@ -307,8 +308,10 @@ def request_change(account: Account) -> str | BaseResponse | tuple[str, int]:
         with unit_of_work() as session:
             if _claimed(session, form, "change-request"):
                 item = next((i for i in account.items if str(i.id) == form["item"].data), None)
-                confirm.request_change(session, account, item, (form["details"].data or "").strip())
-        flash("Thanks, we have your request. The office will contact you shortly.", "success")
+                confirm.request_change(
+                    session, account, item, (form["details"].data or "").strip(), form["effective"].data
+                )
+        flash("Thanks, we have your request. The office will decide and email you.", "success")
         return redirect(url_for("welcome.my_service"))
     return render_template("welcome/service.html", form=form, **_service_context(account)), 400
 
