@@ -248,7 +248,9 @@ def _decide_change(form: ChangeDecisionForm, change_id: int) -> str | None:
             if once.claim(session, form.submitted_id, "decide-change") is None:
                 return "That was saved already."
             if form.action.data == "accept":
-                decisions.accept_request(session, change_id, _me(), form.value.data or "", note)
+                decisions.accept_request(
+                    session, change_id, _me(), (form.value.data or "").strip() or None, note
+                )
                 return "Accepted; the customer will be emailed what is agreed now."
             decisions.decline_request(session, change_id, _me(), note)
             return "Declined; the customer will be emailed your note."
