@@ -50,7 +50,7 @@ class InboxRow:
         return KIND_WORDS[self.kind]
 
 
-def _difference_keys(user: StaffUser, flt: diffs.DifferenceFilter) -> Select:  # type: ignore[type-arg]
+def _difference_keys(user: StaffUser, flt: diffs.DifferenceFilter) -> Select[date | None, datetime, str, int]:
     on_item, on_account = diffs.conditions(user, flt)
     return (
         select(
@@ -75,7 +75,9 @@ def _change_conditions(user: StaffUser, flt: diffs.DifferenceFilter) -> tuple[li
     return on_change, on_account
 
 
-def _change_keys(user: StaffUser, flt: diffs.DifferenceFilter) -> Select:  # type: ignore[type-arg]
+def _change_keys(
+    user: StaffUser, flt: diffs.DifferenceFilter
+) -> Select[date | None, datetime | None, str, int]:
     on_change, on_account = _change_conditions(user, flt)
     since = ChangeRequest.created_at if flt.status == "open" else ChangeRequest.decided_at
     return (
