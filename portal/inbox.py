@@ -18,6 +18,7 @@ from portal import confirmations, keyset, record
 from portal import differences as diffs
 from portal.handoffs import display_value
 from portal.models import (
+    DIFFERENT,
     Account,
     ChangeRequest,
     ChangeRequestStatus,
@@ -158,7 +159,12 @@ def _visit_days(session: Session, account_ids: list[int]) -> dict[int, list[str]
     if not account_ids:
         return {}
     found = session.execute(
-        select(PromiseItem.account_id, PromiseItem.promised_value, RecordEntry.confirmed_value)
+        select(
+            PromiseItem.account_id,
+            PromiseItem.promised_value,
+            RecordEntry.confirmed_value,
+            PromiseItem.current_outcome,
+        )
         .outerjoin(RecordEntry, RecordEntry.id == PromiseItem.latest_entry_id)
         .where(
             PromiseItem.account_id.in_(account_ids),
@@ -166,7 +172,13 @@ def _visit_days(session: Session, account_ids: list[int]) -> dict[int, list[str]
             PromiseItem.withdrawn_at.is_(None),
         )
     )
-    return {
-        account_id: [d for d in (normalise_weekdays(agreed or promised) or "").split(", ") if d]
-        for account_id, promised, agreed in found
+    return {  # an answer the office has not decided yet is not the agreed day
+        account_id: [
+            d
+            for d in (
+                normalise_weekdays(promised if outcome in DIFFERENT else agreed or promised) or ""
+            ).split(", ")
+            if d
+        ]
+        for account_id, promised, agreed, outcome in found
     }

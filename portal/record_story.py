@@ -218,7 +218,7 @@ def told_customer(
     event = entry.event
     if event == "answered":
         if entry.outcome == "confirmed":
-            return "You confirmed this."
+            return ""  # as agreed: nothing to tell
         if entry.outcome == "changed":
             return (
                 "You asked for a change here. The office will decide."

@@ -175,8 +175,8 @@ def edit_handoff(account_id: int) -> str | Response | tuple[str, int]:
     found = account_or_404(session, account_id, current_user, Action.EDIT)
     if found.signed_at is not None:
         flash(
-            "The customer has signed: change an agreed value with its Change link below "
-            "(the customer is emailed the new value and your note).",
+            "The customer has signed: the office changes an agreed value with its Change link "
+            "under Promises (the customer is emailed the new value and the note).",
             "info",
         )
         return redirect(url_for("staff.account", account_id=found.id))
