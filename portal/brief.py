@@ -47,6 +47,7 @@ class BriefLine:
     disputed: bool = False  # the customer said the promise is wrong without giving a new value
     asked: str = ""  # an open change request's value: "customer asked to change"
     asked_from: str = ""  # the date the customer gave for it, shown
+    later: str = ""  # an agreed change not in force on the visit's day: "code 9911 from ..."
 
     @property
     def flagged(self) -> bool:
@@ -82,6 +83,10 @@ def _line(state: record.ItemState, day: date, asked: ChangeRequest | None) -> Br
         kind=item.kind,
         label=item.label,
         value=display_value(state.value_on(day), item.kind),
+        later=f"{display_value(state.current_value, item.kind)} from "
+        f"{display_value(state.effective_from.isoformat(), 'start_date')}"
+        if state.effective_from is not None and day < state.effective_from
+        else "",
         asked=asked.requested_value if asked is not None else "",
         asked_from=display_value(asked.effective_date.isoformat(), "start_date")
         if asked is not None and asked.effective_date

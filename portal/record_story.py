@@ -248,12 +248,12 @@ def told_customer(
     if event in ("change_accepted", "change_declined"):
         asked = shown(details.get("requested"), kind)
         before = shown(details.get("previous_value"), kind)
-        if event == "change_accepted":
-            head = (
-                f"We accepted your change{when}"
-                if secret
-                else f"You asked for {asked}. We agreed: {agreed}{when}"
-            )
+        if event == "change_accepted" and secret:
+            head = f"We accepted your change{when}"
+        elif event == "change_accepted" and agreed == asked:
+            head = f"You asked for {asked}. We agreed{',' if when else ''}{when}"
+        elif event == "change_accepted":
+            head = f"You asked for {asked}. We agreed: {agreed}{when}"
         else:
             head = "We kept the details we had" if secret else f"You asked for {asked}. We kept {before}"
         return _sentence(head + because)

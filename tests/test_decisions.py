@@ -185,12 +185,13 @@ def test_accepting_from_a_later_date_changes_the_value_from_that_date(
 
     # The first visit comes before the customer's date: its brief has the code agreed for that day.
     brief = office.get(f"/staff/accounts/{account.id}/brief").get_data(as_text=True)
-    assert OLD_GATE in brief and NEW_GATE not in brief and "Customer asked to change" not in brief
+    assert f"Side gate, code {OLD_GATE} <span" in brief and "Customer asked to change" not in brief
+    assert f"Changes to Side gate, code {NEW_GATE} from" in brief
     # Dana sees today's code, what comes from her date, and the story.
     service = client.get("/welcome/service").get_data(as_text=True)
     agreed = service.split("Your requests", 1)[0]
     assert f"code {OLD_GATE}" in agreed and f"code {NEW_GATE} from" in agreed
-    assert "We agreed: Side gate, code 9911 from" in agreed
+    assert "You asked for Side gate, code 9911. We agreed, from" in agreed
     assert "Your requests" not in service  # nothing open any more
     inbox = office.get("/staff/differences").get_data(as_text=True)
     assert "(0 in all)" in inbox
