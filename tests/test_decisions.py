@@ -385,3 +385,39 @@ def test_a_change_request_of_a_removed_account_is_a_404_with_nothing_changed(
     assert office.get(f"/staff/changes/{change_id + 1000}").status_code == 404
     assert _change(db).status == "open" and count_rows(db, RecordEntry) == before
     assert re.search(r"\(0 in all\)", office.get("/staff/differences").get_data(as_text=True))
+
+
+def test_the_inbox_and_dashboard_take_the_same_queries_at_2_and_12_requests(
+    app, db, make_account, make_staff
+):
+    from sqlalchemy import event
+
+    from portal import decisions
+
+    office = _staff(app, db, make_staff("office"))
+
+    def add(start, n):  # type: ignore[no-untyped-def]
+        for i in range(start, start + n):
+            account = make_account(customer_name=f"C{i}", customer_email=f"c{i}@example.com")
+            gate = next(item for item in account.items if item.kind == "gate_access")
+            decisions.open_request(db, account, gate, f"Side gate, code 10{i:02}", None)
+            decisions.open_request(db, account, None, "Pool cover", None)
+            db.commit()
+
+    def queries(url):  # type: ignore[no-untyped-def]
+        statements: list[str] = []
+        engine = app.extensions["portal.engine"]
+        listener = lambda *args: statements.append(args[2])  # noqa: E731
+        event.listen(engine, "before_cursor_execute", listener)
+        try:
+            assert office.get(url).status_code == 200
+        finally:
+            event.remove(engine, "before_cursor_execute", listener)
+        return len(statements)
+
+    add(0, 1)
+    small = {url: queries(url) for url in ("/staff/", "/staff/differences")}
+    add(1, 5)
+    large = {url: queries(url) for url in small}
+    assert large == small, (small, large)
+    assert "(12 in all)" in office.get("/staff/differences").get_data(as_text=True)
