@@ -1,6 +1,6 @@
 """change requests and decision notices
 
-Revision ID: 0012
+Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-02
 
@@ -8,8 +8,7 @@ Decisions close the loop (issue 16): a signed customer's "ask for a change" beco
 change_requests row the office inbox lists and decides (open, accepted, declined, with the
 staff note and who decided when); each decision a customer has not been emailed about waits
 in decision_notices until the worker sends an account's waiting decisions as one email.
-Numbered 0012 on top of 0010 for now: the lead renumbers at merge. No data moves (change
-requests made before this revision stay record entries only).
+No data moves (change requests made before this revision stay record entries only).
 """
 
 import sqlalchemy as sa
@@ -17,7 +16,7 @@ from alembic import op
 
 import portal.db
 
-revision = "0012"
+revision = "0011"
 down_revision = "0010"
 branch_labels = None
 depends_on = None
