@@ -200,12 +200,20 @@ def _about_promise(
     if event == "answered":
         if outcome == "confirmed":
             return f"{label}: {promised} {ARROW} customer confirmed", entry.note
+        if outcome == "changed" and "preferences" in details:
+            # A wish, not a change: the office decides the day.
+            return f"{label}: {promised} {ARROW} customer {confirmed}", entry.note
         if outcome == "changed":
             return f"{label}: {promised} {ARROW} customer changed to {confirmed}", entry.note
         if outcome == "disputed":
             return f"{label}: {promised} {ARROW} customer says this is not what they were told", entry.note
     if event == "resolved":
         asked = display_value(details.get("customer_value"), item.kind)
+        wished = details.get("customer_preferences")
+        if wished and isinstance(wished, list):
+            if details.get("resolution") == "accepted":
+                return f"{label}: {promised} {ARROW} office agreed {confirmed} (customer {asked})", entry.note
+            return f"{label}: kept {confirmed or promised} (customer {asked})", entry.note
         if details.get("resolution") == "accepted":
             return f"{label}: {promised} {ARROW} office accepted the customer's {confirmed}", entry.note
         kept = f"{label}: kept {confirmed or promised}"
