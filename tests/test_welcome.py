@@ -394,8 +394,8 @@ def test_every_step_records_answers_and_signing_freezes_the_onboarding(client, d
         html,
         **{
             f"i{visit}_answer": "no",
-            f"i{visit}_choice1": "Thursday",
-            f"i{visit}_choice2": "Monday",
+            f"i{visit}_pref1": "Thursday",
+            f"i{visit}_pref2": "Monday",
             f"i{visit}_comment": "Fridays we travel",
         },
     )
@@ -459,7 +459,7 @@ def test_the_confirmation_email_lists_what_was_confirmed_and_changed(client, db,
     "kind, fields, message",
     [
         ("visit_day", {"answer": "no"}, "Choose at least one day"),
-        ("visit_day", {"answer": "no", "choice1": "Monday"}, "Tell us briefly why"),
+        ("visit_day", {"answer": "no", "pref1": "Monday"}, "Tell us briefly why"),
         ("visit_day", {"answer": ""}, "Choose \u201cThat&#39;s right\u201d"),
         ("start_date", {"answer": "no", "date": "2020-01-01", "comment": "x"}, "Choose a date from today on"),
         ("start_date", {"answer": "no", "date": "soon", "comment": "x"}, "Choose a date, e.g."),
@@ -568,7 +568,7 @@ def test_double_submit_takes_effect_once_and_two_tabs_leave_the_latest_answer(cl
     tab_one = client.get(location).get_data(as_text=True)
     tab_two = client.get(location).get_data(as_text=True)
     first = answer_all(
-        tab_one, **{f"i{visit}_answer": "no", f"i{visit}_choice1": "Monday", f"i{visit}_comment": "work"}
+        tab_one, **{f"i{visit}_answer": "no", f"i{visit}_pref1": "Monday", f"i{visit}_comment": "work"}
     )
     client.post(location, data=first)
     client.post(location, data=first)  # the double click

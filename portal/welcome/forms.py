@@ -48,7 +48,7 @@ def choice_count(item: PromiseItem) -> int:
 
 
 def _choice_fields(item: PromiseItem) -> list[str]:
-    return [f"{_prefix(item)}_choice{n}" for n in range(1, choice_count(item) + 1)]
+    return [f"{_prefix(item)}_pref{n}" for n in range(1, choice_count(item) + 1)]
 
 
 def billing_is_card(value: str) -> bool:
