@@ -276,6 +276,8 @@ def new_resolve_form(
         form.days.choices = options(
             [(day, f"{day} ({ORDINALS[n]} choice)") for n, day in enumerate(preferred_days)]
         )
+        if not form.is_submitted():
+            form.days.data = preferred_days[:needed]  # the customer's first choices, to change at will
     form.action.choices = options(
         [(key, label) for key, label in labels.items() if not (disputed and key == "accept")]
     )

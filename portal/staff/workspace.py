@@ -189,7 +189,7 @@ def _decide(form: ResolveForm, item_id: int, people: list[StaffUser]) -> str | N
             if form.action.data == "accept":
                 if form.days.choices:
                     entry = diffs.accept_customer_version(session, item_id, _me(), note, form.days.data or [])
-                    return f"Agreed {entry.confirmed_value}: the customer sees it on their service page."
+                    return f"Accepted the customer's choice: {entry.confirmed_value} is agreed."
                 diffs.accept_customer_version(session, item_id, _me(), note)
                 return "Accepted the customer's version."
             if form.action.data == "keep":
