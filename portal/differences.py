@@ -295,7 +295,8 @@ def _chosen_days(session: Session, item: PromiseItem, customer: RecordEntry, day
     if any(day not in wished for day in days) or len(set(days)) != len(days):
         raise ResolutionError(f"Choose from the days the customer gave: {', '.join(wished)}.")
     if len(days) != needed:
-        raise ResolutionError(f"The plan has {needed} visit(s) a week: choose {what}.")
+        visits = "1 visit" if needed == 1 else f"{needed} visits"
+        raise ResolutionError(f"The plan has {visits} a week: choose {what}.")
     return ", ".join(sorted(days, key=WEEKDAYS.index))
 
 

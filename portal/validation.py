@@ -250,9 +250,10 @@ def _promises(check: _Checker, value: Any, visits_per_week: int = 1) -> list[Pro
             count = len(days.split(", "))
             if count > visits_per_week and "visits_per_week" not in check.errors:
                 # The plan decides how many days: a weekly plan promises one.
+                visits = "1 visit" if visits_per_week == 1 else f"{visits_per_week} visits"
                 check.errors[f"{key}.value"] = (
-                    f"The plan has {visits_per_week} visit(s) a week but {count} visit days are "
-                    f"promised: choose {visits_per_week}, or raise the visits a week."
+                    f"The plan has {visits} a week but {count} visit days are promised: "
+                    f"choose {visits_per_week}, or raise the service days a week."
                 )
                 continue
             text = days
