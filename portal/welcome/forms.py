@@ -82,9 +82,7 @@ def item_form_class(items: list[PromiseItem], with_note: bool = False) -> type[O
                 fields[name] = SelectField(
                     f"{ORDINALS[number]} choice",
                     validate_choice=False,
-                    choices=options(
-                        [("", "No preference" if number else "Choose a day"), *((d, d) for d in WEEKDAYS)]
-                    ),
+                    choices=options([("", "No preference" if number else "Choose a day"), *WEEKDAY_CHOICES]),
                 )
         elif item.kind == "start_date":
             fields[f"{p}_date"] = StringField("A date that suits you better", render_kw={"type": "date"})
