@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -113,6 +113,7 @@ class Answer:
     outcome: str  # confirmed, changed or disputed
     value: str | None
     comment: str = ""
+    details: dict[str, Any] | None = None  # machine-readable parts, e.g. the preferred days
 
 
 _STARTED = (AccountStatus.LINK_SENT.value, AccountStatus.OPENED.value, AccountStatus.DRAFT.value)
@@ -150,6 +151,7 @@ def record_answers(session: Session, account: Account, answers: list[Answer]) ->
                 answer.value,
                 answer.outcome,
                 answer.comment,
+                answer.details,
             )
             for answer in answers
         ],
@@ -331,10 +333,40 @@ def request_change(
         )
 
 
+# -- the schedule: agreed days, first visit, next visit ------------------------------------------
+
+SCHEDULE_KINDS = ("visit_day", "start_date")
+UNDECIDED = ("changed", "disputed")
+
+
+def preference_text(days: list[str]) -> str:
+    """The customer's preferred days in their order, as people read them."""
+    return "prefers " + ", then ".join(days)
+
+
+def preferences(entry: RecordEntry | None) -> list[str]:
+    """The days a visit-day answer prefers, 1st choice first (older answers listed the days
+    without an order: they read as given)."""
+    if entry is None:
+        return []
+    listed = (entry.details or {}).get("preferences")
+    if isinstance(listed, list):
+        return [day for day in listed if day in WEEKDAYS]
+    days = normalise_weekdays(entry.confirmed_value or "") if entry.outcome != "resolved" else None
+    return days.split(", ") if days else []
+
+
+def _agreed_value(state: record.ItemState) -> str:
+    """What is agreed now: a customer's different answer is a wish until the office decides."""
+    if state.outcome in UNDECIDED:
+        return state.item.promised_value
+    return state.current_value
+
+
 def agreed_days(session: Session, account: Account) -> list[str]:
     for state in record.item_states(session, account):
         if state.item.kind == "visit_day":
-            return [d for d in (normalise_weekdays(state.current_value) or "").split(", ") if d]
+            return [d for d in (normalise_weekdays(_agreed_value(state)) or "").split(", ") if d]
     return []
 
 
@@ -342,20 +374,72 @@ def agreed_start(session: Session, account: Account) -> date | None:
     for state in record.item_states(session, account):
         if state.item.kind == "start_date":
             try:
-                return date.fromisoformat(state.current_value)
+                return date.fromisoformat(_agreed_value(state))
             except ValueError:
                 return account.first_visit
     return account.first_visit
 
 
-def next_visit(days: list[str], start: date | None, today: date) -> date | None:
-    """The first agreed weekday on or after both today and the start date."""
-    if not days:
-        return start if start and start >= today else None
-    day = max(today, start or today)
+def first_service_day_after(first: date, days: list[str]) -> date | None:
+    """The first agreed weekday after the first visit: where the weekly service begins."""
     wanted = {WEEKDAYS.index(d) for d in days}
-    for offset in range(7):
-        candidate = day + timedelta(days=offset)
-        if candidate.weekday() in wanted:
-            return candidate
-    return None
+    return next(
+        (day for day in (first + timedelta(days=n) for n in range(1, 8)) if day.weekday() in wanted), None
+    )
+
+
+def next_visit(days: list[str], first: date | None, today: date) -> date | None:
+    """The first visit is itself a visit; after it, the next agreed service day. `today` is
+    the company's (company_today)."""
+    if first is not None and first >= today:
+        return first
+    if not days:
+        return None
+    wanted = {WEEKDAYS.index(d) for d in days}
+    return next(
+        today + timedelta(days=n) for n in range(7) if (today + timedelta(days=n)).weekday() in wanted
+    )
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The agreed schedule and its revision: `sequence` counts the office's and sales' changes
+    to it (customers' wishes change nothing), `changed_at` is the latest of those."""
+
+    first: date | None
+    days: list[str]
+    sequence: int
+    changed_at: datetime | None
+
+    def next_visit(self, today: date) -> date | None:
+        return next_visit(self.days, self.first, today)
+
+    @property
+    def service_from(self) -> date | None:
+        """Where the weekly service starts: the first agreed day after the first visit."""
+        return first_service_day_after(self.first, self.days) if self.first and self.days else None
+
+
+def schedule(session: Session, account: Account) -> Schedule:
+    items = [item.id for item in account.all_items if item.kind in SCHEDULE_KINDS]
+    entries = (
+        list(
+            session.scalars(
+                select(RecordEntry)
+                .where(
+                    RecordEntry.item_id.in_(items),
+                    RecordEntry.actor != CUSTOMER,
+                    RecordEntry.outcome.is_not(None),
+                )
+                .order_by(RecordEntry.seq)
+            )
+        )
+        if items
+        else []
+    )
+    return Schedule(
+        first=agreed_start(session, account),
+        days=agreed_days(session, account),
+        sequence=sum(1 for entry in entries if entry.event != "promised"),
+        changed_at=entries[-1].created_at if entries else None,
+    )

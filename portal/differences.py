@@ -18,8 +18,10 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, lazyload, load_only
 
 from portal import access, decisions, keyset, record
+from portal.confirmations import preferences
 from portal.handoffs import display_value
 from portal.models import DIFFERENT, Account, PromiseItem, RecordEntry, Role, StaffUser
+from portal.validation import WEEKDAYS
 
 PER_PAGE = 25
 STATUSES = ("open", "resolved")
@@ -59,6 +61,13 @@ class DifferenceRow:
     @cached_property
     def promised_value(self) -> str:
         return display_value(self.item.promised_value, self.item.kind)
+
+    @cached_property
+    def preferred_days(self) -> list[str]:
+        """A visit-day answer's preferred days, 1st choice first (what the office picks from)."""
+        if self.item.kind != "visit_day" or self.latest.outcome == "resolved":
+            return []
+        return preferences(self.latest)
 
     @cached_property
     def comment(self) -> str:
@@ -171,6 +180,7 @@ ROW_ACCOUNT_COLUMNS = (
         Account.salesperson_id,
         Account.service_address,
         Account.first_visit,
+        Account.visits_per_week,
         Account.deleted_at,
     ),
     lazyload(Account.salesperson),
@@ -231,6 +241,7 @@ def _resolve(
 ) -> RecordEntry:
     account = session.get(Account, item.account_id)
     assert account is not None
+    wished = {"customer_preferences": preferences(customer)} if item.kind == "visit_day" else {}
     entry = record.append(
         session,
         account,
@@ -246,15 +257,23 @@ def _resolve(
             "customer_value": customer.confirmed_value,
             "customer_outcome": customer.outcome,
             "customer_comment": customer.note,
+            **wished,
         },
     )
     decisions.notify(session, account, entry)  # the customer hears of it in the next batch email
     return entry
 
 
-def accept_customer_version(session: Session, item_id: int, staff: StaffUser, note: str = "") -> RecordEntry:
-    """The customer's value becomes the agreed value (a new visit date moves the first visit)."""
+def accept_customer_version(
+    session: Session, item_id: int, staff: StaffUser, note: str = "", days: list[str] | None = None
+) -> RecordEntry:
+    """The customer's value becomes the agreed value (a new visit date moves the first visit).
+    A visit day's answer is an ordered wish: the office agrees `days`, as many of the
+    customer's choices as the plan has visits a week."""
     item, customer = open_difference(session, item_id, staff)
+    if item.kind == "visit_day" and customer.outcome == "changed":
+        agreed = _chosen_days(session, item, customer, days or [])
+        return _resolve(session, item, customer, staff, agreed, "accepted", note)
     if customer.outcome == "disputed" or not customer.confirmed_value:
         raise ResolutionError(
             "The customer disputed this without a new value; contact them and keep "
@@ -265,6 +284,22 @@ def accept_customer_version(session: Session, item_id: int, staff: StaffUser, no
         assert account is not None
         account.first_visit = date.fromisoformat(customer.confirmed_value)
     return _resolve(session, item, customer, staff, customer.confirmed_value, "accepted", note)
+
+
+def _chosen_days(session: Session, item: PromiseItem, customer: RecordEntry, days: list[str]) -> str:
+    """The days the office agrees, checked against the customer's choices and the plan."""
+    account = session.get(Account, item.account_id)
+    assert account is not None
+    wished, needed = preferences(customer), account.visits_per_week
+    what = f"{needed} of the customer's days" if needed > 1 else "one of the customer's days"
+    if not days:
+        raise ResolutionError(f"Choose {what}.")
+    if any(day not in wished for day in days) or len(set(days)) != len(days):
+        raise ResolutionError(f"Choose from the days the customer gave: {', '.join(wished)}.")
+    if len(days) != needed:
+        visits = "1 visit" if needed == 1 else f"{needed} visits"
+        raise ResolutionError(f"The plan has {visits} a week: choose {what}.")
+    return ", ".join(sorted(days, key=WEEKDAYS.index))
 
 
 def keep_promise(session: Session, item_id: int, staff: StaffUser, note: str) -> RecordEntry:

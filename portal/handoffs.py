@@ -45,6 +45,7 @@ class HandoffData:
     why_chose_us: str = ""
     concerns: str = ""
     contact_preference: str = ""
+    visits_per_week: int = 1  # service days a week (weekly = 1)
 
 
 def display_value(value: str | None, kind: str) -> str:
@@ -99,6 +100,7 @@ def create_handoff(
         customer=new_customer(data),
         service_address=data.service_address,
         plan=data.plan,
+        visits_per_week=data.visits_per_week,
         price_cents=data.price_cents,
         first_visit=data.first_visit,
         salesperson=salesperson,
@@ -244,6 +246,7 @@ def _update_account_fields(
     for name in (
         "service_address",
         "plan",
+        "visits_per_week",
         "price_cents",
         "first_visit",
         "why_chose_us",

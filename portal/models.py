@@ -154,6 +154,9 @@ class Account(Base):
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True, unique=True)
     service_address: Mapped[str] = mapped_column(String(300))
     plan: Mapped[str] = mapped_column(String(120))
+    # How many service days a week the plan has (weekly = 1): how many of the customer's
+    # preferred days the office picks when it decides a visit-day difference.
+    visits_per_week: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     price_cents: Mapped[int] = mapped_column(Integer)
     first_visit: Mapped[date | None] = mapped_column(Date)
     salesperson_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))

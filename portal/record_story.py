@@ -216,6 +216,9 @@ def told_customer(
     agreed = shown(entry.confirmed_value, kind)
     when = _from(details.get("effective_from"), kind)
     event = entry.event
+    # A visit-day answer is an ordered wish: the customer reads their days, not "prefers ...".
+    wished = details.get("preferences") if event == "answered" else details.get("customer_preferences")
+    wish = ", then ".join(wished) if isinstance(wished, list) and wished else None
     if event == "answered":
         if entry.outcome == "confirmed":
             return ""  # as agreed: nothing to tell
@@ -223,13 +226,13 @@ def told_customer(
             return (
                 "You asked for a change here. The office will decide."
                 if secret
-                else _sentence(f"You asked for {agreed}. The office will decide")
+                else _sentence(f"You asked for {wish or agreed}. The office will decide")
             )
         if entry.outcome == "disputed":
             return "You told us this is not what you were told. The office will decide."
         return ""
     if event == "resolved":
-        asked = shown(details.get("customer_value"), kind)
+        asked = wish or shown(details.get("customer_value"), kind)
         if details.get("resolution") == "accepted":
             head = "We accepted your change" if secret else f"You asked for {asked}. We agreed: {agreed}"
         elif secret or not asked:
@@ -281,12 +284,20 @@ def _about_promise(
     if event == "answered":
         if outcome == "confirmed":
             return f"{label}: {promised} {ARROW} customer confirmed", entry.note
+        if outcome == "changed" and "preferences" in details:
+            # A wish, not a change: the office decides the day.
+            return f"{label}: {promised} {ARROW} customer {confirmed}", entry.note
         if outcome == "changed":
             return f"{label}: {promised} {ARROW} customer changed to {confirmed}", entry.note
         if outcome == "disputed":
             return f"{label}: {promised} {ARROW} customer says this is not what they were told", entry.note
     if event == "resolved":
         asked = display_value(details.get("customer_value"), item.kind)
+        wished = details.get("customer_preferences")
+        if wished and isinstance(wished, list):
+            if details.get("resolution") == "accepted":
+                return f"{label}: {promised} {ARROW} office agreed {confirmed} (customer {asked})", entry.note
+            return f"{label}: kept {confirmed or promised} (customer {asked})", entry.note
         if details.get("resolution") == "accepted":
             return f"{label}: {promised} {ARROW} office accepted the customer's {confirmed}", entry.note
         kept = f"{label}: kept {confirmed or promised}"

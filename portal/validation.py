@@ -22,6 +22,7 @@ WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", 
 PHONE = re.compile(r"^\+?[0-9 ().\-]{7,25}$")
 MAX_PRICE_CENTS = 10_000_000
 MAX_PROMISES = 40
+MAX_VISITS_PER_WEEK = 7
 LIMITS = {
     "customer.name": 120,
     "customer.phone": 40,
@@ -123,6 +124,8 @@ def parse_handoff(payload: Any, today: date | None = None) -> HandoffData:
         single_line=True,
     )
     plan = check.text("plan", payload.get("plan"), required=True, what="The plan", single_line=True)
+    visits_per_week = _visits_per_week(check, payload.get("visits_per_week"))
+    promises = _promises(check, payload.get("promises", []), visits_per_week)
     data = HandoffData(
         customer_name=name,
         customer_email=email,
@@ -131,7 +134,8 @@ def parse_handoff(payload: Any, today: date | None = None) -> HandoffData:
         plan=plan,
         price_cents=_price(check, payload.get("price_cents")),
         first_visit=_first_visit(check, payload.get("first_visit"), today),
-        promises=_promises(check, payload.get("promises", [])),
+        promises=promises,
+        visits_per_week=visits_per_week,
         why_chose_us=check.text(
             "why_chose_us", payload.get("why_chose_us"), required=False, what="Why they chose us"
         ),
@@ -190,6 +194,19 @@ def _first_visit(check: _Checker, value: Any, today: date) -> date | None:
     return None
 
 
+def _visits_per_week(check: _Checker, value: Any) -> int:
+    """Service days a week; not given means weekly (1)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return 1
+    number = int(value.strip()) if isinstance(value, str) and value.strip().isdigit() else value
+    if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= MAX_VISITS_PER_WEEK:
+        check.errors["visits_per_week"] = (
+            f"Give the visits a week as a whole number from 1 to {MAX_VISITS_PER_WEEK} (weekly = 1)."
+        )
+        return 1
+    return int(number)
+
+
 def normalise_weekdays(value: str) -> str | None:
     """'friday', 'Mon and Thu', 'Monday, Thursday' -> 'Monday, Thursday'; None if not days."""
     tokens = [t for t in re.split(r"[,/&]|\band\b|\s+", value.lower()) if t.strip()]
@@ -203,7 +220,7 @@ def normalise_weekdays(value: str) -> str | None:
     return ", ".join(sorted(days, key=WEEKDAYS.index)) if days else None
 
 
-def _promises(check: _Checker, value: Any) -> list[Promise]:
+def _promises(check: _Checker, value: Any, visits_per_week: int = 1) -> list[Promise]:
     if not isinstance(value, list):
         check.errors["promises"] = "Give the promises as a list."
         return []
@@ -229,6 +246,15 @@ def _promises(check: _Checker, value: Any) -> list[Promise]:
             days = normalise_weekdays(text)
             if days is None:
                 check.errors[f"{key}.value"] = "Give the visit day(s) as weekdays, e.g. Friday."
+                continue
+            count = len(days.split(", "))
+            if count > visits_per_week and "visits_per_week" not in check.errors:
+                # The plan decides how many days: a weekly plan promises one.
+                visits = "1 visit" if visits_per_week == 1 else f"{visits_per_week} visits"
+                check.errors[f"{key}.value"] = (
+                    f"The plan has {visits} a week but {count} visit days are promised: "
+                    f"choose {visits_per_week}, or raise the service days a week."
+                )
                 continue
             text = days
         if text:

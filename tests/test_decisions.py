@@ -141,7 +141,7 @@ def test_a_resolved_difference_reaches_the_customer_with_the_offices_note(
         path,
         **{
             f"i{visit}_answer": "no",
-            f"i{visit}_days": ["Tuesday"],
+            f"i{visit}_pref1": "Tuesday",
             f"i{visit}_comment": "We work from home then",
         },
     )

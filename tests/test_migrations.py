@@ -323,8 +323,6 @@ def test_db_revision_refuses_a_database_behind_the_latest_migration(empty_databa
 def test_0009_makes_existing_accounts_searchable_and_counted(empty_database_url, tmp_path, monkeypatch):
     from portal import account_list, pipeline
     from portal.auth import create_staff
-    from portal.demo import demo_handoff
-    from portal.handoffs import create_handoff
 
     monkeypatch.setenv("PORTAL_INSTANCE_PATH", str(tmp_path / "instance"))
     app = create_app({**TEST_SETTINGS, "DATABASE_URL": empty_database_url})
@@ -347,10 +345,9 @@ def test_0009_makes_existing_accounts_searchable_and_counted(empty_database_url,
                 load_only(StaffUser.id, StaffUser.email, StaffUser.name, StaffUser.role, StaffUser.active)
             ],
         )
+        assert seller is not None
         for name in ("José Núñez", "Dana Reyes"):
-            data = demo_handoff()
-            data.customer_name, data.customer_email = name, f"{name.split()[0].lower()}@example.com"
-            create_handoff(session, data, seller)
+            _old_account(session, name, seller.id)
         session.commit()
         session.close()
     migrate.upgrade(app)
@@ -364,4 +361,79 @@ def test_0009_makes_existing_accounts_searchable_and_counted(empty_database_url,
         seller = session.get(StaffUser, seller_id)
         assert pipeline.pipeline(session, seller, now).by_status["draft"] == 2
         session.close()
+    app.extensions["portal.engine"].dispose()
+
+
+def _old_account(session, name: str, seller_id: int, visit_days: tuple[str | None, ...] = ()) -> int:
+    """An account and its customer (and visit-day promises; None for a withdrawn one) written as
+    the migrations before 0012 knew them: today's model has columns they lack."""
+    email = f"{name.split()[0].lower()}@example.com"
+    customer_id = session.execute(
+        text(
+            "INSERT INTO customers (name, email, phone, created_at) "
+            "VALUES (:name, :email, '', '2026-01-02 03:04:05') RETURNING id"
+        ),
+        {"name": name, "email": email},
+    ).scalar_one()
+    account_id = session.execute(
+        text(
+            "INSERT INTO accounts (customer_id, service_address, plan, price_cents, first_visit, "
+            "salesperson_id, status, why_chose_us, concerns, contact_preference, reminders_sent, "
+            "created_at, updated_at, version) VALUES (:customer, '1820 W Palm Ln', 'Weekly', 16500, "
+            "'2026-12-09', :seller, 'draft', '', '', '', 0, '2026-01-02 03:04:05', "
+            "'2026-01-02 03:04:05', 1) RETURNING id"
+        ),
+        {"customer": customer_id, "seller": seller_id},
+    ).scalar_one()
+    for position, days in enumerate(visit_days):
+        withdrawn = "NULL" if days is not None else "'2026-01-03 00:00:00'"
+        session.execute(
+            text(
+                "INSERT INTO promise_items (account_id, kind, label, promised_value, position, "
+                f"created_at, current_outcome, withdrawn_at) VALUES (:account, 'visit_day', 'Visit day', "
+                f":days, :position, '2026-01-02 03:04:05', 'promised', {withdrawn})"
+            ),
+            {"account": account_id, "days": days or "Monday, Tuesday, Wednesday", "position": position},
+        )
+    return int(account_id)
+
+
+def test_0012_gives_each_plan_as_many_visits_a_week_as_its_promised_days(
+    empty_database_url, tmp_path, monkeypatch
+):
+    from portal.models import Account
+
+    monkeypatch.setenv("PORTAL_INSTANCE_PATH", str(tmp_path / "instance"))
+    app = create_app({**TEST_SETTINGS, "DATABASE_URL": empty_database_url})
+    migrate.upgrade(app, "0011")
+    with app.app_context():
+        session = app.extensions["portal.sessionmaker"]()
+        seller_id = session.execute(
+            text(
+                "INSERT INTO staff_users (email, name, password_hash, role, active, session_token, "
+                "created_at) VALUES ('sam@example.com', 'Sam', 'x', 'sales', true, 'token-sam', "
+                "'2026-01-02 03:04:05') RETURNING id"
+            )
+        ).scalar_one()
+        ids = {
+            "weekly": _old_account(session, "Dana Reyes", seller_id, ("Friday",)),
+            "twice": _old_account(session, "Marcus Lee", seller_id, ("Monday, Thursday",)),
+            # A withdrawn three-day promise counts for nothing; the one in force does.
+            "edited": _old_account(session, "Avery Quinn", seller_id, (None, "Tuesday, Friday")),
+            "no days": _old_account(session, "Priya Natarajan", seller_id),
+        }
+        session.commit()
+        session.close()
+    migrate.upgrade(app)
+    with app.app_context():
+        session = app.extensions["portal.sessionmaker"]()
+        found = {key: session.get(Account, account_id).visits_per_week for key, account_id in ids.items()}
+        assert found == {"weekly": 1, "twice": 2, "edited": 2, "no days": 1}
+        session.close()
+    migrate.downgrade(app, "0011")
+    engine = make_engine(empty_database_url)
+    try:
+        assert "visits_per_week" not in {column["name"] for column in inspect(engine).get_columns("accounts")}
+    finally:
+        engine.dispose()
     app.extensions["portal.engine"].dispose()

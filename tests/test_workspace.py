@@ -395,6 +395,7 @@ def test_two_rows_opened_together_both_take_effect(client, staff, make_staff, se
             **form_fields(client.get(f"/staff/differences/{item.id}/resolve").get_data(as_text=True)),
             "action": "accept",
         }
+    forms[seeded["visit"].id]["days"] = "Monday"  # a visit day: the office picks the customer's day
     assert forms[seeded["gate"].id]["form_id"] != forms[seeded["visit"].id]["form_id"]
     for item_id, fields in forms.items():
         assert client.post(f"/staff/differences/{item_id}/resolve", data=fields).status_code == 302

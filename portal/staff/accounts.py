@@ -227,6 +227,7 @@ def _edit_data(account: Account) -> dict[str, object]:
         "customer_phone": account.customer.phone,
         "service_address": account.service_address,
         "plan": account.plan,
+        "visits_per_week": str(account.visits_per_week),
         "price": f"{account.price_cents / 100:.2f}",
         "first_visit": account.first_visit.isoformat() if account.first_visit else "",
         "salesperson_id": account.salesperson_id,

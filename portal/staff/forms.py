@@ -32,7 +32,7 @@ from wtforms.validators import (
 from portal import brand, logo
 from portal.auth import MIN_PASSWORD
 from portal.company import checklist_lines, zone_names
-from portal.forms import options
+from portal.forms import CheckboxesField, options
 from portal.models import StaffUser
 from portal.once import OnceForm
 from portal.validation import SingleLine
@@ -254,14 +254,32 @@ class ResolveForm(OnceForm):
         "Note (how was the customer contacted, and what did they agree?)", validators=[Length(max=1000)]
     )
     assignee = SelectField("Assign to", coerce=int, validate_choice=False)
+    # A visit day: which of the customer's preferred days become the agreed ones.
+    days = CheckboxesField("Days to agree", validate_choice=False)
     back = HiddenField()
 
 
-def new_resolve_form(people: list[StaffUser], disputed: bool) -> ResolveForm:
-    """A dispute without a new value cannot be accepted as it stands: no such choice."""
+ORDINALS = ("1st", "2nd", "3rd", "4th", "5th", "6th", "7th")
+
+
+def new_resolve_form(
+    people: list[StaffUser], disputed: bool, preferred_days: list[str] | None = None, needed: int = 1
+) -> ResolveForm:
+    """A dispute without a new value cannot be accepted as it stands: no such choice. A visit
+    day's answer is an ordered wish: the office agrees `needed` of its days."""
     form = ResolveForm()
+    labels = dict(RESOLUTIONS)
+    if preferred_days:
+        labels["accept"] = (
+            "Agree one of the customer's days" if needed == 1 else f"Agree {needed} of the customer's days"
+        )
+        form.days.choices = options(
+            [(day, f"{day} ({ORDINALS[n]} choice)") for n, day in enumerate(preferred_days)]
+        )
+        if not form.is_submitted():
+            form.days.data = preferred_days[:needed]  # the customer's first choices, to change at will
     form.action.choices = options(
-        [(key, label) for key, label in RESOLUTIONS.items() if not (disputed and key == "accept")]
+        [(key, label) for key, label in labels.items() if not (disputed and key == "accept")]
     )
     form.assignee.choices = options([(p.id, p.display_name) for p in people])
     return form

@@ -41,6 +41,12 @@ class AccountFieldsMixin:
     customer_phone = StringField("Phone", render_kw={"type": "tel"})
     service_address = StringField("Service address")
     plan = StringField("Plan", render_kw={"placeholder": "Weekly full service"})
+    visits_per_week = SelectField(
+        "Service days a week",
+        choices=options([(str(n), "1 (weekly)" if n == 1 else str(n)) for n in range(1, 8)]),
+        default="1",
+        validate_choice=False,
+    )
     price = StringField("Monthly price ($)", render_kw={"inputmode": "decimal", "placeholder": "165.00"})
     first_visit = StringField("First visit", render_kw={"type": "date"})
     salesperson_id = SelectField("Salesperson", coerce=int, validate_choice=False)
@@ -114,6 +120,7 @@ def account_payload(form: AccountFieldsMixin, promises: Promises) -> tuple[dict[
         "customer.phone": form.customer_phone,
         "service_address": form.service_address,
         "plan": form.plan,
+        "visits_per_week": form.visits_per_week,
         "price_cents": form.price,
         "first_visit": form.first_visit,
         "why_chose_us": form.why_chose_us,
@@ -128,6 +135,7 @@ def account_payload(form: AccountFieldsMixin, promises: Promises) -> tuple[dict[
         },
         "service_address": form.service_address.data,
         "plan": form.plan.data,
+        "visits_per_week": form.visits_per_week.data,
         "first_visit": form.first_visit.data,
         "why_chose_us": form.why_chose_us.data,
         "concerns": form.concerns.data,

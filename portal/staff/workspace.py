@@ -167,7 +167,10 @@ def resolve(item_id: int) -> str | BaseResponse | tuple[str, int]:
         return redirect(_back(request.values.get("back")))
     people = salespeople(session)
     form = new_resolve_form(
-        people, disputed=row.latest.outcome == "disputed" or not row.latest.confirmed_value
+        people,
+        disputed=row.latest.outcome == "disputed" or not row.latest.confirmed_value,
+        preferred_days=row.preferred_days,
+        needed=row.account.visits_per_week,
     )
     if request.method == "GET":
         form.back.data = _back(request.args.get("back"))
@@ -191,6 +194,9 @@ def _decide(form: ResolveForm, item_id: int, people: list[StaffUser]) -> str | N
             if once.claim(session, form.submitted_id, "resolve") is None:
                 return "That was saved already."
             if form.action.data == "accept":
+                if form.days.choices:
+                    entry = diffs.accept_customer_version(session, item_id, _me(), note, form.days.data or [])
+                    return f"Accepted the customer's choice: {entry.confirmed_value} is agreed."
                 diffs.accept_customer_version(session, item_id, _me(), note)
                 return "Accepted the customer's version."
             if form.action.data == "keep":
@@ -206,6 +212,8 @@ def _decide(form: ResolveForm, item_id: int, people: list[StaffUser]) -> str | N
     except diffs.ResolutionError as error:
         if str(error) and form.action.data == "keep":
             form.note.errors = [*form.note.errors, str(error)]
+        elif str(error) and form.action.data == "accept" and form.days.choices:
+            form.days.errors = [*form.days.errors, str(error)]
         elif str(error):
             form.form_errors = [*form.form_errors, str(error)]
         return None

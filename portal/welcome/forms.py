@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from wtforms import BooleanField, DateField, EmailField, RadioField, StringField, TextAreaField
+from wtforms import BooleanField, DateField, EmailField, RadioField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Email, Length, Optional, ValidationError
 
-from portal.confirmations import Answer
+from portal.confirmations import Answer, preference_text, preferences
 from portal.forms import CheckboxesField, options
 from portal.handoffs import display_value
 from portal.models import PromiseItem, RecordEntry
@@ -38,6 +38,19 @@ def _prefix(item: PromiseItem) -> str:
     return f"i{item.id}"
 
 
+WEEKDAY_CHOICES = [(day, day) for day in WEEKDAYS]
+ORDINALS = ("1st", "2nd", "3rd", "4th", "5th", "6th", "7th")
+
+
+def choice_count(item: PromiseItem) -> int:
+    """How many ordered choices the visit-day question offers: the plan's days and two more."""
+    return min(len(WEEKDAYS), item.account.visits_per_week + 2)
+
+
+def _choice_fields(item: PromiseItem) -> list[str]:
+    return [f"{_prefix(item)}_pref{n}" for n in range(1, choice_count(item) + 1)]
+
+
 def billing_is_card(value: str) -> bool:
     return "card" in value.lower() or "autopay" in value.lower()
 
@@ -65,11 +78,12 @@ def item_form_class(items: list[PromiseItem], with_note: bool = False) -> type[O
             choices=options([("yes", "That's right"), ("no", NO_LABELS.get(item.kind, DISPUTE_LABEL))]),
         )
         if item.kind == "visit_day":
-            fields[f"{p}_days"] = CheckboxesField(
-                "Days that suit you better",
-                validate_choice=False,
-                choices=options([(d, d) for d in WEEKDAYS]),
-            )
+            for number, name in enumerate(_choice_fields(item)):
+                fields[name] = SelectField(
+                    f"{ORDINALS[number]} choice",
+                    validate_choice=False,
+                    choices=options([("", "No preference" if number else "Choose a day"), *WEEKDAY_CHOICES]),
+                )
         elif item.kind == "start_date":
             fields[f"{p}_date"] = StringField("A date that suits you better", render_kw={"type": "date"})
         elif item.kind in ("gate_access", "safety"):
@@ -98,7 +112,7 @@ def prefill(items: list[PromiseItem], latest: dict[int, RecordEntry]) -> dict[st
         data[f"{p}_comment"] = entry.note
         if entry.outcome == "changed" and entry.confirmed_value:
             if item.kind == "visit_day":
-                data[f"{p}_days"] = entry.confirmed_value.split(", ")
+                data.update(zip(_choice_fields(item), preferences(entry), strict=False))
             elif item.kind == "start_date":
                 data[f"{p}_date"] = entry.confirmed_value
             else:
@@ -156,16 +170,7 @@ def _parse_change(
 ) -> Answer | None:
     p = _prefix(item)
     if item.kind == "visit_day":
-        days_field = getattr(form, f"{p}_days")
-        days = normalise_weekdays(", ".join(d for d in (days_field.data or []) if isinstance(d, str)))
-        if not days:
-            _error(days_field, "Choose at least one day that suits you.")
-            return None
-        if not comment:
-            _error(comment_field, "Tell us briefly why, so we can plan the route.")
-            return None
-        outcome = "confirmed" if days == normalise_weekdays(item.promised_value) else "changed"
-        return Answer(item, outcome, days, comment)
+        return _parse_preferences(form, item, comment, comment_field)
     if item.kind == "start_date":
         date_field = getattr(form, f"{p}_date")
         try:
@@ -194,6 +199,44 @@ def _parse_change(
         _error(comment_field, "Tell us what you were told, so we can put it right.")
         return None
     return Answer(item, "disputed", None, comment)
+
+
+def _parse_preferences(form: OnceForm, item: PromiseItem, comment: str, comment_field: Any) -> Answer | None:
+    """The days that suit the customer, 1st choice first: a wish the office decides on, never
+    a new schedule (the agreed days stay the promise until then)."""
+    chosen: list[str] = []
+    valid = True
+    for name in _choice_fields(item):
+        field = getattr(form, name)
+        day = field.data.strip() if isinstance(field.data, str) else ""
+        if not day:
+            continue
+        if day not in WEEKDAYS:
+            _error(field, "Choose a day of the week from the list.")
+            valid = False
+        elif day in chosen:
+            _error(field, f"{day} is chosen already: choose another day, or no preference.")
+            valid = False
+        else:
+            chosen.append(day)
+    if not valid:
+        return None
+    needed = item.account.visits_per_week
+    if len(chosen) < needed:
+        first = getattr(form, _choice_fields(item)[0])
+        _error(
+            first,
+            "Choose at least one day that suits you."
+            if needed == 1
+            else f"Your plan has {needed} visits a week: choose at least {needed} days, in order.",
+        )
+        return None
+    if not comment:
+        _error(comment_field, "Tell us briefly why, so we can plan the route.")
+        return None
+    if sorted(chosen, key=WEEKDAYS.index) == (normalise_weekdays(item.promised_value) or "").split(", "):
+        return Answer(item, "confirmed", item.promised_value, comment)
+    return Answer(item, "changed", preference_text(chosen), comment, {"preferences": chosen})
 
 
 def readiness_form_class(checklist: list[str]) -> type[OnceForm]:

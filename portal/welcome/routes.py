@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
@@ -147,7 +145,7 @@ def items_step(
         form = _answers_form(status, prefill(status.items, latest))
     else:
         form = _answers_form(status)
-        answers = parse_answers(form, status.items, date.today()) if form.validate_on_submit() else None
+        answers = parse_answers(form, status.items, company_today()) if form.validate_on_submit() else None
         if answers is not None:
             with unit_of_work() as session:
                 if _claimed(session, form, f"step-{status.step.name}"):
@@ -277,13 +275,14 @@ def thanks(account: Account) -> str | BaseResponse:
 
 def _service_context(account: Account) -> dict[str, object]:
     session = get_db()
-    days = confirm.agreed_days(session, account)
+    plan = confirm.schedule(session, account)
     return {
         "account": account,
         "agreed": decisions.agreed_lines(session, account, company_today()),
         "requests": decisions.open_requests(session, account),
-        "days": days,
-        "next_visit": confirm.next_visit(days, confirm.agreed_start(session, account), date.today()),
+        "schedule": plan,
+        "days": plan.days,
+        "next_visit": plan.next_visit(company_today()),
         "extras": confirm.latest_step_details(session, account),
     }
 
@@ -319,12 +318,11 @@ def request_change(account: Account) -> str | BaseResponse | tuple[str, int]:
 @bp.get("/service/visit.ics")
 @customer_pay_required
 def visit_calendar(account: Account) -> Response:
-    session = get_db()
-    days = confirm.agreed_days(session, account)
-    first = confirm.next_visit(days, confirm.agreed_start(session, account), date.today())
-    if first is None:
+    company = get_company()
+    plan = confirm.schedule(get_db(), account)
+    body = calendar.visit_calendar(account, company.name, company.timezone, plan, company_today())
+    if body is None:
         abort(404)
-    body = calendar.weekly_visit(account, get_company().name, first, days)
     response = Response(body, mimetype="text/calendar")
     response.headers["Content-Disposition"] = 'attachment; filename="pool-visit.ics"'
     return response

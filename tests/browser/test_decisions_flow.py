@@ -72,7 +72,9 @@ def test_dana_corrects_her_day_the_office_keeps_friday_and_dana_is_told(
     _confirm_everything_shown(dana)
     day = dana.get_by_role("group", name=visit_label, exact=True)
     day.get_by_role("radio", name="I'd like a different day").check()
-    day.get_by_role("group", name="Days that suit you better").get_by_text("Tuesday").click()
+    day.get_by_role("group", name="Days that suit you better, in order").get_by_label(
+        "1st choice"
+    ).select_option("Tuesday")
     day.get_by_label("Why? (it helps us plan the route)").fill("We are home on Tuesdays.")
     _submit(dana, "Save and continue")
     while "/welcome/step/review" not in dana.url:

@@ -209,7 +209,9 @@ def test_whole_flow_from_email_to_thanks_at_375px(
     tab.confirm_rest("schedule", items, but=("visit_day",))  # e.g. the first visit date
     visit_day = tab.group(items["visit_day"].label)
     visit_day.get_by_role("radio", name="I'd like a different day").check()
-    visit_day.get_by_role("group", name="Days that suit you better").get_by_text("Thursday").click()
+    preferred = visit_day.get_by_role("group", name="Days that suit you better, in order")
+    preferred.get_by_label("1st choice").select_option("Thursday")
+    preferred.get_by_label("2nd choice").select_option("Tuesday")
     assert tab.submit("Save and continue") == 400
     tab.check("schedule-error", 400)
     assert page.locator("[role=alert]:not(.error-summary)").count() == 1  # only the missing reason
@@ -223,7 +225,8 @@ def test_whole_flow_from_email_to_thanks_at_375px(
     assert page.locator(f".field:has(#{comment.get_attribute('id')}) [role=alert]").count() == 1
     visit_day = tab.group(items["visit_day"].label)
     assert visit_day.get_by_role("radio", name="I'd like a different day").is_checked()  # kept
-    assert visit_day.get_by_role("checkbox", name="Thursday").is_checked()
+    assert visit_day.get_by_label("1st choice").input_value() == "Thursday"  # kept, in order
+    assert visit_day.get_by_label("2nd choice").input_value() == "Tuesday"
     comment.fill(REASON)
     assert tab.submit("Save and continue") == 200
 
@@ -271,7 +274,7 @@ def test_whole_flow_from_email_to_thanks_at_375px(
     # Review: the change shows; type the name, tick, sign.
     assert page.url.endswith("/welcome/step/review")
     tab.check("review")
-    assert "Thursday" in page.locator(".summary").inner_text()
+    assert "prefers Thursday, then Tuesday" in page.locator(".summary").inner_text()
     page.get_by_label("Type your full name").fill(account.customer.name)
     page.get_by_label("I confirm these details are correct", exact=False).check()
     assert tab.submit("Sign and finish") == 200
@@ -281,7 +284,7 @@ def test_whole_flow_from_email_to_thanks_at_375px(
     heading = page.get_by_role("heading", level=1)
     assert heading.inner_text() == f"Thank you, {account.customer.name}!"
 
-    # The database agrees: signed, and the visit day recorded as changed to Thursday.
+    # The database agrees: signed, and the visit day recorded as a preference for Thursday.
     db.commit()
     db.expire_all()
     signed = db.get(Account, account_id)
@@ -296,7 +299,9 @@ def test_whole_flow_from_email_to_thanks_at_375px(
             RecordEntry.outcome == "changed",
         )
     ).all()
-    assert [(e.confirmed_value, e.note, e.actor) for e in changed] == [("Thursday", REASON, "customer")]
+    assert [(e.confirmed_value, e.details, e.note, e.actor) for e in changed] == [
+        ("prefers Thursday, then Tuesday", {"preferences": ["Thursday", "Tuesday"]}, REASON, "customer")
+    ]
     tab.assert_local()
 
 
