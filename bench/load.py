@@ -83,6 +83,7 @@ from portal.onboarding import send_welcome  # noqa: E402
 BARE = "/bench/hello"
 LUA = Path(__file__).resolve().parent / "load.lua"
 SECRET_KEY = "bench-secret-key-" + "x" * 40
+RECORD_KEY = "bench-record-key-" + "y" * 40  # production refuses to start without its own
 USER_AGENT = "handoff-bench/1.0"
 OFFICE_EMAIL, OFFICE_PASSWORD = "bench-office@example.com", "bench-password-123"
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Saturday"]  # the promise is Friday
@@ -195,6 +196,7 @@ def server_env(database_url: str, workdir: Path) -> dict[str, str]:
         **os.environ,
         "PORTAL_ENV": "production",
         "SECRET_KEY": SECRET_KEY,
+        "RECORD_KEY": RECORD_KEY,
         "SESSION_COOKIE_SECURE": "0",  # plain HTTP on loopback
         "DATABASE_URL": database_url,
         "PORTAL_INSTANCE_PATH": str(workdir / "instance"),
@@ -217,7 +219,7 @@ def seed(database_url: str, workdir: Path, accounts: int, customers: int) -> See
         {
             k: v
             for k, v in server_env(database_url, workdir).items()
-            if k in ("PORTAL_INSTANCE_PATH", "PORTAL_ENV", "SECRET_KEY")
+            if k in ("PORTAL_INSTANCE_PATH", "PORTAL_ENV", "SECRET_KEY", "RECORD_KEY")
         }
     )
     app = create_app(

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import event  # noqa: E402
 
 from bench import load  # noqa: E402
-from bench.bench_app import add_bench_routes  # noqa: E402
+from bench.bench_app import PEER_EXTENSION, add_bench_routes  # noqa: E402
 from portal import create_app  # noqa: E402
 
 
@@ -45,12 +45,16 @@ def _hidden(body: str) -> dict[str, str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--postgres", metavar="URL")
-    parser.add_argument("--pages", default="bare,welcome,post,differences")
+    parser.add_argument("--pages", default="bare,peer,welcome,schedule,post,differences")
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--accounts", type=int, default=300)
     parser.add_argument("--customers", type=int, default=32, help="the posts go round them")
     parser.add_argument("--batches", type=int, default=10, help="turns the pages take")
     parser.add_argument("--profile", metavar="DIR")
+    parser.add_argument("--show-sql", action="store_true", help="print one request's statements per page")
+    parser.add_argument(
+        "--cprofile", type=int, metavar="N", help="print each page's top N functions by own time"
+    )
     args = parser.parse_args()
 
     with ExitStack() as stack:
@@ -58,7 +62,8 @@ def main() -> int:
         database = stack.enter_context(
             load.postgres_database(args.postgres) if args.postgres else load.sqlite_database(workdir)
         )
-        links = load.seed(database, workdir, args.accounts, customers=args.customers).links
+        seeded = load.seed(database, workdir, args.accounts, customers=args.customers)
+        links = seeded.links
         app = create_app(
             {
                 "DATABASE_URL": database,
@@ -71,8 +76,16 @@ def main() -> int:
         add_bench_routes(app)
 
         statements = [0]
+        shown: list[str] = []
         engine = app.extensions["portal.engine"]
-        event.listen(engine, "before_cursor_execute", lambda *a: statements.__setitem__(0, statements[0] + 1))
+
+        def count(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+            statements[0] += 1
+            shown.append(" ".join(statement.split())[:300])
+
+        event.listen(engine, "before_cursor_execute", count)
+        peer_engine = app.extensions[PEER_EXTENSION].extensions["peer.engine"]
+        event.listen(peer_engine, "before_cursor_execute", count)
 
         # The posts go round several customers (as in bench/load.py), so no one account's
         # record grows to thousands of entries during the run.
@@ -100,8 +113,16 @@ def main() -> int:
                 "/welcome/step/schedule", data={**fields, **answers, "form_id": secrets.token_urlsafe(18)}
             )
 
+        peer_turn = itertools.count()
+
+        def peer() -> Any:
+            # The peer read, round the customers' accounts (as bench/load.py's peer row).
+            account_id = seeded.account_ids[next(peer_turn) % len(seeded.account_ids)]
+            return customer.get(f"/bench/peer/accounts/{account_id}")
+
         pages: dict[str, tuple[Callable[[], Any], int]] = {
             "bare": (lambda: customer.get("/bench/hello"), 200),
+            "peer": (peer, 200),
             "welcome": (lambda: customer.get("/welcome/step/welcome"), 200),
             "schedule": (lambda: customer.get("/welcome/step/schedule"), 200),
             "post": (post, 302),
@@ -117,6 +138,13 @@ def main() -> int:
                     response.status_code,
                     response.get_data(as_text=True)[:3000],
                 )
+        if args.show_sql:
+            for name in names:
+                shown.clear()
+                pages[name][0]()
+                print(f"-- {name}: {len(shown)} statements")
+                for line in shown:
+                    print("   ", line)
         # Pages take turns in batches and each keeps its quickest batch: on a shared machine
         # the CPU's speed drifts from second to second, and the least disturbed batch is the
         # one to compare.
@@ -127,6 +155,7 @@ def main() -> int:
             for name in names:
                 request, _expect = pages[name]
                 statements[0] = 0
+                shown.clear()
                 started = time.process_time()
                 for _ in range(batch):
                     request()
@@ -151,6 +180,19 @@ def main() -> int:
                 (Path(args.profile) / f"{name}.txt").write_text(
                     profiler.output_text(unicode=False, show_all=False)
                 )
+        if args.cprofile:
+            import cProfile
+            import pstats
+
+            for name in names:
+                request, _expect = pages[name]
+                cprofiler = cProfile.Profile()
+                cprofiler.enable()
+                for _ in range(args.requests):
+                    request()
+                cprofiler.disable()
+                print(f"\n-- {name}: {args.requests} requests, top {args.cprofile} by own time")
+                pstats.Stats(cprofiler).sort_stats("tottime").print_stats(args.cprofile)
         engine.dispose()
     return 0
 

@@ -19,6 +19,8 @@ from portal.models import Account, Invoice
 
 KEY = "customer"
 TOUCH_AFTER_SECONDS = 60
+# Customer pages never show the salesperson: load them only if something asks.
+WITHOUT_SALESPERSON = (lazyload(Account.salesperson),)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -94,8 +96,7 @@ def current_account(allow_pay_link: bool = False) -> Account | None:
     data = _session_data()
     if data is None:
         return None
-    # Customer pages never show the salesperson: load them only if something asks.
-    account = get_db().get(Account, data.get("a"), options=[lazyload(Account.salesperson)])
+    account = get_db().get(Account, data.get("a"), options=WITHOUT_SALESPERSON)
     return account if _granted(data, account, allow_pay_link) else None
 
 
