@@ -431,6 +431,7 @@ class Generator:
                 "attachments": [],
                 "created_at": sent,
                 "sent_at": None if failed else sent,
+                "file_name": "",
             }
         )
         chunk.accounts.append(
