@@ -1,7 +1,7 @@
 """indexes for the differences count and the failed emails
 
 Revision ID: 0013
-Revises: 0010
+Revises: 0012
 Create Date: 2026-12-02
 
 Measured with bench/staff_scale.py at 100,000 accounts (SQLite):
@@ -22,7 +22,7 @@ Plain CREATE/DROP INDEX, no batch copy of the tables (that would drop SQLite's t
 from alembic import op
 
 revision = "0013"
-down_revision = "0010"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
