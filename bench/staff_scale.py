@@ -440,6 +440,7 @@ class Generator:
             {
                 "id": account_id,
                 "customer_id": account_id,
+                "visits_per_week": 1,
                 "service_address": f"{100 + account_id % 9000} W Palm Ln, Phoenix, AZ 85007",
                 "plan": plan,
                 "price_cents": price,
