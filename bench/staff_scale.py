@@ -30,10 +30,12 @@ For each size (number of accounts) and each database it:
    dashboard, the differences list (first page, a middle page, kind=gate_access&status=open),
    account pages of random accounts, and the accounts list (first page, a middle page, first-
    visit order filtered to signed, a search for a customer's number and one for a phone number
-   typed with dashes), after 3 untimed warm-up requests. Lists page by keyset, so the middle
+   typed with dashes), after 3 untimed warm-up requests. The pages take turns, 5 requests at
+   a time, so a shared machine's changing load falls on every page and on the bare route alike
+   (their ratios stay comparable). Lists page by keyset, so the middle
    pages are reached once beforehand by following "Next" links. With PostgreSQL, whose bulk
-   load runs with triggers off, the pipeline counts are rebuilt after it (pipeline.recount). A page still
-   running after --page-seconds stops early (after at least 20 requests; n is printed), which
+   load runs with triggers off, the pipeline counts are rebuilt after it (pipeline.recount). A page that
+   has taken more than --page-seconds in all stops early (after at least 20 requests; n is printed), which
    bounds the run time. It prints the median and 95th percentile in ms, each median as a
    multiple of the bare route's, and the SQL statements per request (counted with a
    before_cursor_execute listener; BEGIN/COMMIT not counted), which must not depend on size;
@@ -431,12 +433,14 @@ class Generator:
                 "attachments": [],
                 "created_at": sent,
                 "sent_at": None if failed else sent,
+                "file_name": "",
             }
         )
         chunk.accounts.append(
             {
                 "id": account_id,
                 "customer_id": account_id,
+                "visits_per_week": 1,
                 "service_address": f"{100 + account_id % 9000} W Palm Ln, Phoenix, AZ 85007",
                 "plan": plan,
                 "price_cents": price,
@@ -817,38 +821,57 @@ def p95(values: list[float]) -> float:
     return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
 
 
+ROUND = 5  # requests of one page in a row before the next page's turn
+
+
 def measure(
     client: Any,
     log: StatementLog,
-    name: str,
-    path: Callable[[], str],
+    pages: list[tuple[str, Callable[[], str]]],
     requests: int,
     budget_s: float,
     warmup: int = 3,
-) -> PageFigures:
-    """`requests` timed GETs after `warmup` untimed ones; a page slower than budget_s in all
-    stops early, after at least MIN_REQUESTS (so the whole run stays bounded)."""
-    for _ in range(warmup):
-        _get(client, path())
-    times: list[float] = []
-    counts: list[int] = []
-    size = 0
+) -> list[PageFigures]:
+    """`requests` timed GETs of each page after `warmup` untimed ones, the pages taking turns
+    ROUND requests at a time, so a change in the machine's load (other people's work on a shared
+    machine) falls on every page and on the bare route alike; a page that has taken more than
+    budget_s in all stops early, after at least MIN_REQUESTS (so the whole run stays bounded)."""
+    for _, path in pages:
+        for _ in range(warmup):
+            _get(client, path())
+    times: list[list[float]] = [[] for _ in pages]
+    counts: list[list[int]] = [[] for _ in pages]
+    sizes = [0] * len(pages)
+    spent = [0.0] * len(pages)
     gc.collect()
-    began = time.perf_counter()
-    for _ in range(requests):
-        if len(times) >= MIN_REQUESTS and time.perf_counter() - began > budget_s:
-            break
-        url = path()
-        log.count = 0
-        started = time.perf_counter()
-        response = client.get(url)
-        times.append((time.perf_counter() - started) * 1000)
-        counts.append(log.count)
-        _check(response, url)
-        size = len(response.get_data())
-    return PageFigures(
-        name, statistics.median(times), p95(times), (min(counts), max(counts)), size / 1024, len(times)
-    )
+    for _ in range(math.ceil(requests / ROUND)):
+        for index, (_, path) in enumerate(pages):
+            for _ in range(ROUND):
+                if len(times[index]) >= requests or (
+                    len(times[index]) >= MIN_REQUESTS and spent[index] > budget_s
+                ):
+                    break
+                url = path()
+                log.count = 0
+                started = time.perf_counter()
+                response = client.get(url)
+                took = time.perf_counter() - started
+                spent[index] += took
+                times[index].append(took * 1000)
+                counts[index].append(log.count)
+                _check(response, url)
+                sizes[index] = len(response.get_data())
+    return [
+        PageFigures(
+            name,
+            statistics.median(times[index]),
+            p95(times[index]),
+            (min(counts[index]), max(counts[index])),
+            sizes[index] / 1024,
+            len(times[index]),
+        )
+        for index, (name, _) in enumerate(pages)
+    ]
 
 
 def _get(client: Any, url: str) -> Any:
@@ -1080,10 +1103,12 @@ def run_size(
             lambda: f"/staff/accounts?q=480-555-{found.randint(1, accounts) % 10000:04d}",
         ),
     ]
-    figures = []
-    for name, path in pages:
-        page = measure(client, log, name, path, args.requests, args.page_seconds)
-        figures.append(page)
+    load_before = os.getloadavg()[0]
+    figures = measure(client, log, pages, args.requests, args.page_seconds)
+    print(
+        f"  machine load average while timing: {load_before:.1f} -> {os.getloadavg()[0]:.1f} "
+        f"on {os.cpu_count()} CPUs (compare sizes measured under similar load)"
+    )
     bare = figures[0].median_ms
     for page in figures:
         page.ratio = page.median_ms / bare

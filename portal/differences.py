@@ -103,8 +103,9 @@ def _base(user: StaffUser, flt: DifferenceFilter) -> Select[Any]:
 
 
 def counted(user: StaffUser, flt: DifferenceFilter) -> Select[Any]:
-    """Driven from the items' outcome index with a per-item account check, so counting reads
-    the open differences rather than every account (measured at 100,000 accounts)."""
+    """Driven from the items' open-difference index (ix_promise_items_open: outcome, withdrawn,
+    account, kind) with a per-item account check, so counting reads the open differences from
+    the index alone, with or without a kind, rather than every account (measured at 100,000)."""
     on_item, on_account = conditions(user, flt)
     account_ok = select(Account.id).where(Account.id == PromiseItem.account_id, *on_account).exists()
     return select(PromiseItem.id).where(*on_item, account_ok)

@@ -105,6 +105,11 @@ def capped_count(session: Session, query: Select[Any], cap: int | None = None) -
     return session.scalar(select(func.count()).select_from(query.limit(cap + 1).subquery())) or 0
 
 
+def count_text(count: int) -> str:
+    """A capped count as people read it: "37", "1,000", or "1,000+" past the cap."""
+    return f"{min(count, COUNT_CAP):,}+" if count > COUNT_CAP else f"{count:,}"
+
+
 def encode(values: Sequence[Any]) -> str:
     """A cursor for a link: the values as JSON (dates as ISO text), base64url without padding."""
     plain = [v.isoformat() if isinstance(v, (date, datetime)) else v for v in values]

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, g, jsonify, request
 
+from portal import keyset
 from portal.brief import map_url, tel_uri
 from portal.company import get_company, local_time
 from portal.errors import error_response, wants_json
@@ -65,6 +66,7 @@ def register(app: Flask) -> None:
     app.add_template_filter(tel_uri, "tel_uri")
     app.add_template_filter(map_url, "map_url")
     app.add_template_filter(local_time, "local")
+    app.add_template_filter(keyset.count_text, "count_text")
 
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -9,10 +9,10 @@ import re
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, func, insert, select
 
-from portal import confirmations, record
-from portal.models import Account, RecordEntry
+from portal import confirmations, differences, record
+from portal.models import Account, Customer, OutboxEmail, RecordEntry
 from portal.onboarding import send_welcome
 from tests.conftest import count_rows, form_fields
 
@@ -404,3 +404,116 @@ def test_two_rows_opened_together_both_take_effect(client, staff, make_staff, se
     before = count_rows(db, RecordEntry)
     again = client.post(f"/staff/differences/{seeded['gate'].id}/resolve", data=forms[seeded["gate"].id])
     assert again.status_code == 302 and count_rows(db, RecordEntry) == before  # a repeat does nothing
+
+
+# --- Flat at scale: the dashboard's capped counts, the failed emails, the queue's keyset -------
+
+
+def _waiting_accounts(db, salesperson, count, sent_days_ago):
+    """`count` accounts whose welcome link went out `sent_days_ago` and was never opened,
+    inserted in bulk (a handoff each would take minutes)."""
+    first = (db.scalar(select(func.max(Customer.id))) or 0) + 1
+    db.execute(
+        insert(Customer),
+        [
+            {"id": first + n, "name": f"Bulk {first + n}", "email": f"b{first + n}@example.com"}
+            for n in range(count)
+        ],
+    )
+    sent = datetime.now(timezone.utc) - timedelta(days=sent_days_ago)
+    db.execute(
+        insert(Account),
+        [
+            {
+                "customer_id": first + n,
+                "salesperson_id": salesperson.id,
+                "service_address": "1 Bulk St",
+                "plan": "Weekly",
+                "price_cents": 100,
+                "status": "link_sent",
+                "link_sent_at": sent,
+            }
+            for n in range(count)
+        ],
+    )
+    db.commit()
+
+
+def _tiles(page):
+    return dict(
+        (label, number)
+        for number, label in re.findall(
+            r'<span class="tile-number">([^<]*)</span> <span class="tile-label">([^<]*)</span>', page
+        )
+    )
+
+
+def test_the_dashboards_link_counts_say_1000_plus_past_the_cap_and_stay_scoped(client, staff, make_staff, db):
+    sam, kim = make_staff("sales", name="Sam"), make_staff("sales", name="Kim")
+    _waiting_accounts(db, sam, 999, sent_days_ago=20)
+    _waiting_accounts(db, kim, 1, sent_days_ago=20)
+    _waiting_accounts(db, kim, 5, sent_days_ago=1)  # neither expired nor overdue yet
+    login(staff, make_staff)
+    tiles = _tiles(client.get("/staff/").get_data(as_text=True))
+    assert (tiles["Link expired"], tiles["Not opened after 3 days"]) == ("1,000", "1,000")  # the cap
+    assert tiles["Link sent"] == "1005"
+    _waiting_accounts(db, kim, 1, sent_days_ago=20)
+    tiles = _tiles(client.get("/staff/").get_data(as_text=True))
+    assert (tiles["Link expired"], tiles["Not opened after 3 days"]) == ("1,000+", "1,000+")
+    staff.logout()
+    staff.login(kim)
+    tiles = _tiles(client.get("/staff/").get_data(as_text=True))
+    assert (tiles["Link expired"], tiles["Not opened after 3 days"], tiles["Link sent"]) == ("2", "2", "7")
+
+
+def test_the_dashboard_lists_the_latest_failed_emails_among_many_sent(
+    client, staff, make_staff, db, make_account
+):
+    accounts = [make_account(customer_name=f"Mail {n}", customer_email=f"m{n}@example.com") for n in range(4)]
+    for account in accounts:
+        send_welcome(db, account, "system")
+    db.commit()
+    emails = {e.account_id: e for e in db.scalars(select(OutboxEmail).where(OutboxEmail.kind == "welcome"))}
+    for n, account in enumerate(accounts):
+        emails[account.id].status = "failed" if n in (1, 2, 3) else "sent"
+        emails[account.id].last_error = f"550 mailbox {n} unavailable"
+    accounts[3].deleted_at = datetime.now(timezone.utc)
+    db.commit()
+    login(staff, make_staff)
+    page = client.get("/staff/").get_data(as_text=True)
+    shown = page.split("Emails that could not be delivered", 1)[1]
+    assert shown.index("Mail 2") < shown.index("Mail 1")  # the latest first
+    assert "550 mailbox 2 unavailable" in shown and "Mail 0" not in shown and "Mail 3" not in shown
+
+
+def _item_ids(page):
+    return [int(n) for n in re.findall(r'href="/staff/differences/(\d+)/resolve', page)]
+
+
+def test_differences_pages_show_no_row_twice_and_none_missing_when_rows_are_added_or_resolved(
+    client, staff, make_staff, db, make_account
+):
+    def differing(name, first_visit):
+        account = make_account(
+            customer_name=name, customer_email=f"{name.split()[-1]}@example.com", first_visit=first_visit
+        )
+        return answer(db, account, "visit_day", "changed", "Monday", "x").id
+
+    dated = [differing(f"Customer {n:02}", TODAY + timedelta(days=1 + n)) for n in range(26)]
+    undated = [differing(f"Nodate {n}", None) for n in range(2)]  # no first visit: these come last
+    login(staff, make_staff)
+    first = client.get("/staff/differences").get_data(as_text=True)
+    assert _item_ids(first) == dated[:25]
+    # Between pages: one more urgent (belongs before the cursor), one later, one with no first
+    # visit, and a row of the next page resolved (it leaves the open list).
+    differing("Early Ed", TODAY)
+    later = differing("Later Liz", TODAY + timedelta(days=60))
+    no_date = differing("Nodate late", None)
+    differences.keep_promise(db, undated[0], make_staff("office"), "Called them: keeping Tuesday")
+    db.commit()
+    rest, link = [], _next_link(first)
+    while link:
+        page = client.get(link).get_data(as_text=True)
+        rest += _item_ids(page)
+        link = _next_link(page)
+    assert rest == [dated[25], later, undated[1], no_date]
