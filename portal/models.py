@@ -429,6 +429,11 @@ class FormSubmission(Base):
 
 class Invoice(Base):
     __tablename__ = "invoices"
+    __table_args__ = (
+        # Another system's id for the invoice (the API and CSV import): one invoice per id per
+        # account, held by the database so two identical calls at once still make one.
+        UniqueConstraint("account_id", "external_id", name="uq_invoices_account_external_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
@@ -448,6 +453,10 @@ class Invoice(Base):
     autopay_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     autopay_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     checkout_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Invoices from other systems (migration 0014): their id, and a digest of what they asked
+    # for, so a repeat with the same id is recognised and a different request with it refused.
+    external_id: Mapped[str | None] = mapped_column(String(100))
+    external_digest: Mapped[str | None] = mapped_column(String(64))
 
     lines: Mapped[list[InvoiceLine]] = relationship(order_by="InvoiceLine.position")
 

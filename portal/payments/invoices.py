@@ -25,8 +25,10 @@ from portal.db import utcnow
 from portal.mail import queue_email
 from portal.models import Account, Invoice, InvoiceLine, OutboxEmail
 from portal.money import format_money
+from portal.payments import billing
 from portal.payments.billing import OPEN, PAID, PROCESSING, card_text
-from portal.payments.gateway import PaymentProviderError
+from portal.payments.gateway import PaymentProviderError, payments_mode
+from portal.validation import InvoiceData
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,12 @@ def plan_line(account: Account, today: date) -> Line:
     return Line(f"{account.plan}, {today:%B %Y}", account.price_cents)
 
 
+def autopay_card(session: Session, account: Account) -> str | None:
+    """The saved card a new invoice's email says will be charged, when autopay will charge it."""
+    panel = billing.panel(session, account, payments_mode())
+    return panel.card if panel.autopay else None
+
+
 def create_invoice(
     session: Session,
     account: Account,
@@ -54,9 +62,13 @@ def create_invoice(
     due_date: date,
     actor: str,
     autopay_card: str | None = None,
+    *,
+    external: ExternalRef | None = None,
 ) -> tuple[Invoice, str]:
     """Write the invoice and its lines, queue its email with a fresh pay link, record it.
-    Returns the invoice and the link; the caller commits (one transaction)."""
+    Returns the invoice and the link; the caller commits (one transaction). `external` is
+    another system's id for it (the API, the CSV import); its uniqueness per account is the
+    database's, so the flush below raises IntegrityError for an id taken meanwhile."""
     currency = (get_company().currency or "USD").upper()
     invoice = Invoice(
         account_id=account.id,
@@ -66,6 +78,8 @@ def create_invoice(
         total_cents=sum(line.amount_cents for line in lines),
         due_date=due_date,
         autopay_attempts=0,
+        external_id=external.external_id if external else None,
+        external_digest=external.digest if external else None,
     )
     session.add(invoice)
     session.flush()
@@ -114,9 +128,60 @@ def create_invoice(
             "due_date": due_date.isoformat(),
             "lines": len(lines),
             "email_id": email.id,
+            **({"external_id": external.external_id} if external else {}),
         },
     )
     return invoice, url
+
+
+# --- Invoices from other systems (the API and the CSV import) ------------------------------
+
+
+@dataclass(frozen=True)
+class ExternalRef:
+    external_id: str
+    digest: str  # of what was asked for (validation.InvoiceData.digest)
+
+
+class ExternalIdConflict(ValueError):
+    """The external id names an invoice made from a different request; nothing was changed."""
+
+    def __init__(self, invoice: Invoice) -> None:
+        super().__init__(
+            f"Invoice {invoice.number} was created with external_id {invoice.external_id!r} "
+            "from different lines, currency or due date; nothing was changed."
+        )
+        self.invoice = invoice
+
+
+def by_external_id(session: Session, account: Account, external_id: str) -> Invoice | None:
+    return session.scalars(
+        select(Invoice).where(Invoice.account_id == account.id, Invoice.external_id == external_id)
+    ).first()
+
+
+def create_external_invoice(
+    session: Session, account: Account, data: InvoiceData, actor: str
+) -> tuple[Invoice, bool]:
+    """The invoice for another system's request, and whether it was created now: the same
+    external id again returns the invoice made the first time (nothing new, no second email);
+    with a different request it raises `ExternalIdConflict`. Created through `create_invoice`,
+    exactly like a staff-made invoice (record entry, email with a pay link)."""
+    existing = by_external_id(session, account, data.external_id)
+    if existing is not None:
+        if existing.external_digest != data.digest:
+            raise ExternalIdConflict(existing)
+        return existing, False
+    invoice, _ = create_invoice(
+        session,
+        account,
+        [Line(description, cents) for description, cents in data.lines],
+        data.due_date,
+        actor,
+        autopay_card(session, account),
+        external=ExternalRef(data.external_id, data.digest),
+    )
+    return invoice, True
 
 
 # --- Pay links -----------------------------------------------------------------------------
