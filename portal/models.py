@@ -431,8 +431,9 @@ class Invoice(Base):
     __tablename__ = "invoices"
     __table_args__ = (
         # Another system's id for the invoice (the API and CSV import): one invoice per id per
-        # account, held by the database so two identical calls at once still make one.
-        UniqueConstraint("account_id", "external_id", name="uq_invoices_account_external_id"),
+        # account, held by the database so two identical calls at once still make one. A unique
+        # index rather than a constraint: SQLite adds it without copying the table (0014).
+        Index("uq_invoices_account_external_id", "account_id", "external_id", unique=True),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

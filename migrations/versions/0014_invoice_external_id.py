@@ -5,10 +5,13 @@ Revises: 0010
 Create Date: 2026-12-02
 
 Invoices created through the API or the CSV import carry the other system's id for them
-(`external_id`) and a digest of what was asked for (`external_digest`). A unique constraint on
+(`external_id`) and a digest of what was asked for (`external_digest`). A unique index on
 (account_id, external_id) makes a repeated or concurrent request create one invoice: the
 database refuses the second row, whatever the timing. Staff-made invoices keep both null (nulls
 never collide). Existing invoices are unchanged.
+
+Plain ADD COLUMN and CREATE UNIQUE INDEX, no batch copy of the table: on SQLite a copy would
+drop the search triggers on invoices (see 0009).
 """
 
 import sqlalchemy as sa
@@ -21,14 +24,13 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("invoices", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("external_id", sa.String(length=100), nullable=True))
-        batch_op.add_column(sa.Column("external_digest", sa.String(length=64), nullable=True))
-        batch_op.create_unique_constraint("uq_invoices_account_external_id", ["account_id", "external_id"])
+    op.add_column("invoices", sa.Column("external_id", sa.String(length=100), nullable=True))
+    op.add_column("invoices", sa.Column("external_digest", sa.String(length=64), nullable=True))
+    op.create_index("uq_invoices_account_external_id", "invoices", ["account_id", "external_id"], unique=True)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("invoices", schema=None) as batch_op:
-        batch_op.drop_constraint("uq_invoices_account_external_id", type_="unique")
-        batch_op.drop_column("external_digest")
-        batch_op.drop_column("external_id")
+    op.drop_index("uq_invoices_account_external_id", table_name="invoices")
+    # SQLite 3.35+ drops a column in place (no table copy, so the triggers stay).
+    op.drop_column("invoices", "external_digest")
+    op.drop_column("invoices", "external_id")
