@@ -83,6 +83,10 @@ class CompanySettings(Base):
     sender_name: Mapped[str] = mapped_column(String(120), default="", server_default="")
     reply_to: Mapped[str] = mapped_column(String(254), default="", server_default="")
     readiness_checklist: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Outgoing webhooks (portal/webhooks.py, migration 0014): where events are posted and the
+    # secret that signs them (shown once when made). Empty: webhooks off.
+    webhook_url: Mapped[str] = mapped_column(String(254), default="", server_default="")
+    webhook_secret: Mapped[str] = mapped_column(String(100), default="", server_default="")
 
 
 class StaffUser(Base):

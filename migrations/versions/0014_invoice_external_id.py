@@ -1,4 +1,4 @@
-"""invoices from other systems: external_id, unique per account
+"""invoices from other systems: external_id, unique per account; outgoing webhooks
 
 Revision ID: 0014
 Revises: 0010
@@ -9,6 +9,8 @@ Invoices created through the API or the CSV import carry the other system's id f
 (account_id, external_id) makes a repeated or concurrent request create one invoice: the
 database refuses the second row, whatever the timing. Staff-made invoices keep both null (nulls
 never collide). Existing invoices are unchanged.
+
+Outgoing webhooks: the company's webhook URL and signing secret (empty: off).
 
 Plain ADD COLUMN and CREATE UNIQUE INDEX, no batch copy of the table: on SQLite a copy would
 drop the search triggers on invoices (see 0009).
@@ -27,9 +29,15 @@ def upgrade() -> None:
     op.add_column("invoices", sa.Column("external_id", sa.String(length=100), nullable=True))
     op.add_column("invoices", sa.Column("external_digest", sa.String(length=64), nullable=True))
     op.create_index("uq_invoices_account_external_id", "invoices", ["account_id", "external_id"], unique=True)
+    for name, length in (("webhook_url", 254), ("webhook_secret", 100)):
+        op.add_column(
+            "company_settings", sa.Column(name, sa.String(length=length), server_default="", nullable=False)
+        )
 
 
 def downgrade() -> None:
+    op.drop_column("company_settings", "webhook_secret")
+    op.drop_column("company_settings", "webhook_url")
     op.drop_index("uq_invoices_account_external_id", table_name="invoices")
     # SQLite 3.35+ drops a column in place (no table copy, so the triggers stay).
     op.drop_column("invoices", "external_digest")

@@ -19,7 +19,7 @@ from itsdangerous import BadSignature, SignatureExpired
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from portal import links, record
+from portal import links, record, webhooks
 from portal.company import get_company
 from portal.db import utcnow
 from portal.mail import queue_email
@@ -371,6 +371,19 @@ def mark_paid(
         actor=STRIPE,
         confirmed_value=f"{invoice.number}: {amount_text}",
         details=_details(invoice, facts, payment_intent=payment_intent, amount=amount, email_id=email.id),
+    )
+    webhooks.queue_event(
+        session,
+        "invoice.paid",
+        {
+            "account_id": account.id,
+            "invoice_id": invoice.id,
+            "number": invoice.number,
+            "external_id": invoice.external_id,
+            "total_cents": invoice.total_cents,
+            "currency": invoice.currency,
+            "paid_at": invoice.paid_at.isoformat(),
+        },
     )
     return "paid"
 
