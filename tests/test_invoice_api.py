@@ -212,6 +212,31 @@ def test_the_database_refuses_a_second_invoice_with_the_id_when_the_look_up_miss
     assert counts(db) == before
 
 
+def test_a_different_request_that_loses_the_race_is_409_and_changes_nothing(
+    client, db, account, token, monkeypatch
+):
+    first = post_invoice(client, token, account.id).get_json()
+    real = invoice_service.by_external_id
+    missed: list[int] = []
+
+    def miss_once(session, found_account, external_id):  # type: ignore[no-untyped-def]
+        if not missed:
+            missed.append(1)
+            return None
+        return real(session, found_account, external_id)
+
+    monkeypatch.setattr(invoice_service, "by_external_id", miss_once)
+    before = counts(db)
+
+    response = post_invoice(
+        client, token, account.id, invoice_body(due_date=(date.today() + timedelta(days=9)).isoformat())
+    )
+
+    assert missed and response.status_code == 409
+    assert response.get_json()["invoice"] == first
+    assert counts(db) == before
+
+
 # ---------------------------------------------------------------- bad input
 
 
@@ -391,11 +416,14 @@ def test_another_accounts_invoices_are_not_listed(client, db, make_account, toke
 
 # ---------------------------------------------------------------- no input makes a 500
 
+
+def _containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+
+
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
+    _containers,
     max_leaves=8,
 )
 FIELDS = [

@@ -181,11 +181,13 @@ def create_invoice(account_id: int) -> tuple[Response, int, dict[str, str]]:
     _live_account(get_db(), account_id)
     data = parse_invoice(_json_body(), today=company_today(), currency=get_company().currency)
     try:
-        invoice, created = _create_invoice(account_id, data)
-    except IntegrityError:
-        # An identical request committed the same external_id between our look-up and our
-        # insert (PostgreSQL; SQLite's write lock serialises the two): answer as its repeat.
-        invoice, created = _create_invoice(account_id, data)
+        try:
+            invoice, created = _create_invoice(account_id, data)
+        except IntegrityError:
+            # A request with the same external_id committed between our look-up and our insert
+            # (PostgreSQL; SQLite's write lock serialises the two): answer as its repeat (200),
+            # or 409 when it asked for something else.
+            invoice, created = _create_invoice(account_id, data)
     except invoice_service.ExternalIdConflict as conflict:
         return (
             jsonify({"error": str(conflict), "invoice": _invoice_json(conflict.invoice)}),
