@@ -4,7 +4,7 @@ The same rules as the handoff import (portal/imports.py, whose reader and errors
 file is all or nothing, every row is checked first and every error is reported by line and
 column. One row per invoice line; the rows with the same account and `external_id` are one
 invoice, checked by the API's validator (`validation.parse_invoice`) and created by the API's
-service function (`invoices.create_external_invoice`), so each is a record entry and an email
+service function (`external_invoices.create_external_invoice`), so each is a record entry and an email
 with a pay link. An invoice imported before (the same account, external id and content) is left
 as it was, so running the same file again creates nothing; the same external id with different
 lines is an error. The format is in docs/csv-invoices.md.
@@ -22,12 +22,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from portal import external_invoices
 from portal.company import company_today, get_company
 from portal.db import unit_of_work
 from portal.imports import ImportInvalid, RowError, read_csv, shape_errors
 from portal.models import Account, Customer
 from portal.money import parse_money
-from portal.payments import invoices as invoice_service
 from portal.validation import HandoffInvalid, InvoiceData, parse_invoice
 
 AMOUNT_COLUMNS = ("amount", "amount_cents")
@@ -200,7 +200,7 @@ def _check_group(session: Session, group: _Group) -> tuple[CheckedInvoice | None
         return None, errors
     if errors:
         return None, errors
-    existing = invoice_service.by_external_id(session, group.account, data.external_id)
+    existing = external_invoices.by_external_id(session, group.account, data.external_id)
     if existing is not None and existing.external_digest != data.digest:
         return None, [
             RowError(
@@ -235,7 +235,7 @@ def import_invoices(session: Session, invoices: list[CheckedInvoice], actor: str
     """Create every checked invoice not imported before, inside the caller's transaction."""
     result = InvoiceImportResult()
     for checked in invoices:
-        invoice, created = invoice_service.create_external_invoice(
+        invoice, created = external_invoices.create_external_invoice(
             session, checked.account, checked.data, actor
         )
         result.created += created

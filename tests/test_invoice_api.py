@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from portal import api_tokens, record
+from portal import api_tokens, external_invoices, record
 from portal.db import utcnow
 from portal.models import Invoice, InvoiceLine, OutboxEmail, RecordEntry
 from portal.payments import invoices as invoice_service
@@ -193,7 +193,7 @@ def test_the_database_refuses_a_second_invoice_with_the_id_when_the_look_up_miss
     """What a race between look-up and insert comes to: the unique constraint, not the look-up,
     keeps it at one invoice, and the request is answered as a repeat."""
     first = post_invoice(client, token, account.id).get_json()
-    real = invoice_service.by_external_id
+    real = external_invoices.by_external_id
     missed: list[int] = []
 
     def miss_once(session, found_account, external_id):  # type: ignore[no-untyped-def]
@@ -202,7 +202,7 @@ def test_the_database_refuses_a_second_invoice_with_the_id_when_the_look_up_miss
             return None
         return real(session, found_account, external_id)
 
-    monkeypatch.setattr(invoice_service, "by_external_id", miss_once)
+    monkeypatch.setattr(external_invoices, "by_external_id", miss_once)
     before = counts(db)
 
     response = post_invoice(client, token, account.id)
@@ -216,7 +216,7 @@ def test_a_different_request_that_loses_the_race_is_409_and_changes_nothing(
     client, db, account, token, monkeypatch
 ):
     first = post_invoice(client, token, account.id).get_json()
-    real = invoice_service.by_external_id
+    real = external_invoices.by_external_id
     missed: list[int] = []
 
     def miss_once(session, found_account, external_id):  # type: ignore[no-untyped-def]
@@ -225,7 +225,7 @@ def test_a_different_request_that_loses_the_race_is_409_and_changes_nothing(
             return None
         return real(session, found_account, external_id)
 
-    monkeypatch.setattr(invoice_service, "by_external_id", miss_once)
+    monkeypatch.setattr(external_invoices, "by_external_id", miss_once)
     before = counts(db)
 
     response = post_invoice(

@@ -14,14 +14,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import NotFound, UnsupportedMediaType
 
-from portal import api_tokens, imports
+from portal import api_tokens, external_invoices, imports
 from portal.api import bp
 from portal.company import company_today, get_company
 from portal.db import get_db, unit_of_work
 from portal.extensions import csrf, limiter
 from portal.models import Account, Invoice, PromiseItem, RecordEntry
-from portal.payments import billing
-from portal.payments import invoices as invoice_service
 from portal.record import entries_for
 from portal.salespeople import find_salesperson, parse_incoming
 from portal.validation import HandoffInvalid, parse_invoice
@@ -188,20 +186,20 @@ def create_invoice(account_id: int) -> tuple[Response, int, dict[str, str]]:
             # (PostgreSQL; SQLite's write lock serialises the two): answer as its repeat (200),
             # or 409 when it asked for something else.
             invoice, created = _create_invoice(account_id, data)
-    except invoice_service.ExternalIdConflict as conflict:
+    except external_invoices.ExternalIdConflict as conflict:
         return (
-            jsonify({"error": str(conflict), "invoice": _invoice_json(conflict.invoice)}),
+            jsonify({"error": str(conflict), "invoice": external_invoices.invoice_json(conflict.invoice)}),
             409,
             {},
         )
     location = {"Location": url_for("api.account_invoices", account_id=account_id)}
-    return jsonify(_invoice_json(invoice)), 201 if created else 200, location
+    return jsonify(external_invoices.invoice_json(invoice)), 201 if created else 200, location
 
 
 def _create_invoice(account_id: int, data: Any) -> tuple[Invoice, bool]:
     with unit_of_work() as session:
         account = _live_account(session, account_id)
-        return invoice_service.create_external_invoice(session, account, data, _actor())
+        return external_invoices.create_external_invoice(session, account, data, _actor())
 
 
 @bp.get("/accounts/<int:account_id>/invoices")
@@ -210,23 +208,7 @@ def _create_invoice(account_id: int, data: Any) -> tuple[Invoice, bool]:
 def account_invoices(account_id: int) -> tuple[Response, int]:
     session = get_db()
     account = _live_account(session, account_id)
-    invoices = billing.invoices_of(session, account.id)
-    return jsonify({"account_id": account.id, "invoices": [_invoice_json(i) for i in invoices]}), 200
-
-
-def _invoice_json(invoice: Invoice) -> dict[str, Any]:
-    return {
-        "id": invoice.id,
-        "number": invoice.number,
-        "external_id": invoice.external_id,
-        "status": billing.shown_status(invoice),
-        "paid": invoice.status == billing.PAID,
-        "paid_at": invoice.paid_at.isoformat() if invoice.paid_at else None,
-        "currency": invoice.currency,
-        "total_cents": invoice.total_cents,
-        "due_date": invoice.due_date.isoformat(),
-        "created_at": invoice.created_at.isoformat(),
-        "lines": [
-            {"description": line.description, "amount_cents": line.amount_cents} for line in invoice.lines
-        ],
-    }
+    invoices = external_invoices.account_invoices(session, account)
+    return jsonify(
+        {"account_id": account.id, "invoices": [external_invoices.invoice_json(i) for i in invoices]}
+    ), 200

@@ -28,7 +28,6 @@ from portal.money import format_money
 from portal.payments import billing
 from portal.payments.billing import OPEN, PAID, PROCESSING, card_text
 from portal.payments.gateway import PaymentProviderError, payments_mode
-from portal.validation import InvoiceData
 
 log = logging.getLogger(__name__)
 
@@ -134,54 +133,13 @@ def create_invoice(
     return invoice, url
 
 
-# --- Invoices from other systems (the API and the CSV import) ------------------------------
+# --- Invoices from other systems: their id for it (portal/external_invoices.py) -----------
 
 
 @dataclass(frozen=True)
 class ExternalRef:
     external_id: str
     digest: str  # of what was asked for (validation.InvoiceData.digest)
-
-
-class ExternalIdConflict(ValueError):
-    """The external id names an invoice made from a different request; nothing was changed."""
-
-    def __init__(self, invoice: Invoice) -> None:
-        super().__init__(
-            f"Invoice {invoice.number} was created with external_id {invoice.external_id!r} "
-            "from different lines, currency or due date; nothing was changed."
-        )
-        self.invoice = invoice
-
-
-def by_external_id(session: Session, account: Account, external_id: str) -> Invoice | None:
-    return session.scalars(
-        select(Invoice).where(Invoice.account_id == account.id, Invoice.external_id == external_id)
-    ).first()
-
-
-def create_external_invoice(
-    session: Session, account: Account, data: InvoiceData, actor: str
-) -> tuple[Invoice, bool]:
-    """The invoice for another system's request, and whether it was created now: the same
-    external id again returns the invoice made the first time (nothing new, no second email);
-    with a different request it raises `ExternalIdConflict`. Created through `create_invoice`,
-    exactly like a staff-made invoice (record entry, email with a pay link)."""
-    existing = by_external_id(session, account, data.external_id)
-    if existing is not None:
-        if existing.external_digest != data.digest:
-            raise ExternalIdConflict(existing)
-        return existing, False
-    invoice, _ = create_invoice(
-        session,
-        account,
-        [Line(description, cents) for description, cents in data.lines],
-        data.due_date,
-        actor,
-        autopay_card(session, account),
-        external=ExternalRef(data.external_id, data.digest),
-    )
-    return invoice, True
 
 
 # --- Pay links -----------------------------------------------------------------------------
