@@ -221,7 +221,7 @@ def test_an_admin_sets_the_url_and_sees_the_secret_once(app, client, db, make_st
     staff.login(make_staff("admin"))
     page = client.get("/staff/settings").get_data(as_text=True)
     assert "Webhooks" in page
-    hidden = form_fields(page.split('action="/staff/settings/webhook"', 1)[1].join(["<form ", ""]))
+    hidden = form_fields(page.split('action="/staff/settings/webhook#webhooks"', 1)[1].join(["<form ", ""]))
 
     saved = client.post("/staff/settings/webhook", data={**hidden, "url": receiver.url})
 
@@ -275,7 +275,7 @@ def test_in_production_internal_and_plain_http_urls_are_refused_and_nothing_save
 ):
     staff.login(make_staff("admin"))
     page = client.get("/staff/settings").get_data(as_text=True)
-    hidden = form_fields(page.split('action="/staff/settings/webhook"', 1)[1].join(["<form ", ""]))
+    hidden = form_fields(page.split('action="/staff/settings/webhook#webhooks"', 1)[1].join(["<form ", ""]))
     response = client.post("/staff/settings/webhook", data={**hidden, "url": url})
     assert response.status_code == 400
     assert message in response.get_data(as_text=True)
