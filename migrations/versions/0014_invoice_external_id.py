@@ -1,7 +1,7 @@
 """invoices from other systems: external_id, unique per account; outgoing webhooks
 
 Revision ID: 0014
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-02
 
 Invoices created through the API or the CSV import carry the other system's id for them
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
