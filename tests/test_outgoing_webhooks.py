@@ -172,7 +172,9 @@ def test_a_signed_account_and_a_decided_difference_are_posted(app, db, make_acco
     db.commit()
     confirmations.sign(db, account, "Dana Reyes")
     db.commit()
-    differences.accept_customer_version(db, item.id, make_staff("office", name="Olive Office"))
+    differences.accept_customer_version(
+        db, item.id, make_staff("office", name="Olive Office"), days=["Saturday"]
+    )
     db.commit()
 
     deliver(app, db)
