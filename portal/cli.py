@@ -13,7 +13,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 
-from portal import api_tokens, imports, links, migrate, outbox, record, reminders, worker
+from portal import api_tokens, imports, invoice_import, links, migrate, outbox, record, reminders, worker
 from portal.auth import ALL_STAFF, create_staff
 from portal.db import get_db, unit_of_work
 from portal.demo import DEMO_PASSWORD, seed_demo
@@ -31,6 +31,7 @@ def register(app: Flask) -> None:
         *outbox.COMMANDS,
         *reminders.COMMANDS,
         *imports.COMMANDS,
+        *invoice_import.COMMANDS,
         *api_tokens.COMMANDS,
         *worker.COMMANDS,
     ):

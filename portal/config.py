@@ -94,7 +94,17 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "PASSWORD_RESET_MAX_AGE_MINUTES": _int("PASSWORD_RESET_MAX_AGE_MINUTES", 60),
         "SESSION_COOKIE_SECURE": _bool(os.environ.get("SESSION_COOKIE_SECURE"), default=env == "production"),
         "TRUST_PROXY": _int("TRUST_PROXY", 0),
+        # Outgoing webhooks (portal/webhooks.py): http:// and private addresses are allowed
+        # outside production unless these say otherwise (unset: None, the default for the env).
+        "WEBHOOK_TIMEOUT": _int("WEBHOOK_TIMEOUT", 10),
+        "WEBHOOK_ALLOW_HTTP": _optional_bool("WEBHOOK_ALLOW_HTTP"),
+        "WEBHOOK_ALLOW_PRIVATE": _optional_bool("WEBHOOK_ALLOW_PRIVATE"),
     }
+
+
+def _optional_bool(name: str) -> bool | None:
+    raw = os.environ.get(name)
+    return None if raw is None or raw.strip() == "" else _bool(raw)
 
 
 def finalise(config: dict[str, Any], instance_path: str) -> None:

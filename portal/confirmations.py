@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from portal import decisions, links, record
+from portal import decisions, links, record, webhooks
 from portal.company import get_company
 from portal.db import utcnow
 from portal.handoffs import OnboardingSigned, display_value
@@ -259,6 +259,16 @@ def sign(session: Session, account: Account, typed_name: str) -> RecordEntry:
     account.status = AccountStatus.SIGNED.value
     differences = [line for line in lines if line.outcome in ("changed", "disputed")]
     _queue_signed_emails(session, account, lines, differences)
+    webhooks.queue_event(
+        session,
+        "account.signed",
+        {
+            "account_id": account.id,
+            "signed_at": account.signed_at.isoformat(),
+            "promises": len(lines),
+            "differences": len(differences),
+        },
+    )
     return entry
 
 

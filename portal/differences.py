@@ -17,10 +17,11 @@ from markupsafe import Markup, escape
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, lazyload, load_only
 
-from portal import access, decisions, keyset, record
+from portal import access, decisions, keyset, record, webhooks
 from portal.confirmations import preferences
 from portal.handoffs import display_value
 from portal.models import DIFFERENT, Account, PromiseItem, RecordEntry, Role, StaffUser
+from portal.secret_codes import mailed_value
 from portal.validation import WEEKDAYS
 
 PER_PAGE = 25
@@ -243,6 +244,20 @@ def _resolve(
     account = session.get(Account, item.account_id)
     assert account is not None
     wished = {"customer_preferences": preferences(customer)} if item.kind == "visit_day" else {}
+    webhooks.queue_event(
+        session,
+        "difference.decided",
+        {
+            "account_id": account.id,
+            "item_id": item.id,
+            "kind": item.kind,
+            "resolution": resolution,
+            # Access codes never leave the portal (DESIGN.md): such values read "noted".
+            "promised_value": mailed_value(item.promised_value, item.kind),
+            "agreed_value": mailed_value(agreed, item.kind),
+            "decided_by": staff.display_name,
+        },
+    )
     entry = record.append(
         session,
         account,

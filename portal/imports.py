@@ -112,9 +112,16 @@ class ImportResult:
     account_ids: list[int] = field(default_factory=list)
 
 
-def read_csv(content: bytes) -> tuple[list[str], list[tuple[int, list[str]]]]:
+def read_csv(
+    content: bytes,
+    *,
+    check_header: Callable[[list[str]], None] | None = None,
+    rows_are: str = "handoffs",
+    doc: str = "docs/csv-format.md",
+) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """The header and every non-blank record with the line it starts on; file-level problems
-    (encoding, empty, broken quoting, bad header) raise `ImportInvalid`."""
+    (encoding, empty, broken quoting, bad header) raise `ImportInvalid`. The handoff file's
+    header rules unless `check_header` is given (the invoice import, portal/invoice_import.py)."""
     try:
         # utf-8-sig: spreadsheet programs put a byte-order mark before the header.
         text = content.decode("utf-8-sig")
@@ -135,15 +142,15 @@ def read_csv(content: bytes) -> tuple[list[str], list[tuple[int, list[str]]]]:
                 RowError(
                     None,
                     "file",
-                    "The file is empty. The first line must name the columns (see docs/csv-format.md).",
+                    f"The file is empty. The first line must name the columns (see {doc}).",
                 )
             ]
         )
     records = list(_records(text))
     header = [name.strip().lower() for name in records[0][1]]
-    _check_header(header)
+    (check_header or _check_header)(header)
     if len(records) == 1:
-        raise ImportInvalid([RowError(None, "file", "The file has a header but no handoffs.")])
+        raise ImportInvalid([RowError(None, "file", f"The file has a header but no {rows_are}.")])
     return header, records[1:]
 
 
@@ -304,7 +311,7 @@ def check_records(
     errors: list[RowError] = []
     seen: dict[tuple[str, str], int] = {}
     for line, values in records:
-        row_errors = _shape_errors(line, header, values)
+        row_errors = shape_errors(line, header, values)
         if not row_errors:
             named = dict(
                 zip(header, values, strict=False)
@@ -322,7 +329,7 @@ def check_records(
     return parsed
 
 
-def _shape_errors(line: int, header: list[str], values: list[str]) -> list[RowError]:
+def shape_errors(line: int, header: list[str], values: list[str]) -> list[RowError]:
     extra = values[len(header) :]
     if len(values) < len(header) or any(value.strip() for value in extra):
         return [

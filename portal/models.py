@@ -83,6 +83,10 @@ class CompanySettings(Base):
     sender_name: Mapped[str] = mapped_column(String(120), default="", server_default="")
     reply_to: Mapped[str] = mapped_column(String(254), default="", server_default="")
     readiness_checklist: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Outgoing webhooks (portal/webhooks.py, migration 0014): where events are posted and the
+    # secret that signs them (shown once when made). Empty: webhooks off.
+    webhook_url: Mapped[str] = mapped_column(String(254), default="", server_default="")
+    webhook_secret: Mapped[str] = mapped_column(String(100), default="", server_default="")
 
 
 class StaffUser(Base):
@@ -436,6 +440,12 @@ class FormSubmission(Base):
 
 class Invoice(Base):
     __tablename__ = "invoices"
+    __table_args__ = (
+        # Another system's id for the invoice (the API and CSV import): one invoice per id per
+        # account, held by the database so two identical calls at once still make one. A unique
+        # index rather than a constraint: SQLite adds it without copying the table (0014).
+        Index("uq_invoices_account_external_id", "account_id", "external_id", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
@@ -455,6 +465,10 @@ class Invoice(Base):
     autopay_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     autopay_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     checkout_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Invoices from other systems (migration 0014): their id, and a digest of what they asked
+    # for, so a repeat with the same id is recognised and a different request with it refused.
+    external_id: Mapped[str | None] = mapped_column(String(100))
+    external_digest: Mapped[str | None] = mapped_column(String(64))
 
     lines: Mapped[list[InvoiceLine]] = relationship(order_by="InvoiceLine.position")
 

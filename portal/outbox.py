@@ -47,7 +47,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from portal import decisions, record
+from portal import decisions, record, webhooks
 from portal.company import email_reply_to, email_sender
 from portal.config import ConfigError
 from portal.db import get_db, unit_of_work, utcnow
@@ -425,12 +425,23 @@ def _deliver_one(run: _Run, email: OutboxEmail) -> tuple[Delivery, DeliveryError
         reason = "gave up; the last attempt was interrupted before the outcome was saved"
         return _finish(run.session, email, _mark_failed(run.session, reason)), None
     try:
-        file_name = run.transport.send(email, build_message(email, run.sender, run.reply_to))
+        if email.kind == webhooks.KIND:  # an outgoing webhook: an HTTPS POST, not an email
+            file_name = _post_webhook(email)
+        else:
+            file_name = run.transport.send(email, build_message(email, run.sender, run.reply_to))
     except DeliveryError as error:
         return _finish(
             run.session, email, _mark_failed_try(run.session, error, run.clock(), run.max_attempts)
         ), error
     return _finish(run.session, email, _mark_sent(run.clock(), file_name)), None
+
+
+def _post_webhook(row: OutboxEmail) -> str:
+    try:
+        return webhooks.deliver(row, current_app.config)
+    except webhooks.WebhookFailed as failed:
+        # Never `server`: an integration's endpoint being down must not hold up the emails.
+        raise DeliveryError(failed.reason, permanent=failed.permanent) from failed
 
 
 # -- command line -----------------------------------------------------------------------------

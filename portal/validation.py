@@ -6,11 +6,16 @@ keyed by field path ("customer.email", "promises.2.value"), each a sentence for 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
+from babel.numbers import format_currency
 from email_validator import EmailNotValidError, validate_email
 from wtforms import Field
 from wtforms.validators import ValidationError
@@ -33,6 +38,7 @@ LIMITS = {
     "contact_preference": 2000,
     "promise.value": 1000,
     "promise.label": 120,
+    "external_id": 100,
 }
 
 
@@ -260,3 +266,151 @@ def _promises(check: _Checker, value: Any, visits_per_week: int = 1) -> list[Pro
         if text:
             promises.append(Promise(kind, text, label))
     return promises
+
+
+# ---------------------------------------------------------------- invoices from other systems
+# The staff invoice form takes its limits from here too (portal/payments/forms.py).
+
+MAX_INVOICE_LINES = 30
+MIN_INVOICE_CENTS = 50  # Stripe's smallest charge
+MAX_INVOICE_CENTS = 99_999_999  # Stripe's largest amount (999,999.99)
+MAX_LINE_DESCRIPTION = 300
+MAX_QUANTITY = 10_000
+
+
+@dataclass(frozen=True)
+class InvoiceData:
+    """A checked invoice request: lines as (description, amount in cents), a quantity above one
+    folded into the description and the amount; `digest` fingerprints what was asked for, so a
+    repeat of the same request is told from a different one with the same external id."""
+
+    external_id: str
+    currency: str
+    due_date: date
+    lines: list[tuple[str, int]]
+    digest: str
+
+
+def parse_invoice(payload: Any, *, today: date, currency: str) -> InvoiceData:
+    """Validate an invoice from another system (API body or CSV rows); raise `HandoffInvalid`
+    with every error at once, keyed "external_id", "due_date", "lines.0.amount_cents"...
+    `currency` is the company's: the one invoices are paid in."""
+    if not isinstance(payload, Mapping):
+        raise HandoffInvalid({"body": "Send a JSON object describing one invoice."})
+    check = _Checker()
+    external_id = _external_id(check, payload.get("external_id"))
+    chosen = _currency(check, payload.get("currency"), currency)
+    due = _due_date(check, payload.get("due_date"), today)
+    lines, asked = _invoice_lines(check, payload.get("lines"), currency)
+    if check.errors:
+        raise HandoffInvalid(check.errors)
+    assert due is not None
+    digest = hashlib.sha256(
+        json.dumps({"currency": chosen, "due_date": due.isoformat(), "lines": asked}, sort_keys=True).encode()
+    ).hexdigest()
+    return InvoiceData(external_id, chosen, due, lines, digest)
+
+
+def _external_id(check: _Checker, value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    return check.text(
+        "external_id",
+        value,
+        required=True,
+        what="The external id (your system's invoice id)",
+        single_line=True,
+    )
+
+
+def _currency(check: _Checker, value: Any, company_currency: str) -> str:
+    if value in (None, ""):
+        return company_currency.upper()
+    if not isinstance(value, str) or value.strip().upper() != company_currency.upper():
+        check.errors["currency"] = (
+            f"Invoices here are paid in {company_currency.upper()}; send that currency or leave it out."
+        )
+        return company_currency.upper()
+    return value.strip().upper()
+
+
+def _due_date(check: _Checker, value: Any, today: date) -> date | None:
+    try:
+        due = date.fromisoformat(value.strip()) if isinstance(value, str) else None
+    except ValueError:
+        due = None
+    if due is None:
+        check.errors["due_date"] = "Give the due date as a date, e.g. 2026-12-31."
+    elif due < today:
+        check.errors["due_date"] = "The due date cannot be in the past."
+    elif due > today + timedelta(days=366):
+        check.errors["due_date"] = "The due date must be within a year."
+    else:
+        return due
+    return None
+
+
+def _whole_number(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _invoice_lines(check: _Checker, value: Any, currency: str) -> tuple[list[tuple[str, int]], list[Any]]:
+    """The lines to write, and what was asked for (for the digest)."""
+    if not isinstance(value, list) or not value:
+        check.errors["lines"] = "Give at least one line: description, amount_cents and quantity."
+        return [], []
+    if len(value) > MAX_INVOICE_LINES:
+        check.errors["lines"] = f"At most {MAX_INVOICE_LINES} lines per invoice."
+        return [], []
+    lines: list[tuple[str, int]] = []
+    asked: list[Any] = []
+    for index, entry in enumerate(value):
+        key = f"lines.{index}"
+        if not isinstance(entry, Mapping):
+            check.errors[key] = "Each line needs a description, amount_cents and quantity."
+            continue
+        description = check.text(
+            f"{key}.description",
+            entry.get("description"),
+            required=True,
+            what="The description",
+            single_line=True,
+        )
+        amount = _whole_number(entry.get("amount_cents"))
+        if amount is None or not 0 < amount <= MAX_INVOICE_CENTS:
+            check.errors[f"{key}.amount_cents"] = (
+                "Give the amount as a whole number of cents above 0, e.g. 16500."
+            )
+            amount = None
+        raw_quantity = entry.get("quantity", 1)
+        quantity = 1 if raw_quantity is None else _whole_number(raw_quantity)
+        if quantity is None or not 0 < quantity <= MAX_QUANTITY:
+            check.errors[f"{key}.quantity"] = (
+                f"Give the quantity as a whole number from 1 to {MAX_QUANTITY:,}."
+            )
+            quantity = None
+        if amount is None or quantity is None or f"{key}.description" in check.errors:
+            continue
+        asked.append([description, amount, quantity])
+        shown = description
+        if quantity > 1:
+            each = format_currency(Decimal(amount) / 100, currency.upper(), locale="en_US")
+            shown = f"{description} ({quantity} × {each})"
+        if len(shown) > MAX_LINE_DESCRIPTION:
+            room = MAX_LINE_DESCRIPTION - (len(shown) - len(description))
+            check.errors[f"{key}.description"] = f"Keep the description to {room} characters."
+            continue
+        lines.append((shown, amount * quantity))
+    if lines and len(lines) == len(value):
+        total = sum(cents for _, cents in lines)
+        if total < MIN_INVOICE_CENTS:
+            check.errors["lines"] = "The total must be at least 0.50: card payments cannot be smaller."
+        elif total > MAX_INVOICE_CENTS:
+            check.errors["lines"] = "The total is too large for one card payment; split the invoice."
+    return lines, asked

@@ -10,16 +10,19 @@ from typing import Any, TypeVar, cast
 
 from flask import Response, current_app, g, jsonify, request, url_for
 from sqlalchemy import select
-from werkzeug.exceptions import UnsupportedMediaType
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from werkzeug.exceptions import NotFound, UnsupportedMediaType
 
-from portal import api_tokens, imports
+from portal import api_tokens, external_invoices, imports
 from portal.api import bp
+from portal.company import company_today, get_company
 from portal.db import get_db, unit_of_work
 from portal.extensions import csrf, limiter
-from portal.models import Account, PromiseItem, RecordEntry
+from portal.models import Account, Invoice, PromiseItem, RecordEntry
 from portal.record import entries_for
 from portal.salespeople import find_salesperson, parse_incoming
-from portal.validation import HandoffInvalid
+from portal.validation import HandoffInvalid, parse_invoice
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_RATE_LIMIT = "600 per minute"
@@ -100,7 +103,7 @@ def create_handoff() -> tuple[Response, int, dict[str, str]]:
     body = _json_body()
     with unit_of_work() as session:
         incoming = parse_incoming(body, lambda email: find_salesperson(session, email))
-        account, sent = imports.create_and_welcome(session, incoming, actor=f"api:{g.api_token.name}"[:40])
+        account, sent = imports.create_and_welcome(session, incoming, actor=_actor())
     return (
         jsonify({"id": account.id, "welcome_url": sent.url}),
         201,
@@ -108,14 +111,29 @@ def create_handoff() -> tuple[Response, int, dict[str, str]]:
     )
 
 
+@bp.errorhandler(NotFound)
+def not_found(_error: NotFound) -> tuple[Response, int]:
+    return jsonify({"error": "No account with this id."}), 404
+
+
+def _live_account(session: Session, account_id: int) -> Account:
+    """The account, or 404 for an unknown or deleted one."""
+    account = session.get(Account, account_id)
+    if account is None or account.deleted_at is not None:
+        raise NotFound()
+    return account
+
+
+def _actor() -> str:
+    return f"api:{g.api_token.name}"[:40]
+
+
 @bp.get("/accounts/<int:account_id>/record")
 @api_limit
 @token_required
 def account_record(account_id: int) -> tuple[Response, int]:
     session = get_db()
-    account = session.get(Account, account_id)
-    if account is None or account.deleted_at is not None:
-        return jsonify({"error": "No account with this id."}), 404
+    account = _live_account(session, account_id)
     # Withdrawn promises too: their entries stay in the record.
     items: dict[int | None, PromiseItem] = {
         item.id: item
@@ -146,3 +164,51 @@ def _entry_json(entry: RecordEntry, item: PromiseItem | None) -> dict[str, Any]:
         "hash": entry.hash,
         "prev_hash": entry.prev_hash,
     }
+
+
+# ---------------------------------------------------------------- invoices from other systems
+
+
+@bp.post("/accounts/<int:account_id>/invoices")
+@csrf.exempt
+@api_limit
+@token_required
+def create_invoice(account_id: int) -> tuple[Response, int, dict[str, str]]:
+    """201 with the new invoice; 200 with the same invoice for an external_id sent before with
+    the same request; 409 (nothing changed) when that external_id came with a different one."""
+    _live_account(get_db(), account_id)
+    data = parse_invoice(_json_body(), today=company_today(), currency=get_company().currency)
+    try:
+        try:
+            invoice, created = _create_invoice(account_id, data)
+        except IntegrityError:
+            # A request with the same external_id committed between our look-up and our insert
+            # (PostgreSQL; SQLite's write lock serialises the two): answer as its repeat (200),
+            # or 409 when it asked for something else.
+            invoice, created = _create_invoice(account_id, data)
+    except external_invoices.ExternalIdConflict as conflict:
+        return (
+            jsonify({"error": str(conflict), "invoice": external_invoices.invoice_json(conflict.invoice)}),
+            409,
+            {},
+        )
+    location = {"Location": url_for("api.account_invoices", account_id=account_id)}
+    return jsonify(external_invoices.invoice_json(invoice)), 201 if created else 200, location
+
+
+def _create_invoice(account_id: int, data: Any) -> tuple[Invoice, bool]:
+    with unit_of_work() as session:
+        account = _live_account(session, account_id)
+        return external_invoices.create_external_invoice(session, account, data, _actor())
+
+
+@bp.get("/accounts/<int:account_id>/invoices")
+@api_limit
+@token_required
+def account_invoices(account_id: int) -> tuple[Response, int]:
+    session = get_db()
+    account = _live_account(session, account_id)
+    invoices = external_invoices.account_invoices(session, account)
+    return jsonify(
+        {"account_id": account.id, "invoices": [external_invoices.invoice_json(i) for i in invoices]}
+    ), 200

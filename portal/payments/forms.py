@@ -11,10 +11,12 @@ from wtforms import FieldList, Form, FormField, StringField
 from portal.money import parse_money
 from portal.once import OnceForm
 from portal.payments.invoices import Line
+from portal.validation import MAX_INVOICE_CENTS, MAX_INVOICE_LINES, MIN_INVOICE_CENTS
 
-MAX_LINES = 30
-MIN_TOTAL_CENTS = 50  # Stripe's smallest charge
-MAX_TOTAL_CENTS = 99_999_999  # Stripe's largest amount (999,999.99)
+# The same limits as invoices from other systems (portal/validation.py, parse_invoice).
+MAX_LINES = MAX_INVOICE_LINES
+MIN_TOTAL_CENTS = MIN_INVOICE_CENTS
+MAX_TOTAL_CENTS = MAX_INVOICE_CENTS
 
 
 class InvoiceLineForm(Form):

@@ -19,14 +19,15 @@ from itsdangerous import BadSignature, SignatureExpired
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from portal import links, record
+from portal import links, record, webhooks
 from portal.company import get_company
 from portal.db import utcnow
 from portal.mail import queue_email
 from portal.models import Account, Invoice, InvoiceLine, OutboxEmail
 from portal.money import format_money
+from portal.payments import billing
 from portal.payments.billing import OPEN, PAID, PROCESSING, card_text
-from portal.payments.gateway import PaymentProviderError
+from portal.payments.gateway import PaymentProviderError, payments_mode
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,12 @@ def plan_line(account: Account, today: date) -> Line:
     return Line(f"{account.plan}, {today:%B %Y}", account.price_cents)
 
 
+def autopay_card(session: Session, account: Account) -> str | None:
+    """The saved card a new invoice's email says will be charged, when autopay will charge it."""
+    panel = billing.panel(session, account, payments_mode())
+    return panel.card if panel.autopay else None
+
+
 def create_invoice(
     session: Session,
     account: Account,
@@ -54,9 +61,13 @@ def create_invoice(
     due_date: date,
     actor: str,
     autopay_card: str | None = None,
+    *,
+    external: ExternalRef | None = None,
 ) -> tuple[Invoice, str]:
     """Write the invoice and its lines, queue its email with a fresh pay link, record it.
-    Returns the invoice and the link; the caller commits (one transaction)."""
+    Returns the invoice and the link; the caller commits (one transaction). `external` is
+    another system's id for it (the API, the CSV import); its uniqueness per account is the
+    database's, so the flush below raises IntegrityError for an id taken meanwhile."""
     currency = (get_company().currency or "USD").upper()
     invoice = Invoice(
         account_id=account.id,
@@ -66,6 +77,8 @@ def create_invoice(
         total_cents=sum(line.amount_cents for line in lines),
         due_date=due_date,
         autopay_attempts=0,
+        external_id=external.external_id if external else None,
+        external_digest=external.digest if external else None,
     )
     session.add(invoice)
     session.flush()
@@ -114,9 +127,19 @@ def create_invoice(
             "due_date": due_date.isoformat(),
             "lines": len(lines),
             "email_id": email.id,
+            **({"external_id": external.external_id} if external else {}),
         },
     )
     return invoice, url
+
+
+# --- Invoices from other systems: their id for it (portal/external_invoices.py) -----------
+
+
+@dataclass(frozen=True)
+class ExternalRef:
+    external_id: str
+    digest: str  # of what was asked for (validation.InvoiceData.digest)
 
 
 # --- Pay links -----------------------------------------------------------------------------
@@ -306,6 +329,19 @@ def mark_paid(
         actor=STRIPE,
         confirmed_value=f"{invoice.number}: {amount_text}",
         details=_details(invoice, facts, payment_intent=payment_intent, amount=amount, email_id=email.id),
+    )
+    webhooks.queue_event(
+        session,
+        "invoice.paid",
+        {
+            "account_id": account.id,
+            "invoice_id": invoice.id,
+            "number": invoice.number,
+            "external_id": invoice.external_id,
+            "total_cents": invoice.total_cents,
+            "currency": invoice.currency,
+            "paid_at": invoice.paid_at.isoformat(),
+        },
     )
     return "paid"
 

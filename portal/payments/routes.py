@@ -314,14 +314,13 @@ def staff_new_invoice(account_id: int) -> str | Response | tuple[str, int]:
                 claim = once.claim(session, form.submitted_id, "new_invoice")
                 if claim is not None:
                     lines, due = parsed
-                    panel = billing.panel(session, found, payments_mode())
                     invoice, _ = invoice_service.create_invoice(
                         session,
                         found,
                         lines,
                         due,
                         staff_actor(current_user),
-                        autopay_card=panel.card if panel.autopay else None,
+                        autopay_card=invoice_service.autopay_card(session, found),
                     )
                     once.keep_result(session, claim, url_for("staff.account", account_id=found.id))
             if claim is None:

@@ -128,6 +128,16 @@ class ChangePasswordForm(FlaskForm):
     confirm = _repeat("New password again", "password")
 
 
+class WebhookForm(FlaskForm):
+    """Settings: where outgoing webhooks go (portal/webhooks.py checks the address itself)."""
+
+    url = StringField(
+        "Webhook URL",
+        validators=[Optional(), Length(max=254, message="Keep the URL to 254 characters.")],
+        render_kw={"inputmode": "url", "placeholder": "https://crm.example.com/hooks/pool"},
+    )
+
+
 class CompanySettingsForm(FlaskForm):
     name = StringField(
         "Company name",

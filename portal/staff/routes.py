@@ -7,14 +7,15 @@ from flask import current_app, flash, redirect, render_template, request, sessio
 from flask_login import current_user, login_user, logout_user
 from werkzeug.wrappers import Response
 
-from portal import brand, logo
+from portal import brand, logo, webhooks
 from portal import company as company_service
 from portal.access import Action, roles_for
 from portal.auth import authenticate, end_sessions, is_safe_next, record_sign_in, roles_required
 from portal.db import get_db, unit_of_work
 from portal.extensions import limiter
+from portal.models import CompanySettings
 from portal.staff import bp
-from portal.staff.forms import CompanySettingsForm, LoginForm
+from portal.staff.forms import CompanySettingsForm, LoginForm, WebhookForm
 from portal.web import body_limit
 
 
@@ -93,11 +94,59 @@ def company_settings() -> Response | tuple[str, int]:
             company_service.update_company(db, company, form.data, new_logo=form.logo_png)
         flash("Company settings saved.", "success")
         return redirect(url_for("staff.company_settings"))
-    entered = brand.preview(form.brand_color.data) or brand.preview(company.brand_color)
     status = 400 if request.method == "POST" and not valid else 200
+    return _settings_page(
+        form, WebhookForm(formdata=None, data={"url": company.webhook_url}), company, status
+    )
+
+
+@bp.post("/settings/webhook")
+@roles_required(*roles_for(Action.SETTINGS))
+def webhook_settings() -> Response | tuple[str, int]:
+    """Save the webhook URL; a new signing secret is shown on this page once (never stored in
+    the session or a flash message), an empty URL turns webhooks off."""
+    company = company_service.editable_company(get_db())
+    webhook_form = WebhookForm()
+    if webhook_form.validate_on_submit():
+        try:
+            with unit_of_work() as db:
+                company = company_service.editable_company(db)
+                secret = webhooks.set_url(db, company, webhook_form.url.data or "", current_app.config)
+        except webhooks.WebhookUrlError as error:
+            webhook_form.url.errors = [str(error)]
+        else:
+            if secret is None:
+                flash("Webhooks are off: no events will be sent.", "success")
+                return redirect(url_for("staff.company_settings"))
+            return _settings_page(
+                CompanySettingsForm(formdata=None, data=company_service.form_data(company)),
+                webhook_form,
+                company,
+                200,
+                new_secret=secret,
+            )
+    return _settings_page(
+        CompanySettingsForm(formdata=None, data=company_service.form_data(company)),
+        webhook_form,
+        company,
+        400,
+    )
+
+
+def _settings_page(
+    form: CompanySettingsForm,
+    webhook_form: WebhookForm,
+    company: CompanySettings,
+    status: int,
+    new_secret: str | None = None,
+) -> tuple[str, int]:
+    entered = brand.preview(form.brand_color.data) or brand.preview(company.brand_color)
     return render_template(
         "staff/settings.html",
         form=form,
+        webhook_form=webhook_form,
+        new_secret=new_secret,
+        deliveries=webhooks.recent(get_db()),
         saved=company,
         preview=entered,
         shade=brand.preview(entered.shade) if entered and entered.shade else None,
