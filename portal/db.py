@@ -139,7 +139,8 @@ def get_engine() -> Engine:
 
 
 def get_db() -> Session:
-    """The request's session; created on first use, closed (and rolled back) at teardown."""
+    """The request's session; created on first use, closed at teardown (which rolls back
+    whatever is uncommitted)."""
     if "db" not in g:
         g.db = current_app.extensions["portal.sessionmaker"]()
     session: Session = g.db
@@ -149,5 +150,6 @@ def get_db() -> Session:
 def _close_session(_exc: BaseException | None) -> None:
     session: Session | None = g.pop("db", None)
     if session is not None:
-        session.rollback()
+        # close() ends the transaction (rolls it back) and lets go of the loaded objects at
+        # once; a rollback() first would expire each of them only to drop them.
         session.close()

@@ -582,6 +582,41 @@ def test_double_submit_takes_effect_once_and_two_tabs_leave_the_latest_answer(cl
     assert state.outcome == "confirmed" and state.current_value == "Friday"
 
 
+def test_two_customers_with_the_same_promises_each_see_only_their_own_answers(app, db, make_account):
+    """Step forms of the same shape (same kinds and labels) on two accounts: each customer's
+    page names their own promises and shows only their own answers."""
+    pages = {}
+    for name in ("first", "second"):
+        account = make_account()
+        sent = send_welcome(db, account, "system")
+        db.commit()
+        browser = app.test_client()
+        open_link(browser, "/welcome/t/" + token_of(sent.url))
+        complete(browser, stop_before="/step/schedule")
+        pages[name] = (account, browser)
+    first, first_browser = pages["first"]
+    second, second_browser = pages["second"]
+    visit = item_id(first, "visit_day")
+    html = first_browser.get("/welcome/step/schedule").get_data(as_text=True)
+    answers = answer_all(
+        html,
+        **{
+            f"i{visit}_answer": "no",
+            f"i{visit}_pref1": "Tuesday",
+            f"i{visit}_comment": "Gate is locked Fridays",
+        },
+    )
+    assert first_browser.post("/welcome/step/schedule", data=answers).status_code == 302
+
+    mine = first_browser.get("/welcome/step/schedule").get_data(as_text=True)
+    theirs = second_browser.get("/welcome/step/schedule").get_data(as_text=True)
+    assert "Gate is locked Fridays" in mine and re.search(r'selected[^>]*value="Tuesday"', mine)
+    assert "Gate is locked Fridays" not in theirs and not re.search(r"selected[^>]*value=", theirs)
+    other = item_id(second, "visit_day")
+    assert f'name="i{other}_answer"' in theirs and f'name="i{visit}_answer"' not in theirs
+    assert f'name="i{visit}_answer"' in mine and f'name="i{other}_answer"' not in mine
+
+
 def test_going_back_shows_previous_answers_and_resume_on_another_device(app, client, db, invited):
     account, path = invited
     open_link(client, path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from functools import lru_cache
 from typing import Any
 
 from wtforms import BooleanField, DateField, EmailField, RadioField, SelectField, StringField, TextAreaField
@@ -55,12 +56,31 @@ def billing_is_card(value: str) -> bool:
     return "card" in value.lower() or "autopay" in value.lower()
 
 
+# What a promise's group of fields is built from, and nothing else: its id (the fields'
+# names), kind, label and how many ordered day choices it offers.
+_Shape = tuple[int, str, str, int]
+
+
 def item_form_class(items: list[PromiseItem], with_note: bool = False) -> type[OnceForm]:
-    """A form class with a group of fields per promise (and a free note on the access step)."""
+    """A form class with a group of fields per promise (and a free note on the access step).
+
+    Classes are kept per shape (the promises' ids, kinds, labels and day-choice counts): a
+    customer coming back to a step reuses theirs instead of WTForms building a class each
+    request. A class holds field definitions only, never a customer's answers (those live on
+    each request's form instance), and the shape holds every value the fields are made from."""
+    shape = tuple(
+        (item.id, item.kind, item.label, choice_count(item) if item.kind == "visit_day" else 0)
+        for item in items
+    )
+    return _form_class(shape, with_note)
+
+
+@lru_cache(maxsize=512)
+def _form_class(shape: tuple[_Shape, ...], with_note: bool) -> type[OnceForm]:
     fields: dict[str, Any] = {}
-    for item in items:
-        p = _prefix(item)
-        if item.kind == "billing":
+    for item_id, kind, label, choices in shape:
+        p = f"i{item_id}"
+        if kind == "billing":
             fields[f"{p}_choice"] = RadioField(
                 "How would you like to pay?",
                 validate_choice=False,
@@ -73,22 +93,22 @@ def item_form_class(items: list[PromiseItem], with_note: bool = False) -> type[O
             )
             continue
         fields[f"{p}_answer"] = RadioField(
-            item.label,
+            label,
             validate_choice=False,
-            choices=options([("yes", "That's right"), ("no", NO_LABELS.get(item.kind, DISPUTE_LABEL))]),
+            choices=options([("yes", "That's right"), ("no", NO_LABELS.get(kind, DISPUTE_LABEL))]),
         )
-        if item.kind == "visit_day":
-            for number, name in enumerate(_choice_fields(item)):
-                fields[name] = SelectField(
+        if kind == "visit_day":
+            for number in range(choices):
+                fields[f"{p}_pref{number + 1}"] = SelectField(
                     f"{ORDINALS[number]} choice",
                     validate_choice=False,
                     choices=options([("", "No preference" if number else "Choose a day"), *WEEKDAY_CHOICES]),
                 )
-        elif item.kind == "start_date":
+        elif kind == "start_date":
             fields[f"{p}_date"] = StringField("A date that suits you better", render_kw={"type": "date"})
-        elif item.kind in ("gate_access", "safety"):
+        elif kind in ("gate_access", "safety"):
             fields[f"{p}_value"] = StringField("What is correct?", validators=[SingleLine("The correction")])
-        fields[f"{p}_comment"] = TextAreaField(COMMENT_LABELS.get(item.kind, DISPUTE_COMMENT))
+        fields[f"{p}_comment"] = TextAreaField(COMMENT_LABELS.get(kind, DISPUTE_COMMENT))
     if with_note:
         fields["technician_note"] = TextAreaField(
             "Notes for the technician (optional)", validators=[Optional(), Length(max=MAX_TEXT)]
