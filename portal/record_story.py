@@ -151,6 +151,9 @@ def _what(entry: RecordEntry, item: PromiseItem | None, cast: _Cast) -> tuple[st
     value = entry.confirmed_value or ""
     if event == "signed":
         return f"Signed the onboarding summary as {QUOTE[0]}{value}{QUOTE[1]}", ""
+    if event in ("consent_given", "consent_withdrawn"):
+        # The note names the consent; the number (texts) and the words of an opt-out follow.
+        return entry.note + (f" for {value}" if value else ""), ""
     if event in ("link_sent", "link_resent"):
         if entry.actor == "customer":
             return "Asked for a new link by email", ""

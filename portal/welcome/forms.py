@@ -5,13 +5,24 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from wtforms import BooleanField, DateField, EmailField, RadioField, SelectField, StringField, TextAreaField
+from wtforms import (
+    BooleanField,
+    DateField,
+    EmailField,
+    Field,
+    HiddenField,
+    RadioField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.validators import DataRequired, Email, Length, Optional, ValidationError
 
+from portal import consents, sms
 from portal.confirmations import Answer, preference_text, preferences
 from portal.forms import CheckboxesField, options
 from portal.handoffs import display_value
-from portal.models import PromiseItem, RecordEntry
+from portal.models import CompanySettings, PromiseItem, RecordEntry
 from portal.once import OnceForm
 from portal.record import ItemState
 from portal.validation import WEEKDAYS, SingleLine, normalise_weekdays
@@ -264,10 +275,10 @@ class ContactForm(OnceForm):
         "Best times to reach you (optional)",
         validators=[Optional(), Length(max=200), SingleLine("The times")],
     )
-    sms_consent = BooleanField(
-        "I agree to receive text messages about my pool service at this "
-        "number. Message rates may apply; reply STOP to opt out."
-    )
+    # Two separate, unticked choices; their labels (the disclosures, naming the number) are
+    # set by the view from portal.sms.
+    sms_service = BooleanField("Service texts")
+    sms_marketing = BooleanField("Marketing texts")
     new_email = EmailField(
         "Use a different email address (optional)",
         validators=[
@@ -290,13 +301,31 @@ class ContactForm(OnceForm):
         if wants_phone and not (self.phone.data or "").strip():
             _error(self.phone, "Give a number for texts or calls.")
             ok = False
-        if "text" in (self.channels.data or []) and not self.sms_consent.data:
-            _error(self.sms_consent, "Tick the box to agree to text messages, or untick Text message.")
+        if "text" in (self.channels.data or []) and not self.sms_service.data:
+            _error(self.sms_service, "Tick the box to agree to service texts, or untick Text message.")
+            ok = False
+        if (self.sms_service.data or self.sms_marketing.data) and not (self.phone.data or "").strip():
+            _error(self.phone, "Give the mobile number the texts should go to.")
             ok = False
         return ok
 
+    def label_consents(self, company: CompanySettings) -> None:
+        """Each text consent's label is its disclosure, naming the number it is for."""
+        phone = (self.phone.data or "").strip()
+        self.sms_service.label.text = sms.disclosure(consents.SMS_SERVICE, company, phone)
+        self.sms_marketing.label.text = sms.disclosure(consents.SMS_MARKETING, company, phone)
+
 
 class SignForm(OnceForm):
+    """The signing act: each term accepted, the electronic-records consent, the typed name.
+    `document_sha256` carries the hash of the document the page showed (checked on signing)."""
+
+    document_sha256 = HiddenField()
+    e_records = BooleanField(
+        "I have read the disclosure above on this device, I can open PDF files, and I agree to "
+        "receive my agreement and other records electronically.",
+        validators=[DataRequired("Tick the box to receive records electronically.")],
+    )
     full_name = StringField(
         "Type your full name",
         validators=[DataRequired("Type your full name to sign."), Length(max=120), SingleLine("Your name")],
@@ -306,6 +335,21 @@ class SignForm(OnceForm):
         "I confirm these details are correct and agree to the service as described.",
         validators=[DataRequired("Tick the box to agree.")],
     )
+
+    def term_fields(self) -> list[Field]:
+        return [field for field in self if field.name.startswith("term_")]
+
+
+def sign_form_class(terms: list[dict[str, str]]) -> type[SignForm]:
+    """The sign form for these terms: one box per term, each to be ticked."""
+    fields = {
+        f"term_{index}": BooleanField(
+            f"I accept: {term['title']}",
+            validators=[DataRequired(f"Tick the box to accept “{term['title']}”.")],
+        )
+        for index, term in enumerate(terms)
+    }
+    return type("TermsSignForm", (SignForm,), fields)
 
 
 def change_form_class(states: list[ItemState]) -> type[OnceForm]:

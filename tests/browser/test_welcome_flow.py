@@ -275,9 +275,12 @@ def test_whole_flow_from_email_to_thanks_at_375px(
     assert page.url.endswith("/welcome/step/review")
     tab.check("review")
     assert "prefers Thursday, then Tuesday" in page.locator(".summary").inner_text()
+    for term in page.get_by_label("I accept:", exact=False).all():
+        term.check()
+    page.get_by_label("I agree to receive my agreement and other records electronically", exact=False).check()
     page.get_by_label("Type your full name").fill(account.customer.name)
     page.get_by_label("I confirm these details are correct", exact=False).check()
-    assert tab.submit("Sign and finish") == 200
+    assert tab.submit("Sign") == 200
 
     assert page.url.endswith("/welcome/thanks")
     tab.check("thanks")
