@@ -20,8 +20,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from portal.company import get_company, local_time
-from portal.models import Account, CompanySettings, ServiceTerms, Signature, StaffUser
+from portal.handoffs import display_value
+from portal.models import Account, CompanySettings, RecordEntry, ServiceTerms, Signature, StaffUser
 from portal.secret_codes import blank_codes, is_secret
+from portal.validation import NOT_TEXT
 
 DEFAULT_TERMS: tuple[dict[str, str], ...] = (
     {
@@ -94,7 +96,10 @@ def save_terms(session: Session, terms: list[dict[str, str]], staff: StaffUser |
 def parse_terms(text: str) -> tuple[list[dict[str, str]], str | None]:
     """Settings' textarea: one term per paragraph, its first line the title. Returns the terms
     and an error message (None when they are fine)."""
-    blocks = [block.strip() for block in text.replace("\r\n", "\n").split("\n\n") if block.strip()]
+    text = text.replace("\r\n", "\n")
+    if NOT_TEXT.search(text):
+        return [], "The terms must be plain text, without control characters."
+    blocks = [block.strip() for block in text.split("\n\n") if block.strip()]
     terms = []
     for block in blocks:
         title, _, body = block.partition("\n")
@@ -234,12 +239,12 @@ def render_pdf(agreement: Agreement, evidence: Evidence, signed_at: datetime) ->
     def heading(text: str, size: int = 12) -> None:
         pdf.ln(3)
         pdf.set_font("DejaVu", "B", size)
-        pdf.multi_cell(width, size * 0.5, text, new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(width, size * 0.5, text, align="L", new_x="LMARGIN", new_y="NEXT")
         pdf.ln(1)
 
     def para(text: str, size: int = 10) -> None:
         pdf.set_font("DejaVu", "", size)
-        pdf.multi_cell(width, 5, text, new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(width, 5, text, align="L", new_x="LMARGIN", new_y="NEXT")
 
     heading(agreement.company_name, 16)
     if agreement.company_contact:
@@ -265,6 +270,45 @@ def render_pdf(agreement: Agreement, evidence: Evidence, signed_at: datetime) ->
     para(f"Terms accepted one by one: {', '.join(evidence.accepted_terms) or 'none'}", 9)
     para(f"SHA-256 of the document shown: {agreement.sha256}", 9)
     return bytes(pdf.output())
+
+
+@dataclass(frozen=True)
+class Amendment:
+    """A change to an agreed value after signing (an office decision): dated, beside the signed
+    agreement, which stays as it was signed."""
+
+    when: datetime
+    label: str
+    value: str
+    note: str
+
+
+def amendments(session: Session, account: Account, signature: Signature) -> list[Amendment]:
+    """Every decision on a promise recorded after the signature, oldest first."""
+    signed = session.get(RecordEntry, signature.record_entry_id)
+    if signed is None:
+        return []
+    items = {item.id: item for item in account.all_items}
+    found = []
+    for entry in session.scalars(
+        select(RecordEntry)
+        .where(
+            RecordEntry.account_id == account.id,
+            RecordEntry.seq > signed.seq,
+            RecordEntry.item_id.is_not(None),
+            RecordEntry.outcome.in_(("resolved", "withdrawn")),
+            RecordEntry.actor != "customer",
+        )
+        .order_by(RecordEntry.seq)
+    ):
+        item = items.get(entry.item_id or 0)
+        if item is None:
+            continue
+        value = (
+            "withdrawn" if entry.outcome == "withdrawn" else display_value(entry.confirmed_value, item.kind)
+        )
+        found.append(Amendment(entry.created_at, item.label, value, entry.note))
+    return found
 
 
 def signature_of(session: Session, account_id: int) -> Signature | None:

@@ -8,16 +8,10 @@ import csv
 import io
 from datetime import timedelta
 
-from portal import agreement, confirmations, links
+from portal import links
 from portal.db import utcnow
 from portal.onboarding import send_welcome
-
-
-def sign(db, account, name):  # type: ignore[no-untyped-def]
-    """Sign the agreement as shown, the way the review step does."""
-    shown = agreement.agreement_for(db, account)
-    evidence = agreement.Evidence(name, "127.0.0.1", "test", account.link_nonce_hash or "", shown.sha256, ())
-    confirmations.sign(db, account, evidence)
+from tests.conftest import sign_as_shown
 
 
 def test_time_to_sign_covers_every_signed_account_the_dashboard_counts(
@@ -31,8 +25,8 @@ def test_time_to_sign_covers_every_signed_account_the_dashboard_counts(
     links.issue_welcome_link(demo_link)  # what `flask demo-info` does: no link_sent entry
     demo_link.created_at = utcnow() - timedelta(days=4)  # handed off four days before signing
     db.commit()
-    sign(db, emailed, "Ann Emailed")
-    sign(db, demo_link, "Dana Demo")
+    sign_as_shown(db, emailed, "Ann Emailed")
+    sign_as_shown(db, demo_link, "Dana Demo")
     db.commit()
 
     staff.login(make_staff("admin"))

@@ -13,7 +13,7 @@ import pytest
 from pypdf import PdfReader
 from sqlalchemy import select
 
-from portal import agreement, record
+from portal import agreement, differences, record
 from portal.models import Account, OutboxEmail, RecordEntry, ServiceTerms, Signature
 from tests.conftest import count_rows, form_fields
 from tests.test_welcome import answer_all, complete, invited, open_link  # noqa: F401  (a fixture)
@@ -228,12 +228,22 @@ def test_a_new_terms_version_leaves_the_signed_agreement_unchanged(
     assert count_rows(db, ServiceTerms) == 2
 
 
-def test_terms_without_text_are_refused_with_a_message_and_nothing_changes(client, db, staff, make_staff):
+@pytest.mark.parametrize(
+    "terms, message",
+    [
+        ("Skip policy", "needs its text on the lines under the title"),
+        ("Skip\x07policy\nWe skip.", "plain text, without control characters"),
+        ("T" * 90 + "\nText.", "Keep each title under 80 characters"),
+    ],
+)
+def test_bad_terms_are_refused_with_a_message_and_nothing_changes(
+    client, db, staff, make_staff, terms, message
+):
     staff.login(make_staff("admin"))
     html = client.get("/staff/settings").get_data(as_text=True)
-    response = client.post("/staff/settings", data=settings_form(html, "Skip policy"))
+    response = client.post("/staff/settings", data=settings_form(html, terms))
     assert response.status_code == 400
-    assert "needs its text on the lines under the title" in response.get_data(as_text=True)
+    assert message in response.get_data(as_text=True)
     assert count_rows(db, ServiceTerms) == 0
 
 
@@ -271,3 +281,33 @@ def test_the_customer_withdraws_the_electronic_records_consent_and_the_office_is
     assert count_rows(db, RecordEntry) == before + 1
     assert client.post("/welcome/service/consents/nonsense/withdraw", data=form).status_code == 404
     assert record.verify_chain(db, signed.id) is None
+
+
+def test_an_office_decision_after_signing_is_a_dated_amendment_and_the_pdf_stays_as_signed(
+    client, db, invited, make_staff
+):
+    account, path = invited
+    open_link(client, path)
+    visit = next(item.id for item in account.items if item.kind == "visit_day")
+    location = complete(client, stop_before="/step/schedule")
+    html = client.get(location).get_data(as_text=True)
+    changed = answer_all(
+        html,
+        **{
+            f"i{visit}_answer": "no",
+            f"i{visit}_days": ["Thursday"],
+            f"i{visit}_comment": "Home on Thursdays",
+        },
+    )
+    assert client.post(location, data=changed).status_code == 302
+    assert sign(client, review(client)).status_code == 302
+    signed_pdf = client.get("/welcome/service/agreement.pdf").get_data()
+    assert "Thursday" in pdf_text(signed_pdf)
+
+    differences.keep_promise(db, visit, make_staff("office"), "Our route only reaches you on Fridays.")
+    db.commit()
+    page = client.get("/welcome/service").get_data(as_text=True)
+    section = page.split('id="agreement"')[1]
+    assert "Changes since you signed" in section and "Friday" in section
+    assert "Our route only reaches you on Fridays." in section
+    assert client.get("/welcome/service/agreement.pdf").get_data() == signed_pdf

@@ -38,7 +38,13 @@ def signature_certificate(account_id: int) -> str:
     if signature is None:
         abort(404)
     entry = session.get(RecordEntry, signature.record_entry_id)
-    return render_template("staff/signature.html", account=found, signature=signature, entry=entry)
+    return render_template(
+        "staff/signature.html",
+        account=found,
+        signature=signature,
+        entry=entry,
+        amendments=agreement.amendments(session, found, signature),
+    )
 
 
 @bp.get("/consents")

@@ -265,16 +265,8 @@ def review_step(
             else:
                 return redirect(url_for("welcome.thanks"))
     form.document_sha256.data = shown.sha256
-    session = get_db()
     return _render_step(
-        "welcome/step_review.html",
-        progress,
-        status,
-        form=form,
-        lines=confirm.summary(session, account),
-        extras=confirm.latest_step_details(session, account),
-        agreement=shown,
-        unfinished=unfinished,
+        "welcome/step_review.html", progress, status, form=form, agreement=shown, unfinished=unfinished
     )
 
 
@@ -303,8 +295,10 @@ def thanks(account: Account) -> str | BaseResponse:
 def _service_context(account: Account) -> dict[str, object]:
     session = get_db()
     plan = confirm.schedule(session, account)
+    signature = agreement.signature_of(session, account.id)
     return {
-        "signature": agreement.signature_of(session, account.id),
+        "signature": signature,
+        "amendments": agreement.amendments(session, account, signature) if signature else [],
         "consent_state": consents.state(session, account),
         "consent_names": consents.NAMES,
         # One form per consent, prefixed: the page has no two fields with the same id.
