@@ -51,7 +51,15 @@ MAX_TERMS, MAX_TITLE, MAX_TEXT = 20, 80, 1000
 # version; every consent and signature names the version it was given under.
 E_RECORDS_VERSION = "e-records-1"
 PDF_NAME = "service-agreement.pdf"
-ACCESS_NOTED_IN_AGREEMENT = "as you confirmed it (kept on your service page and the technician's brief)"
+ACCESS_NOTED_IN_AGREEMENT = (
+    "noted as you confirmed it (on your service page and the technician's brief; never emailed)"
+)
+# The answers that belong to no promise, as the agreement lists them after the promises.
+EXTRA_LINES = (
+    ("readiness", "Before the first visit"),
+    ("contact_preferences", "How to reach you"),
+    ("technician_note", "Notes for the technician"),
+)
 FONTS = Path(__file__).resolve().parent / "fonts"
 
 
@@ -183,7 +191,7 @@ class Agreement:
 
 
 def agreement_for(session: Session, account: Account) -> Agreement:
-    from portal.confirmations import summary  # confirmations signs with this module
+    from portal.confirmations import latest_step_details, summary  # confirmations signs with this module
 
     company = get_company()
     lines = []
@@ -196,6 +204,11 @@ def agreement_for(session: Session, account: Account) -> Agreement:
         else:
             value = line.confirmed or "(not agreed yet)"
         lines.append((line.label, value))
+    extras = latest_step_details(session, account)
+    for event, label in EXTRA_LINES:
+        found = extras.get(event)
+        if found and found.get("value"):
+            lines.append((label, blank_codes(str(found["value"]))))
     return Agreement(
         company_name=company.name,
         company_contact=" · ".join(p for p in (company.phone, company.email) if p),

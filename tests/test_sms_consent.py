@@ -99,6 +99,27 @@ def test_service_texts_without_their_consent_are_refused_and_nothing_is_recorded
     assert count_rows(db, RecordEntry) == before
 
 
+def test_a_consent_ticked_under_another_number_is_asked_again_for_the_new_one(client, db, invited):
+    account, path = invited
+    open_link(client, path)
+    complete(client, stop_before="/step/contact")
+    before = count_rows(db, RecordEntry)
+    html, response = contact_step(
+        client, channels=["email", "text"], phone="+1 602 555 0199", sms_service="y"
+    )
+    assert NUMBER in html  # the disclosure the customer read named the number on file
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert "The number changed: read the consent again" in page and "+1 602 555 0199" in page
+    assert count_rows(db, RecordEntry) == before
+    response = client.post(
+        "/welcome/step/contact",
+        data=answer_all(page, channels=["email", "text"], phone="+1 602 555 0199", sms_service="y"),
+    )
+    assert response.status_code == 302
+    assert [e.confirmed_value for e in consent_entries(db)] == ["+16025550199"]
+
+
 @pytest.mark.parametrize(
     "words",
     ["STOP", "stop", "Quit", "END", "revoke", "Opt out", "optout", "CANCEL", "unsubscribe", "Stop please"],

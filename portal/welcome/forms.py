@@ -279,6 +279,8 @@ class ContactForm(OnceForm):
     # set by the view from portal.sms.
     sms_service = BooleanField("Service texts")
     sms_marketing = BooleanField("Marketing texts")
+    # The number the disclosures named when the page was drawn: a consent is for that number.
+    shown_phone = HiddenField()
     new_email = EmailField(
         "Use a different email address (optional)",
         validators=[
@@ -307,11 +309,20 @@ class ContactForm(OnceForm):
         if (self.sms_service.data or self.sms_marketing.data) and not (self.phone.data or "").strip():
             _error(self.phone, "Give the mobile number the texts should go to.")
             ok = False
+        elif sms.e164(self.shown_phone.data or "") != sms.e164(self.phone.data or ""):
+            for consent in (self.sms_service, self.sms_marketing):
+                if consent.data:
+                    _error(
+                        consent, "The number changed: read the consent again for the new number and tick it."
+                    )
+                    consent.data = False
+                    ok = False
         return ok
 
     def label_consents(self, company: CompanySettings) -> None:
         """Each text consent's label is its disclosure, naming the number it is for."""
         phone = (self.phone.data or "").strip()
+        self.shown_phone.data = phone
         self.sms_service.label.text = sms.disclosure(consents.SMS_SERVICE, company, phone)
         self.sms_marketing.label.text = sms.disclosure(consents.SMS_MARKETING, company, phone)
 

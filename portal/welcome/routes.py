@@ -191,7 +191,6 @@ def contact_step(
     form = ContactForm(
         data={"phone": account.customer.phone, "channels": ["email"]} if request.method == "GET" else None
     )
-    form.label_consents(get_company())
     if form.validate_on_submit() and form.extra_checks():
         with unit_of_work() as session:
             if _claimed(session, form, "step-contact"):
@@ -201,6 +200,7 @@ def contact_step(
                     email_change.request_change(session, account, new_email)
                     flash(f"We have emailed {account.customer.email} to confirm the change.", "info")
         return _next(progress, status)
+    form.label_consents(get_company())  # the disclosures name the number now in the field
     return _render_step("welcome/step_contact.html", progress, status, form=form)
 
 
