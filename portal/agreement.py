@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from portal.company import get_company, local_time
 from portal.handoffs import display_value
-from portal.models import Account, CompanySettings, RecordEntry, ServiceTerms, Signature, StaffUser
+from portal.models import Account, CompanySettings, Outcome, RecordEntry, ServiceTerms, Signature, StaffUser
 from portal.secret_codes import blank_codes, is_secret
 from portal.validation import NOT_TEXT
 
@@ -285,6 +285,10 @@ def render_pdf(agreement: Agreement, evidence: Evidence, signed_at: datetime) ->
     return bytes(pdf.output())
 
 
+# Office decisions on a promise: a difference resolved, a change agreed, a promise withdrawn.
+AMENDING = (Outcome.RESOLVED.value, Outcome.AGREED.value, Outcome.WITHDRAWN.value)
+
+
 @dataclass(frozen=True)
 class Amendment:
     """A change to an agreed value after signing (an office decision): dated, beside the signed
@@ -309,7 +313,7 @@ def amendments(session: Session, account: Account, signature: Signature) -> list
             RecordEntry.account_id == account.id,
             RecordEntry.seq > signed.seq,
             RecordEntry.item_id.is_not(None),
-            RecordEntry.outcome.in_(("resolved", "withdrawn")),
+            RecordEntry.outcome.in_(AMENDING),
             RecordEntry.actor != "customer",
         )
         .order_by(RecordEntry.seq)
@@ -320,6 +324,9 @@ def amendments(session: Session, account: Account, signature: Signature) -> list
         value = (
             "withdrawn" if entry.outcome == "withdrawn" else display_value(entry.confirmed_value, item.kind)
         )
+        starts = (entry.details or {}).get("effective_from")
+        if starts:
+            value += f" (from {display_value(str(starts), 'start_date')})"
         found.append(Amendment(entry.created_at, item.label, value, entry.note))
     return found
 

@@ -295,7 +295,7 @@ def test_an_office_decision_after_signing_is_a_dated_amendment_and_the_pdf_stays
         html,
         **{
             f"i{visit}_answer": "no",
-            f"i{visit}_days": ["Thursday"],
+            f"i{visit}_pref1": "Thursday",
             f"i{visit}_comment": "Home on Thursdays",
         },
     )
