@@ -57,6 +57,7 @@ def register_blueprints(app: Flask) -> None:
     from portal.api import bp as api_bp
     from portal.core import bp as core_bp
     from portal.payments import bp as payments_bp
+    from portal.sms_webhook import bp as sms_webhook_bp
     from portal.staff import bp as staff_bp
     from portal.welcome import bp as welcome_bp
 
@@ -65,6 +66,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(staff_bp, url_prefix="/staff")
     app.register_blueprint(api_bp, url_prefix="/api/v1")
     app.register_blueprint(payments_bp)
+    app.register_blueprint(sms_webhook_bp)
     from portal.payments.gateway import warn_if_payments_off
 
     warn_if_payments_off(app.config)

@@ -61,6 +61,8 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "STRIPE_SECRET_KEY": os.environ.get("STRIPE_SECRET_KEY") or None,
         "STRIPE_WEBHOOK_SECRET": os.environ.get("STRIPE_WEBHOOK_SECRET") or None,
         "STRIPE_API_BASE": os.environ.get("STRIPE_API_BASE") or None,
+        # Twilio's inbound-message webhook (/sms/inbound) is refused without it.
+        "TWILIO_AUTH_TOKEN": os.environ.get("TWILIO_AUTH_TOKEN") or None,
         "STRIPE_TIMEOUT": _int("STRIPE_TIMEOUT", 10),
         # Payments: retries of failed Stripe calls (same idempotency key), the origin that
         # hosts Checkout (CSP form-action; derived from STRIPE_API_BASE when unset), and how

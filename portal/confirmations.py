@@ -13,12 +13,12 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from portal import decisions, links, record, webhooks
+from portal import agreement, consents, decisions, links, record, webhooks
 from portal.company import get_company
 from portal.db import utcnow
 from portal.handoffs import OnboardingSigned, display_value
-from portal.mail import queue_email
-from portal.models import Account, AccountStatus, PromiseItem, RecordEntry
+from portal.mail import Attachment, queue_email
+from portal.models import Account, AccountStatus, PromiseItem, RecordEntry, Signature
 from portal.validation import WEEKDAYS, normalise_weekdays
 
 CUSTOMER = "customer"
@@ -240,25 +240,70 @@ def summary_hash(lines: list[SummaryLine], extras: dict[str, dict[str, Any]]) ->
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def sign(session: Session, account: Account, typed_name: str) -> RecordEntry:
-    """Freeze the onboarding: one entry carrying a hash of everything confirmed, and the emails."""
+def sign(session: Session, account: Account, evidence: agreement.Evidence) -> RecordEntry:
+    """Freeze the onboarding. Refused (AgreementChanged, nothing recorded) when the document
+    differs from the one the customer was shown. Records the electronic-records consent, then
+    one "signed" entry with the evidence, stores the signed PDF, and queues the emails."""
     _ensure_open(session, account)
+    shown = agreement.agreement_for(session, account)
+    if shown.sha256 != evidence.shown_sha256:
+        raise agreement.AgreementChanged
     lines = summary(session, account)
     extras = latest_step_details(session, account)
-    digest = summary_hash(lines, extras)
+    agreement.keep_terms(session, shown.terms)
+    channel = consents.Channel("welcome/review", evidence.ip_address, evidence.user_agent)
+    consents.give(
+        session,
+        account,
+        consents.E_RECORDS,
+        version=shown.e_records_version,
+        text_sha256=agreement.disclosure_sha256(shown.disclosure),
+        channel=channel,
+    )
+    signed_at = utcnow()
+    pdf = agreement.render_pdf(shown, evidence, signed_at)
+    pdf_sha256 = hashlib.sha256(pdf).hexdigest()
     entry = record.append(
         session,
         account,
         event="signed",
         actor=CUSTOMER,
-        confirmed_value=typed_name,
-        note="signed the onboarding summary",
-        details={"summary_sha256": digest, "promises": len(lines)},
+        confirmed_value=evidence.typed_name,
+        note="signed the service agreement",
+        details={
+            "summary_sha256": summary_hash(lines, extras),
+            "promises": len(lines),
+            "document_sha256": shown.sha256,
+            "pdf_sha256": pdf_sha256,
+            "terms_version": shown.terms.version,
+            "terms_accepted": list(evidence.accepted_terms),
+            "e_records_version": shown.e_records_version,
+            "signed_at": signed_at.isoformat(),
+            "link_nonce_hash": evidence.link_nonce_hash,
+            **channel.details(),
+        },
     )
-    account.signed_at = utcnow()
+    session.add(
+        Signature(
+            account_id=account.id,
+            record_entry_id=entry.id,
+            typed_name=evidence.typed_name,
+            signed_at=signed_at,
+            ip_address=evidence.ip_address,
+            user_agent=evidence.user_agent[:500],
+            link_nonce_hash=evidence.link_nonce_hash,
+            terms_version=shown.terms.version,
+            e_records_version=shown.e_records_version,
+            document=shown.text(),
+            document_sha256=shown.sha256,
+            pdf=pdf,
+            pdf_sha256=pdf_sha256,
+        )
+    )
+    account.signed_at = signed_at
     account.status = AccountStatus.SIGNED.value
     differences = [line for line in lines if line.outcome in ("changed", "disputed")]
-    _queue_signed_emails(session, account, lines, differences)
+    _queue_signed_emails(session, account, lines, differences, pdf)
     webhooks.queue_event(
         session,
         "account.signed",
@@ -273,7 +318,11 @@ def sign(session: Session, account: Account, typed_name: str) -> RecordEntry:
 
 
 def _queue_signed_emails(
-    session: Session, account: Account, lines: list[SummaryLine], differences: list[SummaryLine]
+    session: Session,
+    account: Account,
+    lines: list[SummaryLine],
+    differences: list[SummaryLine],
+    pdf: bytes,
 ) -> None:
     company = get_company()
     queue_email(
@@ -288,6 +337,7 @@ def _queue_signed_emails(
             "differences": differences,
             "service_url": links.public_url("welcome.my_service"),
         },
+        attachments=[Attachment(agreement.PDF_NAME, "application/pdf", pdf)],
     )
     if not differences:
         return

@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -284,6 +285,45 @@ class RecordEntry(Base):
     key_id: Mapped[str] = mapped_column(String(16))
 
 
+class ServiceTerms(Base):
+    """One version of the company's service terms (Settings). A change is a new version, never
+    an edit: each signature names the version it agreed to, and a new version applies to new
+    signatures only."""
+
+    __tablename__ = "service_terms"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, unique=True)
+    # [{"title": ..., "text": ...}] in the order shown.
+    terms: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Signature(Base):
+    """A signed agreement: the evidence of the signing act and the exact document the customer
+    was shown, stored with its PDF so a download years later gives the same bytes. The record's
+    "signed" entry carries the same evidence and hashes, inside the hash chain."""
+
+    __tablename__ = "signatures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), unique=True)
+    record_entry_id: Mapped[int] = mapped_column(ForeignKey("record_entries.id"))
+    typed_name: Mapped[str] = mapped_column(String(120))
+    signed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ip_address: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(500), default="")
+    # The link that authenticated the customer: the hash of its nonce (never the link itself).
+    link_nonce_hash: Mapped[str] = mapped_column(String(64), default="")
+    terms_version: Mapped[int] = mapped_column(Integer)
+    e_records_version: Mapped[str] = mapped_column(String(40))
+    document: Mapped[str] = mapped_column(Text)
+    document_sha256: Mapped[str] = mapped_column(String(64))
+    pdf: Mapped[bytes] = mapped_column(LargeBinary)
+    pdf_sha256: Mapped[str] = mapped_column(String(64))
+
+
 class AppendOnlyError(RuntimeError):
     """Raised when code tries to change or remove a service record entry."""
 
@@ -318,7 +358,7 @@ class StaffAudit(Base):
     target: Mapped[StaffUser | None] = relationship(foreign_keys=[target_id])
 
 
-APPEND_ONLY = (RecordEntry, StaffAudit)
+APPEND_ONLY = (RecordEntry, StaffAudit, Signature)
 
 
 @event.listens_for(StaffAudit, "before_update")
@@ -329,6 +369,12 @@ def _refuse_audit_update(*_args: Any) -> None:
 @event.listens_for(StaffAudit, "before_delete")
 def _refuse_audit_delete(*_args: Any) -> None:
     raise AppendOnlyError("staff audit entries are never deleted")
+
+
+@event.listens_for(Signature, "before_update")
+@event.listens_for(Signature, "before_delete")
+def _refuse_signature_change(*_args: Any) -> None:
+    raise AppendOnlyError("a signed agreement is kept as signed; later changes are amendments")
 
 
 @event.listens_for(Session, "do_orm_execute")

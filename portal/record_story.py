@@ -150,7 +150,12 @@ def _what(entry: RecordEntry, item: PromiseItem | None, cast: _Cast) -> tuple[st
     event = entry.event
     value = entry.confirmed_value or ""
     if event == "signed":
-        return f"Signed the onboarding summary as {QUOTE[0]}{value}{QUOTE[1]}", ""
+        terms = details.get("terms_version")
+        what = f"the service agreement (terms version {terms})" if terms else "the onboarding summary"
+        return f"Signed {what} as {QUOTE[0]}{value}{QUOTE[1]}", ""
+    if event in ("consent_given", "consent_withdrawn"):
+        # The note names the consent; the number (texts) and the words of an opt-out follow.
+        return entry.note + (f" for {value}" if value else ""), ""
     if event in ("link_sent", "link_resent"):
         if entry.actor == "customer":
             return "Asked for a new link by email", ""

@@ -215,6 +215,15 @@ def staff(client: FlaskClient) -> StaffBrowser:
     return StaffBrowser(client)
 
 
+def sign_as_shown(session: Session, account: Account, name: str) -> None:
+    """Sign the agreement as the review step shows it, from a test's own session."""
+    from portal import agreement, confirmations
+
+    shown = agreement.agreement_for(session, account)
+    evidence = agreement.Evidence(name, "127.0.0.1", "test", account.link_nonce_hash or "", shown.sha256, ())
+    confirmations.sign(session, account, evidence)
+
+
 def count_rows(session: Session, model: type) -> int:
     from sqlalchemy import func, select
 

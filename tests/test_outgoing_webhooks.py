@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from portal import confirmations, differences, record, webhooks
+from portal import differences, record, webhooks
 from portal.db import get_db, utcnow
 from portal.models import CompanySettings, OutboxEmail
 from portal.outbox import deliver_pending
 from portal.payments import invoices as invoice_service
-from tests.conftest import form_fields
+from tests.conftest import form_fields, sign_as_shown
 
 
 class Receiver:
@@ -170,7 +170,7 @@ def test_a_signed_account_and_a_decided_difference_are_posted(app, db, make_acco
         outcome="changed",
     )
     db.commit()
-    confirmations.sign(db, account, "Dana Reyes")
+    sign_as_shown(db, account, "Dana Reyes")
     db.commit()
     differences.accept_customer_version(
         db, item.id, make_staff("office", name="Olive Office"), days=["Saturday"]

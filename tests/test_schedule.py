@@ -71,7 +71,8 @@ def answers(html: str, **overrides: object) -> dict[str, object]:
     if 'name="channels"' in html:
         data["channels"] = "email"
     if 'name="full_name"' in html:
-        data.update(full_name="Dana Reyes", agree="y")
+        data.update(full_name="Dana Reyes", agree="y", e_records="y")
+        data.update({name: "y" for name in re.findall(r'name="(term_\d+)"', html)})
     data.update(overrides)
     return data
 

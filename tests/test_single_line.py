@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from portal.models import Account, CompanySettings, Customer, OutboxEmail, PromiseItem, RecordEntry
-from tests.conftest import count_rows, form_fields
+from tests.conftest import count_rows, form_fields, sign_as_shown
 from tests.test_api import handoff_body, post_handoff, sales, token  # noqa: F401 (fixtures)
 from tests.test_handoff_form import post_new, seller  # noqa: F401 (fixture)
 from tests.test_import import row as csv_row
@@ -213,7 +213,7 @@ def test_a_well_formed_handoff_still_goes_through(client, db, sales, token):
 
 def test_an_alert_about_a_name_saved_with_a_line_break_earlier_is_still_delivered(app, db, make_account):
     """Names saved before these checks may hold a line break; the alert's subject is one line."""
-    from portal.confirmations import Answer, record_answers, sign
+    from portal.confirmations import Answer, record_answers
     from portal.onboarding import send_welcome
     from portal.outbox import deliver_pending
 
@@ -223,7 +223,7 @@ def test_an_alert_about_a_name_saved_with_a_line_break_earlier_is_still_delivere
     item = next(i for i in account.items if i.kind == "equipment")
     record_answers(db, account, [Answer(item, "disputed", None, "not what I was told")])
     db.commit()
-    sign(db, account, "Dana Reyes")
+    sign_as_shown(db, account, "Dana Reyes")
     db.commit()
     report = deliver_pending(db)
     assert report.deliveries and {d.result for d in report.deliveries} == {"sent"}

@@ -163,7 +163,8 @@ def test_the_webhook_is_the_only_csrf_exempt_view_and_needs_no_token(app, client
     deliver(client, "checkout.session.completed", paid_session(account, invoice))
     assert fresh(db, Invoice, invoice.id).status == "paid"
     exempt = {view for view in csrf._exempt_views if not view.startswith(("portal.api.", "portal.core."))}
-    assert exempt == {"portal.payments.routes.stripe_webhook"}  # bearer-token API aside, the only one
+    # Bearer-token API aside, the signed webhooks are the only ones: Stripe's and Twilio's.
+    assert exempt == {"portal.payments.routes.stripe_webhook", "portal.sms_webhook.routes.inbound"}
     assert not csrf._exempt_blueprints
 
 

@@ -50,7 +50,8 @@ def answer_all(html: str, **overrides: str) -> dict[str, object]:
     if 'name="channels"' in html:
         data["channels"] = "email"
     if 'name="full_name"' in html:
-        data.update(full_name="Dana Reyes", agree="y")
+        data.update(full_name="Dana Reyes", agree="y", e_records="y")
+        data.update({name: "y" for name in re.findall(r'name="(term_\d+)"', html)})
     data.update(overrides)
     return data
 
@@ -514,7 +515,9 @@ def test_contact_step_records_text_consent_explicitly(client, db, invited):
     no_consent = client.post(
         location, data=answer_all(html, channels=["email", "text"], phone="+1 480 555 0134")
     )
-    assert no_consent.status_code == 400 and "Tick the box to agree" in no_consent.get_data(as_text=True)
+    assert no_consent.status_code == 400 and "Tick the box to agree to service texts" in no_consent.get_data(
+        as_text=True
+    )
     nothing = client.post(location, data={**form_fields(html)})
     assert nothing.status_code == 400 and "Choose at least one way" in nothing.get_data(as_text=True)
     assert count_rows(db, RecordEntry) == before
@@ -524,13 +527,13 @@ def test_contact_step_records_text_consent_explicitly(client, db, invited):
             html,
             channels=["email", "text"],
             phone="+1 480 555 0134",
-            sms_consent="y",
+            sms_service="y",
             preferred_times="evenings",
         ),
     )
     assert ok.status_code == 302
-    consent = db.scalars(select(RecordEntry).where(RecordEntry.event == "sms_consent")).one()
-    assert consent.confirmed_value == "+1 480 555 0134" and "text messages" in consent.details["consent_text"]
+    consent = db.scalars(select(RecordEntry).where(RecordEntry.event == "consent_given")).one()
+    assert consent.confirmed_value == "+14805550134" and consent.details["consent"] == "sms_service"
 
 
 def test_readiness_needs_every_item_answered(client, db, invited):

@@ -4,7 +4,7 @@ from flask import Blueprint, Response, abort, current_app, jsonify, render_templ
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from portal import logo
+from portal import agreement, logo, sms
 from portal.brand import ink_for, readable_brand
 from portal.company import get_company
 from portal.db import get_db
@@ -16,6 +16,18 @@ bp = Blueprint("core", __name__)
 @bp.get("/")
 def index() -> str:
     return render_template("index.html")
+
+
+@bp.get("/terms")
+def terms() -> str:
+    """The service terms in force and the text-message program's terms (linked from the
+    contact step's consents, as carriers ask)."""
+    return render_template("terms.html", terms=agreement.current_terms(get_db()), sms=sms)
+
+
+@bp.get("/privacy")
+def privacy() -> str:
+    return render_template("privacy.html")
 
 
 @bp.get("/healthz")

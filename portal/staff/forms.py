@@ -30,6 +30,7 @@ from wtforms.validators import (
 )
 
 from portal import brand, logo
+from portal.agreement import parse_terms
 from portal.auth import MIN_PASSWORD
 from portal.company import checklist_lines, zone_names
 from portal.forms import CheckboxesField, options
@@ -193,11 +194,21 @@ class CompanySettingsForm(FlaskForm):
     readiness_checklist = TextAreaField(
         "Before-the-first-visit checklist (one item per line)", validators=[Length(max=2000)]
     )
+    service_terms = TextAreaField(
+        "Service terms (one term per paragraph: its title on the first line, its text below)",
+        validators=[Length(max=25000)],
+        render_kw={"rows": 14},
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.timezone.choices = options([(name, name.replace("_", " ")) for name in zone_names()])
         self.logo_png: bytes | None = None  # the cleaned upload, once validated
+
+    def validate_service_terms(self, field: TextAreaField) -> None:
+        _, error = parse_terms(field.data or "")
+        if error:
+            raise ValidationError(error)
 
     def validate_currency(self, field: StringField) -> None:
         code = (field.data or "").upper()
@@ -247,6 +258,17 @@ class DifferenceFilterForm(Form):
     salesperson = SelectField("Salesperson", validate_choice=False)
     visit_from = DateField("First visit from", validators=[Optional()])
     visit_to = DateField("First visit to", validators=[Optional()])
+
+
+class ConsentExportForm(Form):
+    """The consent records' date range, from the query string (a GET form: no CSRF)."""
+
+    start = DateField("From", validators=[InputRequired("Choose the first day, e.g. 2026-01-01.")])
+    end = DateField("To", validators=[InputRequired("Choose the last day, e.g. 2026-12-31.")])
+
+    def validate_end(self, field: DateField) -> None:
+        if self.start.data and field.data and field.data < self.start.data:
+            raise ValidationError("The last day must be on or after the first.")
 
 
 RESOLUTIONS = {

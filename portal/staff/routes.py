@@ -7,7 +7,7 @@ from flask import current_app, flash, redirect, render_template, request, sessio
 from flask_login import current_user, login_user, logout_user
 from werkzeug.wrappers import Response
 
-from portal import brand, logo, webhooks
+from portal import agreement, brand, logo, webhooks
 from portal import company as company_service
 from portal.access import Action, roles_for
 from portal.auth import authenticate, end_sessions, is_safe_next, record_sign_in, roles_required
@@ -87,12 +87,19 @@ def logout() -> Response:
 @roles_required(*roles_for(Action.SETTINGS))
 def company_settings() -> Response | tuple[str, int]:
     company = company_service.editable_company(get_db())
-    form = CompanySettingsForm(data=company_service.form_data(company))
+    form = CompanySettingsForm(data=_settings_data(company))
     valid = form.validate_on_submit()
     if valid and "preview" not in request.form:
         with unit_of_work() as db:
             company_service.update_company(db, company, form.data, new_logo=form.logo_png)
+            new_version = agreement.save_terms(
+                db,
+                agreement.parse_terms(form.service_terms.data or "")[0],
+                current_user._get_current_object(),
+            )
         flash("Company settings saved.", "success")
+        if new_version is not None:
+            flash(f"Service terms version {new_version} saved: it applies to new signatures only.", "info")
         return redirect(url_for("staff.company_settings"))
     status = 400 if request.method == "POST" and not valid else 200
     return _settings_page(
@@ -119,18 +126,24 @@ def webhook_settings() -> Response | tuple[str, int]:
                 flash("Webhooks are off: no events will be sent.", "success")
                 return redirect(url_for("staff.company_settings"))
             return _settings_page(
-                CompanySettingsForm(formdata=None, data=company_service.form_data(company)),
+                CompanySettingsForm(formdata=None, data=_settings_data(company)),
                 webhook_form,
                 company,
                 200,
                 new_secret=secret,
             )
     return _settings_page(
-        CompanySettingsForm(formdata=None, data=company_service.form_data(company)),
+        CompanySettingsForm(formdata=None, data=_settings_data(company)),
         webhook_form,
         company,
         400,
     )
+
+
+def _settings_data(company: CompanySettings) -> dict[str, object]:
+    """The settings form's values: the company's, and the service terms in force as text."""
+    terms = agreement.terms_text(agreement.current_terms(get_db()))
+    return {**company_service.form_data(company), "service_terms": terms}
 
 
 def _settings_page(
@@ -147,6 +160,7 @@ def _settings_page(
         webhook_form=webhook_form,
         new_secret=new_secret,
         deliveries=webhooks.recent(get_db()),
+        terms=agreement.current_terms(get_db()),
         saved=company,
         preview=entered,
         shade=brand.preview(entered.shade) if entered and entered.shade else None,

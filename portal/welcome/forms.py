@@ -6,13 +6,24 @@ from datetime import date
 from functools import lru_cache
 from typing import Any
 
-from wtforms import BooleanField, DateField, EmailField, RadioField, SelectField, StringField, TextAreaField
+from wtforms import (
+    BooleanField,
+    DateField,
+    EmailField,
+    Field,
+    HiddenField,
+    RadioField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.validators import DataRequired, Email, Length, Optional, ValidationError
 
+from portal import consents, sms
 from portal.confirmations import Answer, preference_text, preferences
 from portal.forms import CheckboxesField, options
 from portal.handoffs import display_value
-from portal.models import PromiseItem, RecordEntry
+from portal.models import CompanySettings, PromiseItem, RecordEntry
 from portal.once import OnceForm
 from portal.record import ItemState
 from portal.validation import WEEKDAYS, SingleLine, normalise_weekdays
@@ -284,10 +295,12 @@ class ContactForm(OnceForm):
         "Best times to reach you (optional)",
         validators=[Optional(), Length(max=200), SingleLine("The times")],
     )
-    sms_consent = BooleanField(
-        "I agree to receive text messages about my pool service at this "
-        "number. Message rates may apply; reply STOP to opt out."
-    )
+    # Two separate, unticked choices; their labels (the disclosures, naming the number) are
+    # set by the view from portal.sms.
+    sms_service = BooleanField("Service texts")
+    sms_marketing = BooleanField("Marketing texts")
+    # The number the disclosures named when the page was drawn: a consent is for that number.
+    shown_phone = HiddenField()
     new_email = EmailField(
         "Use a different email address (optional)",
         validators=[
@@ -310,13 +323,40 @@ class ContactForm(OnceForm):
         if wants_phone and not (self.phone.data or "").strip():
             _error(self.phone, "Give a number for texts or calls.")
             ok = False
-        if "text" in (self.channels.data or []) and not self.sms_consent.data:
-            _error(self.sms_consent, "Tick the box to agree to text messages, or untick Text message.")
+        if "text" in (self.channels.data or []) and not self.sms_service.data:
+            _error(self.sms_service, "Tick the box to agree to service texts, or untick Text message.")
             ok = False
+        if (self.sms_service.data or self.sms_marketing.data) and not (self.phone.data or "").strip():
+            _error(self.phone, "Give the mobile number the texts should go to.")
+            ok = False
+        elif sms.e164(self.shown_phone.data or "") != sms.e164(self.phone.data or ""):
+            for consent in (self.sms_service, self.sms_marketing):
+                if consent.data:
+                    _error(
+                        consent, "The number changed: read the consent again for the new number and tick it."
+                    )
+                    consent.data = False
+                    ok = False
         return ok
+
+    def label_consents(self, company: CompanySettings) -> None:
+        """Each text consent's label is its disclosure, naming the number it is for."""
+        phone = (self.phone.data or "").strip()
+        self.shown_phone.data = phone
+        self.sms_service.label.text = sms.disclosure(consents.SMS_SERVICE, company, phone)
+        self.sms_marketing.label.text = sms.disclosure(consents.SMS_MARKETING, company, phone)
 
 
 class SignForm(OnceForm):
+    """The signing act: each term accepted, the electronic-records consent, the typed name.
+    `document_sha256` carries the hash of the document the page showed (checked on signing)."""
+
+    document_sha256 = HiddenField()
+    e_records = BooleanField(
+        "I have read the disclosure above on this device, I can open PDF files, and I agree to "
+        "receive my agreement and other records electronically.",
+        validators=[DataRequired("Tick the box to receive records electronically.")],
+    )
     full_name = StringField(
         "Type your full name",
         validators=[DataRequired("Type your full name to sign."), Length(max=120), SingleLine("Your name")],
@@ -326,6 +366,21 @@ class SignForm(OnceForm):
         "I confirm these details are correct and agree to the service as described.",
         validators=[DataRequired("Tick the box to agree.")],
     )
+
+    def term_fields(self) -> list[Field]:
+        return [field for field in self if field.name.startswith("term_")]
+
+
+def sign_form_class(terms: list[dict[str, str]]) -> type[SignForm]:
+    """The sign form for these terms: one box per term, each to be ticked."""
+    fields = {
+        f"term_{index}": BooleanField(
+            f"I accept: {term['title']}",
+            validators=[DataRequired(f"Tick the box to accept “{term['title']}”.")],
+        )
+        for index, term in enumerate(terms)
+    }
+    return type("TermsSignForm", (SignForm,), fields)
 
 
 def change_form_class(states: list[ItemState]) -> type[OnceForm]:

@@ -6,8 +6,8 @@ from flask import Response, abort, current_app, flash, redirect, render_template
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
+from portal import agreement, consents, customer_session, decisions, email_change, links, once, record, sms
 from portal import confirmations as confirm
-from portal import customer_session, decisions, email_change, links, once, record
 from portal.company import company_today, get_company
 from portal.customer_session import customer_pay_required, customer_required
 from portal.db import get_db, unit_of_work
@@ -19,12 +19,12 @@ from portal.onboarding import send_link_on_request
 from portal.welcome import bp, calendar
 from portal.welcome.forms import (
     ContactForm,
-    SignForm,
     change_form_class,
     item_form_class,
     parse_answers,
     prefill,
     readiness_form_class,
+    sign_form_class,
 )
 
 LINK_PROBLEM = "welcome/link_problem.html"
@@ -200,6 +200,7 @@ def contact_step(
                     email_change.request_change(session, account, new_email)
                     flash(f"We have emailed {account.customer.email} to confirm the change.", "info")
         return _next(progress, status)
+    form.label_consents(get_company())  # the disclosures name the number now in the field
     return _render_step("welcome/step_contact.html", progress, status, form=form)
 
 
@@ -210,44 +211,62 @@ def _record_contact(session: Session, account: Account, form: ContactForm) -> No
         "channels": channels,
         "phone": phone,
         "preferred_times": (form.preferred_times.data or "").strip(),
-        "sms_consent": bool(form.sms_consent.data),
+        "sms_consent": bool(form.sms_service.data),
+        "sms_marketing": bool(form.sms_marketing.data),
     }
     confirm.record_step_event(
         session, account, "contact_preferences", confirmed=", ".join(channels), details=details
     )
-    if form.sms_consent.data:
-        # Consent for texts is recorded on its own, with the exact words agreed to.
-        confirm.record_step_event(
-            session,
-            account,
-            "sms_consent",
-            confirmed=phone,
-            details={"consent_text": form.sms_consent.label.text},
-        )
+    # Each text consent on its own entry, with the exact words agreed to and the number; an
+    # answer changed before signing gives or withdraws it again.
+    channel = consents.Channel("welcome/contact", request.remote_addr or "", request.user_agent.string)
+    current = consents.state(session, account)
+    for kind, ticked in (
+        (consents.SMS_SERVICE, form.sms_service.data),
+        (consents.SMS_MARKETING, form.sms_marketing.data),
+    ):
+        latest = current.get(kind)
+        given = latest is not None and latest.event == consents.GIVEN
+        if ticked and not (given and latest is not None and latest.confirmed_value == sms.e164(phone)):
+            sms.give(session, account, kind, phone, get_company(), channel)
+        elif not ticked and given:
+            consents.withdraw(session, account, kind, channel=channel)
 
 
 def review_step(
     account: Account, progress: confirm.Progress, status: confirm.StepStatus
 ) -> str | BaseResponse | tuple[str, int]:
-    form = SignForm()
+    """The agreement in full (agreed values, each term, the electronic-records disclosure) and
+    the signing act: every term ticked, the consent, the typed name, Sign."""
+    shown = agreement.agreement_for(get_db(), account)
+    form = sign_form_class(list(shown.terms.terms))()
     unfinished = progress.unfinished_before_review
     if form.validate_on_submit():
         if unfinished:
             form.form_errors.append("Please finish the steps marked below before signing.")
         else:
-            with unit_of_work() as session:
-                if _claimed(session, form, "sign"):
-                    confirm.sign(session, account, (form.full_name.data or "").strip())
-            return redirect(url_for("welcome.thanks"))
-    session = get_db()
+            evidence = agreement.Evidence(
+                typed_name=(form.full_name.data or "").strip(),
+                ip_address=request.remote_addr or "",
+                user_agent=request.user_agent.string[:500],
+                link_nonce_hash=account.link_nonce_hash or "",
+                shown_sha256=form.document_sha256.data or "",
+                accepted_terms=tuple(term["title"] for term in shown.terms.terms),
+            )
+            try:
+                with unit_of_work() as session:
+                    if _claimed(session, form, "sign"):
+                        confirm.sign(session, account, evidence)
+            except agreement.AgreementChanged:
+                form.form_errors.append(
+                    "Something in the agreement changed since this page opened. "
+                    "Please read it again below, then sign."
+                )
+            else:
+                return redirect(url_for("welcome.thanks"))
+    form.document_sha256.data = shown.sha256
     return _render_step(
-        "welcome/step_review.html",
-        progress,
-        status,
-        form=form,
-        lines=confirm.summary(session, account),
-        extras=confirm.latest_step_details(session, account),
-        unfinished=unfinished,
+        "welcome/step_review.html", progress, status, form=form, agreement=shown, unfinished=unfinished
     )
 
 
@@ -276,7 +295,14 @@ def thanks(account: Account) -> str | BaseResponse:
 def _service_context(account: Account) -> dict[str, object]:
     session = get_db()
     plan = confirm.schedule(session, account)
+    signature = agreement.signature_of(session, account.id)
     return {
+        "signature": signature,
+        "amendments": agreement.amendments(session, account, signature) if signature else [],
+        "consent_state": consents.state(session, account),
+        "consent_names": consents.NAMES,
+        # One form per consent, prefixed: the page has no two fields with the same id.
+        "withdraw_forms": {kind: once.OnceForm(prefix=kind) for kind in consents.KINDS},
         "account": account,
         "agreed": decisions.agreed_lines(session, account, company_today()),
         "requests": decisions.open_requests(session, account),
@@ -313,6 +339,35 @@ def request_change(account: Account) -> str | BaseResponse | tuple[str, int]:
         flash("Thanks, we have your request. The office will decide and email you.", "success")
         return redirect(url_for("welcome.my_service"))
     return render_template("welcome/service.html", form=form, **_service_context(account)), 400
+
+
+@bp.get("/service/agreement.pdf")
+@customer_pay_required
+def agreement_pdf(account: Account) -> Response:
+    """The signed agreement as it was signed: the stored bytes."""
+    signature = agreement.signature_of(get_db(), account.id)
+    if signature is None:
+        abort(404)
+    return agreement.pdf_download(signature)
+
+
+@bp.post("/service/consents/<kind>/withdraw")
+@customer_pay_required
+def withdraw_consent(account: Account, kind: str) -> BaseResponse:
+    if kind not in consents.KINDS:
+        abort(404)
+    form = once.OnceForm(prefix=kind)
+    if form.validate_on_submit():
+        with unit_of_work() as session:
+            if _claimed(session, form, "withdraw-consent"):
+                channel = consents.Channel(
+                    "welcome/service", request.remote_addr or "", request.user_agent.string
+                )
+                consents.withdraw_and_tell(session, account, kind, channel=channel, how="from My service")
+        flash(f"Done: {consents.NAMES[kind].lower()} withdrawn. We have told the office.", "success")
+    else:
+        flash("That did not go through; please try again.", "error")
+    return redirect(url_for("welcome.my_service") + "#agreement")
 
 
 @bp.get("/service/visit.ics")

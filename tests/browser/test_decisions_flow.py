@@ -85,9 +85,12 @@ def test_dana_corrects_her_day_the_office_keeps_friday_and_dana_is_told(
         if invoices.count():
             invoices.click()
         _submit(dana, "Save and continue")
+    for term in dana.get_by_label("I accept:", exact=False).all():
+        term.check()
+    dana.get_by_label("I agree to receive my agreement and other records electronically", exact=False).check()
     dana.get_by_label("Type your full name").fill(account.customer.name)
     dana.get_by_label("I confirm these details are correct", exact=False).check()
-    _submit(dana, "Sign and finish")
+    _submit(dana, "Sign")
     assert dana.url.endswith("/welcome/thanks")
     thanks = dana.locator("main").inner_text()
     # Her day and her billing choice (invoices, not the card autopay sales noted) wait.

@@ -8,6 +8,8 @@ weigh under 100 KB with its CSS. Screenshots land in tests/artifacts/ (ignored b
 from __future__ import annotations
 
 import email.policy
+import hashlib
+import io
 import re
 from collections.abc import Iterator
 from email.parser import BytesParser
@@ -19,11 +21,12 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskCliRunner
 from playwright.sync_api import Browser, BrowserContext, Page, Request
+from pypdf import PdfReader
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal.confirmations import STEP_BY_NAME
-from portal.models import Account, PromiseItem, RecordEntry
+from portal.models import Account, PromiseItem, RecordEntry, Signature
 from portal.onboarding import send_welcome
 
 from .a11y import Auditor, audit
@@ -275,9 +278,12 @@ def test_whole_flow_from_email_to_thanks_at_375px(
     assert page.url.endswith("/welcome/step/review")
     tab.check("review")
     assert "prefers Thursday, then Tuesday" in page.locator(".summary").inner_text()
+    for term in page.get_by_label("I accept:", exact=False).all():
+        term.check()
+    page.get_by_label("I agree to receive my agreement and other records electronically", exact=False).check()
     page.get_by_label("Type your full name").fill(account.customer.name)
     page.get_by_label("I confirm these details are correct", exact=False).check()
-    assert tab.submit("Sign and finish") == 200
+    assert tab.submit("Sign") == 200
 
     assert page.url.endswith("/welcome/thanks")
     tab.check("thanks")
@@ -302,6 +308,19 @@ def test_whole_flow_from_email_to_thanks_at_375px(
     assert [(e.confirmed_value, e.details, e.note, e.actor) for e in changed] == [
         ("prefers Thursday, then Tuesday", {"preferences": ["Thursday", "Tuesday"]}, REASON, "customer")
     ]
+
+    # My service: the signed agreement downloads as the PDF that was stored when signing.
+    assert tab.open(f"{live_server}/welcome/service") == 200
+    tab.check("service")
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="Download my signed agreement (PDF)").click()
+    download = download_info.value
+    assert download.suggested_filename == "service-agreement.pdf"
+    pdf = Path(download.path()).read_bytes()
+    signature = db.scalars(select(Signature).where(Signature.account_id == account_id)).one()
+    assert pdf == signature.pdf and hashlib.sha256(pdf).hexdigest() == signature.pdf_sha256
+    text = " ".join(" ".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages).split())
+    assert f"Signed by typing the name: {account.customer.name}" in text and "Thursday" in text
     tab.assert_local()
 
 
