@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date
@@ -176,21 +176,26 @@ def _records(text: str) -> Iterator[tuple[int, list[str]]]:
         ) from error
 
 
-def _check_header(header: list[str]) -> None:
+def header_errors(header: list[str], columns: Iterable[str], required: Iterable[str]) -> list[RowError]:
+    """Unknown, repeated and missing columns: the rules every CSV import shares."""
+    known = set(columns)
     errors = [
         RowError(1, name or f"column {index + 1}", "Unknown column.")
         for index, name in enumerate(header)
-        if name not in COLUMNS
+        if name not in known
     ]
     errors += [
         RowError(1, name, "This column appears more than once.")
-        for name in sorted({n for n in header if header.count(n) > 1 and n in COLUMNS})
+        for name in sorted({n for n in header if header.count(n) > 1 and n in known})
     ]
     errors += [
-        RowError(1, name, "This required column is missing.")
-        for name in REQUIRED_COLUMNS
-        if name not in header
+        RowError(1, name, "This required column is missing.") for name in required if name not in header
     ]
+    return errors
+
+
+def _check_header(header: list[str]) -> None:
+    errors = header_errors(header, COLUMNS, REQUIRED_COLUMNS)
     if not any(name in header for name in PRICE_COLUMNS):
         errors.append(
             RowError(1, "price", "Add a price column (dollars, e.g. 165.00) or a price_cents column.")

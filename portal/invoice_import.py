@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from portal import external_invoices
 from portal.company import company_today, get_company
 from portal.db import unit_of_work
-from portal.imports import ImportInvalid, RowError, read_csv, shape_errors
+from portal.imports import ImportInvalid, RowError, header_errors, read_csv, shape_errors
 from portal.models import Account, Customer
 from portal.money import parse_money
 from portal.validation import HandoffInvalid, InvoiceData, parse_invoice
@@ -61,20 +61,7 @@ class InvoiceImportResult:
 
 
 def check_header(header: list[str]) -> None:
-    errors = [
-        RowError(1, name or f"column {index + 1}", "Unknown column.")
-        for index, name in enumerate(header)
-        if name not in COLUMNS
-    ]
-    errors += [
-        RowError(1, name, "This column appears more than once.")
-        for name in sorted({n for n in header if header.count(n) > 1 and n in COLUMNS})
-    ]
-    errors += [
-        RowError(1, name, "This required column is missing.")
-        for name in REQUIRED_COLUMNS
-        if name not in header
-    ]
+    errors = header_errors(header, COLUMNS, REQUIRED_COLUMNS)
     if not any(name in header for name in ACCOUNT_COLUMNS):
         errors.append(RowError(1, "account_id", "Add an account_id column or a customer_email column."))
     if not any(name in header for name in AMOUNT_COLUMNS):
