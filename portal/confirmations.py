@@ -348,7 +348,7 @@ def _queue_signed_emails(
             template="differences_alert",
             to=address,
             account=account,
-            subject=f"{account.customer.name} changed {len(differences)} promise(s)",
+            subject=f"{account.customer.name} changed {_promises(len(differences))}",
             context={
                 "account": account,
                 "differences": differences,
@@ -504,3 +504,7 @@ def schedule(session: Session, account: Account) -> Schedule:
         sequence=sum(1 for entry in entries if entry.event != "promised"),
         changed_at=entries[-1].created_at if entries else None,
     )
+
+
+def _promises(count: int) -> str:
+    return "1 promise" if count == 1 else f"{count} promises"

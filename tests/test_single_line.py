@@ -229,4 +229,4 @@ def test_an_alert_about_a_name_saved_with_a_line_break_earlier_is_still_delivere
     assert report.deliveries and {d.result for d in report.deliveries} == {"sent"}
     alert = db.scalars(select(OutboxEmail).where(OutboxEmail.kind == "differences_alert")).first()
     assert alert is not None and alert.status == "sent"
-    assert alert.subject == "Dana Bcc: everyone@example.com changed 1 promise(s)"
+    assert alert.subject == "Dana Bcc: everyone@example.com changed 1 promise"
