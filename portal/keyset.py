@@ -80,7 +80,13 @@ def fetch(
     for arm_query, arm_columns in ((query, columns), *also):
         keys = arm_query.with_only_columns(*arm_columns)
         if not nullable_first:
-            pieces.append((0, keys if cursor is None else keys.where(after(arm_columns, cursor, descending)), arm_columns))
+            pieces.append(
+                (
+                    0,
+                    keys if cursor is None else keys.where(after(arm_columns, cursor, descending)),
+                    arm_columns,
+                )
+            )
             continue
         first, rest = arm_columns[0], arm_columns[1:]
         empty = keys.where(first.is_(None))
