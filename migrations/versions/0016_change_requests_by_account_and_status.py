@@ -1,7 +1,7 @@
 """change requests by account and status
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: 0016
+Revises: 0015
 Create Date: 2026-12-02
 
 The inbox (portal/inbox.py) walks accounts in first-visit order (ix_accounts_first_visit_id)
@@ -15,8 +15,8 @@ Plain CREATE/DROP INDEX, no batch copy of the table (that would drop SQLite's tr
 
 from alembic import op
 
-revision = "0015"
-down_revision = "0014"
+revision = "0016"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
