@@ -1,9 +1,11 @@
 """The office inbox: every open decision in one list, differences and change requests alike.
 
 One row per open difference (an item whose customer answer differs from the promise) and per
-open change request, most urgent first: the nearest visit first (none last), then the oldest.
-Pages by keyset over both (portal/keyset.py) with a capped count, a few queries per page
-whatever the number of rows; the filters are the differences list's (portal.differences)."""
+open change request, most urgent first: the nearest visit first (none last), then by account,
+its differences before its change requests (see RANK). Pages by keyset over both
+(portal/keyset.py), each kind read in index order and stopped at a page, with a capped count: a
+few queries per page, about as fast at 100,000 accounts as at 1,000; the filters are the
+differences list's (portal.differences)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Select, literal, select, union_all
+from sqlalchemy import Select, literal, select
 from sqlalchemy.orm import Session
 
 from portal import confirmations, keyset, record
@@ -51,19 +53,24 @@ class InboxRow:
         return KIND_WORDS[self.kind]
 
 
-def _difference_keys(user: StaffUser, flt: diffs.DifferenceFilter) -> Select[date | None, datetime, str, int]:
+# Most urgent first, in an order the indexes deliver (an order by when the customer spoke would
+# sort every open row, as the UNION of both kinds did at 100,000 accounts): the nearest visit
+# first (none last), walking ix_accounts_first_visit_id, then per account its differences
+# (ix_promise_items_account_outcome / ix_promise_items_open) before its change requests
+# (ix_change_requests_account_status), each by id. The key: (visit, account, kind rank, row id).
+RANK = {DIFFERENCE: 0, CHANGE: 1}
+KIND_OF_RANK = {rank: kind for kind, rank in RANK.items()}
+CURSOR = (keyset.as_date, keyset.as_int, keyset.as_int, keyset.as_int)
+
+
+def _difference_keys(user: StaffUser, flt: diffs.DifferenceFilter) -> tuple[Select[Any], tuple[Any, ...]]:
     on_item, on_account = diffs.conditions(user, flt)
-    return (
-        select(
-            Account.first_visit.label("visit"),
-            RecordEntry.created_at.label("since"),
-            literal(DIFFERENCE).label("kind"),
-            PromiseItem.id.label("id"),
-        )
+    query = (
+        select(PromiseItem.id)
         .join(Account, Account.id == PromiseItem.account_id)
-        .join(RecordEntry, RecordEntry.id == PromiseItem.latest_entry_id)
         .where(*on_item, *on_account)
     )
+    return query, (Account.first_visit, Account.id, literal(RANK[DIFFERENCE]), PromiseItem.id)
 
 
 def _change_conditions(user: StaffUser, flt: diffs.DifferenceFilter) -> tuple[list[Any], list[Any]]:
@@ -76,24 +83,14 @@ def _change_conditions(user: StaffUser, flt: diffs.DifferenceFilter) -> tuple[li
     return on_change, on_account
 
 
-def _change_keys(
-    user: StaffUser, flt: diffs.DifferenceFilter
-) -> Select[date | None, datetime | None, str, int]:
+def _change_keys(user: StaffUser, flt: diffs.DifferenceFilter) -> tuple[Select[Any], tuple[Any, ...]]:
     on_change, on_account = _change_conditions(user, flt)
-    since = ChangeRequest.created_at if flt.status == "open" else ChangeRequest.decided_at
-    return (
-        select(
-            Account.first_visit.label("visit"),
-            since.label("since"),
-            literal(CHANGE).label("kind"),
-            ChangeRequest.id.label("id"),
-        )
+    query = (
+        select(ChangeRequest.id)
         .join(Account, Account.id == ChangeRequest.account_id)
         .where(*on_change, *on_account)
     )
-
-
-CURSOR = (keyset.as_date, keyset.as_datetime, keyset.as_text, keyset.as_int)
+    return query, (Account.first_visit, Account.id, literal(RANK[CHANGE]), ChangeRequest.id)
 
 
 def count(session: Session, user: StaffUser, flt: diffs.DifferenceFilter) -> int:
@@ -108,11 +105,18 @@ def list_inbox(
     session: Session, user: StaffUser, flt: diffs.DifferenceFilter, today: date
 ) -> keyset.KeysetPage[InboxRow]:
     cursor = keyset.decode(flt.after, CURSOR)
-    both = union_all(_difference_keys(user, flt), _change_keys(user, flt)).subquery("inbox")
-    columns = (both.c.visit, both.c.since, both.c.kind, both.c.id)
-    keyed = keyset.fetch(session, select(both), columns, cursor, PER_PAGE + 1, nullable_first=True)
+    differences, difference_key = _difference_keys(user, flt)
+    keyed = keyset.fetch(
+        session,
+        differences,
+        difference_key,
+        cursor,
+        PER_PAGE + 1,
+        nullable_first=True,
+        also=[_change_keys(user, flt)],
+    )
     more = len(keyed) > PER_PAGE
-    rows = _load(session, keyed[:PER_PAGE], today)
+    rows = _load(session, keyed[:PER_PAGE], today, flt.status)
     return keyset.KeysetPage(
         rows,
         count(session, user, flt),
@@ -121,10 +125,10 @@ def list_inbox(
     )
 
 
-def _load(session: Session, keyed: list[tuple[Any, ...]], today: date) -> list[InboxRow]:
+def _load(session: Session, keyed: list[tuple[Any, ...]], today: date, status: str) -> list[InboxRow]:
     """The page's rows from their keys: one query per kind, one for the visit days."""
-    difference_ids = [row[3] for row in keyed if row[2] == DIFFERENCE]
-    change_ids = [row[3] for row in keyed if row[2] == CHANGE]
+    difference_ids = [row[3] for row in keyed if KIND_OF_RANK[row[2]] == DIFFERENCE]
+    change_ids = [row[3] for row in keyed if KIND_OF_RANK[row[2]] == CHANGE]
     found_differences = {row.item.id: row for row in diffs.load_rows(session, difference_ids)}
     found_changes = (
         {c.id: c for c in session.scalars(select(ChangeRequest).where(ChangeRequest.id.in_(change_ids)))}
@@ -137,12 +141,18 @@ def _load(session: Session, keyed: list[tuple[Any, ...]], today: date) -> list[I
     days = _visit_days(session, [a.id for a in accounts if a.first_visit and a.first_visit < today])
     latest = record.latest_entries_by_item(session, {c.account_id for c in found_changes.values()})
     rows = []
-    for _visit, since, kind, row_id in keyed:
+    for _visit, _account_id, rank, row_id in keyed:
+        kind = KIND_OF_RANK[rank]
         difference = found_differences.get(row_id) if kind == DIFFERENCE else None
         change = found_changes.get(row_id) if kind == CHANGE else None
         account = difference.account if difference else change.account if change else None
         if account is None:
             continue  # decided between the two reads
+        if difference is not None:
+            since = difference.latest.created_at
+        else:
+            assert change is not None
+            since = (change.decided_at if status != "open" else None) or change.created_at
         first = account.first_visit
         is_first = first is None or first >= today
         visit = first if is_first else confirmations.next_visit(days.get(account.id, []), first, today)

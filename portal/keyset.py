@@ -61,35 +61,48 @@ def fetch(
     limit: int,
     descending: bool = False,
     nullable_first: bool = False,
+    also: Sequence[tuple[Select[Any], Sequence[Any]]] = (),
 ) -> list[tuple[Any, ...]]:
     """The values of `columns` (the sort key, ending in a unique id) of up to `limit` rows of
     `query`, in that order, after `cursor` (a previous row's values): one query.
 
-    With `nullable_first`, rows whose first column is NULL come last on both databases (they
-    disagree on where NULLs sort): the rows with a value and those without are read as two
-    arms of one UNION ALL, each walking its index in order and stopping at `limit`."""
+    `also` merges more (query, columns) arms into the same list (rows of other tables, with a
+    key of the same shape: e.g. a constant that tells the arms apart, then the row's id). With
+    `nullable_first`, rows whose first column is NULL come last on both databases (they
+    disagree on where NULLs sort). Arms are read as one UNION ALL in which each arm is ordered
+    and stops at `limit` on its own, so each walks its index in order and none sorts every
+    matching row; only those few rows are merged."""
 
     def ordered(q: Select[Any], cols: Sequence[Any]) -> Select[Any]:
         return q.order_by(*(c.desc() if descending else c.asc() for c in cols)).limit(limit)
 
-    keys = query.with_only_columns(*columns)
-    if not nullable_first:
+    pieces: list[tuple[int, Select[Any], Sequence[Any]]] = []  # (phase, arm, its order)
+    for arm_query, arm_columns in ((query, columns), *also):
+        keys = arm_query.with_only_columns(*arm_columns)
+        if not nullable_first:
+            pieces.append(
+                (
+                    0,
+                    keys if cursor is None else keys.where(after(arm_columns, cursor, descending)),
+                    arm_columns,
+                )
+            )
+            continue
+        first, rest = arm_columns[0], arm_columns[1:]
+        empty = keys.where(first.is_(None))
+        if cursor is not None and cursor[0] is None:  # already past every row with a value
+            pieces.append((1, empty.where(after(rest, cursor[1:], descending)), rest))
+            continue
+        valued = keys.where(first.is_not(None))
         if cursor is not None:
-            keys = keys.where(after(columns, cursor, descending))
-        return [tuple(row) for row in session.execute(ordered(keys, columns))]
-    first, rest = columns[0], columns[1:]
-    empty = keys.where(first.is_(None))
-    if cursor is not None and cursor[0] is None:  # already past every row with a value
-        return [
-            tuple(row)
-            for row in session.execute(ordered(empty.where(after(rest, cursor[1:], descending)), rest))
-        ]
-    valued = keys.where(first.is_not(None))
-    if cursor is not None:
-        valued = valued.where(after(columns, cursor, descending))
+            valued = valued.where(after(arm_columns, cursor, descending))
+        pieces += [(0, valued, arm_columns), (1, empty, rest)]
+    if len(pieces) == 1:
+        _, keys, cols = pieces[0]
+        return [tuple(row) for row in session.execute(ordered(keys, cols))]
     arms = [
         ordered(arm, cols).add_columns(literal(phase).label("keyset_phase")).subquery()
-        for phase, (arm, cols) in enumerate(((valued, columns), (empty, rest)))
+        for phase, arm, cols in pieces
     ]
     both = union_all(*(select(arm) for arm in arms)).subquery()
     outer = select(*list(both.c)[: len(columns)]).order_by(

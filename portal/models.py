@@ -397,7 +397,11 @@ class ChangeRequest(Base):
     or declines it with a note. The record holds every step; this row is what the inbox lists."""
 
     __tablename__ = "change_requests"
-    __table_args__ = (Index("ix_change_requests_status_account", "status", "account_id"),)
+    __table_args__ = (
+        Index("ix_change_requests_status_account", "status", "account_id"),
+        # The inbox walks accounts in first-visit order and probes each one's open requests.
+        Index("ix_change_requests_account_status", "account_id", "status"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)

@@ -320,7 +320,9 @@ def test_no_decision_email_carries_a_code(app, client, db, invited, make_staff, 
 # --- the inbox: order, count, access ----------------------------------------------------------------
 
 
-def test_inbox_puts_the_nearest_visit_first_then_the_oldest(app, db, make_account, make_staff):
+def test_inbox_puts_the_nearest_visit_first_then_each_accounts_differences_then_its_requests(
+    app, db, make_account, make_staff
+):
     from portal import confirmations, decisions
 
     today = date.today()
@@ -330,23 +332,28 @@ def test_inbox_puts_the_nearest_visit_first_then_the_oldest(app, db, make_accoun
     soon = make_account(
         customer_name="Ann Soon", customer_email="ann@example.com", first_visit=today + timedelta(days=2)
     )
+    none = make_account(customer_name="Nat None", customer_email="nat@example.com", first_visit=None)
 
     def item(account, kind):  # type: ignore[no-untyped-def]
         return next(i for i in account.items if i.kind == kind)
 
-    decisions.open_request(db, later, item(later, "equipment"), "Lee asks first", None)
-    db.commit()
-    answer = confirmations.Answer(item(soon, "safety"), "changed", "Ann answers second")
-    confirmations.record_answers(db, soon, [answer])
-    db.commit()
+    decisions.open_request(db, none, None, "Nat asks first", None)
+    decisions.open_request(db, later, item(later, "equipment"), "Lee asks second", None)
     decisions.open_request(db, soon, None, "Ann asks third", None)
+    db.commit()
+    answer = confirmations.Answer(item(soon, "safety"), "changed", "Ann answers fourth")
+    confirmations.record_answers(db, soon, [answer])
     db.commit()
     office = _staff(app, db, make_staff("office"))
     page = office.get("/staff/differences").get_data(as_text=True)
-    assert 'Inbox: open <span class="muted">(3 in all)</span>' in page
-    order = [page.index(text) for text in ("Ann answers second", "Ann asks third", "Lee asks first")]
-    assert order == sorted(order)  # Ann's visit is nearer; within it, the older first
-    assert page.count("Change request") == 2 and page.count(">Difference<") == 1
+    assert 'Inbox: open <span class="muted">(4 in all)</span>' in page
+    shown = ("Ann answers fourth", "Ann asks third", "Lee asks second", "Nat asks first")
+    order = [page.index(text) for text in shown]
+    # Ann's visit is nearest; within an account its differences come before its requests,
+    # whatever their age; an account without a visit comes last.
+    assert order == sorted(order)
+    assert "the nearest visit first, then each account's differences before its change requests" in page
+    assert page.count("Change request") == 3 and page.count(">Difference<") == 1
     dashboard = office.get("/staff/").get_data(as_text=True).split("Needs attention", 1)[1]
     assert dashboard.index("Ann Soon") < dashboard.index("Lee Later")
 

@@ -517,3 +517,45 @@ def test_differences_pages_show_no_row_twice_and_none_missing_when_rows_are_adde
         rest += _item_ids(page)
         link = _next_link(page)
     assert rest == [dated[25], later, undated[1], no_date]
+
+
+def _inbox_rows(page):
+    return [
+        ("difference" if kind == "differences" else "change", int(n))
+        for kind, n in re.findall(r'href="/staff/(differences|changes)/(\d+)(?:/resolve)?\?', page)
+    ]
+
+
+def test_inbox_pages_of_differences_and_requests_show_no_row_twice_and_none_missing(
+    client, staff, make_staff, db, make_account
+):
+    from portal import decisions
+
+    def both(name, first_visit):  # an account with a difference and a change request
+        account = make_account(
+            customer_name=name, customer_email=f"{name.split()[-1]}@example.com", first_visit=first_visit
+        )
+        item = answer(db, account, "visit_day", "changed", "Monday", "x")
+        change = decisions.open_request(db, account, None, f"{name} asks", None)
+        db.commit()
+        return account, [("difference", item.id), ("change", change.id)]
+
+    made = [both(f"Customer {n:02}", TODAY + timedelta(days=1 + n)) for n in range(13)]
+    undated, undated_rows = both("Nodate one", None)
+    login(staff, make_staff)
+    first = client.get("/staff/differences").get_data(as_text=True)
+    expected = [row for _, rows in made for row in rows]
+    assert _inbox_rows(first) == expected[:25]  # the page ends between an account's two rows
+    # Between pages: a request of the account the page ended in (after the cursor), one of an
+    # account already shown (before it), and one of the account without a visit.
+    cut = made[12][0]
+    after_cut = decisions.open_request(db, cut, None, "One more", None).id
+    decisions.open_request(db, made[0][0], None, "Too late for page 1", None)
+    no_visit = decisions.open_request(db, undated, None, "Also undated", None).id
+    db.commit()
+    rest, link = [], _next_link(first)
+    while link:
+        page = client.get(link).get_data(as_text=True)
+        rest += _inbox_rows(page)
+        link = _next_link(page)
+    assert rest == [expected[25], ("change", after_cut), *undated_rows, ("change", no_visit)]
