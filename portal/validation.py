@@ -85,7 +85,18 @@ class _Checker:
     def __init__(self) -> None:
         self.errors: dict[str, str] = {}
 
-    def text(self, key: str, value: Any, *, required: bool, what: str, single_line: bool = False) -> str:
+    def text(
+        self,
+        key: str,
+        value: Any,
+        *,
+        required: bool,
+        what: str,
+        single_line: bool = False,
+        limit_of: str | None = None,
+    ) -> str:
+        """`limit_of` names the LIMITS entry when the key is a position (promises.3.label)."""
+        limit = LIMITS.get(limit_of or key, 1000)
         if value is not None and not isinstance(value, str):
             self.errors[key] = f"{what} must be text."
             return ""
@@ -94,8 +105,8 @@ class _Checker:
             cleaned = cleaned.replace("\r\n", "\n").replace("\r", "\n")
         if required and not cleaned:
             self.errors[key] = f"Enter {what.lower()}."
-        elif len(cleaned) > LIMITS.get(key, 1000):
-            self.errors[key] = f"{what} must be at most {LIMITS.get(key, 1000)} characters."
+        elif len(cleaned) > limit:
+            self.errors[key] = f"{what} must be at most {limit} characters."
         elif single_line and (problem := single_line_problem(cleaned, what)):
             self.errors[key] = problem
         elif NOT_TEXT.search(cleaned):
@@ -244,9 +255,16 @@ def _promises(check: _Checker, value: Any, visits_per_week: int = 1) -> list[Pro
         if not isinstance(kind, str) or kind not in kinds:  # a list/dict kind is unhashable
             check.errors[f"{key}.kind"] = f"Choose a kind: {', '.join(sorted(kinds))}."
             continue
-        text = check.text(f"{key}.value", entry.get("value"), required=True, what="The promise")
+        text = check.text(
+            f"{key}.value", entry.get("value"), required=True, what="The promise", limit_of="promise.value"
+        )
         label = check.text(
-            f"{key}.label", entry.get("label"), required=False, what="The label", single_line=True
+            f"{key}.label",
+            entry.get("label"),
+            required=False,
+            what="The label",
+            single_line=True,
+            limit_of="promise.label",
         )
         if kind == PromiseKind.VISIT_DAY.value and text:
             days = normalise_weekdays(text)

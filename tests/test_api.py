@@ -155,6 +155,9 @@ def _set(path: str, value: Any):  # type: ignore[no-untyped-def]
         (_set("first_visit", (date.today() - timedelta(days=1)).isoformat()), "first_visit"),
         (_set("first_visit", "next friday"), "first_visit"),
         (_set("promises.0", {"kind": ["visit_day"], "value": "Friday"}), "promises.0.kind"),
+        # The label's column holds 120 characters: a longer one is refused, not a database error.
+        (_set("promises.1.label", "L" * 121), "promises.1.label"),
+        (_set("promises.1.value", "V" * 1001), "promises.1.value"),
     ],
 )
 def test_bad_input_is_400_with_the_field_and_changes_nothing(client, db, sales, token, change, field):
