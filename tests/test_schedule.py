@@ -22,6 +22,7 @@ from portal.models import Account, CompanySettings, PromiseItem, RecordEntry
 from portal.onboarding import send_welcome
 from portal.welcome.calendar import visit_calendar
 from tests.conftest import StaffBrowser, count_rows, form_fields
+from tests.test_welcome import answer_all
 
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
@@ -59,24 +60,6 @@ def customer(client, db, make_account):
     return start
 
 
-def answers(html: str, **overrides: object) -> dict[str, object]:
-    """A step answered "that's right" throughout, but for the overrides."""
-    data: dict[str, object] = form_fields(html)
-    for name in set(re.findall(r'name="(i\d+_answer)"', html)):
-        data[name] = "yes"
-    for name in set(re.findall(r'name="(i\d+_choice)"', html)):
-        data[name] = "Card autopay"
-    for name in set(re.findall(r'name="(r\d+)"', html)):
-        data[name] = "done"
-    if 'name="channels"' in html:
-        data["channels"] = "email"
-    if 'name="full_name"' in html:
-        data.update(full_name="Dana Reyes", agree="y", e_records="y")
-        data.update({name: "y" for name in re.findall(r'name="(term_\d+)"', html)})
-    data.update(overrides)
-    return data
-
-
 def visit_item(account: Account) -> PromiseItem:
     return next(item for item in account.items if item.kind == "visit_day")
 
@@ -88,7 +71,7 @@ def prefer(client, account: Account, *days: str, comment: str = "Someone is home
     picked = {f"i{item.id}_pref{n}": day for n, day in enumerate(days, start=1)}
     return client.post(
         "/welcome/step/schedule",
-        data=answers(html, **{f"i{item.id}_answer": "no", f"i{item.id}_comment": comment, **picked}),
+        data=answer_all(html, **{f"i{item.id}_answer": "no", f"i{item.id}_comment": comment, **picked}),
     )
 
 
@@ -99,7 +82,7 @@ def finish(client, stop_before: str | None = None) -> None:
         if stop_before and location.endswith(stop_before):
             return
         html = client.get(location).get_data(as_text=True)
-        response = client.post(location, data=answers(html))
+        response = client.post(location, data=answer_all(html))
         assert response.status_code == 302, response.get_data(as_text=True)
         location = response.headers["Location"]
     assert location == "/welcome/thanks"
