@@ -87,20 +87,31 @@ def issue_welcome_link(account: Account) -> str:
     return welcome_url(make_token(account, rotate_nonce(account)))
 
 
+def load_payload(
+    token: str, purpose: str, max_age_for: timedelta, **shape: type
+) -> dict[str, Any] | LinkStatus:
+    """A signed link's payload, if its signature holds, it is younger than `max_age_for` and
+    each named field has its type; else why not (EXPIRED or INVALID). Every signed link (the
+    customer's, the staff invite and reset) is read here."""
+    try:
+        payload = serializer(purpose).loads(token, max_age=int(max_age_for.total_seconds()))
+    except SignatureExpired:
+        return LinkStatus.EXPIRED
+    except BadSignature:
+        return LinkStatus.INVALID
+    if not isinstance(payload, dict) or not all(
+        isinstance(payload.get(name), kind) and not isinstance(payload.get(name), bool)
+        for name, kind in shape.items()
+    ):
+        return LinkStatus.INVALID
+    return payload
+
+
 def check_token(session: Session, token: str, purpose: str = "welcome") -> LinkCheck:
     """Expired, invalid (tampered, wrong purpose, revoked, deleted account) or the account."""
-    try:
-        payload = serializer(purpose).loads(token, max_age=int(max_age().total_seconds()))
-    except SignatureExpired:
-        return LinkCheck(LinkStatus.EXPIRED)
-    except BadSignature:
-        return LinkCheck(LinkStatus.INVALID)
-    if (
-        not isinstance(payload, dict)
-        or not isinstance(payload.get("a"), int)
-        or not isinstance(payload.get("n"), str)
-    ):
-        return LinkCheck(LinkStatus.INVALID)
+    payload = load_payload(token, purpose, max_age(), a=int, n=str)
+    if isinstance(payload, LinkStatus):
+        return LinkCheck(payload)
     account = session.get(Account, payload["a"])
     nonce_hash = hash_nonce(payload["n"])
     if (

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from itsdangerous import BadSignature, SignatureExpired
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 from werkzeug.security import check_password_hash
@@ -214,10 +213,7 @@ def link_url(user: StaffUser, purpose: str) -> str:
     return f"{base}/staff/password/{kind}/{make_token(user, purpose)}"
 
 
-class LinkStatus(enum.Enum):
-    OK = "ok"
-    EXPIRED = "expired"
-    INVALID = "invalid"
+LinkStatus = links.LinkStatus
 
 
 @dataclass(frozen=True)
@@ -229,18 +225,9 @@ class LinkCheck:
 def check_link(session: Session, token: str, purpose: str) -> LinkCheck:
     """Expired; invalid (tampered, other purpose, used, password changed since, user
     deactivated); or the user whose password it sets."""
-    try:
-        payload = links.serializer(purpose).loads(token, max_age=int(max_age(purpose).total_seconds()))
-    except SignatureExpired:
-        return LinkCheck(LinkStatus.EXPIRED)
-    except BadSignature:
-        return LinkCheck(LinkStatus.INVALID)
-    if (
-        not isinstance(payload, dict)
-        or not isinstance(payload.get("u"), int)
-        or not isinstance(payload.get("s"), str)
-    ):
-        return LinkCheck(LinkStatus.INVALID)
+    payload = links.load_payload(token, purpose, max_age(purpose), u=int, s=str)
+    if isinstance(payload, LinkStatus):
+        return LinkCheck(payload)
     user = session.get(StaffUser, payload["u"])
     if user is None or not user.active or not secrets.compare_digest(_fingerprint(user), payload["s"]):
         return LinkCheck(LinkStatus.INVALID)
