@@ -366,7 +366,8 @@ class MailedDecision:
 
 def _mailed(entry: RecordEntry, item: PromiseItem | None, agreed_now: str | None) -> MailedDecision:
     if item is None:
-        return MailedDecision("Your request", "", told_customer(entry, "", quoted=blank_codes))
+        label = "From the office" if entry.event == "follow_up_closed" else "Your request"
+        return MailedDecision(label, "", told_customer(entry, "", quoted=blank_codes))
     secret = is_secret(item.kind, item.promised_value) or any(
         is_secret(item.kind, v)
         for v in (entry.confirmed_value, agreed_now, *(str(x) for x in (entry.details or {}).values()))

@@ -1,11 +1,12 @@
-"""The office inbox: every open decision in one list, differences and change requests alike.
+"""The office inbox: every open decision in one list: differences, change requests, follow-ups.
 
-One row per open difference (an item whose customer answer differs from the promise) and per
-open change request, most urgent first: the nearest visit first (none last), then by account,
-its differences before its change requests (see RANK). Pages by keyset over both
-(portal/keyset.py), each kind read in index order and stopped at a page, with a capped count: a
-few queries per page, about as fast at 100,000 accounts as at 1,000; the filters are the
-differences list's (portal.differences)."""
+One row per open difference (an item whose customer answer differs from the promise), per
+open change request and per open follow-up (portal/follow_ups.py), most urgent first: the
+nearest visit first (none last), then by account, its differences, then its change requests,
+then its follow-ups (see RANK). Pages by keyset over all three (portal/keyset.py), each kind
+read in index order and stopped at a page, with a capped count: a few queries per page, about
+as fast at 100,000 accounts as at 1,000; the filters are the differences list's
+(portal.differences)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any
 from sqlalchemy import Select, literal, select
 from sqlalchemy.orm import Session
 
-from portal import confirmations, keyset, record
+from portal import confirmations, follow_ups, keyset, record
 from portal import differences as diffs
 from portal.handoffs import display_value
 from portal.models import (
@@ -24,6 +25,7 @@ from portal.models import (
     Account,
     ChangeRequest,
     ChangeRequestStatus,
+    FollowUp,
     PromiseItem,
     PromiseKind,
     RecordEntry,
@@ -32,24 +34,27 @@ from portal.models import (
 from portal.validation import normalise_weekdays
 
 PER_PAGE = diffs.PER_PAGE
-DIFFERENCE, CHANGE = "difference", "change"
+DIFFERENCE, CHANGE, FOLLOW_UP = "difference", "change", "follow_up"
 KIND_WORDS = {DIFFERENCE: "Difference", CHANGE: "Change request"}
 DECIDED = (ChangeRequestStatus.ACCEPTED.value, ChangeRequestStatus.DECLINED.value)
 
 
 @dataclass(frozen=True)
 class InboxRow:
-    kind: str  # DIFFERENCE or CHANGE
+    kind: str  # DIFFERENCE, CHANGE or FOLLOW_UP
     account: Account
     since: datetime  # when the customer said it (or, decided rows, when it was decided)
     visit: date | None  # the first visit, or the next one once the first has passed
     visit_is_first: bool
     difference: diffs.DifferenceRow | None = None
     change: ChangeRequest | None = None
+    follow_up: FollowUp | None = None
     agreed_now: str = ""  # a change request's promise as agreed now
 
     @property
     def kind_words(self) -> str:
+        if self.follow_up is not None:
+            return follow_ups.kind_words(self.follow_up.kind)
         return KIND_WORDS[self.kind]
 
 
@@ -57,8 +62,9 @@ class InboxRow:
 # sort every open row, as the UNION of both kinds did at 100,000 accounts): the nearest visit
 # first (none last), walking ix_accounts_first_visit_id, then per account its differences
 # (ix_promise_items_account_outcome / ix_promise_items_open) before its change requests
-# (ix_change_requests_account_status), each by id. The key: (visit, account, kind rank, row id).
-RANK = {DIFFERENCE: 0, CHANGE: 1}
+# (ix_change_requests_account_status) and its follow-ups (ix_follow_ups_account_status), each by
+# id. The key: (visit, account, kind rank, row id).
+RANK = {DIFFERENCE: 0, CHANGE: 1, FOLLOW_UP: 2}
 KIND_OF_RANK = {rank: kind for kind, rank in RANK.items()}
 CURSOR = (keyset.as_date, keyset.as_int, keyset.as_int, keyset.as_int)
 
@@ -93,12 +99,36 @@ def _change_keys(user: StaffUser, flt: diffs.DifferenceFilter) -> tuple[Select[A
     return query, (Account.first_visit, Account.id, literal(RANK[CHANGE]), ChangeRequest.id)
 
 
+def _follow_up_conditions(user: StaffUser, flt: diffs.DifferenceFilter) -> list[Any] | None:
+    """None when the filter asks for a kind of promise: no follow-up is about one."""
+    if flt.kind:
+        return None
+    _, on_account = diffs.conditions(user, flt)
+    status = follow_ups.OPEN if flt.status == "open" else follow_ups.CLOSED
+    return [FollowUp.status == status, *on_account]
+
+
+def _follow_up_keys(
+    user: StaffUser, flt: diffs.DifferenceFilter
+) -> list[tuple[Select[Any], tuple[Any, ...]]]:
+    conditions = _follow_up_conditions(user, flt)
+    if conditions is None:
+        return []
+    query = select(FollowUp.id).join(Account, Account.id == FollowUp.account_id).where(*conditions)
+    return [(query, (Account.first_visit, Account.id, literal(RANK[FOLLOW_UP]), FollowUp.id))]
+
+
 def count(session: Session, user: StaffUser, flt: diffs.DifferenceFilter) -> int:
     on_change, on_account = _change_conditions(user, flt)
     changes = select(ChangeRequest.id).join(Account, Account.id == ChangeRequest.account_id)
-    return keyset.capped_count(session, diffs.counted(user, flt)) + keyset.capped_count(
+    total = keyset.capped_count(session, diffs.counted(user, flt)) + keyset.capped_count(
         session, changes.where(*on_change, *on_account)
     )
+    on_follow_up = _follow_up_conditions(user, flt)
+    if on_follow_up is not None:
+        ups = select(FollowUp.id).join(Account, Account.id == FollowUp.account_id)
+        total += keyset.capped_count(session, ups.where(*on_follow_up))
+    return total
 
 
 def list_inbox(
@@ -113,7 +143,7 @@ def list_inbox(
         cursor,
         PER_PAGE + 1,
         nullable_first=True,
-        also=[_change_keys(user, flt)],
+        also=[_change_keys(user, flt), *_follow_up_keys(user, flt)],
     )
     more = len(keyed) > PER_PAGE
     rows = _load(session, keyed[:PER_PAGE], today, flt.status)
@@ -135,9 +165,17 @@ def _load(session: Session, keyed: list[tuple[Any, ...]], today: date, status: s
         if change_ids
         else {}
     )
-    accounts = [row.account for row in found_differences.values()] + [
-        c.account for c in found_changes.values()
-    ]
+    follow_up_ids = [row[3] for row in keyed if KIND_OF_RANK[row[2]] == FOLLOW_UP]
+    found_follow_ups = (
+        {f.id: f for f in session.scalars(select(FollowUp).where(FollowUp.id.in_(follow_up_ids)))}
+        if follow_up_ids
+        else {}
+    )
+    accounts = (
+        [row.account for row in found_differences.values()]
+        + [c.account for c in found_changes.values()]
+        + [f.account for f in found_follow_ups.values()]
+    )
     days = _visit_days(session, [a.id for a in accounts if a.first_visit and a.first_visit < today])
     latest = record.latest_entries_by_item(session, {c.account_id for c in found_changes.values()})
     rows = []
@@ -145,14 +183,18 @@ def _load(session: Session, keyed: list[tuple[Any, ...]], today: date, status: s
         kind = KIND_OF_RANK[rank]
         difference = found_differences.get(row_id) if kind == DIFFERENCE else None
         change = found_changes.get(row_id) if kind == CHANGE else None
-        account = difference.account if difference else change.account if change else None
-        if account is None:
+        follow_up = found_follow_ups.get(row_id) if kind == FOLLOW_UP else None
+        found = difference or change or follow_up
+        if found is None:
             continue  # decided between the two reads
+        account = found.account
         if difference is not None:
             since = difference.latest.created_at
-        else:
-            assert change is not None
+        elif change is not None:
             since = (change.decided_at if status != "open" else None) or change.created_at
+        else:
+            assert follow_up is not None
+            since = (follow_up.closed_at if status != "open" else None) or follow_up.created_at
         first = account.first_visit
         is_first = first is None or first >= today
         visit = first if is_first else confirmations.next_visit(days.get(account.id, []), first, today)
@@ -160,7 +202,7 @@ def _load(session: Session, keyed: list[tuple[Any, ...]], today: date, status: s
         if change is not None and change.item is not None:
             state = record.ItemState(change.item, latest.get(change.item.id))
             agreed = display_value(state.current_value, change.item.kind)
-        rows.append(InboxRow(kind, account, since, visit, is_first, difference, change, agreed))
+        rows.append(InboxRow(kind, account, since, visit, is_first, difference, change, follow_up, agreed))
     return rows
 
 

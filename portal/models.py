@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     event,
+    text,
 )
 from sqlalchemy.orm import Mapped, ORMExecuteState, Session, mapped_column, relationship
 
@@ -418,6 +419,54 @@ class ChangeRequest(Base):
     account: Mapped[Account] = relationship(lazy="joined")
     item: Mapped[PromiseItem | None] = relationship(lazy="joined")
     decided_by: Mapped[StaffUser | None] = relationship()
+
+
+class FollowUpStatus(str, enum.Enum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class FollowUp(Base):
+    """Something the office must act on that is neither a difference nor a customer's change
+    request (an overdue promise, a technician's flag, a failed payment, first-visit feedback):
+    a row in the inbox until an office user closes it with a note. The record holds both steps."""
+
+    __tablename__ = "follow_ups"
+    __table_args__ = (
+        # One open follow-up per thing it is about (a task, an invoice): raising it again, even
+        # from two workers at once, finds the one that is open. Closed ones do not count.
+        Index(
+            "uq_follow_ups_open_key",
+            "account_id",
+            "kind",
+            "key",
+            unique=True,
+            sqlite_where=text("status = 'open'"),
+            postgresql_where=text("status = 'open'"),
+        ),
+        # The inbox walks accounts in first-visit order and probes each one's open follow-ups;
+        # its capped count is driven from (status, account_id).
+        Index("ix_follow_ups_account_status", "account_id", "status"),
+        Index("ix_follow_ups_status_account", "status", "account_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    kind: Mapped[str] = mapped_column(String(40))
+    # What it is about, e.g. "task:12" or "invoice:7"; "" when only one of the kind makes sense.
+    key: Mapped[str] = mapped_column(String(100), default="")
+    summary: Mapped[str] = mapped_column(String(300))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(20), default=FollowUpStatus.OPEN.value)
+    raised_by: Mapped[str] = mapped_column(String(40))  # a record actor: "system", "staff:3", ...
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    closing_note: Mapped[str] = mapped_column(Text, default="")
+    told_customer: Mapped[bool] = mapped_column(Boolean, default=False)
+    closed_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    account: Mapped[Account] = relationship(lazy="joined")
+    closed_by: Mapped[StaffUser | None] = relationship()
 
 
 class DecisionNotice(Base):

@@ -181,6 +181,11 @@ def _what(entry: RecordEntry, item: PromiseItem | None, cast: _Cast) -> tuple[st
         return "Note", entry.note
     if event == "change_requested":
         return "Asked for a change", entry.note
+    if event == "follow_up_raised":
+        return f"For the office: {entry.note}", str(details.get("detail", ""))
+    if event == "follow_up_closed":
+        told = " (the customer is told)" if details.get("told_customer") else ""
+        return f"Office followed up on: {details.get('summary', '')}{told}", entry.note
     if event == "change_accepted":
         return "Office agreed to the customer's request", entry.note
     if event == "change_declined":
@@ -249,6 +254,8 @@ def told_customer(
         else:
             head = f"You asked for {asked}. We kept {agreed}"
         return _sentence(head + because)
+    if event == "follow_up_closed":  # the office's own words, nothing else to say
+        return _sentence(note)
     if event in ("change_accepted", "change_declined") and not kind:  # "something else"
         asked = quoted(details.get("requested"))
         verb = "We agreed" if event == "change_accepted" else "We could not do this"

@@ -110,7 +110,11 @@ def test_differences_show_promised_and_confirmed_side_by_side(client, staff, mak
         ("salesperson={kim}", ["Lee Later"], ["Ann Soon"]),
         ("visit_to={in_a_week}", ["Ann Soon"], ["Lee Later"]),
         ("visit_from={in_a_week}", ["Lee Later"], ["Ann Soon"]),
-        ("status=resolved", ["No resolved differences or change requests match"], ["Ann Soon", "Lee Later"]),
+        (
+            "status=resolved",
+            ["No resolved differences, change requests or follow-ups match"],
+            ["Ann Soon", "Lee Later"],
+        ),
     ],
 )
 def test_each_filter(client, staff, make_staff, seeded, query, present, absent):

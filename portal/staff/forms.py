@@ -345,6 +345,19 @@ class ChangeDecisionForm(OnceForm):
     back = HiddenField()
 
 
+class FollowUpCloseForm(OnceForm):
+    """The office closes a follow-up: what was done, and whether the customer hears it."""
+
+    note = TextAreaField(
+        "What was done",
+        validators=[InputRequired("Say what was done, so the record shows it."), Length(max=1000)],
+    )
+    tell_customer = BooleanField(
+        "Email this note to the customer (with any other decisions waiting for them)"
+    )
+    back = HiddenField()
+
+
 class AgreedChangeForm(OnceForm):
     """The office changes an agreed value after signing; the customer is told."""
 

@@ -11,7 +11,7 @@ from flask_login import current_user
 from werkzeug.wrappers import Response as BaseResponse
 
 from portal import brief as brief_service
-from portal import decisions, inbox, once, pipeline, record, reports
+from portal import decisions, follow_ups, inbox, once, pipeline, record, reports
 from portal import differences as diffs
 from portal.access import Action, account_or_404, allows, roles_for
 from portal.auth import ALL_STAFF, is_safe_next, roles_required
@@ -27,6 +27,7 @@ from portal.staff.forms import (
     AgreedChangeForm,
     ChangeDecisionForm,
     DifferenceFilterForm,
+    FollowUpCloseForm,
     ResolveForm,
     new_resolve_form,
 )
@@ -266,6 +267,48 @@ def _decide_change(form: ChangeDecisionForm, change_id: int) -> str | None:
         target = form.note if form.action.data == "decline" and "why" in str(error) else form.value
         target.errors = [*target.errors, str(error)]
         return None
+
+
+@bp.route("/follow-ups/<int:follow_up_id>", methods=["GET", "POST"])
+@roles_required(*roles_for(Action.RESOLVE))
+def close_follow_up(follow_up_id: int) -> str | BaseResponse | tuple[str, int]:
+    """One follow-up and what the office did about it, on a page of its own."""
+    follow_up = follow_ups.find(get_db(), _me(), follow_up_id)
+    if follow_up is None:
+        abort(404)
+    if follow_up.status != follow_ups.OPEN:
+        flash("That follow-up was closed already.", "info")
+        return redirect(_back(request.values.get("back")))
+    form = FollowUpCloseForm()
+    if request.method == "GET":
+        form.back.data = _back(request.args.get("back"))
+    elif form.validate_on_submit():
+        message = _close_follow_up(form, follow_up_id)
+        if message is not None:
+            flash(message, "success")
+            return redirect(_back(form.back.data))
+    code = 400 if request.method == "POST" else 200
+    return render_template(
+        "staff/follow_up.html",
+        follow_up=follow_up,
+        kind_words=follow_ups.kind_words(follow_up.kind),
+        form=form,
+        back=_back(form.back.data),
+    ), code
+
+
+def _close_follow_up(form: FollowUpCloseForm, follow_up_id: int) -> str | None:
+    """Close in one unit of work: what to tell the user, or None with the form's errors set."""
+    tell = bool(form.tell_customer.data)
+    try:
+        with unit_of_work() as session:
+            if once.claim(session, form.submitted_id, "close-follow-up") is None:
+                return "That was saved already."
+            follow_ups.close(session, follow_up_id, _me(), form.note.data or "", tell_customer=tell)
+    except follow_ups.FollowUpError as error:
+        form.note.errors = [*form.note.errors, str(error)]
+        return None
+    return "Closed; the customer will be emailed your note." if tell else "Closed."
 
 
 @bp.route("/accounts/<int:account_id>/agreed/<int:item_id>", methods=["GET", "POST"])
