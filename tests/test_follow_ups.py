@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from portal import follow_ups
-from portal.db import get_db, unit_of_work
+from portal.db import unit_of_work
 from portal.models import Account, FollowUp, RecordEntry
 from tests.conftest import count_rows, form_fields, run_at_once
 from tests.test_decisions import _emails, _later, _sign, _staff, company  # noqa: F401 (fixture)
@@ -67,21 +67,24 @@ def test_another_key_is_another_follow_up_and_a_closed_one_can_be_raised_again(
 
 
 def test_two_workers_raising_the_same_follow_up_at_once_make_one(app, client, db, make_account):
-    account = make_account()
+    account_id = make_account().id  # read here: the threads must not touch the test's session
     client.get("/healthz")  # ends the test's transaction, as a request would
 
     def raise_it() -> int:
-        with unit_of_work(get_db()) as session:
-            found = session.get(Account, account.id)
-            assert found is not None
-            return follow_ups.raise_follow_up(
-                session, found, "office", "Gate open on arrival", key="visit:1"
-            ).id
+        session = app.extensions["portal.sessionmaker"]()  # each worker its own connection
+        try:
+            with unit_of_work(session):
+                found = session.get(Account, account_id)
+                assert found is not None
+                raised = follow_ups.raise_follow_up(session, found, "office", "Gate open", key="visit:1")
+                return raised.id
+        finally:
+            session.close()
 
     ids = run_at_once(app, 2, raise_it)
     db.rollback()
     assert len(set(ids)) == 1 and count_rows(db, FollowUp) == 1
-    assert len(_entries(db, account, "follow_up_raised")) == 1
+    assert len(_entries(db, db.get(Account, account_id), "follow_up_raised")) == 1
 
 
 def test_the_office_closes_it_with_a_note_the_customer_is_emailed(
