@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.wrappers import Response
 
-from portal import consents, notes, once, record, record_story
+from portal import consents, follow_ups, notes, once, record, record_story
 from portal.access import Action, account_or_404, allows, roles_for
 from portal.auth import roles_required
 from portal.db import get_db, unit_of_work
@@ -108,6 +108,7 @@ def account(account_id: int) -> str:
         note_form=new_note_form(found) if allows(current_user, Action.NOTE) else None,
         consent_state=consents.state(session, found),
         consent_names=consents.NAMES,
+        follow_ups=follow_ups.open_for(session, found),
     )
 
 
