@@ -20,6 +20,8 @@ from portal.models import (
     AccountStatus,
     ChangeRequest,
     ChangeRequestStatus,
+    FollowUp,
+    FollowUpStatus,
     OutboxEmail,
     PromiseItem,
     StaffUser,
@@ -28,6 +30,7 @@ from portal.models import (
 Columns = TypeVarTuple("Columns")
 
 OPEN_CHANGE = ChangeRequestStatus.OPEN.value
+OPEN_FOLLOW_UP = FollowUpStatus.OPEN.value
 WAITING = (AccountStatus.LINK_SENT.value, AccountStatus.OPENED.value, AccountStatus.IN_PROGRESS.value)
 
 
@@ -68,11 +71,11 @@ def pipeline(session: Session, user: StaffUser, now: datetime) -> Pipeline:
 @dataclass(frozen=True)
 class Attention:
     account: Account
-    open_differences: int  # open differences and open change requests: the inbox's rows
+    open_differences: int  # open differences, change requests and follow-ups: the inbox's rows
 
 
 def needing_attention(session: Session, user: StaffUser, limit: int = 20) -> list[Attention]:
-    """Accounts with open decisions (unresolved differences, open change requests), the soonest
+    """Accounts with open decisions (unresolved differences, change requests, follow-ups), the soonest
     first visit first: one query that walks
     accounts in first-visit order and stops at `limit`, rather than counting every difference."""
     open_items = (
@@ -81,9 +84,11 @@ def needing_attention(session: Session, user: StaffUser, limit: int = 20) -> lis
         & PromiseItem.withdrawn_at.is_(None)
     )
     open_changes = (ChangeRequest.account_id == Account.id) & (ChangeRequest.status == OPEN_CHANGE)
+    open_follow_ups = (FollowUp.account_id == Account.id) & (FollowUp.status == OPEN_FOLLOW_UP)
     count = (
         select(func.count()).where(open_items).correlate(Account).scalar_subquery()
         + select(func.count()).where(open_changes).correlate(Account).scalar_subquery()
+        + select(func.count()).where(open_follow_ups).correlate(Account).scalar_subquery()
     )
     query = (
         scoped(select(Account, count), user)
@@ -91,6 +96,7 @@ def needing_attention(session: Session, user: StaffUser, limit: int = 20) -> lis
             or_(
                 select(PromiseItem.id).where(open_items).exists(),
                 select(ChangeRequest.id).where(open_changes).exists(),
+                select(FollowUp.id).where(open_follow_ups).exists(),
             )
         )
         .order_by(Account.first_visit.asc().nulls_last(), Account.id)

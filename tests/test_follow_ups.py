@@ -50,6 +50,8 @@ def test_a_follow_up_is_in_the_inbox_once_with_its_record_entry(app, client, db,
     assert f"/staff/follow-ups/{first.id}" in inbox
     # A filter on a kind of promise is about promises: no follow-up is one.
     assert "Salt cell check" not in office.get("/staff/differences?kind=equipment").get_data(as_text=True)
+    attention = office.get("/staff/").get_data(as_text=True).split("Needs attention", 1)[1]
+    assert account.customer.name in attention.split("Latest handoffs", 1)[0]
     page = office.get(f"/staff/accounts/{account.id}").get_data(as_text=True)
     assert "For the office: Salt cell check is 3 days overdue" in page  # the record
     open_ones = page.split('id="follow-ups"', 1)[1].split("</section>", 1)[0]
