@@ -101,6 +101,18 @@ def open_for(session: Session, account: Account) -> list[FollowUp]:
     )
 
 
+def told_customer(session: Session, account: Account, limit: int = 5) -> list[FollowUp]:
+    """What the office told the customer when it closed a follow-up, newest first."""
+    return list(
+        session.scalars(
+            select(FollowUp)
+            .where(FollowUp.account_id == account.id, FollowUp.status == CLOSED, FollowUp.told_customer)
+            .order_by(FollowUp.closed_at.desc(), FollowUp.id.desc())
+            .limit(limit)
+        )
+    )
+
+
 def find(session: Session, user: StaffUser, follow_up_id: int) -> FollowUp | None:
     """The follow-up if its account is in the user's scope (else None: a 404)."""
     return session.scalars(

@@ -113,6 +113,8 @@ def test_the_office_closes_it_with_a_note_the_customer_is_emailed(
     assert len(emails) == 1
     body = "\n".join(part.get_content() for part in emails[0].walk() if part.get_content_maintype() == "text")
     assert "From the office" in body and "Tom comes back on Friday." in body
+    service = client.get("/welcome/service").get_data(as_text=True)
+    assert "Tom comes back on Friday." in service.split('id="office-notes"', 1)[1].split("</section>", 1)[0]
 
 
 def test_closing_without_a_note_or_twice_changes_nothing(app, client, db, make_account, make_staff):

@@ -6,7 +6,18 @@ from flask import Response, abort, current_app, flash, redirect, render_template
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
-from portal import agreement, consents, customer_session, decisions, email_change, links, once, record, sms
+from portal import (
+    agreement,
+    consents,
+    customer_session,
+    decisions,
+    email_change,
+    follow_ups,
+    links,
+    once,
+    record,
+    sms,
+)
 from portal import confirmations as confirm
 from portal.company import company_today, get_company
 from portal.customer_session import customer_pay_required, customer_required
@@ -306,6 +317,7 @@ def _service_context(account: Account) -> dict[str, object]:
         "account": account,
         "agreed": decisions.agreed_lines(session, account, company_today()),
         "requests": decisions.open_requests(session, account),
+        "office_notes": follow_ups.told_customer(session, account),
         "schedule": plan,
         "days": plan.days,
         "next_visit": plan.next_visit(company_today()),
