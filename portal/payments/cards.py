@@ -98,13 +98,14 @@ def save_card(
     account.card_last4 = str(card["last4"])[:4]
     month, year = as_int(card.get("exp_month")), as_int(card.get("exp_year"))
     account.card_exp = f"{month:02d}/{year}" if month and year else None
-    # A new card gives autopay another go at invoices it could not charge.
+    # A new card gives autopay another go, at once and with a fresh retry schedule, at invoices
+    # it could not charge.
     session.execute(
         update(Invoice)
         .where(
             Invoice.account_id == account.id, Invoice.status == OPEN, Invoice.autopay_failed_at.is_not(None)
         )
-        .values(autopay_failed_at=None)
+        .values(autopay_failed_at=None, autopay_failures=0, autopay_retry_at=None)
     )
     record.append(
         session,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from flask import current_app
@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal import links, record, webhooks
-from portal.company import get_company
+from portal.company import company_today, get_company
 from portal.db import utcnow
 from portal.mail import queue_email
 from portal.models import Account, Invoice, InvoiceLine, OutboxEmail
@@ -158,6 +158,12 @@ def issue_pay_link(invoice: Invoice) -> str:
     invoice.pay_nonce_hash = links.hash_nonce(nonce)
     token = links.serializer("pay").dumps({"a": invoice.account_id, "i": invoice.id, "n": nonce})
     return f"{current_app.config['PUBLIC_BASE_URL'].rstrip('/')}/pay/t/{token}"
+
+
+def card_link(pay_url: str) -> str:
+    """The pay link that lands on the card page instead of the invoice (same token, same
+    session: a pay link's session reaches the payment pages, the card page among them)."""
+    return f"{pay_url}?next=card"
 
 
 @dataclass(frozen=True)
@@ -310,6 +316,7 @@ def mark_paid(
     invoice.status = PAID
     invoice.paid_at = utcnow()
     invoice.autopay_failed_at = None
+    invoice.autopay_retry_at = None
     if payment_intent:
         invoice.stripe_payment_intent_id = payment_intent
     amount_text = format_money(invoice.total_cents, invoice.currency)
@@ -406,9 +413,17 @@ def payment_failed(
 
 
 def send_payment_failed(
-    session: Session, account: Account, invoice: Invoice, *, reason: str, code: str | None
+    session: Session,
+    account: Account,
+    invoice: Invoice,
+    *,
+    reason: str,
+    code: str | None,
+    retry_at: datetime | None = None,
+    final: bool = False,
 ) -> OutboxEmail:
-    """The email that asks the customer to pay themselves, with a fresh pay link."""
+    """The email that asks the customer to pay themselves, with a fresh pay link and the same
+    link's way to the card page (to save another card); when autopay will try again, the day."""
     url = issue_pay_link(invoice)
     email = queue_email(
         session,
@@ -420,6 +435,9 @@ def send_payment_failed(
             "account": account,
             "invoice": invoice,
             "url": url,
+            "card_url": card_link(url),
+            "retry_on": company_today(retry_at) if retry_at else None,
+            "final": final,
             "reason": reason,
             "needs_authentication": code == "authentication_required",
             "card": card_text(account),

@@ -87,6 +87,8 @@ def open_pay_link(token: str) -> Response | tuple[str, int]:
         # Expired, tampered, replaced, other purpose, deleted: one answer for all.
         return render_template("welcome/link_problem.html", form=NewLinkForm()), 400
     start_pay(check.account, check.invoice.id, check.nonce_hash)
+    if request.args.get("next") == "card":  # the failed-payment email's "save a new card"
+        return redirect(url_for("payments.card"))
     return redirect(url_for("payments.invoice", invoice_id=check.invoice.id))
 
 
