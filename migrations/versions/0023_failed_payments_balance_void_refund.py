@@ -19,9 +19,9 @@ on invoices and accounts (see 0009).
 """
 
 import sqlalchemy as sa
+from alembic import op
 
 import portal.db
-from alembic import op
 
 revision = "0023"
 down_revision = "0016"
