@@ -10,6 +10,7 @@ real webhook. Nothing here sets a card or a paid state directly.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import time
@@ -223,6 +224,24 @@ def payment_intent(params: dict[str, Any], idempotency_key: str) -> dict[str, An
         "metadata": dict(params.get("metadata") or {}),
     }
     return _payment_intent(checkout, "succeeded", f"pi_demo_{_suffix()}")
+
+
+def refund(params: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+    """A demo refund, settled at once by `refund_events` (there is no Stripe to send it)."""
+    return {
+        "id": f"re_demo_{hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]}",
+        "object": "refund",
+        "amount": int(params["amount"]),
+        "currency": "usd",
+        "payment_intent": params.get("payment_intent"),
+        "metadata": dict(params.get("metadata") or {}),
+        "status": "succeeded",
+        "created": int(time.time()),
+    }
+
+
+def refund_events(refund: dict[str, Any]) -> list[dict[str, Any]]:
+    return [_event("refund.updated", refund, f"evt_demo_{refund['id']}")]
 
 
 def autopay_events(intent: dict[str, Any]) -> list[dict[str, Any]]:

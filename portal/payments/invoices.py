@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -26,7 +27,7 @@ from portal.mail import queue_email
 from portal.models import Account, Invoice, InvoiceLine, OutboxEmail
 from portal.money import format_money
 from portal.payments import billing
-from portal.payments.billing import OPEN, PAID, PROCESSING, card_text
+from portal.payments.billing import OPEN, PAID, PROCESSING, STATUS_WORDS, UNPAID, card_text
 from portal.payments.gateway import PaymentProviderError, payments_mode
 
 log = logging.getLogger(__name__)
@@ -249,70 +250,111 @@ def _known(amount: object, currency: object) -> bool:
     )
 
 
-def _covers(invoice: Invoice, amount: object, currency: object) -> bool:
-    """Whether Stripe's figures show the whole invoice paid. A missing amount or currency is not
-    "the full amount": such an event never pays an invoice (it is acknowledged, so Stripe does
-    not retry it, and staff see a payment_mismatch entry)."""
+def _covers(invoices: Sequence[Invoice], amount: object, currency: object) -> bool:
+    """Whether Stripe's figures show every one of the invoices paid in full. A missing amount or
+    currency is not "the full amount": such an event never pays an invoice (it is acknowledged,
+    so Stripe does not retry it, and staff see a payment_mismatch entry)."""
     return (
         _known(amount, currency)
         and isinstance(amount, int)
-        and amount >= invoice.total_cents
-        and str(currency).lower() == invoice.currency.lower()
+        and amount >= sum(invoice.total_cents for invoice in invoices)
+        and all(str(currency).lower() == invoice.currency.lower() for invoice in invoices)
     )
 
 
 def mark_paid(
     session: Session,
-    invoice: Invoice,
+    invoices: Sequence[Invoice],
     facts: StripeFacts,
     *,
     payment_intent: str | None,
     amount: int | None,
     currency: str | None,
 ) -> str:
-    """Paid once: the first event that says so records it and queues the receipt."""
-    account = _account(session, invoice)
-    if invoice.status == PAID:
-        if (
-            payment_intent
-            and invoice.stripe_payment_intent_id
-            and payment_intent != invoice.stripe_payment_intent_id
-        ):
-            # A second, different payment for a paid invoice: staff must refund one.
-            log.warning(
-                "invoice %s paid twice (%s and %s)",
-                invoice.number,
-                invoice.stripe_payment_intent_id,
-                payment_intent,
-            )
-            record.append(
-                session,
-                account,
-                event="duplicate_payment",
-                actor=STRIPE,
-                note=f"{invoice.number} was paid again; refund one payment in Stripe.",
-                details=_details(invoice, facts, payment_intent=payment_intent, amount=amount),
-            )
-            return "duplicate payment recorded"
-        return "already paid"
-    if not _covers(invoice, amount, currency):
+    """Paid once: the first event that says so records it and queues the receipt. One payment
+    may cover several invoices (the customer paid their balance): all of them are paid, or,
+    when Stripe's amount falls short of their sum, none."""
+    assert invoices, "a payment names at least one invoice"
+    account = _account(session, invoices[0])
+    if all(invoice.status == PAID for invoice in invoices):
+        outcomes = {_paid_again(session, account, i, facts, payment_intent, amount) for i in invoices}
+        return "duplicate payment recorded" if "duplicate payment recorded" in outcomes else "already paid"
+    if not _covers(invoices, amount, currency):
+        numbers = ", ".join(invoice.number for invoice in invoices)
+        due = sum(invoice.total_cents for invoice in invoices)
         reported = f"{amount} {currency}" if _known(amount, currency) else "no amount or currency"
         log.warning(
-            "event %s for invoice %s: Stripe reported %s; left unpaid",
-            facts.event_id,
-            invoice.number,
-            reported,
+            "event %s for invoice(s) %s: Stripe reported %s; left unpaid", facts.event_id, numbers, reported
         )
         record.append(
             session,
             account,
             event="payment_mismatch",
             actor=STRIPE,
-            note=f"Stripe reported {reported} for {invoice.number} "
-            f"({invoice.total_cents} {invoice.currency} due); left unpaid.",
-            details=_details(invoice, facts, payment_intent=payment_intent, amount=amount, currency=currency),
+            note=f"Stripe reported {reported} for {numbers} ({due} {invoices[0].currency} due); left unpaid.",
+            details={
+                **_details(
+                    invoices[0], facts, payment_intent=payment_intent, amount=amount, currency=currency
+                ),
+                **({"invoice_ids": [i.id for i in invoices]} if len(invoices) > 1 else {}),
+            },
         )
         return "amount mismatch recorded"
+    for invoice in invoices:
+        if invoice.status in UNPAID:
+            _pay(session, account, invoice, facts, payment_intent, amount)
+        else:
+            _paid_again(session, account, invoice, facts, payment_intent, amount)
+    return "paid"
+
+
+def _paid_again(
+    session: Session,
+    account: Account,
+    invoice: Invoice,
+    facts: StripeFacts,
+    payment_intent: str | None,
+    amount: int | None,
+) -> str:
+    """A payment for an invoice no longer due (paid, void or refunded): a repeat of the same
+    payment changes nothing; another payment is recorded for staff to refund."""
+    if (
+        not payment_intent
+        or not invoice.stripe_payment_intent_id
+        or payment_intent == invoice.stripe_payment_intent_id
+    ):
+        return "already paid"
+    log.warning(
+        "invoice %s (%s) paid again (%s, then %s)",
+        invoice.number,
+        invoice.status,
+        invoice.stripe_payment_intent_id,
+        payment_intent,
+    )
+    state = (
+        "was paid"
+        if invoice.status == PAID
+        else f"is {STATUS_WORDS.get(invoice.status, invoice.status).lower()}"
+    )
+    record.append(
+        session,
+        account,
+        event="duplicate_payment",
+        actor=STRIPE,
+        note=f"{invoice.number} {state} and was paid again; refund one payment in Stripe.",
+        details=_details(invoice, facts, payment_intent=payment_intent, amount=amount),
+    )
+    return "duplicate payment recorded"
+
+
+def _pay(
+    session: Session,
+    account: Account,
+    invoice: Invoice,
+    facts: StripeFacts,
+    payment_intent: str | None,
+    amount: int | None,
+) -> None:
     invoice.status = PAID
     invoice.paid_at = utcnow()
     invoice.autopay_failed_at = None
@@ -350,7 +392,6 @@ def mark_paid(
             "paid_at": invoice.paid_at.isoformat(),
         },
     )
-    return "paid"
 
 
 def mark_processing(
