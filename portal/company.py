@@ -40,6 +40,7 @@ def default_company(new_row: bool = False) -> CompanySettings:
         sender_name="",
         reply_to="",
         readiness_checklist=list(DEFAULT_CHECKLIST),
+        autopay_retry_days=", ".join(str(day) for day in DEFAULT_RETRY_DAYS),
     )
     if not new_row:
         company.id = 0

@@ -69,9 +69,11 @@ def void_invoice(
     reason: str,
     actor: str,
     form_id: str,
+    result_url: str,
     now: datetime | None = None,
 ) -> Adjusted:
-    """In the caller's unit of work. Raises NotAdjustable."""
+    """In the caller's unit of work. Raises NotAdjustable. `result_url`: where a repeat of the
+    same form is sent."""
     moment = now or utcnow()
     invoice = lock_invoice(session, invoice_id)
     assert invoice is not None and invoice.account_id == account.id
@@ -95,7 +97,7 @@ def void_invoice(
     invoice.voided_at = moment
     invoice.adjustment_reason = reason
     invoice.autopay_retry_at = None
-    once.keep_result(session, claim, "")
+    once.keep_result(session, claim, result_url)
     record.append(
         session,
         account,
@@ -116,6 +118,7 @@ def refund_invoice(
     reason: str,
     actor: str,
     form_id: str,
+    result_url: str,
     gateway: Gateway,
 ) -> Adjusted:
     """Ask Stripe to refund the invoice's payment; one unit of work of its own, rolled back
@@ -155,7 +158,7 @@ def refund_invoice(
         invoice.refund_requested_at = utcnow()
         invoice.stripe_refund_id = str(refund["id"])
         invoice.adjustment_reason = reason
-        once.keep_result(session, claim, "")
+        once.keep_result(session, claim, result_url)
         record.append(
             session,
             account,

@@ -46,7 +46,8 @@ class Charged:
 
 def retry_days() -> tuple[int, ...]:
     try:
-        return parse_retry_days(get_company().autopay_retry_days or "")
+        saved = get_company().autopay_retry_days
+        return DEFAULT_RETRY_DAYS if saved is None else parse_retry_days(saved)
     except ValueError:  # saved before the form checked it
         return DEFAULT_RETRY_DAYS
 

@@ -434,12 +434,14 @@ def staff_adjust_invoice(invoice_id: int, action: str) -> Response | tuple[str, 
     try:
         if action == "void":
             with unit_of_work() as session:
-                done = adjustments.void_invoice(session, account, found.id, reason, actor, form.submitted_id)
+                done = adjustments.void_invoice(
+                    session, account, found.id, reason, actor, form.submitted_id, back
+                )
             message = f"{found.number} is void. The customer sees it on their statement."
         else:
             gateway = get_gateway()
             done = adjustments.refund_invoice(
-                get_db(), account, found.id, reason, actor, form.submitted_id, gateway
+                get_db(), account, found.id, reason, actor, form.submitted_id, back, gateway
             )
             if gateway.demo and done.refund is not None:
                 demo.deliver(demo.refund_events(done.refund))
