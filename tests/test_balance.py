@@ -18,7 +18,7 @@ from portal.payments import autopay, cards
 from portal.payments import statement as statement_service
 from portal.payments.gateway import get_gateway
 from tests.conftest import count_rows, form_fields
-from tests.stripe_server import CardDetails, StripeServer, make_event
+from tests.stripe_server import CardDetails, StripeServer
 from tests.test_payments import autopay_account, save_card
 from tests.test_payments_support import (  # noqa: F401  (fixtures)
     button_form,

@@ -331,7 +331,7 @@ def test_open_overdue_and_paid_invoices_are_listed_apart(client, db, make_accoun
     db.commit()
     client.get(pay_path(url))
     page = client.get("/pay/invoices").get_data(as_text=True)
-    to_pay, paid_part = page.split("<h2>Paid</h2>")
+    to_pay, paid_part = page.split("<h2>Paid and closed</h2>")
     assert due_later.number in to_pay and "Due " in to_pay
     assert overdue.number in to_pay and "Overdue since" in to_pay
     assert paid.number in paid_part and paid.number not in to_pay

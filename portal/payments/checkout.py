@@ -60,6 +60,11 @@ def return_paths(invoice_id: int | None = None) -> tuple[str, str]:
     )
 
 
+def balance_paths() -> tuple[str, str]:
+    """Where Checkout for the balance sends the customer back to: (success, cancel)."""
+    return url_for("payments.balance_done"), url_for("payments.invoices")
+
+
 def _absolute(path: str) -> str:
     return str(current_app.config["PUBLIC_BASE_URL"]).rstrip("/") + path
 
@@ -257,8 +262,8 @@ def _start_balance_payment(session: Session, account: Account, form_id: str, gat
             "metadata": metadata,
             "description": f"Balance: {', '.join(invoice.number for invoice in invoices)}"[:1000],
         },
-        "success_url": _absolute(url_for("payments.balance_done")),
-        "cancel_url": _absolute(url_for("payments.invoices")),
+        "success_url": _absolute(balance_paths()[0]),
+        "cancel_url": _absolute(balance_paths()[1]),
         "expires_at": _expires_at(),
     }
     if account.stripe_customer_id:

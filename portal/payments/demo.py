@@ -72,6 +72,19 @@ def read_checkout(session: Session, account: Account, session_id: str) -> dict[s
         checkout["metadata"] = checkout_service.card_setup_metadata(account)
         checkout["success"], checkout["cancel"] = checkout_service.return_paths()
         return checkout
+    if isinstance(ids := entry.details.get("invoice_ids"), list):  # the balance, several invoices
+        found = [customer_invoice(session, account, int(i)) for i in ids]
+        invoices = [invoice for invoice in found if invoice is not None]
+        if not invoices or len(invoices) != len(ids):
+            return None
+        checkout.update(
+            metadata=checkout_service.balance_metadata(account, invoices),
+            amount=sum(invoice.total_cents for invoice in invoices),
+            currency=invoices[0].currency.lower(),
+            invoices=invoices,
+        )
+        checkout["success"], checkout["cancel"] = checkout_service.balance_paths()
+        return checkout
     invoice = customer_invoice(session, account, int(entry.details.get("invoice_id") or 0))
     if invoice is None:
         return None
