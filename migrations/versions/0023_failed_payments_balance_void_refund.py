@@ -1,7 +1,7 @@
 """failed-payment retries, card expiry notices, void and refund
 
 Revision ID: 0023
-Revises: 0016
+Revises: 0017
 Create Date: 2026-12-02
 
 Autopay retries a declined charge on a schedule: `autopay_failures` counts the failed tries
@@ -24,7 +24,7 @@ from alembic import op
 import portal.db
 
 revision = "0023"
-down_revision = "0016"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
