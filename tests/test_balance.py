@@ -622,3 +622,26 @@ def test_void_and_refund_post_outgoing_webhooks(client, db, make_account, make_s
     kinds = [row.subject for row in db.scalars(select(OutboxEmail).where(OutboxEmail.kind == "webhook"))]
     assert any("invoice.voided" in subject for subject in kinds), kinds
     assert count_rows(db, RecordEntry) > 0
+
+
+def test_refunding_one_invoice_of_a_balance_payment_refunds_its_share_only(
+    client, db, make_account, make_staff, staff, live
+):
+    account, made = billed_three(client, db, make_account)
+    location, _ = start_balance(client)
+    post_event(client, live.complete_session(location.rsplit("/", 1)[1]))
+    middle = fresh(db, Invoice, made[1].id)
+    assert middle.status == "paid"
+    staff.login(make_staff("office"))
+    response, _ = adjust(client, middle, "refund", reason="Chemicals were included")
+    assert response.status_code == 302
+    [request] = live.requests_to("POST", "/v1/refunds")
+    assert request.form["amount"] == "2000"
+    refund_id = fresh(db, Invoice, middle.id).stripe_refund_id
+    charge = live.get_object(live.get_object(refund_id)["charge"])
+    assert charge["amount_refunded"] == 2000 and charge["refunded"] is False
+    # Stripe's charge.refunded names the refund; only that invoice is refunded.
+    live.settle_refund(refund_id)
+    charge = live.get_object(live.get_object(refund_id)["charge"])
+    assert deliver(client, "charge.refunded", charge).get_json()["result"] == "refunded"
+    assert [fresh(db, Invoice, i.id).status for i in made] == ["paid", "refunded", "paid"]
