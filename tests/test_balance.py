@@ -645,3 +645,20 @@ def test_refunding_one_invoice_of_a_balance_payment_refunds_its_share_only(
     charge = live.get_object(live.get_object(refund_id)["charge"])
     assert deliver(client, "charge.refunded", charge).get_json()["result"] == "refunded"
     assert [fresh(db, Invoice, i.id).status for i in made] == ["paid", "refunded", "paid"]
+
+
+def test_a_voided_invoice_page_says_so_and_offers_no_payment(
+    client, db, make_account, make_staff, staff, live
+):
+    account = make_account()
+    invoice, url = make_invoice(db, account)
+    staff.login(make_staff("office"))
+    adjust(client, invoice, "void", reason="Duplicate of INV-000009")
+    customer = client.application.test_client()
+    customer.get(pay_path(url))
+    page = customer.get(f"/pay/invoices/{invoice.id}").get_data(as_text=True)
+    assert "you do not owe it" in page and "Duplicate of INV-000009" in page
+    assert f"/pay/invoices/{invoice.id}/checkout" not in page and "is paid" not in page
+    response = customer.post(f"/pay/invoices/{invoice.id}/checkout", data={"form_id": "v" * 24})
+    assert response.status_code == 409 and "nothing to pay" in response.get_data(as_text=True)
+    assert live.requests_to("POST", "/v1/checkout/sessions") == []

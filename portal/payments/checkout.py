@@ -21,7 +21,7 @@ from portal import once, record
 from portal.db import unit_of_work
 from portal.models import Account, Invoice
 from portal.money import format_money
-from portal.payments.billing import OPEN, PAID
+from portal.payments.billing import OPEN, PAID, REFUND_PENDING, REFUNDED, VOID
 from portal.payments.cards import lock_account
 from portal.payments.gateway import Gateway
 from portal.payments.invoices import lock_invoice
@@ -161,6 +161,8 @@ def _start_invoice_payment(
     assert invoice is not None and invoice.account_id == account.id
     if invoice.status == PAID:
         raise NotPayable("This invoice is paid already. Thank you!")
+    if invoice.status in (VOID, REFUND_PENDING, REFUNDED):
+        raise NotPayable("This invoice was cancelled or refunded: there is nothing to pay.")
     if invoice.status != OPEN:
         raise NotPayable("A payment for this invoice is being processed. We will email you when it clears.")
     claim = once.claim(session, form_id, "pay_invoice")
