@@ -662,3 +662,21 @@ def test_a_voided_invoice_page_says_so_and_offers_no_payment(
     response = customer.post(f"/pay/invoices/{invoice.id}/checkout", data={"form_id": "v" * 24})
     assert response.status_code == 409 and "nothing to pay" in response.get_data(as_text=True)
     assert live.requests_to("POST", "/v1/checkout/sessions") == []
+
+
+def test_the_statement_and_invoices_pages_take_the_same_queries_at_2_and_20_invoices(
+    app, db, make_account, live
+):
+    from tests.test_page_queries import _statements
+
+    counts = {}
+    for n in (2, 20):
+        account = make_account(customer_email=f"n{n}@example.com")
+        made = [make_invoice(db, account, lines=[(f"Service {i}", 1000 + i)]) for i in range(n)]
+        browser = app.test_client()
+        browser.get(pay_path(made[0][1]))
+        for path in ("/pay/statement", "/pay/invoices"):
+            counts[(path, n)] = _statements(app, lambda b=browser, p=path: b.get(p))
+        assert made[-1][0].number in browser.get("/pay/statement").get_data(as_text=True)
+    for path in ("/pay/statement", "/pay/invoices"):
+        assert counts[(path, 2)] == counts[(path, 20)], counts
