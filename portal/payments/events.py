@@ -29,7 +29,6 @@ from sqlalchemy.orm import Session
 from portal.db import get_db, unit_of_work, utcnow
 from portal.models import Invoice, StripeEvent
 from portal.payments import adjustments, cards, checkout, invoices
-from portal.payments.billing import REFUNDED
 from portal.payments.gateway import Gateway, get_gateway, webhook_secret
 
 log = logging.getLogger(__name__)
@@ -356,15 +355,13 @@ def setup_intent_failed(ctx: Context, obj: dict[str, Any]) -> str:
 
 
 def _refund_invoice(ctx: Context, refund: dict[str, Any]) -> Invoice | None:
-    """The invoice whose refund this is: the refund id we stored, checked against our metadata."""
+    """The invoice whose refund this is: found by the refund id stored when staff asked for it
+    (a refund made elsewhere, e.g. in Stripe's dashboard, names none and is ignored)."""
     refund_id = _id(refund)
     if refund_id is None:
         return None
     found = ctx.session.scalar(select(Invoice.id).where(Invoice.stripe_refund_id == refund_id))
-    if found is None:
-        named = _invoice(ctx, refund)  # a replay after it settled: the metadata still names it
-        return named if named is not None and named.status == REFUNDED else None
-    return invoices.lock_invoice(ctx.session, found)
+    return invoices.lock_invoice(ctx.session, found) if found is not None else None
 
 
 def refund_updated(ctx: Context, obj: dict[str, Any]) -> str:
