@@ -680,3 +680,19 @@ def test_the_statement_and_invoices_pages_take_the_same_queries_at_2_and_20_invo
         assert made[-1][0].number in browser.get("/pay/statement").get_data(as_text=True)
     for path in ("/pay/statement", "/pay/invoices"):
         assert counts[(path, 2)] == counts[(path, 20)], counts
+
+
+@pytest.mark.csrf
+def test_void_and_refund_forms_need_the_csrf_token(client, db, make_account, make_staff, staff, live):
+    staff.login(make_staff("office"))
+    invoice, _ = make_invoice(db, make_account())
+    before = snapshot(db)
+    for action in ("void", "refund"):
+        data = form_fields(client.get(f"/pay/staff/invoices/{invoice.id}/{action}").get_data(as_text=True))
+        assert data.pop("csrf_token")
+        response = client.post(
+            f"/pay/staff/invoices/{invoice.id}/{action}", data={**data, "reason": "Because"}
+        )
+        assert response.status_code == 400
+    assert snapshot(db) == before and fresh(db, Invoice, invoice.id).status == "open"
+    assert live.requests_to("POST", "/v1/refunds") == []
