@@ -31,6 +31,7 @@ class Action(str, enum.Enum):
     BRIEF = "brief"  # the first-visit brief and the day list
     DIFFERENCES = "differences"  # the differences list and its CSV
     INVOICE = "invoice"  # create an invoice
+    ADJUST_INVOICE = "adjust_invoice"  # void an unpaid invoice, refund a paid one
     REPORTS = "reports"  # the reports across salespeople, and their CSV
     SETTINGS = "settings"  # company settings
     MANAGE_STAFF = "manage_staff"  # invite staff, change roles, deactivate, read the staff audit

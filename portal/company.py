@@ -40,6 +40,7 @@ def default_company(new_row: bool = False) -> CompanySettings:
         sender_name="",
         reply_to="",
         readiness_checklist=list(DEFAULT_CHECKLIST),
+        autopay_retry_days=", ".join(str(day) for day in DEFAULT_RETRY_DAYS),
     )
     if not new_row:
         company.id = 0
@@ -112,6 +113,7 @@ TEXT_FIELDS = (
     "timezone",
     "sender_name",
     "reply_to",
+    "autopay_retry_days",
 )
 
 
@@ -135,6 +137,30 @@ def form_data(company: CompanySettings) -> dict[str, Any]:
     data: dict[str, Any] = {name: getattr(company, name) for name in TEXT_FIELDS}
     data["readiness_checklist"] = "\n".join(company.readiness_checklist or [])
     return data
+
+
+# Failed autopay: the days after the first decline on which the card is tried again.
+DEFAULT_RETRY_DAYS = (3, 5, 7)
+MAX_RETRY_DAY = 60
+
+
+def parse_retry_days(text: str) -> tuple[int, ...]:
+    """ "3, 5, 7" -> (3, 5, 7): rising whole days after the first decline. ValueError otherwise
+    (the Settings form shows it next to the field)."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts:
+        return ()
+    try:
+        days = tuple(int(part) for part in parts)
+    except ValueError:
+        raise ValueError("Enter whole days separated by commas, e.g. 3, 5, 7.") from None
+    if len(days) > 10:
+        raise ValueError("At most 10 retries.")
+    if any(day < 1 or day > MAX_RETRY_DAY for day in days):
+        raise ValueError(f"Each day must be between 1 and {MAX_RETRY_DAY}.")
+    if list(days) != sorted(set(days)):
+        raise ValueError("List the days in rising order, each once, e.g. 3, 5, 7.")
+    return days
 
 
 def checklist_lines(text: str) -> list[str]:

@@ -23,6 +23,7 @@ NOTE_LIMIT = 1000
 # Each kind as the inbox names it. A feature that raises a new kind adds its words here.
 KIND_WORDS: dict[str, str] = {
     "office": "Follow-up",
+    "payment_failed": "Payment failed",
 }
 
 

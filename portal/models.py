@@ -89,6 +89,9 @@ class CompanySettings(Base):
     # secret that signs them (shown once when made). Empty: webhooks off.
     webhook_url: Mapped[str] = mapped_column(String(254), default="", server_default="")
     webhook_secret: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    # Failed autopay (migration 0023): days after the first decline on which the card is tried
+    # again, e.g. "3,5,7"; after the last one the office gets a follow-up.
+    autopay_retry_days: Mapped[str] = mapped_column(String(40), default="3,5,7", server_default="3,5,7")
 
 
 class StaffUser(Base):
@@ -184,6 +187,8 @@ class Account(Base):
     card_last4: Mapped[str | None] = mapped_column(String(4))
     card_exp: Mapped[str | None] = mapped_column(String(7))
     stripe_payment_method_id: Mapped[str | None] = mapped_column(String(255))
+    # The saved card (payment method) the customer was told is about to expire: once per card.
+    card_expiry_notice_for: Mapped[str | None] = mapped_column(String(255))
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -568,6 +573,16 @@ class Invoice(Base):
     # for, so a repeat with the same id is recognised and a different request with it refused.
     external_id: Mapped[str | None] = mapped_column(String(100))
     external_digest: Mapped[str | None] = mapped_column(String(64))
+    # Failed autopay (migration 0023): declines since the first one (autopay_failed_at) and when
+    # the next try is due; None once the schedule is used up (the office has a follow-up).
+    autopay_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    autopay_retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Void (unpaid only) and refund (paid only, confirmed by Stripe's event), with staff's reason.
+    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    refund_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    refunded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    stripe_refund_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    adjustment_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
 
     lines: Mapped[list[InvoiceLine]] = relationship(order_by="InvoiceLine.position")
 

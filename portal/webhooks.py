@@ -42,7 +42,7 @@ from portal.db import utcnow
 from portal.models import CompanySettings, OutboxEmail
 
 KIND = "webhook"
-EVENTS = ("invoice.paid", "account.signed", "difference.decided")
+EVENTS = ("invoice.paid", "invoice.voided", "invoice.refunded", "account.signed", "difference.decided")
 SIGNATURE_HEADER = "Portal-Signature"
 SECRET_PREFIX = "whsec_"
 MAX_URL = 254  # it travels in the outbox row's address column

@@ -3,7 +3,8 @@
 - Delivers the outbox every few seconds (`--outbox-every`), and again at once while more is
   waiting, so a Monday-morning burst of welcome emails goes out back to back.
 - Queues reminders once a day (`--reminders-at`), and charges autopay once a day
-  (`--autopay-at`) by running the `charge-autopay` command in this process, so a scheduled run
+  (`--autopay-at`, when it also warns customers whose saved card expires next month) by
+  running the `charge-autopay` command in this process, so a scheduled run
   and a run by hand are the same code and print the same lines.
 - Emails the admins a seal of the service record every Monday (`--seal-at`), so a signed copy
   of every account's chain head lives outside the database (see `verify-record --seal`).
@@ -38,6 +39,7 @@ from flask.cli import with_appcontext
 from portal.db import get_db, unit_of_work, utcnow
 from portal.decisions import send_due_decision_emails
 from portal.outbox import FAILED, SENT, deliver_pending
+from portal.payments import cards
 from portal.payments.cli import charge_autopay_command
 from portal.record_seal import email_seal_to_admins
 from portal.reminders import send_due_reminders
@@ -225,6 +227,11 @@ def queue_reminders(_stop: threading.Event) -> Outcome:
     return Outcome(f"queued {len(sent)} reminder(s)")
 
 
+def warn_expiring_cards(_stop: threading.Event) -> Outcome:
+    sent = cards.warn_expiring_cards(get_db())
+    return Outcome(f"warned {len(sent)} customer(s) of a card expiring next month")
+
+
 def charge_autopay(_stop: threading.Event) -> Outcome:
     """The `charge-autopay` command, run here; its lines go to the worker's output."""
     try:
@@ -279,6 +286,7 @@ def build_tasks(
     schedules: list[tuple[str, Callable[[threading.Event], Outcome], Schedule | None]] = [
         ("reminders", queue_reminders, DailyAt(reminders_at, zone) if reminders_at else None),
         ("autopay", charge_autopay, DailyAt(autopay_at, zone) if autopay_at else None),
+        ("expiring cards", warn_expiring_cards, DailyAt(autopay_at, zone) if autopay_at else None),
         ("record seal", seal_record, WeeklyAt(SEAL_WEEKDAY, seal_at, zone) if seal_at else None),
     ]
     for name, run, schedule in schedules:

@@ -713,6 +713,9 @@ class StripeServer:
         self.api_key = api_key  # when set, other keys get Stripe's 401
         self.card = CardDetails()
         self.payment_decline_code = "generic_decline"
+        # What a new refund's status is (Stripe: card refunds usually succeed at once; the
+        # portal waits for the event either way).
+        self.refund_status = "succeeded"
         self.requests: list[RecordedRequest] = []
         self.errors: list[str] = []
         self._payment_outcome = "succeeded"
@@ -780,6 +783,7 @@ class StripeServer:
         self._faults: list[_Fault] = []
         self._hangs: list[_Fault] = []
         self._payment_outcome = "succeeded"
+        self._next_outcomes: list[str] = []
 
     # ---- configuration -------------------------------------------------
 
@@ -793,6 +797,15 @@ class StripeServer:
         if value not in _PAYMENT_OUTCOMES:
             raise ValueError(f"payment_outcome must be one of {_PAYMENT_OUTCOMES}")
         self._payment_outcome = value
+
+    def queue_payment_outcomes(self, *outcomes: str) -> None:
+        """The next off-session confirms answer these in turn (e.g. declined, declined,
+        succeeded), then `payment_outcome` again."""
+        for outcome in outcomes:
+            if outcome not in _PAYMENT_OUTCOMES:
+                raise ValueError(f"outcomes must be among {_PAYMENT_OUTCOMES}")
+        with self._lock:
+            self._next_outcomes.extend(outcomes)
 
     def fail_next(
         self,
@@ -1101,6 +1114,8 @@ class StripeServer:
             ("GET", "/v1/payment_methods", self._list_pms),
             ("GET", f"/v1/payment_methods/{oid}", self._get_payment_method),
             ("GET", f"/v1/charges/{oid}", self._retriever("charge")),
+            ("POST", "/v1/refunds", self._create_refund),
+            ("GET", f"/v1/refunds/{oid}", self._retriever("refund")),
             ("GET", "/v1/events", self._list_events),
             ("GET", f"/v1/events/{oid}", self._retriever("event")),
         ]
@@ -1262,7 +1277,9 @@ class StripeServer:
                     param="payment_method",
                 ),
             )
-        outcome = self._payment_outcome if _truthy(p.get("off_session")) else "succeeded"
+        outcome = "succeeded"
+        if _truthy(p.get("off_session")):
+            outcome = self._next_outcomes.pop(0) if self._next_outcomes else self._payment_outcome
         if outcome == "succeeded":
             return 200, self._render(self._succeed(pi), req)
         return 402, {"error": self._decline(pi, outcome)}
@@ -1310,6 +1327,77 @@ class StripeServer:
         pi["last_payment_error"] = copy.deepcopy(error)
         self._store(pi)
         return {**error, "payment_intent": copy.deepcopy(pi)}
+
+    # refunds
+
+    def _create_refund(self, req: RecordedRequest, m: dict[str, str]) -> tuple[int, Any]:
+        """A refund of a PaymentIntent's charge (or a charge), in full or in part."""
+        p = req.form
+        charge_id = p.get("charge")
+        if not charge_id and p.get("payment_intent"):
+            pi = self._require(p["payment_intent"], "payment_intent")
+            charge_id = pi.get("latest_charge")
+            if not charge_id:
+                charge_id = next(
+                    (
+                        o["id"]
+                        for o in self._objects.values()
+                        if o.get("object") == "charge" and o.get("payment_intent") == pi["id"]
+                    ),
+                    None,
+                )
+        if not charge_id:
+            raise StripeHTTPError(
+                400,
+                stripe_error(
+                    "invalid_request_error",
+                    "One of the following params should be provided for this request: "
+                    "payment_intent or charge.",
+                    code="parameter_missing",
+                ),
+            )
+        charge = self._require(charge_id, "charge")
+        left = charge["amount"] - int(charge.get("amount_refunded") or 0)
+        amount = _as_int(p.get("amount"), left)
+        if amount <= 0 or amount > left:
+            raise StripeHTTPError(
+                400,
+                stripe_error(
+                    "invalid_request_error",
+                    f"Refund amount ({amount}) is greater than unrefunded amount on charge ({left})",
+                    code="amount_too_large",
+                    param="amount",
+                ),
+            )
+        refund = fixture("refund")
+        refund.update(
+            id=new_id("re_"),
+            created=_now(),
+            amount=amount,
+            currency=charge["currency"],
+            charge=charge["id"],
+            payment_intent=charge.get("payment_intent"),
+            metadata=dict(p.get("metadata") or {}),
+            reason=p.get("reason"),
+            status=self.refund_status,
+        )
+        charge["amount_refunded"] = int(charge.get("amount_refunded") or 0) + amount
+        charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
+        refunds = charge.setdefault("refunds", {"object": "list", "data": [], "has_more": False})
+        refunds["data"].insert(0, refund)
+        self._store(refund)
+        return 200, self._render(refund, req)
+
+    def settle_refund(self, refund_id: str, status: str = "succeeded", *, delivered: bool = True) -> JSON:
+        """Stripe finishing a refund: its status set and a stored ``refund.updated`` event."""
+        with self._lock:
+            refund = self._require(refund_id, "refund")
+            refund["status"] = status
+            charge = self._objects.get(refund.get("charge") or "")
+            for listed in (charge or {}).get("refunds", {}).get("data", []):
+                if listed.get("id") == refund_id:
+                    listed["status"] = status
+            return self.add_event(make_event("refund.updated", refund), delivered=delivered)
 
     # events
 

@@ -382,7 +382,7 @@ def test_the_list_shows_each_invoice_with_status_totals_external_id_and_pay_stat
     paid = db.get(Invoice, paid_id)
     invoice_service.mark_paid(
         db,
-        paid,
+        [paid],
         invoice_service.StripeFacts("evt_1", "checkout.session.completed"),
         payment_intent="pi_1",
         amount=paid.total_cents,

@@ -89,7 +89,7 @@ def pay(db, account):  # type: ignore[no-untyped-def]
     db.commit()
     invoice_service.mark_paid(
         db,
-        invoice,
+        [invoice],
         invoice_service.StripeFacts("evt_paid", "checkout.session.completed"),
         payment_intent="pi_1",
         amount=16500,

@@ -331,7 +331,7 @@ def test_open_overdue_and_paid_invoices_are_listed_apart(client, db, make_accoun
     db.commit()
     client.get(pay_path(url))
     page = client.get("/pay/invoices").get_data(as_text=True)
-    to_pay, paid_part = page.split("<h2>Paid</h2>")
+    to_pay, paid_part = page.split("<h2>Paid and closed</h2>")
     assert due_later.number in to_pay and "Due " in to_pay
     assert overdue.number in to_pay and "Overdue since" in to_pay
     assert paid.number in paid_part and paid.number not in to_pay
@@ -621,11 +621,17 @@ def test_two_customers_times_every_payment_url(app, db, make_account, live):
 
 def test_every_payment_customer_view_takes_its_account_from_the_session(app):
     """A new customer payment page without the session decorator fails here."""
-    public = {"payments.open_pay_link", "payments.stripe_webhook", "payments.staff_new_invoice"}
+    public = {
+        "payments.open_pay_link",
+        "payments.stripe_webhook",
+        "payments.staff_new_invoice",
+        "payments.staff_adjust_invoice",
+    }
     for rule in app.url_map.iter_rules():
         if rule.endpoint.startswith("payments.") and rule.endpoint not in public:
             assert getattr(app.view_functions[rule.endpoint], "customer_only", False), rule.endpoint
     assert app.view_functions["payments.staff_new_invoice"].allowed_roles == {"office", "admin"}
+    assert app.view_functions["payments.staff_adjust_invoice"].allowed_roles == {"office", "admin"}
 
 
 # --- Forms, headers, templates ------------------------------------------------------------

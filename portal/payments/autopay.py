@@ -7,21 +7,26 @@ answers with the first result instead of charging twice.
 
 Outcomes: Stripe accepted the charge -> the invoice is "processing" until the verified
 `payment_intent.succeeded` event marks it paid (and sends the receipt); declined or needing the
-customer's authentication -> an email with a pay link and a record entry, and autopay leaves the
-invoice alone until the customer pays or saves a new card; a Stripe error or timeout -> a
-`stripe_error` entry, the invoice untouched, and a non-zero exit so the scheduler notices.
+customer's authentication -> an email with a pay link and a link to update the card, and a
+record entry; a Stripe error or timeout -> a `stripe_error` entry, the invoice untouched, and a
+non-zero exit so the scheduler notices.
+
+A declined invoice is tried again on the company's retry days (Settings, "3,5,7": days after
+the first decline), each try by this same path with the next attempt's key; a new card starts
+afresh. When the last retry fails too, the office gets a `payment_failed` follow-up.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from portal import record
+from portal import follow_ups, record
+from portal.company import DEFAULT_RETRY_DAYS, get_company, parse_retry_days
 from portal.db import unit_of_work, utcnow
 from portal.models import Account, Invoice
 from portal.money import format_money
@@ -39,14 +44,30 @@ class Charged:
     payment_intent: dict[str, Any] | None = None
 
 
-def candidates(session: Session) -> list[int]:
-    """Open invoices of accounts with a saved card whose billing choice is card autopay."""
+def retry_days() -> tuple[int, ...]:
+    try:
+        saved = get_company().autopay_retry_days
+        return DEFAULT_RETRY_DAYS if saved is None else parse_retry_days(saved)
+    except ValueError:  # saved before the form checked it
+        return DEFAULT_RETRY_DAYS
+
+
+def run(session: Session, gateway: Gateway, now: datetime | None = None) -> list[Charged]:
+    """Charge every candidate, each in its own unit of work: what `charge-autopay` does."""
+    moment = now or utcnow()
+    return [charge(session, invoice_id, gateway, moment) for invoice_id in candidates(session, moment)]
+
+
+def candidates(session: Session, now: datetime | None = None) -> list[int]:
+    """Open invoices of accounts with a saved card whose billing choice is card autopay: never
+    tried, or declined and due for a retry."""
+    moment = now or utcnow()
     rows = session.execute(
         select(Invoice.id, Invoice.account_id)
         .join(Account, Account.id == Invoice.account_id)
         .where(
             Invoice.status == OPEN,
-            Invoice.autopay_failed_at.is_(None),
+            or_(Invoice.autopay_failed_at.is_(None), Invoice.autopay_retry_at <= moment),
             Account.deleted_at.is_(None),
             Account.stripe_customer_id.is_not(None),
             Account.stripe_payment_method_id.is_not(None),
@@ -90,8 +111,12 @@ def charge(session: Session, invoice_id: int, gateway: Gateway, now: datetime | 
 
 def _charge(session: Session, invoice_id: int, gateway: Gateway, now: datetime) -> Charged:
     invoice = invoice_service.lock_invoice(session, invoice_id)
-    if invoice is None or invoice.status != OPEN or invoice.autopay_failed_at is not None:
+    if invoice is None or invoice.status != OPEN:
         return Charged(str(invoice_id), "skipped", "no longer open")
+    if invoice.autopay_failed_at is not None and (
+        invoice.autopay_retry_at is None or invoice.autopay_retry_at > now
+    ):
+        return Charged(invoice.number, "skipped", "declined; no retry due")
     if invoice.checkout_expires_at is not None and invoice.checkout_expires_at > now:
         return Charged(invoice.number, "skipped", "the customer has a payment page open")
     account = lock_account(session, invoice.account_id)
@@ -122,6 +147,7 @@ def _charge(session: Session, invoice_id: int, gateway: Gateway, now: datetime) 
     except PaymentProviderError as error:
         raise _StripeFailed(account, invoice, error) from error
     invoice.autopay_attempts = attempt
+    invoice.autopay_retry_at = None
     invoice.stripe_payment_intent_id = intent["id"]
     status = intent.get("status")
     if status in ("succeeded", "processing"):
@@ -147,10 +173,20 @@ def _charge(session: Session, invoice_id: int, gateway: Gateway, now: datetime) 
 def _declined(
     session: Session, account: Account, invoice: Invoice, attempt: int, declined: CardDeclined, now: datetime
 ) -> Charged:
-    """Stripe answered: the card was declined or needs the customer. Tell them, never silently."""
+    """Stripe answered: the card was declined or needs the customer. Tell them, never silently;
+    schedule the next try, or after the last one hand the invoice to the office."""
     outcome = "authentication_required" if declined.needs_authentication else "declined"
     invoice.autopay_attempts = attempt
-    invoice.autopay_failed_at = now
+    if invoice.autopay_failed_at is None:
+        invoice.autopay_failed_at = now
+        invoice.autopay_failures = 0
+    invoice.autopay_failures += 1
+    days = retry_days()
+    invoice.autopay_retry_at = (
+        invoice.autopay_failed_at + timedelta(days=days[invoice.autopay_failures - 1])
+        if invoice.autopay_failures <= len(days)
+        else None
+    )
     if declined.payment_intent_id:
         invoice.stripe_payment_intent_id = declined.payment_intent_id
     reason = (
@@ -164,19 +200,37 @@ def _declined(
         invoice,
         reason=reason,
         code="authentication_required" if declined.needs_authentication else declined.code,
+        retry_at=invoice.autopay_retry_at,
+        final=invoice.autopay_retry_at is None,
+    )
+    retry = (
+        f"; next try {invoice.autopay_retry_at:%Y-%m-%d}" if invoice.autopay_retry_at else "; no more tries"
     )
     record.append(
         session,
         account,
         event="autopay_failed",
         actor="system",
-        note=f"{invoice.number}: {reason} The customer was emailed a pay link.",
+        note=f"{invoice.number}: {reason} The customer was emailed a pay link{retry}.",
         details={
             "invoice_id": invoice.id,
             "number": invoice.number,
             "attempt": attempt,
+            "failures": invoice.autopay_failures,
+            "retry_at": invoice.autopay_retry_at.isoformat() if invoice.autopay_retry_at else None,
             "email_id": email.id,
             **declined.details,
         },
     )
+    if invoice.autopay_retry_at is None:
+        follow_ups.raise_follow_up(
+            session,
+            account,
+            "payment_failed",
+            f"Autopay failed {invoice.autopay_failures} times for {invoice.number} "
+            f"({format_money(invoice.total_cents, invoice.currency)})",
+            detail=f"Last answer from the bank: {declined.details.get('message') or reason} "
+            "The customer was emailed a pay link each time; call them or agree another way to pay.",
+            key=f"invoice:{invoice.id}",
+        )
     return Charged(invoice.number, outcome, declined.details.get("message") or reason)

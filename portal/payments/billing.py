@@ -19,6 +19,7 @@ from portal.models import Account, Invoice
 
 CARD, INVOICE = "card", "invoice"
 OPEN, PROCESSING, PAID = "open", "processing", "paid"
+VOID, REFUND_PENDING, REFUNDED = "void", "refund_pending", "refunded"
 UNPAID = (OPEN, PROCESSING)
 
 
@@ -55,7 +56,15 @@ def shown_status(invoice: Invoice, today: date | None = None) -> str:
     return invoice.status
 
 
-STATUS_WORDS = {"open": "Due", "overdue": "Overdue", "processing": "Payment processing", "paid": "Paid"}
+STATUS_WORDS = {
+    "open": "Due",
+    "overdue": "Overdue",
+    "processing": "Payment processing",
+    "paid": "Paid",
+    "void": "Void",
+    "refund_pending": "Refund pending",
+    "refunded": "Refunded",
+}
 
 
 def invoices_of(session: Session, account_id: int) -> list[Invoice]:

@@ -8,13 +8,17 @@ card never replaces a newer one: each saved card's entry keeps the Stripe timest
 from __future__ import annotations
 
 import logging
+from datetime import date
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from portal import record
-from portal.models import Account, Invoice, RecordEntry
+from portal import links, record
+from portal.company import company_today, get_company
+from portal.db import unit_of_work
+from portal.mail import queue_email
+from portal.models import Account, Invoice, OutboxEmail, RecordEntry
 from portal.payments.billing import OPEN, card_text
 
 log = logging.getLogger(__name__)
@@ -98,13 +102,14 @@ def save_card(
     account.card_last4 = str(card["last4"])[:4]
     month, year = as_int(card.get("exp_month")), as_int(card.get("exp_year"))
     account.card_exp = f"{month:02d}/{year}" if month and year else None
-    # A new card gives autopay another go at invoices it could not charge.
+    # A new card gives autopay another go, at once and with a fresh retry schedule, at invoices
+    # it could not charge.
     session.execute(
         update(Invoice)
         .where(
             Invoice.account_id == account.id, Invoice.status == OPEN, Invoice.autopay_failed_at.is_not(None)
         )
-        .values(autopay_failed_at=None)
+        .values(autopay_failed_at=None, autopay_failures=0, autopay_retry_at=None)
     )
     record.append(
         session,
@@ -140,3 +145,63 @@ def setup_failed(session: Session, account: Account, intent: dict[str, Any], *, 
         },
     )
     return "setup failed"
+
+
+# --- Cards about to expire -------------------------------------------------------------------
+
+
+def next_month(today: date) -> str:
+    """The card_exp text ("MM/YYYY") of the month after `today`'s."""
+    year, month = (today.year + 1, 1) if today.month == 12 else (today.year, today.month + 1)
+    return f"{month:02d}/{year}"
+
+
+def warn_expiring_cards(session: Session, today: date | None = None) -> list[OutboxEmail]:
+    """Email each customer whose saved card expires next month, once per card: the account
+    remembers which card it warned about, so every later run (daily, by the worker) skips it
+    and a newly saved card is warned about in its own time. Each account in its own unit of
+    work."""
+    expiring = next_month(today or company_today())
+    ids = session.scalars(
+        select(Account.id).where(
+            Account.card_exp == expiring,
+            Account.stripe_payment_method_id.is_not(None),
+            Account.deleted_at.is_(None),
+            or_(
+                Account.card_expiry_notice_for.is_(None),
+                Account.card_expiry_notice_for != Account.stripe_payment_method_id,
+            ),
+        )
+    ).all()
+    sent = []
+    for account_id in ids:
+        with unit_of_work(session):
+            account = lock_account(session, account_id)
+            card = card_text(account) if account is not None else None
+            if (
+                account is None
+                or card is None
+                or account.card_exp != expiring
+                or account.card_expiry_notice_for == account.stripe_payment_method_id
+            ):
+                continue  # changed since the list was read
+            account.card_expiry_notice_for = account.stripe_payment_method_id
+            email = queue_email(
+                session,
+                template="card_expiring",
+                to=account.customer.email,
+                account=account,
+                subject=f"{get_company().name}: your card on file expires soon",
+                context={"account": account, "card": card, "url": links.public_url("payments.card")},
+            )
+            session.flush()
+            record.append(
+                session,
+                account,
+                event="card_expiry_notice",
+                actor="system",
+                confirmed_value=card,
+                details={"payment_method": account.stripe_payment_method_id, "email_id": email.id},
+            )
+            sent.append(email)
+    return sent

@@ -14,18 +14,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app, url_for
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal import once, record
 from portal.db import unit_of_work
 from portal.models import Account, Invoice
-from portal.payments.billing import OPEN, PAID
+from portal.money import format_money
+from portal.payments.billing import OPEN, PAID, REFUND_PENDING, REFUNDED, VOID
 from portal.payments.cards import lock_account
 from portal.payments.gateway import Gateway
 from portal.payments.invoices import lock_invoice
 
 CHECKOUT_MINUTES = 60  # Stripe allows 30 min to 24 h; autopay leaves the invoice alone till then
 MAX_RESULT_URL = 500  # FormSubmission.result_url
+MAX_BALANCE_INVOICES = 40  # their ids must fit one Stripe metadata value (500 characters)
 
 
 class NotPayable(Exception):
@@ -55,6 +58,11 @@ def return_paths(invoice_id: int | None = None) -> tuple[str, str]:
         url_for("payments.invoice_done", invoice_id=invoice_id),
         url_for("payments.invoice", invoice_id=invoice_id),
     )
+
+
+def balance_paths() -> tuple[str, str]:
+    """Where Checkout for the balance sends the customer back to: (success, cancel)."""
+    return url_for("payments.balance_done"), url_for("payments.invoices")
 
 
 def _absolute(path: str) -> str:
@@ -153,6 +161,8 @@ def _start_invoice_payment(
     assert invoice is not None and invoice.account_id == account.id
     if invoice.status == PAID:
         raise NotPayable("This invoice is paid already. Thank you!")
+    if invoice.status in (VOID, REFUND_PENDING, REFUNDED):
+        raise NotPayable("This invoice was cancelled or refunded: there is nothing to pay.")
     if invoice.status != OPEN:
         raise NotPayable("A payment for this invoice is being processed. We will email you when it clears.")
     claim = once.claim(session, form_id, "pay_invoice")
@@ -195,6 +205,91 @@ def _start_invoice_payment(
         event="payment_started",
         actor="customer",
         details={"invoice_id": invoice.id, "number": invoice.number, "checkout_session": started.id},
+    )
+    return Started(started.url)
+
+
+def balance_metadata(account: Account, invoices: list[Invoice]) -> dict[str, str]:
+    """The account and every invoice the payment covers (events.py pays all of them or none)."""
+    return {
+        "account_id": str(account.id),
+        "invoice_ids": ",".join(str(invoice.id) for invoice in invoices),
+        "purpose": "balance",
+    }
+
+
+def start_balance_payment(session: Session, account: Account, form_id: str, gateway: Gateway) -> Started:
+    """One Checkout for every open invoice of the account, one line each. Raises NotPayable
+    (nothing open) or PaymentProviderError, after rolling back."""
+    if once.earlier_result(session, form_id):
+        return _repeat(session, form_id)
+    with unit_of_work(session):
+        return _start_balance_payment(session, account, form_id, gateway)
+
+
+def _start_balance_payment(session: Session, account: Account, form_id: str, gateway: Gateway) -> Started:
+    ids = session.scalars(
+        select(Invoice.id)
+        .where(Invoice.account_id == account.id, Invoice.status == OPEN)
+        .order_by(Invoice.id)
+        .limit(MAX_BALANCE_INVOICES)
+    ).all()
+    locked = [lock_invoice(session, invoice_id) for invoice_id in ids]
+    invoices = [invoice for invoice in locked if invoice is not None and invoice.status == OPEN]
+    if not invoices:
+        raise NotPayable("There is nothing to pay right now. Thank you!")
+    if len({invoice.currency for invoice in invoices}) > 1:
+        raise NotPayable("Your invoices are in different currencies; please pay them one by one.")
+    claim = once.claim(session, form_id, "pay_balance")
+    if claim is None:
+        return _repeat(session, form_id)
+    metadata = balance_metadata(account, invoices)
+    total = sum(invoice.total_cents for invoice in invoices)
+    params: dict[str, Any] = {
+        "mode": "payment",
+        "line_items": [
+            {
+                "quantity": 1,
+                "price_data": {
+                    "currency": invoice.currency.lower(),
+                    "unit_amount": invoice.total_cents,
+                    "product_data": {"name": f"Invoice {invoice.number}"},
+                },
+            }
+            for invoice in invoices
+        ],
+        "client_reference_id": f"balance-{account.id}",
+        "metadata": metadata,
+        "payment_intent_data": {
+            "metadata": metadata,
+            "description": f"Balance: {', '.join(invoice.number for invoice in invoices)}"[:1000],
+        },
+        "success_url": _absolute(balance_paths()[0]),
+        "cancel_url": _absolute(balance_paths()[1]),
+        "expires_at": _expires_at(),
+    }
+    if account.stripe_customer_id:
+        params["customer"] = account.stripe_customer_id
+    else:
+        params["customer_email"] = account.customer.email
+    started = gateway.create_checkout_session(params, form_id)
+    for invoice in invoices:
+        invoice.stripe_checkout_session_id = started.id
+        invoice.checkout_expires_at = started.expires_at
+    fallback = url_for("payments.invoices")
+    once.keep_result(session, claim, started.url if len(started.url) <= MAX_RESULT_URL else fallback)
+    record.append(
+        session,
+        account,
+        event="payment_started",
+        actor="customer",
+        confirmed_value=format_money(total, invoices[0].currency),
+        details={
+            "invoice_ids": [invoice.id for invoice in invoices],
+            "numbers": [invoice.number for invoice in invoices],
+            "total_cents": total,
+            "checkout_session": started.id,
+        },
     )
     return Started(started.url)
 

@@ -19,7 +19,8 @@ from portal.payments.gateway import PaymentProviderError, get_gateway
 def charge_autopay_command() -> None:
     """Charge every open invoice of a card-autopay account to its saved card (off-session).
 
-    Declines and cards needing authentication email the customer a pay link. Exits 1 when Stripe
+    Declines and cards needing authentication email the customer a pay link and are tried again
+    on the retry days in Settings; after the last one the office gets a follow-up. Exits 1 when Stripe
     could not be reached or answered with an error (run it again later: nothing is charged twice).
     """
     gateway = get_gateway()
@@ -28,7 +29,7 @@ def charge_autopay_command() -> None:
             "Online payment is off (production without STRIPE_SECRET_KEY): nothing was charged."
         )
     session = get_db()
-    results = [autopay.charge(session, invoice_id, gateway) for invoice_id in autopay.candidates(session)]
+    results = autopay.run(session, gateway)
     for result in results:
         if gateway.demo and result.payment_intent is not None:
             demo.deliver(demo.autopay_events(result.payment_intent))

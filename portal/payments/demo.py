@@ -10,6 +10,7 @@ real webhook. Nothing here sets a card or a paid state directly.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import time
@@ -70,6 +71,19 @@ def read_checkout(session: Session, account: Account, session_id: str) -> dict[s
     if checkout["mode"] == "setup":
         checkout["metadata"] = checkout_service.card_setup_metadata(account)
         checkout["success"], checkout["cancel"] = checkout_service.return_paths()
+        return checkout
+    if isinstance(ids := entry.details.get("invoice_ids"), list):  # the balance, several invoices
+        found = [customer_invoice(session, account, int(i)) for i in ids]
+        invoices = [invoice for invoice in found if invoice is not None]
+        if not invoices or len(invoices) != len(ids):
+            return None
+        checkout.update(
+            metadata=checkout_service.balance_metadata(account, invoices),
+            amount=sum(invoice.total_cents for invoice in invoices),
+            currency=invoices[0].currency.lower(),
+            invoices=invoices,
+        )
+        checkout["success"], checkout["cancel"] = checkout_service.balance_paths()
         return checkout
     invoice = customer_invoice(session, account, int(entry.details.get("invoice_id") or 0))
     if invoice is None:
@@ -223,6 +237,24 @@ def payment_intent(params: dict[str, Any], idempotency_key: str) -> dict[str, An
         "metadata": dict(params.get("metadata") or {}),
     }
     return _payment_intent(checkout, "succeeded", f"pi_demo_{_suffix()}")
+
+
+def refund(params: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+    """A demo refund, settled at once by `refund_events` (there is no Stripe to send it)."""
+    return {
+        "id": f"re_demo_{hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]}",
+        "object": "refund",
+        "amount": int(params["amount"]),
+        "currency": "usd",
+        "payment_intent": params.get("payment_intent"),
+        "metadata": dict(params.get("metadata") or {}),
+        "status": "succeeded",
+        "created": int(time.time()),
+    }
+
+
+def refund_events(refund: dict[str, Any]) -> list[dict[str, Any]]:
+    return [_event("refund.updated", refund, f"evt_demo_{refund['id']}")]
 
 
 def autopay_events(intent: dict[str, Any]) -> list[dict[str, Any]]:

@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import stripe
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from portal.db import get_db, unit_of_work, utcnow
 from portal.models import Invoice, StripeEvent
-from portal.payments import cards, invoices
+from portal.payments import adjustments, cards, checkout, invoices
 from portal.payments.gateway import Gateway, get_gateway, webhook_secret
 
 log = logging.getLogger(__name__)
@@ -184,36 +185,67 @@ def _invoice(ctx: Context, obj: dict[str, Any]) -> Invoice | None:
     return invoice
 
 
+def _invoices(ctx: Context, obj: dict[str, Any]) -> list[Invoice]:
+    """The invoices a payment is for: the several of a balance payment (`invoice_ids`), all of
+    the named account or none, or the one of `_invoice`."""
+    metadata = _metadata(obj)
+    listed = metadata.get("invoice_ids")
+    if not isinstance(listed, str) or not listed:
+        invoice = _invoice(ctx, obj)
+        return [invoice] if invoice is not None else []
+    ids = [cards.as_int(part) for part in listed.split(",")][: checkout.MAX_BALANCE_INVOICES]
+    account_id = cards.as_int(metadata.get("account_id"))
+    found = []
+    for invoice_id in sorted({i for i in ids if i is not None}):  # one lock order for every event
+        invoice = invoices.lock_invoice(ctx.session, invoice_id)
+        if invoice is None or invoice.account_id != account_id:
+            log.warning(
+                "event %s names invoice %s of account %s: no such invoice; all ignored",
+                ctx.event["id"],
+                invoice_id,
+                account_id,
+            )
+            return []
+        found.append(invoice)
+    return found
+
+
 def checkout_completed(ctx: Context, obj: dict[str, Any]) -> str:
     if obj.get("mode") == "setup":
         return _setup_completed(ctx, obj)
     if obj.get("mode") != "payment":
         return IGNORED
-    invoice = _invoice(ctx, obj)
-    if invoice is None:
+    found = _invoices(ctx, obj)
+    if not found:
         return IGNORED
     intent = _id(obj.get("payment_intent"))
     if obj.get("payment_status") == "paid":
         return invoices.mark_paid(
             ctx.session,
-            invoice,
+            found,
             ctx.facts,
             payment_intent=intent,
             amount=obj.get("amount_total"),
             currency=obj.get("currency"),
         )
     if obj.get("payment_status") == "unpaid":  # a delayed method: async_payment_* follows
-        return invoices.mark_processing(ctx.session, invoice, ctx.facts, payment_intent=intent)
+        return _each(
+            found, lambda i: invoices.mark_processing(ctx.session, i, ctx.facts, payment_intent=intent)
+        )
     return IGNORED
 
 
+def _each(found: list[Invoice], apply: Callable[[Invoice], str]) -> str:
+    return "; ".join(apply(invoice) for invoice in found)
+
+
 def checkout_async_succeeded(ctx: Context, obj: dict[str, Any]) -> str:
-    invoice = _invoice(ctx, obj) if obj.get("mode") == "payment" else None
-    if invoice is None:
+    found = _invoices(ctx, obj) if obj.get("mode") == "payment" else []
+    if not found:
         return IGNORED
     return invoices.mark_paid(
         ctx.session,
-        invoice,
+        found,
         ctx.facts,
         payment_intent=_id(obj.get("payment_intent")),
         amount=obj.get("amount_total"),
@@ -222,26 +254,30 @@ def checkout_async_succeeded(ctx: Context, obj: dict[str, Any]) -> str:
 
 
 def checkout_async_failed(ctx: Context, obj: dict[str, Any]) -> str:
-    invoice = _invoice(ctx, obj) if obj.get("mode") == "payment" else None
-    if invoice is None:
-        return IGNORED
-    return invoices.payment_failed(
-        ctx.session,
-        invoice,
-        ctx.facts,
-        payment_intent=_id(obj.get("payment_intent")),
-        reason="Your bank did not complete the payment.",
-        code="async_payment_failed",
+    found = _invoices(ctx, obj) if obj.get("mode") == "payment" else []
+    return (
+        _each(
+            found,
+            lambda invoice: invoices.payment_failed(
+                ctx.session,
+                invoice,
+                ctx.facts,
+                payment_intent=_id(obj.get("payment_intent")),
+                reason="Your bank did not complete the payment.",
+                code="async_payment_failed",
+            ),
+        )
+        or IGNORED
     )
 
 
 def payment_intent_succeeded(ctx: Context, obj: dict[str, Any]) -> str:
-    invoice = _invoice(ctx, obj)
-    if invoice is None:
+    found = _invoices(ctx, obj)
+    if not found:
         return IGNORED
     return invoices.mark_paid(
         ctx.session,
-        invoice,
+        found,
         ctx.facts,
         payment_intent=_id(obj),
         amount=obj.get("amount_received", obj.get("amount")),
@@ -250,18 +286,22 @@ def payment_intent_succeeded(ctx: Context, obj: dict[str, Any]) -> str:
 
 
 def payment_intent_failed(ctx: Context, obj: dict[str, Any]) -> str:
-    invoice = _invoice(ctx, obj)
-    if invoice is None:
-        return IGNORED
+    found = _invoices(ctx, obj)
     error = obj.get("last_payment_error") or {}
     code = error.get("decline_code") or error.get("code")
-    return invoices.payment_failed(
-        ctx.session,
-        invoice,
-        ctx.facts,
-        payment_intent=_id(obj),
-        reason=str(error.get("message") or "The payment did not go through.")[:300],
-        code=code,
+    return (
+        _each(
+            found,
+            lambda invoice: invoices.payment_failed(
+                ctx.session,
+                invoice,
+                ctx.facts,
+                payment_intent=_id(obj),
+                reason=str(error.get("message") or "The payment did not go through.")[:300],
+                code=code,
+            ),
+        )
+        or IGNORED
     )
 
 
@@ -314,7 +354,39 @@ def setup_intent_failed(ctx: Context, obj: dict[str, Any]) -> str:
     return cards.setup_failed(ctx.session, account, obj, event_id=ctx.event["id"])
 
 
+def _refund_invoice(ctx: Context, refund: dict[str, Any]) -> Invoice | None:
+    """The invoice whose refund this is: found by the refund id stored when staff asked for it
+    (a refund made elsewhere, e.g. in Stripe's dashboard, names none and is ignored)."""
+    refund_id = _id(refund)
+    if refund_id is None:
+        return None
+    found = ctx.session.scalar(select(Invoice.id).where(Invoice.stripe_refund_id == refund_id))
+    return invoices.lock_invoice(ctx.session, found) if found is not None else None
+
+
+def refund_updated(ctx: Context, obj: dict[str, Any]) -> str:
+    invoice = _refund_invoice(ctx, obj)
+    if invoice is None:
+        return IGNORED
+    return adjustments.refund_settled(ctx.session, invoice, ctx.facts, refund=obj)
+
+
+def charge_refunded(ctx: Context, obj: dict[str, Any]) -> str:
+    """A charge refunded (in part, for one invoice of a balance payment): each of its refunds
+    that is ours settles its invoice."""
+    refunds = obj.get("refunds")
+    listed = refunds.get("data") if isinstance(refunds, dict) else None
+    outcomes = []
+    for refund in listed if isinstance(listed, list) else []:
+        if isinstance(refund, dict) and (invoice := _refund_invoice(ctx, refund)) is not None:
+            outcomes.append(adjustments.refund_settled(ctx.session, invoice, ctx.facts, refund=refund))
+    return "; ".join(outcomes) or IGNORED
+
+
 HANDLERS: dict[str, Callable[[Context, dict[str, Any]], str]] = {
+    "refund.updated": refund_updated,
+    "refund.created": refund_updated,
+    "charge.refunded": charge_refunded,
     "checkout.session.completed": checkout_completed,
     "checkout.session.async_payment_succeeded": checkout_async_succeeded,
     "checkout.session.async_payment_failed": checkout_async_failed,

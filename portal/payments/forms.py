@@ -6,7 +6,8 @@ from datetime import date
 from decimal import Decimal
 
 from flask_wtf import FlaskForm
-from wtforms import FieldList, Form, FormField, StringField
+from wtforms import FieldList, Form, FormField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length
 
 from portal.money import parse_money
 from portal.once import OnceForm
@@ -86,6 +87,19 @@ class InvoiceForm(OnceForm):
             self.due_date.errors = ["Choose a due date from today on."]
             return None
         return due
+
+
+class AdjustForm(OnceForm):
+    """Void or refund an invoice: the reason is required, and the customer sees it."""
+
+    reason = TextAreaField(
+        "Reason (the customer sees it on their statement)",
+        validators=[
+            DataRequired("Give a reason, e.g. Billed twice for March."),
+            Length(max=300, message="Keep the reason under 300 characters."),
+        ],
+        render_kw={"rows": 3, "maxlength": 300},
+    )
 
 
 class DemoForm(FlaskForm):

@@ -199,6 +199,16 @@ class StripeGateway:
         )
         return intent.to_dict(for_json=True)
 
+    def create_refund(self, params: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+        refund = self._call(
+            "refund payment",
+            lambda c: c.v1.refunds.create(
+                params=params,  # type: ignore[arg-type]  # a plain dict: see create_customer
+                options={"idempotency_key": idempotency_key},
+            ),
+        )
+        return refund.to_dict(for_json=True)
+
     def undelivered_events(self, since: int) -> Iterator[dict[str, Any]]:
         """Events Stripe could not deliver to us since `since` (newest first, every page)."""
         try:
@@ -248,6 +258,11 @@ class DemoGateway:
 
         return demo.payment_intent(params, idempotency_key)
 
+    def create_refund(self, params: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+        from portal.payments import demo
+
+        return demo.refund(params, idempotency_key)
+
     def undelivered_events(self, since: int) -> Iterator[dict[str, Any]]:
         return iter(())
 
@@ -283,6 +298,9 @@ class OffGateway:
 
     def charge_off_session(self, params: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
         self._refuse("charge saved card")
+
+    def create_refund(self, params: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+        self._refuse("refund payment")
 
     def undelivered_events(self, since: int) -> Iterator[dict[str, Any]]:
         self._refuse("list undelivered events")

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from flask import current_app
@@ -20,13 +21,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from portal import links, record, webhooks
-from portal.company import get_company
+from portal.company import company_today, get_company
 from portal.db import utcnow
 from portal.mail import queue_email
 from portal.models import Account, Invoice, InvoiceLine, OutboxEmail
 from portal.money import format_money
 from portal.payments import billing
-from portal.payments.billing import OPEN, PAID, PROCESSING, card_text
+from portal.payments.billing import OPEN, PAID, PROCESSING, STATUS_WORDS, UNPAID, card_text
 from portal.payments.gateway import PaymentProviderError, payments_mode
 
 log = logging.getLogger(__name__)
@@ -160,6 +161,12 @@ def issue_pay_link(invoice: Invoice) -> str:
     return f"{current_app.config['PUBLIC_BASE_URL'].rstrip('/')}/pay/t/{token}"
 
 
+def card_link(pay_url: str) -> str:
+    """The pay link that lands on the card page instead of the invoice (same token, same
+    session: a pay link's session reaches the payment pages, the card page among them)."""
+    return f"{pay_url}?next=card"
+
+
 @dataclass(frozen=True)
 class PayLinkCheck:
     ok: bool
@@ -243,73 +250,115 @@ def _known(amount: object, currency: object) -> bool:
     )
 
 
-def _covers(invoice: Invoice, amount: object, currency: object) -> bool:
-    """Whether Stripe's figures show the whole invoice paid. A missing amount or currency is not
-    "the full amount": such an event never pays an invoice (it is acknowledged, so Stripe does
-    not retry it, and staff see a payment_mismatch entry)."""
+def _covers(invoices: Sequence[Invoice], amount: object, currency: object) -> bool:
+    """Whether Stripe's figures show every one of the invoices paid in full. A missing amount or
+    currency is not "the full amount": such an event never pays an invoice (it is acknowledged,
+    so Stripe does not retry it, and staff see a payment_mismatch entry)."""
     return (
         _known(amount, currency)
         and isinstance(amount, int)
-        and amount >= invoice.total_cents
-        and str(currency).lower() == invoice.currency.lower()
+        and amount >= sum(invoice.total_cents for invoice in invoices)
+        and all(str(currency).lower() == invoice.currency.lower() for invoice in invoices)
     )
 
 
 def mark_paid(
     session: Session,
-    invoice: Invoice,
+    invoices: Sequence[Invoice],
     facts: StripeFacts,
     *,
     payment_intent: str | None,
     amount: int | None,
     currency: str | None,
 ) -> str:
-    """Paid once: the first event that says so records it and queues the receipt."""
-    account = _account(session, invoice)
-    if invoice.status == PAID:
-        if (
-            payment_intent
-            and invoice.stripe_payment_intent_id
-            and payment_intent != invoice.stripe_payment_intent_id
-        ):
-            # A second, different payment for a paid invoice: staff must refund one.
-            log.warning(
-                "invoice %s paid twice (%s and %s)",
-                invoice.number,
-                invoice.stripe_payment_intent_id,
-                payment_intent,
-            )
-            record.append(
-                session,
-                account,
-                event="duplicate_payment",
-                actor=STRIPE,
-                note=f"{invoice.number} was paid again; refund one payment in Stripe.",
-                details=_details(invoice, facts, payment_intent=payment_intent, amount=amount),
-            )
-            return "duplicate payment recorded"
-        return "already paid"
-    if not _covers(invoice, amount, currency):
+    """Paid once: the first event that says so records it and queues the receipt. One payment
+    may cover several invoices (the customer paid their balance): all of them are paid, or,
+    when Stripe's amount falls short of their sum, none."""
+    assert invoices, "a payment names at least one invoice"
+    account = _account(session, invoices[0])
+    if all(invoice.status == PAID for invoice in invoices):
+        outcomes = {_paid_again(session, account, i, facts, payment_intent, amount) for i in invoices}
+        return "duplicate payment recorded" if "duplicate payment recorded" in outcomes else "already paid"
+    if not _covers(invoices, amount, currency):
+        numbers = ", ".join(invoice.number for invoice in invoices)
+        due = sum(invoice.total_cents for invoice in invoices)
         reported = f"{amount} {currency}" if _known(amount, currency) else "no amount or currency"
         log.warning(
-            "event %s for invoice %s: Stripe reported %s; left unpaid",
-            facts.event_id,
-            invoice.number,
-            reported,
+            "event %s for invoice(s) %s: Stripe reported %s; left unpaid", facts.event_id, numbers, reported
         )
         record.append(
             session,
             account,
             event="payment_mismatch",
             actor=STRIPE,
-            note=f"Stripe reported {reported} for {invoice.number} "
-            f"({invoice.total_cents} {invoice.currency} due); left unpaid.",
-            details=_details(invoice, facts, payment_intent=payment_intent, amount=amount, currency=currency),
+            note=f"Stripe reported {reported} for {numbers} ({due} {invoices[0].currency} due); left unpaid.",
+            details={
+                **_details(
+                    invoices[0], facts, payment_intent=payment_intent, amount=amount, currency=currency
+                ),
+                **({"invoice_ids": [i.id for i in invoices]} if len(invoices) > 1 else {}),
+            },
         )
         return "amount mismatch recorded"
+    for invoice in invoices:
+        if invoice.status in UNPAID:
+            _pay(session, account, invoice, facts, payment_intent, amount)
+        else:
+            _paid_again(session, account, invoice, facts, payment_intent, amount)
+    return "paid"
+
+
+def _paid_again(
+    session: Session,
+    account: Account,
+    invoice: Invoice,
+    facts: StripeFacts,
+    payment_intent: str | None,
+    amount: int | None,
+) -> str:
+    """A payment for an invoice no longer due (paid, void or refunded): a repeat of the same
+    payment changes nothing; another payment is recorded for staff to refund."""
+    if (
+        not payment_intent
+        or not invoice.stripe_payment_intent_id
+        or payment_intent == invoice.stripe_payment_intent_id
+    ):
+        return "already paid"
+    log.warning(
+        "invoice %s (%s) paid again (%s, then %s)",
+        invoice.number,
+        invoice.status,
+        invoice.stripe_payment_intent_id,
+        payment_intent,
+    )
+    state = (
+        "was paid"
+        if invoice.status == PAID
+        else f"is {STATUS_WORDS.get(invoice.status, invoice.status).lower()}"
+    )
+    record.append(
+        session,
+        account,
+        event="duplicate_payment",
+        actor=STRIPE,
+        note=f"{invoice.number} {state} and was paid again; refund one payment in Stripe.",
+        details=_details(invoice, facts, payment_intent=payment_intent, amount=amount),
+    )
+    return "duplicate payment recorded"
+
+
+def _pay(
+    session: Session,
+    account: Account,
+    invoice: Invoice,
+    facts: StripeFacts,
+    payment_intent: str | None,
+    amount: int | None,
+) -> None:
     invoice.status = PAID
     invoice.paid_at = utcnow()
     invoice.autopay_failed_at = None
+    invoice.autopay_retry_at = None
     if payment_intent:
         invoice.stripe_payment_intent_id = payment_intent
     amount_text = format_money(invoice.total_cents, invoice.currency)
@@ -343,7 +392,6 @@ def mark_paid(
             "paid_at": invoice.paid_at.isoformat(),
         },
     )
-    return "paid"
 
 
 def mark_processing(
@@ -406,9 +454,17 @@ def payment_failed(
 
 
 def send_payment_failed(
-    session: Session, account: Account, invoice: Invoice, *, reason: str, code: str | None
+    session: Session,
+    account: Account,
+    invoice: Invoice,
+    *,
+    reason: str,
+    code: str | None,
+    retry_at: datetime | None = None,
+    final: bool = False,
 ) -> OutboxEmail:
-    """The email that asks the customer to pay themselves, with a fresh pay link."""
+    """The email that asks the customer to pay themselves, with a fresh pay link and the same
+    link's way to the card page (to save another card); when autopay will try again, the day."""
     url = issue_pay_link(invoice)
     email = queue_email(
         session,
@@ -420,6 +476,9 @@ def send_payment_failed(
             "account": account,
             "invoice": invoice,
             "url": url,
+            "card_url": card_link(url),
+            "retry_on": company_today(retry_at) if retry_at else None,
+            "final": final,
             "reason": reason,
             "needs_authentication": code == "authentication_required",
             "card": card_text(account),

@@ -27,10 +27,10 @@ from portal.extensions import csrf
 from portal.forms import NewLinkForm
 from portal.handoffs import staff_actor
 from portal.models import Account, Invoice
-from portal.payments import billing, bp, checkout, demo
+from portal.payments import adjustments, billing, bp, checkout, demo, statement
 from portal.payments import events as stripe_events
 from portal.payments import invoices as invoice_service
-from portal.payments.forms import MAX_LINES, DemoForm, InvoiceForm
+from portal.payments.forms import MAX_LINES, AdjustForm, DemoForm, InvoiceForm
 from portal.payments.gateway import PaymentProviderError, demo_mode, get_gateway, payments_mode, payments_off
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ def staff_payments(account: Account) -> dict[str, object]:
             for invoice in billing.invoices_of(session, account.id)
         ],
         "can_invoice": current_user.is_authenticated and allows(current_user, Action.INVOICE),
+        "can_adjust": current_user.is_authenticated and allows(current_user, Action.ADJUST_INVOICE),
     }
 
 
@@ -87,6 +88,8 @@ def open_pay_link(token: str) -> Response | tuple[str, int]:
         # Expired, tampered, replaced, other purpose, deleted: one answer for all.
         return render_template("welcome/link_problem.html", form=NewLinkForm()), 400
     start_pay(check.account, check.invoice.id, check.nonce_hash)
+    if request.args.get("next") == "card":  # the failed-payment email's "save a new card"
+        return redirect(url_for("payments.card"))
     return redirect(url_for("payments.invoice", invoice_id=check.invoice.id))
 
 
@@ -100,9 +103,9 @@ def _invoice_or_404(account: Account, invoice_id: int) -> Invoice:
     return invoice
 
 
-@bp.get("/pay/invoices")
-@customer_pay_required
-def invoices(account: Account) -> str:
+def _render_invoices(account: Account, status: int = 200, error: str | None = None) -> tuple[str, int]:
+    """The invoices page: open ones, the balance and its button; after a failed press, with a
+    new button (a new idempotency key)."""
     session = get_db()
     today = company_today()
     rows = [
@@ -113,9 +116,58 @@ def invoices(account: Account) -> str:
         "payments/invoices.html",
         account=account,
         rows=rows,
-        to_pay=[r for r in rows if r[1] != "paid"],
-        paid=[r for r in rows if r[1] == "paid"],
+        to_pay=[r for r in rows if r[1] in ("open", "overdue", "processing")],
+        paid=[r for r in rows if r[1] not in ("open", "overdue", "processing")],
+        balance=statement.statement(session, account),
+        error=error,
+        form=payment_form(),
         panel=billing.panel(session, account, payments_mode()),
+    ), status
+
+
+@bp.get("/pay/invoices")
+@customer_pay_required
+def invoices(account: Account) -> tuple[str, int]:
+    return _render_invoices(account)
+
+
+@bp.get("/pay/statement")
+@customer_pay_required
+def statement_page(account: Account) -> str:
+    """Every invoice, payment, void and refund with a running balance; prints on paper."""
+    return render_template(
+        "payments/statement.html",
+        account=account,
+        balance=statement.statement(get_db(), account),
+        today=company_today(),
+    )
+
+
+@bp.post("/pay/balance/checkout")
+@customer_pay_required
+def pay_balance(account: Account) -> Response | tuple[str, int]:
+    if payments_off():
+        return _render_invoices(account, 503)
+    form = once.OnceForm()
+    if not form.validate_on_submit():
+        return _render_invoices(account, 400, "That button had expired. Please press it again.")
+    try:
+        started = checkout.start_balance_payment(get_db(), account, form.submitted_id, get_gateway())
+    except checkout.NotPayable as refused:
+        return _render_invoices(account, 409, str(refused))
+    except PaymentProviderError as error:
+        with unit_of_work() as session:
+            invoice_service.record_stripe_error(session, account, error)
+        return _render_invoices(account, error.http_status, error.message)
+    return redirect(started.url, 303)
+
+
+@bp.get("/pay/balance/done")
+@customer_pay_required
+def balance_done(account: Account) -> str:
+    """Back from Checkout. Only the verified webhook marks the invoices paid; this page says so."""
+    return render_template(
+        "payments/balance_done.html", account=account, balance=statement.statement(get_db(), account)
     )
 
 
@@ -333,3 +385,79 @@ def staff_new_invoice(account_id: int) -> str | Response | tuple[str, int]:
             return redirect(url_for("staff.account", account_id=found.id))
     status = 400 if request.method == "POST" else 200
     return render_template("payments/staff_invoice_new.html", form=form, account=found), status
+
+
+# --- Staff: void an unpaid invoice, refund a paid one --------------------------------------
+
+
+def _staff_invoice_or_404(invoice_id: int) -> tuple[Account, Invoice]:
+    """The invoice and its account if the user may adjust it; someone else's is a 404."""
+    session = get_db()
+    found = session.get(Invoice, invoice_id)
+    if found is None:
+        abort(404)
+    account = account_or_404(session, found.account_id, current_user, Action.ADJUST_INVOICE)
+    return account, found
+
+
+def _render_adjust(
+    account: Account,
+    invoice: Invoice,
+    action: str,
+    form: AdjustForm,
+    status: int = 200,
+    error: str | None = None,
+) -> tuple[str, int]:
+    return render_template(
+        "payments/staff_invoice_adjust.html",
+        account=account,
+        invoice=invoice,
+        action=action,
+        form=form,
+        error=error,
+        shown=billing.shown_status(invoice),
+    ), status
+
+
+@bp.route("/pay/staff/invoices/<int:invoice_id>/<any(void, refund):action>", methods=["GET", "POST"])
+@roles_required(*roles_for(Action.ADJUST_INVOICE))
+def staff_adjust_invoice(invoice_id: int, action: str) -> Response | tuple[str, int]:
+    account, found = _staff_invoice_or_404(invoice_id)
+    form = AdjustForm()
+    if request.method == "GET":
+        return _render_adjust(account, found, action, form)
+    if not form.validate_on_submit():
+        return _render_adjust(account, found, action, form, 400)
+    reason = " ".join((form.reason.data or "").split())
+    actor = staff_actor(current_user)
+    back = url_for("staff.account", account_id=account.id) + "#payments"
+    try:
+        if action == "void":
+            with unit_of_work() as session:
+                done = adjustments.void_invoice(
+                    session, account, found.id, reason, actor, form.submitted_id, back
+                )
+            message = f"{found.number} is void. The customer sees it on their statement."
+        else:
+            gateway = get_gateway()
+            done = adjustments.refund_invoice(
+                get_db(), account, found.id, reason, actor, form.submitted_id, back, gateway
+            )
+            if gateway.demo and done.refund is not None:
+                demo.deliver(demo.refund_events(done.refund))
+            message = (
+                f"Refund of {found.number} asked of Stripe; it shows as refunded once Stripe confirms it."
+            )
+    except adjustments.NotAdjustable as refused:
+        return _render_adjust(account, found, action, form, 409, str(refused))
+    except PaymentProviderError as error:
+        with unit_of_work() as session:
+            invoice_service.record_stripe_error(session, account, error, invoice=found)
+        return _render_adjust(
+            account, found, action, form, error.http_status, error.details.get("message") or error.message
+        )
+    if done.repeated:
+        flash(f"That was already done for {found.number}.", "info")
+    else:
+        flash(message, "success")
+    return redirect(back)

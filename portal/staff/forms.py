@@ -32,7 +32,7 @@ from wtforms.validators import (
 from portal import brand, logo
 from portal.agreement import parse_terms
 from portal.auth import MIN_PASSWORD
-from portal.company import checklist_lines, zone_names
+from portal.company import checklist_lines, parse_retry_days, zone_names
 from portal.forms import CheckboxesField, options
 from portal.models import StaffUser
 from portal.once import OnceForm
@@ -191,6 +191,11 @@ class CompanySettingsForm(FlaskForm):
             Length(max=254),
         ],
     )
+    autopay_retry_days = StringField(
+        "Try a declined card again, days after the first decline",
+        validators=[Length(max=40), SingleLine("The retry days")],
+        render_kw={"inputmode": "numeric", "spellcheck": "false"},
+    )
     readiness_checklist = TextAreaField(
         "Before-the-first-visit checklist (one item per line)", validators=[Length(max=2000)]
     )
@@ -209,6 +214,13 @@ class CompanySettingsForm(FlaskForm):
         _, error = parse_terms(field.data or "")
         if error:
             raise ValidationError(error)
+
+    def validate_autopay_retry_days(self, field: StringField) -> None:
+        try:
+            days = parse_retry_days(field.data or "")
+        except ValueError as error:
+            raise ValidationError(str(error)) from None
+        field.data = ", ".join(str(day) for day in days)
 
     def validate_currency(self, field: StringField) -> None:
         code = (field.data or "").upper()
