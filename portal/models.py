@@ -89,7 +89,7 @@ class CompanySettings(Base):
     # secret that signs them (shown once when made). Empty: webhooks off.
     webhook_url: Mapped[str] = mapped_column(String(254), default="", server_default="")
     webhook_secret: Mapped[str] = mapped_column(String(100), default="", server_default="")
-    # Failed autopay (migration 0023): days after the first decline on which the card is tried
+    # Failed autopay (migration 0018): days after the first decline on which the card is tried
     # again, e.g. "3,5,7"; after the last one the office gets a follow-up.
     autopay_retry_days: Mapped[str] = mapped_column(String(40), default="3,5,7", server_default="3,5,7")
 
@@ -573,7 +573,7 @@ class Invoice(Base):
     # for, so a repeat with the same id is recognised and a different request with it refused.
     external_id: Mapped[str | None] = mapped_column(String(100))
     external_digest: Mapped[str | None] = mapped_column(String(64))
-    # Failed autopay (migration 0023): declines since the first one (autopay_failed_at) and when
+    # Failed autopay (migration 0018): declines since the first one (autopay_failed_at) and when
     # the next try is due; None once the schedule is used up (the office has a follow-up).
     autopay_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     autopay_retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,6 +1,6 @@
 """failed-payment retries, card expiry notices, void and refund
 
-Revision ID: 0023
+Revision ID: 0018
 Revises: 0017
 Create Date: 2026-12-02
 
@@ -23,7 +23,7 @@ from alembic import op
 
 import portal.db
 
-revision = "0023"
+revision = "0018"
 down_revision = "0017"
 branch_labels = None
 depends_on = None
