@@ -168,43 +168,79 @@ def _start_invoice_payment(
     claim = once.claim(session, form_id, "pay_invoice")
     if claim is None:
         return _repeat(session, form_id)
-    metadata = invoice_metadata(account, invoice)
-    success, cancel = return_paths(invoice.id)
+    line_items = [_line_item(invoice.currency, line.amount_cents, line.description) for line in invoice.lines]
+    return _pay(
+        session,
+        account,
+        [invoice],
+        claim,
+        gateway,
+        line_items=line_items,
+        reference=f"invoice-{invoice.id}",
+        metadata=invoice_metadata(account, invoice),
+        description=f"Invoice {invoice.number}",
+        paths=return_paths(invoice.id),
+        fallback=url_for("payments.invoice", invoice_id=invoice.id),
+        details={"invoice_id": invoice.id, "number": invoice.number},
+    )
+
+
+def _line_item(currency: str, amount_cents: int, name: str) -> dict[str, Any]:
+    return {
+        "quantity": 1,
+        "price_data": {
+            "currency": currency.lower(),
+            "unit_amount": amount_cents,
+            "product_data": {"name": name[:250]},
+        },
+    }
+
+
+def _pay(
+    session: Session,
+    account: Account,
+    invoices: list[Invoice],
+    claim: str,
+    gateway: Gateway,
+    *,
+    line_items: list[dict[str, Any]],
+    reference: str,
+    metadata: dict[str, str],
+    description: str,
+    paths: tuple[str, str],
+    fallback: str,
+    details: dict[str, Any],
+    amount: str | None = None,
+) -> Started:
+    """One Checkout Session in payment mode for `invoices` (one, or the whole balance): each
+    invoice remembers it (autopay leaves them alone till it expires), the claimed form keeps its
+    address for a repeat, and the record says the payment started."""
     params: dict[str, Any] = {
         "mode": "payment",
-        "line_items": [
-            {
-                "quantity": 1,
-                "price_data": {
-                    "currency": invoice.currency.lower(),
-                    "unit_amount": line.amount_cents,
-                    "product_data": {"name": line.description[:250]},
-                },
-            }
-            for line in invoice.lines
-        ],
-        "client_reference_id": f"invoice-{invoice.id}",
+        "line_items": line_items,
+        "client_reference_id": reference,
         "metadata": metadata,
-        "payment_intent_data": {"metadata": metadata, "description": f"Invoice {invoice.number}"},
-        "success_url": _absolute(success),
-        "cancel_url": _absolute(cancel),
+        "payment_intent_data": {"metadata": metadata, "description": description[:1000]},
+        "success_url": _absolute(paths[0]),
+        "cancel_url": _absolute(paths[1]),
         "expires_at": _expires_at(),
     }
     if account.stripe_customer_id:
         params["customer"] = account.stripe_customer_id
     else:
         params["customer_email"] = account.customer.email
-    started = gateway.create_checkout_session(params, form_id)
-    invoice.stripe_checkout_session_id = started.id
-    invoice.checkout_expires_at = started.expires_at
-    fallback = url_for("payments.invoice", invoice_id=invoice.id)
+    started = gateway.create_checkout_session(params, claim)
+    for invoice in invoices:
+        invoice.stripe_checkout_session_id = started.id
+        invoice.checkout_expires_at = started.expires_at
     once.keep_result(session, claim, started.url if len(started.url) <= MAX_RESULT_URL else fallback)
     record.append(
         session,
         account,
         event="payment_started",
         actor="customer",
-        details={"invoice_id": invoice.id, "number": invoice.number, "checkout_session": started.id},
+        confirmed_value=amount,
+        details={**details, "checkout_session": started.id},
     )
     return Started(started.url)
 
@@ -243,55 +279,27 @@ def _start_balance_payment(session: Session, account: Account, form_id: str, gat
     claim = once.claim(session, form_id, "pay_balance")
     if claim is None:
         return _repeat(session, form_id)
-    metadata = balance_metadata(account, invoices)
     total = sum(invoice.total_cents for invoice in invoices)
-    params: dict[str, Any] = {
-        "mode": "payment",
-        "line_items": [
-            {
-                "quantity": 1,
-                "price_data": {
-                    "currency": invoice.currency.lower(),
-                    "unit_amount": invoice.total_cents,
-                    "product_data": {"name": f"Invoice {invoice.number}"},
-                },
-            }
-            for invoice in invoices
-        ],
-        "client_reference_id": f"balance-{account.id}",
-        "metadata": metadata,
-        "payment_intent_data": {
-            "metadata": metadata,
-            "description": f"Balance: {', '.join(invoice.number for invoice in invoices)}"[:1000],
-        },
-        "success_url": _absolute(balance_paths()[0]),
-        "cancel_url": _absolute(balance_paths()[1]),
-        "expires_at": _expires_at(),
-    }
-    if account.stripe_customer_id:
-        params["customer"] = account.stripe_customer_id
-    else:
-        params["customer_email"] = account.customer.email
-    started = gateway.create_checkout_session(params, form_id)
-    for invoice in invoices:
-        invoice.stripe_checkout_session_id = started.id
-        invoice.checkout_expires_at = started.expires_at
-    fallback = url_for("payments.invoices")
-    once.keep_result(session, claim, started.url if len(started.url) <= MAX_RESULT_URL else fallback)
-    record.append(
+    numbers = [invoice.number for invoice in invoices]
+    return _pay(
         session,
         account,
-        event="payment_started",
-        actor="customer",
-        confirmed_value=format_money(total, invoices[0].currency),
+        invoices,
+        claim,
+        gateway,
+        line_items=[_line_item(i.currency, i.total_cents, f"Invoice {i.number}") for i in invoices],
+        reference=f"balance-{account.id}",
+        metadata=balance_metadata(account, invoices),
+        description=f"Balance: {', '.join(numbers)}",
+        paths=balance_paths(),
+        fallback=url_for("payments.invoices"),
         details={
             "invoice_ids": [invoice.id for invoice in invoices],
-            "numbers": [invoice.number for invoice in invoices],
+            "numbers": numbers,
             "total_cents": total,
-            "checkout_session": started.id,
         },
+        amount=format_money(total, invoices[0].currency),
     )
-    return Started(started.url)
 
 
 def _expires_at() -> int:
