@@ -147,8 +147,13 @@ class FeedbackCounts:
         return self.yes + self.not_quite + self.no_answer
 
     @property
+    def answered(self) -> int:
+        return self.yes + self.not_quite
+
+    @property
     def yes_percent(self) -> float:
-        return round(100 * self.yes / self.asked, 1) if self.asked else 0.0
+        """Of the answers given (an email not answered yet says nothing either way)."""
+        return round(100 * self.yes / self.answered, 1) if self.answered else 0.0
 
 
 def first_visit_feedback(session: Session, user: StaffUser, by: str) -> list[FeedbackCounts]:

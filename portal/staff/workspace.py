@@ -431,9 +431,8 @@ def _handback_csv_rows(data: HandbackReport) -> list[list[object]]:
         ("feedback_by_technician", data["feedback_by_technician"]),
     ):
         for c in counts:
-            answered = c.yes + c.not_quite
-            share = round(100 * c.not_quite / answered, 1) if answered else ""
-            rows.append([section, c.label, answered, c.not_quite, share])
+            share = round(100 * c.not_quite / c.answered, 1) if c.answered else ""
+            rows.append([section, c.label, c.answered, c.not_quite, share])
             rows.append([f"{section}_no_answer", c.label, c.no_answer, "", ""])
     for median in ([data["acknowledge_overall"]] if data["acknowledge_overall"] else []) + data[
         "acknowledge_by_person"
