@@ -1,7 +1,7 @@
 """handback: acknowledgment, questions to sales, the customer's goal, first-visit feedback, cancellation
 
 Revision ID: 0019
-Revises: 0016
+Revises: 0018
 Create Date: 2026-12-02
 
 Issue 18, part B. Accounts gain the customer's goal, when service acknowledged the handoff
@@ -20,7 +20,7 @@ from alembic import op
 import portal.db
 
 revision = "0019"
-down_revision = "0016"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
