@@ -56,6 +56,7 @@ def register_extensions(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     from portal.api import bp as api_bp
     from portal.core import bp as core_bp
+    from portal.feedback import bp as feedback_bp
     from portal.payments import bp as payments_bp
     from portal.sms_webhook import bp as sms_webhook_bp
     from portal.staff import bp as staff_bp
@@ -67,6 +68,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(api_bp, url_prefix="/api/v1")
     app.register_blueprint(payments_bp)
     app.register_blueprint(sms_webhook_bp)
+    app.register_blueprint(feedback_bp, url_prefix="/feedback")
     from portal.payments.gateway import warn_if_payments_off
 
     warn_if_payments_off(app.config)

@@ -35,11 +35,14 @@ class Action(str, enum.Enum):
     REPORTS = "reports"  # the reports across salespeople, and their CSV
     SETTINGS = "settings"  # company settings
     MANAGE_STAFF = "manage_staff"  # invite staff, change roles, deactivate, read the staff audit
+    ACKNOWLEDGE = "acknowledge"  # acknowledge a handoff, or send a question back to sales
+    ANSWER = "answer"  # answer the office's question on a handoff (its salesperson only: may_answer)
+    CANCEL = "cancel"  # mark an account cancelled, with a reason
 
 
 _ADMIN_ONLY = frozenset({Action.SETTINGS, Action.MANAGE_STAFF})
 _SELLING = frozenset(
-    {Action.SEE, Action.HAND_OFF, Action.EDIT, Action.NOTE, Action.BRIEF, Action.DIFFERENCES}
+    {Action.SEE, Action.HAND_OFF, Action.EDIT, Action.NOTE, Action.BRIEF, Action.DIFFERENCES, Action.ANSWER}
 )
 _MANAGING = frozenset(Action) - _ADMIN_ONLY
 ACTIONS: dict[str, frozenset[Action]] = {
@@ -90,6 +93,16 @@ def may(user: StaffUser, action: Action, account: Account) -> bool:
         return False
     own = own_accounts_only(user)
     return own is None or account.salesperson_id == own
+
+
+def may_answer(user: StaffUser, account: Account) -> bool:
+    """Questions on a handoff go to the one who sold it: its salesperson, whatever their role."""
+    return may(user, Action.ANSWER, account) and account.salesperson_id == user.id
+
+
+def in_service(user: StaffUser) -> list[Any]:
+    """The scope without cancelled accounts: what the day list and the office inbox show."""
+    return [*conditions(user), Account.cancelled_at.is_(None)]
 
 
 def account_or_404(session: Session, account_id: int, user: StaffUser, action: Action) -> Account:

@@ -182,7 +182,7 @@ def visits_on(session: Session, day: date, user: StaffUser) -> list[DayVisit]:
     accounts = list(
         session.scalars(
             select(Account)
-            .where(*access.conditions(user), Account.first_visit == day)
+            .where(*access.in_service(user), Account.first_visit == day)
             .options(selectinload(Account.all_items))
             .order_by(Account.service_address, Account.id)
         )
@@ -204,14 +204,14 @@ def visits_on(session: Session, day: date, user: StaffUser) -> list[DayVisit]:
 def landing_day(session: Session, user: StaffUser, today: date) -> date:
     """Today if it has visits, else the next day that has one, else today (an empty list)."""
     found = session.scalar(
-        select(func.min(Account.first_visit)).where(*access.conditions(user), Account.first_visit >= today)
+        select(func.min(Account.first_visit)).where(*access.in_service(user), Account.first_visit >= today)
     )
     return found or today
 
 
 def neighbour_days(session: Session, user: StaffUser, day: date) -> tuple[date | None, date | None]:
     """The nearest day before and after `day` with visits `user` may see."""
-    scope = access.conditions(user)
+    scope = access.in_service(user)
     before = session.scalar(select(func.max(Account.first_visit)).where(*scope, Account.first_visit < day))
     after = session.scalar(select(func.min(Account.first_visit)).where(*scope, Account.first_visit > day))
     return before, after

@@ -13,7 +13,18 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 
-from portal import api_tokens, imports, invoice_import, links, migrate, outbox, record, reminders, worker
+from portal import (
+    api_tokens,
+    first_visit,
+    imports,
+    invoice_import,
+    links,
+    migrate,
+    outbox,
+    record,
+    reminders,
+    worker,
+)
 from portal.auth import ALL_STAFF, create_staff
 from portal.db import get_db, unit_of_work
 from portal.demo import DEMO_PASSWORD, seed_demo
@@ -34,6 +45,7 @@ def register(app: Flask) -> None:
         *invoice_import.COMMANDS,
         *api_tokens.COMMANDS,
         *worker.COMMANDS,
+        *first_visit.COMMANDS,
     ):
         app.cli.add_command(command)
     from portal.payments.cli import COMMANDS as PAYMENT_COMMANDS  # charge-autopay, reconcile-stripe

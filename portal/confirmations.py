@@ -181,6 +181,16 @@ def record_step_event(
     )
 
 
+def record_goal(session: Session, account: Account, goal: str) -> None:
+    """The customer's own goal ("What would make this service great for you?"): kept on the
+    account for the brief and the account page, and recorded when it changes."""
+    goal = goal.strip()
+    if goal == account.customer_goal:
+        return
+    record_step_event(session, account, "customer_goal", confirmed=goal, note="" if goal else "cleared")
+    account.customer_goal = goal
+
+
 def record_opened(session: Session, account: Account) -> None:
     if account.link_opened_at is None:
         account.link_opened_at = utcnow()

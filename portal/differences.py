@@ -83,7 +83,7 @@ def conditions(user: StaffUser, flt: DifferenceFilter) -> tuple[list[Any], list[
     on_item: list[Any] = [PromiseItem.current_outcome.in_(outcomes), PromiseItem.withdrawn_at.is_(None)]
     if flt.kind:
         on_item.append(PromiseItem.kind == flt.kind)
-    on_account = access.conditions(user)
+    on_account = access.in_service(user)  # a cancelled account leaves the inbox
     if flt.salesperson_id:
         on_account.append(Account.salesperson_id == flt.salesperson_id)
     if flt.visit_from:

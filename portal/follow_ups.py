@@ -24,6 +24,7 @@ NOTE_LIMIT = 1000
 KIND_WORDS: dict[str, str] = {
     "office": "Follow-up",
     "payment_failed": "Payment failed",
+    "first_visit_feedback": "First visit: not quite",
 }
 
 

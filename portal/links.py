@@ -28,6 +28,8 @@ SALTS = {
     # the other's page nor any customer's.
     "staff-invite": "handoff-portal.staff-invite.v1",
     "password-reset": "handoff-portal.password-reset.v1",
+    # The single-use "did your first visit match?" link (portal.first_visit).
+    "first-visit-feedback": "handoff-portal.first-visit-feedback.v1",
 }
 
 

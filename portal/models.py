@@ -155,6 +155,9 @@ class Account(Base):
         Index("ix_accounts_created", "created_at", "id"),
         # The accounts list's keyset order by first visit (and the dashboard's soonest first).
         Index("ix_accounts_first_visit_id", "first_visit", "id"),
+        # The dashboard's handoffs not yet acknowledged whose first visit is near: a range of
+        # first visits among the unacknowledged, read from the index alone.
+        Index("ix_accounts_unacknowledged", "acknowledged_at", "first_visit", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -192,6 +195,14 @@ class Account(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # The customer's own answer to "What would make this service great for you?" (welcome
+    # step); its history is in the record.
+    customer_goal: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Service acknowledged the handoff (who: the record's "handoff_acknowledged" entry).
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Cancelled by the office: off the day list and the inbox, counted as early churn.
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancel_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
     # Two staff saving the same account: the second save is refused, not silently lost.
     version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
     # The service record's chain head (its last entry's seq and hash), moved by every append
@@ -486,6 +497,50 @@ class DecisionNotice(Base):
     entry_id: Mapped[int] = mapped_column(ForeignKey("record_entries.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     emailed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class HandoffQuestion(Base):
+    """A question the office sends back to the salesperson while reviewing a handoff, and the
+    answer. The record holds both as entries; this row is what waits for the salesperson."""
+
+    __tablename__ = "handoff_questions"
+    __table_args__ = (
+        # Questions still waiting, walked by account: the salesperson's dashboard list.
+        Index("ix_handoff_questions_answered_account", "answered_at", "account_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    question: Mapped[str] = mapped_column(Text)
+    asked_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    asked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    answer: Mapped[str] = mapped_column(Text, default="")
+    answered_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    account: Mapped[Account] = relationship(lazy="joined")
+    asked_by: Mapped[StaffUser | None] = relationship(foreign_keys=[asked_by_id], lazy="joined")
+    answered_by: Mapped[StaffUser | None] = relationship(foreign_keys=[answered_by_id])
+
+
+class FirstVisitFeedback(Base):
+    """The one "did your first visit match what we agreed?" email of an account (unique: one
+    ever) and its answer. The link's nonce is kept as a hash; answering uses it up."""
+
+    __tablename__ = "first_visit_feedback"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), unique=True)
+    nonce_hash: Mapped[str] = mapped_column(String(64))
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The technician who last wrote to the account's record before the email went out: the
+    # portal has no technician assignment, so this is who worked the first visit, if anyone.
+    technician_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    answer: Mapped[str | None] = mapped_column(String(20))  # "yes" or "not_quite"
+    comment: Mapped[str] = mapped_column(Text, default="")
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    account: Mapped[Account] = relationship(lazy="joined")
 
 
 class OutboxEmail(Base):

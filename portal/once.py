@@ -32,7 +32,8 @@ class OnceForm(FlaskForm):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
-        if not self.is_submitted():
+        # A blank form shown beside a posted one (formdata=None) needs an id of its own too.
+        if not self.is_submitted() or ("formdata" in kwargs and kwargs["formdata"] is None):
             self.form_id.data = new_form_id()
 
     @property

@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from portal import keyset
-from portal.access import own_accounts_only, scoped
+from portal.access import in_service, own_accounts_only, scoped
 from portal.links import max_age
 from portal.models import (
     DIFFERENT,
@@ -91,7 +91,8 @@ def needing_attention(session: Session, user: StaffUser, limit: int = 20) -> lis
         + select(func.count()).where(open_follow_ups).correlate(Account).scalar_subquery()
     )
     query = (
-        scoped(select(Account, count), user)
+        select(Account, count)
+        .where(*in_service(user))  # a cancelled account leaves the inbox, and so this list
         .where(
             or_(
                 select(PromiseItem.id).where(open_items).exists(),

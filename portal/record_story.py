@@ -45,6 +45,13 @@ PLAIN_EVENTS = {
     "duplicate_payment": "Invoice paid twice",
     "stripe_error": "Stripe could not be reached",
     "email_failed": "An email could not be delivered",
+    "customer_goal": "What would make the service great: {value}",
+    "handoff_acknowledged": "Handoff acknowledged by service",
+    "handoff_question": "Question to sales about the handoff",
+    "handoff_answer": "Sales answered the question",
+    "account_cancelled": "Account cancelled",
+    "first_visit_feedback_sent": "Asked whether the first visit matched what was agreed",
+    "first_visit_feedback": "First visit matched what was agreed? {value}",
 }
 
 

@@ -4,6 +4,7 @@ part ways, by kind and by salesperson; how long onboarding takes; where customer
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -13,7 +14,15 @@ from sqlalchemy.orm import QueryableAttribute, Session
 
 from portal import access
 from portal.handoffs import KIND_LABELS
-from portal.models import DIFFERENT, Account, AccountStatus, PromiseItem, RecordEntry, StaffUser
+from portal.models import (
+    DIFFERENT,
+    Account,
+    AccountStatus,
+    FirstVisitFeedback,
+    PromiseItem,
+    RecordEntry,
+    StaffUser,
+)
 
 
 @dataclass(frozen=True)
@@ -114,3 +123,125 @@ def funnel(session: Session, user: StaffUser) -> list[tuple[str, int]]:
         ).all()
     )
     return [(stage, sum(by_status.get(status, 0) for status in statuses)) for stage, statuses in FUNNEL]
+
+
+# -- issue 18: handback reports (first-visit feedback, time to acknowledge, early churn) --------
+
+
+def _names(session: Session, ids: Iterable[int | None]) -> dict[int, str]:
+    wanted = sorted({i for i in ids if i is not None})
+    if not wanted:
+        return {}
+    return {u.id: u.display_name for u in session.scalars(select(StaffUser).where(StaffUser.id.in_(wanted)))}
+
+
+@dataclass(frozen=True)
+class FeedbackCounts:
+    label: str
+    yes: int
+    not_quite: int
+    no_answer: int
+
+    @property
+    def asked(self) -> int:
+        return self.yes + self.not_quite + self.no_answer
+
+    @property
+    def answered(self) -> int:
+        return self.yes + self.not_quite
+
+    @property
+    def yes_percent(self) -> float:
+        """Of the answers given (an email not answered yet says nothing either way)."""
+        return round(100 * self.yes / self.answered, 1) if self.answered else 0.0
+
+
+def first_visit_feedback(session: Session, user: StaffUser, by: str) -> list[FeedbackCounts]:
+    """Answers to "Did your first visit match what we agreed?" (yes / not quite / no answer
+    yet) over every feedback email sent, by salesperson or by technician ("by": "salesperson"
+    or "technician"): one grouped query."""
+    group = Account.salesperson_id if by == "salesperson" else FirstVisitFeedback.technician_id
+    rows = session.execute(
+        select(group, FirstVisitFeedback.answer, func.count())
+        .join(Account, Account.id == FirstVisitFeedback.account_id)
+        .where(*access.conditions(user))
+        .group_by(group, FirstVisitFeedback.answer)
+    ).all()
+    counts: dict[int | None, dict[str | None, int]] = {}
+    for who, answer, n in rows:
+        counts.setdefault(who, {})[answer] = n
+    names = _names(session, counts)
+    missing = "Not recorded" if by == "technician" else "Unassigned"
+    found = [
+        FeedbackCounts(
+            names.get(who, missing) if who is not None else missing,
+            by_answer.get("yes", 0),
+            by_answer.get("not_quite", 0),
+            by_answer.get(None, 0),
+        )
+        for who, by_answer in counts.items()
+    ]
+    return sorted(found, key=lambda c: (c.yes_percent, c.label))
+
+
+@dataclass(frozen=True)
+class Median:
+    label: str
+    days: float
+    count: int
+
+
+def days_to_acknowledge(session: Session, user: StaffUser) -> tuple[Median | None, list[Median]]:
+    """Median days from the sale (the handoff) to service acknowledging it: overall and by
+    salesperson, over every acknowledged account."""
+    rows = session.execute(
+        access.scoped(
+            select(Account.salesperson_id, Account.created_at, Account.acknowledged_at), user
+        ).where(Account.acknowledged_at.is_not(None))
+    ).all()
+    spans: dict[int | None, list[float]] = {}
+    for who, sold, acknowledged in rows:
+        if acknowledged is None:
+            continue
+        spans.setdefault(who, []).append((_aware(acknowledged) - _aware(sold)).total_seconds() / 86400)
+    names = _names(session, spans)
+    every = [d for days in spans.values() for d in days]
+    overall = Median("Everyone", round(statistics.median(every), 1), len(every)) if every else None
+    per_person = [
+        Median(names.get(who, "Unassigned") if who else "Unassigned", round(statistics.median(d), 1), len(d))
+        for who, d in spans.items()
+    ]
+    return overall, sorted(per_person, key=lambda m: (-m.days, m.label))
+
+
+EARLY_CHURN_DAYS = 90
+
+
+@dataclass(frozen=True)
+class Churned:
+    account_id: int
+    customer: str
+    salesperson: str
+    days: int  # from the sale to the cancellation
+    reason: str
+
+
+def early_churn(session: Session, user: StaffUser) -> tuple[list[Churned], list[tuple[str, int]]]:
+    """Accounts cancelled within EARLY_CHURN_DAYS of the sale, newest first, with their
+    reasons; and how many per salesperson (most first)."""
+    cancelled = session.scalars(
+        access.scoped(select(Account), user)
+        .where(Account.cancelled_at.is_not(None))
+        .order_by(Account.cancelled_at.desc(), Account.id.desc())
+    ).all()
+    churned = []
+    for account in cancelled:
+        assert account.cancelled_at is not None
+        days = (_aware(account.cancelled_at) - _aware(account.created_at)).days
+        if days <= EARLY_CHURN_DAYS:
+            seller = account.salesperson.display_name if account.salesperson else "Unassigned"
+            churned.append(Churned(account.id, account.customer.name, seller, days, account.cancel_reason))
+    per_person: dict[str, int] = {}
+    for row in churned:
+        per_person[row.salesperson] = per_person.get(row.salesperson, 0) + 1
+    return churned, sorted(per_person.items(), key=lambda pair: (-pair[1], pair[0]))

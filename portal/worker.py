@@ -6,6 +6,8 @@
   (`--autopay-at`, when it also warns customers whose saved card expires next month) by
   running the `charge-autopay` command in this process, so a scheduled run
   and a run by hand are the same code and print the same lines.
+- Asks each customer, the day after their first visit, whether it matched what was agreed
+  (`--feedback-at`, once a day; one email per account ever, see portal/first_visit.py).
 - Emails the admins a seal of the service record every Monday (`--seal-at`), so a signed copy
   of every account's chain head lives outside the database (see `verify-record --seal`).
 - Stops cleanly on SIGTERM or SIGINT: the task under way finishes its current small batch
@@ -38,6 +40,7 @@ from flask.cli import with_appcontext
 
 from portal.db import get_db, unit_of_work, utcnow
 from portal.decisions import send_due_decision_emails
+from portal.first_visit import send_due as send_due_feedback
 from portal.outbox import FAILED, SENT, deliver_pending
 from portal.payments import cards
 from portal.payments.cli import charge_autopay_command
@@ -232,6 +235,11 @@ def warn_expiring_cards(_stop: threading.Event) -> Outcome:
     return Outcome(f"warned {len(sent)} customer(s) of a card expiring next month")
 
 
+def ask_feedback(_stop: threading.Event) -> Outcome:
+    asked = send_due_feedback(get_db())
+    return Outcome(f"queued {len(asked)} first-visit feedback email(s)")
+
+
 def charge_autopay(_stop: threading.Event) -> Outcome:
     """The `charge-autopay` command, run here; its lines go to the worker's output."""
     try:
@@ -281,6 +289,7 @@ def build_tasks(
     autopay_at: time | None,
     zone: ZoneInfo,
     seal_at: time | None = None,
+    feedback_at: time | None = None,
 ) -> list[Task]:
     tasks = [Task("outbox", deliver_outbox, Every(outbox_every), now)]  # at once on start
     schedules: list[tuple[str, Callable[[threading.Event], Outcome], Schedule | None]] = [
@@ -288,6 +297,7 @@ def build_tasks(
         ("autopay", charge_autopay, DailyAt(autopay_at, zone) if autopay_at else None),
         ("expiring cards", warn_expiring_cards, DailyAt(autopay_at, zone) if autopay_at else None),
         ("record seal", seal_record, WeeklyAt(SEAL_WEEKDAY, seal_at, zone) if seal_at else None),
+        ("first-visit feedback", ask_feedback, DailyAt(feedback_at, zone) if feedback_at else None),
     ]
     for name, run, schedule in schedules:
         if schedule is not None:
@@ -332,6 +342,14 @@ SEAL_WEEKDAY = 0  # Monday: the seal of the week before reaches the admins as th
     help="Time on Mondays to email the admins the service record seal, or 'off'.",
 )
 @click.option(
+    "--feedback-at",
+    type=TimeOfDay(),
+    default="10:30",
+    show_default=True,
+    envvar="WORKER_FEEDBACK_AT",
+    help="Time of day to ask about yesterday's first visits, or 'off'.",
+)
+@click.option(
     "--timezone",
     "zone",
     type=TimeZoneName(),
@@ -354,15 +372,17 @@ def worker_command(
     reminders_at: time | None,
     autopay_at: time | None,
     seal_at: time | None,
+    feedback_at: time | None,
     zone: ZoneInfo,
     retry_after: float,
 ) -> None:
     """Run the background work until stopped: deliver the outbox every few seconds, queue
-    reminders and charge autopay once a day, email the admins the record seal once a week.
+    reminders, ask about yesterday's first visits and charge autopay once a day, email the
+    admins the record seal once a week.
     SIGTERM or Ctrl-C stops it cleanly (exit 0) after the task under way; several workers may run at once."""
     # Flask types current_app as Flask; it is a LocalProxy, and the worker needs the app itself.
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    tasks = build_tasks(utcnow(), outbox_every, reminders_at, autopay_at, zone, seal_at)
+    tasks = build_tasks(utcnow(), outbox_every, reminders_at, autopay_at, zone, seal_at, feedback_at)
     worker = Worker(app, tasks, retry_after=retry_after)
     previous = {sig: signal.signal(sig, worker.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:

@@ -19,6 +19,7 @@ from portal.onboarding import send_new_link
 from portal.salespeople import SELLING_ROLES, salespeople
 from portal.staff import bp
 from portal.staff.forms import new_note_form
+from portal.staff.handback_forms import handback_view
 from portal.staff.handoff_forms import (
     EditHandoffForm,
     HandoffForm,
@@ -93,19 +94,26 @@ def new_handoff() -> str | Response | tuple[str, int]:
 @bp.get("/accounts/<int:account_id>")
 @roles_required(*roles_for(Action.SEE))
 def account(account_id: int) -> str:
+    found = account_or_404(get_db(), account_id, current_user, Action.SEE)
+    return account_page(found)
+
+
+def account_page(found: Account, **forms: object) -> str:
+    """The account page; a form posted from it that comes back with its mistakes is passed in
+    `forms` (by name) to be shown as typed, with its errors."""
     session = get_db()
-    found = account_or_404(session, account_id, current_user, Action.SEE)
     emails = session.scalars(
         select(OutboxEmail).where(OutboxEmail.account_id == found.id).order_by(OutboxEmail.id.desc())
     ).all()
     return render_template(
         "staff/account.html",
         account=found,
+        handback=handback_view(session, found, current_user._get_current_object(), forms),
         states=record.item_states(session, found),
         story=record_story.story(session, found, record.entries_for(session, found.id)),
         emails=emails,
-        send_form=once.OnceForm(),
-        note_form=new_note_form(found) if allows(current_user, Action.NOTE) else None,
+        send_form=once.OnceForm(formdata=None) if forms else once.OnceForm(),
+        note_form=new_note_form(found, blank=bool(forms)) if allows(current_user, Action.NOTE) else None,
         consent_state=consents.state(session, found),
         consent_names=consents.NAMES,
         follow_ups=follow_ups.open_for(session, found),

@@ -395,9 +395,10 @@ class NoteForm(OnceForm):
     )
 
 
-def new_note_form(account: Any) -> NoteForm:
-    """Only this account's promises are offered (and accepted: the choice is validated)."""
-    form = NoteForm()
+def new_note_form(account: Any, blank: bool = False) -> NoteForm:
+    """Only this account's promises are offered (and accepted: the choice is validated).
+    `blank`: shown beside another form that was posted, so not filled from the request."""
+    form = NoteForm(formdata=None) if blank else NoteForm()
     form.item.choices = options(
         [(0, "The account as a whole"), *((item.id, item.label) for item in account.items)]
     )

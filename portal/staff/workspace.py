@@ -11,7 +11,7 @@ from flask_login import current_user
 from werkzeug.wrappers import Response as BaseResponse
 
 from portal import brief as brief_service
-from portal import decisions, follow_ups, inbox, once, pipeline, record, reports
+from portal import decisions, follow_ups, handback, inbox, once, pipeline, record, reports
 from portal import differences as diffs
 from portal.access import Action, account_or_404, allows, roles_for
 from portal.auth import ALL_STAFF, is_safe_next, roles_required
@@ -57,6 +57,10 @@ def dashboard() -> str | BaseResponse:
         attention=pipeline.needing_attention(session, _me()),
         undelivered=pipeline.undelivered(session, _me()),
         recent=pipeline.recent(session, _me()),
+        unacknowledged=handback.unacknowledged_soon(session, _me(), company_today())
+        if allows(_me(), Action.ACKNOWLEDGE)
+        else None,
+        questions=handback.waiting_for(session, _me()),
     )
 
 
@@ -391,6 +395,56 @@ def _report_data() -> ReportData:
     }
 
 
+class HandbackReport(TypedDict):
+    feedback_by_person: list[reports.FeedbackCounts]
+    feedback_by_technician: list[reports.FeedbackCounts]
+    acknowledge_overall: reports.Median | None
+    acknowledge_by_person: list[reports.Median]
+    churned: list[reports.Churned]
+    churn_by_person: list[tuple[str, int]]
+    churn_days: int
+
+
+def _handback_report() -> HandbackReport:
+    """Issue 18's sections: first-visit feedback, time to acknowledge, early churn."""
+    session, me = get_db(), _me()
+    overall, by_person = reports.days_to_acknowledge(session, me)
+    churned, churn_by_person = reports.early_churn(session, me)
+    return {
+        "feedback_by_person": reports.first_visit_feedback(session, me, "salesperson"),
+        "feedback_by_technician": reports.first_visit_feedback(session, me, "technician"),
+        "acknowledge_overall": overall,
+        "acknowledge_by_person": by_person,
+        "churned": churned,
+        "churn_by_person": churn_by_person,
+        "churn_days": reports.EARLY_CHURN_DAYS,
+    }
+
+
+def _handback_csv_rows(data: HandbackReport) -> list[list[object]]:
+    """In the CSV's columns: feedback answered / "not quite" (it differed) / that share, and
+    the emails not answered yet; acknowledgment like time_to_sign (count, median days); early
+    churn per salesperson (count) and per account (days from the sale; the reason)."""
+    rows: list[list[object]] = []
+    for section, counts in (
+        ("feedback_by_person", data["feedback_by_person"]),
+        ("feedback_by_technician", data["feedback_by_technician"]),
+    ):
+        for c in counts:
+            share = round(100 * c.not_quite / c.answered, 1) if c.answered else ""
+            rows.append([section, c.label, c.answered, c.not_quite, share])
+            rows.append([f"{section}_no_answer", c.label, c.no_answer, "", ""])
+    for median in ([data["acknowledge_overall"]] if data["acknowledge_overall"] else []) + data[
+        "acknowledge_by_person"
+    ]:
+        rows.append(["time_to_acknowledge", median.label, median.count, "", median.days])
+    for person, count in data["churn_by_person"]:
+        rows.append(["early_churn", person, count, "", ""])
+    for row in data["churned"]:
+        rows.append(["early_churn_account", f"{row.customer} ({row.salesperson})", row.days, "", row.reason])
+    return rows
+
+
 @bp.get("/reports")
 @roles_required(*roles_for(Action.REPORTS))
 def report_page() -> str:
@@ -400,7 +454,30 @@ def report_page() -> str:
         "by_person": [(r.label, r.percent, f"{r.percent} %") for r in data["by_person"]],
         "funnel": [(stage, n, str(n)) for stage, n in data["funnel"]],
     }
-    return render_template("staff/reports.html", bars=bars, **data)
+    handback_data = _handback_report()
+    return render_template(
+        "staff/reports.html",
+        bars=bars,
+        handback=handback_data,
+        handback_bars=_handback_bars(handback_data),
+        **data,
+    )
+
+
+def _handback_bars(data: HandbackReport) -> dict[str, list[tuple[str, float, str]]]:
+    """(label, value, words beside the bar) for the handback charts: the numbers in text too."""
+
+    def feedback(counts: list[reports.FeedbackCounts]) -> list[tuple[str, float, str]]:
+        return [(c.label, c.yes_percent, f"{c.yes_percent} % yes") for c in counts]
+
+    return {
+        "feedback_by_person": feedback(data["feedback_by_person"]),
+        "feedback_by_technician": feedback(data["feedback_by_technician"]),
+        "acknowledge": [
+            (m.label, m.days, f"{m.days} days ({m.count})") for m in data["acknowledge_by_person"]
+        ],
+        "churn": [(person, n, str(n)) for person, n in data["churn_by_person"]],
+    }
 
 
 @bp.get("/reports.csv")
@@ -414,6 +491,7 @@ def report_csv() -> Response:
     for stage, count in data["funnel"]:
         rows.append(["funnel", stage, count, "", ""])
     rows.append(["time_to_sign", "median_days", data["signed_count"], "", data["median_days"] or ""])
+    rows += _handback_csv_rows(_handback_report())
     header = ["section", "label", "answered", "differed", "difference_rate_percent"]
     response = Response(csv_text(header, rows), mimetype="text/csv")
     response.headers["Content-Disposition"] = 'attachment; filename="reports.csv"'

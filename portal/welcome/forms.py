@@ -270,6 +270,21 @@ def _parse_preferences(form: OnceForm, item: PromiseItem, comment: str, comment_
     return Answer(item, "changed", preference_text(chosen), comment, {"preferences": chosen})
 
 
+GOAL_MAX = 1000
+
+
+class WelcomeForm(OnceForm):
+    """The first step: one optional question, the customer's own goal for the service."""
+
+    goal = TextAreaField(
+        "What would make this service great for you? (optional)",
+        validators=[
+            Optional(),
+            Length(max=GOAL_MAX, message=f"Please keep this under {GOAL_MAX:,} characters."),
+        ],
+    )
+
+
 def readiness_form_class(checklist: list[str]) -> type[OnceForm]:
     fields = {
         f"r{index}": RadioField(

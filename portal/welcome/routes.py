@@ -30,6 +30,7 @@ from portal.onboarding import send_link_on_request
 from portal.welcome import bp, calendar
 from portal.welcome.forms import (
     ContactForm,
+    WelcomeForm,
     change_form_class,
     item_form_class,
     parse_answers,
@@ -134,11 +135,12 @@ def _claimed(session: Session, form: once.OnceForm, purpose: str) -> bool:
 def welcome_step(
     account: Account, progress: confirm.Progress, status: confirm.StepStatus
 ) -> str | BaseResponse | tuple[str, int]:
-    form = once.OnceForm()
+    form = WelcomeForm(data={"goal": account.customer_goal} if request.method == "GET" else None)
     if form.validate_on_submit():
         with unit_of_work() as session:
             if _claimed(session, form, "step-welcome"):
                 confirm.record_step_event(session, account, "started")
+                confirm.record_goal(session, account, form.goal.data or "")
         return _next(progress, status)
     return _render_step("welcome/step_welcome.html", progress, status, form=form, account=account)
 
