@@ -35,11 +35,12 @@ class Action(str, enum.Enum):
     REPORTS = "reports"  # the reports across salespeople, and their CSV
     SETTINGS = "settings"  # company settings
     MANAGE_STAFF = "manage_staff"  # invite staff, change roles, deactivate, read the staff audit
+    PHOTOS = "photos"  # add a photo for the technician, remove a wrong one (seeing them: BRIEF)
 
 
 _ADMIN_ONLY = frozenset({Action.SETTINGS, Action.MANAGE_STAFF})
 _SELLING = frozenset(
-    {Action.SEE, Action.HAND_OFF, Action.EDIT, Action.NOTE, Action.BRIEF, Action.DIFFERENCES}
+    {Action.SEE, Action.HAND_OFF, Action.EDIT, Action.NOTE, Action.BRIEF, Action.DIFFERENCES, Action.PHOTOS}
 )
 _MANAGING = frozenset(Action) - _ADMIN_ONLY
 ACTIONS: dict[str, frozenset[Action]] = {

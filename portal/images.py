@@ -61,11 +61,11 @@ def decode(
                     raise ImageProblem(too_many_pixels)
                 kind = probe.format or ""
                 probe.verify()
-            image = Image.open(BytesIO(data), formats=formats)  # verify() used up the first
+            opened = Image.open(BytesIO(data), formats=formats)  # verify() used up the first
             if draft_box is not None and kind == "JPEG":
-                image.draft("RGB", draft_box)
-            image.load()  # decodes every pixel: a cut or corrupt file fails here
-            image = ImageOps.exif_transpose(image)  # before the EXIF goes
+                opened.draft("RGB", draft_box)
+            opened.load()  # decodes every pixel: a cut or corrupt file fails here
+            image = ImageOps.exif_transpose(opened)  # before the EXIF goes
     except ImageProblem:
         raise
     except DECODE_ERRORS as error:

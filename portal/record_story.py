@@ -45,6 +45,8 @@ PLAIN_EVENTS = {
     "duplicate_payment": "Invoice paid twice",
     "stripe_error": "Stripe could not be reached",
     "email_failed": "An email could not be delivered",
+    "photo_added": "Photo added: {value}",
+    "photo_removed": "Photo removed: {value}",
 }
 
 

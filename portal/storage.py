@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, redirect
+from werkzeug.wrappers import Response as BaseResponse
 
+from portal.config import ConfigError
 from portal.files import write_atomically
 
 if TYPE_CHECKING:
@@ -41,7 +43,7 @@ class Storage(Protocol):
 
     def delete(self, key: str) -> None: ...
 
-    def serve(self, key: str, content_type: str) -> Response: ...
+    def serve(self, key: str, content_type: str) -> BaseResponse: ...
 
 
 def _checked(key: str) -> str:
@@ -127,7 +129,7 @@ class S3Storage:
             ExpiresIn=self.url_seconds,
         )
 
-    def serve(self, key: str, content_type: str) -> Response:
+    def serve(self, key: str, content_type: str) -> BaseResponse:
         response = redirect(self.presigned_url(key, content_type), code=302)
         # The redirect carries a short-lived signature: nobody keeps it.
         response.headers["Cache-Control"] = "private, no-store"
@@ -165,7 +167,7 @@ def from_config(config: dict[str, object], instance_path: str) -> Storage:
         return S3Storage(
             client, parts.netloc, f"{prefix}/" if prefix else "", int(str(config["STORAGE_URL_SECONDS"]))
         )
-    raise ValueError(f"STORAGE_URL must be empty, file:///path or s3://bucket/prefix, got {url!r}")
+    raise ConfigError(f"STORAGE_URL must be empty, file:///path or s3://bucket/prefix, got {url!r}")
 
 
 def init_app(app: Flask) -> None:
