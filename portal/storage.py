@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 # Keys are made by the portal (portal/photos.py): a path of plain segments, never `..`.
+CONTENT_TYPE_PROBE = "image/jpeg"
 KEY = re.compile(r"[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_.-]*)*")
 
 
@@ -44,6 +45,11 @@ class Storage(Protocol):
     def delete(self, key: str) -> None: ...
 
     def serve(self, key: str, content_type: str) -> BaseResponse: ...
+
+    def origin(self) -> str | None:
+        """Where browsers fetch the files from when it is not this site (the pages' CSP
+        img-src must allow it), else None."""
+        ...
 
 
 def _checked(key: str) -> str:
@@ -85,6 +91,9 @@ class LocalStorage:
 
     def serve(self, key: str, content_type: str) -> Response:
         return private_headers(Response(self.get(key)), content_type)
+
+    def origin(self) -> str | None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -129,6 +138,16 @@ class S3Storage:
             ExpiresIn=self.url_seconds,
         )
 
+    def origin(self) -> str | None:
+        # Signing needs no network: the origin a presigned URL points at, whatever the
+        # addressing style and region make of it.
+        try:
+            url = self.presigned_url("origin-probe", CONTENT_TYPE_PROBE)
+        except Exception:  # no credentials yet (an instance role appears later): any S3 host
+            return "https://*.amazonaws.com"
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.netloc}"
+
     def serve(self, key: str, content_type: str) -> BaseResponse:
         response = redirect(self.presigned_url(key, content_type), code=302)
         # The redirect carries a short-lived signature: nobody keeps it.
@@ -171,7 +190,10 @@ def from_config(config: dict[str, object], instance_path: str) -> Storage:
 
 
 def init_app(app: Flask) -> None:
-    app.extensions["storage"] = from_config(app.config, app.instance_path)
+    storage = from_config(app.config, app.instance_path)
+    app.extensions["storage"] = storage
+    # Read by the Content-Security-Policy (portal/web.py): S3 photos load from there.
+    app.config["STORAGE_IMAGE_ORIGIN"] = storage.origin()
 
 
 def get_storage() -> Storage:

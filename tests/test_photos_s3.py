@@ -78,6 +78,11 @@ def test_a_photo_goes_to_the_bucket_privately_and_is_served_by_a_presigned_redir
     assert stored["ContentType"] == "image/jpeg"
     assert b"PhoneCo" not in body and not Image.open(io.BytesIO(body)).getexif()
 
+    # The page lets the browser follow the redirect to the store for images, and nothing more.
+    policy = client.get("/welcome/step/access").headers["Content-Security-Policy"]
+    assert f"img-src 'self' data: {s3_endpoint};" in policy
+    assert "default-src 'self';" in policy and policy.count(s3_endpoint) == 1
+
     served = client.get(f"/welcome/photos/{photo.id}/full")
     assert served.status_code == 302
     assert "no-store" in served.headers["Cache-Control"]
