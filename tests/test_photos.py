@@ -478,3 +478,20 @@ def test_the_day_list_takes_the_same_queries_at_2_and_6_visits_with_photos(
         )
         assert pages[0].count("2 photos") == visits
     assert counts[0] == counts[1]
+
+
+def test_past_the_per_account_limit_a_photo_is_refused_and_nothing_is_stored(
+    app, client, db, invited, monkeypatch
+):
+    from portal import photos
+
+    monkeypatch.setattr(photos, "MAX_PER_ACCOUNT", 1)
+    open_link(client, invited[1])
+    assert post_photo(client, "/welcome/step/access", png_bytes()).status_code == 302
+    entries = count_rows(db, RecordEntry)
+    response = post_photo(client, "/welcome/step/access", png_bytes(), caption="One too many")
+    assert response.status_code == 400
+    assert "has 1 photos already" in response.get_data(as_text=True)
+    assert 'value="One too many"' in response.get_data(as_text=True)
+    assert count_rows(db, Photo) == 1 and count_rows(db, RecordEntry) == entries
+    assert len(stored_files(app)) == 2
