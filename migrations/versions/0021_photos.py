@@ -1,7 +1,7 @@
 """photos
 
 Revision ID: 0021
-Revises: 0017
+Revises: 0018
 Create Date: 2026-12-02
 
 Photos for the technician (issue 20, part B): one row per photo, naming its stored full-size
@@ -16,7 +16,7 @@ from alembic import op
 import portal.db
 
 revision = "0021"
-down_revision = "0017"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
