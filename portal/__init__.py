@@ -43,10 +43,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
 
 def register_extensions(app: Flask) -> None:
+    from portal import storage
     from portal.auth import register_user_loader
     from portal.extensions import csrf, limiter, login_manager, register_login_manager
 
     db.init_app(app)
+    storage.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
     register_login_manager(app)

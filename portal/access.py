@@ -38,11 +38,21 @@ class Action(str, enum.Enum):
     ACKNOWLEDGE = "acknowledge"  # acknowledge a handoff, or send a question back to sales
     ANSWER = "answer"  # answer the office's question on a handoff (its salesperson only: may_answer)
     CANCEL = "cancel"  # mark an account cancelled, with a reason
+    PHOTOS = "photos"  # add a photo for the technician, remove a wrong one (seeing them: BRIEF)
 
 
 _ADMIN_ONLY = frozenset({Action.SETTINGS, Action.MANAGE_STAFF})
 _SELLING = frozenset(
-    {Action.SEE, Action.HAND_OFF, Action.EDIT, Action.NOTE, Action.BRIEF, Action.DIFFERENCES, Action.ANSWER}
+    {
+        Action.SEE,
+        Action.HAND_OFF,
+        Action.EDIT,
+        Action.NOTE,
+        Action.BRIEF,
+        Action.DIFFERENCES,
+        Action.ANSWER,
+        Action.PHOTOS,
+    }
 )
 _MANAGING = frozenset(Action) - _ADMIN_ONLY
 ACTIONS: dict[str, frozenset[Action]] = {

@@ -18,9 +18,9 @@ from urllib.parse import quote
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from portal import access, confirmations, record
+from portal import access, confirmations, photos, record
 from portal.handoffs import display_value
-from portal.models import DIFFERENT, Account, ChangeRequest, ChangeRequestStatus, Outcome, StaffUser
+from portal.models import DIFFERENT, Account, ChangeRequest, ChangeRequestStatus, Outcome, Photo, StaffUser
 
 # Safety and access lead: they are what goes wrong at the gate on a first visit.
 FIRST = (("safety", "Safety"), ("gate_access", "Gate access"))
@@ -60,6 +60,7 @@ class Brief:
     account: Account
     sections: list[tuple[str, list[BriefLine]]]
     extras: dict[str, dict[str, Any]] = field(default_factory=dict)
+    photos: list[Photo] = field(default_factory=list)
 
     @property
     def unresolved(self) -> list[BriefLine]:
@@ -136,6 +137,7 @@ def brief_for(session: Session, account: Account, today: date) -> Brief:
             record.item_states(session, account), day, open_requests_by_item(session, [account.id])
         ),
         confirmations.latest_step_details(session, account),
+        photos.shown(session, account.id),
     )
 
 
@@ -148,6 +150,7 @@ class DayVisit:
 
     account: Account
     sections: list[tuple[str, list[BriefLine]]]
+    photos: tuple[Photo, ...] = ()
 
     def _of(self, kind: str) -> list[BriefLine]:
         return [line for _, lines in self.sections for line in lines if line.kind == kind]
@@ -177,8 +180,8 @@ class DayPage:
 
 
 def visits_on(session: Session, day: date, user: StaffUser) -> list[DayVisit]:
-    """The first visits on `day` that `user` may see, each with its brief's lines: three queries
-    however many visits (accounts, their items, the items' latest entries)."""
+    """The first visits on `day` that `user` may see, each with its brief's lines and photos:
+    four queries however many visits (accounts, their items, the items' latest entries, photos)."""
     accounts = list(
         session.scalars(
             select(Account)
@@ -190,12 +193,14 @@ def visits_on(session: Session, day: date, user: StaffUser) -> list[DayVisit]:
     ids = [account.id for account in accounts]
     latest = record.latest_entries_by_item(session, ids)
     asked = open_requests_by_item(session, ids)
+    pictures = photos.shown_by_account(session, ids)
     return [
         DayVisit(
             account,
             lines_by_kind(
                 (record.ItemState(item, latest.get(item.id)) for item in account.items), day, asked
             ),
+            tuple(pictures[account.id]),
         )
         for account in accounts
     ]

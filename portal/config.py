@@ -50,6 +50,13 @@ def from_environment(instance_path: str) -> dict[str, Any]:
         "MAIL_OUTBOX_DIR": os.environ.get("MAIL_OUTBOX_DIR", str(instance / "outbox")),
         # Uploaded files (the company logo), served by the app, never from static/.
         "UPLOAD_DIR": os.environ.get("UPLOAD_DIR", str(instance / "uploads")),
+        # Photos (portal/storage.py): files under UPLOAD_DIR unless STORAGE_URL names another
+        # place (file:///path, or s3://bucket/prefix with boto3's usual credentials); S3 photos
+        # are handed out as presigned URLs that work this long.
+        "STORAGE_URL": os.environ.get("STORAGE_URL", ""),
+        "STORAGE_ENDPOINT_URL": os.environ.get("STORAGE_ENDPOINT_URL", ""),
+        "STORAGE_REGION": os.environ.get("STORAGE_REGION", ""),
+        "STORAGE_URL_SECONDS": _int("STORAGE_URL_SECONDS", 300),
         "SMTP_HOST": os.environ.get("SMTP_HOST", "localhost"),
         "SMTP_PORT": _int("SMTP_PORT", 25),
         "SMTP_USER": os.environ.get("SMTP_USER") or None,

@@ -1,21 +1,22 @@
-"""The company logo: an uploaded PNG, JPEG or WebP, accepted only when Pillow decodes it whole,
-re-drawn small as a fresh PNG (no metadata, nothing the upload carried besides its pixels),
-stored under the instance folder by the hash of its bytes and served by the app (core.logo).
+"""The company logo: an uploaded PNG, JPEG or WebP, accepted only when Pillow decodes it whole
+(portal/images.py, also refusing anything appended after the image), re-drawn small as a fresh
+PNG (no metadata, nothing the upload carried besides its pixels), stored under the instance
+folder by the hash of its bytes and served by the app (core.logo).
 
-Never SVG: it is a document that can carry script, not a picture. Nothing is written before the
-whole settings form is valid (`clean` only reads; `store` writes)."""
+Never SVG. Nothing is written before the whole settings form is valid (`clean` only reads;
+`store` writes)."""
 
 from __future__ import annotations
 
 import re
-import warnings
 from hashlib import sha256
 from io import BytesIO
 from pathlib import Path
 
 from flask import current_app
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
+from portal import images
 from portal.files import write_atomically
 
 MAX_BYTES = 2 * 1024 * 1024
@@ -41,83 +42,28 @@ def clean(data: bytes) -> bytes:
             f"That file is {len(data) / 1024 / 1024:.1f} MB; the logo can be at most "
             "2 MB. Save it smaller (600 × 200 pixels is plenty) and try again."
         )
-    if _looks_like_svg(data):
+    if images.looks_like_svg(data):
         raise LogoProblem(
             "SVG logos are not accepted (an SVG can carry scripts). Export the logo as PNG and upload that."
         )
-    image = _decode(data)
-    image = ImageOps.exif_transpose(image)  # a phone photo's rotation, before EXIF goes
-    image.thumbnail(BOX, Image.Resampling.LANCZOS)
-    has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
-    image = image.convert("RGBA" if has_alpha else "RGB")
-    # Only the pixels cross over: a new image has no EXIF, ICC, text chunks or comments.
-    fresh = Image.frombytes(image.mode, image.size, image.tobytes())
-    out = BytesIO()
-    fresh.save(out, "PNG", optimize=True)
-    return out.getvalue()
-
-
-def _looks_like_svg(data: bytes) -> bool:
-    head = data[:1024].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    return head.startswith((b"<svg", b"<?xml", b"<!doctype svg")) or b"<svg" in head
-
-
-def _decode(data: bytes) -> Image.Image:
-    not_an_image = LogoProblem(
-        "That file is not a PNG, JPEG or WebP image we can read. Export the logo as PNG and upload that."
-    )
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(BytesIO(data), formats=FORMATS) as probe:
-                width, height = probe.size
-                if width * height > MAX_PIXELS:
-                    raise LogoProblem(
-                        "That image is too large to process. Save it at about "
-                        "600 × 200 pixels and upload it again."
-                    )
-                kind = probe.format or ""
-                probe.verify()
-            image = Image.open(BytesIO(data), formats=FORMATS)  # verify() used up the first
-            image.load()  # decodes every pixel: a cut or corrupt file fails here
-    except LogoProblem:
-        raise
-    except (
-        UnidentifiedImageError,
-        OSError,
-        SyntaxError,
-        ValueError,
-        EOFError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-    ) as error:
-        raise not_an_image from error
-    if not _ends_with_the_image(data, kind):
-        raise LogoProblem(
-            "That file has something else appended after the image, so it is not "
-            "accepted. Export the logo again as a plain PNG and upload that."
+        image = images.decode(
+            data,
+            formats=FORMATS,
+            max_pixels=MAX_PIXELS,
+            not_an_image="That file is not a PNG, JPEG or WebP image we can read. "
+            "Export the logo as PNG and upload that.",
+            too_many_pixels="That image is too large to process. Save it at about "
+            "600 × 200 pixels and upload it again.",
+            trailing="That file has something else appended after the image, so it is not "
+            "accepted. Export the logo again as a plain PNG and upload that.",
         )
-    return image
-
-
-def _ends_with_the_image(data: bytes, kind: str) -> bool:
-    """True when the file is the image and nothing more. Decoders stop at the image's end and
-    ignore what follows, which is where a polyglot (an image that is also HTML or script)
-    keeps its second self."""
-    if kind == "PNG":
-        position = 8
-        while position + 12 <= len(data):
-            length = int.from_bytes(data[position : position + 4], "big")
-            chunk = data[position + 4 : position + 8]
-            position += 12 + length
-            if chunk == b"IEND":
-                return position == len(data)
-        return False
-    if kind == "JPEG":
-        return data.endswith(b"\xff\xd9")
-    if kind == "WEBP":
-        return int.from_bytes(data[4:8], "little") + 8 == len(data)
-    return False
+    except images.ImageProblem as problem:
+        raise LogoProblem(str(problem)) from None
+    image.thumbnail(BOX, Image.Resampling.LANCZOS)
+    out = BytesIO()
+    images.only_pixels(image, keep_alpha=True).save(out, "PNG", optimize=True)
+    return out.getvalue()
 
 
 def folder() -> Path:

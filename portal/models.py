@@ -663,3 +663,34 @@ class StripeEvent(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Photo(Base):
+    """A photo for the technician (the gate, the equipment pad, the pool), added by the customer
+    or by staff. The bytes live in storage (portal/storage.py), re-encoded by portal/photos.py;
+    this row names them. A wrong photo is removed, not deleted: the row stays for the record's
+    entries that name it, its stored files go."""
+
+    __tablename__ = "photos"
+    __table_args__ = (
+        # The brief, the day list and My service read an account's shown photos in order.
+        Index("ix_photos_account_removed", "account_id", "removed_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    storage_key: Mapped[str] = mapped_column(String(200))
+    thumb_key: Mapped[str] = mapped_column(String(200))
+    content_type: Mapped[str] = mapped_column(String(40))
+    caption: Mapped[str] = mapped_column(String(200), default="")
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    # "customer", or the staff member who added it.
+    added_by: Mapped[str] = mapped_column(String(20))
+    added_by_staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    removed_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    removed_reason: Mapped[str] = mapped_column(String(200), default="")

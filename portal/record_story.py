@@ -52,6 +52,8 @@ PLAIN_EVENTS = {
     "account_cancelled": "Account cancelled",
     "first_visit_feedback_sent": "Asked whether the first visit matched what was agreed",
     "first_visit_feedback": "First visit matched what was agreed? {value}",
+    "photo_added": "Photo added: {value}",
+    "photo_removed": "Photo removed: {value}",
 }
 
 

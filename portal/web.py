@@ -48,7 +48,9 @@ def checkout_origin(config: Mapping[str, Any]) -> str:
 
 def content_security_policy(config: Mapping[str, Any]) -> str:
     origin = checkout_origin(config)
-    return CSP if origin == STRIPE_CHECKOUT else CSP.replace(STRIPE_CHECKOUT, origin)
+    policy = CSP if origin == STRIPE_CHECKOUT else CSP.replace(STRIPE_CHECKOUT, origin)
+    images = config.get("STORAGE_IMAGE_ORIGIN")  # photos in S3: presigned URLs load from there
+    return policy.replace("img-src 'self' data:", f"img-src 'self' data: {images}") if images else policy
 
 
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{8,64}$")

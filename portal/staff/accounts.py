@@ -8,11 +8,11 @@ from sqlalchemy import select
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.wrappers import Response
 
-from portal import consents, follow_ups, notes, once, record, record_story
+from portal import consents, follow_ups, notes, once, photos, record, record_story
 from portal.access import Action, account_or_404, allows, roles_for
 from portal.auth import roles_required
 from portal.db import get_db, unit_of_work
-from portal.forms import options
+from portal.forms import PhotoForm, RemovePhotoForm, options
 from portal.handoffs import DERIVED_KINDS, OnboardingSigned, create_handoff, staff_actor, update_handoff
 from portal.models import Account, OutboxEmail, StaffUser
 from portal.onboarding import send_new_link
@@ -27,6 +27,8 @@ from portal.staff.handoff_forms import (
     new_handoff_promises,
     validate,
 )
+from portal.storage import get_storage
+from portal.web import body_limit
 
 
 @bp.errorhandler(OnboardingSigned)
@@ -117,7 +119,19 @@ def account_page(found: Account, **forms: object) -> str:
         consent_state=consents.state(session, found),
         consent_names=consents.NAMES,
         follow_ups=follow_ups.open_for(session, found),
+        **_photo_context(found),
     )
+
+
+def _photo_context(account: Account) -> dict[str, object]:
+    shown = photos.shown(get_db(), account.id)
+    may_change = allows(current_user, Action.PHOTOS)
+    return {
+        "photos": shown,
+        "photo_form": PhotoForm(prefix="photo") if may_change else None,
+        # One form per photo, prefixed: no two fields on the page share an id.
+        "remove_forms": {p.id: RemovePhotoForm(prefix=f"remove{p.id}") for p in shown} if may_change else {},
+    }
 
 
 @bp.post("/accounts/<int:account_id>/notes")
@@ -143,6 +157,63 @@ def add_note(account_id: int) -> Response:
         notes.add_note(session, found, current_user, (form.note.data or "").strip(), item)
     flash("Note added to the service record.", "success")
     return back
+
+
+@bp.post("/accounts/<int:account_id>/photos")
+@body_limit(photos.UPLOAD_LIMIT)
+@roles_required(*roles_for(Action.PHOTOS))
+def add_photo(account_id: int) -> Response:
+    """A photo for the technician from staff (the salesperson's from the sale)."""
+    found = account_or_404(get_db(), account_id, current_user, Action.PHOTOS)
+    form = PhotoForm(prefix="photo")
+    back = redirect(url_for("staff.account", account_id=found.id) + "#photos")
+    if form.validate_on_submit() and form.cleaned is not None:
+        try:
+            photos.add_once(
+                get_storage(),
+                found,
+                form.cleaned,
+                form.caption.data or "",
+                form.submitted_id,
+                staff=current_user._get_current_object(),
+            )
+        except photos.PhotoProblem as problem:
+            flash(str(problem), "error")
+        else:
+            flash("Photo added: the technician sees it on the brief and the day list.", "success")
+        return back
+    flash(" ".join(error for f in form for error in f.errors) or "That photo was not added.", "error")
+    return back
+
+
+@bp.post("/accounts/<int:account_id>/photos/<int:photo_id>/remove")
+@roles_required(*roles_for(Action.PHOTOS))
+def remove_photo(account_id: int, photo_id: int) -> Response:
+    """Remove a wrong photo: a record entry says who and why; its files are deleted."""
+    session = get_db()
+    found = account_or_404(session, account_id, current_user, Action.PHOTOS)
+    photo = photos.of_account_or_404(session, found.id, photo_id)
+    form = RemovePhotoForm(prefix=f"remove{photo.id}")
+    back = redirect(url_for("staff.account", account_id=found.id) + "#photos")
+    if not form.validate_on_submit():
+        flash(" ".join(error for f in form for error in f.errors) or "That was not understood.", "error")
+        return back
+    with unit_of_work() as session:
+        if once.claim(session, form.submitted_id, "photo-remove") is None:
+            return back
+        photos.remove(session, found, photo, current_user._get_current_object(), form.reason.data or "")
+    photos.discard(get_storage(), photo)  # after the commit: a failed one keeps the files
+    flash("Photo removed.", "success")
+    return back
+
+
+@bp.get("/accounts/<int:account_id>/photos/<int:photo_id>/<size>")
+@roles_required(*roles_for(Action.BRIEF))
+def photo_file(account_id: int, photo_id: int, size: str) -> Response:
+    """A photo (`full` or `thumb`) for staff who may read the account's brief."""
+    session = get_db()
+    found = account_or_404(session, account_id, current_user, Action.BRIEF)
+    return photos.serve(get_storage(), photos.of_account_or_404(session, found.id, photo_id), size)
 
 
 @bp.get("/accounts/<int:account_id>/preview")

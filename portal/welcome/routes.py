@@ -15,6 +15,7 @@ from portal import (
     follow_ups,
     links,
     once,
+    photos,
     record,
     sms,
 )
@@ -23,10 +24,12 @@ from portal.company import company_today, get_company
 from portal.customer_session import customer_pay_required, customer_required
 from portal.db import get_db, unit_of_work
 from portal.extensions import limiter
-from portal.forms import NewLinkForm
+from portal.forms import NewLinkForm, PhotoForm
 from portal.handoffs import OnboardingSigned
 from portal.models import Account
 from portal.onboarding import send_link_on_request
+from portal.storage import get_storage
+from portal.web import body_limit
 from portal.welcome import bp, calendar
 from portal.welcome.forms import (
     ContactForm,
@@ -169,8 +172,33 @@ def items_step(
                         confirm.record_step_event(session, account, "technician_note", confirmed=note)
             return _next(progress, status)
     return _render_step(
-        "welcome/step_items.html", progress, status, form=form, items=status.items, account=account
+        "welcome/step_items.html",
+        progress,
+        status,
+        form=form,
+        items=status.items,
+        account=account,
+        **_photo_context(account, status),
     )
+
+
+def _photo_context(
+    account: Account, status: confirm.StepStatus, photo_form: PhotoForm | None = None
+) -> dict[str, object]:
+    """The access step's photos section (templates/welcome/_photos.html)."""
+    if status.step.name != PHOTO_STEP:
+        return {}
+    return {"photos": photos.shown(get_db(), account.id), "photo_form": photo_form or _new_photo_form()}
+
+
+PHOTO_STEP = "access"
+
+
+def _new_photo_form() -> PhotoForm:
+    # Prefixed: beside the step's own form, no two fields share an id or a name.
+    form = PhotoForm(prefix="photo", formdata=None)
+    form.form_id.data = once.new_form_id()
+    return form
 
 
 def readiness_step(
@@ -324,6 +352,8 @@ def _service_context(account: Account) -> dict[str, object]:
         "days": plan.days,
         "next_visit": plan.next_visit(company_today()),
         "extras": confirm.latest_step_details(session, account),
+        "photos": photos.shown(session, account.id),
+        "photo_form": _new_photo_form(),
     }
 
 
@@ -353,6 +383,58 @@ def request_change(account: Account) -> str | BaseResponse | tuple[str, int]:
         flash("Thanks, we have your request. The office will decide and email you.", "success")
         return redirect(url_for("welcome.my_service"))
     return render_template("welcome/service.html", form=form, **_service_context(account)), 400
+
+
+@bp.post("/photos")
+@body_limit(photos.UPLOAD_LIMIT)
+@customer_pay_required
+def add_photo(account: Account) -> str | BaseResponse | tuple[str, int]:
+    """A photo for the technician, from the access step (before signing) or My service."""
+    back = url_for("welcome.my_service") if account.signed_at else url_for("welcome.step", name=PHOTO_STEP)
+    form = PhotoForm(prefix="photo")
+    if form.validate_on_submit() and form.cleaned is not None:
+        try:
+            photos.add_once(get_storage(), account, form.cleaned, form.caption.data or "", form.submitted_id)
+        except photos.PhotoProblem as problem:
+            form.photo.errors = [str(problem)]
+        else:
+            flash("Photo added. Thank you: your technician will see it before the visit.", "success")
+            return redirect(back + "#photos")
+    return _photo_refused(account, form)
+
+
+def _photo_refused(account: Account, form: PhotoForm) -> tuple[str, int]:
+    """The page the photo came from, again, with the form's messages and the caption kept."""
+    session = get_db()
+    if account.signed_at is not None:
+        change_form = change_form_class(record.item_states(session, account))(formdata=None)
+        context = {**_service_context(account), "photo_form": form}
+        return render_template("welcome/service.html", form=change_form, **context), 400
+    progress = confirm.progress(session, account)
+    status = progress.get(PHOTO_STEP)
+    if status is None:
+        abort(404)
+    answers = item_form_class(status.items, with_note=True)(
+        formdata=None, data=prefill(status.items, record.latest_entries_by_item(session, [account.id]))
+    )
+    answers.form_id.data = once.new_form_id()
+    return _render_step(
+        "welcome/step_items.html",
+        progress,
+        status,
+        form=answers,
+        items=status.items,
+        account=account,
+        **_photo_context(account, status, form),
+    )
+
+
+@bp.get("/photos/<int:photo_id>/<size>")
+@customer_pay_required
+def photo_file(account: Account, photo_id: int, size: str) -> BaseResponse:
+    """One of this account's photos (`full` or `thumb`); any other id is a 404."""
+    photo = photos.of_account_or_404(get_db(), account.id, photo_id)
+    return photos.serve(get_storage(), photo, size)
 
 
 @bp.get("/service/agreement.pdf")
