@@ -108,7 +108,7 @@ def create_invoices(session: Session, wanted: Sequence[NewInvoice], actor: str) 
     currency = (get_company().currency or "USD").upper()
     now = utcnow()
     nonces = [secrets.token_urlsafe(24) for _ in wanted]
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "id": invoice_id,
             "account_id": new.account.id,
