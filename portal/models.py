@@ -527,6 +527,10 @@ class OutboxEmail(Base):
     # MAIL_BACKEND=file: the .eml written under MAIL_OUTBOX_DIR, shown on the account page.
     file_name: Mapped[str] = mapped_column(String(255), default="", server_default="")
 
+    # Every default is computed in Python, so a flush of many emails with their ids taken
+    # beforehand is one executemany; fetching defaults back would insert them one at a time.
+    __mapper_args__ = {"eager_defaults": False}
+
 
 class ApiToken(Base):
     __tablename__ = "api_tokens"

@@ -36,7 +36,9 @@ def upgrade() -> None:
         "company_settings",
         sa.Column("billing_timing", sa.String(length=10), server_default="advance", nullable=False),
     )
-    op.add_column("company_settings", sa.Column("billing_day", sa.Integer(), server_default="1", nullable=False))
+    op.add_column(
+        "company_settings", sa.Column("billing_day", sa.Integer(), server_default="1", nullable=False)
+    )
     op.add_column(
         "company_settings",
         sa.Column("first_period", sa.String(length=10), server_default="prorated", nullable=False),

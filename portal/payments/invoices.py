@@ -154,13 +154,17 @@ def create_invoices(session: Session, wanted: Sequence[NewInvoice], actor: str) 
             insert(table_of(InvoiceLine)), [line for lines in line_rows for line in lines]
         )
     created, emails = [], []
-    for (row, new, nonce), lines in zip(made, line_rows, strict=True):
+    # Ids taken first: with RETURNING, the ORM would insert the emails one at a time on SQLite.
+    email_ids = reserve_ids(session, OutboxEmail, len(made))
+    for (row, new, nonce), lines, email_id in zip(made, line_rows, email_ids, strict=True):
         invoice = _persistent(session, Invoice(**row))
         set_committed_value(invoice, "lines", [_persistent(session, InvoiceLine(**line)) for line in lines])
         url = pay_url(invoice, nonce)
-        emails.append(_queue_invoice_email(session, new.account, invoice, url, new.autopay_card))
+        email = _queue_invoice_email(session, new.account, invoice, url, new.autopay_card)
+        email.id = email_id
+        emails.append(email)
         created.append(Created(invoice, url))
-    session.flush()  # the emails, for their ids
+    session.flush()  # the emails, as one executemany
     record.append_many(
         session,
         [
