@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, make_transient_to_detached
@@ -129,7 +129,10 @@ def create_invoices(session: Session, wanted: Sequence[NewInvoice], actor: str) 
             reserve_ids(session, Invoice, len(wanted)), wanted, nonces, strict=True
         )
     ]
-    inserted = set(session.connection().scalars(_insert_invoices(session).values(rows)))
+    # An executemany (its statement compiled once, cached), then which of the ids went in: a
+    # multi-row VALUES with RETURNING is compiled afresh for every batch size.
+    session.connection().execute(_insert_invoices(session), rows)
+    inserted = set(session.connection().scalars(_INSERTED, {"ids": [row["id"] for row in rows]}))
     made = [
         (row, new, nonce)
         for row, new, nonce in zip(rows, wanted, nonces, strict=True)
@@ -205,11 +208,12 @@ def create_invoices(session: Session, wanted: Sequence[NewInvoice], actor: str) 
 def _insert_invoices(session: Session) -> Any:
     dialect_insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     table = table_of(Invoice)
-    return (
-        dialect_insert(table)
-        .on_conflict_do_nothing(index_elements=[table.c.account_id, table.c.period_start])
-        .returning(table.c.id)
+    return dialect_insert(table).on_conflict_do_nothing(
+        index_elements=[table.c.account_id, table.c.period_start]
     )
+
+
+_INSERTED = select(Invoice.id).where(Invoice.id.in_(bindparam("ids", expanding=True)))
 
 
 _Row = TypeVar("_Row", Invoice, InvoiceLine)
