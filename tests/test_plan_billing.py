@@ -513,3 +513,31 @@ def test_the_handoff_form_takes_a_cadence_and_refuses_a_bad_one(client, db, staf
         db.scalar(select(func.count()).select_from(Account).where(Account.billing_cadence == "per_visit"))
         == 1
     )
+
+
+# --- The worker ----------------------------------------------------------------------------------
+
+
+def test_the_worker_makes_todays_plan_invoices_before_autopay(app, db, make_account):
+    import threading
+    from datetime import time
+    from zoneinfo import ZoneInfo
+
+    from portal.company import company_today
+    from portal.worker import bill_plans, build_tasks
+
+    now = datetime(2027, 1, 1, 6, 0, tzinfo=timezone.utc)
+    tasks = {
+        task.name: task for task in build_tasks(now, 10, time(9), time(10), ZoneInfo("UTC"), None, time(7))
+    }
+    assert tasks["bill"].due == now.replace(hour=7) < tasks["autopay"].due
+    assert "bill" not in {task.name for task in build_tasks(now, 10, time(9), time(10), ZoneInfo("UTC"))}
+
+    company(db, billing_timing="advance", billing_day=1)
+    with app.app_context():
+        today = company_today()
+    account = signed_account(db, make_account, first_visit=today)
+    with app.app_context():
+        bill_plans(threading.Event())
+    [invoice] = invoices_of(db, account)
+    assert invoice.due_date == today

@@ -9,7 +9,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from portal.models import Account, CompanySettings, Invoice
+from portal.models import Account, CompanySettings, Invoice, PromoCredit
 from tests.smtp_server import SmtpServer, smtp_server  # noqa: F401  (the fixture)
 from tests.test_payments import autopay_account, save_card  # noqa: F401  (helpers)
 from tests.test_payments_support import (  # noqa: F401  (fixtures)
@@ -95,3 +95,24 @@ def test_an_autopay_account_is_charged_for_its_plan_on_the_due_date(
     assert runner.invoke(args=["charge-autopay"]).exit_code == 0
     assert len(stripe_server.requests_to("POST", "/v1/payment_intents")) == 1
     assert fresh(db, Account, account.id) is not None
+
+
+def test_a_plan_invoice_a_promotion_made_free_is_not_charged(
+    live_settings,
+    stripe_server,
+    client,
+    db,
+    make_account,
+    runner,  # noqa: F811  (Stripe settings before the app)
+):
+    company(db)
+    account = autopay_account(client, db, make_account, stripe_server)
+    due = account.first_visit
+    db.add(PromoCredit(account_id=account.id, month=due.replace(day=1), amount_cents=None, code="FALL26"))
+    db.commit()
+    assert runner.invoke(args=["bill", "--on", due.isoformat()]).exit_code == 0
+    invoice = db.scalars(select(Invoice).where(Invoice.account_id == account.id)).one()
+    assert invoice.total_cents == 0 and [line.amount_cents < 0 for line in invoice.lines] == [False, True]
+    charged = runner.invoke(args=["charge-autopay"])
+    assert charged.exit_code == 0 and invoice.number not in charged.output
+    assert stripe_server.requests_to("POST", "/v1/payment_intents") == []
