@@ -112,7 +112,7 @@ class PromotionForm(OnceForm):
     month = StringField(
         "Month it covers",
         validators=[DataRequired("Choose the month, e.g. 2026-12.")],
-        render_kw={"type": "month", "placeholder": "2026-12"},
+        render_kw={"placeholder": "2026-12", "inputmode": "numeric", "autocomplete": "off"},
     )
     free = BooleanField("Free: the whole month's plan charge")
     amount = StringField("Or an amount off", render_kw={"inputmode": "decimal", "placeholder": "50.00"})
