@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select
 
-from portal import api_tokens, record
+from portal import api_tokens, follow_ups, record
 from portal.db import get_db
 from portal.handoffs import Promise
 from portal.models import Account, CompanySettings, Customer, Invoice, OutboxEmail, PromoCredit, RecordEntry
@@ -205,6 +205,10 @@ def test_a_per_visit_plan_bills_the_agreed_visit_days_of_the_month(db, make_acco
     assert invoice.total_cents == 8 * 4000
     assert "8 visits" in invoice.lines[0].description
     assert invoices_of(db, no_days) == [] and "1 per-visit plan(s) without visits" in output
+    [follow_up] = follow_ups.open_for(db, no_days)
+    assert follow_up.kind == "plan_not_billed" and "no visit day is agreed" in follow_up.summary
+    bill(runner, date(2028, 2, 29))  # again: the same follow-up, not a second one
+    assert len(follow_ups.open_for(db, no_days)) == 1 and follow_ups.open_for(db, account) == []
 
 
 def test_unsigned_deleted_and_unpriced_accounts_are_not_billed(db, make_account, runner):

@@ -15,8 +15,9 @@ end as a share of the period's days ("prorated"), or in full ("full"), as Settin
 
 Per-visit plans are billed over the same periods as monthly ones: the price times the agreed
 visit days (the visit-day promise as agreed now, e.g. "Monday, Thursday") that fall in the
-period, on or after the first visit. Without an agreed visit day there is nothing to count, and
-no invoice; a period with no visit days makes none either.
+period, on or after the first visit. Without an agreed visit day there is nothing to count: no
+invoice, and a follow-up in the office inbox (once per period). A period with no visit days makes
+no invoice either.
 
 Who is billed: signed, not deleted accounts with a price and a first visit on or before the
 date. Each invoice is due on its billing date, so the daily autopay run charges a card-autopay
@@ -42,7 +43,7 @@ from datetime import date, timedelta
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
-from portal import record
+from portal import follow_ups, record
 from portal.company import get_company
 from portal.db import unit_of_work
 from portal.models import Account, AccountStatus, PromiseItem, PromoCredit, RecordEntry
@@ -57,6 +58,7 @@ ADVANCE, ARREARS = "advance", "arrears"
 PRORATED, FULL = "prorated", "full"
 CHUNK = 1000
 ACTOR = "system:bill"
+NOT_BILLED = "plan_not_billed"  # the follow-up kind (portal/follow_ups.py)
 
 
 @dataclass(frozen=True)
@@ -310,6 +312,18 @@ def _bill_chunk(
         lines = plan_lines(billable, period, rules, period_credits, currency)
         if not lines:
             report.nothing_to_bill += 1
+            if not billable.visit_days:
+                # Nothing says which days to count: the office agrees a visit day, or invoices
+                # the period by hand.
+                follow_ups.raise_follow_up(
+                    session,
+                    account,
+                    NOT_BILLED,
+                    f"Per-visit plan not billed for {period.start:%b %-d} – {period.end:%b %-d, %Y}: "
+                    "no visit day is agreed",
+                    key=period.start.isoformat(),
+                    actor=ACTOR,
+                )
             continue
         panel = PaymentsPanel(billable.billing, card_text(account), 0, mode)
         wanted.append(
