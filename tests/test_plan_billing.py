@@ -545,3 +545,40 @@ def test_the_worker_makes_todays_plan_invoices_before_autopay(app, db, make_acco
         bill_plans(threading.Event())
     [invoice] = invoices_of(db, account)
     assert invoice.due_date == today
+
+
+def test_a_batched_plan_invoice_is_what_the_single_invoice_path_makes(db, make_account, runner):
+    """Differential: `bill`'s batch and `create_invoice` (a batch of one) write the same."""
+    from portal.payments.invoices import Line, create_invoice
+
+    company(db, billing_timing="advance", billing_day=1)
+    billed = signed_account(db, make_account, first_visit=date(2027, 1, 1))
+    single = make_account(first_visit=date(2027, 1, 1))  # not signed: `bill` leaves it alone
+    bill(runner, date(2027, 1, 1))
+    [batched] = invoices_of(db, billed)
+    create_invoice(db, single, [Line(batched.lines[0].description, 16500)], date(2027, 1, 1), "system:bill")
+    db.commit()
+    [one] = invoices_of(db, single)
+
+    def shape(invoice: Invoice) -> dict[str, Any]:
+        entry = db.scalars(
+            select(RecordEntry).where(
+                RecordEntry.account_id == invoice.account_id, RecordEntry.event == "invoice_created"
+            )
+        ).one()
+        email = db.get(OutboxEmail, entry.details["email_id"])
+        return {
+            "invoice": (invoice.status, invoice.currency, invoice.total_cents, invoice.due_date),
+            "number": invoice.number == f"INV-{invoice.id:06d}",
+            "lines": lines_of(invoice),
+            "email": (email.kind, email.to_address, email.subject.replace(invoice.number, "N")),
+            "entry": (entry.actor, entry.confirmed_value.replace(invoice.number, "N"), sorted(entry.details)),
+            "link": invoice.pay_nonce_hash is not None,
+        }
+
+    batch_shape, single_shape = shape(batched), shape(one)
+    assert batch_shape["entry"][2] == sorted([*single_shape["entry"][2], "period_end", "period_start"])
+    batch_shape["entry"] = single_shape["entry"] = None
+    assert batch_shape == single_shape
+    for account in (billed, single):
+        assert record.verify_chain(db, account.id) is None
