@@ -1,7 +1,7 @@
 """plan billing: the plan's cadence, billing settings, plan invoices' periods, promo credits
 
 Revision ID: 0022
-Revises: 0017
+Revises: 0018
 Create Date: 2026-12-02
 
 `flask bill` makes the plan invoices due on a date. Each account's plan says what its price
@@ -22,7 +22,7 @@ from alembic import op
 import portal.db
 
 revision = "0022"
-down_revision = "0017"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
