@@ -41,6 +41,9 @@ def default_company(new_row: bool = False) -> CompanySettings:
         reply_to="",
         readiness_checklist=list(DEFAULT_CHECKLIST),
         autopay_retry_days=", ".join(str(day) for day in DEFAULT_RETRY_DAYS),
+        billing_timing="advance",
+        billing_day=1,
+        first_period="prorated",
     )
     if not new_row:
         company.id = 0
@@ -125,6 +128,9 @@ def update_company(
     for name in TEXT_FIELDS:
         setattr(company, name, (data.get(name) or "").strip())
     company.brand_color = company.brand_color.lower()
+    company.billing_timing = data.get("billing_timing") or company.billing_timing
+    company.billing_day = int(data.get("billing_day") or company.billing_day)
+    company.first_period = data.get("first_period") or company.first_period
     company.readiness_checklist = checklist_lines(data.get("readiness_checklist") or "")
     if new_logo is not None:
         company.logo_file, company.logo_url = logo.store(new_logo), ""
@@ -135,6 +141,9 @@ def update_company(
 
 def form_data(company: CompanySettings) -> dict[str, Any]:
     data: dict[str, Any] = {name: getattr(company, name) for name in TEXT_FIELDS}
+    data["billing_timing"] = company.billing_timing
+    data["billing_day"] = str(company.billing_day)
+    data["first_period"] = company.first_period
     data["readiness_checklist"] = "\n".join(company.readiness_checklist or [])
     return data
 

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Any, cast
 
 from flask import Flask, current_app, g
-from sqlalchemy import DateTime, MetaData, Table, create_engine, event
+from sqlalchemy import DateTime, MetaData, Table, create_engine, event, func, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -153,3 +153,22 @@ def _close_session(_exc: BaseException | None) -> None:
         # close() ends the transaction (rolls it back) and lets go of the loaded objects at
         # once; a rollback() first would expire each of them only to drop them.
         session.close()
+
+
+def reserve_ids(session: Session, model: type[Any], count: int) -> list[int]:
+    """Primary keys for `count` new rows of `model`, taken before the INSERT."""
+    if count == 0:
+        return []
+    table = table_of(model)
+    if session.get_bind().dialect.name == "postgresql":
+        # nextval is safe with concurrent writers and advances the serial sequence.
+        return list(
+            session.scalars(
+                text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :count)"),
+                {"table": table.name, "count": count},
+            )
+        )
+    # SQLite: writers run in a unit of work (the write lock taken at BEGIN), so no other
+    # writer can take these ids before we commit; max + 1 is what SQLite itself would use.
+    top = session.scalar(select(func.max(table.c.id))) or 0
+    return list(range(top + 1, top + count + 1))

@@ -46,6 +46,7 @@ class HandoffData:
     concerns: str = ""
     contact_preference: str = ""
     visits_per_week: int = 1  # service days a week (weekly = 1)
+    billing_cadence: str = "monthly"  # what price_cents buys (validation.CADENCES)
 
 
 def display_value(value: str | None, kind: str) -> str:
@@ -62,8 +63,12 @@ def staff_actor(user: StaffUser | None) -> str:
     return f"staff:{user.id}" if user is not None else "system"
 
 
-def price_promise(plan: str, price_cents: int, currency: str | None = None) -> str:
-    return f"{plan}, {format_money(price_cents, currency)} per month"
+# What a plan's price buys, and how the price promise says it.
+CADENCES = {"monthly": "per month", "quarterly": "per quarter", "per_visit": "per visit"}
+
+
+def price_promise(plan: str, price_cents: int, currency: str | None = None, cadence: str = "monthly") -> str:
+    return f"{plan}, {format_money(price_cents, currency)} {CADENCES.get(cadence, 'per month')}"
 
 
 def with_derived_promises(data: HandoffData, currency: str | None = None) -> list[Promise]:
@@ -71,7 +76,7 @@ def with_derived_promises(data: HandoffData, currency: str | None = None) -> lis
     promises = list(data.promises)
     kinds = {p.kind for p in promises}
     if PromiseKind.PRICE.value not in kinds:
-        price = price_promise(data.plan, data.price_cents, currency)
+        price = price_promise(data.plan, data.price_cents, currency, data.billing_cadence)
         promises.append(Promise(PromiseKind.PRICE.value, price))
     if PromiseKind.START_DATE.value not in kinds and data.first_visit is not None:
         promises.append(Promise(PromiseKind.START_DATE.value, data.first_visit.isoformat()))
@@ -101,6 +106,7 @@ def create_handoff(
         service_address=data.service_address,
         plan=data.plan,
         visits_per_week=data.visits_per_week,
+        billing_cadence=data.billing_cadence,
         price_cents=data.price_cents,
         first_visit=data.first_visit,
         salesperson=salesperson,
@@ -247,6 +253,7 @@ def _update_account_fields(
         "service_address",
         "plan",
         "visits_per_week",
+        "billing_cadence",
         "price_cents",
         "first_visit",
         "why_chose_us",

@@ -21,13 +21,13 @@ from typing import Any
 
 import click
 from flask.cli import with_appcontext
-from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from portal import links, record
 from portal.company import get_company
-from portal.db import table_of, unit_of_work, utcnow
+from portal.db import reserve_ids, table_of, unit_of_work, utcnow
 from portal.handoffs import KIND_LABELS, create_handoff, new_customer, staff_actor, with_derived_promises
 from portal.mail import queue_email
 from portal.models import Account, AccountStatus, Customer, OutboxEmail, Outcome, PromiseItem, RecordEntry
@@ -44,6 +44,7 @@ COLUMNS = (
     "customer_phone",
     *REQUIRED_COLUMNS[2:4],
     "visits_per_week",
+    "billing_cadence",
     *PRICE_COLUMNS,
     "first_visit",
     "salesperson_email",
@@ -237,6 +238,7 @@ def row_payload(values: dict[str, str]) -> _RowPayload:
         "service_address": values.get("service_address"),
         "plan": values.get("plan"),
         "visits_per_week": values.get("visits_per_week"),
+        "billing_cadence": values.get("billing_cadence"),
         "price_cents": price_cents,
         "first_visit": (values.get("first_visit") or "").strip(),
         "salesperson_email": values.get("salesperson_email"),
@@ -521,25 +523,6 @@ def _point_items_at_latest_entries(session: Session, account_ids: list[int]) -> 
     )
 
 
-def reserve_ids(session: Session, model: type[Any], count: int) -> list[int]:
-    """Primary keys for `count` new rows of `model`, taken before the INSERT."""
-    if count == 0:
-        return []
-    table = model.__table__
-    if session.get_bind().dialect.name == "postgresql":
-        # nextval is safe with concurrent writers and advances the serial sequence.
-        return list(
-            session.scalars(
-                text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :count)"),
-                {"table": table.name, "count": count},
-            )
-        )
-    # SQLite: imports run in a unit of work (the write lock taken at BEGIN), so no other
-    # writer can take these ids before we commit; max + 1 is what SQLite itself would use.
-    top = session.scalar(select(func.max(table.c.id))) or 0
-    return list(range(top + 1, top + count + 1))
-
-
 def _customers_for(session: Session, batch: list[IncomingHandoff]) -> list[Customer]:
     """`new_customer` for a whole batch: one contact row per account, ids reserved at once."""
     customers = [new_customer(incoming.data) for incoming in batch]
@@ -556,6 +539,7 @@ def _new_account(incoming: IncomingHandoff, customer: Customer, account_id: int)
         service_address=data.service_address,
         plan=data.plan,
         visits_per_week=data.visits_per_week,
+        billing_cadence=data.billing_cadence,
         price_cents=data.price_cents,
         first_visit=data.first_visit,
         salesperson=incoming.salesperson,

@@ -92,6 +92,13 @@ class CompanySettings(Base):
     # Failed autopay (migration 0018): days after the first decline on which the card is tried
     # again, e.g. "3,5,7"; after the last one the office gets a follow-up.
     autopay_retry_days: Mapped[str] = mapped_column(String(40), default="3,5,7", server_default="3,5,7")
+    # Plan billing (portal/payments/plan_billing.py, migration 0021): "advance" bills each
+    # month on `billing_day` (1-28, so every month has it) for the month starting that day;
+    # "arrears" bills on the last day of the month for the month ending then. The first
+    # period is "prorated" from the first visit, or billed "full".
+    billing_timing: Mapped[str] = mapped_column(String(10), default="advance", server_default="advance")
+    billing_day: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    first_period: Mapped[str] = mapped_column(String(10), default="prorated", server_default="prorated")
 
 
 class StaffUser(Base):
@@ -170,6 +177,8 @@ class Account(Base):
     # preferred days the office picks when it decides a visit-day difference.
     visits_per_week: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     price_cents: Mapped[int] = mapped_column(Integer)
+    # What price_cents buys: a month, a quarter or one visit (portal/payments/plan_billing.py).
+    billing_cadence: Mapped[str] = mapped_column(String(12), default="monthly", server_default="monthly")
     first_visit: Mapped[date | None] = mapped_column(Date)
     salesperson_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
     status: Mapped[str] = mapped_column(String(20), default=AccountStatus.DRAFT.value)
@@ -573,6 +582,10 @@ class OutboxEmail(Base):
     # MAIL_BACKEND=file: the .eml written under MAIL_OUTBOX_DIR, shown on the account page.
     file_name: Mapped[str] = mapped_column(String(255), default="", server_default="")
 
+    # Every default is computed in Python, so a flush of many emails with their ids taken
+    # beforehand is one executemany; fetching defaults back would insert them one at a time.
+    __mapper_args__ = {"eager_defaults": False}
+
 
 class ApiToken(Base):
     __tablename__ = "api_tokens"
@@ -604,6 +617,10 @@ class Invoice(Base):
         # account, held by the database so two identical calls at once still make one. A unique
         # index rather than a constraint: SQLite adds it without copying the table (0014).
         Index("uq_invoices_account_external_id", "account_id", "external_id", unique=True),
+        # One plan invoice per account and period, whoever runs `bill` and however often:
+        # the batch inserts with ON CONFLICT DO NOTHING on this index. Other invoices have no
+        # period (nulls never collide).
+        Index("uq_invoices_account_period", "account_id", "period_start", unique=True),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -638,6 +655,9 @@ class Invoice(Base):
     refunded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     stripe_refund_id: Mapped[str | None] = mapped_column(String(255), index=True)
     adjustment_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Plan invoices (`bill`, migration 0021): the service period billed, first and last day.
+    period_start: Mapped[date | None] = mapped_column(Date)
+    period_end: Mapped[date | None] = mapped_column(Date)
 
     lines: Mapped[list[InvoiceLine]] = relationship(order_by="InvoiceLine.position")
 
@@ -650,6 +670,28 @@ class InvoiceLine(Base):
     description: Mapped[str] = mapped_column(String(300))
     amount_cents: Mapped[int] = mapped_column(Integer)
     position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class PromoCredit(Base):
+    """A promotion from the sale ("December is free (promo FALL26)") as a dated credit the
+    office confirmed: `bill` takes it off the invoice of the period holding `month`, as a
+    negative line. Amount None means the whole period's plan charge ("free")."""
+
+    __tablename__ = "promo_credits"
+    __table_args__ = (
+        # Confirmed once: the same code for the same month of an account is one credit.
+        UniqueConstraint("account_id", "month", "code", name="uq_promo_credits_account_month_code"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    month: Mapped[date] = mapped_column(Date)  # the first day of the month it covers
+    amount_cents: Mapped[int | None] = mapped_column(Integer)
+    code: Mapped[str] = mapped_column(String(40))
+    # The sale's words it came from (a promise's value), shown beside it.
+    source_text: Mapped[str] = mapped_column(Text, default="")
+    confirmed_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class StripeEvent(Base):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import lru_cache
 
 from babel.numbers import format_currency
 
@@ -12,7 +13,13 @@ def format_money(cents: int | None, currency: str | None = None, locale: str = "
         return ""
     from portal.company import get_company
 
-    code = currency or get_company().currency
+    return _formatted(cents, currency or get_company().currency, locale)
+
+
+@lru_cache(maxsize=4096)
+def _formatted(cents: int, code: str, locale: str) -> str:
+    # babel parses the locale and pattern on every call; a billing day formats the same few
+    # prices thousands of times.
     return format_currency(Decimal(cents) / 100, code, locale=locale)
 
 

@@ -176,19 +176,13 @@ def append_all(session: Session, account: Account, changes: Sequence[Change]) ->
         return []
     if any(change.item is not None and change.item.id is None for change in changes):
         session.flush()  # a promise added in this transaction: it needs its id first
-    head = _chain_head(session, account.id)
-    rows, new_head = chain_rows(account.id, head, [_content(change) for change in changes], record_keys())
-    ids: dict[int, int] = dict(session.connection().execute(_INSERT_ENTRIES, rows).all())
+    rows = _append_rows(session, [(account.id, [_content(change) for change in changes])])
     entries = []
     for row in rows:
-        entry = RecordEntry(id=ids[row["seq"]], **row)
+        entry = RecordEntry(**row)
         make_transient_to_detached(entry)
         session.add(entry)
         entries.append(entry)
-    session.connection().execute(
-        _SET_HEAD, {"account_id": account.id, "record_seq": new_head.seq, "record_head": new_head.hash}
-    )
-    session.info[HEADS][account.id] = new_head
     _set_item_states(
         session,
         [
@@ -198,6 +192,55 @@ def append_all(session: Session, account: Account, changes: Sequence[Change]) ->
         ],
     )
     return entries
+
+
+def append_many(session: Session, batch: Sequence[tuple[int, Sequence[Change]]]) -> list[int]:
+    """`append_all` for many accounts at once (a billing day): one statement locks their
+    chain heads, one inserts every entry, one moves every head; no entry objects are built.
+    Entries here decide no promise (no item). Returns the new entries' ids in batch order.
+    The caller commits."""
+    if any(change.item is not None for _, changes in batch for change in changes):
+        raise ValueError("append_many takes entries about no promise; use append_all")
+    rows = _append_rows(
+        session, [(account_id, [_content(change) for change in changes]) for account_id, changes in batch]
+    )
+    return [row["id"] for row in rows]
+
+
+def _append_rows(
+    session: Session, contents: Sequence[tuple[int, Sequence[Mapping[str, Any]]]]
+) -> list[dict[str, Any]]:
+    """The one writer of the record: chain each account's contents onto its head (locked on
+    the transaction's first append to it), insert the rows, move the heads. Returns the rows
+    with their ids, in order."""
+    heads = _chain_heads(session, [account_id for account_id, _ in contents])
+    keys = record_keys()
+    rows: list[dict[str, Any]] = []
+    moved: dict[int, ChainHead] = {}
+    for account_id, account_contents in contents:
+        if not account_contents:
+            continue
+        account_rows, moved[account_id] = chain_rows(
+            account_id, moved.get(account_id, heads[account_id]), account_contents, keys
+        )
+        rows += account_rows
+    if not rows:
+        return []
+    ids = {
+        (account_id, seq): entry_id
+        for account_id, seq, entry_id in session.connection().execute(_INSERT_ENTRIES, rows).all()
+    }
+    for row in rows:
+        row["id"] = ids[(row["account_id"], row["seq"])]
+    session.connection().execute(
+        _SET_HEAD,
+        [
+            {"account_id": account_id, "record_seq": head.seq, "record_head": head.hash}
+            for account_id, head in moved.items()
+        ],
+    )
+    session.info[HEADS].update(moved)
+    return rows
 
 
 def _content(change: Change) -> dict[str, Any]:
@@ -227,9 +270,8 @@ def _set_item_states(session: Session, changed: list[tuple[PromiseItem, RecordEn
 
 
 _ENTRIES = table_of(RecordEntry)
-# Rows come back in no set order: each id is matched to its entry by seq (unique within the
-# account).
-_INSERT_ENTRIES = _ENTRIES.insert().returning(_ENTRIES.c.seq, _ENTRIES.c.id)
+# Rows come back in no set order: each id is matched to its entry by account and seq (unique).
+_INSERT_ENTRIES = _ENTRIES.insert().returning(_ENTRIES.c.account_id, _ENTRIES.c.seq, _ENTRIES.c.id)
 _SET_ITEM_STATE = (
     table_of(PromiseItem)
     .update()
@@ -247,9 +289,11 @@ _SET_HEAD = (
 
 HEADS = "record.chain_heads"
 
+# In id order, so two transactions locking overlapping sets of accounts never deadlock.
 _LOCK_SQL = (
-    select(Account.status, Account.record_seq, Account.record_head)
-    .where(Account.id == bindparam("account_id"))
+    select(Account.id, Account.status, Account.record_seq, Account.record_head)
+    .where(Account.id.in_(bindparam("account_ids", expanding=True)))
+    .order_by(Account.id)
     .with_for_update()
 )
 
@@ -259,24 +303,30 @@ def lock_account(session: Session, account_id: int) -> str | None:
     lock already) and return its status as stored, which may be newer than a loaded copy's.
     The chain head is read under the same lock, for the appends that follow.
     Nothing pending is flushed first: a stale copy's changes must not overwrite what it reads."""
-    row = session.connection().execute(_LOCK_SQL, {"account_id": account_id}).first()
-    if row is None:
-        return None
-    session.info.setdefault(HEADS, {})[account_id] = ChainHead(row.record_seq, row.record_head)
-    status: str = row.status
-    return status
+    return _lock_accounts(session, [account_id]).get(account_id)
 
 
-def _chain_head(session: Session, account_id: int) -> ChainHead:
-    """Where the next entry chains on. The first append of a transaction locks the account
-    (PostgreSQL row lock; SQLite holds its write lock already), so two requests never both
+def _lock_accounts(session: Session, account_ids: Sequence[int]) -> dict[int, str]:
+    """`lock_account` for many accounts in one statement: their stored statuses by id."""
+    heads: dict[int, ChainHead] = session.info.setdefault(HEADS, {})
+    statuses = {}
+    for row in session.connection().execute(_LOCK_SQL, {"account_ids": list(account_ids)}):
+        heads[row.id] = ChainHead(row.record_seq, row.record_head)
+        statuses[row.id] = row.status
+    return statuses
+
+
+def _chain_heads(session: Session, account_ids: Sequence[int]) -> dict[int, ChainHead]:
+    """Where the next entries chain on. The first append of a transaction to an account locks
+    it (PostgreSQL row lock; SQLite holds its write lock already), so two requests never both
     extend the chain from the same entry; later appends in the same transaction continue
     from what the previous one wrote."""
     heads: dict[int, ChainHead] = session.info.setdefault(HEADS, {})
-    if account_id not in heads:
+    unlocked = sorted({account_id for account_id in account_ids if account_id not in heads})
+    if unlocked:
         session.flush()
-        lock_account(session, account_id)
-    return heads[account_id]
+        _lock_accounts(session, unlocked)
+    return heads
 
 
 @event.listens_for(Session, "after_transaction_end")

@@ -20,7 +20,7 @@ from email_validator import EmailNotValidError, validate_email
 from wtforms import Field
 from wtforms.validators import ValidationError
 
-from portal.handoffs import HandoffData, Promise
+from portal.handoffs import CADENCES, HandoffData, Promise
 from portal.models import PromiseKind
 
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
@@ -142,6 +142,7 @@ def parse_handoff(payload: Any, today: date | None = None) -> HandoffData:
     )
     plan = check.text("plan", payload.get("plan"), required=True, what="The plan", single_line=True)
     visits_per_week = _visits_per_week(check, payload.get("visits_per_week"))
+    cadence = _cadence(check, payload.get("billing_cadence"))
     promises = _promises(check, payload.get("promises", []), visits_per_week)
     data = HandoffData(
         customer_name=name,
@@ -153,6 +154,7 @@ def parse_handoff(payload: Any, today: date | None = None) -> HandoffData:
         first_visit=_first_visit(check, payload.get("first_visit"), today),
         promises=promises,
         visits_per_week=visits_per_week,
+        billing_cadence=cadence,
         why_chose_us=check.text(
             "why_chose_us", payload.get("why_chose_us"), required=False, what="Why they chose us"
         ),
@@ -222,6 +224,17 @@ def _visits_per_week(check: _Checker, value: Any) -> int:
         )
         return 1
     return int(number)
+
+
+def _cadence(check: _Checker, value: Any) -> str:
+    """What the price buys: a month (the default), a quarter or one visit."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return "monthly"
+    cadence = value.strip().lower().replace(" ", "_").replace("-", "_") if isinstance(value, str) else None
+    if cadence not in CADENCES:
+        check.errors["billing_cadence"] = "Choose how the price is billed: monthly, quarterly or per_visit."
+        return "monthly"
+    return cadence
 
 
 def normalise_weekdays(value: str) -> str | None:

@@ -2,6 +2,8 @@
 
 - Delivers the outbox every few seconds (`--outbox-every`), and again at once while more is
   waiting, so a Monday-morning burst of welcome emails goes out back to back.
+- Makes the day's plan invoices once a day (`--bill-at`, `flask bill` for today), before
+  autopay charges them.
 - Queues reminders once a day (`--reminders-at`), and charges autopay once a day
   (`--autopay-at`, when it also warns customers whose saved card expires next month) by
   running the `charge-autopay` command in this process, so a scheduled run
@@ -43,7 +45,7 @@ from portal.decisions import send_due_decision_emails
 from portal.first_visit import send_due as send_due_feedback
 from portal.outbox import FAILED, SENT, deliver_pending
 from portal.payments import cards
-from portal.payments.cli import charge_autopay_command
+from portal.payments.cli import bill_command, charge_autopay_command
 from portal.record_seal import email_seal_to_admins
 from portal.reminders import send_due_reminders
 
@@ -240,6 +242,12 @@ def ask_feedback(_stop: threading.Event) -> Outcome:
     return Outcome(f"queued {len(asked)} first-visit feedback email(s)")
 
 
+def bill_plans(_stop: threading.Event) -> Outcome:
+    """The `bill` command for today, run here."""
+    bill_command.main(args=[], prog_name="flask bill", standalone_mode=False)
+    return Outcome("done")
+
+
 def charge_autopay(_stop: threading.Event) -> Outcome:
     """The `charge-autopay` command, run here; its lines go to the worker's output."""
     try:
@@ -290,9 +298,11 @@ def build_tasks(
     zone: ZoneInfo,
     seal_at: time | None = None,
     feedback_at: time | None = None,
+    bill_at: time | None = None,
 ) -> list[Task]:
     tasks = [Task("outbox", deliver_outbox, Every(outbox_every), now)]  # at once on start
     schedules: list[tuple[str, Callable[[threading.Event], Outcome], Schedule | None]] = [
+        ("bill", bill_plans, DailyAt(bill_at, zone) if bill_at else None),
         ("reminders", queue_reminders, DailyAt(reminders_at, zone) if reminders_at else None),
         ("autopay", charge_autopay, DailyAt(autopay_at, zone) if autopay_at else None),
         ("expiring cards", warn_expiring_cards, DailyAt(autopay_at, zone) if autopay_at else None),
@@ -316,6 +326,14 @@ SEAL_WEEKDAY = 0  # Monday: the seal of the week before reaches the admins as th
     show_default=True,
     envvar="WORKER_OUTBOX_EVERY",
     help="Seconds between outbox deliveries.",
+)
+@click.option(
+    "--bill-at",
+    type=TimeOfDay(),
+    default="07:00",
+    show_default=True,
+    envvar="WORKER_BILL_AT",
+    help="Time of day to make the day's plan invoices (before autopay), or 'off'.",
 )
 @click.option(
     "--reminders-at",
@@ -369,6 +387,7 @@ SEAL_WEEKDAY = 0  # Monday: the seal of the week before reaches the admins as th
 @with_appcontext
 def worker_command(
     outbox_every: float,
+    bill_at: time | None,
     reminders_at: time | None,
     autopay_at: time | None,
     seal_at: time | None,
@@ -376,13 +395,13 @@ def worker_command(
     zone: ZoneInfo,
     retry_after: float,
 ) -> None:
-    """Run the background work until stopped: deliver the outbox every few seconds, queue
-    reminders, ask about yesterday's first visits and charge autopay once a day, email the
-    admins the record seal once a week.
+    """Run the background work until stopped: deliver the outbox every few seconds, make the
+    day's plan invoices, queue reminders, ask about yesterday's first visits and charge autopay
+    once a day, email the admins the record seal once a week.
     SIGTERM or Ctrl-C stops it cleanly (exit 0) after the task under way; several workers may run at once."""
     # Flask types current_app as Flask; it is a LocalProxy, and the worker needs the app itself.
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    tasks = build_tasks(utcnow(), outbox_every, reminders_at, autopay_at, zone, seal_at, feedback_at)
+    tasks = build_tasks(utcnow(), outbox_every, reminders_at, autopay_at, zone, seal_at, feedback_at, bill_at)
     worker = Worker(app, tasks, retry_after=retry_after)
     previous = {sig: signal.signal(sig, worker.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:

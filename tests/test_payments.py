@@ -626,12 +626,14 @@ def test_every_payment_customer_view_takes_its_account_from_the_session(app):
         "payments.stripe_webhook",
         "payments.staff_new_invoice",
         "payments.staff_adjust_invoice",
+        "payments.staff_new_promotion",
     }
     for rule in app.url_map.iter_rules():
         if rule.endpoint.startswith("payments.") and rule.endpoint not in public:
             assert getattr(app.view_functions[rule.endpoint], "customer_only", False), rule.endpoint
     assert app.view_functions["payments.staff_new_invoice"].allowed_roles == {"office", "admin"}
     assert app.view_functions["payments.staff_adjust_invoice"].allowed_roles == {"office", "admin"}
+    assert app.view_functions["payments.staff_new_promotion"].allowed_roles == {"office", "admin"}
 
 
 # --- Forms, headers, templates ------------------------------------------------------------

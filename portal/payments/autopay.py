@@ -67,6 +67,7 @@ def candidates(session: Session, now: datetime | None = None) -> list[int]:
         .join(Account, Account.id == Invoice.account_id)
         .where(
             Invoice.status == OPEN,
+            Invoice.total_cents > 0,  # a plan invoice a promotion made free: nothing to charge
             or_(Invoice.autopay_failed_at.is_(None), Invoice.autopay_retry_at <= moment),
             Account.deleted_at.is_(None),
             Account.stripe_customer_id.is_not(None),

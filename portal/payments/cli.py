@@ -1,16 +1,18 @@
-"""Payment commands, under `flask --app wsgi`: charge-autopay and reconcile-stripe."""
+"""Payment commands, under `flask --app wsgi`: bill, charge-autopay and reconcile-stripe."""
 
 from __future__ import annotations
 
 import sys
 import time
+from datetime import datetime
 
 import click
 from flask.cli import with_appcontext
 
+from portal.company import company_today
 from portal.db import get_db
 from portal.models import StripeEvent
-from portal.payments import autopay, demo, events
+from portal.payments import autopay, demo, events, plan_billing
 from portal.payments.gateway import PaymentProviderError, get_gateway
 
 
@@ -104,4 +106,27 @@ def reconcile_stripe_command(days: int, dry_run: bool) -> None:
         sys.exit(1)
 
 
-COMMANDS: list[click.Command] = [charge_autopay_command, reconcile_stripe_command]
+@click.command("bill")
+@click.option(
+    "--on",
+    "day",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="The billing date, YYYY-MM-DD (default: today in the company's time zone).",
+)
+@with_appcontext
+def bill_command(day: datetime | None) -> None:
+    """Make the plan invoices due on a date: each signed account's plan charge for the period
+    billed that day (Settings, "Plan billing"), with confirmed promotions taken off, emailed
+    with a pay link. Running it again, or on two workers at once, makes no second invoice for
+    a period; card-autopay accounts are charged by `charge-autopay` on the due date."""
+    when = day.date() if day is not None else company_today()
+    report = plan_billing.bill(when)
+    click.echo(
+        f"Billing {when.isoformat()}: {report.created} invoice(s) created, "
+        f"{report.already} already invoiced for the period, "
+        f"{report.nothing_to_bill} per-visit plan(s) without visits in the period."
+    )
+
+
+COMMANDS: list[click.Command] = [charge_autopay_command, reconcile_stripe_command, bill_command]

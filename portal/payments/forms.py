@@ -6,13 +6,13 @@ from datetime import date
 from decimal import Decimal
 
 from flask_wtf import FlaskForm
-from wtforms import FieldList, Form, FormField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Length
+from wtforms import BooleanField, FieldList, Form, FormField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length, Regexp
 
 from portal.money import parse_money
 from portal.once import OnceForm
 from portal.payments.invoices import Line
-from portal.validation import MAX_INVOICE_CENTS, MAX_INVOICE_LINES, MIN_INVOICE_CENTS
+from portal.validation import MAX_INVOICE_CENTS, MAX_INVOICE_LINES, MIN_INVOICE_CENTS, SingleLine
 
 # The same limits as invoices from other systems (portal/validation.py, parse_invoice).
 MAX_LINES = MAX_INVOICE_LINES
@@ -104,3 +104,56 @@ class AdjustForm(OnceForm):
 
 class DemoForm(FlaskForm):
     """The demo page's buttons: CSRF only. Repeats are harmless (the events repeat too)."""
+
+
+class PromotionForm(OnceForm):
+    """The office confirms a promotion from the sale as a dated credit (plan_billing)."""
+
+    month = StringField(
+        "Month it covers",
+        validators=[DataRequired("Choose the month, e.g. 2026-12.")],
+        render_kw={"placeholder": "2026-12", "inputmode": "numeric", "autocomplete": "off"},
+    )
+    free = BooleanField("Free: the whole month's plan charge")
+    amount = StringField("Or an amount off", render_kw={"inputmode": "decimal", "placeholder": "50.00"})
+    code = StringField(
+        "Promo code",
+        validators=[
+            DataRequired("Enter the promo code, e.g. FALL26."),
+            Length(max=40, message="Keep the code to 40 characters."),
+            SingleLine("The promo code"),
+            Regexp(r"^[A-Za-z0-9_-]+$", message="Use letters, digits, - and _ only, e.g. FALL26."),
+        ],
+    )
+    source = StringField("From the sale", validators=[Length(max=2000), SingleLine("The sale's words")])
+
+    def parse(self, today: date) -> tuple[date, int | None] | None:
+        """The month (its first day) and the amount off (None: free), or None with messages."""
+        valid = True
+        month: date | None = None
+        try:
+            month = date.fromisoformat(f"{(self.month.data or '').strip()}-01")
+        except ValueError:
+            self.month.errors = ["Enter the month as YYYY-MM, e.g. 2026-12."]
+            valid = False
+        if month is not None and not (
+            date(today.year - 1, today.month, 1) <= month <= date(today.year + 2, today.month, 1)
+        ):
+            self.month.errors = ["Choose a month from a year ago to two years ahead."]
+            valid = False
+        amount: int | None = None
+        text = (self.amount.data or "").strip()
+        if self.free.data and text:
+            self.amount.errors = ["Either free or an amount off, not both."]
+            valid = False
+        elif not self.free.data:
+            try:
+                amount = parse_money(text)
+                if amount <= 0 or amount > MAX_TOTAL_CENTS:
+                    raise ValueError("Enter an amount above zero, e.g. 50.00")
+            except ValueError as error:
+                self.amount.errors = [str(error) if text else "Tick free, or enter an amount off."]
+                valid = False
+        if not valid or month is None:
+            return None
+        return month, amount

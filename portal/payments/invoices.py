@@ -13,16 +13,19 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from portal import links, record, webhooks
 from portal.company import company_today, get_company
-from portal.db import utcnow
+from portal.db import reserve_ids, table_of, utcnow
 from portal.mail import queue_email
 from portal.models import Account, Invoice, InvoiceLine, OutboxEmail
 from portal.money import format_money
@@ -68,41 +71,172 @@ def create_invoice(
     """Write the invoice and its lines, queue its email with a fresh pay link, record it.
     Returns the invoice and the link; the caller commits (one transaction). `external` is
     another system's id for it (the API, the CSV import); its uniqueness per account is the
-    database's, so the flush below raises IntegrityError for an id taken meanwhile."""
-    currency = (get_company().currency or "USD").upper()
-    invoice = Invoice(
-        account_id=account.id,
-        number=f"pending-{secrets.token_hex(8)}",
-        status=OPEN,
-        currency=currency,
-        total_cents=sum(line.amount_cents for line in lines),
-        due_date=due_date,
-        autopay_attempts=0,
-        external_id=external.external_id if external else None,
-        external_digest=external.digest if external else None,
+    database's, so the insert raises IntegrityError for an id taken meanwhile."""
+    [created] = create_invoices(
+        session, [NewInvoice(account, lines, due_date, autopay_card, external)], actor
     )
-    session.add(invoice)
-    session.flush()
-    invoice.number = f"INV-{invoice.id:06d}"
-    for position, line in enumerate(lines):
-        session.add(
-            InvoiceLine(
-                invoice_id=invoice.id,
-                description=line.description,
-                amount_cents=line.amount_cents,
-                position=position,
-            )
+    return created.invoice, created.url
+
+
+@dataclass(frozen=True)
+class NewInvoice:
+    account: Account
+    lines: Sequence[Line]
+    due_date: date
+    autopay_card: str | None = None
+    external: ExternalRef | None = None
+    # A plan invoice's service period (first and last day): one invoice per account and
+    # period start, whoever asks for it and however often.
+    period: tuple[date, date] | None = None
+
+
+@dataclass(frozen=True)
+class Created:
+    invoice: Invoice
+    url: str
+
+
+def create_invoices(session: Session, wanted: Sequence[NewInvoice], actor: str) -> list[Created]:
+    """What creating an invoice does, for one invoice (`create_invoice`) or a billing day's
+    batch (`plan_billing`): the invoice with its number and lines, its email with a fresh pay
+    link (the outbox), and an `invoice_created` record entry; each kind of row written in one
+    statement for the whole batch. A plan invoice whose period the account has already been
+    invoiced for is skipped (INSERT ... ON CONFLICT DO NOTHING on the unique index, so two
+    runs at once make one); the result lists only the invoices created. The caller commits."""
+    if not wanted:
+        return []
+    currency = (get_company().currency or "USD").upper()
+    now = utcnow()
+    nonces = [secrets.token_urlsafe(24) for _ in wanted]
+    rows: list[dict[str, Any]] = [
+        {
+            "id": invoice_id,
+            "account_id": new.account.id,
+            "number": f"INV-{invoice_id:06d}",
+            "status": OPEN,
+            "currency": currency,
+            "total_cents": sum(line.amount_cents for line in new.lines),
+            "due_date": new.due_date,
+            "pay_nonce_hash": links.hash_nonce(nonce),
+            "created_at": now,
+            "autopay_attempts": 0,
+            "external_id": new.external.external_id if new.external else None,
+            "external_digest": new.external.digest if new.external else None,
+            "period_start": new.period[0] if new.period else None,
+            "period_end": new.period[1] if new.period else None,
+        }
+        for invoice_id, new, nonce in zip(
+            reserve_ids(session, Invoice, len(wanted)), wanted, nonces, strict=True
         )
-    session.flush()
-    url = issue_pay_link(invoice)
-    email = queue_email(
+    ]
+    # An executemany (its statement compiled once, cached), then which of the ids went in: a
+    # multi-row VALUES with RETURNING is compiled afresh for every batch size.
+    session.connection().execute(_insert_invoices(session), rows)
+    inserted = set(session.connection().scalars(_INSERTED, {"ids": [row["id"] for row in rows]}))
+    made = [
+        (row, new, nonce)
+        for row, new, nonce in zip(rows, wanted, nonces, strict=True)
+        if row["id"] in inserted
+    ]
+    line_ids = iter(reserve_ids(session, InvoiceLine, sum(len(new.lines) for _, new, _ in made)))
+    line_rows = [
+        [
+            {
+                "id": next(line_ids),
+                "invoice_id": row["id"],
+                "description": line.description,
+                "amount_cents": line.amount_cents,
+                "position": position,
+            }
+            for position, line in enumerate(new.lines)
+        ]
+        for row, new, _ in made
+    ]
+    if any(line_rows):
+        session.connection().execute(
+            insert(table_of(InvoiceLine)), [line for lines in line_rows for line in lines]
+        )
+    created, emails = [], []
+    # Ids taken first: with RETURNING, the ORM would insert the emails one at a time on SQLite.
+    email_ids = reserve_ids(session, OutboxEmail, len(made))
+    for (row, new, nonce), lines, email_id in zip(made, line_rows, email_ids, strict=True):
+        invoice = _persistent(session, Invoice(**row))
+        set_committed_value(invoice, "lines", [_persistent(session, InvoiceLine(**line)) for line in lines])
+        url = pay_url(invoice, nonce)
+        email = _queue_invoice_email(session, new.account, invoice, url, new.autopay_card)
+        email.id = email_id
+        emails.append(email)
+        created.append(Created(invoice, url))
+    session.flush()  # the emails, as one executemany
+    record.append_many(
+        session,
+        [
+            (
+                new.account.id,
+                [
+                    record.Change(
+                        event="invoice_created",
+                        actor=actor,
+                        confirmed_value=f"{row['number']}: {format_money(row['total_cents'], currency)}",
+                        details={
+                            "invoice_id": row["id"],
+                            "number": row["number"],
+                            "total_cents": row["total_cents"],
+                            "currency": currency,
+                            "due_date": new.due_date.isoformat(),
+                            "lines": len(new.lines),
+                            "email_id": email.id,
+                            **({"external_id": new.external.external_id} if new.external else {}),
+                            **(
+                                {
+                                    "period_start": new.period[0].isoformat(),
+                                    "period_end": new.period[1].isoformat(),
+                                }
+                                if new.period
+                                else {}
+                            ),
+                        },
+                    )
+                ],
+            )
+            for (row, new, _), email in zip(made, emails, strict=True)
+        ],
+    )
+    return created
+
+
+def _insert_invoices(session: Session) -> Any:
+    dialect_insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    table = table_of(Invoice)
+    return dialect_insert(table).on_conflict_do_nothing(
+        index_elements=[table.c.account_id, table.c.period_start]
+    )
+
+
+_INSERTED = select(Invoice.id).where(Invoice.id.in_(bindparam("ids", expanding=True)))
+
+
+_Row = TypeVar("_Row", Invoice, InvoiceLine)
+
+
+def _persistent(session: Session, row: _Row) -> _Row:
+    """A row just inserted past the ORM, as a loaded object of the session (no SELECT)."""
+    make_transient_to_detached(row)
+    session.add(row)
+    return row
+
+
+def _queue_invoice_email(
+    session: Session, account: Account, invoice: Invoice, url: str, autopay_card: str | None
+) -> OutboxEmail:
+    return queue_email(
         session,
         template="invoice",
         to=account.customer.email,
         account=account,
         subject=(
             f"{get_company().name}: invoice {invoice.number} "
-            f"for {format_money(invoice.total_cents, currency)}"
+            f"for {format_money(invoice.total_cents, invoice.currency)}"
         ),
         context={
             "account": account,
@@ -113,25 +247,6 @@ def create_invoice(
             "expires_days": pay_link_max_age().days,
         },
     )
-    session.flush()
-    record.append(
-        session,
-        account,
-        event="invoice_created",
-        actor=actor,
-        confirmed_value=f"{invoice.number}: {format_money(invoice.total_cents, currency)}",
-        details={
-            "invoice_id": invoice.id,
-            "number": invoice.number,
-            "total_cents": invoice.total_cents,
-            "currency": currency,
-            "due_date": due_date.isoformat(),
-            "lines": len(lines),
-            "email_id": email.id,
-            **({"external_id": external.external_id} if external else {}),
-        },
-    )
-    return invoice, url
 
 
 # --- Invoices from other systems: their id for it (portal/external_invoices.py) -----------
@@ -157,6 +272,11 @@ def pay_link_max_age() -> timedelta:
 def issue_pay_link(invoice: Invoice) -> str:
     nonce = secrets.token_urlsafe(24)
     invoice.pay_nonce_hash = links.hash_nonce(nonce)
+    return pay_url(invoice, nonce)
+
+
+def pay_url(invoice: Invoice, nonce: str) -> str:
+    """The link for a nonce whose hash the invoice holds."""
     token = links.serializer("pay").dumps({"a": invoice.account_id, "i": invoice.id, "n": nonce})
     return f"{current_app.config['PUBLIC_BASE_URL'].rstrip('/')}/pay/t/{token}"
 

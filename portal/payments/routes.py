@@ -27,10 +27,10 @@ from portal.extensions import csrf
 from portal.forms import NewLinkForm
 from portal.handoffs import staff_actor
 from portal.models import Account, Invoice
-from portal.payments import adjustments, billing, bp, checkout, demo, statement
+from portal.payments import adjustments, billing, bp, checkout, demo, plan_billing, statement
 from portal.payments import events as stripe_events
 from portal.payments import invoices as invoice_service
-from portal.payments.forms import MAX_LINES, AdjustForm, DemoForm, InvoiceForm
+from portal.payments.forms import MAX_LINES, AdjustForm, DemoForm, InvoiceForm, PromotionForm
 from portal.payments.gateway import PaymentProviderError, demo_mode, get_gateway, payments_mode, payments_off
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,8 @@ def staff_payments(account: Account) -> dict[str, object]:
         ],
         "can_invoice": current_user.is_authenticated and allows(current_user, Action.INVOICE),
         "can_adjust": current_user.is_authenticated and allows(current_user, Action.ADJUST_INVOICE),
+        "promotions": plan_billing.promotions_of(session, account),
+        "promotions_in_sale": plan_billing.promotions_in_sale(account),
     }
 
 
@@ -461,3 +463,50 @@ def staff_adjust_invoice(invoice_id: int, action: str) -> Response | tuple[str, 
     else:
         flash(message, "success")
     return redirect(back)
+
+
+# --- Staff: confirm a promotion from the sale ----------------------------------------------
+
+
+@bp.route("/pay/staff/accounts/<int:account_id>/promotions/new", methods=["GET", "POST"])
+@roles_required(*roles_for(Action.INVOICE))
+def staff_new_promotion(account_id: int) -> str | Response | tuple[str, int]:
+    session = get_db()
+    found = account_or_404(session, account_id, current_user, Action.INVOICE)
+    in_sale = plan_billing.promotions_in_sale(found)
+    form = (
+        PromotionForm()
+        if request.method == "POST"
+        else PromotionForm(data={"source": next(iter(in_sale), "")})
+    )
+    if form.validate_on_submit():
+        parsed = form.parse(company_today())
+        if parsed is not None:
+            month, amount = parsed
+            try:
+                with unit_of_work() as session:
+                    claim = once.claim(session, form.submitted_id, "new_promotion")
+                    if claim is not None:
+                        plan_billing.confirm_promotion(
+                            session,
+                            found,
+                            month=month,
+                            amount_cents=amount,
+                            code=(form.code.data or "").strip().upper(),
+                            source_text=(form.source.data or "").strip(),
+                            actor=staff_actor(current_user),
+                            staff_id=current_user.id,
+                        )
+                        once.keep_result(session, claim, url_for("staff.account", account_id=found.id))
+            except plan_billing.PromotionTaken:
+                form.code.errors = [f"That code is confirmed for {month:%B %Y} already."]
+            else:
+                if claim is None:
+                    flash("That promotion was already confirmed.", "info")
+                else:
+                    flash(f"Promotion confirmed: it comes off the {month:%B %Y} plan invoice.", "success")
+                return redirect(url_for("staff.account", account_id=found.id) + "#payments")
+    status = 400 if request.method == "POST" else 200
+    return render_template(
+        "payments/staff_promotion_new.html", form=form, account=found, in_sale=in_sale
+    ), status

@@ -310,6 +310,7 @@ def _edit_data(account: Account) -> dict[str, object]:
         "service_address": account.service_address,
         "plan": account.plan,
         "visits_per_week": str(account.visits_per_week),
+        "billing_cadence": account.billing_cadence,
         "price": f"{account.price_cents / 100:.2f}",
         "first_visit": account.first_visit.isoformat() if account.first_visit else "",
         "salesperson_id": account.salesperson_id,

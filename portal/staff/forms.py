@@ -199,6 +199,32 @@ class CompanySettingsForm(FlaskForm):
     readiness_checklist = TextAreaField(
         "Before-the-first-visit checklist (one item per line)", validators=[Length(max=2000)]
     )
+    # Plan billing (portal/payments/plan_billing.py): its own fieldset on the page.
+    billing_timing = RadioField(
+        "When plans are invoiced",
+        choices=options(
+            [
+                ("advance", "In advance, on the billing day, for the month starting then"),
+                ("arrears", "In arrears, on the last day of the month, for that month"),
+            ]
+        ),
+        default="advance",
+        validators=[DataRequired("Choose when plans are invoiced.")],
+    )
+    billing_day = SelectField(
+        "Billing day (in advance)",
+        choices=options([(str(day), str(day)) for day in range(1, 29)]),
+        default="1",
+        validators=[DataRequired("Choose a billing day from 1 to 28.")],
+    )
+    first_period = RadioField(
+        "The first period",
+        choices=options(
+            [("prorated", "Prorated: charged from the first visit"), ("full", "Full: a whole period's price")]
+        ),
+        default="prorated",
+        validators=[DataRequired("Choose how the first period is charged.")],
+    )
     service_terms = TextAreaField(
         "Service terms (one term per paragraph: its title on the first line, its text below)",
         validators=[Length(max=25000)],

@@ -47,7 +47,13 @@ class AccountFieldsMixin:
         default="1",
         validate_choice=False,
     )
-    price = StringField("Monthly price ($)", render_kw={"inputmode": "decimal", "placeholder": "165.00"})
+    billing_cadence = SelectField(
+        "Billed",
+        choices=options([("monthly", "Monthly"), ("quarterly", "Quarterly"), ("per_visit", "Per visit")]),
+        default="monthly",
+        validate_choice=False,  # parse_handoff refuses anything else, for every door
+    )
+    price = StringField("Price ($)", render_kw={"inputmode": "decimal", "placeholder": "165.00"})
     first_visit = StringField("First visit", render_kw={"type": "date"})
     salesperson_id = SelectField("Salesperson", coerce=int, validate_choice=False)
     why_chose_us = TextAreaField("Why they chose us")
@@ -121,6 +127,7 @@ def account_payload(form: AccountFieldsMixin, promises: Promises) -> tuple[dict[
         "service_address": form.service_address,
         "plan": form.plan,
         "visits_per_week": form.visits_per_week,
+        "billing_cadence": form.billing_cadence,
         "price_cents": form.price,
         "first_visit": form.first_visit,
         "why_chose_us": form.why_chose_us,
@@ -136,6 +143,7 @@ def account_payload(form: AccountFieldsMixin, promises: Promises) -> tuple[dict[
         "service_address": form.service_address.data,
         "plan": form.plan.data,
         "visits_per_week": form.visits_per_week.data,
+        "billing_cadence": form.billing_cadence.data,
         "first_visit": form.first_visit.data,
         "why_chose_us": form.why_chose_us.data,
         "concerns": form.concerns.data,
