@@ -18,7 +18,7 @@ from urllib.parse import quote
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from portal import access, confirmations, record
+from portal import access, access_card, confirmations, record
 from portal.handoffs import display_value
 from portal.models import DIFFERENT, Account, ChangeRequest, ChangeRequestStatus, Outcome, StaffUser
 
@@ -60,6 +60,8 @@ class Brief:
     account: Account
     sections: list[tuple[str, list[BriefLine]]]
     extras: dict[str, dict[str, Any]] = field(default_factory=dict)
+    card: access_card.CardOnDay | None = None  # the access card in force on the visit's day
+    day: date | None = None
 
     @property
     def unresolved(self) -> list[BriefLine]:
@@ -136,6 +138,8 @@ def brief_for(session: Session, account: Account, today: date) -> Brief:
             record.item_states(session, account), day, open_requests_by_item(session, [account.id])
         ),
         confirmations.latest_step_details(session, account),
+        access_card.card_on(session, account, day),
+        day,
     )
 
 
@@ -148,6 +152,7 @@ class DayVisit:
 
     account: Account
     sections: list[tuple[str, list[BriefLine]]]
+    card: access_card.CardOnDay | None = None  # the access card in force that day
 
     def _of(self, kind: str) -> list[BriefLine]:
         return [line for _, lines in self.sections for line in lines if line.kind == kind]
@@ -177,8 +182,9 @@ class DayPage:
 
 
 def visits_on(session: Session, day: date, user: StaffUser) -> list[DayVisit]:
-    """The first visits on `day` that `user` may see, each with its brief's lines: three queries
-    however many visits (accounts, their items, the items' latest entries)."""
+    """The first visits on `day` that `user` may see, each with its brief's lines and access
+    card: five queries however many visits (accounts, their items, the items' latest entries,
+    open change requests, access cards)."""
     accounts = list(
         session.scalars(
             select(Account)
@@ -190,12 +196,14 @@ def visits_on(session: Session, day: date, user: StaffUser) -> list[DayVisit]:
     ids = [account.id for account in accounts]
     latest = record.latest_entries_by_item(session, ids)
     asked = open_requests_by_item(session, ids)
+    cards = access_card.cards_on(session, accounts, day)
     return [
         DayVisit(
             account,
             lines_by_kind(
                 (record.ItemState(item, latest.get(item.id)) for item in account.items), day, asked
             ),
+            cards[account.id],
         )
         for account in accounts
     ]

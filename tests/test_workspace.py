@@ -232,7 +232,10 @@ def test_csv_export_has_the_filtered_rows(client, staff, make_staff, seeded):
     body = client.get("/staff/differences.csv?kind=gate_access").get_data(as_text=True)
     rows = list(csv.DictReader(io.StringIO(body)))
     assert len(rows) == 1
-    assert rows[0]["customer"] == "Ann Soon" and rows[0]["customer_value"] == "Front gate, code 7788"
+    assert (
+        rows[0]["customer"] == "Ann Soon"
+        and rows[0]["customer_value"] == "Front gate, code \N{BULLET}\N{BULLET}\N{BULLET}\N{BULLET}"
+    )
     assert rows[0]["status"] == "open" and rows[0]["promised_by"] == "Sam"
     soon = seeded["soon"]
     assert (rows[0]["salesperson"], rows[0]["service_address"], rows[0]["first_visit"]) == (
