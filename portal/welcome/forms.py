@@ -445,9 +445,13 @@ class GateFields(Form):
         render_kw={"autocomplete": "off", "spellcheck": "false"},
     )
 
-    def validate_location(self, field: StringField) -> None:
-        if (self.code.data or "").strip() and not (field.data or "").strip():
-            raise ValidationError("Say which gate this code opens.")
+    def validate(self, extra_validators: Any = None) -> bool:
+        # Not an inline validator: Optional() ends the empty field's chain before one would run.
+        valid = super().validate(extra_validators)
+        if (self.code.data or "").strip() and not (self.location.data or "").strip():
+            self.location.errors = [*self.location.errors, "Say which gate this code opens."]
+            return False
+        return valid
 
 
 class DogFields(Form):
@@ -464,10 +468,13 @@ class DogFields(Form):
         if (field.data or "") not in ("", *access_card.DOG_SIZES):
             raise ValidationError("Choose a size from the list.")
 
-    def validate_name(self, field: StringField) -> None:
+    def validate(self, extra_validators: Any = None) -> bool:
+        valid = super().validate(extra_validators)
         described = (self.size.data or "") or (self.temperament.data or "").strip() or self.secured.data
-        if described and not (field.data or "").strip():
-            raise ValidationError("Give the dog's name.")
+        if described and not (self.name.data or "").strip():
+            self.name.errors = [*self.name.errors, "Give the dog's name."]
+            return False
+        return valid
 
 
 class CardFields(Form):
