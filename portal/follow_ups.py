@@ -24,6 +24,7 @@ NOTE_LIMIT = 1000
 KIND_WORDS: dict[str, str] = {
     "office": "Follow-up",
     "payment_failed": "Payment failed",
+    "access_flag": "Access problem",
 }
 
 

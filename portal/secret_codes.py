@@ -45,9 +45,10 @@ def blank_codes(text: str | None) -> str:
     return _DIGITS.sub(BLANKED, text)
 
 
-def exported(text: str | None, kind: str) -> str:
-    """A value or comment as a CSV export writes it (DESIGN.md: codes never travel by CSV): an
-    access promise loses every digit run, other text the digits of anything that reads as a code."""
+def without_codes(text: str | None, kind: str) -> str:
+    """A value or comment as a CSV export or a staff screen shows it before anyone asked to see
+    the codes (DESIGN.md: codes never travel by CSV): an access promise loses every digit run,
+    other text the digits of anything that reads as a code."""
     if kind in SECRET_KINDS:
         return _DIGITS.sub(BLANKED, text or "")
     return blank_codes(text)

@@ -20,7 +20,7 @@ from portal.company import company_today
 from portal.models import AccessCardVersion, Account, OutboxEmail, RecordEntry
 from portal.onboarding import send_welcome
 from portal.outbox import deliver_pending
-from tests.conftest import count_rows, form_fields
+from tests.conftest import count_rows
 from tests.smtp_server import SmtpServer, smtp_server  # noqa: F401  (the fixture)
 from tests.test_welcome import answer_all, complete, open_link, token_of
 

@@ -22,7 +22,7 @@ from portal.forms import options
 from portal.handoffs import KIND_LABELS
 from portal.models import Account, ChangeRequestStatus, Role, StaffUser
 from portal.salespeople import salespeople
-from portal.secret_codes import exported
+from portal.secret_codes import without_codes
 from portal.staff import bp
 from portal.staff.forms import (
     AccessFlagForm,
@@ -121,13 +121,13 @@ CSV_HEADER = [
 
 
 def _csv_rows(rows: Iterable[diffs.DifferenceRow], with_codes: bool = False) -> Iterable[list[object]]:
-    """Codes blanked (secret_codes.exported) unless an admin asked for them."""
+    """Codes blanked (secret_codes.without_codes) unless an admin asked for them."""
     for row in rows:
         account = row.account
         kind = row.item.kind
 
         def shown(text: str, kind: str = kind) -> str:
-            return text if with_codes else exported(text, kind)
+            return text if with_codes else without_codes(text, kind)
 
         yield [
             account.id,
