@@ -1,7 +1,7 @@
 """access card versions
 
 Revision ID: 0020
-Revises: 0017
+Revises: 0018
 Create Date: 2026-12-02
 
 The customer's access card (portal/access_card.py): one row per version, each valid from its
@@ -15,7 +15,7 @@ from alembic import op
 import portal.db
 
 revision = "0020"
-down_revision = "0017"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
