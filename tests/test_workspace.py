@@ -283,7 +283,7 @@ def test_pagination_by_keyset(client, staff, make_staff, db, make_account):
 
 def test_brief_shows_what_was_confirmed_and_marks_the_unresolved(client, staff, make_staff, seeded, db):
     login(staff, make_staff, "technician")
-    page = client.get(f"/staff/accounts/{seeded['soon'].id}/brief").get_data(as_text=True)
+    page = client.post(f"/staff/accounts/{seeded['soon'].id}/brief/show-codes").get_data(as_text=True)
     assert "Not decided yet (2)" in page
     assert "Front gate, code 7788" in page and "Toddler at home: always re-latch the gate" in page
     assert "Friday" in page and "Previous company missed two visits" in page
