@@ -18,7 +18,7 @@ from urllib.parse import quote
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from portal import access, confirmations, photos, record
+from portal import access, access_card, confirmations, photos, record
 from portal.handoffs import display_value
 from portal.models import DIFFERENT, Account, ChangeRequest, ChangeRequestStatus, Outcome, Photo, StaffUser
 
@@ -61,6 +61,8 @@ class Brief:
     sections: list[tuple[str, list[BriefLine]]]
     extras: dict[str, dict[str, Any]] = field(default_factory=dict)
     photos: list[Photo] = field(default_factory=list)
+    card: access_card.CardOnDay | None = None  # the access card in force on the visit's day
+    day: date | None = None
 
     @property
     def unresolved(self) -> list[BriefLine]:
@@ -138,6 +140,8 @@ def brief_for(session: Session, account: Account, today: date) -> Brief:
         ),
         confirmations.latest_step_details(session, account),
         photos.shown(session, account.id),
+        access_card.card_on(session, account, day),
+        day,
     )
 
 
@@ -151,6 +155,7 @@ class DayVisit:
     account: Account
     sections: list[tuple[str, list[BriefLine]]]
     photos: tuple[Photo, ...] = ()
+    card: access_card.CardOnDay | None = None  # the access card in force that day
 
     def _of(self, kind: str) -> list[BriefLine]:
         return [line for _, lines in self.sections for line in lines if line.kind == kind]
@@ -180,8 +185,9 @@ class DayPage:
 
 
 def visits_on(session: Session, day: date, user: StaffUser) -> list[DayVisit]:
-    """The first visits on `day` that `user` may see, each with its brief's lines and photos:
-    four queries however many visits (accounts, their items, the items' latest entries, photos)."""
+    """The first visits on `day` that `user` may see, each with its brief's lines, photos and
+    access card: six queries however many visits (accounts, their items, the items' latest
+    entries, open change requests, photos, access cards)."""
     accounts = list(
         session.scalars(
             select(Account)
@@ -194,6 +200,7 @@ def visits_on(session: Session, day: date, user: StaffUser) -> list[DayVisit]:
     latest = record.latest_entries_by_item(session, ids)
     asked = open_requests_by_item(session, ids)
     pictures = photos.shown_by_account(session, ids)
+    cards = access_card.cards_on(session, accounts, day)
     return [
         DayVisit(
             account,
@@ -201,6 +208,7 @@ def visits_on(session: Session, day: date, user: StaffUser) -> list[DayVisit]:
                 (record.ItemState(item, latest.get(item.id)) for item in account.items), day, asked
             ),
             tuple(pictures[account.id]),
+            cards[account.id],
         )
         for account in accounts
     ]

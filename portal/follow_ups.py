@@ -26,6 +26,7 @@ KIND_WORDS: dict[str, str] = {
     "payment_failed": "Payment failed",
     "first_visit_feedback": "First visit: not quite",
     "plan_not_billed": "Plan not billed",
+    "access_flag": "Access problem",
 }
 
 

@@ -350,6 +350,27 @@ class Signature(Base):
     pdf_sha256: Mapped[str] = mapped_column(String(64))
 
 
+class AccessCardVersion(Base):
+    """One version of an account's access card (gates and their codes, lock, alarm, dogs,
+    children, parking, equipment pad), valid from `effective_date` until a later version takes
+    over. A change is a new version, never an edit; each has its record entry, whose readable
+    text never carries a code (the codes live here, behind staff login or the customer's link)."""
+
+    __tablename__ = "access_card_versions"
+    __table_args__ = (
+        UniqueConstraint("account_id", "version", name="uq_access_card_versions_account_version"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    effective_date: Mapped[date] = mapped_column(Date)
+    card: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    actor: Mapped[str] = mapped_column(String(40))
+    record_entry_id: Mapped[int] = mapped_column(ForeignKey("record_entries.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class AppendOnlyError(RuntimeError):
     """Raised when code tries to change or remove a service record entry."""
 
@@ -384,7 +405,7 @@ class StaffAudit(Base):
     target: Mapped[StaffUser | None] = relationship(foreign_keys=[target_id])
 
 
-APPEND_ONLY = (RecordEntry, StaffAudit, Signature)
+APPEND_ONLY = (RecordEntry, StaffAudit, Signature, AccessCardVersion)
 
 
 @event.listens_for(StaffAudit, "before_update")
@@ -401,6 +422,12 @@ def _refuse_audit_delete(*_args: Any) -> None:
 @event.listens_for(Signature, "before_delete")
 def _refuse_signature_change(*_args: Any) -> None:
     raise AppendOnlyError("a signed agreement is kept as signed; later changes are amendments")
+
+
+@event.listens_for(AccessCardVersion, "before_update")
+@event.listens_for(AccessCardVersion, "before_delete")
+def _refuse_card_change(*_args: Any) -> None:
+    raise AppendOnlyError("an access card version is kept as saved; a change is a new version")
 
 
 @event.listens_for(Session, "do_orm_execute")

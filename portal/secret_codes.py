@@ -45,6 +45,15 @@ def blank_codes(text: str | None) -> str:
     return _DIGITS.sub(BLANKED, text)
 
 
+def without_codes(text: str | None, kind: str) -> str:
+    """A value or comment as a CSV export or a staff screen shows it before anyone asked to see
+    the codes (DESIGN.md: codes never travel by CSV): an access promise loses every digit run,
+    other text the digits of anything that reads as a code."""
+    if kind in SECRET_KINDS:
+        return _DIGITS.sub(BLANKED, text or "")
+    return blank_codes(text)
+
+
 def mailed_value(value: str | None, kind: str) -> str:
     """One promise value as an email may show it."""
     return ACCESS_NOTED if is_secret(kind, value) else display_value(value, kind)

@@ -16,6 +16,7 @@ from portal.company import get_company, local_time
 from portal.errors import error_response, wants_json
 from portal.handoffs import display_value
 from portal.money import format_money
+from portal.secret_codes import without_codes
 
 CSP = "; ".join(
     [
@@ -67,6 +68,7 @@ def register(app: Flask) -> None:
     app.add_template_filter(display_value, "shown")
     app.add_template_filter(tel_uri, "tel_uri")
     app.add_template_filter(map_url, "map_url")
+    app.add_template_filter(without_codes, "without_codes")
     app.add_template_filter(local_time, "local")
     app.add_template_filter(keyset.count_text, "count_text")
 

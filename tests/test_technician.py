@@ -20,6 +20,8 @@ from tests.conftest import count_rows, form_fields
 
 BASE = date(2030, 3, 4)  # a Monday far from today: these tests pass `today` themselves
 
+MASKED = "\N{BULLET}\N{BULLET}\N{BULLET}\N{BULLET}"  # a code as staff screens show it before "Show code"
+
 
 def answer(db, account, kind, outcome, value=None, comment=""):
     item = next(i for i in account.items if i.kind == kind)
@@ -206,8 +208,9 @@ def test_each_row_shows_safety_gate_and_what_is_undecided(client, staff, make_st
     bo, cy = _text(rows["Bo Mid"]), _text(rows["Cy Mid"])
     assert "⚠ 2 undecided" in bo
     assert (
-        "Gate access Undecided promised “Side gate, code 4412”, customer says "
-        "“Front gate, code 7788” (new code)"
+        # Codes stay masked until someone asks to see them (the brief's "Show code").
+        f"Gate access Undecided promised “Side gate, code {MASKED}”, customer says "
+        f"“Front gate, code {MASKED}” (new code)"
     ) in bo
     assert (
         "Also not decided yet Equipment Undecided promised “Salt cell check before summer”, "
@@ -215,7 +218,7 @@ def test_each_row_shows_safety_gate_and_what_is_undecided(client, staff, make_st
     ) in bo
     assert "Safety Toddler at home: always re-latch the gate" in bo
     assert "undecided" not in cy.lower()
-    assert "Safety Toddler at home: always re-latch the gate Gate access Side gate, code 4412" in cy
+    assert f"Safety Toddler at home: always re-latch the gate Gate access Side gate, code {MASKED}" in cy
 
 
 def test_a_decided_difference_leaves_the_row_with_the_agreed_value(client, staff, make_staff, days, db):
@@ -228,7 +231,7 @@ def test_a_decided_difference_leaves_the_row_with_the_agreed_value(client, staff
     staff.login(make_staff("technician"))
     body = client.get(f"/staff/day?date={BASE + timedelta(days=3)}").get_data(as_text=True)
     row = _text(_rows(body)["Bo Mid"])
-    assert "Gate access Front gate, code 7788" in row and "Undecided" not in row and "4412" not in row
+    assert f"Gate access Front gate, code {MASKED}" in row and "Undecided" not in row and "4412" not in row
 
 
 def test_rows_link_to_the_phone_the_map_and_the_brief(client, staff, make_staff, days):
@@ -327,7 +330,7 @@ def test_the_brief_leads_with_safety_and_access_and_flags_the_undecided(client, 
     assert text.index("Safety and access") < text.index("The service") < text.index("From the sale")
     assert text.index("Toddler at home") < text.index("Visit day Friday")
     assert "Not decided yet (1): Gate access." in text
-    assert "promised “Side gate, code 4412”, customer says “Side gate, code 7781”" in text
+    assert f"promised “Side gate, code {MASKED}”, customer says “Side gate, code {MASKED}”" in text
     assert 'href="tel:+14805550134"' in body
     assert 'href="https://www.google.com/maps/search/?api=1&amp;query=1%20Alpha%20Rd"' in body
     assert "The customer has not signed yet" in text

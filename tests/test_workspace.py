@@ -232,7 +232,10 @@ def test_csv_export_has_the_filtered_rows(client, staff, make_staff, seeded):
     body = client.get("/staff/differences.csv?kind=gate_access").get_data(as_text=True)
     rows = list(csv.DictReader(io.StringIO(body)))
     assert len(rows) == 1
-    assert rows[0]["customer"] == "Ann Soon" and rows[0]["customer_value"] == "Front gate, code 7788"
+    assert (
+        rows[0]["customer"] == "Ann Soon"
+        and rows[0]["customer_value"] == "Front gate, code \N{BULLET}\N{BULLET}\N{BULLET}\N{BULLET}"
+    )
     assert rows[0]["status"] == "open" and rows[0]["promised_by"] == "Sam"
     soon = seeded["soon"]
     assert (rows[0]["salesperson"], rows[0]["service_address"], rows[0]["first_visit"]) == (
@@ -280,7 +283,7 @@ def test_pagination_by_keyset(client, staff, make_staff, db, make_account):
 
 def test_brief_shows_what_was_confirmed_and_marks_the_unresolved(client, staff, make_staff, seeded, db):
     login(staff, make_staff, "technician")
-    page = client.get(f"/staff/accounts/{seeded['soon'].id}/brief").get_data(as_text=True)
+    page = client.post(f"/staff/accounts/{seeded['soon'].id}/brief/show-codes").get_data(as_text=True)
     assert "Not decided yet (2)" in page
     assert "Front gate, code 7788" in page and "Toddler at home: always re-latch the gate" in page
     assert "Friday" in page and "Previous company missed two visits" in page

@@ -29,7 +29,7 @@ from wtforms.validators import (
     ValidationError,
 )
 
-from portal import brand, logo
+from portal import access_card, brand, logo
 from portal.agreement import parse_terms
 from portal.auth import MIN_PASSWORD
 from portal.company import checklist_lines, parse_retry_days, zone_names
@@ -443,3 +443,17 @@ class AccountFilterForm(Form):
     visit_from = DateField("First visit from", validators=[Optional()])
     visit_to = DateField("First visit to", validators=[Optional()])
     sort = SelectField("Order", validate_choice=False)
+
+
+class ShowCodesForm(FlaskForm):
+    """ "Show code" on the brief: a POST (each showing is a record entry), CSRF only."""
+
+
+class AccessFlagForm(OnceForm):
+    """A technician's report from the gate, one button per flag."""
+
+    flag = SelectField(
+        "What happened?",
+        choices=options(list(access_card.FLAGS.items())),
+        validators=[DataRequired("Choose what happened.")],
+    )

@@ -10,8 +10,8 @@ from flask import Response, abort, flash, redirect, render_template, request, ur
 from flask_login import current_user
 from werkzeug.wrappers import Response as BaseResponse
 
+from portal import access_card, decisions, follow_ups, handback, inbox, once, pipeline, record, reports
 from portal import brief as brief_service
-from portal import decisions, follow_ups, handback, inbox, once, pipeline, record, reports
 from portal import differences as diffs
 from portal.access import Action, account_or_404, allows, roles_for
 from portal.auth import ALL_STAFF, is_safe_next, roles_required
@@ -20,15 +20,18 @@ from portal.csv_export import csv_text
 from portal.db import get_db, unit_of_work
 from portal.forms import options
 from portal.handoffs import KIND_LABELS
-from portal.models import ChangeRequestStatus, StaffUser
+from portal.models import Account, ChangeRequestStatus, Role, StaffUser
 from portal.salespeople import salespeople
+from portal.secret_codes import without_codes
 from portal.staff import bp
 from portal.staff.forms import (
+    AccessFlagForm,
     AgreedChangeForm,
     ChangeDecisionForm,
     DifferenceFilterForm,
     FollowUpCloseForm,
     ResolveForm,
+    ShowCodesForm,
     new_resolve_form,
 )
 
@@ -121,9 +124,15 @@ CSV_HEADER = [
 ]
 
 
-def _csv_rows(rows: Iterable[diffs.DifferenceRow]) -> Iterable[list[object]]:
+def _csv_rows(rows: Iterable[diffs.DifferenceRow], with_codes: bool = False) -> Iterable[list[object]]:
+    """Codes blanked (secret_codes.without_codes) unless an admin asked for them."""
     for row in rows:
         account = row.account
+        kind = row.item.kind
+
+        def shown(text: str, kind: str = kind) -> str:
+            return text if with_codes else without_codes(text, kind)
+
         yield [
             account.id,
             account.customer.name,
@@ -132,10 +141,10 @@ def _csv_rows(rows: Iterable[diffs.DifferenceRow]) -> Iterable[list[object]]:
             account.salesperson.display_name if account.salesperson else "",
             row.item.kind,
             row.item.label,
-            row.promised_value,
-            row.customer_value,
+            shown(row.promised_value),
+            shown(row.customer_value),
             row.latest.details.get("customer_outcome", row.latest.outcome),
-            row.comment,
+            shown(row.comment),
             row.latest.created_at.isoformat(),
             "resolved" if row.latest.outcome == "resolved" else "open",
             row.assignee.display_name if row.assignee else "",
@@ -147,9 +156,12 @@ def _csv_rows(rows: Iterable[diffs.DifferenceRow]) -> Iterable[list[object]]:
 @roles_required(*roles_for(Action.DIFFERENCES))
 def differences_csv() -> Response:
     _, flt = _filter_form(salespeople(get_db()))
+    # Gate and alarm codes stay out unless an admin asks for them explicitly (codes=1).
+    with_codes = request.args.get("codes") == "1" and _me().role == Role.ADMIN.value
     # Built whole rather than streamed: a streamed body outlives the request's session.
     response = Response(
-        csv_text(CSV_HEADER, _csv_rows(diffs.iter_differences(get_db(), _me(), flt))), mimetype="text/csv"
+        csv_text(CSV_HEADER, _csv_rows(diffs.iter_differences(get_db(), _me(), flt), with_codes)),
+        mimetype="text/csv",
     )
     response.headers["Content-Disposition"] = f'attachment; filename="differences-{flt.status}.csv"'
     return response
@@ -356,9 +368,56 @@ def change_agreed(account_id: int, item_id: int) -> str | BaseResponse | tuple[s
 def brief(account_id: int) -> str:
     session = get_db()
     account = account_or_404(session, account_id, _me(), Action.BRIEF)
+    return _brief_page(account)
+
+
+def _brief_page(
+    account: Account, *, codes_shown: bool = False, flag_form: AccessFlagForm | None = None
+) -> str:
+    if flag_form is None:
+        flag_form = AccessFlagForm(formdata=None)
+        flag_form.form_id.data = once.new_form_id()  # also when the page answers a POST
     return render_template(
-        "staff/brief.html", brief=brief_service.brief_for(session, account, company_today())
+        "staff/brief.html",
+        brief=brief_service.brief_for(get_db(), account, company_today()),
+        codes_shown=codes_shown,
+        show_form=ShowCodesForm(),
+        flag_form=flag_form,
+        flags=access_card.FLAGS,
     )
+
+
+@bp.post("/accounts/<int:account_id>/brief/show-codes")
+@roles_required(*roles_for(Action.BRIEF))
+def brief_show_codes(account_id: int) -> str | tuple[str, int]:
+    """The brief with the access codes in clear: the technician at the gate needs them, and
+    the record notes who asked."""
+    account = account_or_404(get_db(), account_id, _me(), Action.BRIEF)
+    if not ShowCodesForm().validate_on_submit():
+        flash("That did not go through; please try again.", "error")
+        return _brief_page(account), 400
+    with unit_of_work() as session:
+        access_card.record_reveal(session, account, _me(), "first-visit brief")
+    return _brief_page(account, codes_shown=True)
+
+
+@bp.post("/accounts/<int:account_id>/access-flag")
+@roles_required(*roles_for(Action.BRIEF))
+def access_flag(account_id: int) -> str | BaseResponse | tuple[str, int]:
+    """A technician's report from the gate: the office's inbox, the record, and an email asking
+    the customer to update their access card."""
+    account = account_or_404(get_db(), account_id, _me(), Action.BRIEF)
+    form = AccessFlagForm()
+    if not form.validate_on_submit():
+        return _brief_page(account, flag_form=form), 400
+    with unit_of_work() as session:
+        if once.claim(session, form.submitted_id, "access-flag") is not None:
+            access_card.flag(session, account, _me(), form.flag.data or "")
+    flash(
+        f"Reported: {access_card.FLAGS[form.flag.data or '']}. The office and the customer are told.",
+        "success",
+    )
+    return redirect(url_for("staff.brief", account_id=account.id) + "#access")
 
 
 @bp.get("/day")

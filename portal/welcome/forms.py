@@ -11,15 +11,18 @@ from wtforms import (
     DateField,
     EmailField,
     Field,
+    FieldList,
+    Form,
+    FormField,
     HiddenField,
     RadioField,
     SelectField,
     StringField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, Email, Length, Optional, ValidationError
+from wtforms.validators import DataRequired, Email, Length, Optional, Regexp, ValidationError
 
-from portal import consents, sms
+from portal import access_card, consents, sms
 from portal.confirmations import Answer, preference_text, preferences
 from portal.forms import CheckboxesField, options
 from portal.handoffs import display_value
@@ -39,9 +42,10 @@ DISPUTE_LABEL = "That's not what I was told"
 COMMENT_LABELS = {
     "visit_day": "Why? (it helps us plan the route)",
     "start_date": "Why? (it helps us plan the route)",
-    "gate_access": "Anything to add for the technician? (optional)",
-    "safety": "Anything to add for the technician? (optional)",
 }
+# The access step's promises take a correction only; the step's one notes box (and the access
+# card) carries anything else, so a phone shows no box until an answer needs one.
+NO_COMMENT_KINDS = frozenset({"gate_access", "safety"})
 DISPUTE_COMMENT = "What were you told?"
 MAX_TEXT = 1000
 
@@ -72,7 +76,9 @@ def billing_is_card(value: str) -> bool:
 _Shape = tuple[int, str, str, int]
 
 
-def item_form_class(items: list[PromiseItem], with_note: bool = False) -> type[OnceForm]:
+def item_form_class(
+    items: list[PromiseItem], with_note: bool = False, with_card: bool = False
+) -> type[OnceForm]:
     """A form class with a group of fields per promise (and a free note on the access step).
 
     Classes are kept per shape (the promises' ids, kinds, labels and day-choice counts): a
@@ -83,11 +89,11 @@ def item_form_class(items: list[PromiseItem], with_note: bool = False) -> type[O
         (item.id, item.kind, item.label, choice_count(item) if item.kind == "visit_day" else 0)
         for item in items
     )
-    return _form_class(shape, with_note)
+    return _form_class(shape, with_note, with_card)
 
 
 @lru_cache(maxsize=512)
-def _form_class(shape: tuple[_Shape, ...], with_note: bool) -> type[OnceForm]:
+def _form_class(shape: tuple[_Shape, ...], with_note: bool, with_card: bool = False) -> type[OnceForm]:
     fields: dict[str, Any] = {}
     for item_id, kind, label, choices in shape:
         p = f"i{item_id}"
@@ -119,11 +125,14 @@ def _form_class(shape: tuple[_Shape, ...], with_note: bool) -> type[OnceForm]:
             fields[f"{p}_date"] = StringField("A date that suits you better", render_kw={"type": "date"})
         elif kind in ("gate_access", "safety"):
             fields[f"{p}_value"] = StringField("What is correct?", validators=[SingleLine("The correction")])
-        fields[f"{p}_comment"] = TextAreaField(COMMENT_LABELS.get(kind, DISPUTE_COMMENT))
+        if kind not in NO_COMMENT_KINDS:
+            fields[f"{p}_comment"] = TextAreaField(COMMENT_LABELS.get(kind, DISPUTE_COMMENT))
     if with_note:
         fields["technician_note"] = TextAreaField(
             "Notes for the technician (optional)", validators=[Optional(), Length(max=MAX_TEXT)]
         )
+    if with_card:
+        fields["card"] = FormField(CardFields, label="Your access card")
     return type("ItemAnswersForm", (OnceForm,), fields)
 
 
@@ -184,8 +193,8 @@ def _parse_item(form: OnceForm, item: PromiseItem, today: date) -> Answer | None
         return Answer(item, "confirmed" if same else "changed", choice.data)
     answer_field = getattr(form, f"{p}_answer")
     comment = _text(form, f"{p}_comment")
-    comment_field = getattr(form, f"{p}_comment")
-    if len(comment) > MAX_TEXT:
+    comment_field = getattr(form, f"{p}_comment", None)
+    if comment_field is not None and len(comment) > MAX_TEXT:
         _error(comment_field, f"Please keep this under {MAX_TEXT} characters.")
         return None
     if answer_field.data == "yes":
@@ -427,3 +436,132 @@ def change_form_class(states: list[ItemState]) -> type[OnceForm]:
             ),
         },
     )
+
+
+# -- the access card -----------------------------------------------------------------------------
+
+_CODE = Regexp(access_card.CODE_PATTERN, message="Use digits, letters, # or * (up to 20).")
+
+
+def _short(label: str, what: str, length: int = 120, **render_kw: Any) -> StringField:
+    return StringField(
+        label, validators=[Optional(), Length(max=length), SingleLine(what)], render_kw=render_kw or None
+    )
+
+
+class GateFields(Form):
+    """One gate: where it is and its code. Subforms carry no CSRF token of their own (the page's
+    form does)."""
+
+    location = _short("Which gate", "The gate")
+    code = StringField(
+        "Code (if it has one)",
+        validators=[Optional(), Length(max=20), SingleLine("The code"), _CODE],
+        render_kw={"autocomplete": "off", "spellcheck": "false"},
+    )
+
+    def validate(self, extra_validators: Any = None) -> bool:
+        # Not an inline validator: Optional() ends the empty field's chain before one would run.
+        valid = super().validate(extra_validators)
+        if (self.code.data or "").strip() and not (self.location.data or "").strip():
+            self.location.errors = [*self.location.errors, "Say which gate this code opens."]
+            return False
+        return valid
+
+
+class DogFields(Form):
+    name = _short("Dog's name", "The name", 60)
+    size = SelectField(
+        "Size",
+        validate_choice=False,  # checked below: a form posted without the list means no size
+        choices=options([("", "Choose"), *((size, size.capitalize()) for size in access_card.DOG_SIZES)]),
+    )
+    temperament = _short("Temperament (friendly, nervous, barks...)", "The temperament")
+    secured = BooleanField("Secured on service days")
+
+    def validate_size(self, field: SelectField) -> None:
+        if (field.data or "") not in ("", *access_card.DOG_SIZES):
+            raise ValidationError("Choose a size from the list.")
+
+    def validate(self, extra_validators: Any = None) -> bool:
+        valid = super().validate(extra_validators)
+        described = (self.size.data or "") or (self.temperament.data or "").strip() or self.secured.data
+        if described and not (self.name.data or "").strip():
+            self.name.errors = [*self.name.errors, "Give the dog's name."]
+            return False
+        return valid
+
+
+class CardFields(Form):
+    """The access card's fields, inside the access step's form and My service's update form."""
+
+    gates = FieldList(
+        FormField(GateFields), min_entries=access_card.MAX_GATES, max_entries=access_card.MAX_GATES
+    )
+    lock_type = _short("Lock type (padlock, key box, keypad...)", "The lock type")
+    alarm = TextAreaField(
+        "Alarm or automation (gate motor, pool cover...)", validators=[Optional(), Length(max=MAX_TEXT)]
+    )
+    alarm_code = StringField(
+        "Alarm code (if the technician needs one)",
+        validators=[Optional(), Length(max=20), SingleLine("The alarm code"), _CODE],
+        render_kw={"autocomplete": "off", "spellcheck": "false"},
+    )
+    dogs = FieldList(FormField(DogFields), min_entries=access_card.MAX_DOGS, max_entries=access_card.MAX_DOGS)
+    children = _short("Children at home (optional)", "The note on children", 300)
+    parking = _short("Where to park", "The parking note", 300)
+    equipment_pad = _short("Where the equipment pad is", "The equipment pad's place", 300)
+    text_before = BooleanField("Text me before the technician arrives")
+
+    def card(self) -> access_card.Card:
+        """The validated fields as a card: empty gates and dogs left out."""
+        gates = tuple(
+            access_card.Gate(_strip(g.location.data), _strip(g.code.data))
+            for g in (entry.form for entry in self.gates)
+            if _strip(g.location.data)
+        )
+        dogs = tuple(
+            access_card.Dog(
+                _strip(d.name.data), d.size.data or "", _strip(d.temperament.data), bool(d.secured.data)
+            )
+            for d in (entry.form for entry in self.dogs)
+            if _strip(d.name.data)
+        )
+        return access_card.Card(
+            gates=gates,
+            lock_type=_strip(self.lock_type.data),
+            alarm=_strip(self.alarm.data),
+            alarm_code=_strip(self.alarm_code.data),
+            dogs=dogs,
+            children=_strip(self.children.data),
+            parking=_strip(self.parking.data),
+            equipment_pad=_strip(self.equipment_pad.data),
+            text_before=bool(self.text_before.data),
+        )
+
+
+def _strip(value: object) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+class CardUpdateForm(OnceForm):
+    """My service: the card as it should be, and from which day."""
+
+    card = FormField(CardFields, label="Your access card")
+    effective = DateField(
+        "From which date?",
+        validators=[DataRequired("Give the date this takes effect (today, or the day the code changes).")],
+        description="Today, or the day a change takes effect (the code changes on 10 December, say).",
+    )
+
+    def check_effective(self, today: date) -> bool:
+        chosen = self.effective.data
+        if chosen is None:
+            return False
+        if chosen < today:
+            _error(self.effective, "Choose today or a later date.")
+            return False
+        if chosen > date(today.year + 1, today.month, min(today.day, 28)):
+            _error(self.effective, "Choose a date within the next year.")
+            return False
+        return True

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
 from portal import (
+    access_card,
     agreement,
     consents,
     customer_session,
@@ -32,6 +33,7 @@ from portal.storage import get_storage
 from portal.web import body_limit
 from portal.welcome import bp, calendar
 from portal.welcome.forms import (
+    CardUpdateForm,
     ContactForm,
     WelcomeForm,
     change_form_class,
@@ -149,7 +151,8 @@ def welcome_step(
 
 
 def _answers_form(status: confirm.StepStatus, data: dict[str, object] | None = None) -> once.OnceForm:
-    return item_form_class(status.items, with_note=status.step.name == "access")(data=data)
+    access = status.step.name == "access"
+    return item_form_class(status.items, with_note=access, with_card=access)(data=data)
 
 
 def items_step(
@@ -158,7 +161,10 @@ def items_step(
     """A promise step: one answer per promise, parsed once, recorded in one unit of work."""
     if request.method == "GET":
         latest = record.latest_entries_by_item(get_db(), [account.id])
-        form = _answers_form(status, prefill(status.items, latest))
+        data = prefill(status.items, latest)
+        if status.step.name == "access":
+            data["card"] = access_card.latest(get_db(), account)
+        form = _answers_form(status, data)
     else:
         form = _answers_form(status)
         answers = parse_answers(form, status.items, company_today()) if form.validate_on_submit() else None
@@ -170,6 +176,16 @@ def items_step(
                     note = (note_field.data or "").strip() if note_field is not None else ""
                     if note:
                         confirm.record_step_event(session, account, "technician_note", confirmed=note)
+                    card_fields = getattr(form, "card", None)  # the access step's form only
+                    if card_fields is not None:
+                        access_card.save(
+                            session,
+                            account,
+                            card_fields.form.card(),
+                            company_today(),
+                            actor="customer",
+                            how="confirmed in the access step",
+                        )
             return _next(progress, status)
     return _render_step(
         "welcome/step_items.html",
@@ -354,6 +370,7 @@ def _service_context(account: Account) -> dict[str, object]:
         "extras": confirm.latest_step_details(session, account),
         "photos": photos.shown(session, account.id),
         "photo_form": _new_photo_form(),
+        "card_today": access_card.card_on(session, account, company_today()),
     }
 
 
@@ -364,7 +381,51 @@ def my_service(account: Account) -> str | BaseResponse:
     if account.signed_at is None:
         return redirect(url_for("welcome.resume"))
     form = change_form_class(record.item_states(get_db(), account))()
-    return render_template("welcome/service.html", form=form, **_service_context(account))
+    return render_template(
+        "welcome/service.html", form=form, card_form=_card_form(account), **_service_context(account)
+    )
+
+
+def _card_form(account: Account) -> CardUpdateForm:
+    if request.method == "POST" and request.endpoint == "welcome.update_card":
+        return CardUpdateForm(prefix="card-update")
+    form = CardUpdateForm(
+        formdata=None,
+        prefix="card-update",
+        data={"card": access_card.latest(get_db(), account), "effective": company_today()},
+    )
+    form.form_id.data = once.new_form_id()  # also when the page answers the other form's POST
+    return form
+
+
+@bp.post("/service/access-card")
+@customer_pay_required
+def update_card(account: Account) -> str | BaseResponse | tuple[str, int]:
+    """The customer keeps their access card current, from today or from a later date."""
+    if account.signed_at is None:
+        return redirect(url_for("welcome.resume"))
+    card_form = _card_form(account)
+    if card_form.validate_on_submit() and card_form.check_effective(company_today()):
+        effective = card_form.effective.data
+        assert effective is not None  # checked just above
+        with unit_of_work() as session:
+            if _claimed(session, card_form, "access-card"):
+                access_card.save(
+                    session,
+                    account,
+                    card_form.card.form.card(),
+                    effective,
+                    actor="customer",
+                    how="updated from My service",
+                )
+        when = "from today" if effective == company_today() else f"from {effective.isoformat()}"
+        flash(f"Thanks, your access card is updated {when}. The technician sees it on that day.", "success")
+        return redirect(url_for("welcome.my_service") + "#access-card")
+    form = change_form_class(record.item_states(get_db(), account))(formdata=None)
+    form.form_id.data = once.new_form_id()
+    return render_template(
+        "welcome/service.html", form=form, card_form=card_form, **_service_context(account)
+    ), 400
 
 
 @bp.post("/service/change")
@@ -382,7 +443,9 @@ def request_change(account: Account) -> str | BaseResponse | tuple[str, int]:
                 )
         flash("Thanks, we have your request. The office will decide and email you.", "success")
         return redirect(url_for("welcome.my_service"))
-    return render_template("welcome/service.html", form=form, **_service_context(account)), 400
+    return render_template(
+        "welcome/service.html", form=form, card_form=_card_form(account), **_service_context(account)
+    ), 400
 
 
 @bp.post("/photos")

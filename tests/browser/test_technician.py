@@ -110,7 +110,11 @@ def test_the_technicians_day_list_and_one_page_brief(
     assert row.locator('a[href^="tel:+14805550134"]').count() == 1
     maps = "https://www.google.com/maps/search/?api=1&query=1820%20W%20Palm"
     assert row.locator(f'a[href^="{maps}"]').count() == 1
-    assert "code 7781" in row.inner_text() and "Toddler at home" in row.inner_text()
+    # Codes masked on the list; the brief's "Show code" shows them (and the record notes it).
+    assert (
+        "code \N{BULLET}\N{BULLET}\N{BULLET}\N{BULLET}" in row.inner_text() and "7781" not in row.inner_text()
+    )
+    assert "Toddler at home" in row.inner_text()
     report = audit(phone, 375, None)
     phone.screenshot(path=str(artifacts / "technician-day-375.png"), full_page=True)
     assert report.ok(), report.problems
@@ -123,7 +127,11 @@ def test_the_technicians_day_list_and_one_page_brief(
     # The screen: the brief, safety and access before the rest of the service.
     desk = sign_in(chromium, live_server, technician.email, 1280)
     desk.goto(f"{live_server}/staff/accounts/{account.id}/brief")
+    assert "7781" not in desk.inner_text("main")
+    desk.get_by_role("button", name="Show code for Dana Reyes").click()
+    desk.wait_for_load_state()
     text = desk.inner_text("main")
+    assert "code 7781" in text
     assert text.index("Safety and access") < text.index("The service")
     assert text.index("Toddler at home") < text.index("Weekly full service, $165.00")
     report = audit(desk, 1280, None)
