@@ -150,9 +150,13 @@ def welcome_step(
     return _render_step("welcome/step_welcome.html", progress, status, form=form, account=account)
 
 
-def _answers_form(status: confirm.StepStatus, data: dict[str, object] | None = None) -> once.OnceForm:
+def _answers_form(
+    status: confirm.StepStatus, data: dict[str, object] | None = None, posted: bool = True
+) -> once.OnceForm:
+    """The step's answers form; `posted=False` shows `data` alone (another form was posted)."""
     access = status.step.name == "access"
-    return item_form_class(status.items, with_note=access, with_card=access)(data=data)
+    form_class = item_form_class(status.items, with_note=access, with_card=access)
+    return form_class(data=data) if posted else form_class(formdata=None, data=data)
 
 
 def items_step(
@@ -471,15 +475,15 @@ def _photo_refused(account: Account, form: PhotoForm) -> tuple[str, int]:
     session = get_db()
     if account.signed_at is not None:
         change_form = change_form_class(record.item_states(session, account))(formdata=None)
-        context = {**_service_context(account), "photo_form": form}
+        context = {**_service_context(account), "photo_form": form, "card_form": _card_form(account)}
         return render_template("welcome/service.html", form=change_form, **context), 400
     progress = confirm.progress(session, account)
     status = progress.get(PHOTO_STEP)
     if status is None:
         abort(404)
-    answers = item_form_class(status.items, with_note=True)(
-        formdata=None, data=prefill(status.items, record.latest_entries_by_item(session, [account.id]))
-    )
+    data = prefill(status.items, record.latest_entries_by_item(session, [account.id]))
+    data["card"] = access_card.latest(session, account)
+    answers = _answers_form(status, data, posted=False)
     answers.form_id.data = once.new_form_id()
     return _render_step(
         "welcome/step_items.html",
