@@ -16,7 +16,7 @@ from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from portal import access, links, record
+from portal import access, deliverables, links, record
 from portal.company import company_today, get_company
 from portal.db import utcnow
 from portal.handoffs import display_value
@@ -144,6 +144,7 @@ def _set_value(
     later = effective is not None and effective > company_today()
     if item.kind == PromiseKind.START_DATE.value:
         account.first_visit = date.fromisoformat(value)
+        deliverables.plan_account(session, account)  # first-visit promises move with it
     entry = record.append(
         session,
         account,
