@@ -280,6 +280,7 @@ class AgreedLine:
     story: str
     later: str = ""  # "Side gate, code 9911 from Thursday, December 10, 2026"
     waiting: bool = False  # the customer's answer waits for the office
+    kept: str = ""  # a deliverable's state: "Done on April 28, 2027. Next: July 2027"
 
 
 @dataclass(frozen=True)
@@ -295,6 +296,7 @@ def agreed_lines(session: Session, account: Account, today: date) -> list[Agreed
     customer's own answer when nothing was decided since): two queries."""
     states = record.item_states(session, account)
     decided = _latest_decisions(session, account.id)
+    kept = deliverables.customer_states(session, account, today)
     lines = []
     for state in states:
         kind = state.item.kind
@@ -313,6 +315,7 @@ def agreed_lines(session: Session, account: Account, today: date) -> list[Agreed
                 story=told_customer(entry, kind) if entry is not None else "",
                 later=later,
                 waiting=state.outcome in ("changed", "disputed"),
+                kept=kept.get(state.item.id, ""),
             )
         )
     return lines

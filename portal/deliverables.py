@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from portal.models import Account, PromiseItem, PromiseTask, TaskStatus
-from portal.occasions import NONE, OWNERS, Occasion
+from portal.occasions import NONE, OWNERS, Occasion, long_date
 
 OPEN = TaskStatus.OPEN.value
 DONE = TaskStatus.DONE.value
@@ -90,3 +90,59 @@ def details(occasion: Occasion, first_visit: date | None) -> dict[str, str] | No
     if not occasion.tracked:
         return None
     return {"when": occasion.words(first_visit), "owner": OWNERS[occasion.owner]}
+
+
+# -- what the customer sees -----------------------------------------------------------------------
+
+
+def _month(day: date) -> str:
+    return day.strftime("%B %Y")
+
+
+def customer_states(session: Session, account: Account, today: date) -> dict[int, str]:
+    """Each deliverable's state in a sentence, by item id: "Salt cell check done on April 28,
+    2027", "Next: March 2027". Two queries."""
+    items = {item.id: item for item in account.items if item.occasion != NONE}
+    if not items:
+        return {}
+    tasks = session.scalars(
+        select(PromiseTask).where(PromiseTask.item_id.in_(list(items))).order_by(PromiseTask.occurrence)
+    ).unique()
+    done: dict[int, PromiseTask] = {}
+    open_: dict[int, PromiseTask] = {}
+    for task in tasks:
+        (done if task.status == DONE else open_)[task.item_id] = task
+    states = {}
+    for item_id, item in items.items():
+        last, upcoming = done.get(item_id), open_.get(item_id)
+        parts = []
+        if last is not None and last.done_on is not None:
+            parts.append(f"Done on {long_date(last.done_on)}")
+        if upcoming is not None:
+            if occasion_of(item).one_time:
+                parts.append(
+                    f"Due by {long_date(upcoming.due_on)}"
+                    if upcoming.due_on >= today
+                    else f"Late: it was due by {long_date(upcoming.due_on)}; we are on it"
+                )
+            else:
+                parts.append(f"Next: {_month(upcoming.due_on)}")
+        elif last is None:
+            words = occasion_of(item).words(account.first_visit)
+            if words:
+                parts.append(words)
+        states[item_id] = ". ".join(parts)
+    return states
+
+
+CUSTOMER_OWNER = {"technician": "your technician", "office": "our office"}
+
+
+def when_for_customer(item: PromiseItem, first_visit: date | None) -> str:
+    """A deliverable's occasion and owner as the welcome steps put them beside the promise:
+    "By May 31, 2027, by your technician"; empty for a standing fact."""
+    occasion = occasion_of(item)
+    words = occasion.words(first_visit)
+    if not words:
+        return ""
+    return f"{words}, by {CUSTOMER_OWNER.get(occasion.owner, 'us')}"

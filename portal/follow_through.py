@@ -29,7 +29,7 @@ from portal.deliverables import DONE, OPEN, occasion_of, plan
 from portal.handoffs import KIND_LABELS, staff_actor
 from portal.mail import queue_email
 from portal.models import Account, PromiseItem, PromiseTask, StaffUser
-from portal.occasions import NONE, OWNERS, TECHNICIAN, long_date
+from portal.occasions import OWNERS, TECHNICIAN, long_date
 from portal.secret_codes import blank_codes
 
 OVERDUE_KIND = "task_overdue"
@@ -236,49 +236,6 @@ def raise_overdue(session: Session, today: date, now: datetime | None = None) ->
         raised += 1
     session.flush()
     return raised
-
-
-# -- what the customer sees -----------------------------------------------------------------------
-
-
-def _month(day: date) -> str:
-    return day.strftime("%B %Y")
-
-
-def customer_states(session: Session, account: Account, today: date) -> dict[int, str]:
-    """Each deliverable's state in a sentence, by item id: "Salt cell check done on April 28,
-    2027", "Next: March 2027". Two queries."""
-    items = {item.id: item for item in account.items if item.occasion != NONE}
-    if not items:
-        return {}
-    tasks = session.scalars(
-        select(PromiseTask).where(PromiseTask.item_id.in_(list(items))).order_by(PromiseTask.occurrence)
-    ).unique()
-    done: dict[int, PromiseTask] = {}
-    open_: dict[int, PromiseTask] = {}
-    for task in tasks:
-        (done if task.status == DONE else open_)[task.item_id] = task
-    states = {}
-    for item_id, item in items.items():
-        last, upcoming = done.get(item_id), open_.get(item_id)
-        parts = []
-        if last is not None and last.done_on is not None:
-            parts.append(f"Done on {long_date(last.done_on)}")
-        if upcoming is not None:
-            if occasion_of(item).one_time:
-                parts.append(
-                    f"Due by {long_date(upcoming.due_on)}"
-                    if upcoming.due_on >= today
-                    else f"Late: it was due by {long_date(upcoming.due_on)}; we are on it"
-                )
-            else:
-                parts.append(f"Next: {_month(upcoming.due_on)}")
-        elif last is None:
-            words = occasion_of(item).words(account.first_visit)
-            if words:
-                parts.append(words)
-        states[item_id] = ". ".join(parts)
-    return states
 
 
 # -- the report: promises kept on time ------------------------------------------------------------

@@ -11,7 +11,7 @@ from flask_login import current_user
 from werkzeug.wrappers import Response as BaseResponse
 
 from portal import brief as brief_service
-from portal import decisions, follow_ups, handback, inbox, once, pipeline, record, reports
+from portal import decisions, follow_through, follow_ups, handback, inbox, once, pipeline, record, reports
 from portal import differences as diffs
 from portal.access import Action, account_or_404, allows, roles_for
 from portal.auth import ALL_STAFF, is_safe_next, roles_required
@@ -22,7 +22,7 @@ from portal.forms import options
 from portal.handoffs import KIND_LABELS
 from portal.models import ChangeRequestStatus, StaffUser
 from portal.salespeople import salespeople
-from portal.staff import bp
+from portal.staff import bp, tasks
 from portal.staff.forms import (
     AgreedChangeForm,
     ChangeDecisionForm,
@@ -354,11 +354,8 @@ def change_agreed(account_id: int, item_id: int) -> str | BaseResponse | tuple[s
 @bp.get("/accounts/<int:account_id>/brief")
 @roles_required(*roles_for(Action.BRIEF))
 def brief(account_id: int) -> str:
-    session = get_db()
-    account = account_or_404(session, account_id, _me(), Action.BRIEF)
-    return render_template(
-        "staff/brief.html", brief=brief_service.brief_for(session, account, company_today())
-    )
+    account = account_or_404(get_db(), account_id, _me(), Action.BRIEF)
+    return tasks.brief_page(account)
 
 
 @bp.get("/day")
@@ -372,7 +369,9 @@ def day_list() -> str:
         except ValueError:
             flash("That date was not understood; showing the next day with visits.", "error")
     page = brief_service.day_page(get_db(), _me(), day, company_today())
-    return render_template("staff/day.html", page=page)
+    ids = [visit.account.id for visit in page.visits]
+    due = follow_through.technician_due(get_db(), ids, page.day, page.today)
+    return render_template("staff/day.html", page=page, due_tasks=due)
 
 
 class ReportData(TypedDict):
