@@ -307,3 +307,31 @@ def kept_on_time(session: Session, user: StaffUser, today: date) -> KeptReport:
         ),
         by_technician=_tally((names.get(row.by_id, NOBODY) if row.by_id else NOBODY, ok) for row, ok in kept),
     )
+
+
+KEPT_SECTIONS = (
+    ("kept_by_kind", "by_kind"),
+    ("kept_by_salesperson", "by_salesperson"),
+    ("kept_by_technician", "by_technician"),
+)
+
+
+def kept_bars(report: KeptReport) -> dict[str, list[tuple[str, float, str]]]:
+    """The report page's bars: (label, percent, "3 of 4 (75.0 %)")."""
+    return {
+        section: [
+            (kept.label, kept.percent, f"{kept.on_time} of {kept.due} ({kept.percent} %)")
+            for kept in getattr(report, name)
+        ]
+        for section, name in KEPT_SECTIONS
+    }
+
+
+def kept_csv_rows(report: KeptReport) -> list[list[object]]:
+    """The CSV's rows for promises kept on time, in its five columns: section, label, tasks
+    due, kept on time, percent kept on time (docs/reports.md)."""
+    return [
+        [section, kept.label, kept.due, kept.on_time, kept.percent]
+        for section, name in KEPT_SECTIONS
+        for kept in getattr(report, name)
+    ]

@@ -380,6 +380,7 @@ class ReportData(TypedDict):
     median_days: float | None
     signed_count: int
     funnel: list[tuple[str, int]]
+    kept: follow_through.KeptReport
 
 
 def _report_data() -> ReportData:
@@ -391,6 +392,7 @@ def _report_data() -> ReportData:
         "median_days": median,
         "signed_count": signed,
         "funnel": reports.funnel(session, me),
+        "kept": follow_through.kept_on_time(session, me, company_today()),
     }
 
 
@@ -452,6 +454,7 @@ def report_page() -> str:
         "by_kind": [(r.label, r.percent, f"{r.percent} %") for r in data["by_kind"]],
         "by_person": [(r.label, r.percent, f"{r.percent} %") for r in data["by_person"]],
         "funnel": [(stage, n, str(n)) for stage, n in data["funnel"]],
+        **follow_through.kept_bars(data["kept"]),
     }
     handback_data = _handback_report()
     return render_template(
@@ -491,6 +494,7 @@ def report_csv() -> Response:
         rows.append(["funnel", stage, count, "", ""])
     rows.append(["time_to_sign", "median_days", data["signed_count"], "", data["median_days"] or ""])
     rows += _handback_csv_rows(_handback_report())
+    rows += follow_through.kept_csv_rows(data["kept"])
     header = ["section", "label", "answered", "differed", "difference_rate_percent"]
     response = Response(csv_text(header, rows), mimetype="text/csv")
     response.headers["Content-Disposition"] = 'attachment; filename="reports.csv"'
