@@ -22,7 +22,7 @@ from datetime import date, datetime
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from portal import access, links, record
+from portal import access, follow_ups, links, record
 from portal.company import get_company
 from portal.db import utcnow
 from portal.deliverables import DONE, OPEN, occasion_of, plan
@@ -204,8 +204,6 @@ def _email_customer(session: Session, account: Account, item: PromiseItem, today
 def raise_overdue(session: Session, today: date, now: datetime | None = None) -> int:
     """Put each open task past its due date in the office inbox, once per task. The caller
     commits. Returns how many were raised."""
-    from portal import follow_ups  # TEMP until main's follow-ups land
-
     raised = 0
     overdue = session.scalars(
         select(PromiseTask)

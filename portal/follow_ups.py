@@ -25,6 +25,7 @@ KIND_WORDS: dict[str, str] = {
     "office": "Follow-up",
     "payment_failed": "Payment failed",
     "first_visit_feedback": "First visit: not quite",
+    "task_overdue": "Overdue promise",
 }
 
 
