@@ -191,7 +191,9 @@ def test_build_tasks_starts_the_outbox_at_once_and_the_daily_tasks_at_their_time
         ("overdue work", now),
         ("reminders", datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)),
     ]
-    assert [t.name for t in build_tasks(now, 10, None, None, ZoneInfo("UTC"), overdue_every=None)] == ["outbox"]
+    assert [t.name for t in build_tasks(now, 10, None, None, ZoneInfo("UTC"), overdue_every=None)] == [
+        "outbox"
+    ]
 
 
 def test_a_failing_task_is_logged_retried_and_does_not_stop_the_worker(app, caplog):
