@@ -1,7 +1,7 @@
 """promises with a when and an owner, and their follow-through tasks
 
-Revision ID: 0018
-Revises: 0017
+Revision ID: 0019
+Revises: 0018
 Create Date: 2026-12-02
 
 A deliverable promise (portal/occasions.py) gets its occasion (on the first visit, by a date,
@@ -17,8 +17,8 @@ from alembic import op
 
 import portal.db
 
-revision = "0018"
-down_revision = "0017"
+revision = "0019"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
