@@ -4,16 +4,6 @@ from flask import Blueprint
 
 bp = Blueprint("staff", __name__)
 
-from portal.staff import (
-    account_list,
-    accounts,
-    handback,
-    navigation,
-    people,
-    routes,
-    signatures,
-    tasks,
-    workspace,
-)  # noqa: E402,F401  (registers the views)
+from portal.staff import account_list, accounts, handback, navigation, people, routes, signatures, workspace  # noqa: E402,F401  (registers the views)
 
 __all__ = ["bp"]

@@ -1,7 +1,7 @@
 """promises with a when and an owner, and their follow-through tasks
 
-Revision ID: 0019
-Revises: 0018
+Revision ID: 0020
+Revises: 0019
 Create Date: 2026-12-02
 
 A deliverable promise (portal/occasions.py) gets its occasion (on the first visit, by a date,
@@ -17,8 +17,8 @@ from alembic import op
 
 import portal.db
 
-revision = "0019"
-down_revision = "0018"
+revision = "0020"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 
