@@ -3,7 +3,8 @@
 Every staff view, list, count, export, brief and day list asks here, so a rule changes in one
 place. Two questions, answered separately:
 - scope: which accounts at all (sales their own, everyone else every live account);
-- actions: what a role may do on an account in its scope (technicians read briefs only;
+- actions: what a role may do on an account in its scope (technicians read briefs and mark
+  promised work done;
   deciding a difference is an office/admin action, sales may add a note).
 Views carry `roles_required(*roles_for(action))` (so a role without the action gets 403 before
 anything is read) and load the account with `account_or_404` (someone else's account is a 404,
@@ -29,6 +30,7 @@ class Action(str, enum.Enum):
     NOTE = "note"  # add a note to the service record
     RESOLVE = "resolve"  # decide a difference: accept, keep the promise, assign
     BRIEF = "brief"  # the first-visit brief and the day list
+    WORK = "work"  # mark a promised piece of work done, or say why it couldn't be
     DIFFERENCES = "differences"  # the differences list and its CSV
     INVOICE = "invoice"  # create an invoice
     ADJUST_INVOICE = "adjust_invoice"  # void an unpaid invoice, refund a paid one
@@ -59,7 +61,7 @@ ACTIONS: dict[str, frozenset[Action]] = {
     Role.ADMIN.value: frozenset(Action),
     Role.OFFICE.value: _MANAGING,
     Role.SALES.value: _SELLING,
-    Role.TECHNICIAN.value: frozenset({Action.BRIEF}),
+    Role.TECHNICIAN.value: frozenset({Action.BRIEF, Action.WORK}),
 }
 
 

@@ -16,7 +16,7 @@ from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from portal import access, links, record
+from portal import access, deliverables, links, record
 from portal.company import company_today, get_company
 from portal.db import utcnow
 from portal.handoffs import display_value
@@ -144,6 +144,7 @@ def _set_value(
     later = effective is not None and effective > company_today()
     if item.kind == PromiseKind.START_DATE.value:
         account.first_visit = date.fromisoformat(value)
+        deliverables.plan_account(session, account)  # first-visit promises move with it
     entry = record.append(
         session,
         account,
@@ -279,6 +280,7 @@ class AgreedLine:
     story: str
     later: str = ""  # "Side gate, code 9911 from Thursday, December 10, 2026"
     waiting: bool = False  # the customer's answer waits for the office
+    kept: str = ""  # a deliverable's state: "Done on April 28, 2027. Next: July 2027"
 
 
 @dataclass(frozen=True)
@@ -294,6 +296,7 @@ def agreed_lines(session: Session, account: Account, today: date) -> list[Agreed
     customer's own answer when nothing was decided since): two queries."""
     states = record.item_states(session, account)
     decided = _latest_decisions(session, account.id)
+    kept = deliverables.customer_states(session, account, today)
     lines = []
     for state in states:
         kind = state.item.kind
@@ -312,6 +315,7 @@ def agreed_lines(session: Session, account: Account, today: date) -> list[Agreed
                 story=told_customer(entry, kind) if entry is not None else "",
                 later=later,
                 waiting=state.outcome in ("changed", "disputed"),
+                kept=kept.get(state.item.id, ""),
             )
         )
     return lines

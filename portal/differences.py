@@ -17,7 +17,7 @@ from markupsafe import Markup, escape
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, lazyload, load_only
 
-from portal import access, decisions, keyset, record, webhooks
+from portal import access, decisions, deliverables, keyset, record, webhooks
 from portal.confirmations import preferences
 from portal.handoffs import display_value
 from portal.models import DIFFERENT, Account, PromiseItem, RecordEntry, Role, StaffUser
@@ -299,6 +299,7 @@ def accept_customer_version(
         account = session.get(Account, item.account_id)
         assert account is not None
         account.first_visit = date.fromisoformat(customer.confirmed_value)
+        deliverables.plan_account(session, account)  # first-visit promises move with it
     return _resolve(session, item, customer, staff, customer.confirmed_value, "accepted", note)
 
 

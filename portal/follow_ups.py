@@ -27,6 +27,7 @@ KIND_WORDS: dict[str, str] = {
     "first_visit_feedback": "First visit: not quite",
     "plan_not_billed": "Plan not billed",
     "access_flag": "Access problem",
+    "task_overdue": "Overdue promise",
 }
 
 

@@ -7,10 +7,11 @@ from datetime import date
 
 from sqlalchemy.orm import Session
 
-from portal import links, record
+from portal import deliverables, links, record
 from portal.db import utcnow
 from portal.models import Account, AccountStatus, Customer, PromiseItem, PromiseKind, StaffUser
 from portal.money import format_money
+from portal.occasions import Occasion, default_for
 
 KIND_LABELS = {
     PromiseKind.VISIT_DAY.value: "Visit day",
@@ -30,6 +31,9 @@ class Promise:
     kind: str
     value: str
     label: str = ""
+    # When a deliverable is due and who owns it; None: not said (a new promise takes its
+    # kind's default, an edited one keeps what it had).
+    occasion: Occasion | None = None
 
 
 @dataclass
@@ -118,26 +122,7 @@ def create_handoff(
     session.add(account)
     session.flush()
     for position, promise in enumerate(with_derived_promises(data, currency)):
-        item = PromiseItem(
-            account_id=account.id,
-            kind=promise.kind,
-            label=promise.label or KIND_LABELS[promise.kind],
-            promised_value=promise.value,
-            promised_by_id=salesperson.id if salesperson else None,
-            position=position,
-        )
-        session.add(item)
-        session.flush()
-        record.append(
-            session,
-            account,
-            event="promised",
-            actor=actor or staff_actor(salesperson),
-            item=item,
-            promised_value=item.promised_value,
-            outcome="promised",
-            note=f"promised by {salesperson.display_name if salesperson else 'sales'}",
-        )
+        _add_item(session, account, promise, position, salesperson, actor or staff_actor(salesperson))
     session.refresh(account, ["all_items"])
     return account
 
@@ -196,6 +181,18 @@ def update_handoff(
                 note=f"was: {old}",
             )
             changes.append(f"changed {item.label.lower()}")
+        if promise.occasion is not None and deliverables.set_occasion(item, promise.occasion):
+            record.append(
+                session,
+                account,
+                event="promise_occasion",
+                actor=actor,
+                item=item,
+                promised_value=item.promised_value,
+                note=promise.occasion.words(account.first_visit) or "not tracked",
+                details=occasion_details(account, item),
+            )
+            changes.append(f"changed when {item.label.lower()} is due")
     for item in current.values():
         if item.id not in kept:
             item.withdrawn_at = utcnow()
@@ -211,6 +208,7 @@ def update_handoff(
             changes.append(f"withdrew {item.label.lower()}")
     session.flush()
     session.refresh(account, ["all_items"])
+    deliverables.plan_account(session, account)  # withdrawn, re-dated, a moved first visit
     return changes
 
 
@@ -230,6 +228,7 @@ def _add_item(
         promised_by_id=salesperson.id if salesperson else None,
         position=position,
     )
+    deliverables.set_occasion(item, promise.occasion or default_for(promise.kind))
     session.add(item)
     session.flush()
     record.append(
@@ -241,8 +240,14 @@ def _add_item(
         promised_value=item.promised_value,
         outcome="promised",
         note=f"promised by {salesperson.display_name if salesperson else 'sales'}",
+        details=occasion_details(account, item),
     )
+    deliverables.plan(session, account, item)
     return item
+
+
+def occasion_details(account: Account, item: PromiseItem) -> dict[str, str] | None:
+    return deliverables.details(deliverables.occasion_of(item), account.first_visit)
 
 
 def _update_account_fields(

@@ -25,17 +25,30 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from portal import links, record
+from portal import deliverables, links, record
 from portal.company import get_company
 from portal.db import reserve_ids, table_of, unit_of_work, utcnow
+from portal.deliverables import OPEN
 from portal.handoffs import KIND_LABELS, create_handoff, new_customer, staff_actor, with_derived_promises
 from portal.mail import queue_email
-from portal.models import Account, AccountStatus, Customer, OutboxEmail, Outcome, PromiseItem, RecordEntry
+from portal.models import (
+    Account,
+    AccountStatus,
+    Customer,
+    OutboxEmail,
+    Outcome,
+    PromiseItem,
+    PromiseTask,
+    RecordEntry,
+)
 from portal.money import parse_money
+from portal.occasions import Occasion, default_for, parse_when
 from portal.onboarding import WelcomeSent, send_welcome
 from portal.salespeople import IncomingHandoff, active_salespeople, parse_incoming
-from portal.validation import HandoffInvalid
+from portal.validation import OCCASION_FIELDS, HandoffInvalid
 
+# A deliverable's when ("by 2027-05-31") and owner ("office"), beside its promise column.
+occasions_columns = {"equipment": ("equipment_when", "equipment_owner")}
 PROMISE_COLUMNS = ("visit_day", "start_date", "gate_access", "safety", "equipment", "billing", "custom")
 REQUIRED_COLUMNS = ("customer_name", "customer_email", "service_address", "plan", "first_visit")
 PRICE_COLUMNS = ("price", "price_cents")
@@ -49,6 +62,8 @@ COLUMNS = (
     "first_visit",
     "salesperson_email",
     *PROMISE_COLUMNS,
+    *(column for column, _ in occasions_columns.values()),
+    *(column for _, column in occasions_columns.values()),
     "why_chose_us",
     "concerns",
     "contact_preference",
@@ -226,7 +241,7 @@ def row_payload(values: dict[str, str]) -> _RowPayload:
         parts = raw.split(CUSTOM_SEPARATOR) if column == "custom" else [raw]
         for part in (p.strip() for p in parts):
             if part:
-                promises.append({"kind": column, "value": part})
+                promises.append({"kind": column, "value": part, **_occasion_cells(column, values, errors)})
                 promise_columns.append(column)
     price_cents, price_column = _price(values, errors)
     payload = {
@@ -248,6 +263,27 @@ def row_payload(values: dict[str, str]) -> _RowPayload:
         "contact_preference": values.get("contact_preference"),
     }
     return _RowPayload(payload, errors, promise_columns, price_column)
+
+
+def _occasion_cells(column: str, values: dict[str, str], errors: dict[str, str]) -> dict[str, str]:
+    """The API's occasion fields from a promise's `_when` and `_owner` cells."""
+    if column not in occasions_columns:
+        return {}
+    when_column, owner_column = occasions_columns[column]
+    fields: dict[str, str] = {}
+    when = (values.get(when_column) or "").strip()
+    if when:
+        parsed = parse_when(when)
+        if parsed is None:
+            errors[when_column] = (
+                "Say when: first visit, by 2027-05-31, every 3 months (from 2027-01-15), or none."
+            )
+        else:
+            fields.update(parsed)
+    owner = (values.get(owner_column) or "").strip()
+    if owner:
+        fields["owner"] = owner
+    return fields
 
 
 def _price(values: dict[str, str], errors: dict[str, str]) -> tuple[str | int | None, str]:
@@ -290,9 +326,13 @@ def _column(path: str, row: _RowPayload) -> str:
     if path == "price_cents":
         return row.price_column
     if path.startswith("promises."):
-        index = path.split(".")[1]
+        parts = path.split(".")
+        index = parts[1]
         if index.isdigit() and int(index) < len(row.promise_columns):
-            return row.promise_columns[int(index)]
+            column = row.promise_columns[int(index)]
+            if len(parts) > 2 and parts[2] in OCCASION_FIELDS and column in occasions_columns:
+                return occasions_columns[column][1 if parts[2] == "owner" else 0]
+            return column
         return "custom"
     if path == "promises":
         return "custom"
@@ -432,6 +472,7 @@ class WrittenItem:
     promised_value: str
     promised_by_id: int | None
     position: int
+    occasion: Occasion
 
     @property
     def row(self) -> dict[str, Any]:
@@ -446,6 +487,11 @@ class WrittenItem:
             "position": self.position,
             "current_outcome": Outcome.PROMISED.value,
             "created_at": utcnow(),
+            "occasion": self.occasion.kind,
+            "occasion_on": self.occasion.on,
+            "every": self.occasion.every,
+            "every_unit": self.occasion.unit,
+            "owner": self.occasion.owner,
         }
 
 
@@ -496,7 +542,33 @@ def write_batch(
     _insert_many(session, RecordEntry, entries)
     session.execute(_SET_HEADS, heads)
     _point_items_at_latest_entries(session, account_ids)
+    if tasks := _first_tasks(accounts, items):
+        _insert_many(session, PromiseTask, tasks)
     return accounts, sum(email is not None for email in emails)
+
+
+def _first_tasks(accounts: list[Account], items: list[list[WrittenItem]]) -> list[dict[str, Any]]:
+    """What `deliverables.plan` creates for a new promise: its first occurrence, if due."""
+    tasks = []
+    for account, account_items in zip(accounts, items, strict=True):
+        for item in account_items:
+            due = item.occasion.due(0, account.first_visit)
+            if due is not None:
+                now = utcnow()
+                tasks.append(
+                    {
+                        "account_id": account.id,
+                        "item_id": item.id,
+                        "occurrence": 0,
+                        "due_on": due,
+                        "owner": item.occasion.owner,
+                        "status": OPEN,
+                        "note": "",
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
+    return tasks
 
 
 def _insert_many(session: Session, model: type[Any], rows: list[dict[str, Any]]) -> None:
@@ -566,6 +638,7 @@ def _items(
                 promised_value=promise.value,
                 promised_by_id=incoming.salesperson.id if incoming.salesperson else None,
                 position=position,
+                occasion=promise.occasion or default_for(promise.kind),
             )
             for position, promise in enumerate(account_promises)
         ]
@@ -615,6 +688,11 @@ def _entry_contents(
             "promised_value": item.promised_value,
             "outcome": "promised",
             "note": note,
+            **(
+                {"details": found}
+                if (found := deliverables.details(item.occasion, account.first_visit))
+                else {}
+            ),
         }
         for item in items
     ]

@@ -278,8 +278,55 @@ class PromiseItem(Base):
         ForeignKey("record_entries.id", use_alter=True, name="fk_promise_items_latest_entry")
     )
     current_outcome: Mapped[str] = mapped_column(String(20), default=Outcome.PROMISED.value)
+    # A deliverable promise's when and owner (portal/occasions.py): "none" for standing facts.
+    occasion: Mapped[str] = mapped_column(String(20), default="none", server_default="none")
+    occasion_on: Mapped[date | None] = mapped_column(Date)  # the "by" date or a repeat's start
+    every: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    every_unit: Mapped[str] = mapped_column(String(10), default="", server_default="")
+    owner: Mapped[str] = mapped_column(String(20), default="technician", server_default="technician")
 
     account: Mapped[Account] = relationship(back_populates="all_items")
+
+
+class TaskStatus(str, enum.Enum):
+    OPEN = "open"
+    DONE = "done"
+
+
+class PromiseTask(Base):
+    """One occurrence of a deliverable promise: due on a date, open until someone marks it
+    done. "Couldn't do" leaves it open (the reason is in the record and on the task) so it stays
+    on the technician's list and, once past due, reaches the office. A repeating promise has
+    one open occurrence at a time; closing it creates the next (portal/follow_through.py)."""
+
+    __tablename__ = "promise_tasks"
+    __table_args__ = (
+        # Two people closing the same occurrence at once create its successor once.
+        UniqueConstraint("item_id", "occurrence", name="uq_promise_tasks_item_occurrence"),
+        # The overdue sweep and the day list: open tasks by due date.
+        Index("ix_promise_tasks_status_due", "status", "due_on"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("promise_items.id"))
+    occurrence: Mapped[int] = mapped_column(Integer, default=0)
+    due_on: Mapped[date] = mapped_column(Date)
+    owner: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), default=TaskStatus.OPEN.value)
+    done_on: Mapped[date | None] = mapped_column(Date)  # the company's date it was done
+    # Who last acted on it (marked it done, or said they couldn't) and what they said.
+    by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    note: Mapped[str] = mapped_column(Text, default="")
+    missed_on: Mapped[date | None] = mapped_column(Date)  # the last "couldn't do"
+    # When it went to the office inbox as overdue: once per task, so an office that closed the
+    # follow-up (say, "rescheduled with the customer") is not asked again every night.
+    overdue_raised_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    item: Mapped[PromiseItem] = relationship(lazy="joined")
+    by: Mapped[StaffUser | None] = relationship()
 
 
 class RecordEntry(Base):

@@ -20,6 +20,7 @@ from email_validator import EmailNotValidError, validate_email
 from wtforms import Field
 from wtforms.validators import ValidationError
 
+from portal import occasions
 from portal.handoffs import CADENCES, HandoffData, Promise
 from portal.models import PromiseKind
 
@@ -143,7 +144,7 @@ def parse_handoff(payload: Any, today: date | None = None) -> HandoffData:
     plan = check.text("plan", payload.get("plan"), required=True, what="The plan", single_line=True)
     visits_per_week = _visits_per_week(check, payload.get("visits_per_week"))
     cadence = _cadence(check, payload.get("billing_cadence"))
-    promises = _promises(check, payload.get("promises", []), visits_per_week)
+    promises = _promises(check, payload.get("promises", []), visits_per_week, today)
     data = HandoffData(
         customer_name=name,
         customer_email=email,
@@ -250,7 +251,9 @@ def normalise_weekdays(value: str) -> str | None:
     return ", ".join(sorted(days, key=WEEKDAYS.index)) if days else None
 
 
-def _promises(check: _Checker, value: Any, visits_per_week: int = 1) -> list[Promise]:
+def _promises(
+    check: _Checker, value: Any, visits_per_week: int = 1, today: date | None = None
+) -> list[Promise]:
     if not isinstance(value, list):
         check.errors["promises"] = "Give the promises as a list."
         return []
@@ -294,9 +297,79 @@ def _promises(check: _Checker, value: Any, visits_per_week: int = 1) -> list[Pro
                 )
                 continue
             text = days
+        occasion = _occasion(check, key, kind, entry, today or date.today())
         if text:
-            promises.append(Promise(kind, text, label))
+            promises.append(Promise(kind, text, label, occasion))
     return promises
+
+
+OCCASION_FIELDS = ("occasion", "date", "every", "owner")
+
+
+def _occasion(
+    check: _Checker, key: str, kind: str, entry: Mapping[str, Any], today: date
+) -> occasions.Occasion | None:
+    """A promise's optional when and owner: `occasion` (first_visit, by_date, recurring, none),
+    `date` (the "by" date, or a repeat's first date), `every` ("3 months", "2 weeks") and
+    `owner` (technician, office). None when none of them is given: the kind's default."""
+    given: dict[str, str] = {}
+    for name in OCCASION_FIELDS:
+        value = entry.get(name)
+        if value in (None, ""):
+            continue
+        if not isinstance(value, str):
+            check.errors[f"{key}.{name}"] = "Give it as text."
+            return None
+        given[name] = value
+    if not given:
+        return None
+    chosen = given.get("occasion", "").strip().lower()
+    if not chosen:  # a date alone means "by", a period alone "every"
+        chosen = occasions.RECURRING if "every" in given else occasions.BY_DATE if "date" in given else ""
+    if not chosen:
+        chosen = occasions.default_for(kind).kind
+    if chosen not in occasions.OCCASIONS:
+        check.errors[f"{key}.occasion"] = "Choose when: first_visit, by_date, recurring or none."
+        return None
+    if chosen != occasions.NONE and kind not in occasions.TRACKABLE_KINDS:
+        check.errors[f"{key}.occasion"] = "Only equipment and other promises can be tracked as work to do."
+        return None
+    owner = given.get("owner", occasions.TECHNICIAN).strip().lower()
+    if owner not in occasions.OWNERS:
+        check.errors[f"{key}.owner"] = "Choose who does it: technician or office."
+        return None
+    on = _occasion_date(check, f"{key}.date", given.get("date"), today)
+    if chosen == occasions.BY_DATE and on is None and f"{key}.date" not in check.errors:
+        check.errors[f"{key}.date"] = "Give the date it is due by, e.g. 2027-05-31."
+    every, unit = 0, ""
+    if chosen == occasions.RECURRING:
+        parsed = occasions.parse_every(given.get("every", ""))
+        if parsed is None or not 1 <= parsed[0] <= occasions.MAX_EVERY[parsed[1]]:
+            check.errors[f"{key}.every"] = (
+                "Say how often: every 1 to 52 weeks or 1 to 24 months, e.g. 3 months."
+            )
+            return None
+        every, unit = parsed
+    if chosen in (occasions.NONE, occasions.FIRST_VISIT):
+        on = None
+    return occasions.Occasion(chosen, owner, on, every, unit)
+
+
+def _occasion_date(check: _Checker, key: str, value: str | None, today: date) -> date | None:
+    if value is None:
+        return None
+    try:
+        day = date.fromisoformat(value.strip())
+    except ValueError:
+        check.errors[key] = "Give the date as YYYY-MM-DD, e.g. 2027-05-31."
+        return None
+    if day < today:
+        check.errors[key] = "The date cannot be in the past."
+    elif day > today + timedelta(days=occasions.MAX_AHEAD_DAYS):
+        check.errors[key] = "The date must be within three years."
+    else:
+        return day
+    return None
 
 
 # ---------------------------------------------------------------- invoices from other systems

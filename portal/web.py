@@ -13,6 +13,7 @@ from flask import Flask, Response, current_app, g, jsonify, request
 from portal import keyset
 from portal.brief import map_url, tel_uri
 from portal.company import get_company, local_time
+from portal.deliverables import when_for_customer
 from portal.errors import error_response, wants_json
 from portal.handoffs import display_value
 from portal.money import format_money
@@ -71,6 +72,7 @@ def register(app: Flask) -> None:
     app.add_template_filter(without_codes, "without_codes")
     app.add_template_filter(local_time, "local")
     app.add_template_filter(keyset.count_text, "count_text")
+    app.add_template_global(when_for_customer, "promise_when")
 
 
 F = TypeVar("F", bound=Callable[..., Any])

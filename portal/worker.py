@@ -10,6 +10,8 @@
   and a run by hand are the same code and print the same lines.
 - Asks each customer, the day after their first visit, whether it matched what was agreed
   (`--feedback-at`, once a day; one email per account ever, see portal/first_visit.py).
+- Puts promised work past its due date in the office inbox (`--overdue-every`), each task
+  once (see portal/follow_through.py).
 - Emails the admins a seal of the service record every Monday (`--seal-at`), so a signed copy
   of every account's chain head lives outside the database (see `verify-record --seal`).
 - Stops cleanly on SIGTERM or SIGINT: the task under way finishes its current small batch
@@ -40,6 +42,8 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
+from portal import follow_through
+from portal.company import company_today
 from portal.db import get_db, unit_of_work, utcnow
 from portal.decisions import send_due_decision_emails
 from portal.first_visit import send_due as send_due_feedback
@@ -248,6 +252,14 @@ def bill_plans(_stop: threading.Event) -> Outcome:
     return Outcome("done")
 
 
+def raise_overdue_work(_stop: threading.Event) -> Outcome:
+    """Promised work past its due date, to the office inbox: each task once, so running this
+    every hour (or on two workers) raises nothing twice."""
+    with unit_of_work() as session:
+        count = follow_through.raise_overdue(session, company_today())
+    return Outcome(f"{count} overdue promise(s) to the office" if count else "")
+
+
 def charge_autopay(_stop: threading.Event) -> Outcome:
     """The `charge-autopay` command, run here; its lines go to the worker's output."""
     try:
@@ -299,8 +311,11 @@ def build_tasks(
     seal_at: time | None = None,
     feedback_at: time | None = None,
     bill_at: time | None = None,
+    overdue_every: float | None = 3600.0,
 ) -> list[Task]:
     tasks = [Task("outbox", deliver_outbox, Every(outbox_every), now)]  # at once on start
+    if overdue_every:  # at once on start too: a worker down overnight catches up
+        tasks.append(Task("overdue work", raise_overdue_work, Every(overdue_every), now))
     schedules: list[tuple[str, Callable[[threading.Event], Outcome], Schedule | None]] = [
         ("bill", bill_plans, DailyAt(bill_at, zone) if bill_at else None),
         ("reminders", queue_reminders, DailyAt(reminders_at, zone) if reminders_at else None),
@@ -368,6 +383,14 @@ SEAL_WEEKDAY = 0  # Monday: the seal of the week before reaches the admins as th
     help="Time of day to ask about yesterday's first visits, or 'off'.",
 )
 @click.option(
+    "--overdue-every",
+    type=click.FloatRange(min=0),
+    default=3600.0,
+    show_default=True,
+    envvar="WORKER_OVERDUE_EVERY",
+    help="Seconds between sweeps for overdue promised work (0: off).",
+)
+@click.option(
     "--timezone",
     "zone",
     type=TimeZoneName(),
@@ -392,16 +415,28 @@ def worker_command(
     autopay_at: time | None,
     seal_at: time | None,
     feedback_at: time | None,
+    overdue_every: float,
     zone: ZoneInfo,
     retry_after: float,
 ) -> None:
     """Run the background work until stopped: deliver the outbox every few seconds, make the
     day's plan invoices, queue reminders, ask about yesterday's first visits and charge autopay
-    once a day, email the admins the record seal once a week.
+    once a day, send overdue promised work to the office inbox every hour, email the admins the
+    record seal once a week.
     SIGTERM or Ctrl-C stops it cleanly (exit 0) after the task under way; several workers may run at once."""
     # Flask types current_app as Flask; it is a LocalProxy, and the worker needs the app itself.
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    tasks = build_tasks(utcnow(), outbox_every, reminders_at, autopay_at, zone, seal_at, feedback_at, bill_at)
+    tasks = build_tasks(
+        utcnow(),
+        outbox_every,
+        reminders_at,
+        autopay_at,
+        zone,
+        seal_at,
+        feedback_at,
+        bill_at,
+        overdue_every or None,
+    )
     worker = Worker(app, tasks, retry_after=retry_after)
     previous = {sig: signal.signal(sig, worker.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:

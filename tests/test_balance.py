@@ -215,7 +215,7 @@ def test_the_worker_warns_of_expiring_cards_with_the_daily_autopay_run():
 
     now = datetime(2026, 3, 2, 8, 30, tzinfo=timezone.utc)
     names = [task.name for task in build_tasks(now, 10, None, clock_time(10, 0), ZoneInfo("UTC"))]
-    assert names == ["outbox", "autopay", "expiring cards"]
+    assert names == ["outbox", "overdue work", "autopay", "expiring cards"]
 
 
 # --- One balance -------------------------------------------------------------------------

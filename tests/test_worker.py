@@ -188,7 +188,11 @@ def test_build_tasks_starts_the_outbox_at_once_and_the_daily_tasks_at_their_time
     tasks = build_tasks(now, 10, clock_time(9, 0), None, ZoneInfo("UTC"))
     assert [(t.name, t.due) for t in tasks] == [
         ("outbox", now),
+        ("overdue work", now),
         ("reminders", datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)),
+    ]
+    assert [t.name for t in build_tasks(now, 10, None, None, ZoneInfo("UTC"), overdue_every=None)] == [
+        "outbox"
     ]
 
 

@@ -26,6 +26,7 @@ from portal.staff.handoff_forms import (
     edit_promises,
     new_handoff_promises,
     validate,
+    when_data,
 )
 from portal.storage import get_storage
 from portal.web import body_limit
@@ -72,7 +73,7 @@ def new_handoff() -> str | Response | tuple[str, int]:
     _salesperson_choices(form, current_user)
     if request.method == "POST" and "add_row" in request.form:
         form.validate()  # keep what was typed; only add a blank row
-        getattr(form, "custom" if request.form["add_row"] == "custom" else "equipment").append_entry()
+        form.add_row("custom" if request.form["add_row"] == "custom" else "equipment")
         form.form_errors.clear()
         for field in form:
             field.errors = []
@@ -298,7 +299,13 @@ def _saved_meanwhile(form: EditHandoffForm, account: Account) -> tuple[str, int]
 
 def _edit_data(account: Account) -> dict[str, object]:
     rows = [
-        {"item_id": str(item.id), "kind": item.kind, "title": item.label, "value": item.promised_value}
+        {
+            "item_id": str(item.id),
+            "kind": item.kind,
+            "title": item.label,
+            "value": item.promised_value,
+            "when": when_data(item),
+        }
         for item in account.items
         if item.kind not in DERIVED_KINDS
     ]

@@ -457,3 +457,23 @@ class AccessFlagForm(OnceForm):
         choices=options(list(access_card.FLAGS.items())),
         validators=[DataRequired("Choose what happened.")],
     )
+
+
+class TaskForm(OnceForm):
+    """A promised piece of work, closed from the brief on a phone: "Done" or "Couldn't do",
+    two submit buttons of one field, and a note (the reason, when it couldn't be done)."""
+
+    outcome = StringField(
+        validators=[AnyOf(["done", "missed"], message="Choose Done or Couldn't do.")],
+    )
+    note = TextAreaField(
+        "Note (what you did, or why it couldn't be done)",
+        validators=[Length(max=1000, message="Keep the note under 1,000 characters.")],
+    )
+
+
+def task_form(task_id: int, formdata: bool = True) -> TaskForm:
+    """One form per task on a page: prefixed, so the page has no two fields with the same id."""
+    if formdata:
+        return TaskForm(prefix=f"t{task_id}")
+    return TaskForm(prefix=f"t{task_id}", formdata=None)

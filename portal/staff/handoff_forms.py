@@ -21,6 +21,7 @@ from wtforms.validators import Optional
 from portal.forms import CheckboxesField, options
 from portal.handoffs import DERIVED_KINDS, KIND_LABELS, HandoffData
 from portal.money import parse_money
+from portal.occasions import OCCASION_WORDS, OWNERS, unit_words
 from portal.once import OnceForm
 from portal.validation import WEEKDAYS, HandoffInvalid, parse_handoff
 
@@ -31,6 +32,43 @@ class CustomPromiseForm(Form):
     # Not `label`/`name`: those would shadow FormField attributes in templates.
     title = StringField("Promise", validators=[Optional()])
     value = StringField("Details", validators=[Optional()])
+
+
+class WhenForm(Form):
+    """When a deliverable promise is due and who does it (portal/occasions.py). Empty: the
+    kind's usual (equipment on the first visit; other promises not tracked)."""
+
+    occasion = SelectField(
+        "When",
+        choices=options([("", "Usual for the kind"), *OCCASION_WORDS.items()]),
+        validate_choice=False,
+    )
+    date = StringField("Date (by, or the first time)", render_kw={"type": "date"})
+    every = StringField("Every", render_kw={"placeholder": "3 months"})
+    owner = SelectField("Who", choices=options(list(OWNERS.items())), validate_choice=False)
+
+    def payload(self) -> dict[str, str]:
+        """The API's occasion fields, when a when was chosen."""
+        if not self.occasion.data:
+            return {}
+        return {
+            "occasion": self.occasion.data,
+            "date": (self.date.data or "").strip(),
+            "every": (self.every.data or "").strip(),
+            "owner": self.owner.data or "",
+        }
+
+
+def when_data(item: object) -> dict[str, str]:
+    """A stored promise's when, for the edit form."""
+    every = getattr(item, "every", 0)
+    on = getattr(item, "occasion_on", None)
+    return {
+        "occasion": str(getattr(item, "occasion", "")),
+        "date": on.isoformat() if on else "",
+        "every": unit_words(every, getattr(item, "every_unit", "")) if every else "",
+        "owner": str(getattr(item, "owner", "technician")),
+    }
 
 
 class AccountFieldsMixin:
@@ -73,12 +111,28 @@ class HandoffForm(AccountFieldsMixin, OnceForm):
     safety_alarm = StringField("Pool alarm")
     safety_other = TextAreaField("Anything else the technician must know")
     equipment = FieldList(StringField("Equipment promise"), min_entries=2)
+    # Beside each equipment promise and other promise, by position: their when and who.
+    equipment_when = FieldList(FormField(WhenForm), min_entries=2)
     billing = RadioField(
         "Billing preference",
         choices=options([("Card autopay", "Card autopay"), ("Invoice", "Pay by invoice")]),
         validate_choice=False,
     )
     custom = FieldList(FormField(CustomPromiseForm), min_entries=1)
+    custom_when = FieldList(FormField(WhenForm), min_entries=1)
+
+    def add_row(self, which: str) -> None:
+        """One more blank promise row, with its when."""
+        rows, whens = (
+            (self.custom, self.custom_when) if which == "custom" else (self.equipment, self.equipment_when)
+        )
+        rows.append_entry()
+        while len(whens) < len(rows):
+            whens.append_entry()
+
+    def when_at(self, which: str, index: int) -> WhenForm | None:
+        whens = self.custom_when if which == "custom" else self.equipment_when
+        return whens[index].form if index < len(whens) else None
 
 
 class PromiseRowForm(Form):
@@ -89,6 +143,7 @@ class PromiseRowForm(Form):
     remove = SelectField(
         "Keep", choices=options([("", "Keep"), ("remove", "Withdraw")]), validate_choice=False
     )
+    when = FormField(WhenForm)
 
 
 class EditHandoffForm(AccountFieldsMixin, OnceForm):
@@ -96,7 +151,7 @@ class EditHandoffForm(AccountFieldsMixin, OnceForm):
     rows = FieldList(FormField(PromiseRowForm), min_entries=0)
 
 
-Promises = list[tuple[dict[str, str], Field]]
+Promises = list[tuple[dict[str, Any], Field]]
 
 
 def validate(form: AccountFieldsMixin, promises: Promises) -> HandoffData | None:
@@ -150,10 +205,30 @@ def account_payload(form: AccountFieldsMixin, promises: Promises) -> tuple[dict[
         "contact_preference": form.contact_preference.data,
         "promises": [promise for promise, _ in promises],
     }
-    for index, (_, field) in enumerate(promises):
+    for index, (promise, field) in enumerate(promises):
         for part in ("", ".value", ".kind", ".label"):
             fields[f"promises.{index}{part}"] = field
+        when = promise.get(WHEN)
+        if isinstance(when, WhenForm):
+            for name in ("occasion", "date", "every", "owner"):
+                fields[f"promises.{index}.{name}"] = when[name]
+    payload["promises"] = [
+        {**{k: v for k, v in promise.items() if k != WHEN}, **_when_fields(promise.get(WHEN))}
+        for promise, _ in promises
+    ]
     return payload, fields
+
+
+WHEN = "_when"  # a promise's WhenForm, carried beside its fields until the payload is built
+
+
+def _when_fields(when: object) -> dict[str, str]:
+    return when.payload() if isinstance(when, WhenForm) else {}
+
+
+def _when_form(field: object) -> WhenForm | None:
+    form = getattr(field, "form", None)
+    return form if isinstance(form, WhenForm) else None
 
 
 def new_handoff_promises(form: HandoffForm) -> Promises:
@@ -172,15 +247,18 @@ def new_handoff_promises(form: HandoffForm) -> Promises:
     for kind, label, field in labelled:
         if field.data and field.data.strip():
             promises.append(({"kind": kind, "label": label, "value": field.data}, field))
-    for field in form.equipment:
+    for index, field in enumerate(form.equipment):
         if field.data and field.data.strip():
-            promises.append(({"kind": "equipment", "value": field.data}, field))
+            promises.append(
+                ({"kind": "equipment", "value": field.data, WHEN: form.when_at("equipment", index)}, field)
+            )
     if form.billing.data:
         promises.append(({"kind": "billing", "value": form.billing.data}, form.billing))
-    for row in form.custom:
+    for index, row in enumerate(form.custom):
         label, value = (row.title.data or "").strip(), (row.value.data or "").strip()
         if label or value:
-            promises.append(({"kind": "custom", "label": label, "value": value}, row.value))
+            promise = {"kind": "custom", "label": label, "value": value, WHEN: form.when_at("custom", index)}
+            promises.append((promise, row.value))
     return promises
 
 
@@ -191,7 +269,15 @@ def edit_promises(form: EditHandoffForm) -> tuple[Promises, list[int | None]]:
         if row.remove.data == "remove" or not ((row.value.data or "").strip() or row.item_id.data):
             continue
         promises.append(
-            ({"kind": row.kind.data, "label": row.title.data or "", "value": row.value.data}, row.value)
+            (
+                {
+                    "kind": row.kind.data,
+                    "label": row.title.data or "",
+                    "value": row.value.data,
+                    WHEN: _when_form(row.when),
+                },
+                row.value,
+            )
         )
         item_ids.append(int(row.item_id.data) if (row.item_id.data or "").isdigit() else None)
     return promises, item_ids

@@ -10,7 +10,18 @@ from flask import Response, abort, flash, redirect, render_template, request, ur
 from flask_login import current_user
 from werkzeug.wrappers import Response as BaseResponse
 
-from portal import access_card, decisions, follow_ups, handback, inbox, once, pipeline, record, reports
+from portal import (
+    access_card,
+    decisions,
+    follow_through,
+    follow_ups,
+    handback,
+    inbox,
+    once,
+    pipeline,
+    record,
+    reports,
+)
 from portal import brief as brief_service
 from portal import differences as diffs
 from portal.access import Action, account_or_404, allows, roles_for
@@ -20,10 +31,10 @@ from portal.csv_export import csv_text
 from portal.db import get_db, unit_of_work
 from portal.forms import options
 from portal.handoffs import KIND_LABELS
-from portal.models import Account, ChangeRequestStatus, Role, StaffUser
+from portal.models import ChangeRequestStatus, Role, StaffUser
 from portal.salespeople import salespeople
 from portal.secret_codes import without_codes
-from portal.staff import bp
+from portal.staff import bp, tasks
 from portal.staff.forms import (
     AccessFlagForm,
     AgreedChangeForm,
@@ -366,25 +377,8 @@ def change_agreed(account_id: int, item_id: int) -> str | BaseResponse | tuple[s
 @bp.get("/accounts/<int:account_id>/brief")
 @roles_required(*roles_for(Action.BRIEF))
 def brief(account_id: int) -> str:
-    session = get_db()
-    account = account_or_404(session, account_id, _me(), Action.BRIEF)
-    return _brief_page(account)
-
-
-def _brief_page(
-    account: Account, *, codes_shown: bool = False, flag_form: AccessFlagForm | None = None
-) -> str:
-    if flag_form is None:
-        flag_form = AccessFlagForm(formdata=None)
-        flag_form.form_id.data = once.new_form_id()  # also when the page answers a POST
-    return render_template(
-        "staff/brief.html",
-        brief=brief_service.brief_for(get_db(), account, company_today()),
-        codes_shown=codes_shown,
-        show_form=ShowCodesForm(),
-        flag_form=flag_form,
-        flags=access_card.FLAGS,
-    )
+    account = account_or_404(get_db(), account_id, _me(), Action.BRIEF)
+    return tasks.brief_page(account)
 
 
 @bp.post("/accounts/<int:account_id>/brief/show-codes")
@@ -395,10 +389,10 @@ def brief_show_codes(account_id: int) -> str | tuple[str, int]:
     account = account_or_404(get_db(), account_id, _me(), Action.BRIEF)
     if not ShowCodesForm().validate_on_submit():
         flash("That did not go through; please try again.", "error")
-        return _brief_page(account), 400
+        return tasks.brief_page(account), 400
     with unit_of_work() as session:
         access_card.record_reveal(session, account, _me(), "first-visit brief")
-    return _brief_page(account, codes_shown=True)
+    return tasks.brief_page(account, codes_shown=True)
 
 
 @bp.post("/accounts/<int:account_id>/access-flag")
@@ -409,7 +403,7 @@ def access_flag(account_id: int) -> str | BaseResponse | tuple[str, int]:
     account = account_or_404(get_db(), account_id, _me(), Action.BRIEF)
     form = AccessFlagForm()
     if not form.validate_on_submit():
-        return _brief_page(account, flag_form=form), 400
+        return tasks.brief_page(account, flag_form=form), 400
     with unit_of_work() as session:
         if once.claim(session, form.submitted_id, "access-flag") is not None:
             access_card.flag(session, account, _me(), form.flag.data or "")
@@ -431,7 +425,9 @@ def day_list() -> str:
         except ValueError:
             flash("That date was not understood; showing the next day with visits.", "error")
     page = brief_service.day_page(get_db(), _me(), day, company_today())
-    return render_template("staff/day.html", page=page)
+    ids = [visit.account.id for visit in page.visits]
+    due = follow_through.technician_due(get_db(), ids, page.day, page.today)
+    return render_template("staff/day.html", page=page, due_tasks=due)
 
 
 class ReportData(TypedDict):
@@ -440,6 +436,7 @@ class ReportData(TypedDict):
     median_days: float | None
     signed_count: int
     funnel: list[tuple[str, int]]
+    kept: follow_through.KeptReport
 
 
 def _report_data() -> ReportData:
@@ -451,6 +448,7 @@ def _report_data() -> ReportData:
         "median_days": median,
         "signed_count": signed,
         "funnel": reports.funnel(session, me),
+        "kept": follow_through.kept_on_time(session, me, company_today()),
     }
 
 
@@ -512,6 +510,7 @@ def report_page() -> str:
         "by_kind": [(r.label, r.percent, f"{r.percent} %") for r in data["by_kind"]],
         "by_person": [(r.label, r.percent, f"{r.percent} %") for r in data["by_person"]],
         "funnel": [(stage, n, str(n)) for stage, n in data["funnel"]],
+        **follow_through.kept_bars(data["kept"]),
     }
     handback_data = _handback_report()
     return render_template(
@@ -551,6 +550,7 @@ def report_csv() -> Response:
         rows.append(["funnel", stage, count, "", ""])
     rows.append(["time_to_sign", "median_days", data["signed_count"], "", data["median_days"] or ""])
     rows += _handback_csv_rows(_handback_report())
+    rows += follow_through.kept_csv_rows(data["kept"])
     header = ["section", "label", "answered", "differed", "difference_rate_percent"]
     response = Response(csv_text(header, rows), mimetype="text/csv")
     response.headers["Content-Disposition"] = 'attachment; filename="reports.csv"'
