@@ -105,6 +105,10 @@ def test_the_technician_sees_photos_on_the_day_list_and_brief_and_the_print_stay
     desk.screenshot(path=str(artifacts / "photos-brief-1280.png"), full_page=True)
     assert report.ok(), report.problems
 
+    assert "7781" not in desk.inner_text("main")  # masked until the technician asks
+    desk.get_by_role("button", name="Show code for Dana Reyes").click()
+    desk.wait_for_load_state()
+    assert desk.locator(".brief-photos img").count() == 3
     pdf = desk.pdf(format="Letter", print_background=True)
     (artifacts / "photos-brief.pdf").write_bytes(pdf)
     reader = PdfReader(io.BytesIO(pdf))
