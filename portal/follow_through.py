@@ -104,6 +104,29 @@ def technician_due(
     return due_by_account(session, account_ids, day, today, owner=TECHNICIAN)
 
 
+ROUTINE_LIMIT = 50
+
+
+def routine_work_on(
+    session: Session, user: StaffUser, day: date, today: date, besides: Iterable[int]
+) -> list[Account]:
+    """Accounts (not among `besides`, the day's first visits) whose route technician has
+    promised work due on `day` (today: due by today, still open): routine visits the first-visit
+    list does not carry, nearest address first, at most ROUTINE_LIMIT."""
+    due = PromiseTask.due_on <= day if day == today else PromiseTask.due_on == day
+    with_work = select(PromiseTask.account_id).where(
+        PromiseTask.status == OPEN, PromiseTask.owner == TECHNICIAN, due
+    )
+    return list(
+        session.scalars(
+            select(Account)
+            .where(*access.in_service(user), Account.id.in_(with_work), Account.id.not_in(list(besides)))
+            .order_by(Account.service_address, Account.id)
+            .limit(ROUTINE_LIMIT)
+        )
+    )
+
+
 # -- closing a task -------------------------------------------------------------------------------
 
 

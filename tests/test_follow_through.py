@@ -395,6 +395,21 @@ def test_the_day_list_shows_each_visits_due_work_and_not_others(client, db, staf
     assert "Filter clean" in bo_day and "skimmer" not in bo_day
 
 
+def test_work_due_after_the_first_visit_is_on_that_days_list(client, db, staff, make_staff, route):
+    ann, bo = route
+    staff.login(make_staff("technician"))
+    salt_day = TODAY + timedelta(days=60)
+    page = client.get(f"/staff/day?date={salt_day.isoformat()}").get_data(as_text=True)
+    routine = _text(page.split('id="routine-work"', 1)[1])
+    assert "Ann Alpha" in routine and "Salt cell check before summer" in routine
+    assert "Bo Beta" not in routine  # his monthly clean is not due that day
+    day_before = client.get(f"/staff/day?date={(salt_day - timedelta(days=1)).isoformat()}")
+    assert "Salt cell check" not in day_before.get_data(as_text=True)
+    staff.logout()
+    staff.login(make_staff("sales"))  # another salesperson's accounts are not on their list
+    assert "Ann Alpha" not in client.get(f"/staff/day?date={salt_day.isoformat()}").get_data(as_text=True)
+
+
 def test_the_brief_shows_the_work_due_on_its_visit_with_a_form_each(client, db, staff, make_staff, route):
     ann, bo = route
     staff.login(make_staff("technician"))

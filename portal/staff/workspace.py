@@ -426,8 +426,9 @@ def day_list() -> str:
             flash("That date was not understood; showing the next day with visits.", "error")
     page = brief_service.day_page(get_db(), _me(), day, company_today())
     ids = [visit.account.id for visit in page.visits]
-    due = follow_through.technician_due(get_db(), ids, page.day, page.today)
-    return render_template("staff/day.html", page=page, due_tasks=due)
+    routine = follow_through.routine_work_on(get_db(), _me(), page.day, page.today, ids)
+    due = follow_through.technician_due(get_db(), ids + [a.id for a in routine], page.day, page.today)
+    return render_template("staff/day.html", page=page, due_tasks=due, routine=routine)
 
 
 class ReportData(TypedDict):
