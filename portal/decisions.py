@@ -34,7 +34,7 @@ from portal.models import (
     StaffUser,
 )
 from portal.record_story import DECISION_EVENTS, told_customer
-from portal.secret_codes import ACCESS_LABEL, blank_codes, is_secret, mailed_value
+from portal.secret_codes import ACCESS_LABEL, BLANKED, HIDDEN_LEFT, blank_codes, is_secret, mailed_value
 from portal.validation import normalise_weekdays
 
 OPEN = ChangeRequestStatus.OPEN.value
@@ -113,6 +113,8 @@ def agreed_value(kind: str, value: str) -> str:
     value = value.strip()
     if not value:
         raise DecisionError("Enter the value you agreed with the customer.")
+    if BLANKED in value:
+        raise DecisionError(HIDDEN_LEFT)
     if kind == PromiseKind.VISIT_DAY.value:
         days = normalise_weekdays(value)
         if days is None:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from portal.company import local_time
 from portal.handoffs import display_value
 from portal.models import Account, PromiseItem, RecordEntry, StaffUser
+from portal.secret_codes import screened
 
 ARROW = "\N{RIGHTWARDS ARROW}"
 QUOTE = ("\N{LEFT DOUBLE QUOTATION MARK}", "\N{RIGHT DOUBLE QUOTATION MARK}")
@@ -76,10 +77,22 @@ class _Cast:
     items: dict[int, PromiseItem]
     staff: dict[int, StaffUser]
     customer_name: str
+    codes_shown: bool = False
+
+    def value(self, value: str | None, kind: str) -> str:
+        """A promise value in the sentence: its codes blanked unless a reveal was asked for."""
+        return screened(display_value(value, kind), kind, self.codes_shown)
+
+    def text(self, text: str | None) -> str:
+        """Free words (a note, a comment) with anything that reads as a code blanked."""
+        return screened(text, shown=self.codes_shown)
 
 
-def story(session: Session, account: Account, entries: Sequence[RecordEntry]) -> list[StoryLine]:
-    """The entries in words, in the order given (two queries whatever their number)."""
+def story(
+    session: Session, account: Account, entries: Sequence[RecordEntry], *, codes_shown: bool = False
+) -> list[StoryLine]:
+    """The entries in words, in the order given (two queries whatever their number); gate and
+    alarm codes blanked unless `codes_shown` (a staff member asked, and the record notes it)."""
     items = {
         item.id: item
         for item in session.scalars(select(PromiseItem).where(PromiseItem.account_id == account.id))
@@ -98,7 +111,7 @@ def story(session: Session, account: Account, entries: Sequence[RecordEntry]) ->
         if wanted
         else {}
     )
-    cast = _Cast(items, staff, account.customer.name)
+    cast = _Cast(items, staff, account.customer.name, codes_shown)
     return [_line(entry, cast) for entry in entries]
 
 
@@ -131,12 +144,14 @@ def _staff_name(user: StaffUser) -> str:
 def _line(entry: RecordEntry, cast: _Cast) -> StoryLine:
     item = cast.items.get(entry.item_id) if entry.item_id is not None else None
     what, note = _what(entry, item, cast)
+    if item is None:  # a promise's sentence screened its values itself: its dates stay whole
+        what = cast.text(what)
     return StoryLine(
         what=what,
         who=_who(entry, item, cast),
         when=local_time(entry.created_at),
         when_iso=entry.created_at.isoformat(),
-        note=note,
+        note=cast.text(note),
         outcome=entry.outcome,
     )
 
@@ -291,14 +306,14 @@ def _about_promise(
     entry: RecordEntry, item: PromiseItem, details: dict[str, Any], cast: _Cast
 ) -> tuple[str, str]:
     label = item.label
-    promised = display_value(entry.promised_value or item.promised_value, item.kind)
-    confirmed = display_value(entry.confirmed_value, item.kind)
+    promised = cast.value(entry.promised_value or item.promised_value, item.kind)
+    confirmed = cast.value(entry.confirmed_value, item.kind)
     event, outcome = entry.event, entry.outcome
     if event == "promised":
         return f"{label}: {promised} (promised)", ""
     if event == "promise_edited":
         was = entry.note[len("was: ") :] if entry.note.startswith("was: ") else ""
-        before = f"{display_value(was, item.kind)} {ARROW} " if was else ""
+        before = f"{cast.value(was, item.kind)} {ARROW} " if was else ""
         return f"{label}: {before}{promised} (edited before signing)", ""
     if event == "promise_withdrawn":
         return f"{label}: {promised} (withdrawn)", ""
@@ -313,7 +328,7 @@ def _about_promise(
         if outcome == "disputed":
             return f"{label}: {promised} {ARROW} customer says this is not what they were told", entry.note
     if event == "resolved":
-        asked = display_value(details.get("customer_value"), item.kind)
+        asked = cast.value(details.get("customer_value"), item.kind)
         wished = details.get("customer_preferences")
         if wished and isinstance(wished, list):
             if details.get("resolution") == "accepted":
@@ -334,13 +349,13 @@ def _about_promise(
         requested = details.get("requested")
         when = _from(details.get("effective_date"), item.kind)
         if isinstance(requested, str) and requested:  # the request is the sentence: no note repeats it
-            return f"{label}: asked to change it to {display_value(requested, item.kind)}{when}", ""
+            return f"{label}: asked to change it to {cast.value(requested, item.kind)}{when}", ""
         return f"{label}: asked for a change", entry.note
     if event in DECISION_EVENTS[1:]:
-        before = display_value(details.get("previous_value"), item.kind)
+        before = cast.value(details.get("previous_value"), item.kind)
         moved = f"{before} {ARROW} " if before else ""
         when = _from(details.get("effective_from"), item.kind)
-        asked = display_value(details.get("requested"), item.kind)
+        asked = cast.value(details.get("requested"), item.kind)
         if event == "change_accepted":
             return f"{label}: {moved}office accepted the customer's change to {confirmed}{when}", entry.note
         if event == "change_declined":

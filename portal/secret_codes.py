@@ -27,7 +27,8 @@ _CODE_WORDS = re.compile(
     r"padlock|keypad|key ?box|lockbox|gate)\b",
     re.IGNORECASE,
 )
-_DIGITS = re.compile(r"[#*]?(?<!\d)\d{3,8}(?!\d)[#*]?")
+# An ISO date ("from 2026-12-10" in a record note) is not a code.
+_DIGITS = re.compile(r"[#*]?(?<!\d)(?!\d{4}-\d\d-\d\d)\d{3,8}(?!\d)[#*]?")
 
 
 def looks_like_code(text: str | None) -> bool:
@@ -52,6 +53,32 @@ def without_codes(text: str | None, kind: str) -> str:
     if kind in SECRET_KINDS:
         return _DIGITS.sub(BLANKED, text or "")
     return blank_codes(text)
+
+
+def has_code(kind: str, text: str | None) -> bool:
+    """Whether a staff screen would blank something in this value."""
+    return screened(text, kind) != (text or "")
+
+
+def screened(text: str | None, kind: str = "", shown: bool = False) -> str:
+    """Text on a staff screen: as it is once the staff member asked to see the codes (a
+    recorded reveal, access_card.record_reveal), else with its codes blanked."""
+    return (text or "") if shown else without_codes(text, kind)
+
+
+def restored(typed: str | None, original: str | None, kind: str = "") -> str:
+    """What was typed into a field that showed `original` screened: each blank put back as
+    the code it stands for, in order, so staff can edit the words around a code without
+    seeing it. A blank with no code behind it stays, for the form to refuse (`HIDDEN_LEFT`)."""
+    typed = typed or ""
+    if BLANKED not in typed:
+        return typed
+    original = original or ""
+    hidden = iter(_DIGITS.findall(original) if kind in SECRET_KINDS or looks_like_code(original) else [])
+    return re.sub(re.escape(BLANKED), lambda blank: next(hidden, blank.group(0)), typed)
+
+
+HIDDEN_LEFT = f"Type the code in full: {BLANKED} stands for a code that was hidden here."
 
 
 def mailed_value(value: str | None, kind: str) -> str:

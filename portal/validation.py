@@ -23,6 +23,7 @@ from wtforms.validators import ValidationError
 from portal import occasions
 from portal.handoffs import CADENCES, HandoffData, Promise
 from portal.models import PromiseKind
+from portal.secret_codes import BLANKED, HIDDEN_LEFT
 
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 PHONE = re.compile(r"^\+?[0-9 ().\-]{7,25}$")
@@ -274,6 +275,9 @@ def _promises(
         text = check.text(
             f"{key}.value", entry.get("value"), required=True, what="The promise", limit_of="promise.value"
         )
+        if BLANKED in text:  # a blanked code sent back as it was shown
+            check.errors[f"{key}.value"] = HIDDEN_LEFT
+            continue
         label = check.text(
             f"{key}.label",
             entry.get("label"),

@@ -17,7 +17,7 @@ from portal.deliverables import when_for_customer
 from portal.errors import error_response, wants_json
 from portal.handoffs import display_value
 from portal.money import format_money
-from portal.secret_codes import without_codes
+from portal.secret_codes import screened, without_codes
 
 CSP = "; ".join(
     [
@@ -70,6 +70,7 @@ def register(app: Flask) -> None:
     app.add_template_filter(tel_uri, "tel_uri")
     app.add_template_filter(map_url, "map_url")
     app.add_template_filter(without_codes, "without_codes")
+    app.add_template_filter(screened, "screened")
     app.add_template_filter(local_time, "local")
     app.add_template_filter(keyset.count_text, "count_text")
     app.add_template_global(when_for_customer, "promise_when")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
@@ -17,6 +19,7 @@ from portal.handoffs import DERIVED_KINDS, OnboardingSigned, create_handoff, sta
 from portal.models import Account, OutboxEmail, StaffUser
 from portal.onboarding import send_new_link
 from portal.salespeople import SELLING_ROLES, salespeople
+from portal.secret_codes import BLANKED, has_code, screened
 from portal.staff import bp
 from portal.staff.forms import new_note_form
 from portal.staff.handback_forms import handback_view
@@ -28,6 +31,7 @@ from portal.staff.handoff_forms import (
     validate,
     when_data,
 )
+from portal.staff.reveal import page_with_codes
 from portal.storage import get_storage
 from portal.web import body_limit
 
@@ -101,37 +105,59 @@ def account(account_id: int) -> str:
     return account_page(found)
 
 
-def account_page(found: Account, **forms: object) -> str:
-    """The account page; a form posted from it that comes back with its mistakes is passed in
-    `forms` (by name) to be shown as typed, with its errors."""
+@bp.post("/accounts/<int:account_id>/show-codes")
+@roles_required(*roles_for(Action.SEE))
+def account_show_codes(account_id: int) -> str | tuple[str, int]:
+    found = account_or_404(get_db(), account_id, current_user, Action.SEE)
+    return page_with_codes(found, "account page", lambda shown: account_page(found, codes_shown=shown))
+
+
+def account_page(found: Account, forms: Mapping[str, object] | None = None, codes_shown: bool = False) -> str:
+    """The account page, its codes masked unless `codes_shown` (a recorded "Show codes"); a
+    form posted from it that comes back with its mistakes is passed in `forms` (by name) to be
+    shown as typed, with its errors. Answering a POST, every other form starts blank, with an
+    id of its own."""
     session = get_db()
+    forms = forms or {}
+    blank = request.method == "POST"
     emails = session.scalars(
         select(OutboxEmail).where(OutboxEmail.account_id == found.id).order_by(OutboxEmail.id.desc())
     ).all()
+    states = record.item_states(session, found)
+    story = record_story.story(session, found, record.entries_for(session, found.id), codes_shown=codes_shown)
+    # The button shows only where something was blanked.
+    codes_hidden = not codes_shown and (
+        any(has_code(s.item.kind, v) for s in states for v in (s.item.promised_value, s.current_value))
+        or any(BLANKED in line.what + line.note for line in story)
+    )
     return render_template(
         "staff/account.html",
         account=found,
         handback=handback_view(session, found, current_user._get_current_object(), forms),
-        states=record.item_states(session, found),
-        story=record_story.story(session, found, record.entries_for(session, found.id)),
+        states=states,
+        codes_shown=codes_shown,
+        codes_hidden=codes_hidden,
+        story=story,
         emails=emails,
-        send_form=once.OnceForm(formdata=None) if forms else once.OnceForm(),
-        note_form=new_note_form(found, blank=bool(forms)) if allows(current_user, Action.NOTE) else None,
+        send_form=once.OnceForm(formdata=None) if blank else once.OnceForm(),
+        note_form=new_note_form(found, blank=blank) if allows(current_user, Action.NOTE) else None,
         consent_state=consents.state(session, found),
         consent_names=consents.NAMES,
         follow_ups=follow_ups.open_for(session, found),
-        **_photo_context(found),
+        **_photo_context(found, blank),
     )
 
 
-def _photo_context(account: Account) -> dict[str, object]:
+def _photo_context(account: Account, blank: bool) -> dict[str, object]:
     shown = photos.shown(get_db(), account.id)
-    may_change = allows(current_user, Action.PHOTOS)
+    if not allows(current_user, Action.PHOTOS):
+        return {"photos": shown, "photo_form": None, "remove_forms": {}}
+    formdata = {"formdata": None} if blank else {}
     return {
         "photos": shown,
-        "photo_form": PhotoForm(prefix="photo") if may_change else None,
+        "photo_form": PhotoForm(prefix="photo", **formdata),
         # One form per photo, prefixed: no two fields on the page share an id.
-        "remove_forms": {p.id: RemovePhotoForm(prefix=f"remove{p.id}") for p in shown} if may_change else {},
+        "remove_forms": {p.id: RemovePhotoForm(prefix=f"remove{p.id}", **formdata) for p in shown},
     }
 
 
@@ -268,7 +294,7 @@ def edit_handoff(account_id: int) -> str | Response | tuple[str, int]:
     if form.validate_on_submit():
         if str(found.version) != form.version.data:
             return _saved_meanwhile(form, found)
-        promises, item_ids = edit_promises(form)
+        promises, item_ids = edit_promises(form, {item.id: item for item in found.items})
         data = validate(form, promises)
         salesperson = _chosen_salesperson(form)
         if data is not None and salesperson is not None:
@@ -286,7 +312,33 @@ def edit_handoff(account_id: int) -> str | Response | tuple[str, int]:
             flash("Saved: " + (", ".join(changes) if changes else "account details") + ".", "success")
             return redirect(url_for("staff.account", account_id=found.id))
     status = 400 if request.method == "POST" else 200
-    return render_template("staff/handoff_edit.html", form=form, account=found), status
+    return _edit_page(form, found), status
+
+
+@bp.post("/accounts/<int:account_id>/edit/show-codes")
+@roles_required(*roles_for(Action.EDIT))
+def edit_show_codes(account_id: int) -> str | Response | tuple[str, int]:
+    """The handoff form again with its codes in clear, to edit them (the record notes it)."""
+    found = account_or_404(get_db(), account_id, current_user, Action.EDIT)
+    if found.signed_at is not None:
+        return redirect(url_for("staff.edit_handoff", account_id=found.id))
+
+    def render(shown: bool) -> str:
+        form = EditHandoffForm(formdata=None, data=_edit_data(found, codes_shown=shown))
+        _salesperson_choices(form, found.salesperson)
+        return _edit_page(form, found, shown)
+
+    return page_with_codes(found, "handoff form", render)
+
+
+def _edit_page(form: EditHandoffForm, account: Account, codes_shown: bool = False) -> str:
+    return render_template(
+        "staff/handoff_edit.html",
+        form=form,
+        account=account,
+        codes_shown=codes_shown,
+        codes_hidden=not codes_shown and any(has_code(i.kind, i.promised_value) for i in account.items),
+    )
 
 
 def _saved_meanwhile(form: EditHandoffForm, account: Account) -> tuple[str, int]:
@@ -294,16 +346,17 @@ def _saved_meanwhile(form: EditHandoffForm, account: Account) -> tuple[str, int]
         "Someone else saved this account after you opened it. "
         "Reload the page to see their changes, then edit again."
     )
-    return render_template("staff/handoff_edit.html", form=form, account=account), 409
+    return _edit_page(form, account), 409
 
 
-def _edit_data(account: Account) -> dict[str, object]:
+def _edit_data(account: Account, codes_shown: bool = False) -> dict[str, object]:
+    """The form as the account stands, its codes blanked unless `codes_shown`."""
     rows = [
         {
             "item_id": str(item.id),
             "kind": item.kind,
             "title": item.label,
-            "value": item.promised_value,
+            "value": screened(item.promised_value, item.kind, codes_shown),
             "when": when_data(item),
         }
         for item in account.items

@@ -333,11 +333,17 @@ ORDINALS = ("1st", "2nd", "3rd", "4th", "5th", "6th", "7th")
 
 
 def new_resolve_form(
-    people: list[StaffUser], disputed: bool, preferred_days: list[str] | None = None, needed: int = 1
+    people: list[StaffUser],
+    disputed: bool,
+    preferred_days: list[str] | None = None,
+    needed: int = 1,
+    *,
+    blank: bool = False,
 ) -> ResolveForm:
     """A dispute without a new value cannot be accepted as it stands: no such choice. A visit
-    day's answer is an ordered wish: the office agrees `needed` of its days."""
-    form = ResolveForm()
+    day's answer is an ordered wish: the office agrees `needed` of its days. `blank`: a fresh
+    form though the request is a POST (the page again after "Show codes")."""
+    form = ResolveForm(formdata=None) if blank else ResolveForm()
     labels = dict(RESOLUTIONS)
     if preferred_days:
         labels["accept"] = (

@@ -28,7 +28,7 @@ def _back(account: Account) -> Response:
 
 
 def _refused(account: Account, name: str, form: object) -> tuple[str, int]:
-    return account_page(account, **{name: form}), 400
+    return account_page(account, {name: form}), 400
 
 
 @bp.post("/accounts/<int:account_id>/acknowledge")

@@ -3,6 +3,7 @@ what is valid, the same as for the API and CSV import, and its errors are mapped
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from wtforms import (
@@ -20,9 +21,11 @@ from wtforms.validators import Optional
 
 from portal.forms import CheckboxesField, options
 from portal.handoffs import DERIVED_KINDS, KIND_LABELS, HandoffData
+from portal.models import PromiseItem
 from portal.money import parse_money
 from portal.occasions import OCCASION_WORDS, OWNERS, unit_words
 from portal.once import OnceForm
+from portal.secret_codes import restored
 from portal.validation import WEEKDAYS, HandoffInvalid, parse_handoff
 
 EDITABLE_KINDS = options([(kind, label) for kind, label in KIND_LABELS.items() if kind not in DERIVED_KINDS])
@@ -262,24 +265,31 @@ def new_handoff_promises(form: HandoffForm) -> Promises:
     return promises
 
 
-def edit_promises(form: EditHandoffForm) -> tuple[Promises, list[int | None]]:
+def edit_promises(
+    form: EditHandoffForm, items: Mapping[int, PromiseItem]
+) -> tuple[Promises, list[int | None]]:
+    """The rows as promises, and each row's item id (None for a new one). The form showed an
+    item's codes blanked: a blank still there is taken back as the code it hid (`items`)."""
     promises: Promises = []
     item_ids: list[int | None] = []
     for row in form.rows:
         if row.remove.data == "remove" or not ((row.value.data or "").strip() or row.item_id.data):
             continue
+        item_id = int(row.item_id.data) if (row.item_id.data or "").isdigit() else None
+        item = items.get(item_id) if item_id is not None else None
+        value = restored(row.value.data, item.promised_value, item.kind) if item else row.value.data
         promises.append(
             (
                 {
                     "kind": row.kind.data,
                     "label": row.title.data or "",
-                    "value": row.value.data,
+                    "value": value,
                     WHEN: _when_form(row.when),
                 },
                 row.value,
             )
         )
-        item_ids.append(int(row.item_id.data) if (row.item_id.data or "").isdigit() else None)
+        item_ids.append(item_id)
     return promises, item_ids
 
 

@@ -17,7 +17,7 @@ from portal.company import company_today
 from portal.db import get_db, unit_of_work
 from portal.models import Account, StaffUser
 from portal.staff import bp
-from portal.staff.forms import AccessFlagForm, ShowCodesForm, TaskForm, task_form
+from portal.staff.forms import AccessFlagForm, TaskForm, task_form
 
 
 def _me() -> StaffUser:
@@ -55,7 +55,6 @@ def brief_page(
         due_tasks=due,
         task_forms=forms,
         codes_shown=codes_shown,
-        show_form=ShowCodesForm(),
         flag_form=flag_form,
         flags=access_card.FLAGS,
     )

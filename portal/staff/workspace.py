@@ -31,9 +31,9 @@ from portal.csv_export import csv_text
 from portal.db import get_db, unit_of_work
 from portal.forms import options
 from portal.handoffs import KIND_LABELS
-from portal.models import ChangeRequestStatus, Role, StaffUser
+from portal.models import Account, ChangeRequest, ChangeRequestStatus, Role, StaffUser
 from portal.salespeople import salespeople
-from portal.secret_codes import without_codes
+from portal.secret_codes import has_code, restored, screened, without_codes
 from portal.staff import bp, tasks
 from portal.staff.forms import (
     AccessFlagForm,
@@ -42,9 +42,9 @@ from portal.staff.forms import (
     DifferenceFilterForm,
     FollowUpCloseForm,
     ResolveForm,
-    ShowCodesForm,
     new_resolve_form,
 )
+from portal.staff.reveal import page_with_codes
 
 
 def _me() -> StaffUser:
@@ -194,12 +194,7 @@ def resolve(item_id: int) -> str | BaseResponse | tuple[str, int]:
         flash("That difference is resolved already or is not yours to resolve.", "info")
         return redirect(_back(request.values.get("back")))
     people = salespeople(session)
-    form = new_resolve_form(
-        people,
-        disputed=row.latest.outcome == "disputed" or not row.latest.confirmed_value,
-        preferred_days=row.preferred_days,
-        needed=row.account.visits_per_week,
-    )
+    form = _resolve_form(row, people)
     if request.method == "GET":
         form.back.data = _back(request.args.get("back"))
     elif form.validate_on_submit():
@@ -208,9 +203,43 @@ def resolve(item_id: int) -> str | BaseResponse | tuple[str, int]:
             flash(message, "success")
             return redirect(_back(form.back.data))
     code = 400 if request.method == "POST" else 200
+    return _resolve_page(row, form), code
+
+
+@bp.post("/differences/<int:item_id>/resolve/show-codes")
+@roles_required(*roles_for(Action.RESOLVE))
+def resolve_show_codes(item_id: int) -> str | BaseResponse | tuple[str, int]:
+    row = diffs.find_open(get_db(), _me(), item_id)
+    if row is None:
+        flash("That difference is resolved already or is not yours to resolve.", "info")
+        return redirect(_back(request.args.get("back")))
+    form = _resolve_form(row, salespeople(get_db()), blank=True)
+    form.back.data = _back(request.args.get("back"))
+    return page_with_codes(row.account, "difference", lambda shown: _resolve_page(row, form, shown))
+
+
+def _resolve_form(row: diffs.DifferenceRow, people: list[StaffUser], blank: bool = False) -> ResolveForm:
+    return new_resolve_form(
+        people,
+        disputed=row.latest.outcome == "disputed" or not row.latest.confirmed_value,
+        preferred_days=row.preferred_days,
+        needed=row.account.visits_per_week,
+        blank=blank,
+    )
+
+
+def _resolve_page(row: diffs.DifferenceRow, form: ResolveForm, codes_shown: bool = False) -> str:
+    kind = row.item.kind
     return render_template(
-        "staff/resolve.html", row=row, form=form, highlight=diffs.highlight, back=_back(form.back.data)
-    ), code
+        "staff/resolve.html",
+        row=row,
+        form=form,
+        highlight=diffs.highlight,
+        back=_back(form.back.data),
+        codes_shown=codes_shown,
+        codes_hidden=not codes_shown
+        and any(has_code(kind, text) for text in (row.promised_value, row.customer_value, row.comment)),
+    )
 
 
 def _decide(form: ResolveForm, item_id: int, people: list[StaffUser]) -> str | None:
@@ -251,42 +280,86 @@ def _decide(form: ResolveForm, item_id: int, people: list[StaffUser]) -> str | N
 @roles_required(*roles_for(Action.RESOLVE))
 def decide_change(change_id: int) -> str | BaseResponse | tuple[str, int]:
     """One change request and the office's answer to it, on a page of its own."""
-    session = get_db()
-    change = decisions.find_request(session, _me(), change_id)
+    change = _open_change(change_id)
+    if not isinstance(change, ChangeRequest):
+        return change
+    form = ChangeDecisionForm()
+    if request.method == "GET":
+        form.back.data = _back(request.args.get("back"))
+        form.value.data = screened(change.requested_value, _kind_of(change))
+    elif form.validate_on_submit():
+        message = _decide_change(form, change)
+        if message is not None:
+            flash(message, "success")
+            return redirect(_back(form.back.data))
+    code = 400 if request.method == "POST" else 200
+    return _change_page(change, form), code
+
+
+@bp.post("/changes/<int:change_id>/show-codes")
+@roles_required(*roles_for(Action.RESOLVE))
+def change_show_codes(change_id: int) -> str | BaseResponse | tuple[str, int]:
+    change = _open_change(change_id)
+    if not isinstance(change, ChangeRequest):
+        return change
+    form = ChangeDecisionForm(formdata=None)
+    form.back.data = _back(request.args.get("back"))
+    form.value.data = change.requested_value
+
+    def render(shown: bool) -> str:
+        if not shown:
+            form.value.data = screened(change.requested_value, _kind_of(change))
+        return _change_page(change, form, shown)
+
+    return page_with_codes(change.account, "change request", render)
+
+
+def _open_change(change_id: int) -> ChangeRequest | BaseResponse:
+    """The open change request the user may decide (else a 404, or back with a word)."""
+    change = decisions.find_request(get_db(), _me(), change_id)
     if change is None:
         abort(404)
     if change.status != ChangeRequestStatus.OPEN.value:
         flash("That change request was decided already.", "info")
         return redirect(_back(request.values.get("back")))
-    form = ChangeDecisionForm()
-    if request.method == "GET":
-        form.back.data = _back(request.args.get("back"))
-        form.value.data = change.requested_value
-    elif form.validate_on_submit():
-        message = _decide_change(form, change_id)
-        if message is not None:
-            flash(message, "success")
-            return redirect(_back(form.back.data))
-    states = {state.item.id: state for state in record.item_states(session, change.account)}
+    return change
+
+
+def _kind_of(change: ChangeRequest) -> str:
+    return change.item.kind if change.item is not None else ""
+
+
+def _change_page(change: ChangeRequest, form: ChangeDecisionForm, codes_shown: bool = False) -> str:
+    states = {state.item.id: state for state in record.item_states(get_db(), change.account)}
     current = states.get(change.item_id) if change.item_id is not None else None
-    code = 400 if request.method == "POST" else 200
+    kind = _kind_of(change)
     return render_template(
-        "staff/change.html", change=change, current=current, form=form, back=_back(form.back.data)
-    ), code
+        "staff/change.html",
+        change=change,
+        current=current,
+        form=form,
+        back=_back(form.back.data),
+        codes_shown=codes_shown,
+        codes_hidden=not codes_shown
+        and any(
+            has_code(kind, text)
+            for text in (change.requested_value, current.current_value if current else "")
+        ),
+    )
 
 
-def _decide_change(form: ChangeDecisionForm, change_id: int) -> str | None:
+def _decide_change(form: ChangeDecisionForm, change: ChangeRequest) -> str | None:
     """Accept or decline in one unit of work: what to tell the user, or None with the form's
-    errors set (nothing written)."""
+    errors set (nothing written). A code the form showed hidden is taken back as it was."""
     note = (form.note.data or "").strip()
+    change_id = change.id
+    value = restored(form.value.data, change.requested_value, _kind_of(change)).strip()
     try:
         with unit_of_work() as session:
             if once.claim(session, form.submitted_id, "decide-change") is None:
                 return "That was saved already."
             if form.action.data == "accept":
-                decisions.accept_request(
-                    session, change_id, _me(), (form.value.data or "").strip() or None, note
-                )
+                decisions.accept_request(session, change_id, _me(), value or None, note)
                 return "Accepted; the customer will be emailed what is agreed now."
             decisions.decline_request(session, change_id, _me(), note)
             return "Declined; the customer will be emailed your note."
@@ -342,6 +415,48 @@ def _close_follow_up(form: FollowUpCloseForm, follow_up_id: int) -> str | None:
 @roles_required(*roles_for(Action.RESOLVE))
 def change_agreed(account_id: int, item_id: int) -> str | BaseResponse | tuple[str, int]:
     """After signing, the office changes an agreed value itself; the customer is told."""
+    found = _agreed_state(account_id, item_id)
+    if not isinstance(found, tuple):
+        return found
+    account, state = found
+    form = AgreedChangeForm()
+    if request.method == "GET":
+        form.value.data = screened(state.current_value, state.item.kind)
+    elif form.validate_on_submit():
+        # A code the form showed hidden is taken back as it was.
+        value = restored(form.value.data, state.current_value, state.item.kind)
+        try:
+            with unit_of_work() as db:
+                if once.claim(db, form.submitted_id, "change-agreed") is not None:
+                    decisions.change_agreed(
+                        db, account, item_id, _me(), value, form.note.data or "", form.effective.data
+                    )
+            flash("Changed; the customer will be emailed what is agreed now.", "success")
+            return redirect(url_for("staff.account", account_id=account.id))
+        except decisions.DecisionError as error:
+            form.value.errors = [*form.value.errors, str(error)]
+    code = 400 if request.method == "POST" else 200
+    return _agreed_page(account, state, form), code
+
+
+@bp.post("/accounts/<int:account_id>/agreed/<int:item_id>/show-codes")
+@roles_required(*roles_for(Action.RESOLVE))
+def agreed_show_codes(account_id: int, item_id: int) -> str | BaseResponse | tuple[str, int]:
+    found = _agreed_state(account_id, item_id)
+    if not isinstance(found, tuple):
+        return found
+    account, state = found
+    form = AgreedChangeForm(formdata=None)
+
+    def render(shown: bool) -> str:
+        form.value.data = screened(state.current_value, state.item.kind, shown)
+        return _agreed_page(account, state, form, shown)
+
+    return page_with_codes(account, "agreed value", render)
+
+
+def _agreed_state(account_id: int, item_id: int) -> tuple[Account, record.ItemState] | BaseResponse:
+    """The signed account and its promise as agreed now (else a 404, or back to the account)."""
     session = get_db()
     account = account_or_404(session, account_id, _me(), Action.RESOLVE)
     state = next((s for s in record.item_states(session, account) if s.item.id == item_id), None)
@@ -350,28 +465,20 @@ def change_agreed(account_id: int, item_id: int) -> str | BaseResponse | tuple[s
     if account.signed_at is None:
         flash("Before signing, edit the handoff instead.", "info")
         return redirect(url_for("staff.account", account_id=account.id))
-    form = AgreedChangeForm()
-    if request.method == "GET":
-        form.value.data = state.current_value
-    elif form.validate_on_submit():
-        try:
-            with unit_of_work() as db:
-                if once.claim(db, form.submitted_id, "change-agreed") is not None:
-                    decisions.change_agreed(
-                        db,
-                        account,
-                        item_id,
-                        _me(),
-                        form.value.data or "",
-                        form.note.data or "",
-                        form.effective.data,
-                    )
-            flash("Changed; the customer will be emailed what is agreed now.", "success")
-            return redirect(url_for("staff.account", account_id=account.id))
-        except decisions.DecisionError as error:
-            form.value.errors = [*form.value.errors, str(error)]
-    code = 400 if request.method == "POST" else 200
-    return render_template("staff/agreed_change.html", account=account, state=state, form=form), code
+    return account, state
+
+
+def _agreed_page(
+    account: Account, state: record.ItemState, form: AgreedChangeForm, codes_shown: bool = False
+) -> str:
+    return render_template(
+        "staff/agreed_change.html",
+        account=account,
+        state=state,
+        form=form,
+        codes_shown=codes_shown,
+        codes_hidden=not codes_shown and has_code(state.item.kind, state.current_value),
+    )
 
 
 @bp.get("/accounts/<int:account_id>/brief")
@@ -387,12 +494,9 @@ def brief_show_codes(account_id: int) -> str | tuple[str, int]:
     """The brief with the access codes in clear: the technician at the gate needs them, and
     the record notes who asked."""
     account = account_or_404(get_db(), account_id, _me(), Action.BRIEF)
-    if not ShowCodesForm().validate_on_submit():
-        flash("That did not go through; please try again.", "error")
-        return tasks.brief_page(account), 400
-    with unit_of_work() as session:
-        access_card.record_reveal(session, account, _me(), "first-visit brief")
-    return tasks.brief_page(account, codes_shown=True)
+    return page_with_codes(
+        account, "first-visit brief", lambda shown: tasks.brief_page(account, codes_shown=shown)
+    )
 
 
 @bp.post("/accounts/<int:account_id>/access-flag")
