@@ -291,9 +291,12 @@ def test_the_account_page_tells_the_record_as_a_story(app, client, db, make_staf
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", story))
     assert "entered by Alex Admin for Sam Sales" in text
     arrow = "\N{RIGHTWARDS ARROW}"
-    assert f"Gate code: Side gate, code {GATE} {arrow} customer changed to Side gate, code {NEW_GATE}" in text
+    # Codes are masked in the story until someone asks to see them (a record entry).
+    masked = "\N{BULLET}" * 4
+    assert f"Gate code: Side gate, code {masked} {arrow} customer changed to Side gate, code {masked}" in text
+    assert GATE not in text and NEW_GATE not in text
     assert "Dana Reyes, customer" in text and "Alex Admin, office" in text
-    assert f"Gate code: kept Side gate, code {GATE} (customer asked for Side gate, code {NEW_GATE})" in text
+    assert f"Gate code: kept Side gate, code {masked} (customer asked for Side gate, code {masked})" in text
     assert "Called Dana: keypad not installed yet" in text
     assert "Welcome email sent to dana@example.com" in text
     for machine in ("staff:", "promised promised", "UTC", "customer customer"):
@@ -302,6 +305,16 @@ def test_the_account_page_tells_the_record_as_a_story(app, client, db, make_staf
     latest = record.entries_for(db, account.id)[-1]
     local = latest.created_at.astimezone(ZoneInfo("America/New_York"))
     assert local.strftime("%Y-%m-%d %H:%M %Z") in text
+    shown = office.post(f"/staff/accounts/{account.id}/show-codes").get_data(as_text=True)
+    shown_text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", shown.split("<h2>Service record</h2>", 1)[1]))
+    assert (
+        f"Gate code: Side gate, code {GATE} {arrow} customer changed to Side gate, code {NEW_GATE}"
+        in shown_text
+    )
+    assert (
+        f"Gate code: kept Side gate, code {GATE} (customer asked for Side gate, code {NEW_GATE})"
+        in shown_text
+    )
 
     # Stored entries keep their machine fields, and the record API returns those.
     token = api_tokens.create_token(db, "crm").plaintext
