@@ -149,7 +149,7 @@ def masked(code: str) -> str:
 # -- reading -------------------------------------------------------------------------------------
 
 
-def gate_from_words(value: str, label: str) -> Gate:
+def _gate_from_words(value: str, label: str) -> Gate:
     """A gate promise's words as a gate: "Side gate, code 4412" is the side gate, code 4412.
     Sales' promise and the customer's correction of it are read alike."""
     value = value.strip()
@@ -167,7 +167,7 @@ def _gate_promises(account: Account) -> list[PromiseItem]:
 def prefill(account: Account) -> Card:
     """A first card from what sales promised: each gate promise a gate, its code split off."""
     return Card(
-        gates=tuple(gate_from_words(item.promised_value, item.label) for item in _gate_promises(account))
+        gates=tuple(_gate_from_words(item.promised_value, item.label) for item in _gate_promises(account))
     )
 
 
@@ -269,8 +269,8 @@ def with_corrections(session: Session, account: Account, posted: Card, answers: 
         correction = corrections.get(item.id)
         if correction is None:
             continue
-        corrected = gate_from_words(correction, item.label)
-        ours = {gate_from_words(value, item.label) for value in (item.promised_value, before[item.id])}
+        corrected = _gate_from_words(correction, item.label)
+        ours = {_gate_from_words(value, item.label) for value in (item.promised_value, before[item.id])}
         if corrected in gates:
             continue  # the customer put it on the card themselves
         left = next(
