@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -24,8 +24,19 @@ from sqlalchemy.orm import Session
 from portal import follow_ups, links, record
 from portal.company import get_company
 from portal.mail import queue_email
-from portal.models import AccessCardVersion, Account, PromiseKind, RecordEntry, StaffUser
+from portal.models import (
+    AccessCardVersion,
+    Account,
+    Outcome,
+    PromiseItem,
+    PromiseKind,
+    RecordEntry,
+    StaffUser,
+)
 from portal.secret_codes import BLANKED
+
+if TYPE_CHECKING:
+    from portal.confirmations import Answer
 
 MAX_GATES = 3
 MAX_DOGS = 2
@@ -138,18 +149,26 @@ def masked(code: str) -> str:
 # -- reading -------------------------------------------------------------------------------------
 
 
+def _gate_from_words(value: str, label: str) -> Gate:
+    """A gate promise's words as a gate: "Side gate, code 4412" is the side gate, code 4412.
+    Sales' promise and the customer's correction of it are read alike."""
+    value = value.strip()
+    found = _PROMISED_CODE.search(value)
+    code = found.group(1) if found else ""
+    location = (value[: found.start()] + value[found.end() :]).strip(" ,;:.") if found else value
+    return Gate(location[:120] or label[:120] or "Gate", code)
+
+
+def _gate_promises(account: Account) -> list[PromiseItem]:
+    """The promises the card has a gate for (the card holds MAX_GATES)."""
+    return [item for item in account.items if item.kind == PromiseKind.GATE_ACCESS.value][:MAX_GATES]
+
+
 def prefill(account: Account) -> Card:
     """A first card from what sales promised: each gate promise a gate, its code split off."""
-    gates: list[Gate] = []
-    for item in account.items:
-        if item.kind != PromiseKind.GATE_ACCESS.value or len(gates) >= MAX_GATES:
-            continue
-        value = item.promised_value.strip()
-        found = _PROMISED_CODE.search(value)
-        code = found.group(1) if found else ""
-        location = (value[: found.start()] + value[found.end() :]).strip(" ,;:.") if found else value
-        gates.append(Gate(location[:120] or item.label[:120] or "Gate", code))
-    return Card(gates=tuple(gates))
+    return Card(
+        gates=tuple(_gate_from_words(item.promised_value, item.label) for item in _gate_promises(account))
+    )
 
 
 @dataclass(frozen=True)
@@ -221,6 +240,46 @@ def latest(session: Session, account: Account) -> Card:
 
 
 # -- writing -------------------------------------------------------------------------------------
+
+
+def with_corrections(session: Session, account: Account, posted: Card, answers: Sequence[Answer]) -> Card:
+    """The card the access step saves: `posted`, with each gate the customer corrected in its
+    answer ("That needs correcting: Back gate, code 7781") put right when they left that gate
+    on the card as the form showed it. A gate they edited on the card is what they typed, and
+    a gate they took off stays off: the card wins.
+
+    "As the form showed it" is against `latest`, the card the form was filled from: sales'
+    prefill at first, the customer's saved card when they come back to the step. Against the
+    prefill alone, a correction saved on an earlier visit would look like the customer's own
+    edit, and a second correction (a mistyped code put right) would never reach the card.
+    Only a gate the portal wrote for that promise is replaced: sales' words or the promise's
+    answer before this one. A gate the customer typed over it earlier is theirs, so coming
+    back to the step without touching it keeps it. Gates are matched by what they say, not
+    by their place: the card drops empty rows, so a gate taken off moves the ones after it.
+
+    Call it before the step's answers are recorded: it reads the answers the form showed."""
+    corrections = {a.item.id: a.value for a in answers if a.outcome == Outcome.CHANGED.value and a.value}
+    if not corrections:
+        return posted
+    shown = latest(session, account).gates
+    before = {state.item.id: state.current_value for state in record.item_states(session, account)}
+    gates = list(posted.gates)
+    done: set[int] = set()
+    for item in _gate_promises(account):
+        correction = corrections.get(item.id)
+        if correction is None:
+            continue
+        corrected = _gate_from_words(correction, item.label)
+        ours = {_gate_from_words(value, item.label) for value in (item.promised_value, before[item.id])}
+        if corrected in gates:
+            continue  # the customer put it on the card themselves
+        left = next(
+            (i for i, gate in enumerate(gates) if i not in done and gate in ours and gate in shown), None
+        )
+        if left is not None:
+            gates[left] = corrected
+            done.add(left)
+    return replace(posted, gates=tuple(gates))
 
 
 def save(

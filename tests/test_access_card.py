@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from portal import access_card, follow_ups
 from portal.company import company_today
+from portal.handoffs import Promise
 from portal.models import AccessCardVersion, Account, OutboxEmail, RecordEntry
 from portal.onboarding import send_welcome
 from portal.outbox import deliver_pending
@@ -191,6 +192,127 @@ def test_needs_correcting_without_a_correction_is_refused(client, db, customer):
     response = post_access_step(client, **{f"i{gate.id}_answer": "no"})
     assert response.status_code == 400
     assert "Tell us what is correct." in response.get_data(as_text=True)
+    assert (count_rows(db, RecordEntry), count_rows(db, AccessCardVersion)) == before
+
+
+# -- a gate corrected in its answer -------------------------------------------------------------
+
+
+def correct_gate(client, account, value, **card):
+    """The access step with the gate promise marked "That needs correcting" and `value` typed."""
+    gate = next(item for item in account.items if item.kind == "gate_access")
+    return post_access_step(client, **{f"i{gate.id}_answer": "no", f"i{gate.id}_value": value, **card})
+
+
+def saved_gates(db, account):
+    db.expire_all()
+    return access_card.Card.from_json(access_card.versions(db, account.id)[-1].card).gates
+
+
+def brief_card(client, account, show=False):
+    """The brief's access card as a technician sees it, masked or after "Show code"."""
+    if show:
+        body = client.post(
+            f"/staff/accounts/{account.id}/brief/show-codes", data=_csrf(client, account)
+        ).get_data(as_text=True)
+    else:
+        body = client.get(f"/staff/accounts/{account.id}/brief").get_data(as_text=True)
+    return body[body.index('id="access-card-heading"') : body.index('id="service"')]
+
+
+def test_a_corrected_gate_reaches_the_card_and_the_brief_shows_its_code_only_after_show_code(
+    client, db, customer, staff, make_staff
+):
+    complete(client, stop_before="/step/access")
+    response = correct_gate(client, customer, f"Back gate, code {NEW_CODE}")
+    assert response.status_code == 302, response.get_data(as_text=True)
+    assert saved_gates(db, customer) == (access_card.Gate("Back gate", NEW_CODE),)
+    complete(client)
+
+    staff.login(make_staff("technician", name="Tom Tech"))
+    masked_card = brief_card(client, customer)
+    assert "Back gate" in masked_card and "••••" in masked_card
+    assert NEW_CODE not in masked_card and PROMISED_CODE not in masked_card
+    shown = brief_card(client, customer, show=True)
+    assert NEW_CODE in shown and PROMISED_CODE not in shown
+    (reveal,) = entries(db, customer, "access_code_shown")
+    assert reveal.note.startswith("Code shown to Tom Tech") and NEW_CODE not in reveal.note
+
+
+def test_the_gate_the_customer_edits_on_the_card_wins_over_the_correction(client, db, customer):
+    complete(client, stop_before="/step/access")
+    response = correct_gate(client, customer, f"Back gate, code {NEW_CODE}", **{"card-gates-0-code": "5555"})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    assert saved_gates(db, customer) == (access_card.Gate("Side gate", "5555"),)
+
+
+def test_a_gate_the_customer_takes_off_the_card_stays_off(client, db, customer):
+    complete(client, stop_before="/step/access")
+    response = correct_gate(
+        client,
+        customer,
+        f"Back gate, code {NEW_CODE}",
+        **{"card-gates-0-location": "", "card-gates-0-code": ""},
+    )
+    assert response.status_code == 302, response.get_data(as_text=True)
+    assert saved_gates(db, customer) == ()
+
+
+def test_a_confirmed_gate_keeps_the_prefill_beside_a_corrected_one(client, db, make_account):
+    account = make_account(
+        first_visit=company_today() + timedelta(days=3),
+        promises=[
+            Promise("visit_day", "Friday"),
+            Promise("gate_access", "Side gate, code 4412"),
+            Promise("gate_access", "Pool gate, code 2468"),
+        ],
+    )
+    sent = send_welcome(db, account, "system")
+    db.commit()
+    open_link(client, "/welcome/t/" + token_of(sent.url))
+    complete(client, stop_before="/step/access")
+    side, pool = (item for item in account.items if item.kind == "gate_access")
+    response = post_access_step(
+        client,
+        **{
+            f"i{side.id}_answer": "yes",
+            f"i{pool.id}_answer": "no",
+            f"i{pool.id}_value": "Pool gate, code 1357",
+        },
+    )
+    assert response.status_code == 302, response.get_data(as_text=True)
+    assert saved_gates(db, account) == (
+        access_card.Gate("Side gate", PROMISED_CODE),
+        access_card.Gate("Pool gate", "1357"),
+    )
+
+
+def test_coming_back_to_the_step_a_second_correction_reaches_the_card(client, db, customer):
+    complete(client, stop_before="/step/access")
+    assert correct_gate(client, customer, "Back gate, code 7781").status_code == 302
+    # The form now shows the corrected gate: a mistyped code put right in the answer follows.
+    response = correct_gate(client, customer, f"Back gate, code {NEW_CODE}")
+    assert response.status_code == 302, response.get_data(as_text=True)
+    assert saved_gates(db, customer) == (access_card.Gate("Back gate", NEW_CODE),)
+
+
+def test_coming_back_to_the_step_keeps_the_gate_the_customer_typed(client, db, customer):
+    complete(client, stop_before="/step/access")
+    typed = correct_gate(client, customer, "Back gate, code 7781", **{"card-gates-0-code": "5555"})
+    assert typed.status_code == 302
+    # Through the step again, nothing touched: the card they typed is not overwritten.
+    again = post_access_step(client)
+    assert again.status_code == 302, again.get_data(as_text=True)
+    assert [v.version for v in access_card.versions(db, customer.id)] == [1, 2]
+    assert saved_gates(db, customer) == (access_card.Gate("Side gate", "5555"),)
+
+
+def test_a_refused_correction_changes_neither_the_answers_nor_the_card(client, db, customer):
+    complete(client, stop_before="/step/access")
+    before = count_rows(db, RecordEntry), count_rows(db, AccessCardVersion)
+    response = correct_gate(client, customer, f"Back gate, code {NEW_CODE}", **{"card-gates-1-code": "12<3"})
+    assert response.status_code == 400
+    assert "Use digits, letters, # or * (up to 20)." in html_lib.unescape(response.get_data(as_text=True))
     assert (count_rows(db, RecordEntry), count_rows(db, AccessCardVersion)) == before
 
 
@@ -413,6 +535,27 @@ def test_no_email_of_a_full_flow_carries_a_code(app, client, db, customer, staff
     for message in messages:
         raw = message.as_string()
         for code in (PROMISED_CODE, NEW_CODE, ALARM_CODE):
+            assert code not in raw, (message["Subject"], code)
+
+
+def test_no_email_of_a_flow_with_a_corrected_gate_carries_a_code(
+    app, client, db, customer, staff, make_staff, smtp_server
+):
+    app.config.update(MAIL_BACKEND="smtp", SMTP_HOST=smtp_server.host, SMTP_PORT=smtp_server.port)
+    complete(client, stop_before="/step/access")
+    assert correct_gate(client, customer, f"Back gate, code {NEW_CODE}").status_code == 302
+    complete(client)
+    assert saved_gates(db, customer) == (access_card.Gate("Back gate", NEW_CODE),)
+    staff.login(make_staff("technician"))
+    data = {**_flag_form(client, customer), "flag": "code_failed"}
+    assert client.post(f"/staff/accounts/{customer.id}/access-flag", data=data).status_code == 302
+    deliver_pending(db)
+    kinds = set(db.scalars(select(OutboxEmail.kind)))
+    assert {"welcome", "signed_customer", "differences_alert", "access_flag"} <= kinds
+    assert len(smtp_server.messages) == count_rows(db, OutboxEmail)
+    for message in smtp_server.messages:
+        raw = message.as_string()
+        for code in (PROMISED_CODE, NEW_CODE):
             assert code not in raw, (message["Subject"], code)
 
 

@@ -175,17 +175,23 @@ def items_step(
         if answers is not None:
             with unit_of_work() as session:
                 if _claimed(session, form, f"step-{status.step.name}"):
+                    card_fields = getattr(form, "card", None)  # the access step's form only
+                    # Before the answers are recorded: it compares them with those the form showed.
+                    card = (
+                        access_card.with_corrections(session, account, card_fields.form.card(), answers)
+                        if card_fields is not None
+                        else None
+                    )
                     confirm.record_answers(session, account, answers)
                     note_field = getattr(form, "technician_note", None)  # the access step's form only
                     note = (note_field.data or "").strip() if note_field is not None else ""
                     if note:
                         confirm.record_step_event(session, account, "technician_note", confirmed=note)
-                    card_fields = getattr(form, "card", None)  # the access step's form only
-                    if card_fields is not None:
+                    if card is not None:
                         access_card.save(
                             session,
                             account,
-                            card_fields.form.card(),
+                            card,
                             company_today(),
                             actor="customer",
                             how="confirmed in the access step",
