@@ -58,6 +58,10 @@ PLAIN_EVENTS = {
 }
 
 
+# Events whose note the portal wrote as the whole sentence ("Code shown to Tom Tech (brief)").
+SELF_SAID = frozenset({"access_code_shown", "access_card", "access_flag"})
+
+
 @dataclass(frozen=True)
 class StoryLine:
     """One record entry in words."""
@@ -201,6 +205,8 @@ def _what(entry: RecordEntry, item: PromiseItem | None, cast: _Cast) -> tuple[st
             if isinstance(change, dict)
         )
         return f"Contact changed: {moved}", ""
+    if event in SELF_SAID:
+        return entry.note, ""
     if event == "note":
         return "Note", entry.note
     if event == "change_requested":
