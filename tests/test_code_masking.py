@@ -157,15 +157,18 @@ def test_resolve_page_masks_codes_and_says_when_hidden_codes_differ(
     assert gate_value(db, account) == f"Side gate, code {NEW_CODE}"
 
 
-def test_change_request_page_keeps_a_masked_code_when_accepted_as_shown(
-    app, client, db, invited, make_staff, company
-):
+@pytest.fixture
+def gate_change(app, client, db, invited, make_staff, company):
+    """Dana signed, then asked for a new gate code; Olive of the office is signed in."""
     account, path = invited
     _sign(client, account, path)
     _ask(client, item_id(account, "gate_access"), f"Back gate, code {NEW_CODE}")
     change = db.scalars(select(ChangeRequest)).one()
-    office = _staff(app, db, make_staff("office", name="Olive Office"))
+    return account, change, _staff(app, db, make_staff("office", name="Olive Office"))
 
+
+def test_change_request_page_keeps_a_masked_code_when_accepted_as_shown(db, gate_change):
+    account, change, office = gate_change
     page = office.get(f"/staff/changes/{change.id}").get_data(as_text=True)
     assert CODE not in page and NEW_CODE not in page
     assert f'value="Back gate, code {MASK}"' in page  # the agreed-value box, masked
@@ -179,12 +182,8 @@ def test_change_request_page_keeps_a_masked_code_when_accepted_as_shown(
     assert shown_entries(db, account) == []  # kept without anyone seeing it
 
 
-def test_change_request_page_shows_the_code_on_request(app, client, db, invited, make_staff, company):
-    account, path = invited
-    _sign(client, account, path)
-    _ask(client, item_id(account, "gate_access"), f"Back gate, code {NEW_CODE}")
-    change = db.scalars(select(ChangeRequest)).one()
-    office = _staff(app, db, make_staff("office", name="Olive Office"))
+def test_change_request_page_shows_the_code_on_request(db, gate_change):
+    account, change, office = gate_change
     page = office.get(f"/staff/changes/{change.id}").get_data(as_text=True)
     body = office.post(f"/staff/changes/{change.id}/show-codes", data=form_fields(page)).get_data(
         as_text=True
