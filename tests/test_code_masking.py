@@ -294,3 +294,29 @@ def test_record_dates_are_not_taken_for_codes(client, db, make_account, staff, m
     story = page[page.index("Service record") :]
     assert f"from {effective.isoformat()}" in story and "alarm code" in story
     assert NEW_CODE not in page and "2580" not in page
+
+
+def test_a_photo_caption_with_a_code_is_masked_on_staff_pages_until_shown(
+    app, client, db, make_account, staff, make_staff
+):
+    from portal import photos
+    from portal.storage import get_storage
+    from tests.test_photos import png_bytes
+
+    account = make_account()
+    with app.app_context():
+        photos.add(
+            db, get_storage(), account, photos.clean(png_bytes()), f"Keypad by the side gate, code {NEW_CODE}"
+        )
+        db.commit()
+    staff.login(make_staff("office"))
+    page = client.get(f"/staff/accounts/{account.id}").get_data(as_text=True)
+    assert NEW_CODE not in page and f"Keypad by the side gate, code {MASK}" in page
+    brief = client.get(f"/staff/accounts/{account.id}/brief").get_data(as_text=True)
+    assert NEW_CODE not in brief
+    day = client.get(f"/staff/day?date={account.first_visit.isoformat()}").get_data(as_text=True)
+    assert NEW_CODE not in day and f"Keypad by the side gate, code {MASK}" in day
+    shown = client.post(f"/staff/accounts/{account.id}/show-codes", data=form_fields(page)).get_data(
+        as_text=True
+    )
+    assert f"Keypad by the side gate, code {NEW_CODE}" in shown
