@@ -38,6 +38,8 @@ PLAIN_EVENTS = {
     "stripe_customer_created": "Customer created in Stripe",
     "invoice_created": "Invoice created: {value}",
     "invoice_paid": "Invoice paid: {value}",
+    "invoice_settled": "Invoice settled, credited in full: {value}",
+    "promo_applied_late": "Promotion credited on a later invoice: {value}",
     "autopay_submitted": "Autopay charge submitted: {value}",
     "autopay_failed": "Autopay charge failed",
     "payment_processing": "Payment submitted, waiting to clear",

@@ -547,6 +547,21 @@ def test_refund_refuses_unpaid_invoices_without_calling_stripe(
     assert snapshot(db) == before and live.requests_to("POST", "/v1/refunds") == []
 
 
+def test_an_invoice_credited_in_full_is_settled_and_refund_refuses_it_without_calling_stripe(
+    client, db, make_account, make_staff, staff, live
+):
+    staff.login(make_staff("office"))
+    invoice, _ = make_invoice(db, make_account(), lines=[("March", 16500), ("Promotion SPRING", -16500)])
+    invoice = fresh(db, Invoice, invoice.id)
+    assert (invoice.status, invoice.total_cents) == ("paid", 0)
+    before = snapshot(db)
+    response, _ = adjust(client, invoice, "refund", reason="Asked for it")
+    assert response.status_code == 409
+    assert "credited in full: nothing was paid" in response.get_data(as_text=True)
+    assert snapshot(db) == before and live.requests_to("POST", "/v1/refunds") == []
+    assert fresh(db, Invoice, invoice.id).status == "paid"
+
+
 def test_a_stripe_error_on_refund_leaves_the_invoice_paid_and_is_recorded(
     client, db, make_account, make_staff, staff, live
 ):

@@ -15,6 +15,7 @@ from tests.test_payments import autopay_account, save_card  # noqa: F401  (helpe
 from tests.test_payments_support import (  # noqa: F401  (fixtures)
     deliver,
     emails,
+    entries,
     fresh,
     live_settings,
     pay_path,
@@ -97,12 +98,14 @@ def test_an_autopay_account_is_charged_for_its_plan_on_the_due_date(
     assert fresh(db, Account, account.id) is not None
 
 
-def test_a_plan_invoice_a_promotion_made_free_is_not_charged(
+def test_a_plan_invoice_a_promotion_made_free_is_settled_when_made_and_never_charged(
     live_settings,
     stripe_server,
     client,
     db,
     make_account,
+    make_staff,
+    staff,
     runner,  # noqa: F811  (Stripe settings before the app)
 ):
     company(db)
@@ -113,6 +116,38 @@ def test_a_plan_invoice_a_promotion_made_free_is_not_charged(
     assert runner.invoke(args=["bill", "--on", due.isoformat()]).exit_code == 0
     invoice = db.scalars(select(Invoice).where(Invoice.account_id == account.id)).one()
     assert invoice.total_cents == 0 and [line.amount_cents < 0 for line in invoice.lines] == [False, True]
+    # Paid when made: nothing for autopay, Checkout or the balance to take up.
+    assert invoice.status == "paid" and invoice.paid_at is not None
+    assert invoice.stripe_payment_intent_id is None
+    [settled] = entries(db, account.id, "invoice_settled")
+    assert settled.confirmed_value == f"{invoice.number}: $0.00, nothing to pay"
+
+    [email] = emails(db, "invoice")
+    assert "Nothing to pay: this invoice is credited in full." in email.text_body
+    assert "Due:" not in email.text_body and "we will charge" not in email.text_body
+    assert "Nothing to pay:" in email.html_body and "Pay $0.00" not in email.html_body
+
+    client.get(pay_path(re.findall(r"https?://\S+/pay/t/\S+", email.text_body)[0]))
+    page = client.get(f"/pay/invoices/{invoice.id}").get_data(as_text=True)
+    assert "Paid: nothing to pay" in page and "now</button>" not in page
+    invoices_page = client.get("/pay/invoices").get_data(as_text=True)
+    assert "Your balance: <strong>$0.00</strong>" in invoices_page
+    assert "/pay/balance/checkout" not in invoices_page
+    statement = client.get("/pay/statement").get_data(as_text=True)
+    assert f"{invoice.number}: nothing to pay, credited in full" in statement
+    assert f"Payment for {invoice.number}" not in statement
+    assert 'Balance due</th><td class="num"><strong>$0.00</strong>' in statement
+
     charged = runner.invoke(args=["charge-autopay"])
     assert charged.exit_code == 0 and invoice.number not in charged.output
     assert stripe_server.requests_to("POST", "/v1/payment_intents") == []
+    sessions = stripe_server.requests_to("POST", "/v1/checkout/sessions")
+    assert [request.form["mode"] for request in sessions] == ["setup"]  # saving the card only
+    # Billing again neither re-bills nor re-settles; the office sees it paid, with no refund.
+    assert runner.invoke(args=["bill", "--on", due.isoformat()]).exit_code == 0
+    assert len(entries(db, account.id, "invoice_settled")) == 1 and len(emails(db, "invoice")) == 1
+    assert emails(db, "payment_failed") == [] and emails(db, "receipt") == []
+    staff.login(make_staff("office"))
+    office_page = client.get(f"/staff/accounts/{account.id}").get_data(as_text=True)
+    assert "nothing to pay: credited in full" in office_page
+    assert f"/pay/staff/invoices/{invoice.id}/refund" not in office_page

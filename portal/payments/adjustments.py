@@ -135,6 +135,10 @@ def refund_invoice(
             raise NotAdjustable(
                 f"{invoice.number} is not paid: only a paid invoice can be refunded. Void an unpaid one."
             )
+        if invoice.total_cents == 0:
+            raise NotAdjustable(
+                f"{invoice.number} was credited in full: nothing was paid, so nothing to refund."
+            )
         if not invoice.stripe_payment_intent_id:
             raise NotAdjustable(f"{invoice.number} has no Stripe payment to refund; refund it in Stripe.")
         claim = once.claim(session, form_id, "refund_invoice")

@@ -100,9 +100,12 @@ def create_invoices(session: Session, wanted: Sequence[NewInvoice], actor: str) 
     """What creating an invoice does, for one invoice (`create_invoice`) or a billing day's
     batch (`plan_billing`): the invoice with its number and lines, its email with a fresh pay
     link (the outbox), and an `invoice_created` record entry; each kind of row written in one
-    statement for the whole batch. A plan invoice whose period the account has already been
-    invoiced for is skipped (INSERT ... ON CONFLICT DO NOTHING on the unique index, so two
-    runs at once make one); the result lists only the invoices created. The caller commits."""
+    statement for the whole batch. An invoice of $0.00 (a promotion credits it in full) is
+    settled as it is made: paid, with nothing paid and no Stripe call, and an `invoice_settled`
+    entry, so autopay, reminders and the balance never see it as owed. A plan invoice whose
+    period the account has already been invoiced for is skipped (INSERT ... ON CONFLICT DO
+    NOTHING on the unique index, so two runs at once make one); the result lists only the
+    invoices created. The caller commits."""
     if not wanted:
         return []
     currency = (get_company().currency or "USD").upper()
@@ -113,7 +116,8 @@ def create_invoices(session: Session, wanted: Sequence[NewInvoice], actor: str) 
             "id": invoice_id,
             "account_id": new.account.id,
             "number": f"INV-{invoice_id:06d}",
-            "status": OPEN,
+            "status": PAID if _settled(new) else OPEN,
+            "paid_at": now if _settled(new) else None,
             "currency": currency,
             "total_cents": sum(line.amount_cents for line in new.lines),
             "due_date": new.due_date,
@@ -196,13 +200,28 @@ def create_invoices(session: Session, wanted: Sequence[NewInvoice], actor: str) 
                                 else {}
                             ),
                         },
-                    )
+                    ),
+                    *([_settled_entry(row, currency, actor)] if row["status"] == PAID else []),
                 ],
             )
             for (row, new, _), email in zip(made, emails, strict=True)
         ],
     )
     return created
+
+
+def _settled(new: NewInvoice) -> bool:
+    return sum(line.amount_cents for line in new.lines) == 0
+
+
+def _settled_entry(row: dict[str, Any], currency: str, actor: str) -> record.Change:
+    return record.Change(
+        event="invoice_settled",
+        actor=actor,
+        confirmed_value=f"{row['number']}: {format_money(0, currency)}, nothing to pay",
+        note="Credited in full when it was made: nothing to pay, no payment asked for.",
+        details={"invoice_id": row["id"], "number": row["number"], "total_cents": 0, "currency": currency},
+    )
 
 
 def _insert_invoices(session: Session) -> Any:

@@ -47,7 +47,12 @@ _ORDER = {"invoice": 0, "payment": 1, "refund_pending": 2, "refund": 3, "credit"
 def _lines(invoice: Invoice) -> list[Line]:
     total, number = invoice.total_cents, invoice.number
     found = [Line(invoice.created_at, "invoice", f"Invoice {number}", invoice, total)]
-    if invoice.paid_at is not None:
+    if invoice.paid_at is not None and total == 0:
+        # Settled when it was made (a promotion credits it in full): nothing was paid.
+        found.append(
+            Line(invoice.paid_at, "payment", f"{number}: nothing to pay, credited in full", invoice, 0)
+        )
+    elif invoice.paid_at is not None:
         found.append(Line(invoice.paid_at, "payment", f"Payment for {number}, thank you", invoice, -total))
     if invoice.status == REFUND_PENDING and invoice.refund_requested_at is not None:
         found.append(
