@@ -274,7 +274,18 @@ def test_paying_the_balance_in_one_checkout_pays_every_covered_invoice(client, d
     event = live.complete_session(location.rsplit("/", 1)[1])
     assert post_event(client, event).get_json()["result"] == "paid"
     assert {fresh(db, Invoice, i.id).status for i in made} == {"paid"}
-    assert len(emails(db, "receipt")) == 3 and len(entries(db, account.id, "invoice_paid")) == 3
+    # One payment, one receipt: every invoice it paid named, and the total.
+    [receipt] = emails(db, "receipt")
+    paid_entries = entries(db, account.id, "invoice_paid")
+    assert len(paid_entries) == 3 and {e.details["email_id"] for e in paid_entries} == {receipt.id}
+    assert receipt.subject.endswith(
+        f"receipt for invoices {made[0].number}, {made[1].number}, {made[2].number}"
+    )
+    assert "We received your payment of $220.50 for 3 invoices on" in receipt.text_body
+    for invoice, amount in zip(made, ("$165.00", "$20.00", "$35.50"), strict=True):
+        assert f"- Invoice {invoice.number}: {amount}" in receipt.text_body
+        assert f"Invoice {invoice.number}</td>" in receipt.html_body
+    assert "Total paid: $220.50" in receipt.text_body and "$220.50</td>" in receipt.html_body
     assert "Thank you, your payment is confirmed" in client.get("/pay/balance/done").get_data(as_text=True)
     assert "Your balance: <strong>$0.00</strong>" in client.get("/pay/invoices").get_data(as_text=True)
 
@@ -282,7 +293,20 @@ def test_paying_the_balance_in_one_checkout_pays_every_covered_invoice(client, d
     assert post_event(client, event).get_json()["result"] == "already processed"
     intent = live.get_object(event["data"]["object"]["payment_intent"])
     assert deliver(client, "payment_intent.succeeded", intent).get_json()["result"] == "already paid"
-    assert len(emails(db, "receipt")) == 3 and entries(db, account.id, "duplicate_payment") == []
+    assert len(emails(db, "receipt")) == 1 and entries(db, account.id, "duplicate_payment") == []
+
+
+def test_a_balance_of_one_invoice_gets_that_invoices_own_receipt(client, db, make_account, live):
+    account = make_account()
+    sign_up(client, db, account, billing="Invoice")
+    invoice, _ = make_invoice(db, fresh(db, Account, account.id), lines=[("Service 1", 16500)])
+    location, _ = start_balance(client)
+    assert (
+        post_event(client, live.complete_session(location.rsplit("/", 1)[1])).get_json()["result"] == "paid"
+    )
+    [receipt] = emails(db, "receipt")
+    assert receipt.subject.endswith(f"receipt for invoice {invoice.number}")
+    assert "- Service 1: $165.00" in receipt.text_body and "Total paid: $165.00" in receipt.text_body
 
 
 def test_an_amount_short_of_the_balance_pays_none_of_the_invoices(client, db, make_account, live):

@@ -439,12 +439,35 @@ def mark_paid(
             },
         )
         return "amount mismatch recorded"
+    unpaid = [invoice for invoice in invoices if invoice.status in UNPAID]
+    # One payment, one receipt: a balance payment's names every invoice it paid and the total.
+    receipt = _balance_receipt(session, account, unpaid) if len(invoices) > 1 and unpaid else None
     for invoice in invoices:
         if invoice.status in UNPAID:
-            _pay(session, account, invoice, facts, payment_intent, amount)
+            _pay(session, account, invoice, facts, payment_intent, amount, receipt)
         else:
             _paid_again(session, account, invoice, facts, payment_intent, amount)
     return "paid"
+
+
+def _balance_receipt(session: Session, account: Account, paid: Sequence[Invoice]) -> OutboxEmail:
+    currency = paid[0].currency
+    total = sum(invoice.total_cents for invoice in paid)
+    numbers = ", ".join(invoice.number for invoice in paid)
+    return queue_email(
+        session,
+        template="receipt",
+        to=account.customer.email,
+        account=account,
+        subject=f"{get_company().name}: receipt for invoices {numbers}",
+        context={
+            "account": account,
+            "covered": paid,
+            "total_cents": total,
+            "currency": currency,
+            "paid_on": utcnow(),
+        },
+    )
 
 
 def _paid_again(
@@ -493,7 +516,10 @@ def _pay(
     facts: StripeFacts,
     payment_intent: str | None,
     amount: int | None,
+    receipt: OutboxEmail | None = None,
 ) -> None:
+    """Pay one invoice: its own receipt, or `receipt`, the one of the payment that covers it
+    and others."""
     invoice.status = PAID
     invoice.paid_at = utcnow()
     invoice.autopay_failed_at = None
@@ -501,7 +527,7 @@ def _pay(
     if payment_intent:
         invoice.stripe_payment_intent_id = payment_intent
     amount_text = format_money(invoice.total_cents, invoice.currency)
-    email = queue_email(
+    email = receipt or queue_email(
         session,
         template="receipt",
         to=account.customer.email,
