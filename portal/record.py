@@ -329,6 +329,13 @@ def _chain_heads(session: Session, account_ids: Sequence[int]) -> dict[int, Chai
     return heads
 
 
+def lock_chains(session: Session, account_ids: Sequence[int]) -> None:
+    """Take the accounts' chain locks now, ahead of rows that reference the accounts: such an
+    insert share-locks the account row on PostgreSQL, and two transactions each holding that
+    while waiting for the other's chain lock deadlock. The caller's appends reuse the heads."""
+    _chain_heads(session, account_ids)
+
+
 @event.listens_for(Session, "after_transaction_end")
 def _forget_heads(session: Session, transaction: SessionTransaction) -> None:
     # The lock and what was read under it end with the transaction, and a savepoint rolled

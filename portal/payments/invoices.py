@@ -108,6 +108,7 @@ def create_invoices(session: Session, wanted: Sequence[NewInvoice], actor: str) 
     invoices created. The caller commits."""
     if not wanted:
         return []
+    record.lock_chains(session, [new.account.id for new in wanted])
     currency = (get_company().currency or "USD").upper()
     now = utcnow()
     nonces = [secrets.token_urlsafe(24) for _ in wanted]
