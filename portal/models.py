@@ -766,6 +766,9 @@ class PromoCredit(Base):
     source_text: Mapped[str] = mapped_column(Text, default="")
     confirmed_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The invoice that took it off (its own period's, or for a promotion confirmed after that
+    # period was billed, the next one made): set once, so no credit is given twice.
+    applied_invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"))
 
 
 class StripeEvent(Base):

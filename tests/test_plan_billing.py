@@ -366,6 +366,112 @@ def test_a_promotion_amount_never_takes_an_invoice_below_zero(db, make_account, 
     assert invoice.total_cents == 0
 
 
+def late_entries(db, account: Account) -> list[RecordEntry]:
+    db.commit()
+    return list(
+        db.scalars(
+            select(RecordEntry).where(
+                RecordEntry.account_id == account.id, RecordEntry.event == "promo_applied_late"
+            )
+        )
+    )
+
+
+def test_a_promotion_confirmed_after_its_month_was_billed_comes_off_the_next_invoice_once(
+    client, db, make_account, runner, office
+):
+    company(db, billing_timing="advance", billing_day=1)
+    account = signed_account(db, make_account, first_visit=date(2026, 11, 1), promises=[PROMO])
+    bill(runner, date(2026, 11, 1))
+    bill(runner, date(2026, 12, 1))
+    december = invoices_of(db, account)[1]
+    assert december.total_cents == 16500  # billed before the office confirmed the promotion
+
+    assert confirm(client, account, month="2026-12", amount="40", code="FALL26").status_code == 302
+    bill(runner, date(2027, 1, 1))
+    bill(runner, date(2027, 1, 1))  # a second run for the day
+    bill(runner, date(2027, 2, 1))
+    november, december, january, february = invoices_of(db, account)
+    assert december.total_cents == 16500 and february.total_cents == 16500
+    assert lines_of(january)[1] == (
+        f"Promotion FALL26: December 2026 $40.00, confirmed after {december.number} was billed",
+        -4000,
+    )
+    assert january.total_cents == 12500 and january.status == "open"
+    [entry] = late_entries(db, account)
+    assert entry.confirmed_value == f"Promotion FALL26: December 2026, $40.00 off {january.number}"
+    assert december.number in entry.note and entry.actor == "system:bill"
+    assert db.scalars(select(PromoCredit.applied_invoice_id)).one() == january.id
+    assert record.verify_chain(db, account.id) is None
+    page = client.get(f"/staff/accounts/{account.id}").get_data(as_text=True)
+    assert f"$40.00 off {january.number}" in page
+
+
+def test_a_late_free_month_settles_the_next_invoice_and_a_promotion_not_yet_billed_waits(
+    db, make_account, runner
+):
+    company(db, billing_timing="advance", billing_day=1)
+    account = signed_account(db, make_account, first_visit=date(2026, 11, 1))
+    before_service = signed_account(db, make_account, first_visit=date(2027, 1, 1))
+    bill(runner, date(2026, 11, 1))
+    db.add_all(
+        [
+            PromoCredit(account_id=account.id, month=date(2026, 11, 1), amount_cents=None, code="LATE"),
+            # No invoice was ever made for a month before the first visit: nothing to make up.
+            PromoCredit(account_id=before_service.id, month=date(2026, 12, 1), amount_cents=None, code="X"),
+        ]
+    )
+    db.commit()
+    bill(runner, date(2026, 12, 1))
+    bill(runner, date(2027, 1, 1))
+    november, december, january = invoices_of(db, account)
+    assert (november.total_cents, december.total_cents, january.total_cents) == (16500, 0, 16500)
+    assert december.status == "paid"  # credited in full, settled when made
+    assert [i.total_cents for i in invoices_of(db, before_service)] == [16500]
+    assert late_entries(db, before_service) == [] and len(late_entries(db, account)) == 1
+
+
+def run_billers_on(app, days: list[date]) -> list[plan_billing.BillReport]:
+    """Each thread bills its own day, all released at once."""
+    from tests.conftest import run_at_once
+
+    todo = list(days)
+
+    def work() -> plan_billing.BillReport:
+        try:
+            return plan_billing.bill(todo.pop(), chunk=2)
+        finally:
+            get_db().close()
+
+    return run_at_once(app, len(days), work)
+
+
+@pytest.mark.parametrize(
+    "days",
+    [[date(2027, 1, 1), date(2027, 1, 1)], [date(2027, 1, 1), date(2027, 2, 1)]],
+    ids=["same-day", "two-days"],
+)
+def test_billers_at_once_give_a_late_promotion_once(app, db, make_account, runner, days):
+    company(db, billing_timing="advance", billing_day=1)
+    accounts = [signed_account(db, make_account, first_visit=date(2026, 12, 1)) for _ in range(3)]
+    bill(runner, date(2026, 12, 1))
+    db.add_all(
+        [PromoCredit(account_id=a.id, month=date(2026, 12, 1), amount_cents=2500, code="L") for a in accounts]
+    )
+    db.commit()
+    run_billers_on(app, days)
+    for account in accounts:
+        made = invoices_of(db, account)
+        assert len(made) == 1 + len(set(days))
+        credited = [invoice for invoice in made if any(amount < 0 for _, amount in lines_of(invoice))]
+        assert [invoice.total_cents for invoice in credited] == [14000]
+        [entry] = late_entries(db, account)
+        assert entry.details["invoice_id"] == credited[0].id
+        assert record.verify_chain(db, account.id) is None
+    applied = db.scalars(select(PromoCredit.applied_invoice_id).order_by(PromoCredit.id)).all()
+    assert None not in applied and len(set(applied)) == len(accounts)
+
+
 @pytest.mark.parametrize(
     "data, field_error",
     [

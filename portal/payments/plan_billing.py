@@ -40,13 +40,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, case, select, update
 from sqlalchemy.orm import Session
 
 from portal import follow_ups, record
 from portal.company import get_company
-from portal.db import unit_of_work
-from portal.models import Account, AccountStatus, PromiseItem, PromoCredit, RecordEntry
+from portal.db import table_of, unit_of_work
+from portal.models import Account, AccountStatus, Invoice, PromiseItem, PromoCredit, RecordEntry
 from portal.money import format_money
 from portal.payments.billing import CARD, INVOICE, PaymentsPanel, card_text, is_card_choice
 from portal.payments.gateway import payments_mode
@@ -150,6 +150,9 @@ class Credit:
     month: date
     amount_cents: int | None
     code: str
+    id: int | None = None
+    # Confirmed after its own period was billed (that invoice's number): it comes off the next.
+    late_after: str | None = None
 
 
 def plan_lines(
@@ -157,6 +160,13 @@ def plan_lines(
 ) -> list[Line]:
     """The invoice's lines for the period: the plan charge, then each promotion as a credit.
     Empty when there is nothing to charge (a per-visit plan without visit days in it)."""
+    return priced(billable, period, rules, credits, currency)[0]
+
+
+def priced(
+    billable: Billable, period: Period, rules: Rules, credits: Sequence[Credit], currency: str
+) -> tuple[list[Line], list[tuple[Credit, int]]]:
+    """`plan_lines`, and the amount each credit took off (0 when nothing was left)."""
     account = billable.account
     assert account.first_visit is not None
     first = account.first_visit > period.start
@@ -165,7 +175,7 @@ def plan_lines(
     if account.billing_cadence == PER_VISIT:
         visits = visit_days_in(period, billable.visit_days, account.first_visit)
         if visits == 0:
-            return []
+            return [], []
         charge = visits * account.price_cents
         month_charge = charge
         text = f"{account.plan}, {span}: {visits} visit{'s' if visits != 1 else ''} × {price}"
@@ -180,15 +190,18 @@ def plan_lines(
             charge = full
             text = f"{account.plan}, {span}"
     lines = [Line(text, charge)]
+    taken = []
     left = charge
     for credit in credits:
-        amount = min(left, month_charge if credit.amount_cents is None else credit.amount_cents)
-        if amount <= 0:
+        amount = max(0, min(left, month_charge if credit.amount_cents is None else credit.amount_cents))
+        taken.append((credit, amount))
+        if amount == 0:
             continue
         left -= amount
         what = "free" if credit.amount_cents is None else format_money(credit.amount_cents, currency)
-        lines.append(Line(f"Promotion {credit.code}: {credit.month:%B %Y} {what}", -amount))
-    return lines
+        late = f", confirmed after {credit.late_after} was billed" if credit.late_after else ""
+        lines.append(Line(f"Promotion {credit.code}: {credit.month:%B %Y} {what}{late}", -amount))
+    return lines, taken
 
 
 def credit_period(month: date, cadence: str, rules: Rules) -> Period:
@@ -213,13 +226,25 @@ def bill(day: date, *, chunk: int = CHUNK, rules: Rules | None = None) -> BillRe
     report = BillReport(day)
     after = 0
     while True:
-        with unit_of_work() as session:
-            accounts = _due_accounts(session, day, rules, after, chunk)
-            if not accounts:
-                break
-            after = accounts[-1].id
-            _bill_chunk(session, day, rules, accounts, report)
+        try:
+            with unit_of_work() as session:
+                accounts = _due_accounts(session, day, rules, after, chunk)
+                if not accounts:
+                    break
+                made = _bill_chunk(session, day, rules, accounts)
+        except CreditTaken:
+            # Another run credited a late promotion on its invoice first: the chunk is rolled
+            # back and billed again, and reads that promotion as applied this time.
+            continue
+        after = accounts[-1].id
+        report.created += made.created
+        report.already += made.already
+        report.nothing_to_bill += made.nothing_to_bill
     return report
+
+
+class CreditTaken(Exception):
+    """A promotion this run put on an invoice was applied by another run meanwhile."""
 
 
 def _billing_day_filter(day: date, rules: Rules) -> ColumnElement[bool] | None:
@@ -270,28 +295,55 @@ def _agreed(session: Session, account_ids: list[int]) -> dict[int, dict[str, str
     return agreed
 
 
-def _credits(session: Session, account_ids: list[int], day: date) -> dict[int, list[Credit]]:
-    """Confirmed promotions of the accounts for months around the date, in one query."""
-    window = date(day.year - 1, day.month, 1)
-    rows = session.scalars(
-        select(PromoCredit)
-        .where(PromoCredit.account_id.in_(account_ids), PromoCredit.month >= window)
-        .order_by(PromoCredit.id)
+def _credits(session: Session, accounts: list[Account], day: date, rules: Rules) -> dict[int, list[Credit]]:
+    """The promotions still to give, by account, in two queries: those of the period billed on
+    `day`, and those whose own period was billed before they were confirmed (named by that
+    invoice), for the next invoice."""
+    rows = list(
+        session.scalars(
+            select(PromoCredit)
+            .where(
+                PromoCredit.account_id.in_([account.id for account in accounts]),
+                PromoCredit.applied_invoice_id.is_(None),
+            )
+            .order_by(PromoCredit.id)
+        )
     )
+    cadence = {account.id: account.billing_cadence for account in accounts}
+    starts = {row.id: credit_period(row.month, cadence[row.account_id], rules).start for row in rows}
+    current = {account_id: period_containing(day, kind, rules).start for account_id, kind in cadence.items()}
+    earlier = [row for row in rows if starts[row.id] < current[row.account_id]]
+    billed: dict[tuple[int, date | None], str] = {}
+    if earlier:
+        billed = {
+            (account_id, start): number
+            for account_id, start, number in session.execute(
+                select(Invoice.account_id, Invoice.period_start, Invoice.number).where(
+                    Invoice.account_id.in_({row.account_id for row in earlier}),
+                    Invoice.period_start.in_({starts[row.id] for row in earlier}),
+                )
+            )
+        }
     found: dict[int, list[Credit]] = defaultdict(list)
     for row in rows:
-        found[row.account_id].append(Credit(row.month, row.amount_cents, row.code))
+        start = starts[row.id]
+        if start == current[row.account_id]:
+            found[row.account_id].append(Credit(row.month, row.amount_cents, row.code, row.id))
+        elif start < current[row.account_id] and (row.account_id, start) in billed:
+            late_after = billed[row.account_id, start]
+            found[row.account_id].append(Credit(row.month, row.amount_cents, row.code, row.id, late_after))
     return found
 
 
-def _bill_chunk(
-    session: Session, day: date, rules: Rules, accounts: list[Account], report: BillReport
-) -> None:
+def _bill_chunk(session: Session, day: date, rules: Rules, accounts: list[Account]) -> BillReport:
+    """Bill the chunk; its counts. Raises CreditTaken (the caller rolls back and tries again)."""
+    report = BillReport(day)
     ids = [account.id for account in accounts]
-    agreed, credits = _agreed(session, ids), _credits(session, ids, day)
+    agreed, credits = _agreed(session, ids), _credits(session, accounts, day, rules)
     currency = (get_company().currency or "USD").upper()
     mode = payments_mode()
     wanted = []
+    applying: dict[int, list[tuple[Credit, int]]] = {}
     for account in accounts:
         assert account.first_visit is not None
         period = period_containing(day, account.billing_cadence, rules)
@@ -304,12 +356,9 @@ def _bill_chunk(
             weekday_numbers(values.get("visit_day")),
             None if choice is None else CARD if is_card_choice(choice) else INVOICE,
         )
-        period_credits = [
-            credit
-            for credit in credits.get(account.id, [])
-            if credit_period(credit.month, account.billing_cadence, rules) == period
-        ]
-        lines = plan_lines(billable, period, rules, period_credits, currency)
+        # The period's own promotions first, then the late ones, oldest first.
+        ordered = sorted(credits.get(account.id, []), key=lambda credit: credit.late_after is not None)
+        lines, taken = priced(billable, period, rules, ordered, currency)
         if not lines:
             report.nothing_to_bill += 1
             if not billable.visit_days:
@@ -325,6 +374,9 @@ def _bill_chunk(
                     actor=ACTOR,
                 )
             continue
+        # A period's own promotion is spent on its invoice even when nothing was left to take
+        # off; a late one waits for an invoice it can take something off.
+        applying[account.id] = [(c, amount) for c, amount in taken if c.late_after is None or amount > 0]
         panel = PaymentsPanel(billable.billing, card_text(account), 0, mode)
         wanted.append(
             NewInvoice(
@@ -338,6 +390,59 @@ def _bill_chunk(
     created = create_invoices(session, wanted, ACTOR)
     report.created += len(created)
     report.already += len(wanted) - len(created)
+    _apply_credits(session, [(made.invoice, applying.get(made.invoice.account_id, [])) for made in created])
+    return report
+
+
+def _apply_credits(session: Session, applied: list[tuple[Invoice, list[tuple[Credit, int]]]]) -> None:
+    """Mark each credit with the invoice that took it off, in one statement that only takes
+    credits no other run has applied (raising CreditTaken otherwise), and record each late one."""
+    given = {credit.id: invoice.id for invoice, taken in applied for credit, _ in taken if credit.id}
+    if not given:
+        return
+    table = table_of(PromoCredit)
+    marked = session.connection().execute(
+        update(table)
+        .where(table.c.id.in_(list(given)), table.c.applied_invoice_id.is_(None))
+        .values(applied_invoice_id=case(given, value=table.c.id))
+    )
+    if marked.rowcount != len(given):
+        raise CreditTaken
+    record.append_many(
+        session,
+        [
+            (
+                invoice.account_id,
+                [
+                    record.Change(
+                        event="promo_applied_late",
+                        actor=ACTOR,
+                        confirmed_value=(
+                            f"Promotion {credit.code}: {credit.month:%B %Y}, "
+                            f"{format_money(amount, invoice.currency)} off {invoice.number}"
+                        ),
+                        note=(
+                            f"Confirmed after {credit.late_after} was billed for {credit.month:%B %Y}: "
+                            f"credited on {invoice.number} instead."
+                        ),
+                        details={
+                            "promo_credit_id": credit.id,
+                            "month": credit.month.isoformat(),
+                            "code": credit.code,
+                            "amount_cents": amount,
+                            "invoice_id": invoice.id,
+                            "number": invoice.number,
+                            "billed_before_on": credit.late_after,
+                        },
+                    )
+                    for credit, amount in taken
+                    if credit.late_after
+                ],
+            )
+            for invoice, taken in applied
+            if any(credit.late_after for credit, _ in taken)
+        ],
+    )
 
 
 # --- Promotions ----------------------------------------------------------------------------
