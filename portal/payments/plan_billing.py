@@ -26,7 +26,9 @@ account that day. One invoice per account and period, held by the unique index o
 
 A promotion the office confirmed (PromoCredit) comes off the invoice of the period holding its
 month's billing day (in arrears: its first day), as a negative line: "free" is the month's plan
-charge, an amount at most that. A credit never makes an invoice negative.
+charge, an amount at most that. A credit never makes an invoice negative. One confirmed after
+that period was billed comes off the account's next plan invoice; either way the credit keeps
+the invoice that took it off, so it is given once, however many runs there are at once.
 
 Accounts are read in chunks of CHUNK by id, each chunk billed in one transaction with a handful
 of statements (payments.invoices.create_invoices): no query per account.
