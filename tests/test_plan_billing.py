@@ -431,6 +431,33 @@ def test_a_late_free_month_settles_the_next_invoice_and_a_promotion_not_yet_bill
     assert late_entries(db, before_service) == [] and len(late_entries(db, account)) == 1
 
 
+def test_the_upgrade_marks_promotions_already_on_an_invoice_so_none_is_given_again(
+    app, db, make_account, runner
+):
+    from portal import migrate
+
+    company(db, billing_timing="advance", billing_day=1)
+    account = signed_account(db, make_account, first_visit=date(2026, 12, 1))
+    db.add_all(
+        [
+            PromoCredit(account_id=account.id, month=date(2026, 12, 1), amount_cents=None, code="FALL26"),
+            PromoCredit(account_id=account.id, month=date(2027, 1, 1), amount_cents=2500, code="NEWYEAR"),
+        ]
+    )
+    db.commit()
+    bill(runner, date(2026, 12, 1))
+    [december] = invoices_of(db, account)
+    db.close()
+    migrate.downgrade(app, "0023")  # as the data stood before credits kept their invoice
+    migrate.upgrade(app)
+
+    applied = dict(db.execute(select(PromoCredit.code, PromoCredit.applied_invoice_id)).all())
+    assert applied == {"FALL26": december.id, "NEWYEAR": None}
+    bill(runner, date(2027, 1, 1))
+    january = invoices_of(db, account)[1]
+    assert january.total_cents == 16500 - 2500 and late_entries(db, account) == []
+
+
 def run_billers_on(app, days: list[date]) -> list[plan_billing.BillReport]:
     """Each thread bills its own day, all released at once."""
     from tests.conftest import run_at_once
