@@ -769,6 +769,7 @@ class PromoCredit(Base):
     # The invoice that took it off (its own period's, or for a promotion confirmed after that
     # period was billed, the next one made): set once, so no credit is given twice.
     applied_invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"))
+    applied_invoice: Mapped[Invoice | None] = relationship()
 
 
 class StripeEvent(Base):

@@ -405,6 +405,7 @@ def test_a_promotion_confirmed_after_its_month_was_billed_comes_off_the_next_inv
     assert record.verify_chain(db, account.id) is None
     page = client.get(f"/staff/accounts/{account.id}").get_data(as_text=True)
     assert f"$40.00 off {january.number}" in page
+    assert f"FALL26: December 2026, $40.00 off (confirmed; credited on {january.number})" in page
 
 
 def test_a_late_free_month_settles_the_next_invoice_and_a_promotion_not_yet_billed_waits(
