@@ -434,7 +434,7 @@ def _apply_credits(session: Session, applied: list[tuple[Invoice, list[tuple[Cre
                             "amount_cents": amount,
                             "invoice_id": invoice.id,
                             "number": invoice.number,
-                            "billed_before_on": credit.late_after,
+                            "billed_invoice": credit.late_after,
                         },
                     )
                     for credit, amount in taken
