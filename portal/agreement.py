@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from portal.company import get_company, local_time
 from portal.handoffs import display_value
 from portal.models import Account, CompanySettings, Outcome, RecordEntry, ServiceTerms, Signature, StaffUser
-from portal.secret_codes import blank_codes, is_secret
+from portal.secret_codes import blank_codes, is_secret, without_codes
 from portal.validation import NOT_TEXT
 
 DEFAULT_TERMS: tuple[dict[str, str], ...] = (
@@ -208,7 +208,7 @@ def agreement_for(session: Session, account: Account) -> Agreement:
     for event, label in EXTRA_LINES:
         found = extras.get(event)
         if found and found.get("value"):
-            lines.append((label, blank_codes(str(found["value"]))))
+            lines.append((label, without_codes(str(found["value"]), event)))
     return Agreement(
         company_name=company.name,
         company_contact=" · ".join(p for p in (company.phone, company.email) if p),

@@ -89,9 +89,10 @@ class _Cast:
         """A promise value in the sentence: its codes blanked unless a reveal was asked for."""
         return screened(display_value(value, kind), kind, self.codes_shown)
 
-    def text(self, text: str | None) -> str:
-        """Free words (a note, a comment) with anything that reads as a code blanked."""
-        return screened(text, shown=self.codes_shown)
+    def text(self, text: str | None, kind: str = "") -> str:
+        """Free words (a note, a comment) with anything that reads as a code blanked (every
+        code, for a kind that holds secrets: the customer's notes for the technician)."""
+        return screened(text, kind, self.codes_shown)
 
 
 def story(
@@ -151,7 +152,7 @@ def _line(entry: RecordEntry, cast: _Cast) -> StoryLine:
     item = cast.items.get(entry.item_id) if entry.item_id is not None else None
     what, note = _what(entry, item, cast)
     if item is None:  # a promise's sentence screened its values itself: its dates stay whole
-        what = cast.text(what)
+        what = cast.text(what, entry.event)
     return StoryLine(
         what=what,
         who=_who(entry, item, cast),

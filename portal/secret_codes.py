@@ -18,8 +18,10 @@ from portal.models import PromiseKind
 ACCESS_LABEL = "Access details"
 ACCESS_NOTED = "noted \N{EM DASH} you'll see them behind the link"
 BLANKED = "\N{BULLET}" * 4
+# The customer's notes for the technician: where "side door 3690" goes, with no word for it.
+TECHNICIAN_NOTE = "technician_note"
 # Kinds whose values are secrets however they are worded.
-SECRET_KINDS = frozenset({PromiseKind.GATE_ACCESS.value})
+SECRET_KINDS = frozenset({PromiseKind.GATE_ACCESS.value, TECHNICIAN_NOTE})
 # A code is a run of 3 to 8 digits (a keypad's # or * around it) in text that speaks of one;
 # "Salt cell check before summer" or a price stays as it is.
 _CODE_WORDS = re.compile(
@@ -27,8 +29,29 @@ _CODE_WORDS = re.compile(
     r"padlock|keypad|key ?box|lockbox|gate)\b",
     re.IGNORECASE,
 )
+# A code is digits, maybe in groups ("4412", "77-99", "24 68"), three to twelve of them in all.
 # An ISO date ("from 2026-12-10" in a record note) is not a code.
-_DIGITS = re.compile(r"[#*]?(?<!\d)(?!\d{4}-\d\d-\d\d)\d{3,8}(?!\d)[#*]?")
+_DIGIT_RUN = re.compile(r"[#*]?(?<![\d-])(?!\d{4}-\d\d-\d\d)\d+(?:[ -]\d+)*(?![\d])[#*]?")
+
+
+class _Codes:
+    """`_DIGIT_RUN`'s matches that hold 3 to 12 digits: what is blanked, and put back."""
+
+    @staticmethod
+    def _is_code(found: str) -> bool:
+        return 3 <= sum(c.isdigit() for c in found) <= 12
+
+    def search(self, text: str) -> bool:
+        return any(self._is_code(m.group(0)) for m in _DIGIT_RUN.finditer(text))
+
+    def findall(self, text: str) -> list[str]:
+        return [m.group(0) for m in _DIGIT_RUN.finditer(text) if self._is_code(m.group(0))]
+
+    def sub(self, blank: str, text: str) -> str:
+        return _DIGIT_RUN.sub(lambda m: blank if self._is_code(m.group(0)) else m.group(0), text)
+
+
+_DIGITS = _Codes()
 
 
 def looks_like_code(text: str | None) -> bool:

@@ -11,8 +11,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from portal import access_card, record
-from portal.models import ChangeRequest, PromiseItem, RecordEntry
+from portal import access_card, confirmations, record
+from portal.models import Account, ChangeRequest, PromiseItem, RecordEntry
 from tests.conftest import count_rows, form_fields
 from tests.test_decisions import _ask, _sign, _staff, company  # noqa: F401 (company is a fixture)
 from tests.test_handoff_form import _edit_form
@@ -320,3 +320,45 @@ def test_a_photo_caption_with_a_code_is_masked_on_staff_pages_until_shown(
         as_text=True
     )
     assert f"Keypad by the side gate, code {NEW_CODE}" in shown
+
+
+def test_codes_in_groups_and_in_free_words_are_masked_until_shown(
+    client, db, make_account, staff, make_staff
+):
+    """ "77-99" and "24 68" are codes too; the customer's goal, the sale's notes and the notes for
+    the technician are masked like the promises."""
+    account = make_account(concerns="Last company left gate code 5566 on a sticky note")
+    account.customer_goal = "Re-latch the side gate, keypad 24 68 works"
+    db.commit()
+    answer(db, account, "gate_access", "changed", "Back gate, code 77-99", "new code")
+    confirmations.record_step_event(db, account, "technician_note", confirmed="Side door entry is 3690")
+    db.commit()
+    staff.login(make_staff("office"))
+    for path in (
+        f"/staff/accounts/{account.id}",
+        f"/staff/accounts/{account.id}/brief",
+        "/staff/differences",
+    ):
+        page = client.get(path).get_data(as_text=True)
+        for code in ("77-99", "5566", "24 68", "3690"):
+            assert code not in page, (path, code)
+    page = client.get(f"/staff/accounts/{account.id}").get_data(as_text=True)
+    shown = client.post(f"/staff/accounts/{account.id}/show-codes", data=form_fields(page)).get_data(
+        as_text=True
+    )
+    for code in ("77-99", "5566", "24 68", "3690"):
+        assert code in shown, code
+
+
+def test_the_sales_notes_keep_their_code_when_the_handoff_is_saved_as_shown(
+    client, db, staff, make_staff, make_account
+):
+    seller = make_staff("sales")
+    account = make_account(salesperson=seller, concerns="Last company left gate code 5566 on a sticky note")
+    staff.login(seller)
+    form = _edit_form(client, account.id)
+    assert form["concerns"] == f"Last company left gate code {MASK} on a sticky note"
+    form["concerns"] = f"Previous company left gate code {MASK} on a sticky note"
+    assert client.post(f"/staff/accounts/{account.id}/edit", data=form).status_code == 302
+    db.expire_all()
+    assert db.get(Account, account.id).concerns == "Previous company left gate code 5566 on a sticky note"

@@ -24,6 +24,7 @@ from portal.staff import bp
 from portal.staff.forms import new_note_form
 from portal.staff.handback_forms import handback_view
 from portal.staff.handoff_forms import (
+    SALE_NOTES,
     EditHandoffForm,
     HandoffForm,
     edit_promises,
@@ -129,6 +130,7 @@ def account_page(found: Account, forms: Mapping[str, object] | None = None, code
     codes_hidden = not codes_shown and (
         any(has_code(s.item.kind, v) for s in states for v in (s.item.promised_value, s.current_value))
         or any(BLANKED in line.what + line.note for line in story)
+        or any(has_code("", text) for text in (found.customer_goal, *(getattr(found, n) for n in SALE_NOTES)))
     )
     return render_template(
         "staff/account.html",
@@ -295,7 +297,7 @@ def edit_handoff(account_id: int) -> str | Response | tuple[str, int]:
         if str(found.version) != form.version.data:
             return _saved_meanwhile(form, found)
         promises, item_ids = edit_promises(form, {item.id: item for item in found.items})
-        data = validate(form, promises)
+        data = validate(form, promises, found)
         salesperson = _chosen_salesperson(form)
         if data is not None and salesperson is not None:
             try:
@@ -337,7 +339,11 @@ def _edit_page(form: EditHandoffForm, account: Account, codes_shown: bool = Fals
         form=form,
         account=account,
         codes_shown=codes_shown,
-        codes_hidden=not codes_shown and any(has_code(i.kind, i.promised_value) for i in account.items),
+        codes_hidden=not codes_shown
+        and (
+            any(has_code(i.kind, i.promised_value) for i in account.items)
+            or any(has_code("", getattr(account, name)) for name in SALE_NOTES)
+        ),
     )
 
 
@@ -374,9 +380,7 @@ def _edit_data(account: Account, codes_shown: bool = False) -> dict[str, object]
         "price": f"{account.price_cents / 100:.2f}",
         "first_visit": account.first_visit.isoformat() if account.first_visit else "",
         "salesperson_id": account.salesperson_id,
-        "why_chose_us": account.why_chose_us,
-        "concerns": account.concerns,
-        "contact_preference": account.contact_preference,
+        **{name: screened(getattr(account, name), "", codes_shown) for name in SALE_NOTES},
         "version": str(account.version),
         "rows": rows,
     }

@@ -21,7 +21,7 @@ from wtforms.validators import Optional
 
 from portal.forms import CheckboxesField, options
 from portal.handoffs import DERIVED_KINDS, KIND_LABELS, HandoffData
-from portal.models import PromiseItem
+from portal.models import Account, PromiseItem
 from portal.money import parse_money
 from portal.occasions import OCCASION_WORDS, OWNERS, unit_words
 from portal.once import OnceForm
@@ -157,9 +157,15 @@ class EditHandoffForm(AccountFieldsMixin, OnceForm):
 Promises = list[tuple[dict[str, Any], Field]]
 
 
-def validate(form: AccountFieldsMixin, promises: Promises) -> HandoffData | None:
-    """Run the shared validator; put each error next to its field. None when invalid."""
+def validate(
+    form: AccountFieldsMixin, promises: Promises, account: Account | None = None
+) -> HandoffData | None:
+    """Run the shared validator; put each error next to its field. None when invalid. Editing
+    `account`, the sale's notes the form showed with codes blanked take those codes back."""
     payload, fields = account_payload(form, promises)
+    if account is not None:
+        for name in SALE_NOTES:
+            payload[name] = restored(payload[name], getattr(account, name))
     errors: dict[str, str] = {}
     try:
         payload["price_cents"] = parse_money(form.price.data or "")
@@ -222,6 +228,7 @@ def account_payload(form: AccountFieldsMixin, promises: Promises) -> tuple[dict[
     return payload, fields
 
 
+SALE_NOTES = ("why_chose_us", "concerns", "contact_preference")
 WHEN = "_when"  # a promise's WhenForm, carried beside its fields until the payload is built
 
 

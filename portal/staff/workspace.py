@@ -42,6 +42,7 @@ from portal.staff.forms import (
     DifferenceFilterForm,
     FollowUpCloseForm,
     ResolveForm,
+    ShowCodesForm,
     new_resolve_form,
 )
 from portal.staff.reveal import page_with_codes
@@ -163,17 +164,32 @@ def _csv_rows(rows: Iterable[diffs.DifferenceRow], with_codes: bool = False) -> 
         ]
 
 
-@bp.get("/differences.csv")
+@bp.route("/differences.csv", methods=["GET", "POST"])
 @roles_required(*roles_for(Action.DIFFERENCES))
 def differences_csv() -> Response:
+    """The differences as CSV, codes blanked. An admin gets them in clear by posting codes=1
+    (a button, not a link: each account whose codes it shows gets a record entry)."""
     _, flt = _filter_form(salespeople(get_db()))
-    # Gate and alarm codes stay out unless an admin asks for them explicitly (codes=1).
-    with_codes = request.args.get("codes") == "1" and _me().role == Role.ADMIN.value
-    # Built whole rather than streamed: a streamed body outlives the request's session.
-    response = Response(
-        csv_text(CSV_HEADER, _csv_rows(diffs.iter_differences(get_db(), _me(), flt), with_codes)),
-        mimetype="text/csv",
+    if request.method == "POST" and not ShowCodesForm().validate_on_submit():
+        abort(400)
+    with_codes = (
+        request.method == "POST" and request.form.get("codes") == "1" and _me().role == Role.ADMIN.value
     )
+    rows = list(diffs.iter_differences(get_db(), _me(), flt))
+    if with_codes:
+        shown = {
+            row.account.id: row.account
+            for row in rows
+            if any(
+                has_code(row.item.kind, text)
+                for text in (row.promised_value, row.customer_value, row.comment)
+            )
+        }
+        with unit_of_work() as session:
+            for account in shown.values():
+                access_card.record_reveal(session, account, _me(), "differences CSV")
+    # Built whole rather than streamed: a streamed body outlives the request's session.
+    response = Response(csv_text(CSV_HEADER, _csv_rows(rows, with_codes)), mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="differences-{flt.status}.csv"'
     return response
 
