@@ -202,13 +202,12 @@ def card_on(session: Session, account: Account, day: date) -> CardOnDay:
 
 
 def card_on_from(saved: Sequence[AccessCardVersion], account: Account, day: date) -> CardOnDay:
+    """Each version is the whole card from its date until the next version's date (the newer
+    save of two on one date): a change saved for 10 December still comes on 10 December when
+    the customer edits today's card meanwhile."""
     in_force = [v for v in saved if v.effective_date <= day]
-    current = max(in_force, key=lambda v: v.version) if in_force else None
-    # A later version counts only when it is newer than the one in force (an older one with a
-    # later date was overtaken by a newer save).
-    upcoming = [
-        v for v in saved if v.effective_date > day and (current is None or v.version > current.version)
-    ]
+    current = max(in_force, key=lambda v: (v.effective_date, v.version)) if in_force else None
+    upcoming = [v for v in saved if v.effective_date > day]
     later = min(upcoming, key=lambda v: (v.effective_date, -v.version)) if upcoming else None
     if current is None:
         return CardOnDay(prefill(account), None, later)

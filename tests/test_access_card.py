@@ -583,3 +583,22 @@ def test_csv_exports_leave_codes_out_unless_an_admin_asks(client, db, customer, 
         notes = [e.note for e in entries(db, customer, "access_code_shown")]
         assert any("(differences CSV)" in note for note in notes) is revealed, role
         staff.logout()
+
+
+def test_editing_todays_card_keeps_a_change_saved_for_a_later_date(client, db, customer):
+    """A new code saved for a later date, then today's card edited (the form starts from today's
+    card): today keeps the old code, and the new one still comes on its date."""
+    sign_up(client)
+    today = company_today()
+    change_on = customer.first_visit + timedelta(days=7)
+    assert update_card(client, change_on, **{"card-update-card-gates-0-code": NEW_CODE}).status_code == 302
+    page = client.get("/welcome/service").get_data(as_text=True)
+    form = page[page.index('action="/welcome/service/access-card"') :]
+    assert card_inputs(form)["card-update-card-gates-0-code"] == PROMISED_CODE  # today's card
+    added = update_card(client, today, **{"card-update-card-parking": "On the street, not the drive"})
+    assert added.status_code == 302
+    db.expire_all()
+    now = access_card.card_on(db, customer, today)
+    assert now.card.gates[0].code == PROMISED_CODE and now.card.parking == "On the street, not the drive"
+    assert now.later is not None and now.later.effective_date == change_on
+    assert access_card.card_on(db, customer, change_on).card.gates[0].code == NEW_CODE

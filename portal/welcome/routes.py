@@ -402,7 +402,11 @@ def _card_form(account: Account) -> CardUpdateForm:
     form = CardUpdateForm(
         formdata=None,
         prefix="card-update",
-        data={"card": access_card.latest(get_db(), account), "effective": company_today()},
+        # Today's card, from today: a change already saved for a later date stays as it is.
+        data={
+            "card": access_card.card_on(get_db(), account, company_today()).card,
+            "effective": company_today(),
+        },
     )
     form.form_id.data = once.new_form_id()  # also when the page answers the other form's POST
     return form
