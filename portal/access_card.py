@@ -281,6 +281,24 @@ def with_corrections(session: Session, account: Account, posted: Card, answers: 
     return replace(posted, gates=tuple(gates))
 
 
+def agree_gate(
+    session: Session, item: PromiseItem, before: str, after: str, effective: date, *, actor: str
+) -> AccessCardVersion | None:
+    """The office agreed new words for a gate promise after signing ("Back gate, code 9911"):
+    the card's gate that said the old words says the new ones from the same date, so the brief
+    does not show the technician two codes. None when no gate on the card says the old words
+    (the customer's own card wins) or one says the new ones already. The caller commits."""
+    account = item.account
+    on_day = card_on(session, account, effective)
+    old, new = _gate_from_words(before, item.label), _gate_from_words(after, item.label)
+    gates = list(on_day.card.gates)
+    if new in gates or old not in gates:
+        return None
+    gates[gates.index(old)] = new
+    card = replace(on_day.card, gates=tuple(gates))
+    return save(session, account, card, effective, actor=actor, how="the office agreed a new gate")
+
+
 def save(
     session: Session, account: Account, card: Card, effective: date, *, actor: str, how: str
 ) -> AccessCardVersion:

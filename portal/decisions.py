@@ -16,7 +16,7 @@ from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from portal import access, deliverables, links, record
+from portal import access, access_card, deliverables, links, record
 from portal.company import company_today, get_company
 from portal.db import utcnow
 from portal.handoffs import display_value
@@ -163,6 +163,15 @@ def _set_value(
             **({"effective_from": effective.isoformat()} if later and effective else {}),
         },
     )
+    if item.kind == PromiseKind.GATE_ACCESS.value and state.current_value:
+        access_card.agree_gate(
+            session,
+            item,
+            state.current_value,
+            value,
+            effective if later and effective else company_today(),
+            actor=f"staff:{staff.id}",
+        )
     notify(session, account, entry)
     return entry
 

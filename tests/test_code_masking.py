@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from portal import access_card, confirmations, record
+from portal.company import company_today
 from portal.models import Account, ChangeRequest, PromiseItem, RecordEntry
 from tests.conftest import count_rows, form_fields
 from tests.test_decisions import _ask, _sign, _staff, company  # noqa: F401 (company is a fixture)
@@ -169,6 +170,9 @@ def gate_change(app, client, db, invited, make_staff, company):
 
 def test_change_request_page_keeps_a_masked_code_when_accepted_as_shown(db, gate_change):
     account, change, office = gate_change
+    # Her card has the side gate sales promised (the helper that signed posted no card).
+    access_card.save(db, account, access_card.prefill(account), company_today(), actor="customer", how="test")
+    db.commit()
     page = office.get(f"/staff/changes/{change.id}").get_data(as_text=True)
     assert CODE not in page and NEW_CODE not in page
     assert f'value="Back gate, code {MASK}"' in page  # the agreed-value box, masked
@@ -180,6 +184,9 @@ def test_change_request_page_keeps_a_masked_code_when_accepted_as_shown(db, gate
     assert accepted.status_code == 302
     assert gate_value(db, account) == f"Back gate (left of the garage), code {NEW_CODE}"
     assert shown_entries(db, account) == []  # kept without anyone seeing it
+    # The access card follows the agreed gate: the brief shows one code, not two.
+    card = access_card.card_on(db, db.get(Account, account.id), company_today()).card
+    assert card.gates == (access_card.Gate("Back gate (left of the garage)", NEW_CODE),)
 
 
 def test_change_request_page_shows_the_code_on_request(db, gate_change):
