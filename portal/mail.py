@@ -19,7 +19,7 @@ from portal.company import get_company, local_time
 from portal.handoffs import display_value
 from portal.models import Account, OutboxEmail
 from portal.money import format_money
-from portal.secret_codes import blank_codes, mailed_value, promise_lines, summary_lines
+from portal.secret_codes import blank_codes, mailed_value, promise_lines, summary_lines, without_codes
 
 EMAILS = Path(__file__).resolve().parent.parent / "emails"
 
@@ -45,6 +45,7 @@ def email_environment() -> Environment:
         env.filters["local"] = local_time
         env.filters["blank_codes"] = blank_codes
         env.filters["mailed"] = mailed_value
+        env.filters["without_codes"] = without_codes
         current_app.extensions["portal.email_env"] = env
     return env
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from portal import access_card, confirmations, record
 from portal.company import company_today
-from portal.models import Account, ChangeRequest, PromiseItem, RecordEntry
+from portal.models import Account, ChangeRequest, OutboxEmail, PromiseItem, RecordEntry
 from tests.conftest import count_rows, form_fields
 from tests.test_decisions import _ask, _sign, _staff, company  # noqa: F401 (company is a fixture)
 from tests.test_handoff_form import _edit_form
@@ -369,3 +369,12 @@ def test_the_sales_notes_keep_their_code_when_the_handoff_is_saved_as_shown(
     assert client.post(f"/staff/accounts/{account.id}/edit", data=form).status_code == 302
     db.expire_all()
     assert db.get(Account, account.id).concerns == "Previous company left gate code 5566 on a sticky note"
+
+
+def test_the_offices_change_request_email_names_the_gate_with_its_code_blanked(db, gate_change):
+    account, change, office = gate_change
+    db.expire_all()
+    [email] = db.scalars(select(OutboxEmail).where(OutboxEmail.kind == "change_request")).all()
+    for body in (email.text_body, email.html_body):
+        assert f"now: Side gate, code {MASK}" in body
+        assert CODE not in body and NEW_CODE not in body and "behind the link" not in body
