@@ -1,7 +1,7 @@
 """each account has its technician
 
-Revision ID: 0024
-Revises: 0023
+Revision ID: 0025
+Revises: 0024
 Create Date: 2026-12-02
 
 `accounts.technician_id`: the technician the office assigned (portal/technicians.py), or none
@@ -15,8 +15,8 @@ with the new column (and, being a column constraint, DROP COLUMN still takes it 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0024"
-down_revision = "0023"
+revision = "0025"
+down_revision = "0024"
 branch_labels = None
 depends_on = None
 
