@@ -41,6 +41,7 @@ class Action(str, enum.Enum):
     ANSWER = "answer"  # answer the office's question on a handoff (its salesperson only: may_answer)
     CANCEL = "cancel"  # mark an account cancelled, with a reason
     PHOTOS = "photos"  # add a photo for the technician, remove a wrong one (seeing them: BRIEF)
+    ASSIGN_TECHNICIAN = "assign_technician"  # set or clear the account's technician (office/admin)
 
 
 _ADMIN_ONLY = frozenset({Action.SETTINGS, Action.MANAGE_STAFF})

@@ -20,7 +20,16 @@ from sqlalchemy.orm import Session, selectinload
 
 from portal import access, access_card, confirmations, photos, record
 from portal.handoffs import display_value
-from portal.models import DIFFERENT, Account, ChangeRequest, ChangeRequestStatus, Outcome, Photo, StaffUser
+from portal.models import (
+    DIFFERENT,
+    Account,
+    ChangeRequest,
+    ChangeRequestStatus,
+    Outcome,
+    Photo,
+    Role,
+    StaffUser,
+)
 
 # Safety and access lead: they are what goes wrong at the gate on a first visit.
 FIRST = (("safety", "Safety"), ("gate_access", "Gate access"))
@@ -182,12 +191,26 @@ class DayPage:
     next: date | None  # the nearest later day with visits
     day_before: date | None  # plain date - 1 (None only at the calendar's edge)
     day_after: date | None
+    # The signed-in technician's id: their own visits lead, under "Your visits". None for
+    # everyone else (the office sees one list, each row naming its technician).
+    technician_id: int | None = None
+
+    @property
+    def groups(self) -> list[tuple[str, list[DayVisit]]]:
+        """(heading, visits): one untitled group, or the technician's own then the others
+        (unassigned and other technicians'), each in the list's address order."""
+        if self.technician_id is None:
+            return [("", self.visits)]
+        yours = [visit for visit in self.visits if visit.account.technician_id == self.technician_id]
+        others = [visit for visit in self.visits if visit.account.technician_id != self.technician_id]
+        titled = (("Your visits", yours), ("Other visits", others))
+        return [(title, found) for title, found in titled if found]
 
 
 def visits_on(session: Session, day: date, user: StaffUser) -> list[DayVisit]:
     """The first visits on `day` that `user` may see, each with its brief's lines, photos and
-    access card: six queries however many visits (accounts, their items, the items' latest
-    entries, open change requests, photos, access cards)."""
+    access card: six queries however many visits (accounts, with their technician joined,
+    their items, the items' latest entries, open change requests, photos, access cards)."""
     accounts = list(
         session.scalars(
             select(Account)
@@ -249,6 +272,7 @@ def day_page(session: Session, user: StaffUser, day: date | None, today: date) -
         next=following,
         day_before=_step(shown, -1),
         day_after=_step(shown, 1),
+        technician_id=user.id if user.role == Role.TECHNICIAN.value else None,
     )
 
 

@@ -20,11 +20,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from portal import follow_ups, links, record
+from portal import follow_ups, links, record, technicians
 from portal.company import company_today, get_company
 from portal.db import get_db, unit_of_work, utcnow
 from portal.mail import queue_email
-from portal.models import Account, AccountStatus, FirstVisitFeedback, RecordEntry, Role, StaffUser
+from portal.models import Account, AccountStatus, FirstVisitFeedback
 from portal.outbox import ISO_DATETIME
 
 PURPOSE = "first-visit-feedback"
@@ -73,22 +73,6 @@ def due_account_ids(session: Session, today: datetime | None = None) -> list[int
     )
 
 
-def first_visit_technician(session: Session, account: Account) -> int | None:
-    """The technician who last wrote to the account's record: who worked its first visit, as
-    far as the portal knows (it keeps no technician assignment)."""
-    technicians = select(StaffUser.id).where(StaffUser.role == Role.TECHNICIAN.value)
-    actors = [f"staff:{staff_id}" for staff_id in session.scalars(technicians)]
-    if not actors:
-        return None
-    actor = session.scalar(
-        select(RecordEntry.actor)
-        .where(RecordEntry.account_id == account.id, RecordEntry.actor.in_(actors))
-        .order_by(RecordEntry.seq.desc())
-        .limit(1)
-    )
-    return int(actor.partition(":")[2]) if actor else None
-
-
 def ask(session: Session, account: Account) -> FirstVisitFeedback:
     """Queue the one feedback email and record it. The caller commits; a second ask for the
     same account fails on the unique account_id."""
@@ -96,7 +80,7 @@ def ask(session: Session, account: Account) -> FirstVisitFeedback:
     feedback = FirstVisitFeedback(
         account_id=account.id,
         nonce_hash=links.hash_nonce(nonce),
-        technician_id=first_visit_technician(session, account),
+        technician_id=technicians.technician_of(session, account),
     )
     session.add(feedback)
     session.flush()

@@ -19,10 +19,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import case, or_, select
 from sqlalchemy.orm import Session
 
-from portal import access, follow_ups, links, record
+from portal import access, follow_ups, links, record, technicians
 from portal.company import get_company
 from portal.db import utcnow
 from portal.deliverables import DONE, OPEN, occasion_of, plan
@@ -297,13 +297,19 @@ UNASSIGNED = "Unassigned"
 
 def kept_on_time(session: Session, user: StaffUser, today: date) -> KeptReport:
     """Tasks due by today (or done early), kept on time = done on or before the due date; by
-    promise kind, by the account's salesperson and by who did (or last tried) it. One query
-    for the tasks in `user`'s scope, one for the names."""
+    promise kind, by the account's salesperson and by technician (the account's assigned one
+    for a technician's task, else who did or last tried it). One query for the tasks in
+    `user`'s scope, one for the names."""
     rows = session.execute(
         select(
             PromiseItem.kind,
             Account.salesperson_id,
-            PromiseTask.by_id,
+            # A technician's task counts for the account's assigned technician; an office task,
+            # or one on an account nobody was assigned to, for who did (or last tried) it.
+            case(
+                (PromiseTask.owner == TECHNICIAN, technicians.assigned_or(PromiseTask.by_id)),
+                else_=PromiseTask.by_id,
+            ).label("technician_id"),
             PromiseTask.status,
             PromiseTask.done_on,
             PromiseTask.due_on,
@@ -312,7 +318,7 @@ def kept_on_time(session: Session, user: StaffUser, today: date) -> KeptReport:
         .join(Account, Account.id == PromiseTask.account_id)
         .where(*access.conditions(user), or_(PromiseTask.due_on <= today, PromiseTask.status == DONE))
     ).all()
-    people = {row.salesperson_id for row in rows} | {row.by_id for row in rows}
+    people = {row.salesperson_id for row in rows} | {row.technician_id for row in rows}
     names = {
         person.id: person.display_name
         for person in session.scalars(select(StaffUser).where(StaffUser.id.in_([p for p in people if p])))
@@ -326,7 +332,9 @@ def kept_on_time(session: Session, user: StaffUser, today: date) -> KeptReport:
             (names.get(row.salesperson_id, UNASSIGNED) if row.salesperson_id else UNASSIGNED, ok)
             for row, ok in kept
         ),
-        by_technician=_tally((names.get(row.by_id, NOBODY) if row.by_id else NOBODY, ok) for row, ok in kept),
+        by_technician=_tally(
+            (names.get(row.technician_id, NOBODY) if row.technician_id else NOBODY, ok) for row, ok in kept
+        ),
     )
 
 

@@ -156,6 +156,7 @@ class Account(Base):
     __table_args__ = (
         Index("ix_accounts_status_first_visit", "status", "first_visit"),
         Index("ix_accounts_salesperson_first_visit", "salesperson_id", "first_visit"),
+        Index("ix_accounts_technician_first_visit", "technician_id", "first_visit"),
         # Covers the dashboard's "link expired" and "not opened" counts (scope columns included,
         # so they never read the accounts themselves).
         Index("ix_accounts_status_link_sent", "status", "link_sent_at", "deleted_at", "salesperson_id"),
@@ -181,6 +182,8 @@ class Account(Base):
     billing_cadence: Mapped[str] = mapped_column(String(12), default="monthly", server_default="monthly")
     first_visit: Mapped[date | None] = mapped_column(Date)
     salesperson_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    # The technician the office assigned (portal/technicians.py); None: nobody yet.
+    technician_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
     status: Mapped[str] = mapped_column(String(20), default=AccountStatus.DRAFT.value)
     # Staff-only context from the sale; the customer never confirms these.
     why_chose_us: Mapped[str] = mapped_column(Text, default="")
@@ -225,7 +228,9 @@ class Account(Base):
     __mapper_args__ = {"version_id_col": version}
 
     customer: Mapped[Customer] = relationship(back_populates="accounts", lazy="joined")
-    salesperson: Mapped[StaffUser | None] = relationship(lazy="joined")
+    salesperson: Mapped[StaffUser | None] = relationship(foreign_keys=[salesperson_id], lazy="joined")
+    # Joined like the salesperson: the day list names each visit's technician in its one query.
+    technician: Mapped[StaffUser | None] = relationship(foreign_keys=[technician_id], lazy="joined")
     all_items: Mapped[list[PromiseItem]] = relationship(
         back_populates="account", order_by="PromiseItem.position"
     )
@@ -616,8 +621,8 @@ class FirstVisitFeedback(Base):
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), unique=True)
     nonce_hash: Mapped[str] = mapped_column(String(64))
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    # The technician who last wrote to the account's record before the email went out: the
-    # portal has no technician assignment, so this is who worked the first visit, if anyone.
+    # The account's technician when the email went out (portal/technicians.py: the assigned
+    # one, else who last wrote to the record): who worked the first visit, if anyone.
     technician_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
     answer: Mapped[str | None] = mapped_column(String(20))  # "yes" or "not_quite"
     comment: Mapped[str] = mapped_column(Text, default="")

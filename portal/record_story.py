@@ -57,6 +57,7 @@ PLAIN_EVENTS = {
     "first_visit_feedback": "First visit matched what was agreed? {value}",
     "photo_added": "Photo added: {value}",
     "photo_removed": "Photo removed: {value}",
+    "technician_assigned": "Technician: {value}",
 }
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import QueryableAttribute, Session
 
-from portal import access
+from portal import access, technicians
 from portal.handoffs import KIND_LABELS
 from portal.models import (
     DIFFERENT,
@@ -160,7 +160,12 @@ def first_visit_feedback(session: Session, user: StaffUser, by: str) -> list[Fee
     """Answers to "Did your first visit match what we agreed?" (yes / not quite / no answer
     yet) over every feedback email sent, by salesperson or by technician ("by": "salesperson"
     or "technician"): one grouped query."""
-    group = Account.salesperson_id if by == "salesperson" else FirstVisitFeedback.technician_id
+    # The technician assigned now, else the one the feedback row kept when it was sent.
+    group = (
+        Account.salesperson_id
+        if by == "salesperson"
+        else technicians.assigned_or(FirstVisitFeedback.technician_id)
+    )
     rows = session.execute(
         select(group, FirstVisitFeedback.answer, func.count())
         .join(Account, Account.id == FirstVisitFeedback.account_id)

@@ -10,8 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.wrappers import Response
 
-from portal import consents, follow_ups, notes, once, photos, record, record_story
-from portal.access import Action, account_or_404, allows, roles_for
+from portal import consents, follow_ups, notes, once, photos, record, record_story, technicians
+from portal.access import Action, account_or_404, allows, may, roles_for
 from portal.auth import roles_required
 from portal.db import get_db, unit_of_work
 from portal.forms import PhotoForm, RemovePhotoForm, options
@@ -21,7 +21,7 @@ from portal.onboarding import send_new_link
 from portal.salespeople import SELLING_ROLES, salespeople
 from portal.secret_codes import BLANKED, has_code, screened
 from portal.staff import bp
-from portal.staff.forms import new_note_form
+from portal.staff.forms import TechnicianForm, new_note_form
 from portal.staff.handback_forms import handback_view
 from portal.staff.handoff_forms import (
     SALE_NOTES,
@@ -146,8 +146,49 @@ def account_page(found: Account, forms: Mapping[str, object] | None = None, code
         consent_state=consents.state(session, found),
         consent_names=consents.NAMES,
         follow_ups=follow_ups.open_for(session, found),
+        technician_form=_technician_form(found, forms.get("technician"), blank),
         **_photo_context(found, blank),
     )
+
+
+def _technician_form(account: Account, posted: object, blank: bool) -> TechnicianForm | None:
+    """The office's select of active technicians, on the one assigned now (or nobody yet)."""
+    if not may(current_user, Action.ASSIGN_TECHNICIAN, account):
+        return None
+    if isinstance(posted, TechnicianForm):
+        form = posted
+    else:
+        form = TechnicianForm(formdata=None) if blank else TechnicianForm()
+        form.technician_id.data = str(account.technician_id or "")
+    people = [(str(p.id), p.display_name) for p in technicians.active_technicians(get_db())]
+    form.technician_id.choices = [("", technicians.NOBODY_YET), *people]
+    return form
+
+
+@bp.post("/accounts/<int:account_id>/technician")
+@roles_required(*roles_for(Action.ASSIGN_TECHNICIAN))
+def assign_technician(account_id: int) -> Response | tuple[str, int]:
+    found = account_or_404(get_db(), account_id, current_user, Action.ASSIGN_TECHNICIAN)
+    form = TechnicianForm()
+    if not form.validate_on_submit():
+        form.technician_id.errors = ["That form had expired; please try again."]
+        return account_page(found, {"technician": form}), 400
+    back = redirect(url_for("staff.account", account_id=found.id) + "#technician")
+    try:
+        with unit_of_work() as session:
+            if once.claim(session, form.submitted_id, "assign-technician") is None:
+                return back
+            me: StaffUser = current_user._get_current_object()
+            technicians.assign(session, found, technicians.chosen(form.technician_id.data or ""), me)
+    except technicians.TechnicianError as error:
+        form.technician_id.errors = [str(error)]
+        return account_page(found, {"technician": form}), 400
+    except StaleDataError:  # another save landed between our read and our write
+        flash("Someone else saved this account meanwhile; check the technician and try again.", "error")
+        return back
+    named = found.technician.display_name if found.technician else None
+    flash(f"Technician: {named}." if named else "No technician is assigned yet.", "success")
+    return back
 
 
 def _photo_context(account: Account, blank: bool) -> dict[str, object]:

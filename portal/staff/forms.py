@@ -316,6 +316,11 @@ RESOLUTIONS = {
 }
 
 
+class TechnicianForm(OnceForm):
+    # Any value reaches portal/technicians.py, which refuses all but an active technician.
+    technician_id = SelectField("Technician", validate_choice=False)
+
+
 class ResolveForm(OnceForm):
     action = RadioField(
         "What do you decide?", validators=[InputRequired("Choose what to do.")], render_kw={"class": "plain"}
